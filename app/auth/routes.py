@@ -1,0 +1,70 @@
+import time
+from urllib.parse import urlsplit
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from ..errors import Invalid
+from ..extensions import db, login_manager
+from ..models import User
+from ..services import bans, users
+from . import bp
+from .forms import LoginForm, PasswordChangeForm
+
+
+@login_manager.user_loader
+def load_user(user_id: str):
+    return db.session.get(User, int(user_id))
+
+
+def _safe_next(target: str | None) -> str:
+    # Only same-site relative paths, so a crafted link cannot send the user elsewhere.
+    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return url_for("main.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("main.index"))
+    form = LoginForm()
+    address = request.remote_addr or "unknown"
+    if form.validate_on_submit():
+        if bans.is_banned(address):
+            abort(429)
+        user = users.authenticate(form.email.data, form.password.data)
+        if user is None:
+            banned = bans.record_failure(address)
+            time.sleep(bans.failure_delay())
+            if banned:
+                abort(429)
+            flash("メールアドレスまたはパスワードが正しくありません。", "error")
+            return render_template("auth/login.html", form=form), 401
+        bans.record_success(address)
+        login_user(user)
+        return redirect(_safe_next(request.args.get("next")))
+    return render_template("auth/login.html", form=form)
+
+
+@bp.route("/logout", methods=["POST"])
+@login_required
+def logout():
+    logout_user()
+    flash("ログアウトしました。", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@login_required
+def password():
+    form = PasswordChangeForm()
+    if form.validate_on_submit():
+        try:
+            users.change_password(current_user, form.current.data, form.new.data)
+        except Invalid as e:
+            getattr(form, e.field or "current").errors.append(e.message)
+        else:
+            flash("パスワードを変更しました。", "success")
+            return redirect(url_for("main.index"))
+    return render_template("auth/password.html", form=form)

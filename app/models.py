@@ -1,0 +1,264 @@
+"""The schema, as SQLAlchemy 2 typed models. `migrations/` creates it; keep both in step."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+
+from .extensions import db
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Account(db.Model):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    integration_enabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    settings: Mapped[IntegrationSettings | None] = relationship(back_populates="account", uselist=False)
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+
+    ADMIN = "admin"
+    VIEWER = "viewer"
+    ROLE_LABELS = {ADMIN: "管理者", VIEWER: "閲覧者"}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=ADMIN)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    account: Mapped[Account] = relationship()
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == self.ADMIN
+
+    @property
+    def role_label(self) -> str:
+        return self.ROLE_LABELS.get(self.role, self.role)
+
+
+class Member(db.Model):
+    __tablename__ = "members"
+    __table_args__ = (
+        UniqueConstraint("account_id", "no"),
+        UniqueConstraint("account_id", "employee_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    no: Mapped[int]
+    employee_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    department: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(254))
+    active: Mapped[bool] = mapped_column(default=True)
+
+
+class GraphColumn(db.Model):
+    __tablename__ = "graph_columns"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    unit: Mapped[str] = mapped_column(String(20), default="")
+    position: Mapped[int] = mapped_column(default=0)
+
+
+class Import(db.Model):
+    """One received file and its fate; `content` holds the original bytes (loaded only on demand)."""
+
+    __tablename__ = "imports"
+    __table_args__ = (
+        Index("ix_imports_account_filename", "account_id", "filename"),
+        Index("ix_imports_status", "status"),
+        UniqueConstraint("account_id", "dedupe_key"),
+    )
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DISCARDED = "discarded"
+    REFUSED = "refused"
+    STATUS_LABELS = {
+        QUEUED: "待機中",
+        RUNNING: "取込中",
+        SUCCEEDED: "成功",
+        FAILED: "エラー",
+        DISCARDED: "破棄",
+        REFUSED: "拒否",
+    }
+    CHANNEL_LABELS = {"mail": "メール", "ftp": "FTP", "api": "API", "web": "画面", "cli": "コマンド"}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    filename: Mapped[str] = mapped_column(String(255))
+    sender: Mapped[str | None] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    # Set while a worker holds the import; a stale claim is taken back after a crash.
+    claimed_at: Mapped[dt.datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    encoding: Mapped[str | None] = mapped_column(String(32))
+    period_kind: Mapped[str | None] = mapped_column(String(8))
+    period_date: Mapped[dt.date | None]
+    row_count: Mapped[int] = mapped_column(default=0)
+    error_count: Mapped[int] = mapped_column(default=0)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    # Channel-level identity of a delivery (e.g. Message-ID + content hash) so a repeat is stored once.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200))
+    replaced_import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(Text)
+    content: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+
+    account: Mapped[Account] = relationship()
+    errors: Mapped[list[ImportErrorRecord]] = relationship(
+        order_by="ImportErrorRecord.id", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def status_label(self) -> str:
+        return self.STATUS_LABELS.get(self.status, self.status)
+
+    @property
+    def channel_label(self) -> str:
+        return self.CHANNEL_LABELS.get(self.channel, self.channel)
+
+
+class ImportErrorRecord(db.Model):
+    """One error of a failed import (named with a trailing _ so it never shadows the builtin)."""
+
+    __tablename__ = "import_errors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), index=True)
+    line: Mapped[int | None]
+    column: Mapped[str | None] = mapped_column(String(255))
+    value: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+
+
+class Result(db.Model):
+    """One CSV line (or one hand-typed entry): a member's values for one period.
+
+    Values are a JSON object {graph column id: number}, so a 200,000-line file is
+    200,000 inserts, not one per cell. `import_id` is NULL for results typed by hand,
+    which imports never touch.
+    """
+
+    __tablename__ = "results"
+    __table_args__ = (Index("ix_results_account_period", "account_id", "period_date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    period_kind: Mapped[str] = mapped_column(String(8))
+    period_date: Mapped[dt.date]
+    line: Mapped[int | None]
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class IntegrationSettings(db.Model):
+    """外部連携設定 of one account (SPEC section 3). Lists are JSON arrays of strings."""
+
+    __tablename__ = "integration_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), unique=True)
+    mode: Mapped[str] = mapped_column(String(8), default="mail")
+    status: Mapped[str] = mapped_column(String(8), default="active")
+    member_key: Mapped[str] = mapped_column(String(16), default="no")
+    encoding: Mapped[str] = mapped_column(String(16), default="auto")
+    error_to: Mapped[list[str]] = mapped_column(JSON, default=list)
+    success_to: Mapped[list[str]] = mapped_column(JSON, default=list)
+    senders: Mapped[list[str]] = mapped_column(JSON, default=list)
+    inbound_local: Mapped[str | None] = mapped_column(String(64), unique=True)
+    ftp_username: Mapped[str | None] = mapped_column(String(64), unique=True)
+    ftp_password_hash: Mapped[str | None] = mapped_column(String(255))
+    ftp_days: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    ftp_start: Mapped[str] = mapped_column(String(5), default="09:00")
+    ftp_end: Mapped[str] = mapped_column(String(5), default="18:00")
+    ftp_interval: Mapped[int] = mapped_column(default=60)
+    ftp_delay: Mapped[int] = mapped_column(default=0)
+    last_ftp_check_at: Mapped[dt.datetime | None]
+    # sha256 of the token: tokens are 256 random bits, so a fast hash is safe and allows lookup.
+    api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    account: Mapped[Account] = relationship(back_populates="settings")
+
+
+class SettingsChange(db.Model):
+    """Who changed which integration setting, and when (shown at the bottom of the tab)."""
+
+    __tablename__ = "settings_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    summary: Mapped[str] = mapped_column(Text)
+
+
+class OutboxMail(db.Model):
+    """A report mail, written before it is sent; the sender thread delivers it with retries."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    STATUS_LABELS = {PENDING: "送信待ち", SENT: "送信済み", FAILED: "送信失敗"}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16))
+    to_addrs: Mapped[list[str]] = mapped_column(JSON)
+    subject: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[dt.datetime | None]
+    sent_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def status_label(self) -> str:
+        return self.STATUS_LABELS.get(self.status, self.status)
+
+
+class AuthFailure(db.Model):
+    """Failed logins per remote address; shared by web, FTP and API so a ban covers all three."""
+
+    __tablename__ = "auth_failures"
+
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    window_start: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    banned_until: Mapped[dt.datetime | None]

@@ -1,0 +1,6 @@
+from flask import Blueprint
+
+bp = Blueprint("settings", __name__)
+
+# Each tab of 設定 lives in its own module and attaches its routes to bp.
+from . import columns, integration, members, routes, users  # noqa: E402,F401
