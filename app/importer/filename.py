@@ -1,0 +1,68 @@
+"""The period a CSV file covers, from its name (SPEC section 2, "File name")."""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from app.errors import ImportRejected, Invalid, RowError
+
+FILENAME_MESSAGE = (
+    "ファイル名は yyyymmdd.csv(日次、例 20180516.csv)または "
+    "yyyymm00.csv(月次、例 20180500.csv)の形式にしてください。"
+)
+PERIOD_MESSAGE = "期間は yyyymmdd(日次、例 20180516)または yyyymm(月次、例 201805)で指定してください。"
+
+
+@dataclass(frozen=True)
+class Period:
+    """A day or a month of results; `name` is the file's base name."""
+
+    kind: str  # "day" | "month"
+    date: datetime.date  # for a month: its 1st
+    name: str
+
+    @property
+    def key(self) -> str:
+        """Return "20180516" for a day, "201805" for a month."""
+        return self.date.strftime("%Y%m%d" if self.kind == "day" else "%Y%m")
+
+    @property
+    def label(self) -> str:
+        """Return "2018年5月16日" for a day, "2018年5月" for a month."""
+        month = f"{self.date.year}年{self.date.month}月"
+        return f"{month}{self.date.day}日" if self.kind == "day" else month
+
+
+def parse_filename(name: str) -> Period:
+    """Return the period named by a received file name, or raise ImportRejected."""
+    # Mail clients and FTP paths use either separator; only the base name counts.
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    period = _period_from_digits(base[:-4], base) if base[-4:].lower() == ".csv" else None
+    if period is None:
+        raise ImportRejected([RowError(message=FILENAME_MESSAGE, value=base)])
+    return period
+
+
+def parse_period(text: str) -> Period:
+    """Return the period for an API/CLI query such as "20180516" or "201805", or raise Invalid."""
+    digits = text.strip()
+    if len(digits) == 6:
+        digits += "00"  # a month is written yyyymm in queries, yyyymm00 in file names
+    period = _period_from_digits(digits, f"{digits}.csv")
+    if period is None:
+        raise Invalid(PERIOD_MESSAGE, field="period")
+    return period
+
+
+def _period_from_digits(stem: str, name: str) -> Period | None:
+    """Read 8 ASCII digits as yyyymmdd (a day) or yyyymm00 (a month); None if invalid."""
+    # isdigit() alone would accept full-width and other Unicode digits.
+    if len(stem) != 8 or not (stem.isascii() and stem.isdigit()):
+        return None
+    year, month, day = int(stem[:4]), int(stem[4:6]), int(stem[6:])
+    try:
+        if day == 0:
+            return Period("month", datetime.date(year, month, 1), name)
+        return Period("day", datetime.date(year, month, day), name)
+    except ValueError:
+        return None

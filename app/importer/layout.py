@@ -1,0 +1,345 @@
+"""Header and value rules of a results CSV (SPEC section 2, "Layout"), read record by record."""
+from __future__ import annotations
+
+import csv
+import io
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from operator import itemgetter
+
+from app.errors import RowError
+
+NOTE_HEADER = "備考"
+MEMBER_KEYS = ("no", "employee_id")
+KEY_HEADERS = {"no": "No.", "employee_id": "社員ID"}
+KEY_SETTINGS = {"no": "メンバー設定のNo.", "employee_id": "メンバー設定の社員ID"}
+
+NO_DATA_MESSAGE = "データ行がありません。1行目の見出しの下に、メンバーごとの行を入れてください。"
+NOT_A_NUMBER = "数値ではありません(使える形: 1234、1,234、-100、△100、▲100、12.5)"
+BAD_SEPARATOR = "桁区切りのカンマの位置が正しくありません(例 1,234,567)"
+
+# NFKC already turns full-width "－" (U+FF0D) and "﹣" into "-"; U+2212 has no decomposition.
+_MINUS_SIGNS = frozenset("-\u2212△▲")
+
+
+@dataclass(slots=True)
+class Row:
+    """One valid data record of a results CSV."""
+
+    line: int  # the file's own line number where this record starts (header = line 1)
+    member_id: int
+    values: dict[int, float]  # graph column id -> value; columns with empty cells are absent
+    note: str | None  # 備考 or None
+
+
+def normalize(text: str) -> str:
+    """Return text as headers are compared: Unicode NFKC, then trimmed."""
+    return unicodedata.normalize("NFKC", text).strip()
+
+
+def key_header_kind(text: str) -> str | None:
+    """Return "no" or "employee_id" when a header names a member key, else None."""
+    # casefold and dropped spaces/dots accept "No", "NO.", "No．", "Ｎｏ．", "№", "No ." alike.
+    folded = normalize(text.lstrip("\ufeff")).casefold().replace(" ", "")
+    if folded.rstrip(".") == "no":
+        return "no"
+    if folded == "社員id":
+        return "employee_id"
+    return None
+
+
+def parse_value(cell: str) -> float | None:
+    """Return the number written in a cell, None when it is empty; raise ValueError otherwise."""
+    if cell.isascii():
+        text = cell.strip()
+    else:
+        # NFKC maps full-width digits, signs, comma, period and U+3000, but also "①" or "²"
+        # to digits; only the full-width forms block (U+FF00-U+FFEF) is a plausible typing.
+        if any(char > "\x7f" and not ("\uff00" <= char <= "\uffef" or char in _MINUS_SIGNS or char.isspace())
+               for char in cell):
+            raise ValueError(NOT_A_NUMBER)
+        text = unicodedata.normalize("NFKC", cell).strip()
+    if not text:
+        return None
+    negative = text[0] in _MINUS_SIGNS
+    if negative:
+        text = text[1:].lstrip()
+    whole, point, fraction = text.partition(".")
+    if "," in whole:
+        groups = whole.split(",")
+        if not (1 <= len(groups[0]) <= 3 and all(len(group) == 3 for group in groups[1:])):
+            raise ValueError(BAD_SEPARATOR)
+        whole = "".join(groups)
+    # Checking the characters ourselves keeps float() from accepting "1e5", "nan", "inf", "1_000".
+    if not _is_digits(whole) or (point and not _is_digits(fraction)):
+        raise ValueError(NOT_A_NUMBER)
+    value = float(f"{whole}.{fraction}" if point else whole)
+    return -value if negative and value else value  # "-0" is 0, not -0.0
+
+
+def _is_digits(text: str) -> bool:
+    """Return True for a non-empty run of ASCII digits."""
+    return text.isascii() and text.isdigit()
+
+
+def physical_lines(text: str) -> Iterator[str]:
+    """Yield the text's lines with their endings, one physical line each, without copying the text."""
+    if "\r" in text and text.count("\r") != text.count("\r\n"):
+        # Lone CRs (old Mac Excel) are rare, so a copy of the text is fine here. StringIO splits
+        # on \r, \n and \r\n only; str.splitlines would also split on U+2028, \x0c and the like.
+        yield from io.StringIO(text, newline="")
+        return
+    start, find = 0, text.find
+    while True:
+        end = find("\n", start)
+        if end < 0:
+            if start < len(text):
+                yield text[start:]
+            return
+        yield text[start:end + 1]
+        start = end + 1
+
+
+def csv_error(line: int, error: csv.Error) -> RowError:
+    """Translate the csv module's complaint about the record starting at `line`."""
+    if "end of data" in str(error):
+        message = "引用符(\")で始まった値が閉じられないままファイルが終わっています。引用符の対応を確認してください。"
+    elif "field limit" in str(error):
+        message = "値が長すぎます。引用符(\")の対応を確認してください。"
+    else:
+        message = "CSVの形式が正しくありません。値の中の引用符(\")は \"\" と2つ重ねて書いてください。"
+    return RowError(message=message, line=line)
+
+
+def records(text: str, errors: list[RowError]) -> Iterator[tuple[int, list[str]]]:
+    """Yield (starting line, cells) for every non-blank record; a CSV syntax error ends it, into errors."""
+    reader = csv.reader(physical_lines(text), strict=True)
+    last = 0
+    try:
+        for record in reader:
+            line = last + 1
+            # reader.line_num is where a record ends; the next one starts on the line after.
+            last = reader.line_num
+            if any(cell.strip() for cell in record):
+                yield line, record
+    except csv.Error as error:
+        errors.append(csv_error(last + 1, error))
+
+
+def trim_trailing(cells: list[str]) -> list[str]:
+    """Drop Excel's trailing empty cells."""
+    end = len(cells)
+    while end and not cells[end - 1].strip():
+        end -= 1
+    return cells[:end]
+
+
+class CsvReader:
+    """Read a decoded results CSV record by record: valid rows out, every problem into `errors`."""
+
+    def __init__(self, text: str, *, columns: dict[str, int], member_key: str, members: dict[str, int]):
+        """columns: graph column name -> column id; member_key: "no" | "employee_id";
+        members: member key text (No. as str(int) e.g. "12", or 社員ID exact text) -> member id (active members only)."""
+        if member_key not in MEMBER_KEYS:
+            raise ValueError(f"member_key must be one of {MEMBER_KEYS}, not {member_key!r}")
+        self._text = text
+        self._member_key = member_key
+        self._members = members
+        self._columns = {normalize(name): column_id for name, column_id in columns.items()}
+        self._valid_names = "、".join([*columns, NOTE_HEADER])
+        self.errors: list[RowError] = []
+        self.header: list[str] = []
+
+    def rows(self) -> Iterator[Row]:
+        """Yield valid rows only; once exhausted, self.errors holds every error of the file."""
+        errors: list[RowError] = []
+        self.errors = errors
+        self.header = []
+        reader = csv.reader(physical_lines(self._text), strict=True)
+        last = 0
+        try:
+            for record in reader:
+                line = last + 1
+                last = reader.line_num
+                if any(cell.strip() for cell in record):
+                    break
+            else:
+                errors.append(RowError(message="空のファイルです。" + NO_DATA_MESSAGE))
+                return
+            plan = self._read_header(record, line)
+            if plan is None:
+                return  # header errors stop the file: rows cannot be understood without it
+            value_indexes, column_ids, names, note_index = plan
+            width = len(self.header)
+            member_of = self._members.get
+            get_values = _getter(value_indexes)
+            count = 0
+            # The hot path: per-row C calls only, while cells are plain ASCII integers.
+            for record in reader:
+                line = last + 1
+                last = reader.line_num
+                if not any(record):
+                    continue  # blank line, or Excel's ",,,"
+                if len(record) != width and not self._fit(record, width, line):
+                    count += 1
+                    self._check_cells(record, line, value_indexes, names)  # report its other errors too
+                    continue
+                count += 1
+                member_id = member_of(record[0])
+                if member_id is None:
+                    if not any(cell.strip() for cell in record):
+                        count -= 1
+                        continue  # only spaces: as blank as an empty line
+                    member_id = self._member(record[0], line)
+                cells = get_values(record)
+                joined = "".join(cells)
+                if joined.isdigit() and joined.isascii() and all(cells):
+                    values = dict(zip(column_ids, map(float, cells)))
+                else:
+                    values = self._values(cells, line, column_ids, names)
+                if member_id is None or values is None:
+                    continue
+                note = (record[note_index].strip() or None) if note_index is not None else None
+                yield Row(line, member_id, values, note)
+        except csv.Error as error:
+            errors.append(csv_error(last + 1, error))
+            return
+        if count == 0:
+            errors.append(RowError(message=NO_DATA_MESSAGE))
+
+    def _read_header(self, record: list[str], line: int) -> tuple[list[int], list[int], list[str], int | None] | None:
+        """Check the header; return (value cell indexes, column ids, header names, note index) or None."""
+        header = [cell.strip() for cell in trim_trailing(record)]
+        header[0] = header[0].lstrip("\ufeff")  # a second BOM left by a careless converter
+        self.header = header
+        errors: list[RowError] = []
+        key_error = self._key_header_error(header[0])
+        if key_error:
+            errors.append(RowError(message=key_error, line=line, column=header[0] or "1列目"))
+        indexes: list[int] = []
+        column_ids: list[int] = []
+        names: list[str] = []
+        note_index: int | None = None
+        seen: dict[str, int] = {}
+        valid = f"使える見出し: {self._valid_names}"
+        for index, name in enumerate(header[1:], start=1):
+            where = f"{index + 1}列目"
+            normalized = normalize(name)
+            if not normalized:
+                errors.append(RowError(message=f"{where}の見出しが空です。{valid}", line=line, column=where))
+                continue
+            if normalized in seen:
+                errors.append(RowError(
+                    message=f"見出し「{name}」が{seen[normalized] + 1}列目と{where}で重複しています。{valid}",
+                    line=line, column=name))
+                continue
+            seen[normalized] = index
+            # A graph column that happens to be named 備考 wins over the note.
+            column_id = self._columns.get(normalized)
+            if column_id is not None:
+                indexes.append(index)
+                column_ids.append(column_id)
+                names.append(name)
+            elif normalized == NOTE_HEADER:
+                note_index = index
+            else:
+                errors.append(RowError(message=f"「{name}」はグラフ列にない見出しです。{valid}", line=line, column=name))
+        if not indexes and len(errors) == (1 if key_error else 0):
+            errors.append(RowError(message=f"グラフ列の見出しが1つもありません。{valid}", line=line))
+        if errors:
+            self.errors.extend(errors)
+            return None
+        return indexes, column_ids, names, note_index
+
+    def _key_header_error(self, name: str) -> str | None:
+        """Return why column 1's header does not name the account's member key, or None."""
+        expected = self._member_key
+        kind = key_header_kind(name)
+        if kind == expected:
+            return None
+        if kind is not None:
+            return (f"1列目の見出しが「{KEY_HEADERS[kind]}」ですが、外部連携設定のメンバー識別IDは"
+                    f"「{KEY_SETTINGS[expected]}」です。1列目の見出しを「{KEY_HEADERS[expected]}」にするか、"
+                    f"メンバー識別IDの設定を変更してください。")
+        return (f"1列目の見出しは「{KEY_HEADERS[expected]}」にしてください"
+                f"(外部連携設定のメンバー識別ID: {KEY_SETTINGS[expected]})。")
+
+    def _fit(self, record: list[str], width: int, line: int) -> bool:
+        """Pad a short record, or accept a long one whose extra cells are empty; False if not."""
+        if len(record) < width:
+            record.extend([""] * (width - len(record)))
+            return True
+        for index in range(width, len(record)):
+            if record[index].strip():
+                self.errors.append(RowError(
+                    message=f"見出しのない列に値があります(見出しは{width}列目までです)",
+                    line=line, column=f"{index + 1}列目", value=record[index]))
+                return False
+        return True  # Excel's trailing ",,,": the extra cells are simply never read
+
+    def _check_cells(self, record: list[str], line: int, value_indexes: list[int], names: list[str]) -> None:
+        """Report the member and value errors of a row that is already rejected."""
+        self._member(record[0], line)
+        self._values([record[index] for index in value_indexes], line, [0] * len(names), names)
+
+    def _member(self, cell: str, line: int) -> int | None:
+        """Return the member id for a key cell, or record why there is none."""
+        column = self.header[0]
+        if self._member_key == "no":
+            text = normalize(cell)
+            if not text:
+                message = "No.が空です"
+            elif not _is_digits(text) or int(text) == 0:
+                message = "No.は1以上の整数で入力してください"
+            else:
+                member_id = self._members.get(str(int(text)))  # "007" is No. 7
+                if member_id is not None:
+                    return member_id
+                message = "メンバー設定に存在しないNo.です(無効なメンバーを含む)"
+        else:
+            # 社員ID is compared exactly: leading zeros and letter case matter.
+            text = cell.strip()
+            if not text:
+                message = "社員IDが空です"
+            else:
+                member_id = self._members.get(text)
+                if member_id is not None:
+                    return member_id
+                message = "メンバー設定に存在しない社員IDです(無効なメンバーを含む)"
+        self.errors.append(RowError(message=message, line=line, column=column, value=cell))
+        return None
+
+    def _values(self, cells: tuple[str, ...] | list[str], line: int, column_ids: list[int],
+                names: list[str]) -> dict[int, float] | None:
+        """Parse value cells one by one; None (with errors recorded) if any is not a number."""
+        values: dict[int, float] = {}
+        ok = True
+        for cell, column_id, name in zip(cells, column_ids, names):
+            if not cell:
+                continue
+            try:
+                value = parse_value(cell)
+            except ValueError as error:
+                self.errors.append(RowError(message=str(error), line=line, column=name, value=cell))
+                ok = False
+                continue
+            if value is not None:
+                values[column_id] = value
+        return values if ok else None
+
+
+def _getter(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
+    """Return a C-speed function picking the value cells of a record as a tuple."""
+    if len(indexes) == 1:
+        index = indexes[0]
+        return lambda record: (record[index],)
+    return itemgetter(*indexes)
+
+
+def parse_all(text: str, *, columns: dict[str, int], member_key: str,
+              members: dict[str, int]) -> tuple[list[Row], list[RowError]]:
+    """Read a whole file at once (tests, dry runs): (valid rows, every error)."""
+    reader = CsvReader(text, columns=columns, member_key=member_key, members=members)
+    rows = list(reader.rows())
+    return rows, reader.errors

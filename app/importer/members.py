@@ -1,0 +1,109 @@
+"""The メンバー設定 bulk-load CSV: No.,社員ID,氏名,部署,メールアドレス."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.errors import RowError
+from app.importer.layout import key_header_kind, normalize, records, trim_trailing
+
+HEADER = ("No.", "社員ID", "氏名", "部署", "メールアドレス")
+HEADER_MESSAGE = "見出し行は「No.,社員ID,氏名,部署,メールアドレス」にしてください。"
+
+
+@dataclass
+class MemberRow:
+    """One member line of the bulk-load CSV."""
+
+    line: int
+    no: int
+    employee_id: str | None
+    name: str
+    department: str | None
+    email: str | None
+
+
+def parse_members(text: str) -> tuple[list[MemberRow], list[RowError]]:
+    """Parse a decoded member CSV: (valid rows, every error with its line, column and value)."""
+    errors: list[RowError] = []
+    members: list[MemberRow] = []
+    lines_by_no: dict[int, int] = {}
+    lines_by_employee_id: dict[str, int] = {}
+    header_line = 0
+    for line, record in records(text, errors):
+        if not header_line:
+            header_line = line
+            if not _header_ok(record):
+                return [], [RowError(message=HEADER_MESSAGE, line=line, value=",".join(trim_trailing(record)))]
+            continue
+        member = _member_row(line, record, errors, lines_by_no, lines_by_employee_id)
+        if member is not None:
+            members.append(member)
+    if not header_line and not errors:
+        errors.append(RowError(message="空のファイルです。" + HEADER_MESSAGE))
+    elif header_line and not members and not errors:
+        errors.append(RowError(message="データ行がありません。見出し行の下にメンバーを1行ずつ入れてください。"))
+    return members, errors
+
+
+def _header_ok(record: list[str]) -> bool:
+    """Return True when the header is No.,社員ID,氏名,部署,メールアドレス (NFKC/space tolerant)."""
+    cells = trim_trailing(record)
+    if len(cells) != len(HEADER) or key_header_kind(cells[0]) != "no" or key_header_kind(cells[1]) != "employee_id":
+        return False
+    return [normalize(cell) for cell in cells[2:]] == list(HEADER[2:])
+
+
+def _member_row(line: int, record: list[str], errors: list[RowError],
+                lines_by_no: dict[int, int], lines_by_employee_id: dict[str, int]) -> MemberRow | None:
+    """Check one record; return its MemberRow, or None after recording its errors."""
+    count = len(errors)
+    cells = record + [""] * (len(HEADER) - len(record))
+    for index in range(len(HEADER), len(cells)):
+        if cells[index].strip():
+            errors.append(RowError(message="見出しのない列に値があります(見出しは5列目までです)",
+                                   line=line, column=f"{index + 1}列目", value=cells[index]))
+            break
+    raw_no, raw_employee_id, raw_name, raw_department, raw_email = cells[:len(HEADER)]
+
+    no = 0
+    text = normalize(raw_no)
+    if not text:
+        errors.append(RowError(message="No.は必須です", line=line, column="No.", value=raw_no))
+    elif not (text.isascii() and text.isdigit()) or int(text) == 0:
+        errors.append(RowError(message="No.は1以上の整数で入力してください", line=line, column="No.", value=raw_no))
+    else:
+        no = int(text)
+        if no in lines_by_no:
+            errors.append(RowError(message=f"No.が{lines_by_no[no]}行目と重複しています",
+                                   line=line, column="No.", value=raw_no))
+        else:
+            lines_by_no[no] = line
+
+    # 社員ID is kept exactly as written (leading zeros matter); only surrounding spaces go.
+    employee_id = raw_employee_id.strip() or None
+    if employee_id is not None:
+        if employee_id in lines_by_employee_id:
+            errors.append(RowError(message=f"社員IDが{lines_by_employee_id[employee_id]}行目と重複しています",
+                                   line=line, column="社員ID", value=raw_employee_id))
+        else:
+            lines_by_employee_id[employee_id] = line
+
+    name = raw_name.strip()
+    if not name:
+        errors.append(RowError(message="氏名は必須です", line=line, column="氏名", value=raw_name))
+
+    email = raw_email.strip() or None
+    if email is not None and not _looks_like_email(email):
+        errors.append(RowError(message="メールアドレスの形式が正しくありません(例 taro@example.com)",
+                               line=line, column="メールアドレス", value=raw_email))
+
+    if len(errors) > count:
+        return None
+    return MemberRow(line=line, no=no, employee_id=employee_id, name=name,
+                     department=raw_department.strip() or None, email=email)
+
+
+def _looks_like_email(text: str) -> bool:
+    """Return True for one "@" between non-empty parts and no spaces (the real check is the mail server's)."""
+    local, at, domain = text.partition("@")
+    return bool(at and local and domain) and "@" not in domain and not any(char.isspace() for char in text)

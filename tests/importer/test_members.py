@@ -1,0 +1,133 @@
+"""The メンバー設定 bulk-load CSV: No.,社員ID,氏名,部署,メールアドレス."""
+from __future__ import annotations
+
+import pytest
+
+from app.importer.encoding import decode
+from app.importer.members import HEADER_MESSAGE, MemberRow, parse_members
+from tests.importer.helpers import csv_bytes, csv_text
+
+HEADER = ["No.", "社員ID", "氏名", "部署", "メールアドレス"]
+
+
+def test_cp932_member_file() -> None:
+    data = csv_bytes([
+        HEADER,
+        ["1", "0012", "髙橋 一郎", "営業①課", "takahashi@example.co.jp"],
+        ["2", "", "ﾔﾏﾀﾞ ﾀﾛｳ", "", ""],
+        ["３", "E003", " 﨑村　花子 ", "㈱本社", " hanako@example.com "],
+    ], encoding="cp932")
+    text, name = decode(data)
+    assert name == "cp932"
+    members, errors = parse_members(text)
+    assert errors == []
+    assert members == [
+        MemberRow(line=2, no=1, employee_id="0012", name="髙橋 一郎", department="営業①課", email="takahashi@example.co.jp"),
+        MemberRow(line=3, no=2, employee_id=None, name="ﾔﾏﾀﾞ ﾀﾛｳ", department=None, email=None),
+        MemberRow(line=4, no=3, employee_id="E003", name="﨑村　花子", department="㈱本社", email="hanako@example.com"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        HEADER,
+        ["No", "社員ID", "氏名", "部署", "メールアドレス"],
+        ["Ｎｏ．", "社員ＩＤ", " 氏名 ", "部署", "メールアドレス", "", ""],
+        ["\ufeffNo.", "社員ID", "氏名", "部署", "ﾒｰﾙｱﾄﾞﾚｽ"],  # half-width kana: NFKC
+    ],
+)
+def test_tolerant_header(header: list[str]) -> None:
+    members, errors = parse_members(csv_text([header, ["1", "", "山田", "", ""]]))
+    assert errors == []
+    assert [member.name for member in members] == ["山田"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ["No.", "氏名", "社員ID", "部署", "メールアドレス"],
+        ["No.", "社員ID", "氏名", "部署"],
+        ["No.", "社員ID", "氏名", "部署", "メールアドレス", "電話"],
+        ["番号", "社員ID", "氏名", "部署", "メールアドレス"],
+        ["No.", "社員ID", "名前", "部署", "メール"],
+    ],
+)
+def test_wrong_header_is_one_error(header: list[str]) -> None:
+    members, errors = parse_members(csv_text([header, ["1", "", "山田", "", ""], ["x", "", "", "", "bad"]]))
+    assert members == []
+    assert [(error.line, error.message) for error in errors] == [(1, HEADER_MESSAGE)]
+    assert "No.,社員ID,氏名,部署,メールアドレス" in HEADER_MESSAGE
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "fragment"),
+    [
+        (["", "E9", "山田", "", ""], "No.", "必須"),
+        (["0", "E9", "山田", "", ""], "No.", "1以上の整数"),
+        (["-1", "E9", "山田", "", ""], "No.", "1以上の整数"),
+        (["1.5", "E9", "山田", "", ""], "No.", "1以上の整数"),
+        (["abc", "E9", "山田", "", ""], "No.", "1以上の整数"),
+        (["9", "E9", "", "", ""], "氏名", "必須"),
+        (["9", "E9", "\u3000", "", ""], "氏名", "必須"),
+        (["9", "E9", "山田", "", "yamada"], "メールアドレス", "形式"),
+        (["9", "E9", "山田", "", "a@@example.com"], "メールアドレス", "形式"),
+        (["9", "E9", "山田", "", "a@b@example.com"], "メールアドレス", "形式"),
+        (["9", "E9", "山田", "", "@example.com"], "メールアドレス", "形式"),
+        (["9", "E9", "山田", "", "yamada@"], "メールアドレス", "形式"),
+        (["9", "E9", "山田", "", "yama da@example.com"], "メールアドレス", "形式"),
+        (["9", "E9", "山田", "", "yamada@example\u3000.com"], "メールアドレス", "形式"),
+        (["9", "E9", "山田", "", "", "extra"], "6列目", "見出し"),
+    ],
+)
+def test_row_errors(row: list[str], column: str, fragment: str) -> None:
+    members, errors = parse_members(csv_text([HEADER, ["1", "E1", "先頭", "", ""], row]))
+    assert [member.no for member in members] == [1]
+    assert len(errors) == 1, [error.as_text() for error in errors]
+    (error,) = errors
+    assert (error.line, error.column) == (3, column)
+    assert error.value == row[HEADER.index(column) if column in HEADER else 5]
+    assert fragment in error.message
+
+
+def test_duplicates_within_the_file_name_the_first_line() -> None:
+    text = csv_text([
+        HEADER,
+        ["1", "007", "山田", "", ""],
+        ["2", "008", "田中", "", ""],
+        ["\u30001", "7", "佐藤", "", ""],  # same No. after trimming; "7" is not "007"
+        ["3", "007", "鈴木", "", ""],
+        ["4", "", "高橋", "", ""],
+        ["5", "", "伊藤", "", ""],  # several members without 社員ID are fine
+    ])
+    members, errors = parse_members(text)
+    assert [member.line for member in members] == [2, 3, 6, 7]
+    assert [(error.line, error.column, error.value) for error in errors] == [(4, "No.", "\u30001"), (5, "社員ID", "007")]
+    assert "2行目" in errors[0].message and "2行目" in errors[1].message
+
+
+def test_every_error_of_a_row_is_reported() -> None:
+    members, errors = parse_members(csv_text([HEADER, ["x", "", "", "", "nope"]]))
+    assert members == []
+    assert [(error.line, error.column) for error in errors] == [(2, "No."), (2, "氏名"), (2, "メールアドレス")]
+
+
+def test_blank_lines_quoted_newlines_and_line_numbers() -> None:
+    text = 'No.,社員ID,氏名,部署,メールアドレス,,\r\n\r\n1,,"山田\r\n太郎",,,,\r\n,,,,,,\r\n2,,,,\r\n'
+    members, errors = parse_members(text)
+    assert [(member.line, member.name) for member in members] == [(3, "山田\r\n太郎")]
+    assert [(error.line, error.column) for error in errors] == [(6, "氏名")]
+
+
+@pytest.mark.parametrize(("text", "fragment"), [("", "空のファイル"), ("\r\n", "空のファイル"),
+                                                 ("No.,社員ID,氏名,部署,メールアドレス\r\n", "データ行がありません")])
+def test_empty_files(text: str, fragment: str) -> None:
+    members, errors = parse_members(text)
+    assert members == []
+    assert len(errors) == 1 and fragment in errors[0].message
+
+
+def test_csv_syntax_error() -> None:
+    members, errors = parse_members('No.,社員ID,氏名,部署,メールアドレス\r\n1,,"山田,,\r\n')
+    assert members == []
+    assert [error.line for error in errors] == [2]
