@@ -72,3 +72,8 @@ def login(client):
         return response
 
     return do
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()

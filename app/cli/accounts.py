@@ -1,5 +1,78 @@
+"""`flask accounts …`: create and list accounts, switch 外部連携設定 on or off (SPEC section 7)."""
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
 from flask import Flask
+from flask.cli import AppGroup
+
+from ..errors import RenkeiError
+from ..services import accounts as account_service
+from ..services import members as member_service
+
+accounts_cli = AppGroup("accounts", help="アカウント(テナント)の作成・一覧・外部連携設定の有効化。")
+
+
+def fail(error: RenkeiError) -> NoReturn:
+    """Print the service's message on stderr and stop with exit code 1."""
+    click.echo(error.message, err=True)
+    sys.exit(1)
+
+
+@accounts_cli.command("create")
+@click.argument("slug")
+@click.option("--name", required=True, help="アカウント名(画面に表示)")
+@click.option("--admin-email", required=True, help="最初の管理者のメールアドレス")
+@click.option("--admin-password", default=None, help="省略すると生成して表示します")
+def create(slug: str, name: str, admin_email: str, admin_password: str | None) -> None:
+    """Create an account with its first admin and print the login."""
+    try:
+        account, password = account_service.create_account(slug, name, admin_email, admin_password)
+    except RenkeiError as error:
+        fail(error)
+    click.echo(f"アカウントを作成しました: {account.slug}({account.name})")
+    click.echo(f"slug: {account.slug}")
+    click.echo(f"admin email: {admin_email.strip().lower()}")
+    click.echo(f"admin password: {password}")
+
+
+@accounts_cli.command("list")
+def list_() -> None:
+    """List accounts: slug, name, integration on/off, member count."""
+    accounts = account_service.list_accounts()
+    if not accounts:
+        click.echo("アカウントはありません。")
+        return
+    click.echo("slug\tname\tintegration\tmembers")
+    for account in accounts:
+        state = "on" if account.integration_enabled else "off"
+        click.echo(f"{account.slug}\t{account.name}\t{state}\t{member_service.count_members(account.id)}")
+
+
+@accounts_cli.command("enable-integration")
+@click.argument("slug")
+def enable_integration(slug: str) -> None:
+    """Show the 外部連携設定 tab and open the channels for the account."""
+    _set_integration(slug, True)
+
+
+@accounts_cli.command("disable-integration")
+@click.argument("slug")
+def disable_integration(slug: str) -> None:
+    """Hide the 外部連携設定 tab and close the channels for the account."""
+    _set_integration(slug, False)
+
+
+def _set_integration(slug: str, enabled: bool) -> None:
+    try:
+        account = account_service.set_integration_enabled(slug, enabled)
+    except RenkeiError as error:
+        fail(error)
+    state = "有効" if enabled else "無効"
+    click.echo(f"{account.slug}: 外部連携設定を{state}にしました (integration {'on' if enabled else 'off'})。")
 
 
 def register(app: Flask) -> None:
-    pass
+    app.cli.add_command(accounts_cli)

@@ -1,5 +1,56 @@
+"""`flask members import` and `flask columns add` (SPEC section 7)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
 from flask import Flask
+from flask.cli import AppGroup
+
+from ..errors import ImportRejected, RenkeiError
+from ..services import accounts as account_service
+from ..services import columns as column_service
+from ..services import members as member_service
+from .accounts import fail
+
+members_cli = AppGroup("members", help="メンバー設定の一括登録。")
+columns_cli = AppGroup("columns", help="グラフ列(グラフ設定)の追加。")
+
+
+@members_cli.command("import")
+@click.argument("slug")
+@click.argument("path", metavar="FILE.csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_members(slug: str, path: Path) -> None:
+    """Upsert members by No. from a CSV (header No.,社員ID,氏名,部署,メールアドレス; cp932 or UTF-8)."""
+    try:
+        account = account_service.get_by_slug(slug)
+        inserted, updated = member_service.import_members(account.id, path.read_bytes())
+    except ImportRejected as rejected:
+        click.echo(f"{path.name}: 取り込めませんでした({len(rejected.errors)} 件のエラー)。何も保存していません。", err=True)
+        for error in rejected.errors:
+            click.echo(f"  {error.as_text()}", err=True)
+        sys.exit(1)
+    except RenkeiError as error:
+        fail(error)
+    click.echo(f"{account.slug}: メンバーを取り込みました。inserted={inserted} updated={updated}")
+
+
+@columns_cli.command("add")
+@click.argument("slug")
+@click.argument("name")
+@click.option("--unit", default="", help="単位(円、件、ポイントなど)")
+def add_column(slug: str, name: str, unit: str) -> None:
+    """Add a graph column at the end of the account's columns."""
+    try:
+        account = account_service.get_by_slug(slug)
+        column = column_service.add_column(account.id, name, unit)
+    except RenkeiError as error:
+        fail(error)
+    suffix = f"(単位: {column.unit})" if column.unit else ""
+    click.echo(f"{account.slug}: グラフ列「{column.name}」を追加しました{suffix}。表示順 {column.position}")
 
 
 def register(app: Flask) -> None:
-    pass
+    app.cli.add_command(members_cli)
+    app.cli.add_command(columns_cli)

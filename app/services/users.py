@@ -1,6 +1,7 @@
 """Users of an account: creation, authentication, password change, removal."""
 from __future__ import annotations
 
+from email_validator import EmailNotValidError, validate_email
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..errors import Invalid, NotFound
@@ -22,7 +23,10 @@ def authenticate(email: str, password: str) -> User | None:
 
 def create_user(account_id: int, email: str, password: str, role: str = User.ADMIN) -> User:
     """Add a login to the account; emails are unique across the server."""
-    email = email.strip().lower()
+    try:
+        email = validate_email(email.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        raise Invalid(f"メールアドレス「{email}」の形式が正しくありません。", field="email") from None
     if role not in User.ROLE_LABELS:
         raise Invalid("権限が正しくありません。", field="role")
     if len(password) < 8:
@@ -33,6 +37,13 @@ def create_user(account_id: int, email: str, password: str, role: str = User.ADM
     db.session.add(user)
     db.session.commit()
     return user
+
+
+def list_users(account_id: int) -> list[User]:
+    """Users of the account, admins first."""
+    return list(
+        db.session.scalars(db.select(User).where(User.account_id == account_id).order_by(User.role, User.email))
+    )
 
 
 def change_password(user: User, current: str, new: str) -> None:

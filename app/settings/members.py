@@ -1,10 +1,111 @@
-from flask import render_template
-from flask_login import login_required
+"""設定 > メンバー設定: list, add, edit, deactivate/reactivate, CSV bulk load."""
+from flask import flash, redirect, render_template, url_for
+from flask_login import current_user, login_required
 
+from ..auth.access import admin_required, owned_or_404
+from ..errors import ImportRejected, Invalid
+from ..models import Member
+from ..services import members as member_service
 from . import bp
+from .forms import ActionForm, MemberForm, MemberImportForm, apply_errors
 
 
 @bp.route("/members")
 @login_required
 def members():
-    return render_template("settings/placeholder.html", tab="members")
+    return render_template(
+        "settings/members.html",
+        tab="members",
+        members=member_service.list_members(current_user.account_id),
+        action_form=ActionForm(),
+    )
+
+
+@bp.route("/members/new", methods=["GET", "POST"])
+@admin_required
+def member_new():
+    form = MemberForm()
+    if form.validate_on_submit():
+        try:
+            member = member_service.create_member(current_user.account_id, **_fields(form))
+        except Invalid as error:
+            if not apply_errors(form, error):
+                flash(error.message, "error")
+        else:
+            flash(f"メンバー「{member.name}」(No.{member.no})を追加しました。", "success")
+            return redirect(url_for("settings.members"))
+    return render_template("settings/members_form.html", tab="members", form=form, member=None)
+
+
+@bp.route("/members/<int:member_id>/edit", methods=["GET", "POST"])
+@admin_required
+def member_edit(member_id: int):
+    member = owned_or_404(Member, member_id)
+    form = MemberForm(obj=member)
+    if form.validate_on_submit():
+        try:
+            member_service.update_member(current_user.account_id, member.id, **_fields(form))
+        except Invalid as error:
+            if not apply_errors(form, error):
+                flash(error.message, "error")
+        else:
+            flash(f"メンバー「{member.name}」(No.{member.no})を更新しました。", "success")
+            return redirect(url_for("settings.members"))
+    return render_template(
+        "settings/members_form.html", tab="members", form=form, member=member, action_form=ActionForm()
+    )
+
+
+@bp.route("/members/<int:member_id>/deactivate", methods=["POST"])
+@admin_required
+def member_deactivate(member_id: int):
+    return _set_active(member_id, False)
+
+
+@bp.route("/members/<int:member_id>/reactivate", methods=["POST"])
+@admin_required
+def member_reactivate(member_id: int):
+    return _set_active(member_id, True)
+
+
+@bp.route("/members/import", methods=["GET", "POST"])
+@admin_required
+def members_import():
+    form = MemberImportForm()
+    errors = None
+    if form.validate_on_submit():
+        upload = form.file.data
+        try:
+            inserted, updated = member_service.import_members(current_user.account_id, upload.read())
+        except ImportRejected as rejected:
+            errors = rejected.errors
+            flash(f"取り込めませんでした({len(errors)} 件のエラー)。何も保存していません。", "error")
+        else:
+            flash(f"メンバーを取り込みました(追加 {inserted} 件、更新 {updated} 件)。", "success")
+            return redirect(url_for("settings.members"))
+    return render_template(
+        "settings/members_import.html",
+        tab="members",
+        form=form,
+        errors=errors,
+        filename=getattr(form.file.data, "filename", None),
+    )
+
+
+def _set_active(member_id: int, active: bool):
+    member = owned_or_404(Member, member_id)
+    if ActionForm().validate_on_submit():
+        member_service.set_active(current_user.account_id, member.id, active)
+        state = "有効" if active else "無効"
+        flash(f"メンバー「{member.name}」(No.{member.no})を{state}にしました。", "success")
+    return redirect(url_for("settings.members"))
+
+
+def _fields(form: MemberForm) -> dict:
+    return {
+        "no": form.no.data,
+        "employee_id": form.employee_id.data,
+        "name": form.name.data,
+        "department": form.department.data,
+        "email": form.email.data,
+    }

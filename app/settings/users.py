@@ -1,10 +1,51 @@
-from flask import render_template
-from flask_login import login_required
+"""設定 > ユーザー: the logins of the account; 管理者 add and remove them."""
+from flask import flash, redirect, render_template, url_for
+from flask_login import current_user, login_required
 
+from ..auth.access import admin_required, owned_or_404
+from ..errors import Invalid, NotFound
+from ..models import User
+from ..services import users as user_service
 from . import bp
+from .forms import ActionForm, UserForm, apply_errors
 
 
 @bp.route("/users")
 @login_required
 def users():
-    return render_template("settings/placeholder.html", tab="users")
+    return render_template(
+        "settings/users.html", tab="users", users=user_service.list_users(current_user.account_id), action_form=ActionForm()
+    )
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@admin_required
+def user_new():
+    form = UserForm()
+    if form.validate_on_submit():
+        try:
+            user = user_service.create_user(
+                current_user.account_id, form.email.data, form.password.data, form.role.data
+            )
+        except Invalid as error:
+            if not apply_errors(form, error):
+                flash(error.message, "error")
+        else:
+            flash(f"ユーザー {user.email}({user.role_label})を追加しました。", "success")
+            return redirect(url_for("settings.users"))
+    return render_template("settings/users_form.html", tab="users", form=form)
+
+
+@bp.route("/users/<int:user_id>/delete", methods=["POST"])
+@admin_required
+def user_delete(user_id: int):
+    user = owned_or_404(User, user_id)
+    if ActionForm().validate_on_submit():
+        email = user.email
+        try:
+            user_service.remove_user(current_user.account_id, user.id, current_user.id)
+        except (Invalid, NotFound) as error:
+            flash(error.message, "error")
+        else:
+            flash(f"ユーザー {email} を削除しました。", "success")
+    return redirect(url_for("settings.users"))

@@ -1,0 +1,80 @@
+"""Forms of the 設定 tabs メンバー設定, グラフ設定 and ユーザー.
+
+The services hold the rules (they also serve the CLI); these forms carry the fields and
+CSRF, and `apply_errors` puts a service's Invalid onto the matching fields.
+"""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import PasswordField, SelectField, StringField, SubmitField
+from wtforms.validators import AnyOf, DataRequired, Regexp
+
+from ..errors import Invalid
+from ..models import User
+
+
+class MemberForm(FlaskForm):
+    no = StringField("No.", render_kw={"inputmode": "numeric", "autocomplete": "off"})
+    employee_id = StringField("社員ID", render_kw={"autocomplete": "off"})
+    name = StringField("氏名")
+    department = StringField("部署")
+    email = StringField("メールアドレス", render_kw={"type": "email", "autocomplete": "off"})
+    submit = SubmitField("保存する")
+
+
+class MemberImportForm(FlaskForm):
+    file = FileField("CSVファイル", validators=[FileRequired(message="CSVファイルを選んでください。")],
+                     render_kw={"accept": ".csv,text/csv"})
+    submit = SubmitField("取り込む")
+
+
+class ColumnForm(FlaskForm):
+    name = StringField("名前")
+    unit = StringField("単位")
+    position = StringField("表示順", render_kw={"inputmode": "numeric", "autocomplete": "off"})
+    submit = SubmitField("保存する")
+
+
+class UserForm(FlaskForm):
+    email = StringField(
+        "メールアドレス",
+        validators=[
+            DataRequired(message="メールアドレスを入力してください。"),
+            # services/users.py does not check the form of the address, so the form does.
+            Regexp(r"^\s*[^@\s]+@[^@\s]+\.[^@\s.]+\s*$", message="メールアドレスの形式が正しくありません。"),
+        ],
+        render_kw={"type": "email", "autocomplete": "off"},
+    )
+    password = PasswordField(
+        "パスワード",
+        validators=[DataRequired(message="パスワードを入力してください。")],
+        render_kw={"autocomplete": "new-password"},
+    )
+    # validate_choice's own message is English; AnyOf says the same thing in Japanese.
+    role = SelectField(
+        "権限",
+        choices=[(User.ADMIN, "管理者"), (User.VIEWER, "閲覧者")],
+        default=User.VIEWER,
+        validate_choice=False,
+        validators=[AnyOf([User.ADMIN, User.VIEWER], message="権限を選んでください。")],
+    )
+    submit = SubmitField("追加する")
+
+
+class ActionForm(FlaskForm):
+    """A bodyless POST (deactivate, delete…): only the CSRF token."""
+
+
+def apply_errors(form: FlaskForm, error: Invalid) -> bool:
+    """Attach a service's Invalid to the form's fields; return False if no field matched (flash it then)."""
+    matched = False
+    problems = error.errors or ({error.field: [error.message]} if error.field else {})
+    for name, messages in problems.items():
+        field = getattr(form, name, None) if name else None
+        if field is None:
+            continue
+        # WTForms keeps errors as a tuple until validate() ran on that field.
+        field.errors = list(field.errors) + list(messages)
+        matched = True
+    return matched

@@ -1,0 +1,184 @@
+"""`flask accounts …`, `flask members import`, `flask columns add` through the CLI runner."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app.extensions import db
+from app.models import Account, IntegrationSettings, User
+from app.services import accounts as account_service
+from app.services import columns as column_service
+from app.services import members as member_service
+from app.services import users as user_service
+
+HEADER = "No.,社員ID,氏名,部署,メールアドレス\r\n"
+
+
+def output(result) -> str:
+    """stdout and stderr together, as an operator sees them in a terminal (Click >= 8.2 mixes them here)."""
+    return result.output
+
+
+@pytest.fixture
+def acme(runner):
+    result = runner.invoke(args=["accounts", "create", "acme", "--name", "アクメ株式会社",
+                                 "--admin-email", "boss@acme.example", "--admin-password", "password-123"])
+    assert result.exit_code == 0, output(result)
+    return account_service.get_by_slug("acme")
+
+
+def test_create_account_with_given_password(runner, app):
+    result = runner.invoke(args=["accounts", "create", "Acme", "--name", "アクメ株式会社",
+                                 "--admin-email", "Boss@Acme.example", "--admin-password", "password-123"])
+    assert result.exit_code == 0, output(result)
+    assert "slug: acme" in result.output
+    assert "admin email: boss@acme.example" in result.output
+    assert "admin password: password-123" in result.output
+    account = account_service.get_by_slug("acme")
+    assert account.name == "アクメ株式会社" and account.integration_enabled is False
+    assert db.session.scalar(db.select(IntegrationSettings).where(IntegrationSettings.account_id == account.id))
+    admin = db.session.scalar(db.select(User).where(User.email == "boss@acme.example"))
+    assert admin.account_id == account.id and admin.is_admin
+    assert user_service.authenticate("boss@acme.example", "password-123") is not None
+
+
+def test_create_account_generates_a_password_that_works(runner, app):
+    result = runner.invoke(args=["accounts", "create", "beta", "--name", "ベータ", "--admin-email", "a@beta.example"])
+    assert result.exit_code == 0, output(result)
+    password = re.search(r"admin password: (\S+)", result.output).group(1)
+    assert len(password) >= 12
+    assert user_service.authenticate("a@beta.example", password) is not None
+
+
+def test_duplicate_slug_is_refused(runner, acme):
+    result = runner.invoke(args=["accounts", "create", "acme", "--name", "別会社", "--admin-email", "x@other.example"])
+    assert result.exit_code == 1
+    assert "スラッグ「acme」のアカウントは既にあります。" in result.stderr
+    assert db.session.scalar(db.select(db.func.count(Account.id))) == 1
+    assert user_service.authenticate("x@other.example", "anything") is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["accounts", "create", "Bad Slug!", "--name", "X", "--admin-email", "x@x.example"], "スラッグ"),
+    (["accounts", "create", "okslug", "--name", "X", "--admin-email", "x@x.example", "--admin-password", "short"],
+     "パスワードは8文字以上"),
+])
+def test_bad_create_input_exits_1(runner, app, args, message):
+    result = runner.invoke(args=args)
+    assert result.exit_code == 1
+    assert message in output(result)
+    assert account_service.list_accounts() == []
+
+
+def test_missing_required_option_is_a_usage_error(runner, app):
+    result = runner.invoke(args=["accounts", "create", "acme", "--name", "X"])
+    assert result.exit_code != 0
+    assert "--admin-email" in output(result)
+
+
+def test_list_accounts(runner, acme):
+    runner.invoke(args=["accounts", "create", "beta", "--name", "ベータ商事", "--admin-email", "a@beta.example"])
+    member_service.create_member(acme.id, 1, None, "山田")
+    member_service.create_member(acme.id, 2, None, "田中")
+    runner.invoke(args=["accounts", "enable-integration", "beta"])
+    result = runner.invoke(args=["accounts", "list"])
+    assert result.exit_code == 0, output(result)
+    lines = result.output.splitlines()
+    assert lines[0].split("\t") == ["slug", "name", "integration", "members"]
+    assert lines[1].split("\t") == ["acme", "アクメ株式会社", "off", "2"]
+    assert lines[2].split("\t") == ["beta", "ベータ商事", "on", "0"]
+
+
+def test_list_without_accounts(runner, app):
+    result = runner.invoke(args=["accounts", "list"])
+    assert result.exit_code == 0 and "アカウントはありません。" in result.output
+
+
+def test_enable_and_disable_integration(runner, acme):
+    result = runner.invoke(args=["accounts", "enable-integration", "acme"])
+    assert result.exit_code == 0, output(result)
+    assert "integration on" in result.output
+    db.session.expire_all()
+    assert account_service.get_by_slug("acme").integration_enabled is True
+    result = runner.invoke(args=["accounts", "disable-integration", "acme"])
+    assert result.exit_code == 0 and "integration off" in result.output
+    db.session.expire_all()
+    assert account_service.get_by_slug("acme").integration_enabled is False
+
+
+@pytest.mark.parametrize("args", [
+    ["accounts", "enable-integration", "nosuch"],
+    ["accounts", "disable-integration", "nosuch"],
+    ["columns", "add", "nosuch", "売上"],
+])
+def test_unknown_account_exits_1(runner, app, args):
+    result = runner.invoke(args=args)
+    assert result.exit_code == 1
+    assert "アカウント「nosuch」は存在しません。" in output(result)
+
+
+def test_members_import_unknown_account_exits_1(runner, app, tmp_path):
+    path = tmp_path / "members.csv"
+    path.write_bytes((HEADER + "1,,山田,,\r\n").encode("cp932"))
+    result = runner.invoke(args=["members", "import", "nosuch", str(path)])
+    assert result.exit_code == 1
+    assert "アカウント「nosuch」は存在しません。" in output(result)
+
+
+def test_members_import_inserts_then_updates(runner, acme, tmp_path):
+    path = tmp_path / "members.csv"
+    path.write_bytes((HEADER + "1,00123,髙橋 一郎,営業①課,t@acme.example\r\n2,,ｶﾀｶﾅ,,\r\n").encode("cp932"))
+    result = runner.invoke(args=["members", "import", "acme", str(path)])
+    assert result.exit_code == 0, output(result)
+    assert "inserted=2 updated=0" in result.output
+    path.write_bytes((HEADER + "2,E002,ｶﾀｶﾅ ﾀﾛｳ,営業,\n3,E003,新人,,\n").encode("utf-8"))
+    result = runner.invoke(args=["members", "import", "acme", str(path)])
+    assert result.exit_code == 0, output(result)
+    assert "inserted=1 updated=1" in result.output
+    db.session.expire_all()
+    assert [(m.no, m.employee_id, m.name, m.department) for m in member_service.list_members(acme.id)] == [
+        (1, "00123", "髙橋 一郎", "営業①課"),
+        (2, "E002", "ｶﾀｶﾅ ﾀﾛｳ", "営業"),
+        (3, "E003", "新人", None),
+    ]
+
+
+def test_members_import_bad_csv_lists_every_error_and_stores_nothing(runner, acme, tmp_path):
+    path = tmp_path / "members.csv"
+    path.write_bytes((HEADER + "1,E1,山田,,\r\n" + "x,E2,田中,,\r\n" + "3,E3,,,\r\n" + "4,E1,鈴木,,\r\n").encode("cp932"))
+    result = runner.invoke(args=["members", "import", "acme", str(path)])
+    assert result.exit_code == 1
+    text = output(result)
+    assert "3 件のエラー" in text
+    assert "3行目" in text and "列「No.」" in text
+    assert "4行目" in text and "列「氏名」" in text
+    assert "5行目" in text and "列「社員ID」" in text
+    assert "5行目" in result.stderr and "inserted" not in result.stdout
+    assert member_service.list_members(acme.id) == []
+
+
+def test_members_import_missing_file_is_a_usage_error(runner, acme, tmp_path):
+    result = runner.invoke(args=["members", "import", "acme", str(tmp_path / "none.csv")])
+    assert result.exit_code != 0
+    assert member_service.list_members(acme.id) == []
+
+
+def test_columns_add(runner, acme):
+    result = runner.invoke(args=["columns", "add", "acme", "売上", "--unit", "円"])
+    assert result.exit_code == 0, output(result)
+    assert "グラフ列「売上」を追加しました(単位: 円)" in result.output
+    result = runner.invoke(args=["columns", "add", "acme", "件数"])
+    assert result.exit_code == 0, output(result)
+    assert [(c.name, c.unit, c.position) for c in column_service.list_columns(acme.id)] == [
+        ("売上", "円", 1), ("件数", "", 2),
+    ]
+
+
+@pytest.mark.parametrize("name, message", [("売上", "「売上」という列は既にあります。"), ("備考", "使えません")])
+def test_columns_add_bad_name_exits_1(runner, acme, name, message):
+    column_service.add_column(acme.id, "売上")
+    result = runner.invoke(args=["columns", "add", "acme", name])
+    assert result.exit_code == 1
+    assert message in output(result)
+    assert len(column_service.list_columns(acme.id)) == 1

@@ -1,0 +1,138 @@
+"""ログイン, ログアウト, パスワード変更, the login ban and CSRF, as a browser sees them."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app.extensions import db
+from app.models import Member
+
+LOGIN_ERROR = "メールアドレスまたはパスワードが正しくありません。"
+
+
+@pytest.fixture
+def account(make_account):
+    account, email, password = make_account("acme")
+    return account
+
+
+def csrf_token(html: str) -> str:
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
+        r'name="csrf_token" value="([^"]+)"', html
+    )
+    assert match, "no csrf_token in the form"
+    return match.group(1)
+
+
+def test_login_page_renders(client):
+    response = client.get("/login")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "<h1>ログイン</h1>" in html and "メールアドレス" in html and "パスワード" in html
+
+
+def test_pages_need_login(client):
+    response = client.get("/settings/members")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+def test_good_login_goes_to_main(client, account):
+    response = client.post("/login", data={"email": "ADMIN@acme.example ", "password": "password-123"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+    html = client.get("/").get_data(as_text=True)
+    assert "メイン" in html and "admin@acme.example" in html
+
+
+def test_login_follows_next_only_on_this_site(client, account):
+    response = client.post("/login?next=/settings/users", data={"email": "admin@acme.example", "password": "password-123"})
+    assert response.headers["Location"] == "/settings/users"
+    client.post("/logout")
+    response = client.post("/login?next=//evil.example/x", data={"email": "admin@acme.example", "password": "password-123"})
+    assert response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("email, password", [("admin@acme.example", "wrong-password"), ("nobody@acme.example", "password-123")])
+def test_wrong_login_shows_the_japanese_error_with_401(client, account, email, password):
+    response = client.post("/login", data={"email": email, "password": password})
+    assert response.status_code == 401
+    assert LOGIN_ERROR in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+def test_logout_is_a_post(client, account, login):
+    login("admin@acme.example")
+    assert client.get("/logout").status_code == 405
+    response = client.post("/logout", follow_redirects=True)
+    assert "ログアウトしました。" in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+def test_password_change(client, account, login):
+    login("admin@acme.example")
+    html = client.post("/password", data={"current": "wrong-one", "new": "new-password-1",
+                                          "confirm": "new-password-1"}).get_data(as_text=True)
+    assert "現在のパスワードが正しくありません。" in html
+    html = client.post("/password", data={"current": "password-123", "new": "short",
+                                          "confirm": "short"}).get_data(as_text=True)
+    assert "パスワードは8文字以上にしてください。" in html
+    html = client.post("/password", data={"current": "password-123", "new": "new-password-1",
+                                          "confirm": "other-password"}).get_data(as_text=True)
+    assert "確認用のパスワードが一致しません。" in html
+    response = client.post("/password", data={"current": "password-123", "new": "new-password-1",
+                                              "confirm": "new-password-1"}, follow_redirects=True)
+    assert "パスワードを変更しました。" in response.get_data(as_text=True)
+    client.post("/logout")
+    assert client.post("/login", data={"email": "admin@acme.example", "password": "password-123"}).status_code == 401
+    assert client.post("/login", data={"email": "admin@acme.example", "password": "new-password-1"}).status_code == 302
+
+
+def test_ban_after_threshold_failures_even_with_the_right_password(app, client, account):
+    app.config["BAN_THRESHOLD"] = 3
+    bad = {"email": "admin@acme.example", "password": "wrong-password"}
+    assert client.post("/login", data=bad).status_code == 401
+    assert client.post("/login", data=bad).status_code == 401
+    banned = client.post("/login", data=bad)
+    assert banned.status_code == 429
+    assert "リクエストが多すぎます" in banned.get_data(as_text=True)
+    good = client.post("/login", data={"email": "admin@acme.example", "password": "password-123"})
+    assert good.status_code == 429
+    assert client.get("/").status_code == 302
+
+
+def test_a_good_login_forgets_earlier_failures(app, client, account):
+    app.config["BAN_THRESHOLD"] = 3
+    bad = {"email": "admin@acme.example", "password": "wrong-password"}
+    client.post("/login", data=bad)
+    client.post("/login", data=bad)
+    assert client.post("/login", data={"email": "admin@acme.example", "password": "password-123"}).status_code == 302
+    client.post("/logout")
+    assert client.post("/login", data=bad).status_code == 401
+    assert client.post("/login", data=bad).status_code == 401
+
+
+def test_csrf_rejects_posts_without_the_token_and_accepts_them_with_it(app, client, account):
+    app.config["WTF_CSRF_ENABLED"] = True
+    good = {"email": "admin@acme.example", "password": "password-123"}
+
+    assert client.post("/login", data=good).status_code == 400
+    assert client.get("/").status_code == 302  # not logged in
+
+    token = csrf_token(client.get("/login").get_data(as_text=True))
+    assert client.post("/login", data={**good, "csrf_token": "forged"}).status_code == 400
+    assert client.post("/login", data={**good, "csrf_token": token}).status_code == 302
+
+    member = {"no": "1", "name": "山田 太郎"}
+    assert client.post("/settings/members/new", data=member).status_code == 400
+    assert db.session.scalar(db.select(db.func.count(Member.id))) == 0
+
+    token = csrf_token(client.get("/settings/members/new").get_data(as_text=True))
+    assert client.post("/settings/members/new", data={**member, "csrf_token": token}).status_code == 302
+    assert db.session.scalar(db.select(Member.name)) == "山田 太郎"
+
+    # The bodyless buttons (logout, deactivate…) carry the token too.
+    assert client.post("/logout").status_code == 400
+    token = csrf_token(client.get("/settings/members").get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
