@@ -11,8 +11,9 @@ config = context.config
 
 # Interpret the config file for Python logging.
 # This line sets up loggers basically.
-# Keep the app's loggers alive when migrations run inside run.py or a test.
-fileConfig(config.config_file_name, disable_existing_loggers=False)
+# Inside run.py or a test the app has set up logging already: keep it.
+if not logging.getLogger().handlers:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
 
 

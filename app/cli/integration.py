@@ -1,5 +1,111 @@
+"""`flask integration show|set|ftp-password|api-token` (SPEC section 7), all through services.integration."""
+from __future__ import annotations
+
+import json
+
+import click
 from flask import Flask
+from flask.cli import AppGroup
+
+from ..errors import Invalid, RenkeiError
+from ..services import accounts
+from ..services import integration as service
+
+integration_cli = AppGroup("integration", help="外部連携設定を表示・変更します。")
+
+
+def _fail(error: RenkeiError) -> None:
+    """Print the error (one line per field) on stderr and exit 1."""
+    if isinstance(error, Invalid) and error.errors:
+        for field, messages in error.errors.items():
+            label = service.FIELD_LABELS.get(field, field)
+            for message in messages:
+                click.echo(f"エラー: {label} ({field}): {message}", err=True)
+    else:
+        click.echo(f"エラー: {error.message}", err=True)
+    raise SystemExit(1)
+
+
+def _account(slug: str):
+    try:
+        return accounts.get_by_slug(slug)
+    except RenkeiError as e:
+        _fail(e)
+
+
+@integration_cli.command("show")
+@click.argument("slug")
+def show(slug: str) -> None:
+    """外部連携設定を JSON で表示します。"""
+    account = _account(slug)
+    settings = service.get_settings(account.id)
+    click.echo(json.dumps(service.as_dict(account, settings), ensure_ascii=False, indent=2))
+
+
+def _csv(value: str | None) -> list[str] | None:
+    # "--senders ''" clears a list; an absent option leaves it unchanged (None).
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+@integration_cli.command("set")
+@click.argument("slug")
+@click.option("--mode", type=click.Choice(list(service.MODES)), help="データ連動方式")
+@click.option("--status", type=click.Choice(list(service.STATUSES)), help="データ連動ステータス")
+@click.option("--member-key", type=click.Choice(list(service.MEMBER_KEYS)), help="メンバー識別ID")
+@click.option("--encoding", type=click.Choice(list(service.ENCODINGS)), help="文字コード")
+@click.option("--senders", help="送信元メールアドレス(カンマ区切り)")
+@click.option("--error-to", help="エラー報告メールアドレス(カンマ区切り)")
+@click.option("--success-to", help="正常更新報告メールアドレス(カンマ区切り)")
+@click.option("--ftp-days", help="データ連動曜日 mon,tue,…,sun")
+@click.option("--ftp-start", help="データ連動時間の開始 HH:MM")
+@click.option("--ftp-end", help="データ連動時間の終了 HH:MM")
+@click.option("--ftp-interval", help="データ連動間隔(分): 5, 10, 15, 30, 60, 120")
+@click.option("--ftp-delay", help="○分遅らせてチェック(0〜59、間隔より小さく)")
+def set_(slug: str, **options) -> None:
+    """外部連携設定を変更します(画面と同じ検証)。"""
+    account = _account(slug)
+    changes = {
+        "mode": options["mode"],
+        "status": options["status"],
+        "member_key": options["member_key"],
+        "encoding": options["encoding"],
+        "senders": _csv(options["senders"]),
+        "error_to": _csv(options["error_to"]),
+        "success_to": _csv(options["success_to"]),
+        "ftp_days": _csv(options["ftp_days"]),
+        "ftp_start": options["ftp_start"],
+        "ftp_end": options["ftp_end"],
+        "ftp_interval": options["ftp_interval"],
+        "ftp_delay": options["ftp_delay"],
+    }
+    changes = {key: value for key, value in changes.items() if value is not None}
+    if not changes:
+        click.echo("エラー: 変更する項目を1つ以上指定してください(--help で一覧)。", err=True)
+        raise SystemExit(1)
+    try:
+        service.update_settings(account.id, changes, actor="cli")
+    except RenkeiError as e:
+        _fail(e)
+    click.echo(f"{account.slug} の外部連携設定を保存しました。")
+
+
+@integration_cli.command("ftp-password")
+@click.argument("slug")
+def ftp_password(slug: str) -> None:
+    """FTPサーバー PWを発行し、表示します(表示はこの一度だけ)。"""
+    account = _account(slug)
+    click.echo(service.issue_ftp_password(account.id, actor="cli"))
+
+
+@integration_cli.command("api-token")
+@click.argument("slug")
+def api_token(slug: str) -> None:
+    """APIトークンを発行し、表示します(表示はこの一度だけ)。"""
+    account = _account(slug)
+    click.echo(service.issue_api_token(account.id, actor="cli"))
 
 
 def register(app: Flask) -> None:
-    pass
+    app.cli.add_command(integration_cli)

@@ -1,10 +1,112 @@
-from flask import render_template
+"""The 外部連携設定 tab (SPEC section 3): one form for every mode, plus the re-issue buttons."""
+from __future__ import annotations
+
+from flask import abort, flash, make_response, redirect, render_template, request, session, url_for
+from flask_login import current_user
 
 from ..auth.access import integration_required
+from ..errors import Invalid
+from ..services import integration as service
 from . import bp
+from .integration_forms import IntegrationForm, ReissueForm
+
+# Secrets issued by the last POST, shown once by the next GET and then dropped from the session.
+_ISSUED_KEY = "integration_issued"
 
 
-@bp.route("/integration")
+def _require_admin() -> None:
+    if not current_user.is_admin:
+        abort(403)
+
+
+def _render(form: IntegrationForm, status: int = 200):
+    settings = service.get_settings(current_user.account_id)
+    issued = session.pop(_ISSUED_KEY, None) or {}
+    mode = form.mode.data if form.mode.data in service.MODES else settings.mode
+    response = make_response(
+        render_template(
+            "settings/integration.html",
+            tab="integration",
+            form=form,
+            reissue_form=ReissueForm(),
+            settings=settings,
+            mode=mode,
+            readonly=not current_user.is_admin,
+            inbound_address=service.inbound_address(settings),
+            ftp_server=service.ftp_server(),
+            api_endpoint=service.api_endpoint(),
+            next_checks=service.next_checks(settings),
+            issued=issued,
+            changes=service.recent_changes(current_user.account_id),
+            modes=service.MODES,
+            weekday_labels=service.WEEKDAY_LABELS,
+            day_names="月火水木金土日",
+        ),
+        status,
+    )
+    # The page may carry a just-issued secret: keep it out of every cache.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/integration", methods=["GET", "POST"])
 @integration_required
 def integration():
-    return render_template("settings/placeholder.html", tab="integration")
+    if request.method == "GET":
+        settings = service.get_settings(current_user.account_id)
+        return _render(IntegrationForm(formdata=None, obj=settings))
+    _require_admin()
+    form = IntegrationForm()
+    if not form.validate_on_submit():
+        flash("送信内容を確認できませんでした。ページを読み込み直してからもう一度保存してください。", "error")
+        return _render(form, 400)
+    try:
+        service.update_settings(current_user.account_id, form.changes(), actor=current_user.email)
+    except Invalid as e:
+        form.add_errors(e.errors or {"mode": [e.message]})
+        flash("入力内容に誤りがあります。各項目のメッセージを確認してください。", "error")
+        return _render(form, 422)
+    flash("外部連携設定を保存しました。", "success")
+    return redirect(url_for("settings.integration"))
+
+
+def _confirmed_reissue() -> bool:
+    """Check CSRF and the confirmation; flash why not when the re-issue must not happen."""
+    form = ReissueForm()
+    if not form.validate_on_submit():
+        flash("送信内容を確認できませんでした。ページを読み込み直してからもう一度お試しください。", "error")
+        return False
+    if not form.confirm.data:
+        flash("確認のチェックを入れてから、もう一度ボタンを押してください。", "error")
+        return False
+    return True
+
+
+@bp.route("/integration/inbound-address", methods=["POST"])
+@integration_required
+def integration_reissue_address():
+    _require_admin()
+    if _confirmed_reissue():
+        address = service.reissue_inbound_address(current_user.account_id, actor=current_user.email)
+        flash(f"送信先メールアドレスを再発行しました: {address}(以前のアドレスには送れなくなりました)", "success")
+    return redirect(url_for("settings.integration") + "#mail-section")
+
+
+@bp.route("/integration/ftp-password", methods=["POST"])
+@integration_required
+def integration_ftp_password():
+    _require_admin()
+    if _confirmed_reissue():
+        session[_ISSUED_KEY] = {"ftp_password": service.issue_ftp_password(current_user.account_id, current_user.email)}
+        flash("FTPサーバー PWを発行しました。この画面を離れると二度と表示されません。控えてください。", "success")
+    return redirect(url_for("settings.integration") + "#ftp-section")
+
+
+@bp.route("/integration/api-token", methods=["POST"])
+@integration_required
+def integration_api_token():
+    _require_admin()
+    if _confirmed_reissue():
+        session[_ISSUED_KEY] = {"api_token": service.issue_api_token(current_user.account_id, current_user.email)}
+        flash("APIトークンを発行しました。この画面を離れると二度と表示されません。控えてください。", "success")
+    return redirect(url_for("settings.integration") + "#api-section")

@@ -1,0 +1,436 @@
+"""外部連携設定 (SPEC section 3): the one place that validates and saves an account's integration settings.
+
+The settings tab, `flask integration …` and the channel servers all go through here:
+- `update_settings` validates every field and raises Invalid with `errors` {field: [messages]};
+- `reissue_inbound_address`, `issue_ftp_password`, `issue_api_token` issue credentials
+  (secrets are returned once and stored only as hashes);
+- `verify_ftp_password`, `account_for_token`, `account_for_inbound_address` resolve a
+  channel's credentials. They check the credential only: whether the integration is
+  enabled, the mode and the status are the caller's decision (each channel answers
+  those cases differently, e.g. the API's 401 vs 403 vs 409).
+
+Decisions (the SPEC is silent):
+- Only the fields of the selected mode are required and validated. A value of another
+  mode that is valid is saved; one that is not is ignored and the stored value kept, so
+  switching modes never loses anything and never fails on a field the user cannot see.
+- `as_dict(...)["next_checks"]` lists the next 5 FTP check times only in FTP mode
+  (whatever the status); in mail or API mode it is [] because no check will run.
+- Address lists are compared case-insensitively for duplicates, the first spelling kept;
+  input is NFKC-normalised first, so full-width ＠ and letters typed in Japanese IME work.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+import unicodedata
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..errors import Invalid, NotFound
+from ..extensions import db
+from ..models import Account, IntegrationSettings, SettingsChange
+from . import accounts, checktimes
+
+MODES = {"mail": "メール添付連動", "ftp": "FTP連動", "api": "API連動"}
+STATUSES = {"active": "連動稼働", "stopped": "連動稼働停止"}
+MEMBER_KEYS = {"no": "メンバー設定のNo.", "employee_id": "メンバー設定の社員ID"}
+ENCODINGS = {"auto": "自動", "cp932": "Shift_JIS(cp932)", "utf-8": "UTF-8"}
+WEEKDAY_LABELS = dict(zip(checktimes.WEEKDAYS, "月火水木金土日"))
+INTERVAL_LABELS = {5: "5分", 10: "10分", 15: "15分", 30: "30分", 60: "1時間", 120: "2時間"}
+
+FIELD_LABELS = {
+    "mode": "データ連動方式",
+    "status": "データ連動ステータス",
+    "member_key": "メンバー識別ID",
+    "encoding": "文字コード",
+    "error_to": "エラー報告メールアドレス",
+    "success_to": "正常更新報告メールアドレス",
+    "senders": "送信元メールアドレス",
+    "ftp_days": "データ連動曜日",
+    "ftp_start": "データ連動時間(開始)",
+    "ftp_end": "データ連動時間(終了)",
+    "ftp_interval": "データ連動間隔",
+    "ftp_delay": "○分遅らせてチェック",
+}
+FTP_FIELDS = ("ftp_days", "ftp_start", "ftp_end", "ftp_interval", "ftp_delay")
+MAX_ADDRESSES = 50
+NEXT_CHECK_COUNT = 5
+
+# Separators a user may put between addresses: newline, tab (a pasted Excel row), comma,
+# semicolon and the Japanese 、 (NFKC already turned full-width ，； into ASCII). Not spaces:
+# "taro yamada@example.com" is reported as one wrong address, not as two.
+_SEPARATORS = re.compile(r"[\r\n\t,;、]+")
+# A valid hash to check against when the FTP user is unknown, so timing does not reveal logins.
+_DUMMY_HASH = generate_password_hash("renkei-dummy-ftp-password")
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def get_settings(account_id: int) -> IntegrationSettings:
+    """Return the account's settings row, creating it with issued values if it is missing."""
+    settings = db.session.scalar(db.select(IntegrationSettings).where(IntegrationSettings.account_id == account_id))
+    if settings is None:
+        account = db.session.get(Account, account_id)
+        if account is None:
+            raise NotFound("アカウントが見つかりません。")
+        settings = IntegrationSettings(
+            account_id=account_id, inbound_local=accounts.new_inbound_local(), ftp_username=account.slug
+        )
+        db.session.add(settings)
+        db.session.commit()
+    return settings
+
+
+def inbound_address(settings: IntegrationSettings) -> str:
+    """The issued 送信先メールアドレス of the account."""
+    return f"{settings.inbound_local}@{current_app.config['MAIL_DOMAIN']}"
+
+
+def ftp_server() -> str:
+    """The FTP server's advertised "host:port"."""
+    host = current_app.config.get("FTP_PUBLIC_HOST") or current_app.config["HOST"]
+    return f"{host}:{current_app.config['FTP_PORT']}"
+
+
+def api_endpoint() -> str:
+    """The upload URL of the HTTP API."""
+    return f"{current_app.config['PUBLIC_URL']}/api/v1/imports"
+
+
+def timezone() -> ZoneInfo:
+    """The configured time zone of schedules and screens (RENKEI_TIMEZONE)."""
+    return ZoneInfo(current_app.config.get("TIMEZONE") or "Asia/Tokyo")
+
+
+def next_checks(settings: IntegrationSettings, now: dt.datetime | None = None) -> list[dt.datetime]:
+    """The next FTP check times (aware, in the configured zone); [] unless the mode is FTP."""
+    if settings.mode != "ftp":
+        return []
+    now = now or dt.datetime.now(dt.timezone.utc)
+    try:
+        return checktimes.next_check_times(settings, now, NEXT_CHECK_COUNT, timezone())
+    except ValueError:
+        # Only a row edited by hand can be invalid; show no schedule rather than fail the page.
+        return []
+
+
+def as_dict(account: Account, settings: IntegrationSettings, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The settings as `flask integration show` prints them (SPEC section 7); never a secret."""
+    return {
+        "enabled": bool(account.integration_enabled),
+        "mode": settings.mode,
+        "status": settings.status,
+        "member_key": settings.member_key,
+        "encoding": settings.encoding,
+        "error_to": list(settings.error_to or []),
+        "success_to": list(settings.success_to or []),
+        "senders": list(settings.senders or []),
+        "inbound_address": inbound_address(settings),
+        "ftp_server": ftp_server(),
+        "ftp_username": settings.ftp_username,
+        "ftp_days": list(settings.ftp_days or []),
+        "ftp_start": settings.ftp_start,
+        "ftp_end": settings.ftp_end,
+        "ftp_interval": settings.ftp_interval,
+        "ftp_delay": settings.ftp_delay,
+        "api_endpoint": api_endpoint(),
+        "next_checks": [t.isoformat() for t in next_checks(settings, now)],
+    }
+
+
+def recent_changes(account_id: int, limit: int = 20) -> list[SettingsChange]:
+    """The latest changes of the account's settings, newest first."""
+    return list(
+        db.session.scalars(
+            db.select(SettingsChange)
+            .where(SettingsChange.account_id == account_id)
+            .order_by(SettingsChange.changed_at.desc(), SettingsChange.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def split_addresses(value: str | Iterable[str] | None) -> list[str]:
+    """Split a list and/or newline-, comma-separated text into stripped, non-empty entries."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in items:
+        text = unicodedata.normalize("NFKC", str(item or ""))
+        out.extend(part.strip() for part in _SEPARATORS.split(text) if part.strip())
+    return out
+
+
+def _parse_addresses(field: str, value: Any) -> tuple[list[str], list[str]]:
+    """Validate addresses; return (normalized unique addresses, error messages)."""
+    addresses: list[str] = []
+    seen: set[str] = set()
+    errors: list[str] = []
+    for raw in split_addresses(value):
+        try:
+            normalized = validate_email(raw, check_deliverability=False).normalized
+        except EmailNotValidError:
+            errors.append(f"「{raw}」はメールアドレスとして正しくありません。")
+            continue
+        if normalized.casefold() not in seen:
+            seen.add(normalized.casefold())
+            addresses.append(normalized)
+    if len(addresses) > MAX_ADDRESSES:
+        errors.append(f"{FIELD_LABELS[field]}は{MAX_ADDRESSES}件までにしてください。")
+    return addresses, errors
+
+
+def _parse_choice(field: str, value: Any, choices: dict) -> str:
+    text = str(value or "").strip().lower()
+    if text not in choices:
+        allowed = "・".join(f"{label}({key})" for key, label in choices.items())
+        raise ValueError(f"{FIELD_LABELS[field]}は {allowed} から選んでください。")
+    return text
+
+
+def _parse_days(value: Any) -> list[str]:
+    japanese = {label: key for key, label in WEEKDAY_LABELS.items()}
+    chosen: set[str] = set()
+    for part in split_addresses(value):
+        key = japanese.get(part, part.lower()[:3])
+        if key not in WEEKDAY_LABELS:
+            raise ValueError(f"曜日「{part}」は正しくありません(mon〜sun または 月〜日)。")
+        chosen.add(key)
+    # Stored in calendar order so that comparing and showing the list is stable.
+    return [day for day in checktimes.WEEKDAYS if day in chosen]
+
+
+def _parse_time(value: Any) -> str:
+    text = unicodedata.normalize("NFKC", str(value or "")).strip()
+    if not text:
+        raise ValueError("時刻を入力してください。")
+    return checktimes.format_hhmm(checktimes.parse_hhmm(text))
+
+
+def _parse_minutes(value: Any, what: str) -> int:
+    text = unicodedata.normalize("NFKC", str(value if value is not None else "")).strip()
+    if not re.fullmatch(r"\d{1,4}", text):
+        raise ValueError(f"{what}を分単位の数字で入力してください。")
+    return int(text)
+
+
+def _parse_interval(value: Any) -> int:
+    minutes = _parse_minutes(value, "データ連動間隔")
+    if minutes not in INTERVAL_LABELS:
+        raise ValueError("データ連動間隔は 5分・10分・15分・30分・1時間・2時間 から選んでください。")
+    return minutes
+
+
+def _parse_delay(value: Any) -> int:
+    minutes = _parse_minutes(value, "遅らせる時間")
+    if minutes > 59:
+        raise ValueError("遅らせる時間は 0〜59 分で入力してください。")
+    return minutes
+
+
+_SCALAR_PARSERS = {
+    "mode": lambda v: _parse_choice("mode", v, MODES),
+    "status": lambda v: _parse_choice("status", v, STATUSES),
+    "member_key": lambda v: _parse_choice("member_key", v, MEMBER_KEYS),
+    "encoding": lambda v: _parse_choice("encoding", v, ENCODINGS),
+    "ftp_days": _parse_days,
+    "ftp_start": _parse_time,
+    "ftp_end": _parse_time,
+    "ftp_interval": _parse_interval,
+    "ftp_delay": _parse_delay,
+}
+_ADDRESS_FIELDS = ("error_to", "success_to", "senders")
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def update_settings(account_id: int, changes: dict[str, Any], actor: str) -> IntegrationSettings:
+    """Validate and save `changes` (any subset of FIELD_LABELS; None = unchanged); Invalid lists every problem."""
+    unknown = sorted(set(changes) - set(FIELD_LABELS))
+    if unknown:
+        raise Invalid(f"不明な項目です: {', '.join(unknown)}", field=unknown[0])
+    settings = get_settings(account_id)
+    current = {field: _current_value(settings, field) for field in FIELD_LABELS}
+    candidate = dict(current)
+    errors: dict[str, list[str]] = {}
+
+    for field, value in changes.items():
+        if value is None:
+            continue
+        if field in _ADDRESS_FIELDS:
+            parsed, messages = _parse_addresses(field, value)
+            if messages:
+                errors[field] = messages
+            else:
+                candidate[field] = parsed
+            continue
+        try:
+            candidate[field] = _SCALAR_PARSERS[field](value)
+        except ValueError as e:
+            errors[field] = [str(e)]
+
+    mode = candidate["mode"]
+    _check_required(candidate, errors)
+    _check_schedule(candidate, errors)
+    _forgive_other_modes(mode, current, candidate, errors)
+    if errors:
+        first = next(iter(errors.values()))[0]
+        raise Invalid(first, field=next(iter(errors)), errors=errors)
+
+    lines = [
+        f"{FIELD_LABELS[field]}: {_show(field, current[field])} → {_show(field, candidate[field])}"
+        for field in FIELD_LABELS
+        if candidate[field] != current[field]
+    ]
+    if not lines:
+        return settings
+    for field in FIELD_LABELS:
+        setattr(settings, field, candidate[field])
+    _record(account_id, actor, "\n".join(lines))
+    db.session.commit()
+    return settings
+
+
+def _current_value(settings: IntegrationSettings, field: str) -> Any:
+    value = getattr(settings, field)
+    # JSON columns come back as the same list object; copy so comparisons see the old value.
+    return list(value or []) if isinstance(value, list) or field in _ADDRESS_FIELDS else value
+
+
+def _check_required(candidate: dict[str, Any], errors: dict[str, list[str]]) -> None:
+    if not candidate["error_to"] and "error_to" not in errors:
+        errors["error_to"] = ["エラー報告メールアドレスを1件以上入力してください。"]
+    if candidate["mode"] == "mail" and not candidate["senders"] and "senders" not in errors:
+        errors["senders"] = ["送信元メールアドレスを1件以上入力してください。"]
+    if candidate["mode"] == "ftp" and not candidate["ftp_days"] and "ftp_days" not in errors:
+        errors["ftp_days"] = ["データ連動曜日を1つ以上選んでください。"]
+
+
+def _check_schedule(candidate: dict[str, Any], errors: dict[str, list[str]]) -> None:
+    # Each pair is compared only when both of its values are valid on their own.
+    if "ftp_start" not in errors and "ftp_end" not in errors:
+        if checktimes.parse_hhmm(candidate["ftp_end"]) < checktimes.parse_hhmm(candidate["ftp_start"]):
+            errors["ftp_end"] = ["終了時刻は開始時刻以降にしてください。"]
+    if "ftp_interval" not in errors and "ftp_delay" not in errors:
+        if candidate["ftp_delay"] >= candidate["ftp_interval"]:
+            errors["ftp_delay"] = ["遅らせる時間はデータ連動間隔より短くしてください。"]
+
+
+def _forgive_other_modes(
+    mode: str, current: dict[str, Any], candidate: dict[str, Any], errors: dict[str, list[str]]
+) -> None:
+    """Drop errors of fields the selected mode does not use, keeping their stored values."""
+    if mode != "ftp" and any(field in errors for field in FTP_FIELDS):
+        # The schedule is checked as a whole, so one bad FTP field keeps all stored FTP values.
+        for field in FTP_FIELDS:
+            errors.pop(field, None)
+            candidate[field] = current[field]
+    if mode != "mail" and "senders" in errors:
+        errors.pop("senders")
+        candidate["senders"] = current["senders"]
+
+
+def _show(field: str, value: Any) -> str:
+    """A value as the change history shows it (labels, not codes)."""
+    if field in _ADDRESS_FIELDS:
+        return ", ".join(value) if value else "(なし)"
+    if field == "ftp_days":
+        return "・".join(WEEKDAY_LABELS[d] for d in value) if value else "(なし)"
+    if field == "ftp_interval":
+        return INTERVAL_LABELS.get(value, f"{value}分")
+    if field == "ftp_delay":
+        return f"{value}分"
+    labels = {"mode": MODES, "status": STATUSES, "member_key": MEMBER_KEYS, "encoding": ENCODINGS}.get(field)
+    return labels.get(value, str(value)) if labels else str(value)
+
+
+def _record(account_id: int, actor: str, summary: str) -> None:
+    db.session.add(SettingsChange(account_id=account_id, actor=actor, summary=summary))
+
+
+def reissue_inbound_address(account_id: int, actor: str) -> str:
+    """Issue a new 送信先メールアドレス (the old one stops working at once) and return it."""
+    settings = get_settings(account_id)
+    old = inbound_address(settings) if settings.inbound_local else "(なし)"
+    settings.inbound_local = accounts.new_inbound_local()
+    new = inbound_address(settings)
+    _record(account_id, actor, f"送信先メールアドレスを再発行しました: {old} → {new}")
+    db.session.commit()
+    return new
+
+
+def issue_ftp_password(account_id: int, actor: str) -> str:
+    """Issue a new FTP password, store only its hash, and return it (shown once)."""
+    settings = get_settings(account_id)
+    if not settings.ftp_username:
+        settings.ftp_username = db.session.get(Account, account_id).slug
+    verb = "再発行" if settings.ftp_password_hash else "発行"
+    password = secrets.token_urlsafe(12)
+    settings.ftp_password_hash = generate_password_hash(password)
+    _record(account_id, actor, f"FTPサーバー PWを{verb}しました(ID: {settings.ftp_username})")
+    db.session.commit()
+    return password
+
+
+def issue_api_token(account_id: int, actor: str) -> str:
+    """Issue a new API token, store only its sha256, and return it (shown once)."""
+    settings = get_settings(account_id)
+    verb = "再発行" if settings.api_token_hash else "発行"
+    token = secrets.token_urlsafe(32)
+    settings.api_token_hash = _token_hash(token)
+    _record(account_id, actor, f"APIトークンを{verb}しました")
+    db.session.commit()
+    return token
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------------------- channel look-ups
+
+
+def verify_ftp_password(username: str, password: str) -> IntegrationSettings | None:
+    """The settings whose FTP login matches, else None (credentials only: mode/enabled are the caller's check)."""
+    settings = db.session.scalar(
+        db.select(IntegrationSettings).where(IntegrationSettings.ftp_username == (username or "").strip().lower())
+    )
+    if settings is None or not settings.ftp_password_hash:
+        check_password_hash(_DUMMY_HASH, password or "")
+        return None
+    return settings if check_password_hash(settings.ftp_password_hash, password or "") else None
+
+
+def account_for_token(token: str) -> Account | None:
+    """The account whose API token this is, else None (no check of mode, status or enabled)."""
+    if not token:
+        return None
+    digest = _token_hash(token)
+    settings = db.session.scalar(db.select(IntegrationSettings).where(IntegrationSettings.api_token_hash == digest))
+    if settings is None or not hmac.compare_digest(settings.api_token_hash, digest):
+        return None
+    return settings.account
+
+
+def account_for_inbound_address(address: str) -> Account | None:
+    """The account that was issued this 送信先メールアドレス (local part case-insensitive), else None."""
+    local, sep, domain = (address or "").strip().strip("<>").rpartition("@")
+    if not sep or not local or domain.lower() != current_app.config["MAIL_DOMAIN"].lower():
+        return None
+    settings = db.session.scalar(
+        db.select(IntegrationSettings).where(db.func.lower(IntegrationSettings.inbound_local) == local.lower())
+    )
+    return settings.account if settings else None

@@ -1,0 +1,67 @@
+"""Forms of the 外部連携設定 tab. They parse and render only: app.services.integration validates."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, Field, SelectField, SelectMultipleField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.widgets import TextArea
+
+from ..services import integration as service
+
+
+class AddressListField(Field):
+    """Addresses from several inputs of one name (JS rows) or one textarea (no JS); keeps what was typed."""
+
+    widget = TextArea()
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        # Absent from the post (the field was not on the page) means "unchanged", not "empty".
+        self.data = service.split_addresses(valuelist) if valuelist else None
+
+    def process_data(self, value) -> None:
+        self.data = list(value or [])
+
+    def _value(self) -> str:
+        return "\n".join(self.data or [])
+
+
+def _choices(labels: dict) -> list[SelectChoice]:
+    return [SelectChoice(str(key), label) for key, label in labels.items()]
+
+
+class IntegrationForm(FlaskForm):
+    """Every field of SPEC section 3; choices are not checked here so the service's Japanese message is shown."""
+
+    mode = SelectField("データ連動方式", choices=_choices(service.MODES), validate_choice=False)
+    status = SelectField("データ連動ステータス", choices=_choices(service.STATUSES), validate_choice=False)
+    member_key = SelectField("メンバー識別ID", choices=_choices(service.MEMBER_KEYS), validate_choice=False)
+    encoding = SelectField("文字コード", choices=_choices(service.ENCODINGS), validate_choice=False)
+    error_to = AddressListField("エラー報告メールアドレス")
+    success_to = AddressListField("正常更新報告メールアドレス")
+    senders = AddressListField("送信元メールアドレス")
+    ftp_days = SelectMultipleField("データ連動曜日", choices=_choices(service.WEEKDAY_LABELS), validate_choice=False)
+    ftp_start = StringField("開始")
+    ftp_end = StringField("終了")
+    ftp_interval = SelectField("データ連動間隔", choices=_choices(service.INTERVAL_LABELS), validate_choice=False)
+    ftp_delay = StringField("○分遅らせてチェック")
+
+    def changes(self) -> dict:
+        """The submitted values, as update_settings takes them (None = not on the page, unchanged)."""
+        changes = {name: self[name].data for name in service.FIELD_LABELS}
+        # The page always posts an empty ftp_days marker, so "no day ticked" differs from "not on the page".
+        raw_days = self.ftp_days.raw_data or []
+        changes["ftp_days"] = [day for day in raw_days if day] if raw_days else None
+        return changes
+
+    def add_errors(self, errors: dict[str, list[str]]) -> None:
+        """Show each service error next to its field."""
+        for name, messages in errors.items():
+            if name in self._fields:
+                # Field.errors is a tuple until validate() ran on it.
+                self[name].errors = list(self[name].errors) + list(messages)
+
+
+class ReissueForm(FlaskForm):
+    """A re-issue button; the checkbox is the confirmation when JavaScript (confirm()) is not available."""
+
+    confirm = BooleanField("再発行してよいことを確認しました")

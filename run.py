@@ -1,0 +1,434 @@
+"""Start Renkei: create the data folder, apply migrations, start the parts, wait for Ctrl-C or SIGTERM.
+
+This is the only file that starts anything. `python run.py --help` lists the flags; each flag
+overrides the RENKEI_* environment variable of the same name (and `.env`).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import inspect
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from dotenv import load_dotenv
+
+log = logging.getLogger("renkei.run")
+
+# Seconds a part may take to stop. The worker gets longer: it finishes the import in progress.
+STOP_TIMEOUT = 15.0
+WORKER_STOP_TIMEOUT = 300.0
+
+
+# --------------------------------------------------------------------------------------
+# Parts
+
+
+class WebServer:
+    """Waitress serving the app from a thread; stop() closes every socket and ends the thread."""
+
+    def __init__(self, app, host: str, port: int, threads: int = 8) -> None:
+        import waitress
+        from waitress.server import BaseWSGIServer
+        from waitress.trigger import trigger
+
+        # Our own socket map, so that stop() can close exactly this server's sockets.
+        self._map: dict = {}
+        self._server = waitress.create_server(app, map=self._map, host=host, port=port, threads=threads, ident="Renkei")
+        sockets = [s for s in self._map.values() if isinstance(s, BaseWSGIServer)]
+        self._listeners = sockets
+        self._trigger = next(s for s in self._map.values() if isinstance(s, trigger))
+        self.listeners = [f"http://{_url_host(s.effective_host)}:{s.effective_port}/" for s in sockets]
+        self._thread = threading.Thread(target=self._run, name="web", daemon=True)
+
+    def start(self) -> "WebServer":
+        """Serve requests in a background thread."""
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except Exception:  # a dead web thread must show up in the log, not vanish
+            log.exception("web server stopped unexpectedly")
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Refuse new connections, let requests in progress finish, close all sockets, join the thread."""
+        from waitress import wasyncore
+
+        # Sockets are closed from the loop thread itself (via the trigger): closing them from
+        # here while the loop sits in select() would make select() fail with EBADF.
+        listeners_closed = threading.Event()
+
+        def close_listeners() -> None:
+            for listener in self._listeners:
+                wasyncore.dispatcher.close(listener)
+            listeners_closed.set()
+
+        if not self._thread.is_alive():
+            wasyncore.close_all(self._map)
+            return
+        self._trigger.pull_trigger(close_listeners)
+        listeners_closed.wait(timeout)
+        self._server.task_dispatcher.shutdown(timeout=timeout)
+        # Emptying the map ends waitress' loop, so the thread returns.
+        self._trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("web server thread did not end within %.0f s", timeout)
+
+
+def start_web(app) -> WebServer:
+    """Serve the UI and the API with waitress (never Flask's development server)."""
+    return WebServer(app, app.config["HOST"], app.config["WEB_PORT"]).start()
+
+
+def start_worker(app):
+    """Run queued imports and outgoing mail in the background."""
+    from servers.worker import Worker
+
+    worker = Worker(app)
+    worker.start()
+    return worker
+
+
+@dataclass(frozen=True)
+class Part:
+    """How to start one part: a function(app) -> started object, or "module:function" naming one.
+
+    The started object has `.stop(timeout=...)` (or `.stop()`) and may have `.listeners`, a list
+    of URLs such as "smtp://127.0.0.1:2525" (or `.host` and `.port`), which run.py prints. The
+    part is available when the module it needs exists; until then `--only` still accepts its
+    name and run.py logs that it is not available yet.
+    """
+
+    start: Callable[[Any], Any] | str
+    needs: str | None = None
+    stop_timeout: float = STOP_TIMEOUT
+
+    @property
+    def module(self) -> str | None:
+        if self.needs:
+            return self.needs
+        return self.start.split(":")[0] if isinstance(self.start, str) else None
+
+    def available(self) -> bool:
+        return self.module is None or _module_exists(self.module)
+
+    def run(self, app):
+        start = self.start
+        if isinstance(start, str):
+            module_name, function = start.split(":")
+            start = getattr(importlib.import_module(module_name), function)
+        return start(app)
+
+
+# Start order; parts are stopped in reverse, so the channels stop taking files before the
+# worker stops (the worker finishes the import in progress). A new part is one line here.
+PARTS: dict[str, Part] = {
+    "worker": Part(start_worker, needs="servers.worker", stop_timeout=WORKER_STOP_TIMEOUT),
+    "scheduler": Part("servers.scheduler:start"),
+    "smtp": Part("servers.smtp:start"),
+    "ftp": Part("servers.ftp:start"),
+    "web": Part(start_web),
+}
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # the parent package itself is missing
+        return False
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Read the flags; each one mirrors a RENKEI_* environment variable."""
+    parser = argparse.ArgumentParser(
+        prog="run.py",
+        description="Renkei をすべて起動します (Web UI, SMTP, FTP, スケジューラー, 取込ワーカー)。"
+        " Starts Renkei. Flags override the RENKEI_* environment variables and .env.",
+    )
+    parser.add_argument("--host", help="bind address of all listeners (RENKEI_HOST, default 127.0.0.1)")
+    parser.add_argument("--web-port", type=_port, help="web UI and API port (RENKEI_WEB_PORT, default 8000; 0 = any free port)")
+    parser.add_argument("--smtp-port", type=_port, help="SMTP port (RENKEI_SMTP_PORT, default 2525; 0 = any free port)")
+    parser.add_argument("--ftp-port", type=_port, help="FTP port (RENKEI_FTP_PORT, default 2121; 0 = any free port)")
+    parser.add_argument("--data-dir", help="data folder (RENKEI_DATA_DIR, default ./instance)")
+    parser.add_argument(
+        "--only",
+        type=_parts,
+        default=list(PARTS),
+        metavar="PARTS",
+        help=f"comma-separated subset of {','.join(PARTS)} (default: all)",
+    )
+    return parser.parse_args(argv)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"ポート番号は0〜65535にしてください / port must be 0-65535: {text!r}")
+    return port
+
+
+def _parts(text: str) -> list[str]:
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PARTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"不明なパート / unknown part: {','.join(unknown) or text!r} (choose from {','.join(PARTS)})"
+        )
+    # Keep the registry's start order whatever order the user typed.
+    return [name for name in PARTS if name in names]
+
+
+def apply_flags(args: argparse.Namespace) -> None:
+    """Put the flags into the environment, so config.from_environment() sees them over `.env`."""
+    for flag, variable in (
+        ("host", "RENKEI_HOST"),
+        ("web_port", "RENKEI_WEB_PORT"),
+        ("smtp_port", "RENKEI_SMTP_PORT"),
+        ("ftp_port", "RENKEI_FTP_PORT"),
+        ("data_dir", "RENKEI_DATA_DIR"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            os.environ[variable] = str(value)
+
+
+# --------------------------------------------------------------------------------------
+# Database
+
+
+def migrate_database(app) -> None:
+    """Create the data folder and bring the schema up to date (migrations/ is the only way it is made)."""
+    from flask_migrate import upgrade
+
+    Path(app.config["DATA_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    with app.app_context():
+        upgrade()
+    log.info("database ready url=%s", _safe_db_url(app.config["SQLALCHEMY_DATABASE_URI"]))
+
+
+def _safe_db_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+DEMO_SLUG = "demo"
+DEMO_NAME = "デモ株式会社"
+DEMO_ADMIN = "admin@demo.example"
+DEMO_MEMBERS = [
+    # (No., 社員ID, 氏名, 部署)
+    (1, "E001", "髙橋 一郎", "営業一部"),
+    (2, "E002", "佐藤 花子", "営業一部"),
+    (3, "E003", "鈴木 次郎", "営業二部"),
+    (4, "E004", "田中 美咲", "営業二部"),
+]
+DEMO_COLUMNS = [("売上", "円"), ("粗利", "円"), ("件数", "件")]
+
+
+@dataclass
+class DemoAccount:
+    """What the operator needs to try the demo account; passwords are known only right after creation."""
+
+    email: str
+    password: str
+    inbound_address: str
+    ftp_username: str
+    ftp_password: str
+
+
+def create_demo_account(app) -> DemoAccount | None:
+    """On a database without accounts, create the demo account; return its logins, else None."""
+    from sqlalchemy.exc import IntegrityError
+
+    from app.errors import Invalid
+    from app.extensions import db
+    from app.services import accounts, columns, integration, members
+
+    with app.app_context():
+        if accounts.list_accounts():
+            return None
+        try:
+            account, password = accounts.create_account(DEMO_SLUG, DEMO_NAME, DEMO_ADMIN)
+        except (Invalid, IntegrityError):
+            # Another process (`--only` on a shared database) created it a moment earlier.
+            db.session.rollback()
+            log.info("demo account already created by another process")
+            return None
+        accounts.set_integration_enabled(DEMO_SLUG, True)
+        for no, employee_id, name, department in DEMO_MEMBERS:
+            members.create_member(account.id, no, employee_id, name, department)
+        for name, unit in DEMO_COLUMNS:
+            columns.add_column(account.id, name, unit)
+        # The admin receives the error reports and may send CSVs by mail (both lists are required in mail mode).
+        integration.update_settings(account.id, {"error_to": [DEMO_ADMIN], "senders": [DEMO_ADMIN]}, "run.py")
+        ftp_password = integration.issue_ftp_password(account.id, "run.py")
+        settings = account.settings
+        log.info("demo account created slug=%s members=%d columns=%d", DEMO_SLUG, len(DEMO_MEMBERS), len(DEMO_COLUMNS))
+        return DemoAccount(
+            email=DEMO_ADMIN,
+            password=password,
+            inbound_address=integration.inbound_address(settings),
+            ftp_username=settings.ftp_username,
+            ftp_password=ftp_password,
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Main
+
+
+def start_parts(app, names: list[str]) -> list[tuple[str, Any]]:
+    """Start the named parts in registry order; on a failure stop those already started and re-raise."""
+    started: list[tuple[str, Any]] = []
+    for name in names:
+        part = PARTS[name]
+        if not part.available():
+            log.warning("part %s not available yet", name)
+            continue
+        try:
+            handle = part.run(app)
+        except Exception:
+            log.exception("part %s failed to start", name)
+            stop_parts(started)
+            raise
+        started.append((name, handle))
+        _record_bound_port(app, name, handle)
+        log.info("part %s started", name)
+    return started
+
+
+def _record_bound_port(app, name: str, handle: Any) -> None:
+    """With port 0, put the port actually bound into the config, so screens and mails show it."""
+    key = f"{name.upper()}_PORT"
+    listeners = _listeners(name, handle)
+    if app.config.get(key) != 0 or not listeners:
+        return
+    port = int(listeners[0].rstrip("/").rsplit(":", 1)[1])
+    app.config[key] = port
+    if name == "web" and not os.environ.get("RENKEI_PUBLIC_URL"):
+        app.config["PUBLIC_URL"] = f"http://localhost:{port}"
+
+
+def stop_parts(started: list[tuple[str, Any]]) -> None:
+    """Stop the parts in reverse start order; one part failing to stop does not keep the others running."""
+    for name, handle in reversed(started):
+        log.info("part %s stopping", name)
+        try:
+            _call_stop(handle, PARTS[name].stop_timeout)
+        except Exception:
+            log.exception("part %s failed to stop cleanly", name)
+        else:
+            log.info("part %s stopped", name)
+
+
+def _call_stop(handle: Any, timeout: float) -> None:
+    """Call handle.stop(), passing the part's timeout when stop() takes one."""
+    if "timeout" in inspect.signature(handle.stop).parameters:
+        handle.stop(timeout=timeout)
+    else:
+        handle.stop()
+
+
+def _listeners(name: str, handle: Any) -> list[str]:
+    """The part's listener URLs: its `.listeners`, else one URL made from its `.host` and `.port`."""
+    listeners = getattr(handle, "listeners", None)
+    if listeners:
+        return list(listeners)
+    host, port = getattr(handle, "host", None), getattr(handle, "port", None)
+    if host and port:
+        return [f"{name}://{_url_host(host)}:{port}"]
+    return []
+
+
+def print_startup(app, started: list[tuple[str, Any]], demo: DemoAccount | None) -> None:
+    """Print one line per listener, the demo logins (first start only), then the READY line."""
+    urls: dict[str, str] = {}
+    for name, handle in started:
+        listeners = _listeners(name, handle)
+        for url in listeners:
+            print(f"{name}: {url}", flush=True)
+        if listeners:
+            urls[name] = listeners[0]
+        else:
+            print(f"{name}: running", flush=True)
+    if demo is not None:
+        web_url = urls.get("web") or app.config["PUBLIC_URL"] + "/"
+        ftp_url = urls.get("ftp") or "(FTP未起動 not running)"
+        lines = [
+            "",
+            "デモアカウントを作成しました (demo account created)",
+            f"  URL (url): {web_url}",
+            f"  ログイン (login): {demo.email}",
+            f"  パスワード (password): {demo.password}",
+            f"  送信先メールアドレス (inbound address): {demo.inbound_address}",
+            f"  FTPサーバー (ftp server): {ftp_url}",
+            f"  FTPログイン (ftp login): {demo.ftp_username} / {demo.ftp_password}"
+            "  (データ連動方式をFTP連動にすると使えます / usable once the mode is FTP)",
+            "  パスワードは今回だけ表示されます (passwords are shown only this once)",
+            "",
+        ]
+        print("\n".join(lines), flush=True)
+    ready = " ".join([f"parts={','.join(name for name, _ in started) or '-'}"] + [f"{k}={v}" for k, v in urls.items()])
+    print(f"RENKEI READY {ready}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run Renkei until Ctrl-C or SIGTERM; return the exit code."""
+    load_dotenv()
+    args = parse_args(argv)
+    apply_flags(args)
+
+    stop = threading.Event()
+
+    def request_stop(signum, frame) -> None:
+        log.info("signal %s received, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    # Installed first: a signal during migrations or start-up lets them finish, then stops cleanly.
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    from app import create_app
+
+    app = create_app()
+    migrate_database(app)
+    demo = create_demo_account(app)
+
+    try:
+        started = start_parts(app, args.only)
+    except Exception as error:
+        print(f"起動できませんでした (could not start): {error}", file=sys.stderr, flush=True)
+        return 1
+    print_startup(app, started, demo)
+
+    # A timeout keeps the main thread responsive to signals on every platform.
+    while not stop.wait(0.5):
+        pass
+    stop_parts(started)
+    log.info("renkei stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Browser fixtures: the real app served by waitress on a free port, and Debian's chromium through Playwright.
+
+CSRF is ON here (as in production). The database is a copy of the migrated schema
+(tests/conftest.py's session fixture `migrated_db`), shared by the tests of a module;
+each test resets the integration settings it relies on through the service.
+"""
+from __future__ import annotations
+
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from app import create_app
+from app.extensions import db
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+PASSWORD = "password-123"
+
+
+@dataclass
+class LiveServer:
+    app: object
+    url: str
+    account_id: int
+    admin_email: str
+    viewer_email: str
+
+
+@pytest.fixture(scope="module")
+def renkei_server(tmp_path_factory, migrated_db):
+    """Serve the app with waitress on 127.0.0.1:<free port>, with an integration-enabled account, an admin and a viewer."""
+    import waitress
+
+    from app.models import User
+    from app.services import accounts, users
+
+    folder = tmp_path_factory.mktemp("browser")
+    db_file = folder / "renkei.db"
+    shutil.copy(migrated_db, db_file)
+    app = create_app({
+        "TESTING": True,
+        "DATA_DIR": str(folder),
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_file}",
+        "SECRET_KEY": "browser-test-secret",
+        "WTF_CSRF_ENABLED": True,
+        "LOGIN_FAIL_DELAY": 0,
+        "SMTP_RELAY": None,
+        "PUBLIC_URL": "http://renkei.test",
+        "FTP_PUBLIC_HOST": "ftp.renkei.test",
+    })
+    with app.app_context():
+        account, _ = accounts.create_account("acme", "アクメ株式会社", "admin@acme.example", PASSWORD)
+        account.integration_enabled = True
+        db.session.commit()
+        users.create_user(account.id, "viewer@acme.example", PASSWORD, User.VIEWER)
+        account_id = account.id
+        db.session.remove()
+
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=server.run, name="waitress-browser-tests", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(app, f"http://127.0.0.1:{server.effective_port}", account_id,
+                         "admin@acme.example", "viewer@acme.example")
+    finally:
+        server.close()
+        thread.join(timeout=10)
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Debian chromium for the whole run."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def new_page(chromium, renkei_server):
+    """Open a fresh context (own cookies) logged in as `who`; closes everything at teardown."""
+    contexts = []
+
+    def open_page(email: str, javascript: bool = True, viewport: dict | None = None):
+        context = chromium.new_context(
+            java_script_enabled=javascript,
+            viewport=viewport or {"width": 1280, "height": 900},
+            locale="ja-JP",
+        )
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(renkei_server.url + "/login")
+        page.fill("#email", email)
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit], input[type=submit]")
+        page.wait_for_url(renkei_server.url + "/")
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

@@ -1,0 +1,119 @@
+"""`flask integration show|set|ftp-password|api-token` through app.test_cli_runner()."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.extensions import db
+from app.services import integration as service
+
+SPEC_KEYS = {
+    "enabled", "mode", "status", "member_key", "encoding", "error_to", "success_to", "senders",
+    "inbound_address", "ftp_server", "ftp_username", "ftp_days", "ftp_start", "ftp_end",
+    "ftp_interval", "ftp_delay", "api_endpoint", "next_checks",
+}
+
+
+@pytest.fixture
+def runner(app):
+    # Click ≥ 8.2 keeps stdout and stderr apart, so JSON on stdout can be parsed as is.
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def account(make_account):
+    account, _, _ = make_account("acme")
+    return account
+
+
+def show(runner) -> dict:
+    result = runner.invoke(args=["integration", "show", "acme"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_show_prints_json_with_the_spec_keys(runner, account):
+    data = show(runner)
+    assert set(data) == SPEC_KEYS
+    assert data["enabled"] is True
+    assert data["mode"] == "mail" and data["status"] == "active" and data["member_key"] == "no"
+    assert data["ftp_username"] == "acme"
+    assert data["ftp_days"] == ["mon", "tue", "wed", "thu", "fri"]
+
+
+def test_show_keeps_japanese_readable(runner, account):
+    service.update_settings(account.id, {"error_to": "担当@example.com", "senders": "erp@example.com"}, actor="t")
+    result = runner.invoke(args=["integration", "show", "acme"])
+    assert "担当@example.com" in result.stdout
+
+
+def test_set_saves_through_the_service_and_records_cli(runner, account):
+    result = runner.invoke(
+        args=[
+            "integration", "set", "acme", "--mode", "ftp", "--status", "stopped", "--member-key", "employee_id",
+            "--encoding", "cp932", "--error-to", "ops@example.com,OPS@example.com", "--success-to", "boss@example.com",
+            "--ftp-days", "mon,wed,fri", "--ftp-start", "08:00", "--ftp-end", "20:00",
+            "--ftp-interval", "30", "--ftp-delay", "10",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    data = show(runner)
+    assert data["mode"] == "ftp" and data["status"] == "stopped"
+    assert data["member_key"] == "employee_id" and data["encoding"] == "cp932"
+    assert data["error_to"] == ["ops@example.com"]
+    assert data["success_to"] == ["boss@example.com"]
+    assert data["ftp_days"] == ["mon", "wed", "fri"]
+    assert (data["ftp_start"], data["ftp_end"], data["ftp_interval"], data["ftp_delay"]) == ("08:00", "20:00", 30, 10)
+    assert len(data["next_checks"]) == 5
+    assert service.recent_changes(account.id)[0].actor == "cli"
+
+
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (["--mode", "ftp", "--error-to", "ops@example.com", "--ftp-start", "18:00", "--ftp-end", "09:00"], "ftp_end"),
+        (["--error-to", "not-an-address", "--senders", "a@example.com"], "error_to"),
+        (["--mode", "ftp", "--error-to", "ops@example.com", "--ftp-delay", "75"], "ftp_delay"),
+        (["--mode", "ftp", "--error-to", "ops@example.com", "--ftp-days", "mon,funday"], "ftp_days"),
+        (["--error-to", "ops@example.com"], "senders"),  # mail mode needs 送信元メールアドレス
+    ],
+)
+def test_set_bad_input_prints_the_field_and_exits_1(runner, account, args, field):
+    before = show(runner)
+    result = runner.invoke(args=["integration", "set", "acme", *args])
+    assert result.exit_code == 1
+    assert f"({field})" in result.stderr
+    assert show(runner) == before
+
+
+def test_set_bad_choice_and_unknown_account_exit_non_zero(runner, account):
+    assert runner.invoke(args=["integration", "set", "acme", "--mode", "fax"]).exit_code != 0
+    result = runner.invoke(args=["integration", "set", "nobody", "--status", "stopped"])
+    assert result.exit_code == 1
+    assert runner.invoke(args=["integration", "show", "nobody"]).exit_code == 1
+
+
+def test_set_without_options_is_an_error(runner, account):
+    assert runner.invoke(args=["integration", "set", "acme"]).exit_code == 1
+
+
+def test_ftp_password_prints_a_password_that_verifies_and_only_a_hash_is_stored(runner, account):
+    result = runner.invoke(args=["integration", "ftp-password", "acme"])
+    assert result.exit_code == 0
+    password = result.stdout.strip()
+    assert len(password) >= 16
+    settings = service.get_settings(account.id)
+    db.session.refresh(settings)
+    assert password not in settings.ftp_password_hash
+    assert settings.ftp_password_hash.startswith(("scrypt:", "pbkdf2:"))
+    assert service.verify_ftp_password("acme", password).account_id == account.id
+    assert service.recent_changes(account.id)[0].actor == "cli"
+
+
+def test_api_token_prints_a_token_that_resolves(runner, account):
+    result = runner.invoke(args=["integration", "api-token", "acme"])
+    assert result.exit_code == 0
+    token = result.stdout.strip()
+    assert service.account_for_token(token).id == account.id
+    assert token not in json.dumps(show(runner))

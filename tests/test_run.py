@@ -1,0 +1,274 @@
+"""`python run.py` as an operator runs it: a real process on free ports, stopped by SIGTERM or Ctrl-C."""
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 90  # generous for a cold CI machine; the wait ends as soon as READY is printed
+STOP_TIMEOUT = 30
+
+READY_RE = re.compile(r"^RENKEI READY (?P<fields>.*)$")
+PASSWORD_RE = re.compile(r"パスワード \(password\): (\S+)")
+
+
+def _env() -> dict[str, str]:
+    """The test's environment, without what would point run.py away from the given data folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
+    # Set (not just removed) so a developer's .env, which never overrides, cannot change them.
+    env["DATABASE_URL"] = ""
+    env["RENKEI_MAIL_DOMAIN"] = "renkei.localhost"
+    env["RENKEI_LOGIN_FAIL_DELAY"] = "0"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class RunPy:
+    """A `python run.py` subprocess whose output is read line by line on a thread."""
+
+    def __init__(self, data_dir: Path, *flags: str) -> None:
+        command = [sys.executable, "run.py", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+                   "--web-port", "0", "--smtp-port", "0", "--ftp-port", "0", *flags]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, encoding="utf-8", errors="replace",
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        # Draining the pipe all the time keeps the server from blocking on a full pipe.
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_ready(self) -> dict[str, str]:
+        """Read output until the READY line; return its key=value fields."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pytest.fail("run.py printed no READY line in time:\n" + self.output())
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                pytest.fail(f"run.py ended (code {self.process.wait()}) before READY:\n" + self.output())
+            self.lines.append(line)
+            match = READY_RE.match(line)
+            if match:
+                return dict(field.split("=", 1) for field in match["fields"].split())
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Send the signal and return the exit code (fail if it does not end in time)."""
+        self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail("run.py did not stop in time:\n" + self.output())
+        self._reader.join(STOP_TIMEOUT)
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                self.lines.append(line)
+        return code
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def start(tmp_path):
+    """Start run.py on a data folder (default tmp_path/data); every process is killed at the end."""
+    processes: list[RunPy] = []
+
+    def do(*flags: str, data_dir: Path | None = None) -> RunPy:
+        process = RunPy(data_dir or tmp_path / "data", *flags)
+        processes.append(process)
+        return process
+
+    yield do
+    for process in processes:
+        process.kill()
+
+
+def _port_of(url: str) -> int:
+    return int(re.search(r":(\d+)/?$", url).group(1))
+
+
+def _port_is_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _login(base_url: str, email: str, password: str, session: requests.Session | None = None) -> requests.Response:
+    """Log in as a browser would: fetch the form, send back its CSRF token."""
+    session = session or requests.Session()
+    form = session.get(base_url + "login", timeout=10)
+    assert form.status_code == 200
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form.text).group(1)
+    return session.post(
+        base_url + "login", data={"csrf_token": token, "email": email, "password": password}, timeout=10
+    )
+
+
+def _query(db_file: Path, sql: str) -> list[tuple]:
+    with closing(sqlite3.connect(db_file)) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_first_start_migrates_creates_demo_and_stops_on_sigterm(start, tmp_path):
+    data_dir = tmp_path / "data"  # does not exist yet: run.py creates it
+    run = start()
+    ready = run.wait_ready()
+    base_url = ready["web"]
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", base_url)
+    assert f"web: {base_url}" in run.lines
+    passwords = PASSWORD_RE.findall(run.output())
+    assert len(passwords) == 1, run.output()
+    assert "admin@demo.example" in run.output()
+    assert re.search(r"送信先メールアドレス \(inbound address\): sp-[0-9a-f]+@renkei\.localhost", run.output())
+
+    session = requests.Session()
+    page = _login(base_url, "admin@demo.example", passwords[0], session)
+    assert page.status_code == 200
+    assert "<title>メイン - Renkei</title>" in page.text
+    assert "デモ株式会社" in page.text
+    if "ftp" in ready:
+        # Started on port 0, the 外部連携設定 tab shows the port the FTP server really bound.
+        settings_page = session.get(base_url + "settings/integration", timeout=10)
+        assert f"127.0.0.1:{_port_of(ready['ftp'])}" in settings_page.text
+
+    db_file = data_dir / "renkei.db"
+    assert _query(db_file, "SELECT count(*) FROM alembic_version") == [(1,)]
+    assert _query(db_file, "SELECT slug, name, integration_enabled FROM accounts") == [("demo", "デモ株式会社", 1)]
+    members = _query(db_file, "SELECT no, employee_id, name FROM members ORDER BY no")
+    assert 3 <= len(members) <= 5
+    assert members[0] == (1, "E001", "髙橋 一郎")
+    columns = _query(db_file, "SELECT name, unit FROM graph_columns ORDER BY position")
+    assert columns == [("売上", "円"), ("粗利", "円"), ("件数", "件")]
+    assert _query(db_file, "SELECT error_to FROM integration_settings") == [('["admin@demo.example"]',)]
+
+    port = _port_of(base_url)
+    assert run.stop(signal.SIGTERM) == 0, run.output()
+    assert not _port_is_open(port)
+    assert "part web stopped" in run.output()
+
+
+def test_second_start_keeps_the_demo_account_and_prints_no_password(start, tmp_path):
+    first = start("--only", "web")
+    first.wait_ready()
+    assert first.stop() == 0, first.output()
+
+    second = start("--only", "web")
+    ready = second.wait_ready()
+    assert "web" in ready
+    assert not PASSWORD_RE.search(second.output())
+    assert "デモアカウントを作成しました" not in second.output()
+    assert _query(tmp_path / "data" / "renkei.db", "SELECT slug FROM accounts") == [("demo",)]
+    assert second.stop() == 0, second.output()
+
+
+def test_only_web_starts_without_the_worker_and_ctrl_c_stops_it(start):
+    run = start("--only", "web")
+    ready = run.wait_ready()
+    assert ready["parts"] == "web"
+    port = _port_of(ready["web"])
+    assert requests.get(ready["web"] + "login", timeout=10).status_code == 200
+    assert "part worker" not in run.output()
+
+    assert run.stop(signal.SIGINT) == 0, run.output()
+    assert "Traceback" not in run.output()
+    assert not _port_is_open(port)
+
+
+def test_every_part_name_is_accepted_even_before_its_server_exists(start):
+    run = start("--only", "web,smtp,ftp,scheduler")
+    ready = run.wait_ready()
+    for name in ("smtp", "ftp", "scheduler"):
+        available = (ROOT / "servers" / f"{name}.py").exists()
+        started = name in ready["parts"].split(",")
+        assert started == available, run.output()
+        if not available:
+            assert f"part {name} not available yet" in run.output()
+    assert run.stop() == 0, run.output()
+
+
+def test_unknown_part_is_refused_with_the_list_of_parts(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "run.py", "--data-dir", str(tmp_path / "data"), "--only", "web,mystery"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env=_env(),
+    )
+    assert result.returncode == 2
+    assert "mystery" in result.stderr and "worker,scheduler,smtp,ftp,web" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_busy_port_stops_start_up_with_exit_code_1(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "run.py", "--data-dir", str(tmp_path / "data"), "--host", "127.0.0.1",
+             "--web-port", str(port), "--only", "web"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+            env=_env(),
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "起動できませんでした" in result.stderr
+    assert "RENKEI READY" not in result.stdout
+
+
+def test_a_csv_mailed_to_the_demo_address_is_imported_by_the_running_worker(start, tmp_path):
+    """The parts are wired together: SMTP hands the file to ingest, the worker of the same process imports it."""
+    import smtplib
+    from email.message import EmailMessage
+
+    run = start("--only", "worker,smtp")
+    ready = run.wait_ready()
+    assert ready["parts"] == "worker,smtp", run.output()
+    inbound = re.search(r"\(inbound address\): (\S+)", run.output()).group(1)
+    mail = EmailMessage()
+    mail["From"] = "admin@demo.example"
+    mail["To"] = inbound
+    mail["Subject"] = "実績"
+    csv = "No.,売上,粗利,件数\r\n1,120000,30000,2\r\n2,\"50,000\",12000,1\r\n".encode("cp932")
+    mail.add_attachment(csv, maintype="text", subtype="csv", filename="20180516.csv")
+    smtp_port = _port_of(ready["smtp"])
+    with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+        client.send_message(mail)
+
+    db_file = tmp_path / "data" / "renkei.db"
+    deadline = time.monotonic() + 30
+    while _query(db_file, "SELECT status FROM imports") != [("succeeded",)]:
+        assert time.monotonic() < deadline, run.output()
+        time.sleep(0.1)  # polling the database: the import runs in another process
+    assert _query(db_file, "SELECT count(*) FROM results") == [(2,)]
+    assert run.stop() == 0, run.output()
+    assert not _port_is_open(smtp_port)

@@ -1,0 +1,251 @@
+"""The 外部連携設定 tab through the test client: access, saving, no-JS style posts, re-issue buttons."""
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import pytest
+
+from app.extensions import db
+from app.models import User
+from app.services import integration as service
+from app.services import users
+
+URL = "/settings/integration"
+ACTION_URLS = [URL, URL + "/inbound-address", URL + "/ftp-password", URL + "/api-token"]
+
+
+@pytest.fixture
+def admin(make_account, login):
+    account, email, _ = make_account("acme")
+    login(email)
+    return account
+
+
+@pytest.fixture
+def viewer(make_account, login):
+    account, _, _ = make_account("acme")
+    users.create_user(account.id, "viewer@acme.example", "password-123", User.VIEWER)
+    login("viewer@acme.example")
+    return account
+
+
+def form_data(**overrides) -> dict:
+    data = {
+        "mode": "mail", "status": "active", "member_key": "no", "encoding": "auto",
+        "error_to": "ops@example.com", "success_to": "", "senders": "erp@example.com",
+        "ftp_days": ["mon", "tue", "wed", "thu", "fri"], "ftp_start": "09:00", "ftp_end": "18:00",
+        "ftp_interval": "60", "ftp_delay": "0",
+    }
+    data.update(overrides)
+    # Like the page: an empty marker first, so "no day ticked" is told apart from "field not posted".
+    data["ftp_days"] = ["", *data["ftp_days"]]
+    return data
+
+
+def text(response) -> str:
+    return unescape(response.get_data(as_text=True))
+
+
+def field_block(html: str, field_id: str) -> str:
+    """The markup of one field (from its wrapper to the next wrapper) to assert a message sits next to it."""
+    start = html.index(f'id="field-{field_id}"')
+    following = html.find('id="field-', start + 1)
+    return html[start: following if following != -1 else None]
+
+
+def section(html: str, mode: str) -> str:
+    match = re.search(rf'<section class="mode-section" id="{mode}-section"[^>]*>', html)
+    return match.group(0)
+
+
+def test_tab_is_404_and_hidden_without_integration(client, make_account, login):
+    _, email, _ = make_account("acme", integration=False)
+    login(email)
+    assert client.get(URL).status_code == 404
+    for url in ACTION_URLS:
+        assert client.post(url, data={"confirm": "y"}).status_code == 404
+    assert "外部連携設定" not in client.get("/settings/members").get_data(as_text=True)
+
+
+def test_tab_link_shown_when_enabled(client, admin):
+    page = client.get("/settings/members").get_data(as_text=True)
+    assert f'href="{URL}"' in page and "外部連携設定" in page
+
+
+@pytest.mark.parametrize("url", ACTION_URLS)
+def test_login_required(client, url):
+    assert client.get(URL).status_code == 302
+    assert client.post(url).status_code == 302
+
+
+def test_page_shows_every_field_in_order(client, admin):
+    html = text(client.get(URL))
+    labels = ["データ連動方式", "データ連動ステータス", "メンバー識別ID", "文字コード", "エラー報告メールアドレス",
+              "正常更新報告メールアドレス", "送信先メールアドレス", "送信元メールアドレス", "FTPサーバー", "FTPサーバー ID",
+              "FTPサーバー PW", "データ連動曜日", "データ連動時間", "データ連動間隔", "○分遅らせてチェック",
+              "APIエンドポイント", "APIトークン", "変更履歴"]
+    positions = [html.index(label) for label in labels]
+    assert positions == sorted(positions)
+    for option in ["メール添付連動", "FTP連動", "API連動", "連動稼働停止", "メンバー設定の社員ID", "Shift_JIS(cp932)",
+                   "5分", "10分", "15分", "30分", "1時間", "2時間"]:
+        assert option in html
+    assert "データ連動でエラーが発生した場合に通知するメールアドレス" in html
+    settings = service.get_settings(admin.id)
+    assert service.inbound_address(settings) in html
+    assert "未発行です" in field_block(html, "ftp_password")  # nothing issued yet, nothing to show
+    assert "http://renkei.test/api/v1/imports" in html
+    assert 'src="/static/integration.js"' in html and "<script>" not in html
+
+
+def test_only_the_saved_mode_section_is_shown(client, admin):
+    html = text(client.get(URL))
+    assert "hidden" not in section(html, "mail")
+    assert "hidden" in section(html, "ftp") and "hidden" in section(html, "api")
+
+
+def test_save_then_reload_shows_the_values(client, admin):
+    response = client.post(URL, data=form_data(
+        mode="ftp", status="stopped", member_key="employee_id", encoding="cp932",
+        error_to="ops@example.com\nops2@example.com", success_to="boss@example.com",
+        ftp_days=["sat", "sun"], ftp_start="08:30", ftp_end="12:00", ftp_interval="30", ftp_delay="5",
+    ))
+    assert response.status_code == 302
+    html = text(client.get(URL))
+    assert "外部連携設定を保存しました。" in html
+    assert '<option selected value="ftp">' in html
+    assert '<option selected value="stopped">' in html
+    assert '<option selected value="employee_id">' in html
+    assert '<option selected value="cp932">' in html
+    assert '<option selected value="30">' in html
+    assert "ops@example.com\nops2@example.com</textarea>" in html
+    assert 'value="08:30"' in html and 'value="12:00"' in html and 'value="5"' in html
+    assert 'value="sat" id="ftp_days-sat"\n          checked' in html
+    assert "hidden" not in section(html, "ftp") and "hidden" in section(html, "mail")
+    assert "次回チェック予定" in html and "08:35" in html
+    assert "連動稼働停止中です" in html
+    assert "データ連動方式: メール添付連動 → FTP連動" in html and "admin@acme.example" in html
+
+
+def test_repeated_inputs_and_textarea_values_are_both_accepted(client, admin):
+    # JS rows post one value per input; the no-JS textarea posts one value with newlines or commas.
+    data = form_data(error_to=["a@example.com", "b@example.com", ""], success_to="c@example.com, d@example.com")
+    assert client.post(URL, data=data).status_code == 302
+    settings = service.get_settings(admin.id)
+    db.session.refresh(settings)
+    assert settings.error_to == ["a@example.com", "b@example.com"]
+    assert settings.success_to == ["c@example.com", "d@example.com"]
+
+
+def test_invalid_submit_shows_messages_next_to_fields_and_keeps_inputs(client, admin):
+    response = client.post(URL, data=form_data(
+        error_to="ops@example.com\nbroken-address", senders="", success_to="boss@example.com", encoding="utf-8",
+    ))
+    assert response.status_code == 422
+    html = text(response)
+    assert "「broken-address」はメールアドレスとして正しくありません。" in field_block(html, "error_to")
+    assert "送信元メールアドレスを1件以上入力してください。" in field_block(html, "senders")
+    assert "ops@example.com\nbroken-address</textarea>" in html
+    assert "boss@example.com</textarea>" in html
+    assert '<option selected value="utf-8">' in html
+    settings = service.get_settings(admin.id)
+    assert settings.error_to == [] and settings.encoding == "auto"
+
+
+def test_no_js_mode_change_with_missing_fields_shows_the_new_mode_and_keeps_inputs(client, admin):
+    # Saved as API first, then a no-JS user picks メール添付連動 and saves without 送信元.
+    assert client.post(URL, data=form_data(mode="api", senders="")).status_code == 302
+    response = client.post(URL, data=form_data(mode="mail", senders="", error_to="ops@example.com", ftp_delay="7"))
+    html = text(response)
+    assert response.status_code == 422
+    assert "hidden" not in section(html, "mail") and "hidden" in section(html, "api")
+    assert "送信元メールアドレスを1件以上入力してください。" in field_block(html, "senders")
+    assert 'value="7"' in html
+    # Then the user fills it in and saves: the mode changes.
+    assert client.post(URL, data=form_data(mode="mail", senders="erp@example.com")).status_code == 302
+    assert service.get_settings(admin.id).mode == "mail"
+
+
+def test_no_js_switch_to_ftp_keeps_mail_values(client, admin):
+    assert client.post(URL, data=form_data()).status_code == 302
+    data = form_data(mode="ftp")
+    del data["senders"]  # a page that did not render the mail section posts no senders at all
+    assert client.post(URL, data=data).status_code == 302
+    settings = service.get_settings(admin.id)
+    db.session.refresh(settings)
+    assert settings.mode == "ftp"
+    assert settings.senders == ["erp@example.com"]
+
+
+def test_ftp_errors_are_shown_next_to_their_fields(client, admin):
+    html = text(client.post(URL, data=form_data(mode="ftp", ftp_days=[], ftp_start="18:00", ftp_end="09:00", ftp_delay="75")))
+    assert "データ連動曜日を1つ以上選んでください。" in field_block(html, "ftp_days")
+    assert "終了時刻は開始時刻以降にしてください。" in field_block(html, "ftp_end")
+    assert "遅らせる時間は 0〜59 分で入力してください。" in field_block(html, "ftp_delay")
+
+
+def test_viewer_sees_read_only_and_gets_403_on_every_post(client, viewer):
+    html = text(client.get(URL))
+    assert "閲覧者の権限では外部連携設定を変更できません" in html
+    assert 'id="save-button"' not in html
+    assert "再発行</button>" not in html
+    assert re.search(r'<select[^>]*disabled[^>]*id="mode"|<select[^>]*id="mode"[^>]*disabled', html)
+    assert re.search(r'<textarea id="error_to"[^>]*\n?\s*disabled', html)
+    for url in ACTION_URLS:
+        assert client.post(url, data={**form_data(), "confirm": "y"}).status_code == 403
+    assert service.get_settings(viewer.id).error_to == []
+
+
+def test_ftp_password_is_shown_once_and_stored_hashed(client, admin):
+    response = client.post(URL + "/ftp-password", data={"confirm": "y"})
+    assert response.status_code == 302
+    first = client.get(URL)
+    html = text(first)
+    assert first.headers["Cache-Control"] == "no-store"
+    password = re.search(r'id="ftp_password" class="secret" value="([^"]+)"', html).group(1)
+    assert service.verify_ftp_password("acme", password) is not None
+    again = text(client.get(URL))
+    assert password not in again
+    assert "●●●● (再発行すると表示されます)" in again
+    assert password not in service.get_settings(admin.id).ftp_password_hash
+
+
+def test_reissue_requires_confirmation_without_js(client, admin):
+    before = service.inbound_address(service.get_settings(admin.id))
+    response = client.post(URL + "/inbound-address", data={}, follow_redirects=True)
+    assert "確認のチェックを入れてから" in text(response)
+    assert service.inbound_address(service.get_settings(admin.id)) == before
+    response = client.post(URL + "/inbound-address", data={"confirm": "y"}, follow_redirects=True)
+    settings = service.get_settings(admin.id)
+    db.session.refresh(settings)
+    after = service.inbound_address(settings)
+    assert after != before and after in text(response)
+
+
+def test_api_token_shown_once_with_a_curl_example(client, admin):
+    html = text(client.post(URL + "/api-token", data={"confirm": "y"}, follow_redirects=True))
+    token = re.search(r'id="api_token" class="secret" value="([^"]+)"', html).group(1)
+    assert f'-H "Authorization: Bearer {token}"' in html
+    assert service.account_for_token(token).id == admin.id
+    assert token not in text(client.get(URL))
+
+
+def test_history_lists_the_latest_twenty(client, admin):
+    for i in range(22):
+        changes = {"error_to": f"ops{i}@example.com", "senders": "erp@example.com"}
+        service.update_settings(admin.id, changes, actor=f"user{i}@example.com")
+    html = text(client.get(URL))
+    history = html[html.index('id="change-history"'):]
+    assert history.count('<td class="summary">') == 20
+    assert "user21@example.com" in history and "user1@example.com" not in history
+
+
+def test_csrf_is_checked_when_enabled(client, admin, app):
+    app.config["WTF_CSRF_ENABLED"] = True
+    try:
+        response = client.post(URL, data=form_data())
+        assert response.status_code == 400
+        assert client.post(URL + "/ftp-password", data={"confirm": "y"}).status_code in (302, 400)
+        assert service.get_settings(admin.id).ftp_password_hash is None
+    finally:
+        app.config["WTF_CSRF_ENABLED"] = False
