@@ -8,7 +8,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from ..errors import Invalid, RenkeiError
-from ..services import accounts
+from ..services import accounts, ftpcheck
 from ..services import integration as service
 
 integration_cli = AppGroup("integration", help="外部連携設定を表示・変更します。")
@@ -105,6 +105,20 @@ def api_token(slug: str) -> None:
     """APIトークンを発行し、表示します(表示はこの一度だけ)。"""
     account = _account(slug)
     click.echo(service.issue_api_token(account.id, actor="cli"))
+
+
+@integration_cli.command("check-now")
+@click.argument("slug")
+def check_now(slug: str) -> None:
+    """FTP連動のチェックをすぐに実行します(画面の「今すぐチェック」と同じ)。"""
+    account = _account(slug)
+    try:
+        result = ftpcheck.check_account(account.id)
+    except RenkeiError as e:
+        _fail(e)
+    click.echo(result.message)
+    if result.failed:
+        raise SystemExit(1)
 
 
 def register(app: Flask) -> None:

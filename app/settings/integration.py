@@ -5,7 +5,8 @@ from flask import abort, flash, make_response, redirect, render_template, reques
 from flask_login import current_user
 
 from ..auth.access import integration_required
-from ..errors import Invalid
+from ..errors import Invalid, RenkeiError
+from ..services import ftpcheck
 from ..services import integration as service
 from . import bp
 from .integration_forms import IntegrationForm, ReissueForm
@@ -110,3 +111,18 @@ def integration_api_token():
         session[_ISSUED_KEY] = {"api_token": service.issue_api_token(current_user.account_id, current_user.email)}
         flash("APIトークンを発行しました。この画面を離れると二度と表示されません。控えてください。", "success")
     return redirect(url_for("settings.integration") + "#api-section")
+
+
+@bp.route("/integration/check-now", methods=["POST"])
+@integration_required
+def integration_check_now():
+    """今すぐチェック: run the account's FTP check at once, like `flask integration check-now`."""
+    _require_admin()
+    if not ReissueForm().validate_on_submit():
+        flash("送信内容を確認できませんでした。ページを読み込み直してからもう一度お試しください。", "error")
+    else:
+        try:
+            flash(ftpcheck.check_account(current_user.account_id).message, "success")
+        except RenkeiError as e:
+            flash(e.message, "error")
+    return redirect(url_for("settings.integration") + "#ftp-section")

@@ -1,0 +1,144 @@
+"""The scheduler: a `schedule.Scheduler` ticking every minute in a thread, running each FTP account's checks.
+
+Each tick asks, for every account whose integration is enabled, mode FTP and status
+active, whether the minute is one of its check times (`checktimes.is_check_time`, the
+same rule the settings tab lists), and runs `ftpcheck.check_account` for those accounts
+on a small thread pool, so a long check never delays the next tick or another account.
+A check never overlaps the previous one of the same account (ftpcheck's lock: the later
+one is skipped and logged).
+
+Decisions (where SPEC is silent):
+- The clock is injectable (`clock()` returns an aware datetime; default: now in
+  TIMEZONE). Each tick evaluates every minute since the previous tick (at most
+  CATCH_UP_MINUTES back), so a tick that runs late, or a thread that was paused, does not
+  lose a check time, and no minute is evaluated twice.
+- Every job is wrapped: an error is logged and the scheduler keeps running.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from zoneinfo import ZoneInfo
+
+import schedule
+from flask import Flask
+
+from app.errors import RenkeiError
+from app.services import ftpcheck
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_MINUTES = 15
+CHECK_THREADS = 4
+
+Clock = Callable[[], dt.datetime]
+Dispatch = Callable[[int, dt.datetime], None]
+
+
+def _minute(value: dt.datetime) -> dt.datetime:
+    return value.replace(second=0, microsecond=0)
+
+
+def due_accounts(app: Flask, minute: dt.datetime) -> list[int]:
+    """Ids of the accounts whose FTP check time is `minute` (aware)."""
+    with app.app_context():
+        return ftpcheck.accounts_due(minute)
+
+
+class FtpCheckScheduler:
+    """Decides every minute which accounts to check and hands them to `dispatch`."""
+
+    def __init__(self, app: Flask, clock: Clock | None = None, dispatch: Dispatch | None = None):
+        self.app = app
+        tz = ZoneInfo(app.config.get("TIMEZONE") or "Asia/Tokyo")
+        self.clock: Clock = clock or (lambda: dt.datetime.now(tz))
+        self._pool: ThreadPoolExecutor | None = None
+        self.dispatch: Dispatch = dispatch or self._submit
+        self._last_minute: dt.datetime | None = None
+
+    def tick(self, now: dt.datetime | None = None) -> list[tuple[int, dt.datetime]]:
+        """Run the checks due in every minute since the last tick up to `now`; return (account id, minute) fired."""
+        current = _minute(now or self.clock())
+        if self._last_minute is None or current <= self._last_minute:
+            minutes = [current] if self._last_minute is None else []
+        else:
+            first = max(self._last_minute + dt.timedelta(minutes=1), current - dt.timedelta(minutes=CATCH_UP_MINUTES))
+            count = int((current - first).total_seconds() // 60) + 1
+            minutes = [first + dt.timedelta(minutes=i) for i in range(count)]
+        fired: list[tuple[int, dt.datetime]] = []
+        for minute in minutes:
+            for account_id in due_accounts(self.app, minute):
+                fired.append((account_id, minute))
+                self.dispatch(account_id, minute)
+        if minutes:
+            self._last_minute = current
+        return fired
+
+    def safe_tick(self) -> None:
+        """The scheduled job: a tick whose errors are logged, never raised."""
+        try:
+            self.tick()
+        except Exception:
+            log.exception("scheduler tick failed")
+
+    def _submit(self, account_id: int, minute: dt.datetime) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=CHECK_THREADS, thread_name_prefix="renkei-ftpcheck")
+        self._pool.submit(self.run_check, account_id)
+
+    def run_check(self, account_id: int) -> ftpcheck.CheckResult | None:
+        """Run one account's check in its own app context; errors are logged, never raised."""
+        try:
+            with self.app.app_context():
+                return ftpcheck.check_account(account_id, now=self.clock())
+        except RenkeiError as err:
+            # The settings changed between the tick and the check (e.g. stopped): nothing to do.
+            log.info("ftp check of account #%s not run: %s", account_id, err)
+        except Exception:
+            log.exception("ftp check of account #%s failed", account_id)
+        return None
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait)
+
+
+class RunningScheduler:
+    """The scheduler thread; `.stop()` ends it after the checks in progress."""
+
+    def __init__(self, checks: FtpCheckScheduler):
+        self.checks = checks
+        self.scheduler = schedule.Scheduler()
+        self.scheduler.every().minute.at(":00").do(checks.safe_tick)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="renkei-scheduler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.scheduler.run_pending()
+            except Exception:
+                log.exception("scheduler job failed")
+            idle = self.scheduler.idle_seconds
+            self._stopping.wait(min(max(idle if idle is not None else 1.0, 0.05), 1.0))
+
+    def start(self) -> RunningScheduler:
+        self._thread.start()
+        log.info("scheduler started (FTP checks every minute)")
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop ticking and wait for the checks in progress to finish."""
+        self._stopping.set()
+        self._thread.join(timeout)
+        self.scheduler.clear()
+        self.checks.shutdown(wait=True)
+        log.info("scheduler stopped")
+
+
+def start(app: Flask, clock: Clock | None = None) -> RunningScheduler:
+    """Start the minute scheduler for `app` (clock: a callable returning an aware datetime)."""
+    return RunningScheduler(FtpCheckScheduler(app, clock)).start()

@@ -1,0 +1,446 @@
+"""Renkei's FTP server with real clients (ftplib, curl, lftp): uploads, checks, confinement, limits, bans, FTPS."""
+from __future__ import annotations
+
+import ftplib
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from app.extensions import db
+from app.models import Import, IntegrationSettings
+from app.services import ftpcheck
+from tests.servers.ftp_fixtures import (  # noqa: F401 (fixtures are used by name)
+    FTP_BAD_CSV,
+    ftp_account,
+    ftp_connect,
+    ftp_csv,
+    ftp_files,
+    ftp_server,
+    ftp_start,
+    ftp_tls_files,
+    ftp_upload,
+)
+
+
+def staging(app) -> list[str]:
+    folder = os.path.join(app.config["DATA_DIR"], "ftp-uploading")
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def staged_bytes(app) -> int:
+    """Bytes the server has written to staging files so far."""
+    folder = os.path.join(app.config["DATA_DIR"], "ftp-uploading")
+    return sum(os.path.getsize(os.path.join(folder, name)) for name in staging(app))
+
+
+def imports() -> list[Import]:
+    db.session.rollback()
+    return list(db.session.scalars(db.select(Import).order_by(Import.id)))
+
+
+def wait_until(predicate, timeout: float = 10.0):
+    """Poll a condition that another thread makes true (a server's file or socket state)."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the server")
+        time.sleep(0.01)
+    return value
+
+
+def set_settings(account_id: int, **fields) -> None:
+    settings = db.session.scalar(db.select(IntegrationSettings).where(IntegrationSettings.account_id == account_id))
+    for name, value in fields.items():
+        setattr(settings, name, value)
+    db.session.commit()
+
+
+# ---------------------------------------------------------------------------------------
+# Upload, then a check imports and files it
+
+
+def test_ftplib_upload_then_check_imports_and_moves_to_processed(app, ftp_account, ftp_server, ftp_connect):
+    client = ftp_connect(ftp_server)
+    assert ftp_upload(client, "20180516.csv", ftp_csv()).startswith("226")
+    assert client.nlst() == ["20180516.csv"]
+    assert staging(app) == []
+
+    result = ftpcheck.check_account(ftp_account.id)
+
+    assert [(f.name, f.succeeded) for f in result.files] == [("20180516.csv", True)]
+    imp = imports()[-1]
+    assert (imp.channel, imp.filename, imp.sender, imp.status) == ("ftp", "20180516.csv", "ftp:acme", Import.SUCCEEDED)
+    assert imp.row_count == 2
+    # The uploader sees what happened: the file left the top folder for processed/.
+    assert client.nlst() == ["processed"]
+    moved = client.nlst("processed")
+    assert len(moved) == 1 and moved[0].startswith("20180516_") and moved[0].endswith(".csv")
+    assert (ftp_account.home / "processed" / moved[0]).read_bytes() == ftp_csv()
+
+
+def test_bad_file_goes_to_error_and_files_are_taken_in_name_order(app, ftp_account, ftp_server, ftp_connect):
+    client = ftp_connect(ftp_server)
+    ftp_upload(client, "20180517.csv", ftp_csv())
+    ftp_upload(client, "20180516.csv", FTP_BAD_CSV)
+
+    result = ftpcheck.check_account(ftp_account.id)
+
+    assert [(f.name, f.succeeded) for f in result.files] == [("20180516.csv", False), ("20180517.csv", True)]
+    assert [(i.filename, i.status) for i in imports()] == [("20180516.csv", Import.FAILED),
+                                                          ("20180517.csv", Import.SUCCEEDED)]
+    assert [n[:9] for n in ftp_files(ftp_account.home / "error")] == ["20180516_"]
+    assert [n[:9] for n in ftp_files(ftp_account.home / "processed")] == ["20180517_"]
+    assert ftp_files(ftp_account.home) == []
+
+
+def test_curl_upload(app, ftp_account, ftp_server, tmp_path):
+    source = tmp_path / "20180518.csv"
+    source.write_bytes(ftp_csv())
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", "20", "-T", str(source), f"ftp://127.0.0.1:{ftp_server.port}/",
+         "--user", f"{ftp_account.username}:{ftp_account.password}"],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert ftp_files(ftp_account.home) == ["20180518.csv"]
+    assert [f.succeeded for f in ftpcheck.check_account(ftp_account.id).files] == [True]
+
+
+def test_lftp_upload(app, ftp_account, ftp_server, tmp_path):
+    source = tmp_path / "20180519.csv"
+    source.write_bytes(ftp_csv())
+    done = subprocess.run(
+        ["lftp", "-c", f"set ftp:ssl-allow no; set net:max-retries 1; "
+                       f"open -u {ftp_account.username},{ftp_account.password} -p {ftp_server.port} 127.0.0.1; "
+                       f"put {source}"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (ftp_account.home / "20180519.csv").read_bytes() == ftp_csv()
+    assert [f.succeeded for f in ftpcheck.check_account(ftp_account.id).files] == [True]
+
+
+# ---------------------------------------------------------------------------------------
+# Login, refusals and bans
+
+
+def test_wrong_password_is_refused(ftp_account, ftp_server, ftp_connect):
+    with pytest.raises(ftplib.error_perm, match="^530"):
+        ftp_connect(ftp_server, password="wrong-password")
+    with pytest.raises(ftplib.error_perm, match="^530"):
+        ftp_connect(ftp_server, user="nobody", password="x")
+
+
+@pytest.mark.parametrize("change", [{"mode": "mail"}, {"mode": "api"}, "disable"])
+def test_login_refused_when_not_in_ftp_mode_or_integration_disabled(app, ftp_account, ftp_server, ftp_connect, change):
+    if change == "disable":
+        from app.services import accounts
+
+        accounts.set_integration_enabled(ftp_account.slug, False)
+    else:
+        set_settings(ftp_account.id, **change)
+    with pytest.raises(ftplib.error_perm, match="^530"):
+        ftp_connect(ftp_server)
+
+
+def test_repeated_failures_ban_the_address_for_ftp_and_web(app, client, ftp_account, ftp_start, ftp_connect):
+    app.config.update(BAN_THRESHOLD=3)
+    server = ftp_start()
+    for _ in range(3):
+        with pytest.raises(ftplib.error_perm, match="^530"):
+            ftp_connect(server, password="guess")
+    # Banned: refused at connect, even with the right password.
+    with pytest.raises(ftplib.error_temp, match="^421"):
+        ftp_connect(server)
+    # The same list guards the web login from that address.
+    response = client.post("/login", data={"email": "admin@acme.example", "password": "password-123"})
+    assert response.status_code == 429
+
+
+def test_failed_login_waits_before_answering(app, ftp_account, ftp_start, ftp_connect):
+    server = ftp_start(LOGIN_FAIL_DELAY=0.4)
+    started = time.monotonic()
+    with pytest.raises(ftplib.error_perm, match="^530"):
+        ftp_connect(server, password="guess")
+    assert time.monotonic() - started >= 0.4
+
+
+def test_connections_per_address_are_capped(ftp_account, ftp_start, ftp_connect):
+    server = ftp_start(FTP_MAX_CONS_PER_IP=2)
+    ftp_connect(server)
+    ftp_connect(server)
+    with pytest.raises(ftplib.error_temp, match="^421"):
+        ftp_connect(server)
+
+
+def test_stopped_status_accepts_uploads_and_leaves_them_until_reactivated(app, ftp_account, ftp_server, ftp_connect):
+    from app.errors import Invalid
+
+    set_settings(ftp_account.id, status="stopped")
+    client = ftp_connect(ftp_server)
+    ftp_upload(client, "20180516.csv", ftp_csv())
+    with pytest.raises(Invalid, match="連動稼働停止"):
+        ftpcheck.check_account(ftp_account.id)
+    assert ftp_files(ftp_account.home) == ["20180516.csv"]
+    assert imports() == []
+
+    set_settings(ftp_account.id, status="active")
+    assert [f.name for f in ftpcheck.check_account(ftp_account.id).files] == ["20180516.csv"]
+    assert ftp_files(ftp_account.home) == []
+
+
+# ---------------------------------------------------------------------------------------
+# Confinement and permissions
+
+
+def test_no_escape_by_dotdot_absolute_path_or_rename(app, ftp_account, ftp_server, ftp_connect, tmp_path):
+    client = ftp_connect(ftp_server)
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        client.cwd("../..")
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        client.sendcmd("CDUP")
+    assert client.pwd() == "/"
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        ftp_upload(client, "../x.csv", b"x")
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        ftp_upload(client, "/../../x.csv", b"x")
+
+    ftp_upload(client, "a.csv", b"a")
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        client.rename("a.csv", "/etc/x")
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        client.rename("a.csv", "../../x")
+    assert not os.path.exists("/etc/x")
+    data_dir = app.config["DATA_DIR"]
+    assert not os.path.exists(os.path.join(data_dir, "x.csv"))
+    assert not os.path.exists(os.path.join(data_dir, "ftp", "x.csv"))
+    assert not os.path.exists(os.path.join(data_dir, "x"))
+    assert ftp_files(ftp_account.home) == ["a.csv"]
+
+
+def test_symlink_in_home_is_refused(app, ftp_account, ftp_server, ftp_connect, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.csv").write_bytes(b"secret")
+    client = ftp_connect(ftp_server)  # logging in creates the home
+    os.symlink(outside, ftp_account.home / "link")
+    os.symlink(outside / "secret.csv", ftp_account.home / "20180516.csv")
+
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        client.cwd("link")
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        client.nlst("link")
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        ftp_upload(client, "link/new.csv", b"x")
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        client.delete("link/secret.csv")
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        client.rename("link", "moved")
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        ftp_upload(client, "20180516.csv", b"overwrite")
+    assert sorted(os.listdir(outside)) == ["secret.csv"]
+    assert (outside / "secret.csv").read_bytes() == b"secret"
+    # The check does not follow the link either.
+    assert ftpcheck.check_account(ftp_account.id).files == []
+    assert os.path.islink(ftp_account.home / "20180516.csv")
+
+
+def test_allowed_operations_inside_home(ftp_account, ftp_server, ftp_connect):
+    client = ftp_connect(ftp_server)
+    assert client.mkd("sub") == "/sub"
+    client.cwd("sub")
+    ftp_upload(client, "draft.tmp", b"x")
+    client.rename("draft.tmp", "/20180516.csv")
+    client.cwd("/")
+    assert sorted(client.nlst()) == ["20180516.csv", "sub"]
+    client.delete("20180516.csv")
+    client.rmd("sub")
+    assert client.nlst() == []
+
+
+@pytest.mark.parametrize("command, code", [
+    ("RETR a.csv", "550"),          # no download
+    ("APPE a.csv", "550"),          # no append
+    ("SITE CHMOD 777 a.csv", "550"),
+    ("MFMT 20200101000000 a.csv", "500"),  # not offered
+    ("STOU", "500"),
+    ("REST 10", "500"),
+])
+def test_commands_outside_the_permissions_are_refused(ftp_account, ftp_server, ftp_connect, command, code):
+    client = ftp_connect(ftp_server)
+    ftp_upload(client, "a.csv", b"abc")
+    with pytest.raises(ftplib.Error, match=f"^{code}"):
+        if command.split()[0] in ("RETR", "APPE", "STOU"):
+            client.transfercmd(command).close()
+        else:
+            client.sendcmd(command)
+    assert (ftp_account.home / "a.csv").read_bytes() == b"abc"
+
+
+# ---------------------------------------------------------------------------------------
+# Completeness: nothing half-uploaded is ever imported
+
+
+def test_upload_reset_half_way_is_discarded(app, ftp_account, ftp_server, ftp_connect):
+    client = ftp_connect(ftp_server)
+    data = ftp_csv()
+    client.voidcmd("TYPE I")
+    conn = client.transfercmd("STOR 20180516.csv")
+    conn.sendall(data[: len(data) // 2])
+    wait_until(lambda: staged_bytes(app) == len(data) // 2)
+    # Close abruptly: SO_LINGER 0 makes close() send a reset instead of a normal end.
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+    with pytest.raises(ftplib.error_temp, match="^426"):
+        client.voidresp()
+    assert ftp_files(ftp_account.home) == []
+    assert staging(app) == []
+    assert ftpcheck.check_account(ftp_account.id).files == []
+    assert imports() == []
+
+
+def test_upload_aborted_with_abor_is_discarded(app, ftp_account, ftp_server, ftp_connect):
+    client = ftp_connect(ftp_server)
+    data = ftp_csv()
+    client.voidcmd("TYPE I")
+    conn = client.transfercmd("STOR 20180516.csv")
+    conn.sendall(data[: len(data) // 2])
+    wait_until(lambda: staged_bytes(app) == len(data) // 2)
+    client.putcmd("ABOR")
+    with pytest.raises(ftplib.error_temp, match="^426"):
+        client.getresp()
+    assert client.getresp().startswith("226")
+    conn.close()
+    assert ftp_files(ftp_account.home) == []
+    assert staging(app) == []
+    assert imports() == []
+
+
+def test_client_dying_mid_upload_is_discarded(app, ftp_account, ftp_server, ftp_connect):
+    client = ftp_connect(ftp_server)
+    data = ftp_csv()
+    client.voidcmd("TYPE I")
+    conn = client.transfercmd("STOR 20180516.csv")
+    conn.sendall(data[: len(data) // 2])
+    wait_until(lambda: staged_bytes(app) == len(data) // 2)
+    # A killed client: the kernel closes both connections, control first (lower descriptor).
+    client.close()
+    conn.close()
+    wait_until(lambda: staging(app) == [])
+    assert ftp_files(ftp_account.home) == []
+    assert ftpcheck.check_account(ftp_account.id).files == []
+
+
+def test_upload_cut_by_server_stop_is_discarded(app, ftp_account, ftp_start, ftp_connect):
+    server = ftp_start()
+    client = ftp_connect(server)
+    data = ftp_csv()
+    client.voidcmd("TYPE I")
+    conn = client.transfercmd("STOR 20180516.csv")
+    conn.sendall(data[: len(data) // 2])
+    wait_until(lambda: staged_bytes(app) == len(data) // 2)
+    server.stop()
+    conn.close()
+    assert ftp_files(ftp_account.home) == []
+    assert staging(app) == []
+
+
+def test_file_being_uploaded_slowly_is_left_for_the_next_check(app, ftp_account, ftp_server, ftp_connect):
+    client = ftp_connect(ftp_server)
+    data = ftp_csv()
+    go_on = threading.Event()
+    replies: list[str] = []
+
+    def upload_slowly():
+        client.voidcmd("TYPE I")
+        conn = client.transfercmd("STOR 20180516.csv")
+        conn.sendall(data[:10])
+        go_on.wait(10)
+        conn.sendall(data[10:])
+        conn.close()
+        replies.append(client.voidresp())
+
+    uploader = threading.Thread(target=upload_slowly)
+    uploader.start()
+    try:
+        wait_until(lambda: staged_bytes(app) == 10)
+        first = ftpcheck.check_account(ftp_account.id)
+        assert first.files == []
+        assert ftp_files(ftp_account.home) == []
+    finally:
+        go_on.set()
+        uploader.join(10)
+    assert replies and replies[0].startswith("226")
+    second = ftpcheck.check_account(ftp_account.id)
+    assert [(f.name, f.succeeded) for f in second.files] == [("20180516.csv", True)]
+
+
+def test_upload_over_the_size_cap_is_refused_and_discarded(app, ftp_account, ftp_start, ftp_connect):
+    server = ftp_start(FTP_MAX_BYTES=1000)
+    client = ftp_connect(server)
+    with pytest.raises((ftplib.error_perm, OSError)):
+        ftp_upload(client, "20180516.csv", b"x" * 200_000)
+    wait_until(lambda: staging(app) == [])
+    assert ftp_files(ftp_account.home) == []
+    ftp_upload(client, "small.csv", b"x" * 1000)
+    assert ftp_files(ftp_account.home) == ["small.csv"]
+
+
+# ---------------------------------------------------------------------------------------
+# FTPS
+
+
+def test_ftps_with_curl_ssl_reqd_and_lftp(app, ftp_account, ftp_start, ftp_connect, ftp_tls_files, tmp_path):
+    cert, key = ftp_tls_files
+    server = ftp_start(FTP_TLS_CERT=cert, FTP_TLS_KEY=key, FTP_REQUIRE_TLS=True)
+
+    # Plain FTP is refused when TLS is required.
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        ftp_connect(server)
+
+    first = tmp_path / "20180516.csv"
+    first.write_bytes(ftp_csv())
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", "20", "--ssl-reqd", "--cacert", cert, "-T", str(first),
+         f"ftp://127.0.0.1:{server.port}/", "--user", f"{ftp_account.username}:{ftp_account.password}"],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr
+
+    second = tmp_path / "20180517.csv"
+    second.write_bytes(ftp_csv())
+    done = subprocess.run(
+        ["lftp", "-c", f"set ftp:ssl-force true; set ftp:ssl-protect-data true; set ssl:ca-file {cert}; "
+                       f"set net:max-retries 1; "
+                       f"open -u {ftp_account.username},{ftp_account.password} -p {server.port} 127.0.0.1; "
+                       f"put {second}"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+    tls_client = ftplib.FTP_TLS()
+    tls_client.connect("127.0.0.1", server.port, timeout=10)
+    tls_client.login(ftp_account.username, ftp_account.password)
+    tls_client.prot_p()
+    assert sorted(tls_client.nlst()) == ["20180516.csv", "20180517.csv"]
+    tls_client.quit()
+
+    result = ftpcheck.check_account(ftp_account.id)
+    assert [(f.name, f.succeeded) for f in result.files] == [("20180516.csv", True), ("20180517.csv", True)]
+
+
+def test_passive_port_range_and_public_address(ftp_account, ftp_start, ftp_connect):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ftp_start(FTP_PASSIVE_PORTS=f"{port}-{port}", FTP_PUBLIC_HOST="127.0.0.1")
+    client = ftp_connect(server)
+    reply = client.sendcmd("PASV")
+    numbers = reply[reply.index("(") + 1: reply.index(")")].split(",")
+    assert numbers[:4] == ["127", "0", "0", "1"]
+    assert int(numbers[4]) * 256 + int(numbers[5]) == port

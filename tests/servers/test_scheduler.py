@@ -1,0 +1,183 @@
+"""The scheduler: which minutes fire over a simulated week (injected clock), catch-up, overlap, survival."""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from app.extensions import db
+from app.models import Import
+from app.services import accounts, checktimes, ftpcheck, ingest, integration
+from servers import scheduler as scheduler_module
+from servers.scheduler import FtpCheckScheduler
+from tests.servers.ftp_fixtures import ftp_account, ftp_csv  # noqa: F401
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+MONDAY = dt.datetime(2026, 11, 30, 0, 0, tzinfo=TOKYO)  # a Monday
+WEEK_MINUTES = 7 * 24 * 60
+
+
+def at(day: int, hhmm: str) -> dt.datetime:
+    """Day 0 = MONDAY; day 7 = the next Monday."""
+    hour, minute = map(int, hhmm.split(":"))
+    return MONDAY + dt.timedelta(days=day, hours=hour, minutes=minute)
+
+
+def ftp_settings(account_id: int, **schedule) -> None:
+    integration.update_settings(
+        account_id, {"mode": "ftp", "status": "active", "error_to": ["ops@example.com"], **schedule}, actor="test")
+
+
+class Recorder:
+    """A dispatch that records (account id, minute) instead of running checks."""
+
+    def __init__(self):
+        self.fired: list[tuple[int, dt.datetime]] = []
+
+    def __call__(self, account_id: int, minute: dt.datetime) -> None:
+        self.fired.append((account_id, minute))
+
+
+@pytest.fixture
+def week_accounts(app, make_account):
+    """Accounts with distinct schedules, plus three that must never fire."""
+    ids = {}
+    weekdays = make_account("weekdays")[0].id
+    ftp_settings(weekdays, ftp_days=["mon", "tue", "wed", "thu", "fri"], ftp_start="09:00", ftp_end="18:00",
+                 ftp_interval=60, ftp_delay=5)
+    ids["weekdays"] = weekdays
+    weekend = make_account("weekend")[0].id
+    ftp_settings(weekend, ftp_days=["sat", "sun"], ftp_start="22:00", ftp_end="23:30", ftp_interval=30, ftp_delay=29)
+    ids["weekend"] = weekend
+    # Sunday's 23:30 slot, 45 minutes late, is checked on Monday at 00:15.
+    late = make_account("late")[0].id
+    ftp_settings(late, ftp_days=["sun"], ftp_start="23:30", ftp_end="23:30", ftp_interval=60, ftp_delay=45)
+    ids["late"] = late
+    for slug, change in [("stopped", {"status": "stopped"}), ("mail", {"mode": "mail", "senders": ["a@b.example"]}),
+                         ("disabled", None)]:
+        account_id = make_account(slug)[0].id
+        ftp_settings(account_id, ftp_days=list(checktimes.WEEKDAYS), ftp_start="00:00", ftp_end="23:55",
+                     ftp_interval=5, ftp_delay=0)
+        if change:
+            integration.update_settings(account_id, change, actor="test")
+        else:
+            accounts.set_integration_enabled(slug, False)
+        ids[slug] = account_id
+    return ids
+
+
+def test_schedule_fires_exactly_at_the_check_minutes_over_a_simulated_week(app, week_accounts):
+    clock_now = [MONDAY]
+    recorder = Recorder()
+    ticker = FtpCheckScheduler(app, clock=lambda: clock_now[0], dispatch=recorder)
+    for minute in range(WEEK_MINUTES):
+        clock_now[0] = MONDAY + dt.timedelta(minutes=minute, seconds=3)  # ticks run a little after :00
+        ticker.tick()
+
+    fired = {}
+    for account_id, minute in recorder.fired:
+        fired.setdefault(account_id, []).append(minute)
+    expected_weekdays = [at(day, f"{hour:02d}:05") for day in range(5) for hour in range(9, 19)]
+    expected_weekend = [at(day, hhmm) for day in (5, 6) for hhmm in ("22:29", "22:59", "23:29", "23:59")]
+    assert fired[week_accounts["weekdays"]] == expected_weekdays
+    assert fired[week_accounts["weekend"]] == expected_weekend
+    # Only the previous Sunday's slot falls inside this week; this Sunday's fires next Monday.
+    assert fired[week_accounts["late"]] == [at(0, "00:15")]
+    assert set(fired) == {week_accounts["weekdays"], week_accounts["weekend"], week_accounts["late"]}
+    assert len(recorder.fired) == len(set(recorder.fired))
+
+    # The settings tab's list of next check times agrees with what fired.
+    for name in ("weekdays", "weekend", "late"):
+        settings = integration.get_settings(week_accounts[name])
+        listed = checktimes.next_check_times(settings, MONDAY - dt.timedelta(minutes=1), 100, TOKYO)
+        assert [t for t in listed if t < MONDAY + dt.timedelta(days=7)] == fired[week_accounts[name]]
+
+
+def test_late_tick_catches_up_missed_minutes_once(app, week_accounts):
+    recorder = Recorder()
+    ticker = FtpCheckScheduler(app, dispatch=recorder)
+    weekdays = week_accounts["weekdays"]
+    ticker.tick(at(0, "09:00"))
+    assert ticker.tick(at(0, "09:07")) == [(weekdays, at(0, "09:05"))]
+    assert ticker.tick(at(0, "09:07")) == []
+    # After a long pause only the last CATCH_UP_MINUTES are evaluated.
+    assert ticker.tick(at(0, "11:10")) == [(weekdays, at(0, "11:05"))]
+    assert recorder.fired == [(weekdays, at(0, "09:05")), (weekdays, at(0, "11:05"))]
+
+
+def test_due_check_runs_and_imports_the_uploaded_file(app, ftp_account):
+    app.config["FTP_QUIET_SECONDS"] = 0
+    home = ftpcheck.home_path(ftp_account.username, create=True)
+    (home / "20180516.csv").write_bytes(ftp_csv())
+    now = [at(0, "09:04")]
+    ticker = FtpCheckScheduler(app, clock=lambda: now[0])
+    try:
+        assert ticker.tick() == []
+        assert (home / "20180516.csv").exists()
+        now[0] = at(0, "09:05") + dt.timedelta(seconds=1)
+        assert ticker.tick() == [(ftp_account.id, at(0, "09:05"))]
+    finally:
+        ticker.shutdown(wait=True)
+    db.session.rollback()
+    assert [(i.filename, i.status) for i in db.session.scalars(db.select(Import))] == [("20180516.csv", "succeeded")]
+    assert [p.name for p in (home / "processed").iterdir()] == ["20180516_20261130-090501.csv"]
+
+
+def test_a_long_check_is_not_overlapped_by_the_next_one(app, ftp_account, monkeypatch):
+    app.config["FTP_QUIET_SECONDS"] = 0
+    home = ftpcheck.home_path(ftp_account.username, create=True)
+    (home / "20180516.csv").write_bytes(ftp_csv())
+    inside, release = threading.Event(), threading.Event()
+    real_import_now = ingest.import_now
+
+    def slow_import_now(*args, **kwargs):
+        inside.set()
+        release.wait(10)
+        return real_import_now(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "import_now", slow_import_now)
+    ticker = FtpCheckScheduler(app, clock=lambda: at(0, "09:05"))
+    results = []
+    first = threading.Thread(target=lambda: results.append(ticker.run_check(ftp_account.id)))
+    first.start()
+    try:
+        assert inside.wait(10)
+        second = ticker.run_check(ftp_account.id)
+        assert second is not None and second.busy
+    finally:
+        release.set()
+        first.join(10)
+    assert [f.name for f in results[0].files] == ["20180516.csv"]
+    db.session.rollback()
+    assert db.session.scalar(db.select(db.func.count(Import.id))) == 1
+
+
+def test_errors_are_logged_and_the_scheduler_keeps_going(app, week_accounts, caplog):
+    calls = []
+
+    def failing(account_id, minute):
+        calls.append(minute)
+        raise RuntimeError("boom")
+
+    now = [at(0, "09:05")]
+    ticker = FtpCheckScheduler(app, clock=lambda: now[0], dispatch=failing)
+    ticker.safe_tick()
+    assert "scheduler tick failed" in caplog.text
+    now[0] = at(0, "10:05")
+    ticker.safe_tick()
+    assert calls == [at(0, "09:05"), at(0, "10:05")]
+    # A check that raises is logged by run_check, not raised.
+    assert FtpCheckScheduler(app).run_check(9999) is None
+
+
+def test_start_and_stop_the_scheduler_thread(app):
+    running = scheduler_module.start(app, clock=lambda: at(0, "09:00"))
+    try:
+        job = running.scheduler.jobs[0]
+        assert (job.interval, job.unit, job.at_time.second) == (1, "minutes", 0)
+        assert running._thread.is_alive()
+    finally:
+        running.stop()
+    assert not running._thread.is_alive()

@@ -1,0 +1,66 @@
+"""今すぐチェック (button) and `flask integration check-now`: both run the account's FTP check at once."""
+from __future__ import annotations
+
+import os
+import time
+
+from app.extensions import db
+from app.models import Import
+from app.services import ftpcheck, integration
+from tests.servers.ftp_fixtures import FTP_BAD_CSV, ftp_account, ftp_csv  # noqa: F401
+
+
+def _put(home, name: str, data: bytes) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / name
+    path.write_bytes(data)
+    old = time.time() - 60  # an upload that finished a minute ago
+    os.utime(path, (old, old))
+
+
+def _statuses() -> list[tuple[str, str]]:
+    db.session.rollback()
+    return [(i.filename, i.status) for i in db.session.scalars(db.select(Import).order_by(Import.id))]
+
+
+def test_cli_check_now_imports_and_moves(app, runner, ftp_account):
+    app.config["FTP_QUIET_SECONDS"] = 0
+    home = ftpcheck.home_path(ftp_account.username, create=True)
+    _put(home, "20180516.csv", ftp_csv())
+
+    result = runner.invoke(args=["integration", "check-now", ftp_account.slug])
+
+    assert result.exit_code == 0, result.output
+    assert "1件のファイルを取り込みました(成功 1件、エラー 0件)" in result.output
+    assert _statuses() == [("20180516.csv", Import.SUCCEEDED)]
+    assert not (home / "20180516.csv").exists()
+    assert len(list((home / "processed").iterdir())) == 1
+
+
+def test_cli_check_now_exit_1_when_a_file_fails_or_mode_is_not_ftp(app, runner, ftp_account):
+    app.config["FTP_QUIET_SECONDS"] = 0
+    home = ftpcheck.home_path(ftp_account.username, create=True)
+    _put(home, "20180516.csv", FTP_BAD_CSV)
+    result = runner.invoke(args=["integration", "check-now", ftp_account.slug])
+    assert result.exit_code == 1
+    assert "エラー 1件" in result.output
+
+    integration.update_settings(ftp_account.id, {"mode": "api"}, actor="test")
+    result = runner.invoke(args=["integration", "check-now", ftp_account.slug])
+    assert result.exit_code == 1
+    assert "FTP" in result.output
+    assert runner.invoke(args=["integration", "check-now", "nobody"]).exit_code == 1
+
+
+def test_check_now_button(app, client, login, ftp_account):
+    app.config["FTP_QUIET_SECONDS"] = 0
+    home = ftpcheck.home_path(ftp_account.username, create=True)
+    _put(home, "20180516.csv", ftp_csv())
+    login("admin@acme.example")
+
+    page = client.get("/settings/integration").get_data(as_text=True)
+    assert "今すぐチェック" in page
+
+    response = client.post("/settings/integration/check-now", follow_redirects=True)
+    assert "1件のファイルを取り込みました" in response.get_data(as_text=True)
+    assert _statuses() == [("20180516.csv", Import.SUCCEEDED)]

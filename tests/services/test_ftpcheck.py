@@ -1,0 +1,181 @@
+"""services.ftpcheck: which files a check reads, in which order, where they go, and when it refuses or waits."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from app.errors import Invalid, NotFound
+from app.extensions import db
+from app.models import Import, IntegrationSettings
+from app.services import accounts, ftpcheck, ingest
+from tests.servers.ftp_fixtures import FTP_BAD_CSV, ftp_account, ftp_csv, ftp_files  # noqa: F401
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+CHECK_TIME = dt.datetime(2026, 11, 28, 9, 15, tzinfo=TOKYO)
+
+
+@pytest.fixture
+def home(app, ftp_account):
+    app.config["FTP_QUIET_SECONDS"] = 0
+    return ftpcheck.home_path(ftp_account.username, create=True)
+
+
+def put(home, name: str, data: bytes, age_seconds: float = 60, now: dt.datetime = CHECK_TIME) -> None:
+    """Write a file as an upload that finished `age_seconds` before `now` (the checks' injected clock)."""
+    path = home / name
+    path.write_bytes(data)
+    when = now.timestamp() - age_seconds
+    os.utime(path, (when, when))
+
+
+def imports() -> list[tuple[str, str, str]]:
+    db.session.rollback()
+    return [(i.filename, i.status, i.channel) for i in db.session.scalars(db.select(Import).order_by(Import.id))]
+
+
+def test_check_imports_in_name_order_and_files_results_with_time_suffix(home, ftp_account):
+    put(home, "20180517.csv", ftp_csv())
+    put(home, "20180500.csv", ftp_csv())
+    put(home, "20180516.csv", FTP_BAD_CSV)
+
+    result = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
+
+    assert [(f.name, f.succeeded, f.moved_to) for f in result.files] == [
+        ("20180500.csv", True, "processed/20180500_20261128-091500.csv"),
+        ("20180516.csv", False, "error/20180516_20261128-091500.csv"),
+        ("20180517.csv", True, "processed/20180517_20261128-091500.csv"),
+    ]
+    assert imports() == [("20180500.csv", Import.SUCCEEDED, "ftp"), ("20180516.csv", Import.FAILED, "ftp"),
+                         ("20180517.csv", Import.SUCCEEDED, "ftp")]
+    assert ftp_files(home) == []
+    assert (home / "error" / "20180516_20261128-091500.csv").read_bytes() == FTP_BAD_CSV
+    assert result.message == "3件のファイルを取り込みました(成功 2件、エラー 1件)。"
+
+
+def test_same_name_in_the_same_second_does_not_overwrite(home, ftp_account):
+    put(home, "20180516.csv", ftp_csv())
+    ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
+    put(home, "20180516.csv", ftp_csv())
+    ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
+    assert ftp_files(home / "processed") == ["20180516_20261128-091500-2.csv", "20180516_20261128-091500.csv"]
+
+
+def test_only_complete_csv_files_in_the_top_folder_are_read(home, ftp_account):
+    for name in [".20180516.csv", "20180516.csv.part", "20180517.tmp", "20180518.csv.filepart", "memo.txt",
+                 "20180519.csv.tmp"]:
+        put(home, name, ftp_csv())
+    (home / "20180520.csv").mkdir()
+    (home / "sub").mkdir()
+    put(home / "sub", "20180521.csv", ftp_csv())
+    put(home, "20180522.CSV", ftp_csv())
+
+    result = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
+
+    assert [f.name for f in result.files] == ["20180522.CSV"]
+    assert sorted(os.listdir(home)) == [".20180516.csv", "20180516.csv.part", "20180517.tmp",
+                                        "20180518.csv.filepart", "20180519.csv.tmp", "20180520.csv",
+                                        "memo.txt", "processed", "sub"]
+    assert ftp_files(home / "sub") == ["20180521.csv"]
+
+
+def test_a_file_changed_within_the_quiet_period_waits_for_a_later_check(app, home, ftp_account):
+    app.config["FTP_QUIET_SECONDS"] = 10
+    now = CHECK_TIME
+    put(home, "20180516.csv", ftp_csv(), age_seconds=0, now=now)
+
+    early = ftpcheck.check_account(ftp_account.id, now=now)
+    assert (early.files, early.waiting) == ([], ["20180516.csv"])
+    assert "次回のチェック" in early.message
+    assert ftp_files(home) == ["20180516.csv"] and imports() == []
+
+    later = ftpcheck.check_account(ftp_account.id, now=now + dt.timedelta(seconds=11))
+    assert [f.name for f in later.files] == ["20180516.csv"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"status": "stopped"}, "連動稼働停止"),
+    ({"mode": "mail"}, "FTP連動ではない"),
+    ({"mode": "api"}, "FTP連動ではない"),
+])
+def test_check_refuses_and_leaves_files_when_not_active_ftp(home, ftp_account, change, message):
+    settings = db.session.scalar(db.select(IntegrationSettings).where(IntegrationSettings.account_id == ftp_account.id))
+    for name, value in change.items():
+        setattr(settings, name, value)
+    db.session.commit()
+    put(home, "20180516.csv", ftp_csv())
+    with pytest.raises(Invalid, match=message):
+        ftpcheck.check_account(ftp_account.id)
+    assert ftp_files(home) == ["20180516.csv"] and imports() == []
+
+
+def test_check_refuses_disabled_integration_and_unknown_account(home, ftp_account):
+    accounts.set_integration_enabled(ftp_account.slug, False)
+    with pytest.raises(Invalid, match="有効になっていません"):
+        ftpcheck.check_account(ftp_account.id)
+    with pytest.raises(NotFound):
+        ftpcheck.check_account(9999)
+
+
+def test_a_check_while_another_runs_is_skipped(home, ftp_account, monkeypatch):
+    put(home, "20180516.csv", ftp_csv())
+    put(home, "20180517.csv", ftp_csv())
+    inside, release = threading.Event(), threading.Event()
+    real_import_now = ingest.import_now
+    app = ftpcheck.current_app._get_current_object()
+
+    def slow_import_now(*args, **kwargs):
+        inside.set()
+        release.wait(10)
+        return real_import_now(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "import_now", slow_import_now)
+    results = []
+
+    def first_check():
+        with app.app_context():
+            results.append(ftpcheck.check_account(ftp_account.id, now=CHECK_TIME))
+
+    runner = threading.Thread(target=first_check)
+    runner.start()
+    try:
+        assert inside.wait(10)
+        second = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
+        assert second.busy and second.files == []
+        assert "実行中" in second.message
+    finally:
+        release.set()
+        runner.join(10)
+    assert [f.name for f in results[0].files] == ["20180516.csv", "20180517.csv"]
+    assert [name for name, _, _ in imports()] == ["20180516.csv", "20180517.csv"]
+
+
+def test_unexpected_error_leaves_the_file_for_the_next_check(home, ftp_account, monkeypatch):
+    put(home, "20180516.csv", ftp_csv())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(ingest, "import_now", broken)
+    result = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
+    assert (result.files, result.waiting) == ([], ["20180516.csv"])
+    assert ftp_files(home) == ["20180516.csv"]
+
+    monkeypatch.undo()
+    assert [f.succeeded for f in ftpcheck.check_account(ftp_account.id, now=CHECK_TIME).files] == [True]
+
+
+def test_check_records_its_time(home, ftp_account):
+    ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
+    db.session.expire_all()
+    settings = db.session.scalar(db.select(IntegrationSettings).where(IntegrationSettings.account_id == ftp_account.id))
+    assert settings.last_ftp_check_at is not None
+
+
+@pytest.mark.parametrize("name", ["", "..", "a/b", "../x", ".hidden", "a b"])
+def test_home_path_rejects_names_that_are_not_a_plain_folder(app, name):
+    with pytest.raises(Invalid):
+        ftpcheck.home_path(name)
