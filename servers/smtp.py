@@ -1,0 +1,513 @@
+"""The built-in SMTP server (メール添付連動): aiosmtpd handler, limits, STARTTLS, and start(app).
+
+A mail to an account's issued address (送信先メールアドレス) from one of its registered
+senders (送信元メールアドレス) has each `.csv` attachment handed to `services.ingest.receive`,
+which commits the bytes before this server answers `250`. The import itself runs on the
+worker; this server only stores.
+
+Decisions (where SPEC is silent):
+- One account per message. A RCPT for a second account in the same transaction gets
+  `452 4.5.3`; RFC 5321 clients then send that recipient in a new transaction, so each
+  account still gets the mail, and a `550 5.7.1` for one account's sender list can never
+  be confused with another account's answer. Several RCPTs for the same account count once.
+- Mode not メール添付連動 → `250`, discarded and recorded (the sender list is not checked:
+  it belongs to the mail mode). Mode mail → the From: check first (`550 5.7.1`), then a
+  stopped status discards (`250`) and records.
+- A mail with no `.csv` attachment is accepted (`250`) and becomes a failed import
+  "(CSV添付なし)" with one error, so the error report goes to エラー報告メールアドレス.
+- Every DB call runs in the loop's executor; an unexpected error answers `451 4.3.0`
+  (the client retries; the per-part dedupe key makes the retry safe).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import ssl
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+
+from .mailparse import MailRejected, ParsedMail, parse_mail
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "mail"
+NO_CSV_NAME = "(CSV添付なし)"
+NO_CSV_MESSAGE = (
+    "メールにCSVファイルが添付されていませんでした。"
+    "ファイル名が「.csv」で終わるファイル(例: 20180516.csv)を添付して送り直してください。"
+)
+
+# Defaults of the limits; each one is overridable by app.config or a RENKEI_* variable.
+DEFAULT_MAX_BYTES = 25 * 1024 * 1024
+DEFAULT_MAX_CONNECTIONS = 50
+DEFAULT_MAX_COMMANDS = 100  # per command name and session (aiosmtpd command_call_limit)
+DEFAULT_TIMEOUT = 300.0  # RFC 5321 4.5.3.2.7: a server should wait at least 5 minutes
+EXECUTOR_THREADS = 8
+
+
+# ---------------------------------------------------------------------------------------
+# The handler: protocol decisions only; everything that touches the database is injected.
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What the handler needs to know about the account behind an issued address."""
+
+    account_id: int
+    label: str  # for log lines (the account's slug)
+    mode: str  # mail | ftp | api
+    status: str  # active | stopped
+    senders: frozenset[str]  # 送信元メールアドレス, lower case
+
+
+class MailHandler:
+    """aiosmtpd handler: RCPT check, then the From: check and hand-over of CSV attachments.
+
+    Injected callables (they run in a worker thread, never on the event loop):
+    - resolve_recipient(address) -> Recipient | None (None: unknown address or integration disabled)
+    - ingest(account_id, filename, data, *, sender, dedupe_key, note) -> import id (committed)
+    - record_refusal(account_id, *, filename, sender, status, note) -> None
+    - record_failure(account_id, *, filename, sender, message, dedupe_key, note) -> None
+      (a failed import with one error and its error report)
+    - parse(raw) -> ParsedMail, raising MailRejected (default: mailparse.parse_mail in the calling thread)
+    """
+
+    def __init__(
+        self,
+        *,
+        resolve_recipient: Callable[[str], Recipient | None],
+        ingest: Callable[..., Any],
+        record_refusal: Callable[..., Any],
+        record_failure: Callable[..., Any],
+        parse: Callable[[bytes], ParsedMail] = parse_mail,
+    ):
+        self.parse = parse
+        self.resolve_recipient = resolve_recipient
+        self.ingest = ingest
+        self.record_refusal = record_refusal
+        self.record_failure = record_failure
+
+    async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:
+        """Accept only issued addresses of enabled accounts, one account per message; never relay."""
+        try:
+            recipient = await asyncio.get_running_loop().run_in_executor(None, self.resolve_recipient, address)
+        except Exception:
+            log.exception("smtp recipient lookup failed channel=%s rcpt=%s", CHANNEL, address)
+            return "451 4.3.0 Temporary lookup failure, try again later"
+        if recipient is None:
+            log.info("smtp refused channel=%s rcpt=%s reason=unknown-recipient peer=%s", CHANNEL, address,
+                     _peer(session))
+            return "550 5.1.1 Recipient address rejected: no such user"
+        current: Recipient | None = getattr(envelope, "renkei_recipient", None)
+        if current is not None and current.account_id != recipient.account_id:
+            return "452 4.5.3 Too many recipients: send one message per account"
+        envelope.renkei_recipient = recipient
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        """Store the message's CSV parts (off the loop); answer only after they are committed."""
+        recipient: Recipient = envelope.renkei_recipient
+        raw = bytes(envelope.original_content or b"")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, self.deliver, recipient, raw, _peer(session)
+            )
+        except Exception:
+            log.exception("smtp delivery failed account=%s channel=%s", recipient.label, CHANNEL)
+            return "451 4.3.0 Temporary server error, try again later"
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Never show internals to the client; a 4xx makes it retry later."""
+        log.exception("smtp session error channel=%s", CHANNEL, exc_info=error)
+        return "451 4.3.0 Temporary server error, try again later"
+
+    def deliver(self, recipient: Recipient, raw: bytes, peer: str = "-") -> str:
+        """Apply the account's rules to one received message and return the SMTP reply (blocking)."""
+        account_id, label = recipient.account_id, recipient.label
+        try:
+            mail = self.parse(raw)
+        except MailRejected as error:
+            mail = None
+            rejection = error.reason
+        else:
+            rejection = None
+
+        if recipient.mode != "mail":
+            reason = "データ連動方式がメール添付連動ではないため、メールを破棄しました"
+            self._discard(recipient, mail, reason, peer)
+            return "250 2.0.0 OK"
+        if mail is None:
+            self.record_refusal(account_id, filename=_names(None), sender=None, status="refused",
+                                note=f"差出人を確認できないため受信を拒否しました: {rejection}")
+            log.info("smtp refused account=%s channel=%s reason=bad-from peer=%s", label, CHANNEL, peer)
+            return "550 5.7.1 Sender not authorized: unreadable From header"
+        if mail.sender not in recipient.senders:
+            self.record_refusal(account_id, filename=_names(mail), sender=mail.sender, status="refused",
+                                note=f"送信元メールアドレスに登録されていない差出人のため受信を拒否しました: {mail.sender}")
+            log.info("smtp refused account=%s channel=%s file=%s sender=%s reason=sender-not-registered peer=%s",
+                     label, CHANNEL, _names(mail), mail.sender, peer)
+            return "550 5.7.1 Sender not authorized for this address"
+        if recipient.status != "active":
+            self._discard(recipient, mail, "データ連動ステータスが連動稼働停止のため、メールを破棄しました", peer)
+            return "250 2.0.0 OK"
+
+        note = _ignored_note(mail)
+        if not mail.csvs:
+            self.record_failure(account_id, filename=NO_CSV_NAME, sender=mail.sender, message=NO_CSV_MESSAGE,
+                                dedupe_key=f"mail:{mail.identity}:nocsv", note=note)
+            log.info("smtp accepted account=%s channel=%s file=%s sender=%s peer=%s", label, CHANNEL,
+                     NO_CSV_NAME, mail.sender, peer)
+            return "250 2.0.0 OK: no CSV attachment, error report sent"
+        for index, attachment in enumerate(mail.csvs):
+            self.ingest(account_id, attachment.filename, attachment.data, sender=mail.sender,
+                        dedupe_key=mail.dedupe_key(index, attachment), note=note)
+        log.info("smtp accepted account=%s channel=%s file=%s sender=%s peer=%s", label, CHANNEL,
+                 _names(mail), mail.sender, peer)
+        return f"250 2.0.0 OK: {len(mail.csvs)} file(s) queued"
+
+    def _discard(self, recipient: Recipient, mail: ParsedMail | None, reason: str, peer: str) -> None:
+        sender = mail.sender if mail else None
+        self.record_refusal(recipient.account_id, filename=_names(mail), sender=sender, status="discarded",
+                            note=reason)
+        log.info("smtp discarded account=%s channel=%s file=%s sender=%s reason=%s peer=%s", recipient.label,
+                 CHANNEL, _names(mail), sender or "-", reason, peer)
+
+
+def _names(mail: ParsedMail | None) -> str:
+    """What the history shows as the file name of a refused or discarded mail (never its content)."""
+    if mail is None or not mail.csvs:
+        return NO_CSV_NAME if mail is not None else "(メール)"
+    names = ", ".join(a.filename for a in mail.csvs)
+    return names if len(names) <= 255 else names[:252] + "..."
+
+
+def _ignored_note(mail: ParsedMail) -> str | None:
+    if not mail.ignored:
+        return None
+    return "CSV以外の添付ファイルは無視しました: " + ", ".join(mail.ignored)
+
+
+def _peer(session) -> str:
+    peer = getattr(session, "peer", None)
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer or "-")
+
+
+class ParsePool:
+    """Parse messages in child processes: MIME parsing is pure CPU work that, in a thread,
+    would hold the interpreter lock the event loop, the worker and the web UI need."""
+
+    def __init__(self, processes: int):
+        self.processes = processes
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: forking a process that runs threads can copy a held lock.
+        return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+
+    def __call__(self, raw: bytes) -> ParsedMail:
+        pool = self._pool
+        try:
+            return pool.submit(parse_mail, raw).result()
+        except BrokenProcessPool:
+            # A child died (e.g. killed for memory): start a fresh pool for the next mails
+            # and parse this one here, so the client still gets its answer.
+            log.warning("smtp parse process died; restarting the pool")
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = self._new_pool()
+            pool.shutdown(wait=False, cancel_futures=True)
+            return parse_mail(raw)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ---------------------------------------------------------------------------------------
+# The server: our own loop thread, so port 0 works and the connection cap sits in the factory.
+
+
+class _Busy(asyncio.Protocol):
+    """Answers a connection beyond the cap with 421 and hangs up."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(b"421 4.7.0 Too many connections, try again later\r\n")  # type: ignore[attr-defined]
+        transport.close()
+
+
+class _Session(SMTP):
+    """aiosmtpd's SMTP protocol that tells its server when the connection ends (connection cap)."""
+
+    def __init__(self, handler, *, on_close: Callable[[], None], **kwargs):
+        super().__init__(handler, **kwargs)
+        self._on_close: Callable[[], None] | None = on_close
+
+    def connection_lost(self, error: Exception | None) -> None:
+        try:
+            super().connection_lost(error)
+        finally:
+            if self._on_close is not None:
+                on_close, self._on_close = self._on_close, None
+                on_close()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The configurable limits of the SMTP server."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_commands: int = DEFAULT_MAX_COMMANDS
+    timeout: float = DEFAULT_TIMEOUT
+
+
+class RunningSmtp:
+    """An SMTP server on its own event loop thread; `.port` is the bound port, `.stop()` ends it."""
+
+    def __init__(
+        self,
+        handler: MailHandler,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limits: Limits = Limits(),
+        tls_context: ssl.SSLContext | None = None,
+        require_tls: bool = False,
+        hostname: str | None = None,
+        parse_pool: ParsePool | None = None,
+    ):
+        self.handler = handler
+        self.parse_pool = parse_pool
+        self.host = host
+        self.port = port
+        self.limits = limits
+        self.tls_context = tls_context
+        self.require_tls = bool(tls_context and require_tls)
+        self.hostname = hostname or "localhost"
+        self.active_connections = 0
+        self._loop = asyncio.new_event_loop()
+        self._executor = ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="smtp-store")
+        self._loop.set_default_executor(self._executor)
+        self._server: asyncio.AbstractServer | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def listeners(self) -> list[str]:
+        """URLs shown by run.py at start-up."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return [f"smtp://{host}:{self.port}"]
+
+    def start(self, timeout: float = 10.0) -> RunningSmtp:
+        """Bind and serve in a background thread; raise if the port cannot be bound."""
+        self._thread = threading.Thread(target=self._run, name="smtp", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("SMTP server did not start in time")
+        if self._error is not None:
+            self._thread.join()
+            if self.parse_pool is not None:
+                self.parse_pool.shutdown()
+            raise self._error
+        log.info("smtp listening on %s:%s (max %d bytes, %d connections, tls %s)", self.host, self.port,
+                 self.limits.max_bytes, self.limits.max_connections,
+                 "required" if self.require_tls else ("on" if self.tls_context else "off"))
+        return self
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._server = self._loop.run_until_complete(
+                self._loop.create_server(self._new_connection, host=self.host, port=self.port)
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
+        except BaseException as error:  # reported to start() in the caller's thread
+            self._error = error
+            self._ready.set()
+            self._loop.close()
+            return
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            self._server.close()
+            tasks = asyncio.all_tasks(self._loop)
+            for task in tasks:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self._loop.run_until_complete(self._server.wait_closed())
+            # A delivery already inside the executor finishes its commit; its client saw no 250
+            # and will retry, which the dedupe key turns into a no-op.
+            self._executor.shutdown(wait=True)
+            if self.parse_pool is not None:
+                self.parse_pool.shutdown()
+            self._loop.close()
+
+    def _new_connection(self) -> asyncio.Protocol:
+        if self.active_connections >= self.limits.max_connections:
+            log.warning("smtp connection refused channel=%s reason=too-many-connections (%d)", CHANNEL,
+                        self.active_connections)
+            return _Busy()
+        self.active_connections += 1
+        return _Session(
+            self.handler,
+            on_close=self._connection_closed,
+            loop=self._loop,
+            hostname=self.hostname,
+            ident="Renkei ESMTP",
+            data_size_limit=self.limits.max_bytes,
+            enable_SMTPUTF8=True,
+            timeout=self.limits.timeout,
+            command_call_limit=self.limits.max_commands,
+            tls_context=self.tls_context,
+            require_starttls=self.require_tls,
+        )
+
+    def _connection_closed(self) -> None:
+        self.active_connections -= 1
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop listening, close the sessions, let a store in progress commit, end the thread."""
+        if self._thread is None:
+            return
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("smtp thread did not end within %.0f s", timeout)
+        self._thread = None
+        log.info("smtp stopped")
+
+
+# ---------------------------------------------------------------------------------------
+# Wiring to the app: the only place that knows the services.
+
+
+class _AppServices:
+    """Binds the ingest and integration services, each call in its own app context (fresh session)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def resolve_recipient(self, address: str) -> Recipient | None:
+        from app.services import integration
+
+        with self.app.app_context():
+            account = integration.account_for_inbound_address(address)
+            if account is None or not account.integration_enabled:
+                return None
+            settings = integration.get_settings(account.id)
+            return Recipient(
+                account_id=account.id,
+                label=account.slug,
+                mode=settings.mode,
+                status=settings.status,
+                senders=frozenset(s.strip().lower() for s in (settings.senders or []) if s),
+            )
+
+    def ingest(self, account_id: int, filename: str, data: bytes, *, sender: str | None,
+               dedupe_key: str | None, note: str | None) -> int:
+        from app.services import ingest
+
+        with self.app.app_context():
+            return ingest.receive(account_id, filename, data, channel=CHANNEL, sender=sender,
+                                  dedupe_key=dedupe_key, note=note).id
+
+    def record_refusal(self, account_id: int, *, filename: str, sender: str | None, status: str,
+                       note: str | None) -> None:
+        from app.services import ingest
+
+        with self.app.app_context():
+            ingest.record_refusal(account_id, channel=CHANNEL, filename=filename, sender=sender, status=status,
+                                  note=note)
+
+    def record_failure(self, account_id: int, *, filename: str, sender: str | None, message: str,
+                       dedupe_key: str | None, note: str | None) -> None:
+        from app.services import ingest
+
+        with self.app.app_context():
+            ingest.record_failure(account_id, channel=CHANNEL, filename=filename, sender=sender, message=message,
+                                  dedupe_key=dedupe_key, note=note)
+
+
+def _setting(app, key: str, default: Any) -> Any:
+    """app.config[key], else the RENKEI_<key> environment variable, else the default."""
+    value = app.config.get(key)
+    if value is None or value == "":
+        value = os.environ.get(f"RENKEI_{key}")
+    if value is None or value == "":
+        return default
+    return value
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def tls_context_from(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """A server TLS context for STARTTLS from a PEM certificate (chain) and key; None when not configured."""
+    if not cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key or None)
+    return context
+
+
+def build_handler(app, parse: Callable[[bytes], ParsedMail] = parse_mail) -> MailHandler:
+    """The handler bound to the app's services."""
+    services = _AppServices(app)
+    return MailHandler(
+        resolve_recipient=services.resolve_recipient,
+        ingest=services.ingest,
+        record_refusal=services.record_refusal,
+        record_failure=services.record_failure,
+        parse=parse,
+    )
+
+
+def _default_parse_processes() -> int:
+    # One CPU is the event loop's and the worker's; the others may parse.
+    return min(2, max(0, (os.cpu_count() or 1) - 1))
+
+
+def start(app) -> RunningSmtp:
+    """Start the SMTP server for `app` on HOST:SMTP_PORT (0 = a free port) and return it running."""
+    # aiosmtpd logs every command at INFO; we log one line per message instead.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    limits = Limits(
+        max_bytes=int(_setting(app, "SMTP_MAX_BYTES", DEFAULT_MAX_BYTES)),
+        max_connections=int(_setting(app, "SMTP_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)),
+        max_commands=int(_setting(app, "SMTP_MAX_COMMANDS", DEFAULT_MAX_COMMANDS)),
+        timeout=float(_setting(app, "SMTP_TIMEOUT", DEFAULT_TIMEOUT)),
+    )
+    tls = tls_context_from(_setting(app, "SMTP_TLS_CERT", None), _setting(app, "SMTP_TLS_KEY", None))
+    require_tls = _flag(_setting(app, "SMTP_REQUIRE_TLS", False))
+    if require_tls and tls is None:
+        raise RuntimeError("RENKEI_SMTP_REQUIRE_TLS is set but RENKEI_SMTP_TLS_CERT is not")
+    processes = int(_setting(app, "SMTP_PARSE_PROCESSES", _default_parse_processes()))
+    pool = ParsePool(processes) if processes > 0 else None
+    server = RunningSmtp(
+        build_handler(app, pool or parse_mail),
+        parse_pool=pool,
+        host=app.config.get("HOST", "127.0.0.1"),
+        port=int(app.config.get("SMTP_PORT", 2525)),
+        limits=limits,
+        tls_context=tls,
+        require_tls=require_tls,
+        hostname=app.config.get("MAIL_DOMAIN") or "localhost",
+    )
+    return server.start()

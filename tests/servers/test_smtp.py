@@ -1,0 +1,514 @@
+"""The built-in SMTP server with real clients (smtplib, swaks, raw sockets) against a real database.
+
+Each test starts servers.smtp.start(app) on a free port; the worker imports what it stores and
+sends report mails to a sink relay.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Import, Result
+from servers.smtp import MailHandler, Recipient
+from tests.servers.conftest import SMTP_ERROR_TO, SMTP_SENDER, SMTP_SUCCESS_TO
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imports(account_id: int) -> list[Import]:
+    return list(db.session.scalars(select(Import).where(Import.account_id == account_id).order_by(Import.id)))
+
+
+def finished(account_id: int, count: int):
+    """The account's imports once `count` of them exist and none is queued or running."""
+    rows = imports(account_id)
+    if len(rows) >= count and all(i.status not in (Import.QUEUED, Import.RUNNING) for i in rows):
+        return rows
+    return None
+
+
+def send(server, message, sender: str = SMTP_SENDER, to: str | None = None):
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+        return client.send_message(message, from_addr=sender, to_addrs=[to] if to else None)
+
+
+def send_raw(server, raw: bytes, to: str, sender: str = SMTP_SENDER):
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+        return client.sendmail(sender, [to], raw)
+
+
+class RawSession:
+    """A line-level SMTP client over a plain socket, for what smtplib refuses to send."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buffer = b""
+
+    def reply(self) -> str:
+        """Read one (possibly multi-line) reply and return its last line."""
+        while True:
+            while b"\r\n" not in self.buffer:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError(f"closed; pending {self.buffer!r}")
+                self.buffer += chunk
+            line, self.buffer = self.buffer.split(b"\r\n", 1)
+            if line[3:4] != b"-":
+                return line.decode()
+
+    def command(self, line: bytes) -> str:
+        self.sock.sendall(line + b"\r\n")
+        return self.reply()
+
+    def close(self):
+        self.sock.close()
+
+
+# ---------------------------------------------------------------------------------------
+# The main path: a cp932 CSV from a registered sender is imported and reported
+
+
+def test_smtplib_cp932_csv_is_imported_and_success_mail_reaches_relay(
+    smtp_server, smtp_account, smtp_relay, smtp_wait, smtp_mail
+):
+    csv_bytes = smtp_mail.csv()
+    message = smtp_mail.message("営業部 <Sales@Partner.Example>", smtp_account.address, [("20180516.csv", csv_bytes)])
+    refused = send(smtp_server, message)
+    assert refused == {}
+
+    rows = smtp_wait(lambda: finished(smtp_account.id, 1), message="the import")
+    assert [(i.filename, i.status, i.channel, i.sender) for i in rows] == [
+        ("20180516.csv", Import.SUCCEEDED, "mail", "sales@partner.example")
+    ]
+    assert rows[0].encoding == "cp932" and rows[0].row_count == 2
+    notes = db.session.scalars(select(Result.note).where(Result.import_id == rows[0].id).order_by(Result.line)).all()
+    assert notes == ["髙橋様 ①件目", "Ａ社 新規"]
+
+    assert smtp_relay.wait_for(1), "no report mail reached the relay"
+    report = smtp_relay.messages[0]
+    assert report.rcpt_tos == [SMTP_SUCCESS_TO]
+    assert "【取込完了】" in report.subject and "20180516.csv" in report.subject
+    assert "取込行数: 2行" in report.text
+
+
+def test_swaks_attachment_is_imported(smtp_server, smtp_account, smtp_relay, smtp_wait, smtp_mail, tmp_path):
+    swaks = shutil.which("swaks") or "/usr/bin/swaks"
+    csv_file = tmp_path / "20180500.csv"
+    csv_file.write_bytes(smtp_mail.csv())
+    result = subprocess.run(
+        [swaks, "--server", f"127.0.0.1:{smtp_server.port}", "--to", smtp_account.address,
+         "--from", SMTP_SENDER, "--attach-type", "text/csv", "--attach", f"@{csv_file}", "--timeout", "20"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "250 2.0.0 OK: 1 file(s) queued" in result.stdout
+
+    rows = smtp_wait(lambda: finished(smtp_account.id, 1), message="the import")
+    assert [(i.filename, i.status, i.period_kind) for i in rows] == [("20180500.csv", Import.SUCCEEDED, "month")]
+    assert smtp_relay.wait_for(1)
+    assert "20180500.csv" in smtp_relay.messages[0].subject
+
+
+def test_two_csvs_become_two_imports_in_order_other_attachments_noted(
+    smtp_server, smtp_account, smtp_wait, smtp_mail
+):
+    message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [
+        ("20180516.csv", smtp_mail.csv()),
+        ("説明.pdf", b"%PDF-1.4"),
+        ("20180517.CSV", smtp_mail.csv()),
+    ])
+    send(smtp_server, message)
+    rows = smtp_wait(lambda: finished(smtp_account.id, 2), message="two imports")
+    assert [(i.filename, i.status) for i in rows] == [
+        ("20180516.csv", Import.SUCCEEDED), ("20180517.CSV", Import.SUCCEEDED)
+    ]
+    assert all("説明.pdf" in (i.note or "") for i in rows)
+
+
+@pytest.mark.parametrize("processes", [0, 1], ids=["parse-in-thread", "parse-in-process"])
+@pytest.mark.parametrize("encoding", ["rfc2231", "rfc2047-utf8", "rfc2047-iso2022jp"])
+def test_japanese_attachment_name_is_stored(encoding, processes, smtp_start, smtp_account, smtp_mail):
+    server = smtp_start(SMTP_PARSE_PROCESSES=processes)  # no worker: the name is stored at receipt
+    assert (server.parse_pool is not None) == bool(processes)
+    name = "売上データ_20180516.csv"
+    disposition = {
+        "rfc2231": lambda: smtp_mail.rfc2231(name),
+        "rfc2047-utf8": lambda: smtp_mail.rfc2047(name),
+        "rfc2047-iso2022jp": lambda: smtp_mail.rfc2047(name, "ISO-2022-JP"),
+    }[encoding]()
+    raw = smtp_mail.raw(sender=SMTP_SENDER, to=smtp_account.address, parts=[(disposition, smtp_mail.csv())])
+    send_raw(server, raw, smtp_account.address)
+    db.session.rollback()
+    rows = imports(smtp_account.id)
+    assert [(i.filename, i.status) for i in rows] == [(name, Import.QUEUED)]
+
+
+def test_mail_without_csv_makes_a_failed_import_and_an_error_report(
+    smtp_server, smtp_account, smtp_relay, smtp_wait, smtp_mail
+):
+    message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("report.xlsx", b"PK")])
+    send(smtp_server, message)
+    send(smtp_server, message)  # a repeated delivery reports once
+    rows = smtp_wait(lambda: finished(smtp_account.id, 1))
+    assert [(i.filename, i.status) for i in rows] == [("(CSV添付なし)", Import.FAILED)]
+    assert "添付されていません" in rows[0].errors[0].message
+    assert "report.xlsx" in rows[0].note
+    assert smtp_relay.wait_for(1)
+    assert len(imports(smtp_account.id)) == 1
+    assert smtp_relay.messages[0].rcpt_tos == [SMTP_ERROR_TO]
+    assert "【取込エラー】" in smtp_relay.messages[0].subject
+
+
+# ---------------------------------------------------------------------------------------
+# Refusals and discards
+
+
+def test_unregistered_sender_gets_550_and_only_a_refusal_is_recorded(smtp_server, smtp_account, smtp_mail):
+    message = smtp_mail.message("stranger@elsewhere.example", smtp_account.address, [("20180516.csv", b"secret")])
+    with pytest.raises(smtplib.SMTPDataError) as error:
+        send(smtp_server, message, sender="stranger@elsewhere.example")
+    assert error.value.smtp_code == 550 and b"5.7.1" in error.value.smtp_error
+
+    db.session.rollback()
+    rows = imports(smtp_account.id)
+    assert [(i.status, i.sender, i.size) for i in rows] == [(Import.REFUSED, "stranger@elsewhere.example", 0)]
+    assert db.session.scalar(select(Import.content).where(Import.id == rows[0].id)) is None
+    assert "stranger@elsewhere.example" in rows[0].note
+
+
+def test_envelope_sender_does_not_matter_only_the_from_header(smtp_server, smtp_account, smtp_mail):
+    # Registered address in the envelope, a stranger in From: → refused.
+    message = smtp_mail.message("stranger@elsewhere.example", smtp_account.address, [("20180516.csv", b"x")])
+    with pytest.raises(smtplib.SMTPDataError) as error:
+        send(smtp_server, message, sender=SMTP_SENDER)
+    assert error.value.smtp_code == 550
+
+
+def test_two_from_headers_are_refused(smtp_server, smtp_account, smtp_mail):
+    raw = smtp_mail.raw(sender=SMTP_SENDER, to=smtp_account.address,
+                        parts=[(smtp_mail.plain("20180516.csv"), b"x")],
+                        extra_headers=b"From: stranger@elsewhere.example\r\n")
+    with pytest.raises(smtplib.SMTPDataError) as error:
+        send_raw(smtp_server, raw, smtp_account.address)
+    assert error.value.smtp_code == 550
+    db.session.rollback()
+    assert [i.status for i in imports(smtp_account.id)] == [Import.REFUSED]
+
+
+@pytest.mark.parametrize("address", ["sp-0000000000@renkei.localhost", "someone@gmail.com", "postmaster"])
+def test_unknown_recipient_or_relay_attempt_gets_550_5_1_1(smtp_server, smtp_account, address):
+    with smtplib.SMTP("127.0.0.1", smtp_server.port, timeout=10) as client:
+        client.ehlo()
+        client.mail(SMTP_SENDER)
+        code, text = client.rcpt(address)
+    assert code == 550 and text.startswith(b"5.1.1")
+
+
+def test_integration_disabled_refuses_rcpt(smtp_server, smtp_account, smtp_mail):
+    from app.services import accounts
+
+    accounts.set_integration_enabled(smtp_account.slug, False)
+    message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())])
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as error:
+        send(smtp_server, message)
+    assert error.value.recipients[smtp_account.address][0] == 550
+    db.session.rollback()
+    assert imports(smtp_account.id) == []
+
+
+@pytest.mark.parametrize(
+    "changes, reason",
+    [({"status": "stopped"}, "連動稼働停止"), ({"mode": "api"}, "メール添付連動ではない")],
+)
+def test_stopped_or_other_mode_accepts_discards_and_records(
+    changes, reason, smtp_server, smtp_account, smtp_relay, smtp_mail
+):
+    from app.services import integration
+
+    integration.update_settings(smtp_account.id, changes, actor="test")
+    message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())])
+    assert send(smtp_server, message) == {}
+    db.session.rollback()
+    rows = imports(smtp_account.id)
+    assert [(i.status, i.filename, i.size) for i in rows] == [(Import.DISCARDED, "20180516.csv", 0)]
+    assert reason in rows[0].note
+    assert db.session.scalar(select(Import.content).where(Import.id == rows[0].id)) is None
+    assert db.session.scalar(select(Result.id)) is None
+
+
+def test_second_account_in_one_transaction_gets_452(smtp_server, smtp_account, make_account, smtp_mail):
+    from app.services import integration
+
+    other, _, _ = make_account("other")
+    other_address = integration.inbound_address(integration.get_settings(other.id))
+    with smtplib.SMTP("127.0.0.1", smtp_server.port, timeout=10) as client:
+        client.ehlo()
+        client.mail(SMTP_SENDER)
+        assert client.rcpt(smtp_account.address)[0] == 250
+        assert client.rcpt(smtp_account.address.upper())[0] == 250  # same account again is fine
+        code, text = client.rcpt(other_address)
+    assert code == 452 and text.startswith(b"4.5.3")
+
+
+# ---------------------------------------------------------------------------------------
+# Durability and duplicates
+
+
+def test_same_message_delivered_twice_is_imported_once(smtp_server, smtp_account, smtp_wait, smtp_mail):
+    files = [("20180516.csv", smtp_mail.csv()), ("20180517.csv", smtp_mail.csv())]
+    first = smtp_mail.message(SMTP_SENDER, smtp_account.address, files, message_id="<same@partner.example>")
+    send(smtp_server, first)
+    send(smtp_server, first)
+    rows = smtp_wait(lambda: finished(smtp_account.id, 2))
+    assert [i.filename for i in rows] == ["20180516.csv", "20180517.csv"]
+
+    # A different message with the same files is a new delivery (a resend on purpose).
+    resend = smtp_mail.message(SMTP_SENDER, smtp_account.address, files, message_id="<resend@partner.example>")
+    send(smtp_server, resend)
+    rows = smtp_wait(lambda: finished(smtp_account.id, 4))
+    assert len(rows) == 4
+
+
+def test_smtp_smuggling_yields_one_message(smtp_start, smtp_account, smtp_mail):
+    server = smtp_start()
+    smuggled = smtp_mail.raw(sender=SMTP_SENDER, to=smtp_account.address,
+                             parts=[(smtp_mail.plain("20180517.csv"), b"smuggled")], message_id="<s2@x>")
+    payload = (
+        b"\n.\r\nMAIL FROM:<" + SMTP_SENDER.encode() + b">\r\nRCPT TO:<" + smtp_account.address.encode()
+        + b">\r\nDATA\r\n" + smuggled
+    )
+    first = smtp_mail.raw(sender=SMTP_SENDER, to=smtp_account.address,
+                          parts=[(smtp_mail.plain("20180516.csv"), b"first")], message_id="<s1@x>", epilogue=payload)
+    session = RawSession(server.port)
+    try:
+        assert session.reply().startswith("220")
+        assert session.command(b"EHLO client.example").startswith("250")
+        assert session.command(b"MAIL FROM:<" + SMTP_SENDER.encode() + b">").startswith("250")
+        assert session.command(b"RCPT TO:<" + smtp_account.address.encode() + b">").startswith("250")
+        assert session.command(b"DATA").startswith("354")
+        session.sock.sendall(first + b"\r\n.\r\n")
+        assert session.reply() == "250 2.0.0 OK: 1 file(s) queued"
+        # Nothing else was answered: the next reply is the one to our QUIT.
+        assert session.command(b"QUIT").startswith("221")
+    finally:
+        session.close()
+    db.session.rollback()
+    assert [i.filename for i in imports(smtp_account.id)] == ["20180516.csv"]
+
+
+def test_kill_9_right_after_250_then_restart_imports_exactly_once(app, smtp_account, smtp_mail, smtp_wait,
+                                                                 smtp_start):
+    """The SMTP server runs in its own process (no worker); SIGKILL it on 250, then import."""
+    env = dict(os.environ)
+    env.update({
+        "RENKEI_DATA_DIR": app.config["DATA_DIR"],
+        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "RENKEI_SECRET_KEY": "test-secret",
+        "RENKEI_SMTP_PORT": "0",
+        "RENKEI_HOST": "127.0.0.1",
+        "RENKEI_MAIL_DOMAIN": app.config["MAIL_DOMAIN"],
+        "PYTHONPATH": str(ROOT),
+    })
+    script = (
+        "import sys, threading\n"
+        "from app import create_app\n"
+        "from servers import smtp\n"
+        "server = smtp.start(create_app())\n"
+        "print(server.port, flush=True)\n"
+        "threading.Event().wait()\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    try:
+        port = int(process.stdout.readline())
+        message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())],
+                                    message_id="<crash@partner.example>")
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+            client.ehlo()
+            client.mail(SMTP_SENDER)
+            client.rcpt(smtp_account.address)
+            code, _ = client.data(message.as_bytes())
+            assert code == 250
+            process.send_signal(signal.SIGKILL)  # before QUIT: the process dies right after its 250
+            process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == -signal.SIGKILL
+    db.session.rollback()
+    assert [(i.filename, i.status) for i in imports(smtp_account.id)] == [("20180516.csv", Import.QUEUED)]
+
+    # The client did not see the end of the session and delivers again to the restarted server.
+    from servers.worker import Worker
+
+    server = smtp_start()
+    send(server, message)
+    worker = Worker(app, poll_seconds=0.1)
+    worker.start()
+    try:
+        rows = smtp_wait(lambda: finished(smtp_account.id, 1))
+    finally:
+        worker.stop()
+    assert [(i.filename, i.status) for i in rows] == [("20180516.csv", Import.SUCCEEDED)]
+
+
+# ---------------------------------------------------------------------------------------
+# Limits and TLS
+
+
+def test_oversize_message_gets_552_and_nothing_is_stored(smtp_start, smtp_account, smtp_mail):
+    server = smtp_start(SMTP_MAX_BYTES=50_000)
+    big = smtp_mail.csv([["No.", "売上"]] + [["1", "1"]] * 20_000)
+    message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", big)])
+    # smtplib announces SIZE= in MAIL FROM: refused before DATA.
+    with pytest.raises(smtplib.SMTPSenderRefused) as error:
+        send(server, message)
+    assert error.value.smtp_code == 552
+    # A client that does not announce the size is refused after DATA.
+    session = RawSession(server.port)
+    try:
+        session.reply()
+        session.command(b"EHLO client.example")
+        session.command(b"MAIL FROM:<" + SMTP_SENDER.encode() + b">")
+        session.command(b"RCPT TO:<" + smtp_account.address.encode() + b">")
+        session.command(b"DATA")
+        session.sock.sendall(message.as_bytes().replace(b"\n", b"\r\n") + b"\r\n.\r\n")
+        assert session.reply().startswith("552")
+    finally:
+        session.close()
+    db.session.rollback()
+    assert imports(smtp_account.id) == []
+
+
+def test_connection_cap_answers_421(smtp_start, smtp_wait):
+    server = smtp_start(SMTP_MAX_CONNECTIONS=2)
+    first = smtplib.SMTP("127.0.0.1", server.port, timeout=10)
+    second = smtplib.SMTP("127.0.0.1", server.port, timeout=10)
+    try:
+        with pytest.raises(smtplib.SMTPConnectError) as error:
+            smtplib.SMTP("127.0.0.1", server.port, timeout=10)
+        assert error.value.smtp_code == 421
+    finally:
+        first.quit()
+    smtp_wait(lambda: server.active_connections < 2, timeout=10, message="the session to end")
+    third = smtplib.SMTP("127.0.0.1", server.port, timeout=10)
+    assert third.noop()[0] == 250
+    third.quit()
+    second.quit()
+
+
+def test_commands_per_session_are_limited(smtp_start):
+    server = smtp_start(SMTP_MAX_COMMANDS=3)
+    session = RawSession(server.port)
+    try:
+        session.reply()
+        for _ in range(3):
+            assert session.command(b"NOOP").startswith("250")
+        assert session.command(b"NOOP").startswith("421")
+    finally:
+        session.close()
+
+
+def test_idle_session_is_closed(smtp_start):
+    server = smtp_start(SMTP_TIMEOUT=0.3)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.recv(1024)  # banner
+        assert sock.recv(1024) == b""  # the server hung up on its own, well before our timeout
+
+
+def test_starttls_delivery(smtp_start, smtp_worker, smtp_account, smtp_tls_files, smtp_wait, smtp_mail):
+    cert, key = smtp_tls_files
+    server = smtp_start(SMTP_TLS_CERT=cert, SMTP_TLS_KEY=key, SMTP_REQUIRE_TLS="1")
+    message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())])
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+        client.ehlo()
+        assert client.has_extn("starttls")
+        assert client.mail(SMTP_SENDER)[0] == 530  # TLS is required first
+        context = ssl.create_default_context(cafile=cert)
+        client.starttls(context=context)
+        client.ehlo()
+        client.send_message(message)
+    rows = smtp_wait(lambda: finished(smtp_account.id, 1))
+    assert rows[0].status == Import.SUCCEEDED
+
+
+# ---------------------------------------------------------------------------------------
+# The handler alone, with fakes (no database, no socket)
+
+
+def run_coroutine(coroutine):
+    """Run a coroutine on a fresh loop in its own thread (another test may leave a loop running in this one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+class Fakes:
+    def __init__(self, recipient: Recipient | None):
+        self.recipient = recipient
+        self.calls: list[tuple] = []
+
+    def handler(self) -> MailHandler:
+        return MailHandler(
+            resolve_recipient=lambda address: self.recipient,
+            ingest=lambda *a, **k: self.calls.append(("ingest", a, k)) or len(self.calls),
+            record_refusal=lambda *a, **k: self.calls.append(("refusal", a, k)),
+            record_failure=lambda *a, **k: self.calls.append(("failure", a, k)),
+        )
+
+
+RECIPIENT = Recipient(account_id=7, label="acme", mode="mail", status="active",
+                      senders=frozenset({"sales@partner.example"}))
+
+
+def test_handler_hands_each_csv_to_ingest_with_sender_and_dedupe_key(smtp_mail):
+    fakes = Fakes(RECIPIENT)
+    raw = smtp_mail.raw(sender="Sales <SALES@partner.example>", to="x",
+                        parts=[(smtp_mail.plain("a.csv"), b"1"), (smtp_mail.plain("b.csv"), b"2")])
+    reply = fakes.handler().deliver(RECIPIENT, raw)
+    assert reply.startswith("250")
+    assert [(c[0], c[1][1], c[1][2], c[2]["sender"]) for c in fakes.calls] == [
+        ("ingest", "a.csv", b"1", "sales@partner.example"), ("ingest", "b.csv", b"2", "sales@partner.example")
+    ]
+    assert fakes.calls[0][2]["dedupe_key"] != fakes.calls[1][2]["dedupe_key"]
+
+
+def test_handler_rcpt_refuses_unknown_and_accepts_known():
+    from aiosmtpd.smtp import Envelope
+
+    async def rcpt(fakes, envelope):
+        return await fakes.handler().handle_RCPT(None, None, envelope, "sp-x@renkei.localhost", [])
+
+    envelope = Envelope()
+    assert run_coroutine(rcpt(Fakes(None), envelope)).startswith("550 5.1.1")
+    assert envelope.rcpt_tos == []
+    assert run_coroutine(rcpt(Fakes(RECIPIENT), envelope)).startswith("250")
+    assert envelope.rcpt_tos == ["sp-x@renkei.localhost"]
+
+
+def test_handler_answers_451_when_storing_fails(smtp_mail):
+    from aiosmtpd.smtp import Envelope
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database is down")
+
+    handler = MailHandler(resolve_recipient=lambda a: RECIPIENT, ingest=broken, record_refusal=broken,
+                          record_failure=broken)
+    envelope = Envelope()
+    envelope.renkei_recipient = RECIPIENT
+    envelope.original_content = smtp_mail.raw(sender=SMTP_SENDER, to="x", parts=[(smtp_mail.plain("a.csv"), b"1")])
+    assert run_coroutine(handler.handle_DATA(None, None, envelope)).startswith("451 4.3.0")
