@@ -1,5 +1,118 @@
+"""`flask import-csv`, `flask imports list`, `flask results export` (SPEC section 7)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import NoReturn
+
+import click
 from flask import Flask
+from flask.cli import AppGroup
+
+from ..errors import RenkeiError, RowError
+from ..models import Import
+from ..services import accounts, ingest, results
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+def _error_line(filename: str, error: RowError) -> str:
+    """One error as `ファイル名:行:列:値: message` (empty parts stay empty, like compilers do)."""
+    line = "" if error.line is None else str(error.line)
+    return f"{filename}:{line}:{error.column or ''}:{error.value or ''}: {error.message}"
+
+
+def _account(slug: str):
+    try:
+        return accounts.get_by_slug(slug)
+    except RenkeiError as error:
+        _fail(str(error))
 
 
 def register(app: Flask) -> None:
-    pass
+    @app.cli.command("import-csv")
+    @click.argument("slug")
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+    @click.option("--dry-run", is_flag=True, help="検証のみ(何も保存しない)")
+    def import_csv(slug: str, file: str, dry_run: bool) -> None:
+        """Import a results CSV through the same path as the channels (exit 1 when rejected)."""
+        account = _account(slug)
+        filename = os.path.basename(file)
+        with open(file, "rb") as handle:
+            data = handle.read()
+        try:
+            if dry_run:
+                check = ingest.dry_run(account.id, filename, data)
+                if check.errors:
+                    for error in check.errors:
+                        click.echo(_error_line(filename, error), err=True)
+                    _fail(f"検証NG: {filename} エラー {len(check.errors)}件(何も保存していません)")
+                click.echo(f"検証OK: {filename} 期間 {check.period.label} {check.rows}行 文字コード {check.encoding}"
+                           "(何も保存していません)")
+                return
+            imp = ingest.import_now(account.id, filename, data, channel="cli", sender="cli")
+        except RenkeiError as error:
+            _fail(str(error))
+        if imp.status != Import.SUCCEEDED:
+            for record in imp.errors:
+                click.echo(_error_line(filename, RowError(message=record.message, line=record.line,
+                                                          column=record.column, value=record.value)), err=True)
+            _fail(f"取込 #{imp.id} エラー: {filename} エラー {imp.error_count}件(以前のデータはそのままです)")
+        replaced = f"、取込 #{imp.replaced_import_id} を置換" if imp.replaced_import_id else ""
+        period = ingest.import_as_dict(imp)["period"]
+        click.echo(f"取込 #{imp.id} 成功: {filename} 期間 {period} {imp.row_count}行{replaced}")
+
+    imports_group = AppGroup("imports", help="取込履歴")
+
+    @imports_group.command("list")
+    @click.argument("slug")
+    @click.option("--json", "as_json", is_flag=True, help="JSONで出力")
+    @click.option("--limit", type=int, default=None, help="新しい順に最大この件数")
+    def list_imports(slug: str, as_json: bool, limit: int | None) -> None:
+        """List the account's imports, newest first."""
+        account = _account(slug)
+        items = ingest.list_imports(account.id, limit)
+        if as_json:
+            click.echo(json.dumps([ingest.import_as_dict(imp) for imp in items], ensure_ascii=False, indent=2))
+            return
+        if not items:
+            click.echo("取込履歴はありません。")
+            return
+        for imp in items:
+            data = ingest.import_as_dict(imp)
+            click.echo(
+                f"#{imp.id}\t{data['received_at']}\t{imp.channel}\t{imp.status}\t{imp.filename}\t"
+                f"{imp.row_count}行\tエラー{imp.error_count}件\t{imp.sender or '-'}"
+            )
+
+    results_group = AppGroup("results", help="実績")
+
+    @results_group.command("export")
+    @click.argument("slug")
+    @click.argument("period")
+    @click.option("--encoding", type=click.Choice(list(results.EXPORT_ENCODINGS)), default="cp932",
+                  show_default=True)
+    @click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None,
+                  help="出力ファイル(省略時は標準出力)")
+    def export(slug: str, period: str, encoding: str, output: str | None) -> None:
+        """Write one period's stored results as CSV in the import layout (PERIOD: 20180516 or 201805)."""
+        account = _account(slug)
+        try:
+            data = results.export_csv(account.id, period, encoding)
+        except RenkeiError as error:
+            _fail(str(error))
+        if output:
+            with open(output, "wb") as handle:
+                handle.write(data)
+            click.echo(f"{output} に書き出しました。", err=True)
+        else:
+            stream = click.get_binary_stream("stdout")
+            stream.write(data)
+            stream.flush()
+
+    app.cli.add_command(imports_group)
+    app.cli.add_command(results_group)

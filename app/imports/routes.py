@@ -1,23 +1,244 @@
-from flask import render_template
-from flask_login import login_required
+"""取込履歴, a page per import (errors, download, 再取込), 手動取込 and 送信メール."""
+from __future__ import annotations
 
-from ..auth.access import admin_required
+import datetime as dt
+import io
+from zoneinfo import ZoneInfo
+
+from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask_login import current_user, login_required
+
+from ..auth.access import admin_required, owned_or_404
+from ..errors import ImportRejected, RenkeiError, RowError
+from ..extensions import db
+from ..models import Import, OutboxMail
+from ..services import ingest
 from . import bp
+from .forms import HistoryFilterForm, ReimportForm, UploadForm
+
+PER_PAGE = 50
+# While the worker has not finished, the page reloads itself (a meta refresh, allowed by the CSP).
+REFRESH_SECONDS = 2
+OUTBOX_KIND_LABELS = {"error": "エラー報告", "success": "正常更新報告"}
+# Python codec names as the user knows them (Excel says "Shift_JIS").
+ENCODING_LABELS = {
+    "cp932": "Shift_JIS(cp932)",
+    "utf-8": "UTF-8",
+    "utf-8-sig": "UTF-8(BOM付き)",
+    "euc-jp": "EUC-JP",
+    "iso2022-jp": "ISO-2022-JP",
+}
+
+
+def encoding_label(codec: str | None) -> str:
+    """Return the user-facing name of a codec ("" when unknown)."""
+    if not codec:
+        return ""
+    return ENCODING_LABELS.get(codec.lower().replace("_", "-"), codec)
 
 
 @bp.route("/imports")
 @login_required
 def history():
-    return render_template("imports/placeholder.html")
+    form = HistoryFilterForm(request.args)
+    query = db.select(Import).where(Import.account_id == current_user.account_id)
+    filtered = False
+    if form.validate():
+        query, filtered = _apply_filters(query, form)
+    query = query.order_by(Import.received_at.desc(), Import.id.desc())
+    page = db.paginate(query, page=request.args.get("page", 1, type=int), per_page=PER_PAGE, error_out=False)
+    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    return render_template("imports/history.html", form=form, page=page, args=args, filtered=filtered)
+
+
+def _apply_filters(query, form: HistoryFilterForm):
+    """Narrow the history query by the filter form; return the query and whether any filter applied."""
+    filtered = False
+    if form.status.data:
+        query = query.where(Import.status == form.status.data)
+        filtered = True
+    if form.channel.data:
+        query = query.where(Import.channel == form.channel.data)
+        filtered = True
+    name = (form.filename.data or "").strip()
+    if name:
+        # autoescape: a user typing % or _ means those characters, not SQL wildcards.
+        query = query.where(Import.filename.contains(name, autoescape=True))
+        filtered = True
+    # Dates are the user's local calendar days; the database holds naive UTC.
+    if form.date_from.data:
+        query = query.where(Import.received_at >= _local_day_start_utc(form.date_from.data))
+        filtered = True
+    if form.date_to.data:
+        query = query.where(Import.received_at < _local_day_start_utc(form.date_to.data + dt.timedelta(days=1)))
+        filtered = True
+    return query, filtered
+
+
+def _local_day_start_utc(day: dt.date) -> dt.datetime:
+    """Return the naive UTC instant at which `day` begins in the app's time zone."""
+    tz = ZoneInfo(current_app.config["TIMEZONE"])
+    start = dt.datetime.combine(day, dt.time.min, tzinfo=tz)
+    return start.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+@bp.route("/imports/<int:import_id>")
+@login_required
+def history_detail(import_id: int):
+    record = owned_or_404(Import, import_id)
+    # Ask the database whether bytes exist instead of loading a possibly large deferred column.
+    has_content = bool(db.session.scalar(db.select(Import.content.is_not(None)).where(Import.id == record.id)))
+    replaced = db.session.get(Import, record.replaced_import_id) if record.replaced_import_id else None
+    replaced_by = db.session.scalars(
+        db.select(Import)
+        .where(Import.account_id == current_user.account_id, Import.replaced_import_id == record.id)
+        .order_by(Import.id)
+    ).all()
+    pending = record.status in (Import.QUEUED, Import.RUNNING)
+    return render_template(
+        "imports/detail.html",
+        record=record,
+        period=_period_label(record),
+        encoding=encoding_label(record.encoding),
+        has_content=has_content,
+        replaced=replaced,
+        replaced_by=replaced_by,
+        pending=pending,
+        refresh_seconds=REFRESH_SECONDS,
+        form=ReimportForm(),
+    )
+
+
+def _period_label(record: Import) -> str:
+    """Return "2018年5月16日" for a daily file, "2018年5月" for a monthly one, "" when unknown."""
+    if record.period_date is None:
+        return ""
+    month = f"{record.period_date.year}年{record.period_date.month}月"
+    return month if record.period_kind == "month" else f"{month}{record.period_date.day}日"
+
+
+@bp.route("/imports/<int:import_id>/download")
+@login_required
+def download(import_id: int):
+    record = owned_or_404(Import, import_id)
+    content = record.content
+    if content is None:
+        # A refusal record (e.g. a mail without a usable attachment) keeps no bytes.
+        abort(404)
+    # send_file writes filename*=UTF-8''… (RFC 5987) for Japanese names plus an ASCII fallback.
+    # octet-stream, not text/csv: the bytes may be cp932 and must reach the user unchanged.
+    return send_file(
+        io.BytesIO(content),
+        mimetype="application/octet-stream",
+        as_attachment=True,
+        download_name=_base_name(record.filename),
+        max_age=0,
+    )
+
+
+def _base_name(filename: str) -> str:
+    """Return the file's base name (mail and FTP paths may carry folders)."""
+    return filename.replace("\\", "/").rsplit("/", 1)[-1] or "import.csv"
+
+
+@bp.route("/imports/<int:import_id>/reimport", methods=["POST"])
+@admin_required
+def reimport(import_id: int):
+    record = owned_or_404(Import, import_id)
+    form = ReimportForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        new = ingest.reimport(current_user.account_id, record.id, current_user.email)
+    except RenkeiError as error:
+        flash(error.message, "error")
+        return redirect(url_for("imports.history_detail", import_id=record.id))
+    flash(f"「{new.filename}」を再取込の待ち行列に入れました。取込結果はこのページに表示されます。", "success")
+    return redirect(url_for("imports.history_detail", import_id=new.id))
 
 
 @bp.route("/upload", methods=["GET", "POST"])
 @admin_required
 def upload():
-    return render_template("imports/placeholder.html")
+    form = UploadForm()
+    outcome = None
+    limit = current_app.config["MAX_UPLOAD_BYTES"]
+    if form.validate_on_submit():
+        storage = form.file.data
+        filename = storage.filename or ""
+        # Read one byte past the limit: enough to know it is too big without reading it all.
+        data = storage.stream.read(limit + 1)
+        if len(data) > limit:
+            form.file.errors.append(f"ファイルが大きすぎます(上限 {_size_label(limit)})。")
+        elif form.dry_run.data:
+            outcome = _dry_run(filename, data)
+        else:
+            try:
+                record = ingest.receive(
+                    current_user.account_id, filename, data, channel="web", sender=current_user.email
+                )
+            except ImportRejected as error:
+                outcome = {"filename": filename, "errors": error.errors, "stored": False}
+            except RenkeiError as error:
+                form.file.errors.append(error.message)
+            else:
+                flash("受け付けました。取込結果はこのページに表示されます。", "success")
+                return redirect(url_for("imports.history_detail", import_id=record.id))
+    return render_template("imports/upload.html", form=form, outcome=outcome, limit_label=_size_label(limit))
+
+
+def _dry_run(filename: str, data: bytes) -> dict:
+    """Check a file without storing anything; return what the page shows."""
+    try:
+        result = ingest.dry_run(current_user.account_id, filename, data)
+    except ImportRejected as error:
+        return {"filename": filename, "errors": list(error.errors), "dry_run": True}
+    except RenkeiError as error:
+        return {"filename": filename, "errors": [RowError(message=error.message)], "dry_run": True}
+    period = result.period
+    return {
+        "filename": filename,
+        "dry_run": True,
+        "errors": list(result.errors),
+        "rows": result.rows,
+        "encoding": encoding_label(result.encoding),
+        "period": getattr(period, "label", period) if period is not None else "",
+    }
+
+
+def _size_label(size: int) -> str:
+    """Return a byte count as the user reads it (25 MB, 512 KB)."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):g} MB"
+    if size >= 1024:
+        return f"{size / 1024:g} KB"
+    return f"{size} バイト"
 
 
 @bp.route("/outbox")
 @login_required
 def outbox():
-    return render_template("imports/placeholder.html")
+    query = (
+        db.select(OutboxMail)
+        .where(OutboxMail.account_id == current_user.account_id)
+        .order_by(OutboxMail.created_at.desc(), OutboxMail.id.desc())
+    )
+    page = db.paginate(query, page=request.args.get("page", 1, type=int), per_page=PER_PAGE, error_out=False)
+    return render_template(
+        "imports/outbox.html",
+        page=page,
+        kind_labels=OUTBOX_KIND_LABELS,
+        relay_configured=bool(current_app.config.get("SMTP_RELAY")),
+    )
+
+
+@bp.route("/outbox/<int:mail_id>")
+@login_required
+def outbox_detail(mail_id: int):
+    mail = owned_or_404(OutboxMail, mail_id)
+    return render_template(
+        "imports/outbox_detail.html",
+        mail=mail,
+        kind_labels=OUTBOX_KIND_LABELS,
+        relay_configured=bool(current_app.config.get("SMTP_RELAY")),
+    )

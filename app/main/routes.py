@@ -1,10 +1,83 @@
-from flask import render_template
-from flask_login import login_required
+"""メイン: the month's results per member as a table and a server-drawn bar chart."""
+from __future__ import annotations
 
+import datetime as dt
+import re
+from zoneinfo import ZoneInfo
+
+from flask import current_app, render_template, request
+from flask_login import current_user, login_required
+
+from ..services import results
 from . import bp
+from .chart import bars
+
+_MONTH_RE = re.compile(r"^(\d{4})-(\d{1,2})$")
 
 
 @bp.route("/")
 @login_required
 def index():
-    return render_template("main/index.html")
+    year, month = _requested_month()
+    table = results.month_table(current_user.account_id, year, month)
+    column = _picked_column(table.columns)
+    has_results = bool(table.totals)
+    chart = None
+    if column is not None and table.members and has_results:
+        chart = bars(
+            [member.name for member in table.members],
+            [table.totals.get((member.id, column.id), 0) for member in table.members],
+            column.unit or "",
+            title=f"{year}年{month}月の{column.name}",
+        )
+    prev_year, prev_month = _shift(year, month, -1)
+    next_year, next_month = _shift(year, month, +1)
+    return render_template(
+        "main/index.html",
+        table=table,
+        year=year,
+        month=month,
+        column=column,
+        chart=chart,
+        has_results=has_results,
+        this_month=f"{year:04d}-{month:02d}",
+        prev_month=f"{prev_year:04d}-{prev_month:02d}",
+        next_month=f"{next_year:04d}-{next_month:02d}",
+        current_month=_current_month_key(),
+    )
+
+
+def _requested_month() -> tuple[int, int]:
+    """Return (year, month) from ?month=YYYY-MM; the current month in the app's time zone otherwise."""
+    match = _MONTH_RE.match(request.args.get("month", "").strip())
+    if match:
+        year, month = int(match.group(1)), int(match.group(2))
+        if 1 <= month <= 12 and 1900 <= year <= 9999:
+            return year, month
+    today = _today()
+    return today.year, today.month
+
+
+def _today() -> dt.date:
+    """Return today's date where the users are (TIMEZONE), not on the server's clock."""
+    return dt.datetime.now(ZoneInfo(current_app.config["TIMEZONE"])).date()
+
+
+def _current_month_key() -> str:
+    today = _today()
+    return f"{today.year:04d}-{today.month:02d}"
+
+
+def _shift(year: int, month: int, delta: int) -> tuple[int, int]:
+    """Return the month `delta` months away."""
+    index = year * 12 + (month - 1) + delta
+    return index // 12, index % 12 + 1
+
+
+def _picked_column(columns):
+    """Return the graph column named by ?column=<id>, or the first one (None when there are none)."""
+    wanted = request.args.get("column", type=int)
+    for column in columns:
+        if column.id == wanted:
+            return column
+    return columns[0] if columns else None

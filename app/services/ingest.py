@@ -1,0 +1,658 @@
+"""The ONE ingest path of every channel (mail, FTP, API, browser, CLI): store, queue, import, report.
+
+Flow: a channel calls `receive()` (the file is committed before the channel acknowledges),
+the worker calls `process_next()` (claim + `run_import()`), and `run_import()` replaces the
+results of the same file name in one transaction and writes the report mail to the outbox
+in the same commit as the import's final status.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import text as sql_text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import undefer
+
+from ..errors import ImportRejected, Invalid, NotFound, RowError
+from ..extensions import db
+from ..importer.encoding import decode
+from ..importer.filename import Period, parse_filename
+from ..importer.layout import CsvReader, normalize
+from ..models import Account, GraphColumn, Import, ImportErrorRecord, IntegrationSettings, Member, Result, utcnow
+from . import reports
+
+log = logging.getLogger(__name__)
+
+# Rows per executemany: large enough to amortise the round trip, small enough to keep memory flat.
+BATCH_SIZE = 5000
+# A claim older than this is taken back (the worker holding it died; its transaction was rolled back).
+STALE_SECONDS = 300
+# An import whose worker died this many times is failed instead of being retried forever.
+MAX_ATTEMPTS = 3
+SYSTEM_ERROR_MESSAGE = "取込中にシステムエラーが発生しました。しばらくしてから再取込してください。"
+
+# Callables run after every receive() commit (the in-process worker registers its wake()).
+_listeners: list[Callable[[], None]] = []
+_listeners_lock = threading.Lock()
+
+
+@dataclass
+class DryRun:
+    """What run_import would do with a file, without storing anything."""
+
+    period: Period | None
+    rows: int
+    errors: list[RowError] = field(default_factory=list)
+    encoding: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def add_listener(callback: Callable[[], None]) -> None:
+    """Call `callback` (e.g. Worker.wake) after every received file is committed."""
+    with _listeners_lock:
+        _listeners.append(callback)
+
+
+def remove_listener(callback: Callable[[], None]) -> None:
+    """Stop calling `callback` after receives."""
+    with _listeners_lock:
+        if callback in _listeners:
+            _listeners.remove(callback)
+
+
+def _notify() -> None:
+    with _listeners_lock:
+        callbacks = list(_listeners)
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # a listener must never make a channel fail after the file is stored
+            log.exception("ingest listener failed")
+
+
+def base_name(filename: str) -> str:
+    """Return the file's base name: any directory part (either separator) stripped."""
+    return os.path.basename((filename or "").replace("\\", "/")).strip()[:255]
+
+
+def _account_label(account_id: int) -> str:
+    slug = db.session.scalar(select(Account.slug).where(Account.id == account_id))
+    return slug or f"#{account_id}"
+
+
+# ---------------------------------------------------------------------------------------
+# Receiving
+
+
+def receive(account_id: int, filename: str, data: bytes, *, channel: str, sender: str | None = None,
+            dedupe_key: str | None = None, note: str | None = None) -> Import:
+    """Store a received file durably as a queued import and return it (committed before returning)."""
+    imp, created = _store(account_id, filename, data, channel=channel, sender=sender, dedupe_key=dedupe_key,
+                          note=note, status=Import.QUEUED)
+    if created:
+        _notify()
+    return imp
+
+
+def record_failure(account_id: int, *, channel: str, filename: str, sender: str | None, message: str,
+                   dedupe_key: str | None = None, note: str | None = None, data: bytes | None = None) -> Import:
+    """Record a delivery that cannot be imported at all (e.g. too large) as a failed import with one error.
+
+    The error report goes to the outbox in the same commit. A repeat with the same dedupe key
+    returns the first record unchanged.
+    """
+    imp, created = _store(account_id, filename, data, channel=channel, sender=sender, dedupe_key=dedupe_key,
+                          note=note, status=Import.RUNNING)
+    if not created:
+        return imp
+    return _finish_failed(imp.id, [RowError(message=message)], None, None, None)
+
+
+def _store(account_id: int, filename: str, data: bytes | None, *, channel: str, sender: str | None,
+           dedupe_key: str | None, note: str | None, status: str) -> tuple[Import, bool]:
+    """Insert and commit the Import row; return (import, True), or (the earlier one with this dedupe key, False)."""
+    if dedupe_key:
+        existing = _by_dedupe_key(account_id, dedupe_key)
+        if existing is not None:
+            log.info("duplicate delivery account=%s channel=%s file=%s import=#%s (already stored)",
+                     _account_label(account_id), channel, existing.filename, existing.id)
+            return existing, False
+    now = utcnow()
+    imp = Import(
+        account_id=account_id, channel=channel, filename=base_name(filename), sender=sender,
+        status=status, received_at=now, claimed_at=now if status == Import.RUNNING else None,
+        attempts=1 if status == Import.RUNNING else 0,
+        content=data, size=len(data or b""), sha256=hashlib.sha256(data).hexdigest() if data is not None else None,
+        dedupe_key=dedupe_key, note=note,
+    )
+    db.session.add(imp)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Two deliveries of the same message raced; the other one won and is the record.
+        db.session.rollback()
+        existing = _by_dedupe_key(account_id, dedupe_key) if dedupe_key else None
+        if existing is None:
+            raise
+        return existing, False
+    log.info("received account=%s channel=%s file=%s import=#%s size=%d sender=%s",
+             _account_label(account_id), channel, imp.filename, imp.id, imp.size, sender or "-")
+    return imp, True
+
+
+def _by_dedupe_key(account_id: int, dedupe_key: str) -> Import | None:
+    return db.session.scalar(
+        select(Import).where(Import.account_id == account_id, Import.dedupe_key == dedupe_key)
+    )
+
+
+def record_refusal(account_id: int, *, channel: str, filename: str, sender: str | None, status: str,
+                   note: str | None) -> Import:
+    """Record a refused or discarded delivery in the history, without its content."""
+    if status not in (Import.REFUSED, Import.DISCARDED):
+        raise ValueError(f"status must be refused or discarded, not {status!r}")
+    now = utcnow()
+    imp = Import(account_id=account_id, channel=channel, filename=base_name(filename), sender=sender,
+                 status=status, received_at=now, finished_at=now, note=note, size=0)
+    db.session.add(imp)
+    db.session.commit()
+    log.info("%s account=%s channel=%s file=%s sender=%s note=%s", status, _account_label(account_id),
+             channel, imp.filename, sender or "-", note or "-")
+    return imp
+
+
+# ---------------------------------------------------------------------------------------
+# Lookups used by the import
+
+
+def _member_lookup(account_id: int, member_key: str) -> dict[str, int]:
+    """Active members by key text: str(No.) or the exact 社員ID."""
+    key = Member.no if member_key == "no" else Member.employee_id
+    rows = db.session.execute(
+        select(key, Member.id).where(Member.account_id == account_id, Member.active.is_(True), key.is_not(None))
+    )
+    return {str(value): member_id for value, member_id in rows}
+
+
+def _column_lookup(account_id: int) -> dict[str, int]:
+    """Graph columns by name."""
+    rows = db.session.execute(select(GraphColumn.name, GraphColumn.id).where(GraphColumn.account_id == account_id))
+    return {name: column_id for name, column_id in rows}
+
+
+def _settings(account_id: int) -> IntegrationSettings | None:
+    return db.session.scalar(select(IntegrationSettings).where(IntegrationSettings.account_id == account_id))
+
+
+@dataclass
+class _Prepared:
+    """A file checked up to its rows: the period (if the name is valid), the reader, early errors."""
+
+    period: Period | None
+    encoding: str | None
+    reader: CsvReader | None
+    errors: list[RowError]
+    columns: dict[str, int] = field(default_factory=dict)
+
+
+def _prepare(account_id: int, filename: str, data: bytes) -> _Prepared:
+    """Parse the name and decode the bytes; collect their errors instead of stopping at the first."""
+    settings = _settings(account_id)
+    pinned = settings.encoding if settings else "auto"
+    member_key = settings.member_key if settings else "no"
+    errors: list[RowError] = []
+    period = None
+    try:
+        period = parse_filename(filename)
+    except ImportRejected as error:
+        errors.extend(error.errors)
+    try:
+        text, encoding = decode(data, pinned)
+    except ImportRejected as error:
+        errors.extend(error.errors)
+        return _Prepared(period, None, None, errors)
+    columns = _column_lookup(account_id)
+    reader = CsvReader(text, columns=columns, member_key=member_key, members=_member_lookup(account_id, member_key))
+    return _Prepared(period, encoding, reader, errors, columns)
+
+
+def _drain(rows: Iterator) -> int:
+    """Consume rows only to count them (and let the reader collect every error)."""
+    count = 0
+    for _ in rows:
+        count += 1
+    return count
+
+
+# ---------------------------------------------------------------------------------------
+# Importing
+
+
+def replace_previous_import(account_id: int, filename: str, import_id: int) -> int | None:
+    """Delete the results of every earlier succeeded import of this file name; return the latest one's id.
+
+    Runs inside the caller's transaction, so the old rows vanish only if the new ones commit.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        # Two workers importing the same file name must take turns, or both files' rows would stay.
+        digest = hashlib.sha256(f"{account_id}:{filename}".encode()).digest()
+        db.session.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"),
+                           {"key": int.from_bytes(digest[:8], "big", signed=True)})
+    earlier = (
+        select(Import.id)
+        .where(Import.account_id == account_id, Import.filename == filename,
+               Import.status == Import.SUCCEEDED, Import.id != import_id)
+    )
+    # The DELETE comes first: on SQLite it takes the write lock, so the look-up below is current.
+    db.session.execute(
+        delete(Result).where(Result.account_id == account_id, Result.import_id.in_(earlier)),
+        execution_options={"synchronize_session": False},
+    )
+    return db.session.scalar(earlier.order_by(Import.finished_at.desc(), Import.id.desc()).limit(1))
+
+
+def run_import(import_id: int) -> Import:
+    """Import one stored file all-or-nothing, record its outcome and queue its report mail."""
+    imp = db.session.scalar(select(Import).options(undefer(Import.content)).where(Import.id == import_id))
+    if imp is None:
+        raise NotFound(f"取込 #{import_id} は存在しません。")
+    if imp.status not in (Import.QUEUED, Import.RUNNING):
+        return imp  # already finished (e.g. a second worker got here late): never run twice
+    started = time.monotonic()
+    account_id, filename, content = imp.account_id, imp.filename, imp.content or b""
+    started_at = utcnow()
+    replaced, rows = None, 0
+    try:
+        prepared = _prepare(account_id, filename, content)
+        errors = prepared.errors
+        if prepared.reader is not None:
+            if errors:  # the name is wrong: still read the rows so the report lists every error
+                _drain(prepared.reader.rows())
+                errors = errors + prepared.reader.errors
+            else:
+                replaced, rows = _store_rows(imp, prepared)
+                errors = prepared.reader.errors
+    except Exception:
+        log.exception("import #%s account=%s file=%s crashed", import_id, _account_label(account_id), filename)
+        db.session.rollback()
+        prepared, errors = None, [RowError(message=SYSTEM_ERROR_MESSAGE)]
+    if errors:
+        return _finish_failed(import_id, errors, prepared, started_at, started)
+    return _finish_succeeded(imp, prepared, rows, replaced, started_at, started)
+
+
+_RESULT_COLUMNS = ("account_id", "import_id", "member_id", "period_kind", "period_date", "line", "values", "note")
+
+
+@dataclass
+class _Inserter:
+    """INSERT INTO results compiled once for this database, fed with plain tuples.
+
+    On SQLite, rows go in as multi-row VALUES statements (fewer statement steps than
+    executemany); elsewhere through the driver's executemany.
+    """
+
+    connection: Connection
+    sql: str
+    positional: bool
+    index: list[int]
+    multi_sql: str | None = None
+    multi_rows: int = 0
+
+    @classmethod
+    def for_results(cls, connection: Connection) -> _Inserter:
+        compiled = insert(Result.__table__).compile(dialect=connection.dialect, column_keys=list(_RESULT_COLUMNS))
+        sql = str(compiled)
+        positional = bool(compiled.positional)
+        names = list(compiled.positiontup) if positional else list(_RESULT_COLUMNS)
+        inserter = cls(connection, sql, positional, [_RESULT_COLUMNS.index(name) for name in names])
+        head, marker, group = sql.partition(" VALUES ")
+        if connection.dialect.name == "sqlite" and marker and group.startswith("(") and group.endswith(")"):
+            # SQLite before 3.32 allows 999 parameters per statement; newer ones 32766.
+            limit = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+            inserter.multi_rows = min(500, limit // len(_RESULT_COLUMNS))
+            inserter.multi_sql = head + marker + ",".join([group] * inserter.multi_rows)
+        return inserter
+
+    def insert(self, rows: list[tuple]) -> None:
+        """Insert rows given as tuples in _RESULT_COLUMNS order."""
+        if self.positional and self.index != list(range(len(_RESULT_COLUMNS))):
+            rows = [tuple(row[i] for i in self.index) for row in rows]
+        elif not self.positional:
+            rows = [dict(zip(_RESULT_COLUMNS, row)) for row in rows]
+        if not self.multi_sql:
+            self.connection.exec_driver_sql(self.sql, rows)
+            return
+        # Only the DBAPI cursor is used here, so this may run in the background writer thread.
+        step, cursor = self.multi_rows, self.connection.connection.driver_connection.cursor()
+        whole = len(rows) - len(rows) % step
+        try:
+            for start in range(0, whole, step):
+                cursor.execute(self.multi_sql, list(chain.from_iterable(rows[start:start + step])))
+            if whole < len(rows):
+                cursor.executemany(self.sql, rows[whole:])
+        finally:
+            cursor.close()
+
+
+class _BackgroundWriter:
+    """Run an insert function on batches in one helper thread, in order.
+
+    SQLite does its B-tree work with the GIL released, so the rows of one batch go into the
+    database while the next batch is parsed. The caller's thread does not touch the connection
+    until close() has returned, so the connection is never used by two threads at once.
+    """
+
+    def __init__(self, insert: Callable[[list[tuple]], None]):
+        self._insert = insert
+        self._queue: queue.Queue[list[tuple] | None] = queue.Queue(maxsize=2)  # bounded: memory stays flat
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="renkei-import-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._insert(batch)
+                except BaseException as error:  # handed to the caller's thread by close()/submit()
+                    self._error = error
+
+    def submit(self, batch: list[tuple]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def close(self) -> None:
+        """Wait until every submitted batch is written; raise the writer's error, if any."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _json_template(keys: tuple[int, ...]) -> str:
+    """A %-template writing a values dict with these column ids as a JSON object."""
+    return "{" + ",".join(f'"{key}":%r' for key in keys) + "}"
+
+
+def _header_order(reader: CsvReader, columns: dict[str, int]) -> tuple[int, ...]:
+    """Return the graph column ids in the order the file's header names them."""
+    by_name = {normalize(name): column_id for name, column_id in columns.items()}
+    return tuple(by_name[name] for name in map(normalize, reader.header[1:]) if name in by_name)
+
+
+def _store_rows(imp: Import, prepared: _Prepared) -> tuple[int | None, int]:
+    """Delete the previous import's results and insert this file's rows in batches (no commit).
+
+    The hot loop builds one tuple per row and hands batches straight to the driver's
+    executemany: per-row ORM objects or SQLAlchemy's per-row parameter processing would
+    cost more than parsing the file. Values are written as JSON text (repr of a finite float
+    is valid JSON), exactly as the JSON column type would store them.
+    """
+    period = prepared.period
+    assert period is not None and prepared.reader is not None
+    replaced = replace_previous_import(imp.account_id, imp.filename, imp.id)
+    connection = db.session.connection()
+    inserter = _Inserter.for_results(connection)
+    date_processor = Result.__table__.c.period_date.type._cached_bind_processor(connection.dialect)
+    date = date_processor(period.date) if date_processor else period.date
+    account_id, import_id, kind = imp.account_id, imp.id, period.kind
+    templates: dict[tuple[int, ...], str] = {}
+    reader = prepared.reader
+    writer = _BackgroundWriter(inserter.insert) if inserter.multi_sql else None
+    flush = writer.submit if writer else inserter.insert
+    batch: list[tuple] = []
+    append = batch.append
+    count = 0
+    storing = True
+    full_width, full_template, order = -1, "", ()
+    try:
+        for row in reader.rows():
+            count += 1
+            if not storing:
+                continue
+            values = row.values
+            if len(values) == full_width:
+                text = full_template % tuple(values.values())
+            else:
+                keys = tuple(values)
+                if full_width < 0:
+                    # Rows with every value column filled (the usual case) have their keys in header
+                    # order; checked once on the first such row, one template then serves them all.
+                    order = order or _header_order(reader, prepared.columns)
+                    if len(keys) == len(order):
+                        full_width, full_template = (len(order), _json_template(order)) if keys == order else (0, "")
+                template = templates.get(keys)
+                if template is None:
+                    template = templates[keys] = _json_template(keys)
+                text = template % tuple(values.values())
+            append((account_id, import_id, row.member_id, kind, date, row.line, text, row.note))
+            if len(batch) >= BATCH_SIZE:
+                if reader.errors:
+                    # The file is already lost; keep reading for the error list but stop writing.
+                    storing = False
+                else:
+                    flush(batch)
+                batch = []
+                append = batch.append
+        if batch and storing and not reader.errors:
+            flush(batch)
+    finally:
+        if writer is not None:
+            writer.close()  # before anyone else (commit, rollback) uses the connection
+    return replaced, count
+
+
+def _finish_succeeded(imp: Import, prepared: _Prepared, rows: int, replaced: int | None,
+                      started_at: dt.datetime, started: float) -> Import:
+    """Mark the import succeeded and queue the success report, in the transaction that holds the rows."""
+    period = prepared.period
+    imp.status = Import.SUCCEEDED
+    imp.started_at = started_at
+    imp.finished_at = utcnow()
+    imp.claimed_at = None
+    imp.encoding = prepared.encoding
+    imp.period_kind, imp.period_date = period.kind, period.date
+    imp.row_count = rows
+    imp.error_count = 0
+    imp.replaced_import_id = replaced
+    reports.success_report(imp, period)
+    db.session.commit()
+    log.info("import #%s succeeded account=%s channel=%s file=%s rows=%d replaced=%s in %.2fs",
+             imp.id, _account_label(imp.account_id), imp.channel, imp.filename, rows,
+             f"#{replaced}" if replaced else "-", time.monotonic() - started)
+    return imp
+
+
+def _finish_failed(import_id: int, errors: list[RowError], prepared: _Prepared | None,
+                   started_at: dt.datetime | None, started: float | None) -> Import:
+    """Roll back whatever was written, then store the failure, its errors and the error report."""
+    db.session.rollback()
+    imp = db.session.get(Import, import_id)
+    imp.status = Import.FAILED
+    imp.started_at = started_at or imp.started_at
+    imp.finished_at = utcnow()
+    imp.claimed_at = None
+    imp.row_count = 0
+    imp.error_count = len(errors)
+    if prepared is not None:
+        imp.encoding = prepared.encoding
+        if prepared.period is not None:
+            imp.period_kind, imp.period_date = prepared.period.kind, prepared.period.date
+    db.session.execute(
+        delete(ImportErrorRecord).where(ImportErrorRecord.import_id == import_id),
+        execution_options={"synchronize_session": False},
+    )
+    records = [
+        {"import_id": import_id, "line": error.line, "column": error.column, "value": error.value,
+         "message": error.message}
+        for error in errors
+    ]
+    for start in range(0, len(records), BATCH_SIZE):
+        db.session.execute(insert(ImportErrorRecord.__table__), records[start:start + BATCH_SIZE])
+    reports.failure_report(imp, errors)
+    db.session.commit()
+    elapsed = f" in {time.monotonic() - started:.2f}s" if started is not None else ""
+    log.info("import #%s failed account=%s channel=%s file=%s errors=%d first=%s%s", imp.id,
+             _account_label(imp.account_id), imp.channel, imp.filename, len(errors),
+             errors[0].as_text() if errors else "-", elapsed)
+    return imp
+
+
+# ---------------------------------------------------------------------------------------
+# The queue
+
+
+def claim_next() -> int | None:
+    """Atomically take the oldest queued import for this worker; return its id or None."""
+    while True:
+        import_id = db.session.scalar(
+            select(Import.id).where(Import.status == Import.QUEUED).order_by(Import.id).limit(1)
+        )
+        if import_id is None:
+            db.session.rollback()
+            return None
+        result = db.session.execute(
+            update(Import)
+            .where(Import.id == import_id, Import.status == Import.QUEUED)
+            .values(status=Import.RUNNING, claimed_at=utcnow(), attempts=Import.attempts + 1),
+            execution_options={"synchronize_session": False},
+        )
+        db.session.commit()
+        if result.rowcount == 1:
+            return import_id
+        # Another worker took it between our SELECT and UPDATE: try the next one.
+
+
+def requeue_stale(older_than_seconds: int = STALE_SECONDS) -> int:
+    """Put imports whose worker vanished back in the queue (or fail them after MAX_ATTEMPTS); return how many."""
+    limit = utcnow() - dt.timedelta(seconds=older_than_seconds)
+    stale = db.session.execute(
+        select(Import.id, Import.attempts)
+        .where(Import.status == Import.RUNNING, Import.claimed_at.is_not(None), Import.claimed_at < limit)
+    ).all()
+    count = 0
+    for import_id, attempts in stale:
+        if attempts >= MAX_ATTEMPTS:
+            # The file itself keeps killing the worker: stop retrying and tell the senders.
+            claimed = db.session.execute(
+                update(Import).where(Import.id == import_id, Import.status == Import.RUNNING,
+                                     Import.claimed_at < limit)
+                .values(claimed_at=utcnow()),
+                execution_options={"synchronize_session": False},
+            )
+            db.session.commit()
+            if claimed.rowcount == 1:
+                _finish_failed(import_id, [RowError(message=(
+                    f"取込処理が{attempts}回中断されたため、取込を中止しました。"
+                    "ファイルの内容を確認して再取込してください。"))], None, None, None)
+                count += 1
+            continue
+        result = db.session.execute(
+            update(Import).where(Import.id == import_id, Import.status == Import.RUNNING,
+                                 Import.claimed_at < limit)
+            .values(status=Import.QUEUED, claimed_at=None),
+            execution_options={"synchronize_session": False},
+        )
+        db.session.commit()
+        if result.rowcount == 1:
+            log.warning("import #%s requeued: its worker stopped while importing", import_id)
+            count += 1
+    return count
+
+
+def process_next() -> Import | None:
+    """Claim the oldest queued import and run it (report included); None when the queue is empty."""
+    import_id = claim_next()
+    if import_id is None:
+        return None
+    return run_import(import_id)
+
+
+def import_now(account_id: int, filename: str, data: bytes, *, channel: str, sender: str | None = None) -> Import:
+    """Store and import a file synchronously (CLI, API ?wait=1); the outcome is in the returned Import."""
+    # Stored already claimed, so a worker in this process cannot take it in between.
+    imp, _created = _store(account_id, filename, data, channel=channel, sender=sender, dedupe_key=None, note=None,
+                           status=Import.RUNNING)
+    return run_import(imp.id)
+
+
+def dry_run(account_id: int, filename: str, data: bytes) -> DryRun:
+    """Validate a file exactly like run_import but store nothing."""
+    prepared = _prepare(account_id, base_name(filename), data)
+    rows = 0
+    errors = list(prepared.errors)
+    if prepared.reader is not None:
+        rows = _drain(prepared.reader.rows())
+        errors.extend(prepared.reader.errors)
+    db.session.rollback()
+    return DryRun(period=prepared.period, rows=rows, errors=errors, encoding=prepared.encoding)
+
+
+def reimport(account_id: int, import_id: int, actor_email: str) -> Import:
+    """Queue a new import of an earlier import's original bytes under the same file name."""
+    old = db.session.scalar(
+        select(Import).options(undefer(Import.content))
+        .where(Import.id == import_id, Import.account_id == account_id)
+    )
+    if old is None:
+        raise NotFound(f"取込 #{import_id} は存在しません。")
+    if old.content is None:
+        raise Invalid(f"取込 #{import_id} は元のファイルが保存されていないため、再取込できません。")
+    return receive(account_id, old.filename, old.content, channel="web", sender=actor_email,
+                   note=f"再取込 #{import_id}")
+
+
+# ---------------------------------------------------------------------------------------
+# Reading the history (for the CLI and whoever needs a plain view)
+
+
+def list_imports(account_id: int, limit: int | None = None) -> list[Import]:
+    """Return the account's imports, newest first."""
+    query = select(Import).where(Import.account_id == account_id).order_by(Import.id.desc())
+    if limit:
+        query = query.limit(limit)
+    return list(db.session.scalars(query))
+
+
+def import_as_dict(imp: Import, *, with_errors: bool = False) -> dict:
+    """Return an import as plain JSON-ready data (times in ISO 8601 UTC)."""
+
+    def iso(value: dt.datetime | None) -> str | None:
+        return value.replace(tzinfo=dt.timezone.utc).isoformat() if value else None
+
+    period = None
+    if imp.period_date is not None:
+        period = imp.period_date.strftime("%Y%m%d" if imp.period_kind == "day" else "%Y%m")
+    data = {
+        "id": imp.id, "channel": imp.channel, "filename": imp.filename, "sender": imp.sender,
+        "status": imp.status, "received_at": iso(imp.received_at), "finished_at": iso(imp.finished_at),
+        "period": period, "period_kind": imp.period_kind, "row_count": imp.row_count,
+        "error_count": imp.error_count, "replaced_import_id": imp.replaced_import_id,
+        "encoding": imp.encoding, "size": imp.size, "sha256": imp.sha256, "note": imp.note,
+    }
+    if with_errors:
+        data["errors"] = [
+            {"line": e.line, "column": e.column, "value": e.value, "message": e.message} for e in imp.errors
+        ]
+    return data
+
+
+def queued_count() -> int:
+    """Return how many imports wait in the queue (all accounts)."""
+    return db.session.scalar(select(func.count()).select_from(Import).where(Import.status == Import.QUEUED)) or 0

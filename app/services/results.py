@@ -1,0 +1,156 @@
+"""Stored results: the month's table for the board, CSV export in the import layout, hand-typed results."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from ..errors import Invalid, NotFound
+from ..extensions import db
+from ..importer.filename import Period, parse_period
+from ..importer.layout import KEY_HEADERS, NOTE_HEADER
+from ..models import GraphColumn, IntegrationSettings, Member, Result
+
+EXPORT_ENCODINGS = ("cp932", "utf-8", "utf-8-sig")
+# Spreadsheet programs run a text cell starting with one of these as a formula.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass
+class MonthTable:
+    """A month of results: active members by No., columns in order, sums per (member, column)."""
+
+    year: int
+    month: int
+    members: list[Member]
+    columns: list[GraphColumn]
+    totals: dict[tuple[int, int], float] = field(default_factory=dict)
+    column_totals: dict[int, float] = field(default_factory=dict)
+
+    def value(self, member_id: int, column_id: int) -> float | None:
+        return self.totals.get((member_id, column_id))
+
+
+def _month_bounds(year: int, month: int) -> tuple[dt.date, dt.date]:
+    try:
+        first = dt.date(year, month, 1)
+    except ValueError:
+        raise Invalid("年月が正しくありません。", field="month") from None
+    following = dt.date(year + (month == 12), month % 12 + 1, 1)
+    return first, following
+
+
+def columns_of(account_id: int) -> list[GraphColumn]:
+    """Return the account's graph columns in display order."""
+    return list(db.session.scalars(
+        select(GraphColumn).where(GraphColumn.account_id == account_id).order_by(GraphColumn.position, GraphColumn.id)
+    ))
+
+
+def month_table(account_id: int, year: int, month: int) -> MonthTable:
+    """Sum the month's daily results and its monthly file's results per active member and column.
+
+    Results of inactive members and of deleted columns are left out, so the column totals
+    are the sums of what the table shows.
+    """
+    first, following = _month_bounds(year, month)
+    members = list(db.session.scalars(
+        select(Member).where(Member.account_id == account_id, Member.active.is_(True)).order_by(Member.no)
+    ))
+    columns = columns_of(account_id)
+    member_ids = {member.id for member in members}
+    column_keys = {str(column.id): column.id for column in columns}
+    totals: dict[tuple[int, int], float] = defaultdict(float)
+    column_totals: dict[int, float] = defaultdict(float)
+    rows = db.session.execute(
+        select(Result.member_id, Result.values)
+        .where(Result.account_id == account_id, Result.period_date >= first, Result.period_date < following)
+        .execution_options(yield_per=5000)
+    )
+    for member_id, values in rows:
+        if member_id not in member_ids or not values:
+            continue
+        for key, value in values.items():
+            column_id = column_keys.get(key)
+            if column_id is None or value is None:
+                continue
+            totals[(member_id, column_id)] += value
+            column_totals[column_id] += value
+    return MonthTable(year, month, members, columns, dict(totals), dict(column_totals))
+
+
+def format_number(value: float) -> str:
+    """Write a number as the importer reads it: no thousands separators, integers without ".0"."""
+    if float(value).is_integer():
+        return str(int(value))
+    return format(Decimal(repr(float(value))), "f")  # never an exponent, which the importer rejects
+
+
+def _safe_text(text: str | None) -> str:
+    """Neutralise a text cell a spreadsheet would run as a formula, with a leading single quote."""
+    if text and text.startswith(_FORMULA_STARTS):
+        return "'" + text
+    return text or ""
+
+
+def export_csv(account_id: int, period_key: str, encoding: str = "cp932") -> bytes:
+    """Write the stored results of one exact period (day or monthly file) in the import layout.
+
+    Hand-typed results of the period are included: the file shows everything stored for it.
+    """
+    if encoding not in EXPORT_ENCODINGS:
+        raise Invalid(f"文字コードは {' / '.join(EXPORT_ENCODINGS)} のいずれかにしてください。", field="encoding")
+    period = parse_period(period_key)
+    settings = db.session.scalar(select(IntegrationSettings).where(IntegrationSettings.account_id == account_id))
+    member_key = settings.member_key if settings else "no"
+    columns = columns_of(account_id)
+    keys = [str(column.id) for column in columns]
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([KEY_HEADERS[member_key], *(column.name for column in columns), NOTE_HEADER])
+    rows = db.session.execute(
+        select(Member.no, Member.employee_id, Result.values, Result.note)
+        .join(Member, Member.id == Result.member_id)
+        .where(Result.account_id == account_id, Result.period_kind == period.kind,
+               Result.period_date == period.date)
+        .order_by(Member.no, Result.id)
+        .execution_options(yield_per=5000)
+    )
+    for no, employee_id, values, note in rows:
+        key = str(no) if member_key == "no" else (employee_id or "")
+        values = values or {}
+        cells = [format_number(values[k]) if values.get(k) is not None else "" for k in keys]
+        writer.writerow([key, *cells, _safe_text(note)])
+    text = buffer.getvalue()
+    try:
+        return text.encode(encoding)
+    except UnicodeEncodeError as error:
+        raise Invalid(
+            f"Shift_JIS(cp932)で表せない文字「{error.object[error.start:error.end]}」があります。"
+            "文字コードに utf-8 を指定してください。", field="encoding"
+        ) from None
+
+
+def add_manual(account_id: int, member_id: int, period: Period, values: dict[int, float],
+               note: str | None = None) -> Result:
+    """Store a hand-typed result (import_id NULL: imports never replace it)."""
+    member = db.session.get(Member, member_id)
+    if member is None or member.account_id != account_id:
+        raise NotFound("メンバーが見つかりません。")
+    known = {column.id for column in columns_of(account_id)}
+    unknown = [column_id for column_id in values if column_id not in known]
+    if unknown:
+        raise Invalid("グラフ列が見つかりません。", field="values")
+    stored = {str(column_id): float(value) for column_id, value in values.items() if value is not None}
+    if not stored:
+        raise Invalid("値を1つ以上入力してください。", field="values")
+    result = Result(account_id=account_id, import_id=None, member_id=member_id, period_kind=period.kind,
+                    period_date=period.date, line=None, values=stored, note=(note or "").strip() or None)
+    db.session.add(result)
+    db.session.commit()
+    return result

@@ -1,0 +1,464 @@
+"""The one ingest path against a real SQLite database: store, queue, import (replace rule), dry run.
+
+The helpers at the top (setup_account, csv_file, stored) are reused by the other ingest tests.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import threading
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import func, select, update
+
+from app import create_app
+from app.errors import Invalid, NotFound
+from app.extensions import db
+from app.importer.filename import parse_period
+from app.models import GraphColumn, Import, ImportErrorRecord, IntegrationSettings, Member, OutboxMail, Result
+from app.services import ingest, results
+
+MEMBERS = ((1, "E001", "山田 太郎"), (2, "E002", "鈴木 花子"), (3, "007", "髙橋 一郎"))
+COLUMNS = (("売上", "円"), ("粗利", "円"), ("件数", "件"))
+
+
+def setup_account(make_account, slug: str = "acme", *, member_key: str = "no", encoding: str = "auto",
+                  error_to: tuple[str, ...] = ("errors@acme.example",), success_to: tuple[str, ...] = (),
+                  members=MEMBERS, columns=COLUMNS) -> SimpleNamespace:
+    """An account with members and graph columns; returns ids by No. and by column name."""
+    account, email, password = make_account(slug)
+    settings = db.session.scalar(select(IntegrationSettings).where(IntegrationSettings.account_id == account.id))
+    settings.member_key = member_key
+    settings.encoding = encoding
+    settings.error_to = list(error_to)
+    settings.success_to = list(success_to)
+    member_rows = [Member(account_id=account.id, no=no, employee_id=eid, name=name) for no, eid, name in members]
+    column_rows = [GraphColumn(account_id=account.id, name=name, unit=unit, position=i)
+                   for i, (name, unit) in enumerate(columns)]
+    db.session.add_all(member_rows + column_rows)
+    db.session.commit()
+    return SimpleNamespace(
+        account=account, id=account.id, slug=account.slug, email=email,
+        member={m.no: m.id for m in member_rows}, column={c.name: c.id for c in column_rows},
+    )
+
+
+def csv_file(rows: list[list], encoding: str = "cp932", header: list[str] | None = None) -> bytes:
+    """Write a results CSV the way Excel does (CRLF, quoting only where needed)."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header or ["No.", "売上", "粗利", "件数", "備考"])
+    writer.writerows(rows)
+    return buffer.getvalue().encode(encoding)
+
+
+def stored(acc: SimpleNamespace, period_key: str | None = None) -> list[tuple]:
+    """Stored results as (No., {column name: value}, note, import id), in a stable order."""
+    names = {str(column_id): name for name, column_id in acc.column.items()}
+    numbers = {member_id: no for no, member_id in acc.member.items()}
+    query = select(Result).where(Result.account_id == acc.id).order_by(Result.id)
+    if period_key:
+        period = parse_period(period_key)
+        query = query.where(Result.period_kind == period.kind, Result.period_date == period.date)
+    db.session.expire_all()
+    return [
+        (numbers[r.member_id], {names[k]: v for k, v in r.values.items()}, r.note, r.import_id)
+        for r in db.session.scalars(query)
+    ]
+
+
+def count(model) -> int:
+    db.session.rollback()
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def run(acc, filename: str, data: bytes, channel: str = "api") -> Import:
+    imp = ingest.receive(acc.id, filename, data, channel=channel, sender="sender@example.com")
+    return ingest.run_import(imp.id)
+
+
+# ----------------------------------------------------------------------------- receive
+
+
+def test_receive_stores_original_bytes_base_name_and_queues(app, make_account):
+    acc = setup_account(make_account)
+    data = csv_file([[1, 100, 50, 1, "A社"]])
+
+    imp = ingest.receive(acc.id, "C:\\Users\\taro\\送信\\20180516.csv", data, channel="mail",
+                         sender="taro@example.com", note="Message-ID <x@y>")
+
+    db.session.remove()  # committed: visible from a fresh session
+    again = db.session.get(Import, imp.id)
+    assert again.status == Import.QUEUED
+    assert again.filename == "20180516.csv"
+    assert again.content == data and again.size == len(data)
+    assert again.sha256 == __import__("hashlib").sha256(data).hexdigest()
+    assert (again.channel, again.sender, again.note) == ("mail", "taro@example.com", "Message-ID <x@y>")
+    assert count(Result) == 0
+
+
+def test_receive_with_same_dedupe_key_returns_the_first_import(app, make_account):
+    acc = setup_account(make_account)
+    first = ingest.receive(acc.id, "20180516.csv", b"x", channel="mail", dedupe_key="msg-1:abc")
+    second = ingest.receive(acc.id, "20180516.csv", b"x", channel="mail", dedupe_key="msg-1:abc")
+    other = ingest.receive(acc.id, "20180516.csv", b"x", channel="mail", dedupe_key="msg-2:abc")
+    assert second.id == first.id
+    assert other.id != first.id
+    assert count(Import) == 2
+
+
+def test_dedupe_race_on_unique_constraint_returns_the_winner(app, make_account, monkeypatch):
+    acc = setup_account(make_account)
+    winner = ingest.receive(acc.id, "20180516.csv", b"x", channel="mail", dedupe_key="msg-1")
+    # Simulate the other writer committing between our look-up and our insert.
+    real = ingest._by_dedupe_key
+    calls = []
+
+    def racy(account_id, key):
+        calls.append(key)
+        return None if len(calls) == 1 else real(account_id, key)
+
+    monkeypatch.setattr(ingest, "_by_dedupe_key", racy)
+    again = ingest.receive(acc.id, "20180516.csv", b"x", channel="mail", dedupe_key="msg-1")
+    assert again.id == winner.id
+    assert count(Import) == 1
+
+
+def test_record_refusal_keeps_history_without_content(app, make_account):
+    acc = setup_account(make_account)
+    imp = ingest.record_refusal(acc.id, channel="mail", filename="dir/20180516.csv", sender="evil@example.com",
+                                status=Import.REFUSED, note="未登録の送信元")
+    db.session.remove()
+    again = db.session.get(Import, imp.id)
+    assert (again.status, again.filename, again.content, again.note) == (
+        "refused", "20180516.csv", None, "未登録の送信元")
+    assert count(OutboxMail) == 0  # no report for a refusal
+    with pytest.raises(ValueError):
+        ingest.record_refusal(acc.id, channel="mail", filename="a.csv", sender=None, status="queued", note=None)
+
+
+def test_record_failure_stores_a_failed_import_with_its_error_report(app, make_account):
+    acc = setup_account(make_account)
+    imp = ingest.record_failure(acc.id, channel="mail", filename="20180516.csv", sender="taro@example.com",
+                                message="添付ファイルが大きすぎます(上限 25 MiB)。", dedupe_key="m1:20180516.csv")
+    again = ingest.record_failure(acc.id, channel="mail", filename="20180516.csv", sender="taro@example.com",
+                                  message="添付ファイルが大きすぎます(上限 25 MiB)。", dedupe_key="m1:20180516.csv")
+    assert again.id == imp.id
+    db.session.expire_all()
+    assert (imp.status, imp.error_count, imp.content, imp.errors[0].message) == (
+        "failed", 1, None, "添付ファイルが大きすぎます(上限 25 MiB)。")
+    assert ingest.claim_next() is None
+    [mail] = db.session.scalars(select(OutboxMail)).all()
+    assert mail.kind == "error" and "添付ファイルが大きすぎます" in mail.body
+
+
+# ----------------------------------------------------------------------------- importing
+
+
+def test_import_stores_each_line_with_values_by_column(app, make_account):
+    acc = setup_account(make_account)
+    data = csv_file([[1, "120,000", 30000, 2, ""], [2, "△500", "", 1, "A社 新規"], [1, 10.5, 0, "", ""]])
+
+    imp = run(acc, "20180516.csv", data)
+
+    assert imp.status == Import.SUCCEEDED, [e.message for e in imp.errors]
+    assert (imp.row_count, imp.error_count, imp.period_kind, imp.period_date) == (3, 0, "day", dt.date(2018, 5, 16))
+    assert imp.encoding in ("utf-8", "cp932")
+    assert imp.finished_at is not None and imp.replaced_import_id is None
+    assert stored(acc) == [
+        (1, {"売上": 120000, "粗利": 30000, "件数": 2}, None, imp.id),
+        (2, {"売上": -500, "件数": 1}, "A社 新規", imp.id),
+        (1, {"売上": 10.5, "粗利": 0}, None, imp.id),
+    ]
+    lines = db.session.scalars(select(Result.line).order_by(Result.id)).all()
+    assert lines == [2, 3, 4]
+
+
+def test_header_order_and_partly_empty_rows_keep_values_in_the_right_columns(app, make_account):
+    acc = setup_account(make_account)
+    data = csv_file([[7, 3, 1, ""], [3, "", 2, 5], [3, 4, 2, 6]], header=["件数", "粗利", "No.", "売上"])
+    # Column 1 must be the key: this file is wrong on purpose, then fixed.
+    assert run(acc, "20180516.csv", data).status == Import.FAILED
+    data = csv_file([[3, 7, 3, 1], [1, "", 2, 5], [2, 4, "", ""]], header=["No.", "件数", "粗利", "売上"])
+    imp = run(acc, "20180516.csv", data)
+    assert imp.status == Import.SUCCEEDED
+    assert stored(acc) == [
+        (3, {"件数": 7, "粗利": 3, "売上": 1}, None, imp.id),
+        (1, {"粗利": 2, "売上": 5}, None, imp.id),
+        (2, {"件数": 4}, None, imp.id),
+    ]
+
+
+def test_reimport_of_same_name_replaces_previous_rows(app, make_account):
+    acc = setup_account(make_account)
+    first = run(acc, "20180516.csv", csv_file([[1, 100, 10, 1, ""], [2, 200, 20, 2, ""], [3, 300, 30, 3, ""]]))
+    other_day = run(acc, "20180517.csv", csv_file([[1, 5, 5, 5, ""]]))
+
+    second = run(acc, "20180516.csv", csv_file([[2, 250, 25, 2, "修正"]]))
+
+    assert second.status == Import.SUCCEEDED
+    assert second.replaced_import_id == first.id
+    assert stored(acc, "20180516") == [(2, {"売上": 250, "粗利": 25, "件数": 2}, "修正", second.id)]
+    assert stored(acc, "20180517") == [(1, {"売上": 5, "粗利": 5, "件数": 5}, None, other_day.id)]
+    assert db.session.get(Import, first.id).status == Import.SUCCEEDED  # history keeps what happened
+
+    third = run(acc, "20180516.csv", csv_file([[3, 1, 1, 1, ""]]))
+    assert third.replaced_import_id == second.id
+    assert [row[0] for row in stored(acc, "20180516")] == [3]
+
+
+def test_failed_reimport_keeps_old_data_and_lists_every_error(app, make_account):
+    acc = setup_account(make_account)
+    good = run(acc, "20180516.csv", csv_file([[1, 100, 10, 1, ""], [2, 200, 20, 2, ""]]))
+    before = stored(acc)
+
+    bad = run(acc, "20180516.csv", csv_file([[1, 999, 9, 9, ""], [2, "abc", 5, 1, ""], [99, 1, 1, 1, ""],
+                                              [3, 1, "1.2.3", 1, ""]]))
+
+    assert bad.status == Import.FAILED
+    assert stored(acc) == before
+    assert db.session.get(Import, good.id).status == Import.SUCCEEDED
+    errors = db.session.scalars(
+        select(ImportErrorRecord).where(ImportErrorRecord.import_id == bad.id).order_by(ImportErrorRecord.id)).all()
+    assert [(e.line, e.column, e.value) for e in errors] == [(3, "売上", "abc"), (4, "No.", "99"), (5, "粗利", "1.2.3")]
+    assert all(e.message for e in errors)
+    assert bad.error_count == 3 and bad.row_count == 0 and bad.replaced_import_id is None
+
+
+def test_monthly_file_is_a_month_period(app, make_account):
+    acc = setup_account(make_account)
+    imp = run(acc, "20180500.csv", csv_file([[1, 1000, 100, 10, ""]]))
+    assert (imp.status, imp.period_kind, imp.period_date) == ("succeeded", "month", dt.date(2018, 5, 1))
+    assert stored(acc, "201805") == [(1, {"売上": 1000, "粗利": 100, "件数": 10}, None, imp.id)]
+    assert stored(acc, "20180501") == []
+
+
+def test_hand_typed_results_are_never_touched_by_imports(app, make_account):
+    acc = setup_account(make_account)
+    period = parse_period("20180516")
+    manual = results.add_manual(acc.id, acc.member[3], period, {acc.column["売上"]: 777}, note="手入力")
+    run(acc, "20180516.csv", csv_file([[1, 100, 10, 1, ""]]))
+    run(acc, "20180516.csv", csv_file([[2, 200, 20, 2, ""]]))
+    run(acc, "20180516.csv", csv_file([[2, "x", 20, 2, ""]]))  # a failure rolls back too
+    rows = stored(acc, "20180516")
+    assert (3, {"売上": 777}, "手入力", None) in rows
+    assert [row[0] for row in rows if row[3] is not None] == [2]
+    assert db.session.get(Result, manual.id) is not None
+
+
+def test_bad_file_name_fails_but_still_reports_the_row_errors(app, make_account):
+    acc = setup_account(make_account)
+    imp = run(acc, "2018-05-16.csv", csv_file([[1, "x", 1, 1, ""]]))
+    assert imp.status == Import.FAILED
+    messages = [(e.line, e.value, e.message) for e in imp.errors]
+    assert "yyyymmdd" in messages[0][2] and messages[0][1] == "2018-05-16.csv"
+    assert messages[1][:2] == (2, "x")
+    assert count(Result) == 0
+
+
+def test_member_key_employee_id_and_cp932_text(app, make_account):
+    acc = setup_account(make_account, member_key="employee_id")
+    data = csv_file([["007", 1, 2, 3, "㈱髙﨑① ～"], ["E001", 4, 5, 6, ""]], header=["社員ID", "売上", "粗利", "件数", "備考"])
+    imp = run(acc, "20180516.csv", data)
+    assert imp.status == Import.SUCCEEDED and imp.encoding == "cp932"
+    assert stored(acc)[0] == (3, {"売上": 1, "粗利": 2, "件数": 3}, "㈱髙﨑① ～", imp.id)
+    # The header of the other key is refused with a message naming the expected one.
+    wrong = run(acc, "20180517.csv", csv_file([[1, 1, 1, 1, ""]]))
+    assert wrong.status == Import.FAILED and "社員ID" in wrong.errors[0].message
+
+
+def test_pinned_encoding_is_used(app, make_account):
+    acc = setup_account(make_account, encoding="utf-8")
+    imp = run(acc, "20180516.csv", csv_file([[1, 1, 1, 1, "日本語"]], encoding="cp932"))
+    assert imp.status == Import.FAILED and "UTF-8" in imp.errors[0].message
+    imp = run(acc, "20180516.csv", csv_file([[1, 1, 1, 1, "日本語"]], encoding="utf-8"))
+    assert imp.status == Import.SUCCEEDED
+
+
+def test_large_file_goes_in_batches_and_an_error_on_the_last_line_stores_nothing(app, make_account):
+    acc = setup_account(make_account)
+    rows = [[n % 3 + 1, n, n * 2, "" if n % 7 == 0 else 1, ""] for n in range(ingest.BATCH_SIZE * 2 + 123)]
+    imp = run(acc, "20180516.csv", csv_file(rows))
+    assert imp.status == Import.SUCCEEDED and imp.row_count == len(rows)
+    assert count(Result) == len(rows)
+    sample = db.session.scalars(select(Result.values).order_by(Result.id).offset(ingest.BATCH_SIZE + 5).limit(1)).one()
+    n = ingest.BATCH_SIZE + 5  # 5005 = 7 × 715
+    assert sample == {str(acc.column["売上"]): n, str(acc.column["粗利"]): n * 2}  # n % 7 == 0: 件数 empty
+
+    bad = run(acc, "20180516.csv", csv_file(rows + [[1, "oops", 1, 1, ""]]))
+    assert bad.status == Import.FAILED
+    assert [(e.line, e.value) for e in bad.errors] == [(len(rows) + 2, "oops")]
+    assert count(Result) == len(rows)
+    assert db.session.scalar(select(func.count()).select_from(Result).where(Result.import_id == imp.id)) == len(rows)
+
+
+def test_unexpected_error_fails_the_import_and_rolls_back(app, make_account, monkeypatch):
+    acc = setup_account(make_account)
+    good = run(acc, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]))
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(ingest._Inserter, "insert", boom)
+    imp = run(acc, "20180516.csv", csv_file([[2, 2, 2, 2, ""]]))
+    assert imp.status == Import.FAILED and imp.errors[0].message == ingest.SYSTEM_ERROR_MESSAGE
+    assert [row[3] for row in stored(acc)] == [good.id]
+
+
+def test_run_import_never_runs_a_finished_import_twice(app, make_account):
+    acc = setup_account(make_account)
+    imp = run(acc, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]))
+    again = ingest.run_import(imp.id)
+    assert again.id == imp.id and count(Result) == 1
+    with pytest.raises(NotFound):
+        ingest.run_import(999999)
+
+
+# ----------------------------------------------------------------------------- the queue
+
+
+def test_queue_survives_an_app_restart(tmp_path, migrated_db):
+    import shutil
+
+    db_file = tmp_path / "restart.db"
+    shutil.copy(migrated_db, db_file)
+    config = {"TESTING": True, "DATA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_file}",
+              "SECRET_KEY": "x", "SMTP_RELAY": None, "PUBLIC_URL": "http://renkei.test"}
+    first = create_app(config)
+    with first.app_context():
+        from app.services import accounts
+
+        account, _ = accounts.create_account("acme", "Acme", "a@acme.example", "password-123")
+        db.session.add(Member(account_id=account.id, no=1, name="山田"))
+        db.session.add(GraphColumn(account_id=account.id, name="売上"))
+        db.session.commit()
+        queued = ingest.receive(account.id, "20180516.csv", "No.,売上\r\n1,500\r\n".encode(), channel="ftp")
+        queued_id, account_id = queued.id, account.id
+        db.session.remove()
+        db.engine.dispose()  # the process "dies" here
+
+    second = create_app(config)
+    with second.app_context():
+        imp = ingest.process_next()
+        assert imp is not None and imp.id == queued_id
+        assert imp.status == Import.SUCCEEDED
+        assert db.session.scalar(select(func.count()).select_from(Result).where(Result.account_id == account_id)) == 1
+        assert ingest.process_next() is None
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_claim_next_takes_oldest_first_and_never_twice(app, make_account):
+    acc = setup_account(make_account)
+    ids = [ingest.receive(acc.id, f"2018051{n}.csv", b"x", channel="api").id for n in range(3)]
+    assert [ingest.claim_next(), ingest.claim_next(), ingest.claim_next(), ingest.claim_next()] == ids + [None]
+    assert set(db.session.scalars(select(Import.status))) == {Import.RUNNING}
+
+
+def test_two_claimers_at_once_split_the_queue(app, make_account):
+    acc = setup_account(make_account)
+    ids = {ingest.receive(acc.id, "20180516.csv", b"x", channel="api").id for _ in range(30)}
+    taken: dict[str, list[int]] = {"a": [], "b": []}
+    start = threading.Barrier(2)
+
+    def claimer(name: str) -> None:
+        with app.app_context():
+            start.wait()
+            while (import_id := ingest.claim_next()) is not None:
+                taken[name].append(import_id)
+            db.session.remove()
+
+    threads = [threading.Thread(target=claimer, args=(name,)) for name in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    everything = taken["a"] + taken["b"]
+    assert sorted(everything) == sorted(ids)  # each exactly once
+
+
+def test_stale_claims_are_requeued_and_repeated_crashes_fail_the_import(app, make_account):
+    acc = setup_account(make_account)
+    imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
+    assert ingest.claim_next() == imp.id
+    assert ingest.requeue_stale(300) == 0  # a fresh claim is left alone
+
+    db.session.execute(update(Import).where(Import.id == imp.id)
+                       .values(claimed_at=dt.datetime.utcnow() - dt.timedelta(minutes=10)))
+    db.session.commit()
+    assert ingest.requeue_stale(300) == 1
+    assert db.session.get(Import, imp.id).status == Import.QUEUED
+    assert ingest.process_next().status == Import.SUCCEEDED
+
+    poison = ingest.receive(acc.id, "20180517.csv", b"x", channel="api")
+    db.session.execute(update(Import).where(Import.id == poison.id).values(
+        status=Import.RUNNING, attempts=ingest.MAX_ATTEMPTS, claimed_at=dt.datetime(2000, 1, 1)))
+    db.session.commit()
+    assert ingest.requeue_stale(300) == 1
+    db.session.expire_all()
+    failed = db.session.get(Import, poison.id)
+    assert failed.status == Import.FAILED and "中断" in failed.errors[0].message
+
+
+def test_import_now_runs_synchronously_and_reports(app, make_account):
+    acc = setup_account(make_account)
+    imp = ingest.import_now(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="cli", sender="cli")
+    assert imp.status == Import.SUCCEEDED and imp.channel == "cli" and imp.attempts == 1
+    assert ingest.claim_next() is None
+    failed = ingest.import_now(acc.id, "20180516.csv", b"No.,x\r\n", channel="api", sender="api")
+    assert failed.status == Import.FAILED
+    assert db.session.scalars(select(OutboxMail.kind)).all() == ["error"]
+
+
+def test_dry_run_validates_like_an_import_and_stores_nothing(app, make_account):
+    acc = setup_account(make_account)
+    before = (count(Import), count(Result), count(ImportErrorRecord), count(OutboxMail))
+
+    ok = ingest.dry_run(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""], [2, 2, 2, 2, ""]]))
+    bad = ingest.dry_run(acc.id, "201805.csv", csv_file([[1, "x", 1, 1, ""], [42, 1, 1, 1, ""]]))
+
+    assert (ok.ok, ok.rows, ok.period.key, ok.errors) == (True, 2, "20180516", [])
+    assert bad.period is None and not bad.ok
+    assert [(e.line, e.value) for e in bad.errors] == [(None, "201805.csv"), (2, "x"), (3, "42")]
+    assert (count(Import), count(Result), count(ImportErrorRecord), count(OutboxMail)) == before
+
+
+def test_reimport_queues_the_same_bytes_again(app, make_account):
+    acc = setup_account(make_account)
+    other = setup_account(make_account, "other")
+    data = csv_file([[1, 1, 1, 1, ""]])
+    first = run(acc, "20180516.csv", data)
+
+    again = ingest.reimport(acc.id, first.id, "admin@acme.example")
+
+    assert (again.status, again.filename, again.channel, again.sender, again.note) == (
+        "queued", "20180516.csv", "web", "admin@acme.example", f"再取込 #{first.id}")
+    assert db.session.get(Import, again.id).content == data
+    assert ingest.process_next().replaced_import_id == first.id
+    with pytest.raises(NotFound):
+        ingest.reimport(other.id, first.id, "admin@other.example")
+    refused = ingest.record_refusal(acc.id, channel="mail", filename="20180516.csv", sender="x@y",
+                                    status=Import.DISCARDED, note="停止中")
+    with pytest.raises(Invalid):
+        ingest.reimport(acc.id, refused.id, "admin@acme.example")
+
+
+def test_receive_wakes_listeners(app, make_account):
+    acc = setup_account(make_account)
+    woken = threading.Event()
+    ingest.add_listener(woken.set)
+    try:
+        ingest.receive(acc.id, "20180516.csv", b"x", channel="api")
+    finally:
+        ingest.remove_listener(woken.set)
+    assert woken.is_set()
+
+
+def test_import_as_dict_is_json_ready(app, make_account):
+    acc = setup_account(make_account)
+    imp = run(acc, "20180500.csv", csv_file([[1, 1, 1, 1, ""]]))
+    data = ingest.import_as_dict(imp, with_errors=True)
+    assert data["period"] == "201805" and data["status"] == "succeeded" and data["errors"] == []
+    assert data["received_at"].endswith("+00:00")
