@@ -6,7 +6,7 @@ import logging
 from zoneinfo import ZoneInfo
 
 from dotenv import load_dotenv
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, render_template, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -122,9 +122,13 @@ def _register_error_handlers(app: Flask) -> None:
 
     def handle(error):
         code = getattr(error, "code", 500) or 500
-        message = messages.get(code, "エラーが発生しました。")
         if request.path.startswith("/api/"):
-            return jsonify({"error": {"code": str(code), "message": message}}), code
+            # Every answer under /api/ is the API's JSON error shape, never an HTML page.
+            from .api.routes import http_error_response
+
+            allow = error.get_response().headers.get("Allow") if hasattr(error, "get_response") else None
+            return http_error_response(code, {"Allow": allow} if allow else None)
+        message = messages.get(code, "エラーが発生しました。")
         return render_template("error.html", code=code, message=message), code
 
     for code in messages:

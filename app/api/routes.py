@@ -1,2 +1,401 @@
-"""HTTP API (SPEC section 5); filled in by the API issue."""
-from . import bp  # noqa: F401
+"""HTTP API (SPEC section 5): uploads for API連動 and a read API, Bearer token per account.
+
+Order of checks on every authenticated call, so each answer reveals no more than it must:
+banned address (429) → token missing or wrong (401, the same answer whether or not any
+account exists; failures count towards the shared ban) → per-token rate limit (429) →
+integration disabled (403) → for uploads only: mode is not API (403), status stopped (409).
+
+Decisions (the SPEC is silent):
+- A refused upload (401/403/409/413) is not written to the 取込履歴: the caller gets the answer
+  at once, and a misconfigured client retrying would only flood the history.
+- With multipart, `?filename=` (when given) wins over the part's own file name, so a client
+  can upload from a temporary file.
+- The sender recorded for an API import is the caller's IP address.
+- Every error, including unknown paths and wrong methods under /api/v1, is JSON
+  {"error": {"code": <word>, "message": "日本語 / English"}}.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from flask import Response, current_app, request, url_for
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound as HTTPNotFound
+
+from ..errors import ImportRejected, Invalid, NotFound, RenkeiError
+from ..importer.filename import PERIOD_MESSAGE, parse_period
+from ..models import Account, Import
+from ..services import bans, ingest, integration
+from . import bp, openapi, queries
+from .ratelimit import limiter_for
+
+MAX_PAGE_SIZE = 200
+MAX_FILENAME = 255
+DEFAULT_PAGE_SIZE = 50
+# The largest id a 64-bit INTEGER column can hold; a bigger one cannot exist (and SQLite would raise).
+MAX_ID = 2**63 - 1
+REALM = 'Bearer realm="Renkei API"'
+
+# Generic answers for HTTP errors raised inside the API (by Werkzeug or abort()).
+HTTP_ERRORS: dict[int, tuple[str, str, str]] = {
+    400: ("bad_request", "リクエストが正しくありません。", "The request is malformed."),
+    401: ("unauthorized", "APIトークンが必要です。", "An API token is required."),
+    403: ("forbidden", "この操作は許可されていません。", "This operation is not allowed."),
+    404: ("not_found", "見つかりません。", "Not found."),
+    405: ("method_not_allowed", "このメソッドは使えません。", "Method not allowed."),
+    409: ("conflict", "現在この操作はできません。", "The operation conflicts with the current state."),
+    413: ("payload_too_large", "ファイルが大きすぎます。", "The file is too large."),
+    415: ("unsupported_media_type", "この形式は受け付けていません。", "Unsupported media type."),
+    422: ("unprocessable", "処理できませんでした。", "The request could not be processed."),
+    429: ("rate_limited", "リクエストが多すぎます。しばらくしてからお試しください。",
+          "Too many requests; try again later."),
+    500: ("internal_error", "サーバーでエラーが発生しました。", "Internal server error."),
+}
+
+
+class ApiError(Exception):
+    """An API error answer: HTTP status, a code word, the message in Japanese and English."""
+
+    def __init__(self, status: int, code: str, ja: str, en: str, headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None):
+        super().__init__(f"{ja} / {en}")
+        self.status, self.code, self.ja, self.en = status, code, ja, en
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """JSON with Japanese kept readable (UTF-8, not \\u escapes)."""
+    body = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return Response(body, status=status, headers=headers, mimetype="application/json")
+
+
+def error_body(code: str, ja: str, en: str) -> dict[str, Any]:
+    """The error envelope every API error uses."""
+    return {"error": {"code": code, "message": f"{ja} / {en}"}}
+
+
+def error_response(status: int, code: str, ja: str, en: str, headers: dict[str, str] | None = None,
+                   extra: dict[str, Any] | None = None) -> Response:
+    """An error answer in the API's shape (usable by the app-wide handler for /api/ paths too)."""
+    return json_response({**(extra or {}), **error_body(code, ja, en)}, status, headers)
+
+
+def http_error_response(status: int, headers: dict[str, str] | None = None) -> Response:
+    """The API's answer for a plain HTTP status (unknown path, wrong method, body too large…)."""
+    code, ja, en = HTTP_ERRORS.get(status, HTTP_ERRORS[500] if status >= 500 else HTTP_ERRORS[400])
+    if status == 413:
+        cap = current_app.config["MAX_UPLOAD_BYTES"]
+        ja, en = f"ファイルが大きすぎます(上限 {cap:,} バイト)。", f"The file is too large (limit {cap:,} bytes)."
+    return error_response(status, code, ja, en, headers)
+
+
+# ---------------------------------------------------------------------------------------
+# Error handlers of this blueprint only (other areas keep their HTML pages)
+
+
+@bp.errorhandler(ApiError)
+def _api_error(error: ApiError) -> Response:
+    return error_response(error.status, error.code, error.ja, error.en, error.headers, error.extra)
+
+
+def _http_error(error: HTTPException) -> Response:
+    status = error.code or 500
+    headers = {}
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        headers["Allow"] = ", ".join(error.valid_methods)
+    return http_error_response(status, headers)
+
+
+# By code as well as by class: Flask prefers an app-wide handler for a code over a
+# blueprint's handler for a class, and the app's handlers answer without the API's codes.
+bp.register_error_handler(HTTPException, _http_error)
+for _status in HTTP_ERRORS:
+    bp.register_error_handler(_status, _http_error)
+
+
+@bp.errorhandler(RenkeiError)
+def _domain_error(error: RenkeiError) -> Response:
+    if isinstance(error, NotFound):
+        return error_response(404, "not_found", error.message, "Not found.")
+    if isinstance(error, Invalid):
+        return error_response(400, error.code, error.message, "The request is invalid.")
+    return error_response(400, error.code, error.message, "The request could not be processed.")
+
+
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    # Answers carry account data and differ per token: no shared cache may keep them.
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+# ---------------------------------------------------------------------------------------
+# Authentication
+
+
+def _bearer_token() -> str | None:
+    """The token of `Authorization: Bearer <token>`, or None when the header is missing or not Bearer."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def _token_key(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def authenticate(*, upload: bool = False) -> Account:
+    """Return the account of the request's token, or raise the ApiError the caller must see."""
+    address = request.remote_addr or "unknown"
+    if bans.is_banned(address):
+        seconds = str(current_app.config["BAN_SECONDS"])
+        raise ApiError(429, "banned", "認証の失敗が続いたため、このアドレスからのアクセスを一時的に止めています。",
+                       "Too many failed attempts from this address; try again later.", {"Retry-After": seconds})
+    token = _bearer_token()
+    if token is None:
+        raise ApiError(401, "unauthorized", "APIトークンが必要です(Authorization: Bearer <トークン>)。",
+                       "An API token is required (Authorization: Bearer <token>).",
+                       {"WWW-Authenticate": REALM})
+    account = integration.account_for_token(token)
+    if account is None:
+        bans.record_failure(address)
+        time.sleep(bans.failure_delay())
+        # The same answer for every wrong token: it must not tell whether any account exists.
+        raise ApiError(401, "unauthorized", "APIトークンが正しくありません。", "The API token is invalid.",
+                       {"WWW-Authenticate": f'{REALM}, error="invalid_token"'})
+    bans.record_success(address)
+    retry_after = limiter_for(current_app).hit(_token_key(token))
+    if retry_after is not None:
+        raise ApiError(429, "rate_limited", "リクエストが多すぎます。しばらくしてからお試しください。",
+                       "Too many requests; try again later.", {"Retry-After": str(retry_after)})
+    if not account.integration_enabled:
+        raise ApiError(403, "integration_disabled", "このアカウントでは外部連携が有効になっていません。",
+                       "Integration is not enabled for this account.")
+    if upload:
+        settings = integration.get_settings(account.id)
+        if settings.mode != "api":
+            raise ApiError(403, "mode_not_api", "データ連動方式が「API連動」ではありません。",
+                           "The account's integration mode is not API.")
+        if settings.status != "active":
+            raise ApiError(409, "integration_stopped", "データ連動ステータスが「連動稼働停止」です。",
+                           "Integration is stopped for this account.")
+    return account
+
+
+# ---------------------------------------------------------------------------------------
+# Request parsing
+
+
+def _flag(name: str) -> bool:
+    """A boolean query parameter: 1/true/yes or 0/false/no (absent = false); anything else, even empty, is 400."""
+    if name not in request.args:
+        return False
+    value = request.args[name].strip().lower()
+    if value in ("0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ApiError(400, "invalid_parameter", f"{name} は 1 または 0 で指定してください。",
+                   f"{name} must be 1 or 0.")
+
+
+def _int_arg(name: str, default: int | None, minimum: int, maximum: int) -> int | None:
+    """An integer query parameter within bounds (absent = default); anything else, even empty, is 400."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit()) or not minimum <= int(raw) <= maximum:
+        raise ApiError(400, "invalid_parameter", f"{name} は {minimum}〜{maximum} の整数で指定してください。",
+                       f"{name} must be an integer from {minimum} to {maximum}.")
+    return int(raw)
+
+
+def _too_large() -> ApiError:
+    cap = current_app.config["MAX_UPLOAD_BYTES"]
+    return ApiError(413, "payload_too_large", f"ファイルが大きすぎます(上限 {cap:,} バイト)。",
+                    f"The file is too large (limit {cap:,} bytes).")
+
+
+def _clean_filename(name: str | None) -> str:
+    """The file name to import under; 400 when missing or holding control characters."""
+    name = (name or "").strip()
+    if not name:
+        raise ApiError(400, "filename_required",
+                       "ファイル名がありません。?filename=20180516.csv のように指定してください。",
+                       "The file name is missing; pass it as ?filename=20180516.csv.")
+    if len(name) > MAX_FILENAME:
+        raise ApiError(400, "invalid_filename", f"ファイル名は{MAX_FILENAME}文字以内にしてください。",
+                       f"The file name must be at most {MAX_FILENAME} characters.")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise ApiError(400, "invalid_filename", "ファイル名に制御文字は使えません。",
+                       "The file name must not contain control characters.")
+    return name
+
+
+def read_upload() -> tuple[str, bytes]:
+    """The uploaded file's name and bytes: multipart field `file`, or the raw body with ?filename=."""
+    cap = current_app.config["MAX_UPLOAD_BYTES"]
+    if request.mimetype == "multipart/form-data":
+        # Werkzeug answers 413 itself beyond MAX_CONTENT_LENGTH (the cap plus room for the multipart framing).
+        storage = request.files.get("file")
+        if storage is None:
+            if "file" in request.form:
+                raise ApiError(400, "file_not_a_file",
+                               "file はファイルとして送ってください(例: curl -F file=@20180516.csv)。",
+                               "Send `file` as a file part (e.g. curl -F file=@20180516.csv).")
+            raise ApiError(400, "file_required", "multipart の file フィールドがありません。",
+                           "The multipart field `file` is missing.")
+        data = storage.stream.read(cap + 1)
+        filename = request.args.get("filename") or storage.filename
+    else:
+        if request.content_length is not None and request.content_length > cap:
+            raise _too_large()
+        # parse_form_data=False: curl --data-binary sends form-urlencoded by default; the body is the file.
+        data = request.get_data(cache=False, parse_form_data=False)
+        filename = request.args.get("filename")
+    if len(data) > cap:
+        raise _too_large()
+    filename = _clean_filename(filename)
+    if not data:
+        raise ApiError(400, "empty_file", "ファイルが空です。", "The file is empty.")
+    return filename, data
+
+
+def _period_arg():
+    raw = request.args.get("period", "")
+    if not raw.strip():
+        raise ApiError(400, "period_required", PERIOD_MESSAGE,
+                       "Pass ?period=yyyymmdd (a day, e.g. 20180516) or yyyymm (a month, e.g. 201805).")
+    try:
+        return parse_period(raw)
+    except Invalid:
+        raise ApiError(400, "invalid_period", PERIOD_MESSAGE,
+                       "period must be yyyymmdd (a day, e.g. 20180516) or yyyymm (a month, e.g. 201805).") from None
+
+
+# ---------------------------------------------------------------------------------------
+# Endpoints
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    """The OpenAPI document of this API (no token needed)."""
+    return json_response(openapi.document())
+
+
+@bp.post("/imports")
+def create_import() -> Response:
+    """Receive a CSV file: 202 queued, or with ?wait=1 import it now (200 / 422)."""
+    account = authenticate(upload=True)
+    wait = _flag("wait")
+    filename, data = read_upload()
+    sender = request.remote_addr
+    if not wait:
+        imp = ingest.receive(account.id, filename, data, channel="api", sender=sender)
+        location = url_for("api.get_import", import_id=imp.id)
+        return json_response(queries.import_json(imp), 202, {"Location": location})
+    imp = ingest.import_now(account.id, filename, data, channel="api", sender=sender)
+    imp = queries.get_import(account.id, imp.id)
+    body = queries.import_json(imp, with_errors=True)
+    if imp.status == Import.SUCCEEDED:
+        return json_response(body, 200)
+    count = imp.error_count or len(body["errors"])
+    return error_response(
+        422, ImportRejected.code, f"取込に失敗しました(エラー {count} 件)。ファイルの内容は保存されていません。",
+        f"The import failed with {count} error(s); nothing of the file was stored.", extra=body,
+    )
+
+
+@bp.get("/imports")
+def list_imports() -> Response:
+    """The account's 取込履歴, newest first, a page at a time."""
+    account = authenticate()
+    limit = _int_arg("limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    offset = _int_arg("offset", None, 0, MAX_ID)
+    page = _int_arg("page", None, 1, MAX_ID // MAX_PAGE_SIZE)
+    if offset is not None and page is not None:
+        raise ApiError(400, "invalid_parameter", "offset と page は同時に指定できません。",
+                       "Use either offset or page, not both.")
+    if page is not None:
+        offset = (page - 1) * limit
+    offset = offset or 0
+    status = request.args.get("status")
+    if status is not None and status not in Import.STATUS_LABELS:
+        allowed = ", ".join(Import.STATUS_LABELS)
+        raise ApiError(400, "invalid_parameter", f"status は {allowed} のいずれかで指定してください。",
+                       f"status must be one of {allowed}.")
+    rows, total = queries.list_imports(account.id, limit=limit, offset=offset, status=status)
+    following = None
+    if offset + len(rows) < total:
+        args = {"limit": limit, "offset": offset + limit, **({"status": status} if status else {})}
+        following = url_for("api.list_imports", **args)
+    return json_response({
+        "imports": [queries.import_json(imp) for imp in rows],
+        "total": total, "limit": limit, "offset": offset, "next": following,
+    })
+
+
+@bp.get("/imports/<int:import_id>")
+def get_import(import_id: int) -> Response:
+    """One import of the account, with every error; another account's id is 404."""
+    account = authenticate()
+    imp = queries.get_import(account.id, import_id) if import_id <= MAX_ID else None
+    if imp is None:
+        raise ApiError(404, "not_found", f"取込 #{import_id} は見つかりません。", f"Import #{import_id} not found.")
+    return json_response(queries.import_json(imp, with_errors=True))
+
+
+@bp.get("/results")
+def get_results() -> Response:
+    """Stored values per member and graph column for a day or a month."""
+    account = authenticate()
+    period = _period_arg()
+    return json_response(queries.results_json(account.id, period))
+
+
+@bp.get("/members")
+def list_members() -> Response:
+    """The account's members (メンバー設定)."""
+    account = authenticate()
+    return json_response({"members": queries.list_members(account.id)})
+
+
+@bp.get("/columns")
+def list_columns() -> Response:
+    """The account's graph columns (グラフ設定)."""
+    account = authenticate()
+    return json_response({"columns": queries.list_columns(account.id)})
+
+
+def unknown(unknown: str = "") -> Response:
+    """Every other path under /api/v1: JSON 404, or 405 (with Allow) when the path exists with other methods."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed = set()
+    for method in ("GET", "POST"):
+        try:
+            rule, _ = adapter.match(method=method, return_rule=True)
+        except HTTPException:
+            continue
+        if rule.endpoint != "api.unknown":
+            allowed.update(rule.methods or ())
+    if allowed:
+        raise MethodNotAllowed(valid_methods=sorted(allowed))
+    raise HTTPNotFound()
+
+
+@bp.record_once
+def _catch_all(state) -> None:
+    # Routing errors (unknown path, wrong method) never reach a blueprint's error handlers, and
+    # Flask routes accept only listed methods; a Werkzeug rule with methods=None matches every
+    # method (QUERY, TRACE, made-up ones), so the API answers them all in its own shape.
+    prefix = (state.url_prefix or "").rstrip("/")
+    state.app.view_functions["api.unknown"] = unknown
+    for path in (f"{prefix}/", f"{prefix}/<path:unknown>"):
+        state.app.url_map.add(state.app.url_rule_class(path, endpoint="api.unknown", methods=None))

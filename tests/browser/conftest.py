@@ -77,9 +77,13 @@ def renkei_server(tmp_path_factory, migrated_db):
             db.engine.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium():
-    """One headless Debian chromium for the whole run."""
+    """One headless Debian chromium for the browser tests.
+
+    Package scope, not session: sync_playwright keeps an event loop running in the main
+    thread while it is open, and later tests that call asyncio.run() would fail.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -1,0 +1,178 @@
+"""Read-only queries of the HTTP API and the JSON shapes it answers with (no writes here)."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import selectinload
+
+from ..extensions import db
+from ..importer.filename import Period
+from ..models import GraphColumn, Import, Member, Result
+from ..services import columns as columns_service
+from ..services import members as members_service
+
+
+def iso_utc(value: dt.datetime | None) -> str | None:
+    """A naive-UTC timestamp from the DB as ISO 8601 with a Z, e.g. 2018-05-16T00:00:05Z."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
+
+
+def number(value: float | int | None) -> float | int | None:
+    """A stored value for JSON: integral values as integers (120000, not 120000.0)."""
+    if value is None:
+        return None
+    value = float(value)
+    if not math.isfinite(value):  # a sum can overflow; JSON has no Infinity
+        return None
+    return int(value) if value.is_integer() else value
+
+
+def period_key(kind: str | None, date: dt.date | None) -> str | None:
+    """The period as the API writes it: "20180516" for a day, "201805" for a month."""
+    if date is None:
+        return None
+    return date.strftime("%Y%m%d" if kind == "day" else "%Y%m")
+
+
+def import_json(imp: Import, *, with_errors: bool = False) -> dict[str, Any]:
+    """The API's representation of one import (errors only on the single-import view and 422)."""
+    data: dict[str, Any] = {
+        "id": imp.id,
+        "filename": imp.filename,
+        "channel": imp.channel,
+        "sender": imp.sender,
+        "status": imp.status,
+        "status_label": imp.status_label,
+        "received_at": iso_utc(imp.received_at),
+        "finished_at": iso_utc(imp.finished_at),
+        "period": period_key(imp.period_kind, imp.period_date),
+        "period_kind": imp.period_kind,
+        "row_count": imp.row_count or 0,
+        "error_count": imp.error_count or 0,
+        "replaced_import_id": imp.replaced_import_id,
+        "size": imp.size or 0,
+        "note": imp.note,
+    }
+    if with_errors:
+        data["errors"] = [
+            {"line": e.line, "column": e.column, "value": e.value, "message": e.message} for e in imp.errors
+        ]
+    return data
+
+
+def list_imports(account_id: int, *, limit: int, offset: int, status: str | None = None) -> tuple[list[Import], int]:
+    """One page of the account's imports, newest first, and how many there are in all."""
+    where = [Import.account_id == account_id]
+    if status:
+        where.append(Import.status == status)
+    total = db.session.scalar(select(func.count()).select_from(Import).where(*where)) or 0
+    rows = db.session.scalars(
+        select(Import).where(*where).order_by(Import.received_at.desc(), Import.id.desc()).limit(limit).offset(offset)
+    )
+    return list(rows), total
+
+
+def get_import(account_id: int, import_id: int) -> Import | None:
+    """The account's import with its errors loaded; None for another account's or a missing id."""
+    return db.session.scalar(
+        select(Import).options(selectinload(Import.errors))
+        .where(Import.id == import_id, Import.account_id == account_id)
+    )
+
+
+def member_json(member: Member) -> dict[str, Any]:
+    """The API's representation of one member (メンバー)."""
+    return {
+        "id": member.id,
+        "no": member.no,
+        "employee_id": member.employee_id,
+        "name": member.name,
+        "department": member.department,
+        "email": member.email,
+        "active": bool(member.active),
+    }
+
+
+def column_json(column: GraphColumn) -> dict[str, Any]:
+    """The API's representation of one graph column (グラフ列)."""
+    return {"id": column.id, "name": column.name, "unit": column.unit or "", "position": column.position}
+
+
+def list_members(account_id: int) -> list[dict[str, Any]]:
+    """Every member of the account (active or not), by No."""
+    return [member_json(m) for m in members_service.list_members(account_id)]
+
+
+def list_columns(account_id: int) -> list[dict[str, Any]]:
+    """The account's graph columns in display order."""
+    return [column_json(c) for c in columns_service.list_columns(account_id)]
+
+
+def _period_bounds(period: Period) -> tuple[dt.date, dt.date]:
+    """First day and the day after the last day the period covers."""
+    if period.kind == "day":
+        return period.date, period.date + dt.timedelta(days=1)
+    first = period.date
+    following = dt.date(first.year + (first.month == 12), first.month % 12 + 1, 1)
+    return first, following
+
+
+def results_json(account_id: int, period: Period) -> dict[str, Any]:
+    """Stored values per member and graph column for a day, or for a month as the board sums it.
+
+    A day: that day's results. A month: every daily result of the month plus the monthly
+    file's results (and results typed by hand), added up. Members listed are the active ones
+    and any inactive member that has results in the period; values of deleted columns are left out.
+    """
+    first, following = _period_bounds(period)
+    if period.kind == "day":
+        in_period = [Result.period_kind == "day", Result.period_date == period.date]
+    else:
+        in_period = [Result.period_date >= first, Result.period_date < following]
+    columns = columns_service.list_columns(account_id)
+    keys = {str(c.id): c for c in columns}
+    sums: dict[int, dict[int, float]] = {}
+    lines: dict[int, int] = {}
+    rows = db.session.execute(
+        select(Result.member_id, Result.values)
+        .where(Result.account_id == account_id, *in_period)
+        .execution_options(yield_per=5000)
+    )
+    for member_id, values in rows:
+        lines[member_id] = lines.get(member_id, 0) + 1
+        target = sums.setdefault(member_id, {})
+        for key, value in (values or {}).items():
+            column = keys.get(key)
+            if column is None or value is None:
+                continue
+            target[column.id] = target.get(column.id, 0.0) + value
+    members = db.session.scalars(
+        select(Member)
+        .where(Member.account_id == account_id, or_(Member.active.is_(True), Member.id.in_(list(sums) or [-1])))
+        .order_by(Member.no)
+    )
+    totals: dict[int, float] = {}
+    out_members = []
+    for member in members:
+        member_sums = sums.get(member.id, {})
+        for column_id, value in member_sums.items():
+            totals[column_id] = totals.get(column_id, 0.0) + value
+        out_members.append({
+            **member_json(member),
+            "lines": lines.get(member.id, 0),
+            "values": {c.name: number(member_sums.get(c.id)) for c in columns},
+        })
+    return {
+        "period": period.key,
+        "period_kind": period.kind,
+        "from": first.isoformat(),
+        "to": (following - dt.timedelta(days=1)).isoformat(),
+        "columns": [column_json(c) for c in columns],
+        "members": out_members,
+        "totals": {c.name: number(totals.get(c.id)) for c in columns},
+    }
