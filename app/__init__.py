@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from zoneinfo import ZoneInfo
 
 from dotenv import load_dotenv
@@ -30,6 +31,9 @@ def create_app(config: dict | None = None) -> Flask:
     )
     if config:
         app.config.update(config)
+    # The data folder holds the SQLite file, stored files and FTP homes; `flask …` commands
+    # need it as much as run.py does.
+    os.makedirs(app.config["DATA_DIR"], mode=0o700, exist_ok=True)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = config_module.ensure_secret_key(app.config["DATA_DIR"])
     app.config.setdefault("MAX_CONTENT_LENGTH", app.config["MAX_UPLOAD_BYTES"] + 1024 * 1024)
@@ -55,8 +59,6 @@ def create_app(config: dict | None = None) -> Flask:
 
 
 def _migrations_dir() -> str:
-    import os
-
     return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")
 
 

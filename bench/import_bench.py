@@ -96,7 +96,8 @@ def main() -> None:
         flask(env, "members", "import", "bench", str(member_csv))
         for name in COLUMNS:
             flask(env, "columns", "add", "bench", name)
-        flask(env, "integration", "set", "bench", "--member-key", "employee_id", "--error-to", "admin@bench.example")
+        flask(env, "integration", "set", "bench", "--member-key", "employee_id", "--error-to", "admin@bench.example",
+              "--senders", "erp@bench.example")
 
         results = {}
         wall, rss, out = run_measured([sys.executable, "-m", "flask", "--app", "app", "import-csv", "bench", str(data)], env)
