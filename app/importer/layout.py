@@ -18,9 +18,14 @@ KEY_SETTINGS = {"no": "メンバー設定のNo.", "employee_id": "メンバー�
 NO_DATA_MESSAGE = "データ行がありません。1行目の見出しの下に、メンバーごとの行を入れてください。"
 NOT_A_NUMBER = "数値ではありません(使える形: 1234、1,234、-100、△100、▲100、12.5)"
 BAD_SEPARATOR = "桁区切りのカンマの位置が正しくありません(例 1,234,567)"
+TOO_LARGE = "数値が大きすぎます"
+# Up to this many digits a number is always below the largest float (about 1.8e308);
+# a longer one may overflow to inf, which is not JSON and would make the period unreadable.
+_SAFE_DIGITS = 308
 
 # NFKC already turns full-width "－" (U+FF0D) and "﹣" into "-"; U+2212 has no decomposition.
 _MINUS_SIGNS = frozenset("-\u2212△▲")
+_INFINITY = float("inf")
 
 
 @dataclass(slots=True)
@@ -75,6 +80,8 @@ def parse_value(cell: str) -> float | None:
     if not _is_digits(whole) or (point and not _is_digits(fraction)):
         raise ValueError(NOT_A_NUMBER)
     value = float(f"{whole}.{fraction}" if point else whole)
+    if value == _INFINITY:
+        raise ValueError(TOO_LARGE)
     return -value if negative and value else value  # "-0" is 0, not -0.0
 
 
@@ -194,7 +201,7 @@ class CsvReader:
                     member_id = self._member(record[0], line)
                 cells = get_values(record)
                 joined = "".join(cells)
-                if joined.isdigit() and joined.isascii() and all(cells):
+                if joined.isdigit() and joined.isascii() and all(cells) and len(joined) <= _SAFE_DIGITS:
                     values = dict(zip(column_ids, map(float, cells)))
                 else:
                     values = self._values(cells, line, column_ids, names)
@@ -290,10 +297,11 @@ class CsvReader:
             text = normalize(cell)
             if not text:
                 message = "No.が空です"
-            elif not _is_digits(text) or int(text) == 0:
+            elif not _is_digits(text) or not text.strip("0"):
                 message = "No.は1以上の整数で入力してください"
             else:
-                member_id = self._members.get(str(int(text)))  # "007" is No. 7
+                # "007" is No. 7; no int() here: a cell of 4,301+ digits would make it raise.
+                member_id = self._members.get(text.lstrip("0"))
                 if member_id is not None:
                     return member_id
                 message = "メンバー設定に存在しないNo.です(無効なメンバーを含む)"

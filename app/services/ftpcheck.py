@@ -22,6 +22,7 @@ Decisions (where SPEC is silent):
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import re
@@ -162,6 +163,24 @@ def _read_if_stable(path: Path) -> bytes | None:
     return data
 
 
+def _stored_after_upload(account_id: int, path: Path, data: bytes) -> Import | None:
+    """The latest import of this name if it holds exactly these bytes and was stored after the file was written.
+
+    Only a check that died between storing the file and moving it leaves one (kill -9, power
+    cut): the stored import is finished by the worker, so importing the file again would
+    count it twice. A later upload of the same bytes has a newer mtime and is imported again.
+    """
+    written = dt.datetime.fromtimestamp(os.lstat(path).st_mtime, dt.timezone.utc).replace(tzinfo=None)
+    latest = db.session.scalar(
+        db.select(Import).where(Import.account_id == account_id, Import.filename == path.name)
+        .order_by(Import.id.desc()).limit(1)
+    )
+    if (latest is not None and latest.channel == "ftp" and latest.received_at >= written
+            and latest.sha256 == hashlib.sha256(data).hexdigest()):
+        return latest
+    return None
+
+
 def _move(path: Path, folder: Path, when: dt.datetime) -> Path:
     """Move a handled file into `folder` with the check time appended to its stem; return the new path."""
     folder.mkdir(exist_ok=True)
@@ -258,17 +277,26 @@ def check_account(account_id: int, now: dt.datetime | None = None) -> CheckResul
             if data is None:
                 result.waiting.append(path.name)
                 continue
-            try:
-                imp = ingest.import_now(account_id, path.name, data, channel="ftp", sender=f"ftp:{username}")
-                import_id, ok = imp.id, imp.status == Import.SUCCEEDED
-            except RenkeiError as err:
-                log.warning("ftp import rejected account=%s file=%s: %s", account.slug, path.name, err)
-                import_id, ok = None, False
-            except Exception:
-                db.session.rollback()
-                log.exception("ftp import error account=%s file=%s (left for the next check)", account.slug, path.name)
-                result.waiting.append(path.name)
-                continue
+            earlier = _stored_after_upload(account_id, path, data)
+            if earlier is not None:
+                if earlier.status in (Import.QUEUED, Import.RUNNING):
+                    # Left by a check that died mid-import: the worker finishes it, a later check files it.
+                    result.waiting.append(path.name)
+                    continue
+                import_id, ok = earlier.id, earlier.status == Import.SUCCEEDED
+            else:
+                try:
+                    imp = ingest.import_now(account_id, path.name, data, channel="ftp", sender=f"ftp:{username}")
+                    import_id, ok = imp.id, imp.status == Import.SUCCEEDED
+                except RenkeiError as err:
+                    log.warning("ftp import rejected account=%s file=%s: %s", account.slug, path.name, err)
+                    import_id, ok = None, False
+                except Exception:
+                    db.session.rollback()
+                    log.exception("ftp import error account=%s file=%s (left for the next check)", account.slug,
+                                  path.name)
+                    result.waiting.append(path.name)
+                    continue
             moved = _move(path, home / (PROCESSED if ok else ERROR), now)
             result.files.append(CheckedFile(path.name, import_id, ok, f"{moved.parent.name}/{moved.name}"))
             log.info("ftp check account=%s channel=ftp file=%s import=#%s %s -> %s", account.slug, path.name,

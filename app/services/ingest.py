@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import os
 import queue
 import sqlite3
@@ -28,14 +29,15 @@ from ..errors import ImportRejected, Invalid, NotFound, RowError
 from ..extensions import db
 from ..importer.encoding import decode
 from ..importer.filename import Period, parse_filename
-from ..importer.layout import CsvReader, normalize
+from ..importer.layout import CsvReader, Row, normalize
 from ..models import Account, GraphColumn, Import, ImportErrorRecord, IntegrationSettings, Member, Result, utcnow
 from . import reports
 
 log = logging.getLogger(__name__)
 
-# Rows per executemany: large enough to amortise the round trip, small enough to keep memory flat.
-BATCH_SIZE = 5000
+# Rows per batch (and per multi-row INSERT on SQLite): large enough to amortise each statement,
+# small enough to keep memory flat.
+BATCH_SIZE = 4000
 # A claim older than this is taken back (the worker holding it died; its transaction was rolled back).
 STALE_SECONDS = 300
 # An import whose worker died this many times is failed instead of being retried forever.
@@ -284,8 +286,8 @@ def run_import(import_id: int) -> Import:
                 _drain(prepared.reader.rows())
                 errors = errors + prepared.reader.errors
             else:
-                replaced, rows = _store_rows(imp, prepared)
-                errors = prepared.reader.errors
+                replaced, rows, unstorable = _store_rows(imp, prepared)
+                errors = prepared.reader.errors + unstorable
     except Exception:
         log.exception("import #%s account=%s file=%s crashed", import_id, _account_label(account_id), filename)
         db.session.rollback()
@@ -296,57 +298,78 @@ def run_import(import_id: int) -> Import:
 
 
 _RESULT_COLUMNS = ("account_id", "import_id", "member_id", "period_kind", "period_date", "line", "values", "note")
+# What changes from row to row; the rest is the same for the whole file.
+_ROW_COLUMNS = ("member_id", "line", "values", "note")
 
 
-@dataclass
 class _Inserter:
-    """INSERT INTO results compiled once for this database, fed with plain tuples.
+    """INSERT INTO results for one import, compiled once for this database, fed with row tuples.
 
-    On SQLite, rows go in as multi-row VALUES statements (fewer statement steps than
-    executemany); elsewhere through the driver's executemany.
+    Rows are (member_id, line, values JSON text, note). On SQLite a batch goes in as one
+    multi-row VALUES statement with the file's constants (account, import, period) written
+    into it, so only four parameters per row are bound; elsewhere through executemany.
     """
 
-    connection: Connection
-    sql: str
-    positional: bool
-    index: list[int]
-    multi_sql: str | None = None
-    multi_rows: int = 0
-
-    @classmethod
-    def for_results(cls, connection: Connection) -> _Inserter:
-        compiled = insert(Result.__table__).compile(dialect=connection.dialect, column_keys=list(_RESULT_COLUMNS))
-        sql = str(compiled)
-        positional = bool(compiled.positional)
-        names = list(compiled.positiontup) if positional else list(_RESULT_COLUMNS)
-        inserter = cls(connection, sql, positional, [_RESULT_COLUMNS.index(name) for name in names])
-        head, marker, group = sql.partition(" VALUES ")
-        if connection.dialect.name == "sqlite" and marker and group.startswith("(") and group.endswith(")"):
+    def __init__(self, connection: Connection, imp: Import, period: Period):
+        self.connection = connection
+        table = Result.__table__
+        date_processor = table.c.period_date.type._cached_bind_processor(connection.dialect)
+        constants = {"account_id": imp.account_id, "import_id": imp.id, "period_kind": period.kind,
+                     "period_date": date_processor(period.date) if date_processor else period.date}
+        self.constants = constants
+        compiled = insert(table).compile(dialect=connection.dialect, column_keys=list(_RESULT_COLUMNS))
+        self.sql = str(compiled)
+        self.positional = bool(compiled.positional)
+        self.multi_rows = 0
+        self._multi_sql: dict[int, str] = {}
+        head, marker, group = self.sql.partition(" VALUES ")
+        names = self._names = list(compiled.positiontup) if self.positional else []
+        if connection.dialect.name == "sqlite" and marker and len(names) == len(_RESULT_COLUMNS):
             # SQLite before 3.32 allows 999 parameters per statement; newer ones 32766.
             limit = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
-            inserter.multi_rows = min(500, limit // len(_RESULT_COLUMNS))
-            inserter.multi_sql = head + marker + ",".join([group] * inserter.multi_rows)
-        return inserter
+            self.multi_rows = min(BATCH_SIZE, limit // len(_ROW_COLUMNS))
+            self._head = head + marker
+            self._group = "(" + ",".join(_sqlite_literal(constants[name]) if name in constants else "?"
+                                         for name in names) + ")"
+            self._row_order = [_ROW_COLUMNS.index(name) for name in names if name not in constants]
+
+    def multi_sql(self, rows: int) -> str:
+        sql = self._multi_sql.get(rows)
+        if sql is None:
+            sql = self._multi_sql[rows] = self._head + ",".join([self._group] * rows)
+        return sql
 
     def insert(self, rows: list[tuple]) -> None:
-        """Insert rows given as tuples in _RESULT_COLUMNS order."""
-        if self.positional and self.index != list(range(len(_RESULT_COLUMNS))):
-            rows = [tuple(row[i] for i in self.index) for row in rows]
-        elif not self.positional:
-            rows = [dict(zip(_RESULT_COLUMNS, row)) for row in rows]
-        if not self.multi_sql:
-            self.connection.exec_driver_sql(self.sql, rows)
+        """Insert rows given as (member_id, line, values JSON text, note)."""
+        if not self.multi_rows:
+            full = [{**self.constants, **dict(zip(_ROW_COLUMNS, row))} for row in rows]
+            if self.positional:
+                full = [tuple(row[name] for name in self._names) for row in full]
+            self.connection.exec_driver_sql(self.sql, full)
             return
-        # Only the DBAPI cursor is used here, so this may run in the background writer thread.
+        if self._row_order != [0, 1, 2, 3]:
+            rows = [tuple(row[i] for i in self._row_order) for row in rows]
+        # One statement per batch: SQLite then does all its work in one call without the GIL,
+        # which is what lets the background writer overlap with parsing. Only the DBAPI cursor
+        # is used here, so this may run in the writer thread.
         step, cursor = self.multi_rows, self.connection.connection.driver_connection.cursor()
-        whole = len(rows) - len(rows) % step
         try:
-            for start in range(0, whole, step):
-                cursor.execute(self.multi_sql, list(chain.from_iterable(rows[start:start + step])))
-            if whole < len(rows):
-                cursor.executemany(self.sql, rows[whole:])
+            for start in range(0, len(rows), step):
+                chunk = rows[start:start + step]
+                cursor.execute(self.multi_sql(len(chunk)), list(chain.from_iterable(chunk)))
         finally:
             cursor.close()
+
+
+def _sqlite_literal(value: object) -> str:
+    """Write one of the import's own constants (ids, period kind, ISO date) as an SQL literal."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"unexpected constant {value!r}")
+    if isinstance(value, int):
+        return str(int(value))
+    if not all(ch.isalnum() or ch == "-" for ch in value):  # "day", "month", "2018-05-16"
+        raise ValueError(f"unexpected constant {value!r}")
+    return f"'{value}'"
 
 
 class _BackgroundWriter:
@@ -396,30 +419,29 @@ def _header_order(reader: CsvReader, columns: dict[str, int]) -> tuple[int, ...]
     return tuple(by_name[name] for name in map(normalize, reader.header[1:]) if name in by_name)
 
 
-def _store_rows(imp: Import, prepared: _Prepared) -> tuple[int | None, int]:
+def _store_rows(imp: Import, prepared: _Prepared) -> tuple[int | None, int, list[RowError]]:
     """Delete the previous import's results and insert this file's rows in batches (no commit).
 
-    The hot loop builds one tuple per row and hands batches straight to the driver's
-    executemany: per-row ORM objects or SQLAlchemy's per-row parameter processing would
+    The hot loop builds one small tuple per row and hands batches straight to the driver
+    (see _Inserter): per-row ORM objects or SQLAlchemy's per-row parameter processing would
     cost more than parsing the file. Values are written as JSON text (repr of a finite float
-    is valid JSON), exactly as the JSON column type would store them.
+    is valid JSON), exactly as the JSON column type would store them. Memory stays flat:
+    at most a few batches exist at once, never a list of all rows.
+    Returns (replaced import id, rows read, errors of values that cannot be stored).
     """
     period = prepared.period
     assert period is not None and prepared.reader is not None
     replaced = replace_previous_import(imp.account_id, imp.filename, imp.id)
-    connection = db.session.connection()
-    inserter = _Inserter.for_results(connection)
-    date_processor = Result.__table__.c.period_date.type._cached_bind_processor(connection.dialect)
-    date = date_processor(period.date) if date_processor else period.date
-    account_id, import_id, kind = imp.account_id, imp.id, period.kind
+    inserter = _Inserter(db.session.connection(), imp, period)
     templates: dict[tuple[int, ...], str] = {}
     reader = prepared.reader
-    writer = _BackgroundWriter(inserter.insert) if inserter.multi_sql else None
+    writer = _BackgroundWriter(inserter.insert) if inserter.multi_rows else None
     flush = writer.submit if writer else inserter.insert
     batch: list[tuple] = []
     append = batch.append
     count = 0
     storing = True
+    unstorable: list[RowError] = []
     full_width, full_template, order = -1, "", ()
     try:
         for row in reader.rows():
@@ -441,7 +463,11 @@ def _store_rows(imp: Import, prepared: _Prepared) -> tuple[int | None, int]:
                 if template is None:
                     template = templates[keys] = _json_template(keys)
                 text = template % tuple(values.values())
-            append((account_id, import_id, row.member_id, kind, date, row.line, text, row.note))
+            if "n" in text:  # "inf" or "nan": no valid JSON number (a repr of a finite float has no "n")
+                unstorable.extend(_unstorable(row, prepared.columns))
+                storing = False
+                continue
+            append((row.member_id, row.line, text, row.note))
             if len(batch) >= BATCH_SIZE:
                 if reader.errors:
                     # The file is already lost; keep reading for the error list but stop writing.
@@ -455,7 +481,15 @@ def _store_rows(imp: Import, prepared: _Prepared) -> tuple[int | None, int]:
     finally:
         if writer is not None:
             writer.close()  # before anyone else (commit, rollback) uses the connection
-    return replaced, count
+    return replaced, count, unstorable
+
+
+def _unstorable(row: Row, columns: dict[str, int]) -> list[RowError]:
+    """Errors for the values of a row that are not finite numbers (the importer should never let one through)."""
+    names = {column_id: name for name, column_id in columns.items()}
+    return [RowError(message="数値が大きすぎます。扱える範囲の数値にしてください。", line=row.line,
+                     column=names.get(column_id), value=None)
+            for column_id, value in row.values.items() if not math.isfinite(value)]
 
 
 def _finish_succeeded(imp: Import, prepared: _Prepared, rows: int, replaced: int | None,
@@ -600,7 +634,6 @@ def dry_run(account_id: int, filename: str, data: bytes) -> DryRun:
     if prepared.reader is not None:
         rows = _drain(prepared.reader.rows())
         errors.extend(prepared.reader.errors)
-    db.session.rollback()
     return DryRun(period=prepared.period, rows=rows, errors=errors, encoding=prepared.encoding)
 
 

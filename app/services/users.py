@@ -1,6 +1,8 @@
 """Users of an account: creation, authentication, password change, removal."""
 from __future__ import annotations
 
+from functools import cache
+
 from email_validator import EmailNotValidError, validate_email
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -8,15 +10,20 @@ from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..models import User
 
-# A valid hash to compare against when the email is unknown, so timing does not reveal accounts.
-_DUMMY_HASH = generate_password_hash("renkei-dummy-password")
+@cache
+def _dummy_hash() -> str:
+    """A valid hash to compare against when the email is unknown, so timing does not reveal accounts.
+
+    Made on first use, not at import: scrypt costs ~0.3 s, which every `flask` command would pay.
+    """
+    return generate_password_hash("renkei-dummy-password")
 
 
 def authenticate(email: str, password: str) -> User | None:
     """Return the user when email and password match, else None (in constant-ish time)."""
     user = db.session.scalar(db.select(User).where(User.email == email.strip().lower()))
     if user is None:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(), password)
         return None
     return user if check_password_hash(user.password_hash, password) else None
 

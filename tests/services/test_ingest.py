@@ -283,8 +283,8 @@ def test_large_file_goes_in_batches_and_an_error_on_the_last_line_stores_nothing
     imp = run(acc, "20180516.csv", csv_file(rows))
     assert imp.status == Import.SUCCEEDED and imp.row_count == len(rows)
     assert count(Result) == len(rows)
-    sample = db.session.scalars(select(Result.values).order_by(Result.id).offset(ingest.BATCH_SIZE + 5).limit(1)).one()
-    n = ingest.BATCH_SIZE + 5  # 5005 = 7 × 715
+    n = (ingest.BATCH_SIZE // 7 + 1) * 7  # in the second batch, with 件数 empty
+    sample = db.session.scalars(select(Result.values).order_by(Result.id).offset(n).limit(1)).one()
     assert sample == {str(acc.column["売上"]): n, str(acc.column["粗利"]): n * 2}  # n % 7 == 0: 件数 empty
 
     bad = run(acc, "20180516.csv", csv_file(rows + [[1, "oops", 1, 1, ""]]))
@@ -462,3 +462,24 @@ def test_import_as_dict_is_json_ready(app, make_account):
     data = ingest.import_as_dict(imp, with_errors=True)
     assert data["period"] == "201805" and data["status"] == "succeeded" and data["errors"] == []
     assert data["received_at"].endswith("+00:00")
+
+
+def test_a_value_that_is_not_a_finite_number_is_never_stored(app, make_account, monkeypatch):
+    from app.importer import layout
+
+    acc = setup_account(make_account)
+    good = run(acc, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]))
+    real_rows = layout.CsvReader.rows
+
+    def overflowing(self):
+        for row in real_rows(self):
+            if row.line == 3:
+                row.values = {key: float("inf") for key in row.values}
+            yield row
+
+    # Whatever the importer lets through, "inf" must not reach the JSON column.
+    monkeypatch.setattr(layout.CsvReader, "rows", overflowing)
+    imp = run(acc, "20180516.csv", csv_file([[1, 2, 2, 2, ""], [2, 3, "", "", ""]]))
+    assert imp.status == Import.FAILED
+    assert [(e.line, e.column) for e in imp.errors] == [(3, "売上")]
+    assert [row[3] for row in stored(acc)] == [good.id]
