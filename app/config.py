@@ -41,6 +41,8 @@ def from_environment() -> dict:
         "MAX_UPLOAD_BYTES": _int("RENKEI_MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
         "SMTP_MAX_BYTES": _int("RENKEI_SMTP_MAX_BYTES", 25 * 1024 * 1024),
         "API_RATE_PER_MINUTE": _int("RENKEI_API_RATE_PER_MINUTE", 60),
+        # A claimed import or mail whose worker vanished (crash, kill -9) is taken back after this long.
+        "CLAIM_STALE_SECONDS": _int("RENKEI_CLAIM_STALE_SECONDS", 300),
         "WORKER_POLL_SECONDS": float(os.environ.get("RENKEI_WORKER_POLL_SECONDS", "1.0")),
         "SESSION_COOKIE_SECURE": _bool("RENKEI_SECURE_COOKIES", False),
     }

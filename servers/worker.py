@@ -87,7 +87,8 @@ class Worker:
 
     def run_imports(self) -> None:
         """Take back stale claims, then import every queued file (until the queue is empty or stop())."""
-        self._job("requeue stale imports", ingest.requeue_stale)
+        stale = int(self.app.config.get("CLAIM_STALE_SECONDS", ingest.STALE_SECONDS))
+        self._job("requeue stale imports", ingest.requeue_stale, stale)
         while not self._stopping.is_set():
             imported = self._job("import", ingest.process_next)
             if imported is None:
