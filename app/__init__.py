@@ -73,7 +73,6 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA cache_size=-32768")  # 32 MiB page cache: bulk imports touch many index pages
         cur.close()
 
 

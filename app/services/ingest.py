@@ -232,6 +232,11 @@ def _prepare(account_id: int, filename: str, data: bytes) -> _Prepared:
     return _Prepared(period, encoding, reader, errors, columns)
 
 
+def _content(import_id: int) -> bytes:
+    """The original bytes of an import, read without keeping them on the ORM object."""
+    return db.session.scalar(select(Import.content).where(Import.id == import_id)) or b""
+
+
 def _drain(rows: Iterator) -> int:
     """Consume rows only to count them (and let the reader collect every error)."""
     count = 0
@@ -269,17 +274,19 @@ def replace_previous_import(account_id: int, filename: str, import_id: int) -> i
 
 def run_import(import_id: int) -> Import:
     """Import one stored file all-or-nothing, record its outcome and queue its report mail."""
-    imp = db.session.scalar(select(Import).options(undefer(Import.content)).where(Import.id == import_id))
+    imp = db.session.get(Import, import_id)
     if imp is None:
         raise NotFound(f"取込 #{import_id} は存在しません。")
     if imp.status not in (Import.QUEUED, Import.RUNNING):
         return imp  # already finished (e.g. a second worker got here late): never run twice
     started = time.monotonic()
-    account_id, filename, content = imp.account_id, imp.filename, imp.content or b""
+    account_id, filename = imp.account_id, imp.filename
     started_at = utcnow()
     replaced, rows = None, 0
     try:
-        prepared = _prepare(account_id, filename, content)
+        # The stored bytes are read here and referenced only by _prepare, so they are freed
+        # once decoded: peak memory is the decoded text of the file, not text + bytes.
+        prepared = _prepare(account_id, filename, _content(import_id))
         errors = prepared.errors
         if prepared.reader is not None:
             if errors:  # the name is wrong: still read the rows so the report lists every error
