@@ -32,13 +32,26 @@ class MailRejected(Exception):
         self.reason = reason
 
 
+class MailUnreadable(Exception):
+    """The message's structure cannot be read at all (e.g. nested too deep); refuse it permanently."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Attachment:
-    """One CSV attachment: its base name, its decoded bytes and their sha256."""
+    """One CSV attachment: its base name, its decoded bytes and their sha256.
+
+    `truncated` is set when the part is the last one of a multipart whose closing boundary
+    never came: the message may have been cut off, so the file must not be imported.
+    """
 
     filename: str
     data: bytes
     sha256: str
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,16 +78,20 @@ class ParsedMail:
 
 def parse_mail(raw: bytes) -> ParsedMail:
     """Parse a received message; raise MailRejected when its From: is missing, multiple or unparsable."""
-    message = BytesParser(policy=policy.default).parsebytes(raw)
-    sender = parse_sender(message)
-    csvs: list[Attachment] = []
-    ignored: list[str] = []
-    for part, name in _attachments(message):
-        if name and name.lower().endswith(".csv"):
-            data = _payload(part)
-            csvs.append(Attachment(name, data, hashlib.sha256(data).hexdigest()))
-        else:
-            ignored.append(name or "(名前なし)")
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(raw)
+        sender = parse_sender(message)
+        csvs: list[Attachment] = []
+        ignored: list[str] = []
+        for part, name, truncated in _attachments(message):
+            if name and name.lower().endswith(".csv"):
+                data = _payload(part)
+                csvs.append(Attachment(name, data, hashlib.sha256(data).hexdigest(), truncated))
+            else:
+                ignored.append(name or "(名前なし)")
+    except RecursionError:
+        # Python's email parser recurses once per nesting level; a hostile message can exhaust it.
+        raise MailUnreadable("メールの入れ子(マルチパート)が深すぎるため読み取れません") from None
     return ParsedMail(
         sender=sender,
         message_id=_message_id(message),
@@ -145,30 +162,32 @@ def base_name(name: str) -> str:
 
 
 def _attachments(message: EmailMessage):
-    """Yield (part, name) for every leaf part that carries a file name, in message order.
+    """Yield (part, name, truncated) for every leaf part that carries a file name, in message order.
 
     A forwarded message (message/rfc822) counts as one attachment: its own attachments
-    were sent by somebody else, so they are not entered.
+    were sent by somebody else, so they are not entered. The last child of a multipart
+    whose closing boundary is missing, and everything inside it, is marked truncated.
     """
-    stack = [message]
+    stack: list[tuple[EmailMessage, bool]] = [(message, False)]
     while stack:
-        part = stack.pop(0)
+        part, truncated = stack.pop(0)
         content_type = part.get_content_type()
         if part.is_multipart() and not content_type.startswith("message/"):
-            children = part.get_payload()
-            stack[0:0] = [c for c in children if isinstance(c, EmailMessage)]
+            children = [c for c in part.get_payload() if isinstance(c, EmailMessage)]
+            cut = any(isinstance(d, email_errors.CloseBoundaryNotFoundDefect) for d in part.defects)
+            stack[0:0] = [(c, truncated or (cut and i == len(children) - 1)) for i, c in enumerate(children)]
             continue
         if part is message and not part.is_multipart():
             # A single-part message can itself be the CSV (Content-Disposition on the top level).
             name = attachment_name(part)
             if name is not None:
-                yield part, name
+                yield part, name, truncated
             continue
         name = attachment_name(part)
         if content_type.startswith("message/"):
-            yield part, name or "転送されたメール"
+            yield part, name or "転送されたメール", truncated
         elif name is not None or _disposition(part) == "attachment":
-            yield part, name
+            yield part, name, truncated
 
 
 def _disposition(part: EmailMessage) -> str | None:

@@ -34,12 +34,16 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP
 
-from .mailparse import MailRejected, ParsedMail, parse_mail
+from .mailparse import MailRejected, MailUnreadable, ParsedMail, parse_mail
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "mail"
 NO_CSV_NAME = "(CSV添付なし)"
+TRUNCATED_MESSAGE = (
+    "添付ファイルがメールの途中で切れている可能性があるため、取り込みませんでした"
+    "(マルチパートの終わりの区切りがありません)。同じファイルをもう一度送ってください。"
+)
 NO_CSV_MESSAGE = (
     "メールにCSVファイルが添付されていませんでした。"
     "ファイル名が「.csv」で終わるファイル(例: 20180516.csv)を添付して送り直してください。"
@@ -136,6 +140,12 @@ class MailHandler:
         account_id, label = recipient.account_id, recipient.label
         try:
             mail = self.parse(raw)
+        except MailUnreadable as error:
+            # Permanent (5xx): a retry of the same bytes can never succeed.
+            self.record_refusal(account_id, filename="(メール)", sender=None, status="refused",
+                                note=f"メールを読み取れないため受信を拒否しました: {error.reason}")
+            log.info("smtp refused account=%s channel=%s reason=unreadable peer=%s", label, CHANNEL, peer)
+            return "554 5.6.0 Message structure cannot be read"
         except MailRejected as error:
             mail = None
             rejection = error.reason
@@ -169,6 +179,11 @@ class MailHandler:
                      NO_CSV_NAME, mail.sender, peer)
             return "250 2.0.0 OK: no CSV attachment, error report sent"
         for index, attachment in enumerate(mail.csvs):
+            if attachment.truncated:
+                self.record_failure(account_id, filename=attachment.filename, sender=mail.sender,
+                                    message=TRUNCATED_MESSAGE, dedupe_key=mail.dedupe_key(index, attachment),
+                                    note=note)
+                continue
             self.ingest(account_id, attachment.filename, attachment.data, sender=mail.sender,
                         dedupe_key=mail.dedupe_key(index, attachment), note=note)
         log.info("smtp accepted account=%s channel=%s file=%s sender=%s peer=%s", label, CHANNEL,

@@ -69,7 +69,8 @@ def _member_row(line: int, record: list[str], errors: list[RowError],
     text = normalize(raw_no)
     if not text:
         errors.append(RowError(message="No.は必須です", line=line, column="No.", value=raw_no))
-    elif not (text.isascii() and text.isdigit()) or int(text) == 0:
+    elif not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 9 or int(text) == 0:
+        # More than 9 digits cannot be a No. (and int() of thousands of digits raises).
         errors.append(RowError(message="No.は1以上の整数で入力してください", line=line, column="No.", value=raw_no))
     else:
         no = int(text)

@@ -87,8 +87,10 @@ def _notify() -> None:
 
 
 def base_name(filename: str) -> str:
-    """Return the file's base name: any directory part (either separator) stripped."""
-    return os.path.basename((filename or "").replace("\\", "/")).strip()[:255]
+    """Return the file's base name: any directory part (either separator) and control characters stripped."""
+    name = os.path.basename((filename or "").replace("\\", "/"))
+    # A NUL or other control character is never part of a real file name (and PostgreSQL refuses NUL).
+    return "".join(c for c in name if c.isprintable()).strip()[:255]
 
 
 def _account_label(account_id: int) -> str:

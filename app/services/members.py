@@ -243,7 +243,7 @@ def _parse_no(value: int | str | None) -> int | None:
     if isinstance(value, int):
         return value if value > 0 else None
     text = unicodedata.normalize("NFKC", value or "").strip()
-    if not (text.isascii() and text.isdigit()):
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 10:
         return None
     number = int(text)
     # SQLite and PostgreSQL integers stop at 2**31 - 1 for this column type.

@@ -131,3 +131,9 @@ def test_csv_syntax_error() -> None:
     members, errors = parse_members('No.,社員ID,氏名,部署,メールアドレス\r\n1,,"山田,,\r\n')
     assert members == []
     assert [error.line for error in errors] == [2]
+
+
+def test_a_no_with_thousands_of_digits_is_a_row_error_not_a_crash():
+    rows, errors = parse_members("No.,社員ID,氏名,部署,メールアドレス\n" + "9" * 5000 + ",E1,山田,,\n")
+    assert rows == []
+    assert [(e.line, e.column) for e in errors] == [(2, "No.")]

@@ -483,3 +483,10 @@ def test_a_value_that_is_not_a_finite_number_is_never_stored(app, make_account, 
     assert imp.status == Import.FAILED
     assert [(e.line, e.column) for e in imp.errors] == [(3, "売上")]
     assert [row[3] for row in stored(acc)] == [good.id]
+
+
+def test_base_name_strips_directories_and_control_characters():
+    from app.services.ingest import base_name
+
+    assert base_name("C:\\evil\\2018\x000516.csv") == "20180516.csv"
+    assert base_name("../../etc/20180516.csv\r\n") == "20180516.csv"
