@@ -5,7 +5,15 @@ columns + 備考, cp932, 5,000 members, notes with 髙, ①, ～ and half-width 
 runs each contender as a whole process and reads its wall time and peak memory
 (ru_maxrss from wait4). Prints the figures and the ratios against pandas.
 
-    python bench/import_bench.py [--rows 200000] [--members 5000] [--keep]
+    python bench/import_bench.py [--rows 200000] [--members 5000] [--repeat 3] [--compare DIR] [--keep]
+
+--compare DIR adds a fourth contender: the same `flask import-csv` run from another checkout
+(e.g. an older commit exported to DIR), to compare before/after in one run on the same data.
+
+Each contender runs --repeat times, interleaved (renkei, pandas, sqlite3, renkei, ...) so that
+load from other processes on the machine hits all of them alike; every run starts from the same
+state (Renkei's data folder restored to its state after set-up, the other databases removed).
+The table shows the best and the median of each; the verdict compares best with best.
 
 Targets: Renkei ≤ 1.5 × pandas wall time and ≤ pandas peak memory, while Renkei
 validates every value (pandas and sqlite3 validate nothing).
@@ -16,6 +24,7 @@ import argparse
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,12 +64,12 @@ def generate(folder: Path, rows: int, members: int) -> tuple[Path, Path]:
     return data, member_csv
 
 
-def run_measured(argv: list[str], env: dict | None = None) -> tuple[float, float, str]:
+def run_measured(argv: list[str], env: dict | None = None, cwd: Path = ROOT) -> tuple[float, float, str]:
     """Run a process under wait4 so its own peak memory is known; return (seconds, MiB, stdout)."""
     out_file = tempfile.TemporaryFile()
     err_file = tempfile.TemporaryFile()
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=out_file, stderr=err_file, cwd=ROOT)
+    proc = subprocess.Popen(argv, env=env, stdout=out_file, stderr=err_file, cwd=cwd)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -79,8 +88,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--members", type=int, default=5_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each contender (best and median shown)")
+    parser.add_argument("--compare", type=Path, default=None, metavar="DIR",
+                        help="also time import-csv from this other checkout of Renkei")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
+    args.repeat = max(1, args.repeat)
 
     folder = Path(tempfile.mkdtemp(prefix="renkei-bench-"))
     try:
@@ -99,28 +112,63 @@ def main() -> None:
         flask(env, "integration", "set", "bench", "--member-key", "employee_id", "--error-to", "admin@bench.example",
               "--senders", "erp@bench.example")
 
-        results = {}
-        wall, rss, out = run_measured([sys.executable, "-m", "flask", "--app", "app", "import-csv", "bench", str(data)], env)
-        results["renkei flask import-csv"] = (wall, rss)
-        print(f"  renkei: {out.strip().splitlines()[-1] if out.strip() else ''}")
-
-        wall, rss, out = run_measured([sys.executable, "-c", PANDAS_SCRIPT, str(data), str(folder / "pandas.db")])
-        results["pandas read_csv + to_sql"] = (wall, rss)
-
+        # Every Renkei run imports into the state right after set-up (no earlier import to replace).
+        data_dir = folder / "renkei"
+        pristine = folder / "renkei-after-setup"
+        shutil.copytree(data_dir, pristine)
         utf8 = folder / "utf8.csv"
-        w1, r1, _ = run_measured(["iconv", "-f", "CP932", "-t", "UTF-8", "-o", str(utf8), str(data)])
-        w2, r2, _ = run_measured(["sqlite3", str(folder / "shell.db"), ".mode csv", f".import {utf8} results"])
-        results["iconv + sqlite3 .import"] = (w1 + w2, max(r1, r2))
 
-        pandas_wall, pandas_rss = results["pandas read_csv + to_sql"]
-        print(f"\n{'contender':<28}{'wall s':>9}{'peak MiB':>10}{'× pandas time':>15}{'× pandas mem':>14}")
-        for name, (wall, rss) in results.items():
-            print(f"{name:<28}{wall:>9.2f}{rss:>10.1f}{wall / pandas_wall:>15.2f}{rss / pandas_rss:>14.2f}")
-        renkei_wall, renkei_rss = results["renkei flask import-csv"]
-        ok_time = renkei_wall <= 1.5 * pandas_wall
-        ok_mem = renkei_rss <= pandas_rss
-        print(f"\ntarget time ≤ 1.5 × pandas: {'met' if ok_time else 'MISSED'}; "
-              f"target memory ≤ pandas: {'met' if ok_mem else 'MISSED'}")
+        def renkei(cwd: Path = ROOT) -> tuple[float, float]:
+            shutil.rmtree(data_dir)
+            shutil.copytree(pristine, data_dir)
+            wall, rss, out = run_measured(
+                [sys.executable, "-m", "flask", "--app", "app", "import-csv", "bench", str(data)], env, cwd)
+            if "成功" not in out:
+                raise SystemExit(f"renkei import did not succeed: {out}")
+            return wall, rss
+
+        def pandas() -> tuple[float, float]:
+            (folder / "pandas.db").unlink(missing_ok=True)
+            wall, rss, _ = run_measured([sys.executable, "-c", PANDAS_SCRIPT, str(data), str(folder / "pandas.db")])
+            return wall, rss
+
+        def shell() -> tuple[float, float]:
+            for leftover in (utf8, folder / "shell.db"):
+                leftover.unlink(missing_ok=True)
+            w1, r1, _ = run_measured(["iconv", "-f", "CP932", "-t", "UTF-8", "-o", str(utf8), str(data)])
+            w2, r2, _ = run_measured(["sqlite3", str(folder / "shell.db"), ".mode csv", f".import {utf8} results"])
+            return w1 + w2, max(r1, r2)
+
+        contenders = {"renkei flask import-csv": renkei, "pandas read_csv + to_sql": pandas,
+                      "iconv + sqlite3 .import": shell}
+        if args.compare:
+            contenders["compare: renkei import-csv"] = lambda: renkei(args.compare.resolve())
+        if shutil.which("sqlite3") is None or shutil.which("iconv") is None:
+            del contenders["iconv + sqlite3 .import"]
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+        for attempt in range(args.repeat):
+            for name, contender in contenders.items():
+                runs[name].append(contender())
+            print(f"  run {attempt + 1}/{args.repeat}: " + ", ".join(
+                f"{name.split()[0]} {runs[name][-1][0]:.2f} s {runs[name][-1][1]:.0f} MiB" for name in contenders))
+
+        def summary(name: str) -> tuple[float, float, float, float]:
+            walls, rsss = [r[0] for r in runs[name]], [r[1] for r in runs[name]]
+            return min(walls), statistics.median(walls), min(rsss), statistics.median(rsss)
+
+        stats = {name: summary(name) for name in contenders}
+        pb_wall, pm_wall, pb_rss, pm_rss = stats["pandas read_csv + to_sql"]
+        print(f"\n{args.repeat} run(s) each, interleaved; ratios against pandas (best/best, median/median)")
+        print(f"{'contender':<26}{'best s':>8}{'median s':>10}{'best MiB':>10}{'median MiB':>12}"
+              f"{'× time best':>13}{'× time med':>12}{'× mem best':>12}{'× mem med':>11}")
+        for name, (b_wall, m_wall, b_rss, m_rss) in stats.items():
+            print(f"{name:<26}{b_wall:>8.2f}{m_wall:>10.2f}{b_rss:>10.1f}{m_rss:>12.1f}"
+                  f"{b_wall / pb_wall:>13.2f}{m_wall / pm_wall:>12.2f}{b_rss / pb_rss:>12.2f}{m_rss / pm_rss:>11.2f}")
+        rb_wall, _, rb_rss, _ = stats["renkei flask import-csv"]
+        ok_time = rb_wall <= 1.5 * pb_wall
+        ok_mem = rb_rss <= pb_rss
+        print(f"\ntarget time ≤ 1.5 × pandas (best): {'met' if ok_time else 'MISSED'} ({rb_wall / pb_wall:.2f}×); "
+              f"target memory ≤ pandas (best): {'met' if ok_mem else 'MISSED'} ({rb_rss / pb_rss:.2f}×)")
     finally:
         if args.keep:
             print(f"kept {folder}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,12 @@ _SAFE_DIGITS = 308
 # NFKC already turns full-width "－" (U+FF0D) and "﹣" into "-"; U+2212 has no decomposition.
 _MINUS_SIGNS = frozenset("-\u2212△▲")
 _INFINITY = float("inf")
+# One plain value cell: ASCII digits, with a leading "-" only before a non-zero number
+# ("-0" must become 0, not -0.0, so it takes the careful path).
+_PLAIN_CELL = r"(?:-(?=0*[1-9]))?[0-9]+"
+# A cell whose number's float is written back exactly as the cell plus ".0": no leading zero,
+# no "-0", at most 15 digits (every integer below 1e16 has that shortest repr).
+_INTEGER_CELL = r"(?:0|-?[1-9][0-9]{0,14})"
 
 
 @dataclass(slots=True)
@@ -34,7 +41,10 @@ class Row:
 
     line: int  # the file's own line number where this record starts (header = line 1)
     member_id: int
-    values: dict[int, float]  # graph column id -> value; columns with empty cells are absent
+    # graph column id -> value; columns with empty cells are absent. From a reader made with integers_as_text,
+    # a row whose cells are all plain integers has instead the tuple of those cells' text, in the
+    # order of `CsvReader.value_column_ids`.
+    values: dict[int, float] | tuple[str, ...]
     note: str | None  # 備考 or None
 
 
@@ -145,9 +155,12 @@ def trim_trailing(cells: list[str]) -> list[str]:
 class CsvReader:
     """Read a decoded results CSV record by record: valid rows out, every problem into `errors`."""
 
-    def __init__(self, text: str, *, columns: dict[str, int], member_key: str, members: dict[str, int]):
+    def __init__(self, text: str, *, columns: dict[str, int], member_key: str, members: dict[str, int],
+                 integers_as_text: bool = False):
         """columns: graph column name -> column id; member_key: "no" | "employee_id";
-        members: member key text (No. as str(int) e.g. "12", or 社員ID exact text) -> member id (active members only)."""
+        members: member key text (No. as str(int) e.g. "12", or 社員ID exact text) -> member id (active members only);
+        integers_as_text: give rows of plain integers (see Row.values) as their cells' text, so a
+        caller storing them as text skips the float round trip; the checks are the same."""
         if member_key not in MEMBER_KEYS:
             raise ValueError(f"member_key must be one of {MEMBER_KEYS}, not {member_key!r}")
         self._text = text
@@ -157,12 +170,15 @@ class CsvReader:
         self._valid_names = "、".join([*columns, NOTE_HEADER])
         self.errors: list[RowError] = []
         self.header: list[str] = []
+        self.value_column_ids: list[int] = []
+        self._integers_as_text = integers_as_text
 
     def rows(self) -> Iterator[Row]:
         """Yield valid rows only; once exhausted, self.errors holds every error of the file."""
         errors: list[RowError] = []
         self.errors = errors
         self.header = []
+        self.value_column_ids = []
         reader = csv.reader(physical_lines(self._text), strict=True)
         last = 0
         try:
@@ -178,9 +194,14 @@ class CsvReader:
             if plan is None:
                 return  # header errors stop the file: rows cannot be understood without it
             value_indexes, column_ids, names, note_index = plan
+            self.value_column_ids = list(column_ids)
             width = len(self.header)
             member_of = self._members.get
             get_values = _getter(value_indexes)
+            # The cells joined by "," with exactly len-1 commas: a cell holding a comma ("1,234")
+            # adds one, so a match means every cell is plain (no comma, no space, not empty).
+            plain = re.compile(",".join([_PLAIN_CELL] * len(value_indexes))).fullmatch
+            integers = re.compile(",".join([_INTEGER_CELL] * len(value_indexes))).fullmatch if self._integers_as_text else None
             count = 0
             # The hot path: per-row C calls only, while cells are plain ASCII integers.
             for record in reader:
@@ -200,8 +221,15 @@ class CsvReader:
                         continue  # only spaces: as blank as an empty line
                     member_id = self._member(record[0], line)
                 cells = get_values(record)
+                if integers and integers(",".join(cells)):
+                    if member_id is not None:
+                        note = (record[note_index].strip() or None) if note_index is not None else None
+                        yield Row(line, member_id, cells, note)
+                    continue
                 joined = "".join(cells)
                 if joined.isdigit() and joined.isascii() and all(cells) and len(joined) <= _SAFE_DIGITS:
+                    values = dict(zip(column_ids, map(float, cells)))
+                elif len(joined) <= _SAFE_DIGITS and plain(",".join(cells)):  # negatives, e.g. 粗利 -1234
                     values = dict(zip(column_ids, map(float, cells)))
                 else:
                     values = self._values(cells, line, column_ids, names)

@@ -7,7 +7,10 @@ in the same commit as the import's final status.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime as dt
+import gc
 import hashlib
 import logging
 import math
@@ -61,6 +64,28 @@ class DryRun:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    """Return glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # glibc only
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _load_malloc_trim()
+
+
+def _release_memory() -> None:
+    """Hand memory freed by big buffers (a file's bytes, SQLite's copy of them) back to the OS.
+
+    glibc keeps a freed multi-megabyte block in the heap once it has raised its mmap threshold,
+    so without this each copy of a file that has come and gone still counts in the process's
+    resident size while the next copy (the decoded text, the rows) is built.
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def add_listener(callback: Callable[[], None]) -> None:
@@ -143,8 +168,14 @@ def _store(account_id: int, filename: str, data: bytes | None, *, channel: str, 
         content=data, size=len(data or b""), sha256=hashlib.sha256(data).hexdigest() if data is not None else None,
         dedupe_key=dedupe_key, note=note,
     )
+    sqlite = bool(data) and db.session.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        imp.content = None  # written below straight into its pages (same transaction)
     db.session.add(imp)
     try:
+        if sqlite:
+            db.session.flush()
+            _write_blob(imp.id, data)
         db.session.commit()
     except IntegrityError:
         # Two deliveries of the same message raced; the other one won and is the record.
@@ -153,9 +184,23 @@ def _store(account_id: int, filename: str, data: bytes | None, *, channel: str, 
         if existing is None:
             raise
         return existing, False
+    _release_memory()  # SQLite's copy of the bytes, bound for the INSERT
     log.info("received account=%s channel=%s file=%s import=#%s size=%d sender=%s",
              _account_label(account_id), channel, imp.filename, imp.id, imp.size, sender or "-")
     return imp, True
+
+
+def _write_blob(import_id: int, data: bytes) -> None:
+    """Write an import's bytes on SQLite through incremental blob I/O, inside the open transaction.
+
+    A bound BLOB parameter is copied by SQLite and that copy stays bound to the cached INSERT
+    statement after it has run: a file-sized buffer held for the life of the connection.
+    """
+    db.session.execute(update(Import).where(Import.id == import_id).values(content=func.zeroblob(len(data))),
+                       execution_options={"synchronize_session": False})
+    raw = db.session.connection().connection.driver_connection
+    with raw.blobopen(Import.__table__.name, "content", import_id) as blob:
+        blob.write(data)
 
 
 def _by_dedupe_key(account_id: int, dedupe_key: str) -> Import | None:
@@ -230,20 +275,38 @@ def _prepare(account_id: int, filename: str, data: bytes) -> _Prepared:
         errors.extend(error.errors)
         return _Prepared(period, None, None, errors)
     columns = _column_lookup(account_id)
-    reader = CsvReader(text, columns=columns, member_key=member_key, members=_member_lookup(account_id, member_key))
+    # Rows of plain integers come as their cells' text: _store_rows writes that text as JSON
+    # directly, and dry runs and drains only count rows.
+    reader = CsvReader(text, columns=columns, member_key=member_key, members=_member_lookup(account_id, member_key),
+                       integers_as_text=True)
     return _Prepared(period, encoding, reader, errors, columns)
 
 
 def _content(import_id: int) -> bytes:
     """The original bytes of an import, read without keeping them on the ORM object."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        # Blob I/O copies the pages straight into the bytes object; a SELECT would first
+        # assemble the whole value in a buffer of SQLite's own.
+        size = db.session.scalar(select(func.length(Import.content)).where(Import.id == import_id))
+        if not size:
+            return b""
+        raw = db.session.connection().connection.driver_connection
+        with raw.blobopen(Import.__table__.name, "content", import_id, readonly=True) as blob:
+            return blob.read()
     return db.session.scalar(select(Import.content).where(Import.id == import_id)) or b""
 
 
 def _drain(rows: Iterator) -> int:
     """Consume rows only to count them (and let the reader collect every error)."""
     count = 0
-    for _ in rows:
-        count += 1
+    collecting = gc.isenabled()
+    gc.disable()  # no cycles are made per row; see _store_rows
+    try:
+        for _ in rows:
+            count += 1
+    finally:
+        if collecting:
+            gc.enable()
     return count
 
 
@@ -289,6 +352,7 @@ def run_import(import_id: int) -> Import:
         # The stored bytes are read here and referenced only by _prepare, so they are freed
         # once decoded: peak memory is the decoded text of the file, not text + bytes.
         prepared = _prepare(account_id, filename, _content(import_id))
+        _release_memory()  # the bytes, now that only the decoded text is needed
         errors = prepared.errors
         if prepared.reader is not None:
             if errors:  # the name is wrong: still read the rows so the report lists every error
@@ -297,6 +361,9 @@ def run_import(import_id: int) -> Import:
             else:
                 replaced, rows, unstorable = _store_rows(imp, prepared)
                 errors = prepared.reader.errors + unstorable
+            # Free the decoded text before the Import row is updated: SQLite rewrites the whole
+            # row, stored bytes included, and holds two copies of them while doing so.
+            prepared.reader = None
     except Exception:
         log.exception("import #%s account=%s file=%s crashed", import_id, _account_label(account_id), filename)
         db.session.rollback()
@@ -391,7 +458,7 @@ class _BackgroundWriter:
 
     def __init__(self, insert: Callable[[list[tuple]], None]):
         self._insert = insert
-        self._queue: queue.Queue[list[tuple] | None] = queue.Queue(maxsize=2)  # bounded: memory stays flat
+        self._queue: queue.Queue[list[tuple] | None] = queue.Queue(maxsize=1)  # one batch waits while one is written: memory stays flat
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="renkei-import-writer", daemon=True)
         self._thread.start()
@@ -420,6 +487,12 @@ class _BackgroundWriter:
 def _json_template(keys: tuple[int, ...]) -> str:
     """A %-template writing a values dict with these column ids as a JSON object."""
     return "{" + ",".join(f'"{key}":%r' for key in keys) + "}"
+
+
+def _integer_template(keys: list[int]) -> str:
+    """A %-template writing integer cells' text (in these columns' order) as the JSON of their floats."""
+    # repr(float("123")) is "123.0" for every integer the reader gives as text (below 1e16).
+    return "{" + ",".join(f'"{key}":%s.0' for key in keys) + "}"
 
 
 def _header_order(reader: CsvReader, columns: dict[str, int]) -> tuple[int, ...]:
@@ -452,13 +525,24 @@ def _store_rows(imp: Import, prepared: _Prepared) -> tuple[int | None, int, list
     storing = True
     unstorable: list[RowError] = []
     full_width, full_template, order = -1, "", ()
+    # The loop makes a few objects per row and no reference cycles: with the collector on,
+    # its generation scans (over every object of the app, too) only cost time. The pause is
+    # process-wide but lasts one file; cycles made meanwhile by other threads wait until then.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
+        integer_template = None
         for row in reader.rows():
             count += 1
             if not storing:
                 continue
             values = row.values
-            if len(values) == full_width:
+            if values.__class__ is tuple:
+                # Plain integer cells (the usual case): their text is the JSON, no float round trip.
+                if integer_template is None:
+                    integer_template = _integer_template(reader.value_column_ids)
+                text = integer_template % values
+            elif len(values) == full_width:
                 text = full_template % tuple(values.values())
             else:
                 keys = tuple(values)
@@ -472,7 +556,7 @@ def _store_rows(imp: Import, prepared: _Prepared) -> tuple[int | None, int, list
                 if template is None:
                     template = templates[keys] = _json_template(keys)
                 text = template % tuple(values.values())
-            if "n" in text:  # "inf" or "nan": no valid JSON number (a repr of a finite float has no "n")
+            if "n" in text:  # "inf" or "nan": no valid JSON number (a repr of a finite float or an integer has no "n")
                 unstorable.extend(_unstorable(row, prepared.columns))
                 storing = False
                 continue
@@ -488,6 +572,8 @@ def _store_rows(imp: Import, prepared: _Prepared) -> tuple[int | None, int, list
         if batch and storing and not reader.errors:
             flush(batch)
     finally:
+        if collecting:
+            gc.enable()
         if writer is not None:
             writer.close()  # before anyone else (commit, rollback) uses the connection
     return replaced, count, unstorable
@@ -628,10 +714,15 @@ def process_next() -> Import | None:
 
 
 def import_now(account_id: int, filename: str, data: bytes, *, channel: str, sender: str | None = None) -> Import:
-    """Store and import a file synchronously (CLI, API ?wait=1); the outcome is in the returned Import."""
+    """Store and import a file synchronously (CLI, API ?wait=1); the outcome is in the returned Import.
+
+    Once stored, the bytes are dropped here and read back by run_import: a caller that passes
+    them without keeping a reference (as the CLI does) then never holds two copies at once.
+    """
     # Stored already claimed, so a worker in this process cannot take it in between.
     imp, _created = _store(account_id, filename, data, channel=channel, sender=sender, dedupe_key=None, note=None,
                            status=Import.RUNNING)
+    del data
     return run_import(imp.id)
 
 

@@ -319,12 +319,8 @@ def test_run_import_never_runs_a_finished_import_twice(app, make_account):
 # ----------------------------------------------------------------------------- the queue
 
 
-def test_queue_survives_an_app_restart(tmp_path, migrated_db):
-    import shutil
-
-    db_file = tmp_path / "restart.db"
-    shutil.copy(migrated_db, db_file)
-    config = {"TESTING": True, "DATA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_file}",
+def test_queue_survives_an_app_restart(tmp_path, new_database):
+    config = {"TESTING": True, "DATA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": new_database(tmp_path),
               "SECRET_KEY": "x", "SMTP_RELAY": None, "PUBLIC_URL": "http://renkei.test"}
     first = create_app(config)
     with first.app_context():
