@@ -8,7 +8,9 @@ from sqlalchemy import MetaData
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
 naming_convention = {
     "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    # Every column in the name: PostgreSQL wants constraint names unique per schema, and two
+    # unique constraints of one table starting with the same column must not clash.
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",

@@ -1,7 +1,9 @@
 import logging
+from contextlib import contextmanager, nullcontext
 from logging.config import fileConfig
 
 from flask import current_app
+from sqlalchemy import text
 
 from alembic import context
 
@@ -100,8 +102,38 @@ def run_migrations_online():
             **conf_args
         )
 
-        with context.begin_transaction():
+        # Several processes may start run.py (which upgrades) at once on one database (parts
+        # run separately, or several machines against one PostgreSQL): they take turns, and
+        # the later ones find the schema up to date instead of failing on tables the first
+        # one is creating.
+        with _sqlite_file_lock(connection), context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             context.run_migrations()
+
+
+# Any fixed number; only Renkei's migrations take this advisory lock.
+MIGRATION_LOCK_KEY = 0x52454E4B4549  # "RENKEI"
+
+
+def _sqlite_file_lock(connection):
+    """An exclusive lock on `<database file>.migrate-lock` while SQLite migrates (SQLite has no advisory locks)."""
+    database = connection.engine.url.database
+    if connection.dialect.name != "sqlite" or not database or database == ":memory:":
+        return nullcontext()
+    return _flock(database + ".migrate-lock")
+
+
+@contextmanager
+def _flock(path):
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 if context.is_offline_mode():

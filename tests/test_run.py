@@ -25,11 +25,15 @@ READY_RE = re.compile(r"^RENKEI READY (?P<fields>.*)$")
 PASSWORD_RE = re.compile(r"パスワード \(password\): (\S+)")
 
 
-def _env() -> dict[str, str]:
-    """The test's environment, without what would point run.py away from the given data folder."""
+def _env(database_url: str = "") -> dict[str, str]:
+    """The test's environment, without what would point run.py away from the given data folder.
+
+    `database_url` "" means the SQLite file in the data folder; on a PostgreSQL run of the suite
+    tests pass conftest's `empty_database_url`.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
     # Set (not just removed) so a developer's .env, which never overrides, cannot change them.
-    env["DATABASE_URL"] = ""
+    env["DATABASE_URL"] = database_url
     env["RENKEI_MAIL_DOMAIN"] = "renkei.localhost"
     env["RENKEI_LOGIN_FAIL_DELAY"] = "0"
     env["PYTHONUNBUFFERED"] = "1"
@@ -39,11 +43,11 @@ def _env() -> dict[str, str]:
 class RunPy:
     """A `python run.py` subprocess whose output is read line by line on a thread."""
 
-    def __init__(self, data_dir: Path, *flags: str) -> None:
+    def __init__(self, data_dir: Path, *flags: str, database_url: str = "") -> None:
         command = [sys.executable, "run.py", "--data-dir", str(data_dir), "--host", "127.0.0.1",
                    "--web-port", "0", "--smtp-port", "0", "--ftp-port", "0", *flags]
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            command, cwd=ROOT, env=_env(database_url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, encoding="utf-8", errors="replace",
         )
         self.lines: list[str] = []
@@ -102,12 +106,12 @@ class RunPy:
 
 
 @pytest.fixture
-def start(tmp_path):
-    """Start run.py on a data folder (default tmp_path/data); every process is killed at the end."""
+def start(tmp_path, empty_database_url):
+    """Start run.py on a data folder (default tmp_path/data) and the test's database; every process is killed at the end."""
     processes: list[RunPy] = []
 
     def do(*flags: str, data_dir: Path | None = None) -> RunPy:
-        process = RunPy(data_dir or tmp_path / "data", *flags)
+        process = RunPy(data_dir or tmp_path / "data", *flags, database_url=empty_database_url)
         processes.append(process)
         return process
 
@@ -137,12 +141,28 @@ def _login(base_url: str, email: str, password: str, session: requests.Session |
     )
 
 
-def _query(db_file: Path, sql: str) -> list[tuple]:
-    with closing(sqlite3.connect(db_file)) as conn:
+def _query(database: Path | str, sql: str) -> list[tuple]:
+    """Rows of `sql` from a SQLite file (a Path) or the database at a URL."""
+    if isinstance(database, str):
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.pool import NullPool
+
+        engine = create_engine(database, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(text(sql))]
+        finally:
+            engine.dispose()
+    with closing(sqlite3.connect(database)) as conn:
         return conn.execute(sql).fetchall()
 
 
-def test_first_start_migrates_creates_demo_and_stops_on_sigterm(start, tmp_path):
+def _database(data_dir: Path, database_url: str) -> Path | str:
+    """What run.py used: the URL given to it, else the SQLite file in its data folder."""
+    return database_url or data_dir / "renkei.db"
+
+
+def test_first_start_migrates_creates_demo_and_stops_on_sigterm(start, tmp_path, empty_database_url):
     data_dir = tmp_path / "data"  # does not exist yet: run.py creates it
     run = start()
     ready = run.wait_ready()
@@ -164,7 +184,7 @@ def test_first_start_migrates_creates_demo_and_stops_on_sigterm(start, tmp_path)
         settings_page = session.get(base_url + "settings/integration", timeout=10)
         assert f"127.0.0.1:{_port_of(ready['ftp'])}" in settings_page.text
 
-    db_file = data_dir / "renkei.db"
+    db_file = _database(data_dir, empty_database_url)
     assert _query(db_file, "SELECT count(*) FROM alembic_version") == [(1,)]
     assert _query(db_file, "SELECT slug, name, integration_enabled FROM accounts") == [("demo", "デモ株式会社", 1)]
     members = _query(db_file, "SELECT no, employee_id, name FROM members ORDER BY no")
@@ -172,7 +192,7 @@ def test_first_start_migrates_creates_demo_and_stops_on_sigterm(start, tmp_path)
     assert members[0] == (1, "E001", "髙橋 一郎")
     columns = _query(db_file, "SELECT name, unit FROM graph_columns ORDER BY position")
     assert columns == [("売上", "円"), ("粗利", "円"), ("件数", "件")]
-    assert _query(db_file, "SELECT error_to FROM integration_settings") == [('["admin@demo.example"]',)]
+    assert _query(db_file, "SELECT CAST(error_to AS TEXT) FROM integration_settings") == [('["admin@demo.example"]',)]
 
     port = _port_of(base_url)
     assert run.stop(signal.SIGTERM) == 0, run.output()
@@ -180,7 +200,7 @@ def test_first_start_migrates_creates_demo_and_stops_on_sigterm(start, tmp_path)
     assert "part web stopped" in run.output()
 
 
-def test_second_start_keeps_the_demo_account_and_prints_no_password(start, tmp_path):
+def test_second_start_keeps_the_demo_account_and_prints_no_password(start, tmp_path, empty_database_url):
     first = start("--only", "web")
     first.wait_ready()
     assert first.stop() == 0, first.output()
@@ -190,7 +210,7 @@ def test_second_start_keeps_the_demo_account_and_prints_no_password(start, tmp_p
     assert "web" in ready
     assert not PASSWORD_RE.search(second.output())
     assert "デモアカウントを作成しました" not in second.output()
-    assert _query(tmp_path / "data" / "renkei.db", "SELECT slug FROM accounts") == [("demo",)]
+    assert _query(_database(tmp_path / "data", empty_database_url), "SELECT slug FROM accounts") == [("demo",)]
     assert second.stop() == 0, second.output()
 
 
@@ -245,7 +265,7 @@ def test_a_busy_port_stops_start_up_with_exit_code_1(tmp_path):
     assert "RENKEI READY" not in result.stdout
 
 
-def test_a_csv_mailed_to_the_demo_address_is_imported_by_the_running_worker(start, tmp_path):
+def test_a_csv_mailed_to_the_demo_address_is_imported_by_the_running_worker(start, tmp_path, empty_database_url):
     """The parts are wired together: SMTP hands the file to ingest, the worker of the same process imports it."""
     import smtplib
     from email.message import EmailMessage
@@ -264,7 +284,7 @@ def test_a_csv_mailed_to_the_demo_address_is_imported_by_the_running_worker(star
     with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
         client.send_message(mail)
 
-    db_file = tmp_path / "data" / "renkei.db"
+    db_file = _database(tmp_path / "data", empty_database_url)
     deadline = time.monotonic() + 30
     while _query(db_file, "SELECT status FROM imports") != [("succeeded",)]:
         assert time.monotonic() < deadline, run.output()

@@ -24,6 +24,7 @@ from typing import Any
 from flask import Response, current_app, request, url_for
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound as HTTPNotFound
 
+from ..auth.access import MAX_ROW_ID
 from ..errors import ImportRejected, Invalid, NotFound, RenkeiError
 from ..importer.filename import PERIOD_MESSAGE, parse_period
 from ..models import Account, Import
@@ -346,7 +347,7 @@ def list_imports() -> Response:
 def get_import(import_id: int) -> Response:
     """One import of the account, with every error; another account's id is 404."""
     account = authenticate()
-    imp = queries.get_import(account.id, import_id) if import_id <= MAX_ID else None
+    imp = queries.get_import(account.id, import_id) if import_id <= MAX_ROW_ID else None
     if imp is None:
         raise ApiError(404, "not_found", f"取込 #{import_id} は見つかりません。", f"Import #{import_id} not found.")
     return json_response(queries.import_json(imp, with_errors=True))

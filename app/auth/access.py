@@ -38,8 +38,15 @@ def integration_required(view):
     return wrapped
 
 
+# The largest id an id column can hold: they are INTEGER, 32 bits on PostgreSQL, which refuses
+# (instead of finding nothing) a bigger number in `id = …`. A bigger id from a URL is a 404.
+MAX_ROW_ID = 2**31 - 1
+
+
 def owned_or_404(model: type[T], object_id: int) -> T:
     """Load `model` by id only if it belongs to the current user's account; otherwise 404."""
+    if not 0 < object_id <= MAX_ROW_ID:
+        abort(404)
     obj = db.session.get(model, object_id)
     if obj is None or getattr(obj, "account_id", None) != current_user.account_id:
         abort(404)

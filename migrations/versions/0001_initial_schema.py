@@ -42,7 +42,7 @@ def upgrade():
     sa.Column('position', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_graph_columns_account_id_accounts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_graph_columns')),
-    sa.UniqueConstraint('account_id', 'name', name=op.f('uq_graph_columns_account_id'))
+    sa.UniqueConstraint('account_id', 'name', name=op.f('uq_graph_columns_account_id_name'))
     )
     with op.batch_alter_table('graph_columns', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_graph_columns_account_id'), ['account_id'], unique=False)
@@ -73,7 +73,7 @@ def upgrade():
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_imports_account_id_accounts'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['replaced_import_id'], ['imports.id'], name=op.f('fk_imports_replaced_import_id_imports'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_imports')),
-    sa.UniqueConstraint('account_id', 'dedupe_key', name=op.f('uq_imports_account_id'))
+    sa.UniqueConstraint('account_id', 'dedupe_key', name=op.f('uq_imports_account_id_dedupe_key'))
     )
     with op.batch_alter_table('imports', schema=None) as batch_op:
         batch_op.create_index('ix_imports_account_filename', ['account_id', 'filename'], unique=False)
@@ -119,8 +119,8 @@ def upgrade():
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_members_account_id_accounts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_members')),
-    sa.UniqueConstraint('account_id', 'employee_id', name=op.f('uq_members_account_id')),
-    sa.UniqueConstraint('account_id', 'no', name=op.f('uq_members_account_id'))
+    sa.UniqueConstraint('account_id', 'employee_id', name=op.f('uq_members_account_id_employee_id')),
+    sa.UniqueConstraint('account_id', 'no', name=op.f('uq_members_account_id_no'))
     )
     with op.batch_alter_table('members', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_members_account_id'), ['account_id'], unique=False)

@@ -1,12 +1,11 @@
 """Browser fixtures: the real app served by waitress on a free port, and Debian's chromium through Playwright.
 
-CSRF is ON here (as in production). The database is a copy of the migrated schema
-(tests/conftest.py's session fixture `migrated_db`), shared by the tests of a module;
+CSRF is ON here (as in production). The database is a migrated one from tests/conftest.py's
+`new_database` (SQLite or PostgreSQL, as the suite runs), shared by the tests of a module;
 each test resets the integration settings it relies on through the service.
 """
 from __future__ import annotations
 
-import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ class LiveServer:
 
 
 @pytest.fixture(scope="module")
-def renkei_server(tmp_path_factory, migrated_db):
+def renkei_server(tmp_path_factory, new_database):
     """Serve the app with waitress on 127.0.0.1:<free port>, with an integration-enabled account, an admin and a viewer."""
     import waitress
 
@@ -43,12 +42,11 @@ def renkei_server(tmp_path_factory, migrated_db):
     from app.services import accounts, users
 
     folder = tmp_path_factory.mktemp("browser")
-    db_file = folder / "renkei.db"
-    shutil.copy(migrated_db, db_file)
+    database_url = new_database(folder)
     app = create_app({
         "TESTING": True,
         "DATA_DIR": str(folder),
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_file}",
+        "SQLALCHEMY_DATABASE_URI": database_url,
         "SECRET_KEY": "browser-test-secret",
         "WTF_CSRF_ENABLED": True,
         "LOGIN_FAIL_DELAY": 0,
