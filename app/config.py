@@ -44,6 +44,10 @@ def from_environment() -> dict:
         # A claimed import or mail whose worker vanished (crash, kill -9) is taken back after this long.
         "CLAIM_STALE_SECONDS": _int("RENKEI_CLAIM_STALE_SECONDS", 300),
         "WORKER_POLL_SECONDS": float(os.environ.get("RENKEI_WORKER_POLL_SECONDS", "1.0")),
+        # Number of reverse proxies in front of the web part whose X-Forwarded-For/-Proto to trust
+        # (0 = none). Behind a proxy without it, every client shares the proxy's address and one
+        # ban would lock everybody out.
+        "TRUSTED_PROXIES": _int("RENKEI_TRUSTED_PROXIES", 0),
         "SESSION_COOKIE_SECURE": _bool("RENKEI_SECURE_COOKIES", False),
     }
 

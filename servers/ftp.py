@@ -35,7 +35,7 @@ Decisions (where SPEC is silent):
 
 Settings (app.config key, else the RENKEI_<key> environment variable): FTP_PORT,
 HOST, FTP_MAX_BYTES (100 MiB), FTP_MAX_CONS_PER_IP (10), FTP_MAX_CONS (256),
-FTP_PASSIVE_PORTS ("60000-60100"), FTP_PUBLIC_HOST (address given in PASV replies),
+FTP_PASSIVE_PORTS (e.g. "60000-60100"; default: any port the OS picks), FTP_PUBLIC_HOST (address given in PASV replies),
 FTP_TLS_CERT / FTP_TLS_KEY (explicit FTPS, AUTH TLS), FTP_REQUIRE_TLS (require TLS on
 control and data channels), LOGIN_FAIL_DELAY.
 """

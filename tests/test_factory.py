@@ -36,3 +36,17 @@ def test_security_headers_and_cookie_flags(client, make_account, login):
     page = client.get("/")
     assert page.headers["X-Frame-Options"] == "DENY"
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+
+
+def test_trusted_proxy_setting_uses_the_forwarded_address(tmp_path, new_database):
+    from app.models import AuthFailure
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x", "WTF_CSRF_ENABLED": False,
+                      "LOGIN_FAIL_DELAY": 0, "TRUSTED_PROXIES": 1,
+                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path)})
+    client = app.test_client()
+    client.post("/login", data={"email": "x@example.com", "password": "wrong-password"},
+                headers={"X-Forwarded-For": "203.0.113.7"})
+    with app.app_context():
+        assert [row.address for row in db.session.scalars(db.select(AuthFailure))] == ["203.0.113.7"]
+        db.engine.dispose()

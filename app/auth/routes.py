@@ -1,7 +1,7 @@
 import time
 from urllib.parse import urlsplit
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..errors import Invalid
@@ -35,6 +35,7 @@ def login():
             abort(429)
         user = users.authenticate(form.email.data, form.password.data)
         if user is None:
+            current_app.logger.info("web login failed address=%s", address)
             banned = bans.record_failure(address)
             time.sleep(bans.failure_delay())
             if banned:
