@@ -1,9 +1,17 @@
 """The built-in SMTP server (メール添付連動): aiosmtpd handler, limits, STARTTLS, and start(app).
 
 A mail to an account's issued address (送信先メールアドレス) from one of its registered
-senders (送信元メールアドレス) has each `.csv` attachment handed to `services.ingest.receive`,
-which commits the bytes before this server answers `250`. The import itself runs on the
-worker; this server only stores.
+senders (送信元メールアドレス) has each `.csv` attachment written to the durable spool
+(`app.services.spool`, `{DATA_DIR}/spool/mail/`, file and folder fsynced) before this server
+answers `250`; a drain thread owned by RunningSmtp then hands each entry, in order, to
+`services.ingest.receive`. Why not commit to the DB before `250`: on SQLite a running import
+holds the only write lock for its whole transaction, so every `250` waited behind imports.
+The import itself runs on the worker; this server only stores.
+
+The spool is per machine: the `smtp` part drains its own spool (at start, leftovers of a crash
+first), so in a multi-machine setup each SMTP host needs its own data folder (the database may
+be shared). A mail acknowledged just before a crash is imported when that host's SMTP part
+starts again; the dedupe key makes a drain repeated after a lost delete harmless.
 
 Decisions (where SPEC is silent):
 - One account per message. A RCPT for a second account in the same transaction gets
@@ -15,8 +23,10 @@ Decisions (where SPEC is silent):
   stopped status discards (`250`) and records.
 - A mail with no `.csv` attachment is accepted (`250`) and becomes a failed import
   "(CSV添付なし)" with one error, so the error report goes to エラー報告メールアドレス.
-- Every DB call runs in the loop's executor; an unexpected error answers `451 4.3.0`
-  (the client retries; the per-part dedupe key makes the retry safe).
+- Every DB call and spool write runs in the loop's executor; an unexpected error answers
+  `451 4.3.0` (the client retries; the per-part dedupe key makes the retry safe).
+- Refusals, discards, a mail with no CSV and a truncated attachment are still recorded in the
+  DB directly before the answer (rare paths, no file to import).
 """
 from __future__ import annotations
 
@@ -30,9 +40,12 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
+
+from app.services import spool
 
 from .mailparse import MailRejected, MailUnreadable, ParsedMail, parse_mail
 
@@ -77,7 +90,8 @@ class MailHandler:
 
     Injected callables (they run in a worker thread, never on the event loop):
     - resolve_recipient(address) -> Recipient | None (None: unknown address or integration disabled)
-    - ingest(account_id, filename, data, *, sender, dedupe_key, note) -> import id (committed)
+    - ingest(account_id, filename, data, *, sender, dedupe_key, note) -> None, once stored durably
+      (the app binding writes a spool entry; the drain imports it later)
     - record_refusal(account_id, *, filename, sender, status, note) -> None
     - record_failure(account_id, *, filename, sender, message, dedupe_key, note) -> None
       (a failed import with one error and its error report)
@@ -119,7 +133,7 @@ class MailHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
-        """Store the message's CSV parts (off the loop); answer only after they are committed."""
+        """Store the message's CSV parts (off the loop); answer only after they are durable."""
         recipient: Recipient = envelope.renkei_recipient
         raw = bytes(envelope.original_content or b"")
         try:
@@ -278,6 +292,72 @@ class _Session(SMTP):
                 on_close()
 
 
+class SpoolDrainer:
+    """The thread that moves spool entries into the database in order (ingest.receive), then deletes them.
+
+    Woken after each `250`, and polls every POLL_SECONDS anyway; a failed store (e.g. the DB busy
+    or down) keeps the entry and is retried after a growing pause, so nothing is ever lost.
+    """
+
+    POLL_SECONDS = 1.0
+    BACKOFF_FIRST = 0.2
+    BACKOFF_MAX = 10.0
+
+    def __init__(self, folder: Path, store: Callable[[spool.Entry], Any]):
+        self.folder = folder
+        self.store = store
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def write(self, account_id: int, filename: str, data: bytes, *, sender: str | None,
+              dedupe_key: str | None, note: str | None) -> None:
+        """Spool one CSV durably (the handler's `ingest`), then wake the drain."""
+        spool.write(self.folder, account_id=account_id, filename=filename, data=data, sender=sender,
+                    dedupe_key=dedupe_key, note=note)
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Drain now instead of at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Remove crash leftovers that were never acknowledged, then drain in a background thread."""
+        spool.clean_temporaries(self.folder)
+        self._stop.clear()
+        self._wake.set()  # entries left by a crash are drained first
+        self._thread = threading.Thread(target=self._run, name="smtp-spool", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """End the thread after the entry in progress; what is left is drained at the next start."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("smtp spool drain did not end within %.0f s", timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            if not backoff:
+                self._wake.wait(self.POLL_SECONDS)
+            self._wake.clear()  # before draining: a write during the drain wakes the next round
+            if self._stop.is_set():
+                break
+            try:
+                spool.drain(self.folder, self.store, self._stop.is_set)
+            except Exception:
+                backoff = min(self.BACKOFF_MAX, backoff * 2 if backoff else self.BACKOFF_FIRST)
+                log.exception("smtp spool drain failed channel=%s; entry kept, retry in %.1f s", CHANNEL, backoff)
+                self._stop.wait(backoff)  # not the wake event: new mail must not turn the pause into a busy loop
+                continue
+            backoff = 0.0
+
+
 @dataclass(frozen=True)
 class Limits:
     """The configurable limits of the SMTP server."""
@@ -302,9 +382,11 @@ class RunningSmtp:
         require_tls: bool = False,
         hostname: str | None = None,
         parse_pool: ParsePool | None = None,
+        drainer: SpoolDrainer | None = None,
     ):
         self.handler = handler
         self.parse_pool = parse_pool
+        self.drainer = drainer
         self.host = host
         self.port = port
         self.limits = limits
@@ -327,13 +409,17 @@ class RunningSmtp:
         return [f"smtp://{host}:{self.port}"]
 
     def start(self, timeout: float = 10.0) -> RunningSmtp:
-        """Bind and serve in a background thread; raise if the port cannot be bound."""
+        """Start the spool drain, then bind and serve in a background thread; raise if the port cannot be bound."""
+        if self.drainer is not None:
+            self.drainer.start()  # before accepting mail: it cleans crash leftovers first
         self._thread = threading.Thread(target=self._run, name="smtp", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
             raise TimeoutError("SMTP server did not start in time")
         if self._error is not None:
             self._thread.join()
+            if self.drainer is not None:
+                self.drainer.stop()
             if self.parse_pool is not None:
                 self.parse_pool.shutdown()
             raise self._error
@@ -395,7 +481,7 @@ class RunningSmtp:
         self.active_connections -= 1
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop listening, close the sessions, let a store in progress commit, end the thread."""
+        """Stop listening, close the sessions, let a store in progress finish, end the threads."""
         if self._thread is None:
             return
         if self._thread.is_alive():
@@ -404,6 +490,8 @@ class RunningSmtp:
             if self._thread.is_alive():
                 log.warning("smtp thread did not end within %.0f s", timeout)
         self._thread = None
+        if self.drainer is not None:
+            self.drainer.stop(timeout)
         log.info("smtp stopped")
 
 
@@ -433,13 +521,20 @@ class _AppServices:
                 senders=frozenset(s.strip().lower() for s in (settings.senders or []) if s),
             )
 
-    def ingest(self, account_id: int, filename: str, data: bytes, *, sender: str | None,
-               dedupe_key: str | None, note: str | None) -> int:
+    def store_spooled(self, entry: spool.Entry) -> int:
+        """Move one spool entry into the database as a queued import (the drain's store)."""
+        from app.extensions import db
+        from app.models import Account
         from app.services import ingest
 
         with self.app.app_context():
-            return ingest.receive(account_id, filename, data, channel=CHANNEL, sender=sender,
-                                  dedupe_key=dedupe_key, note=note).id
+            if db.session.get(Account, entry.account_id) is None:
+                raise spool.Unstorable(f"account #{entry.account_id} no longer exists")
+            imp = ingest.receive(entry.account_id, entry.filename, entry.data, channel=CHANNEL,
+                                 sender=entry.sender, dedupe_key=entry.dedupe_key, note=entry.note)
+            log.info("smtp spool drained account=#%s channel=%s file=%s import=#%s", imp.account_id, CHANNEL,
+                     imp.filename, imp.id)
+            return imp.id
 
     def record_refusal(self, account_id: int, *, filename: str, sender: str | None, status: str,
                        note: str | None) -> None:
@@ -482,12 +577,19 @@ def tls_context_from(cert: str | None, key: str | None) -> ssl.SSLContext | None
     return context
 
 
-def build_handler(app, parse: Callable[[bytes], ParsedMail] = parse_mail) -> MailHandler:
-    """The handler bound to the app's services."""
+def build_drainer(app) -> SpoolDrainer:
+    """The spool of `{DATA_DIR}/spool/mail` and its drain into the app's ingest service."""
+    return SpoolDrainer(spool.mail_folder(app.config["DATA_DIR"]), _AppServices(app).store_spooled)
+
+
+def build_handler(app, parse: Callable[[bytes], ParsedMail] = parse_mail,
+                  drainer: SpoolDrainer | None = None) -> MailHandler:
+    """The handler bound to the app's services; CSVs go to `drainer`'s spool."""
     services = _AppServices(app)
+    drainer = drainer or build_drainer(app)
     return MailHandler(
         resolve_recipient=services.resolve_recipient,
-        ingest=services.ingest,
+        ingest=drainer.write,
         record_refusal=services.record_refusal,
         record_failure=services.record_failure,
         parse=parse,
@@ -515,9 +617,11 @@ def start(app) -> RunningSmtp:
         raise RuntimeError("RENKEI_SMTP_REQUIRE_TLS is set but RENKEI_SMTP_TLS_CERT is not")
     processes = int(_setting(app, "SMTP_PARSE_PROCESSES", _default_parse_processes()))
     pool = ParsePool(processes) if processes > 0 else None
+    drainer = build_drainer(app)
     server = RunningSmtp(
-        build_handler(app, pool or parse_mail),
+        build_handler(app, pool or parse_mail, drainer),
         parse_pool=pool,
+        drainer=drainer,
         host=app.config.get("HOST", "127.0.0.1"),
         port=int(app.config.get("SMTP_PORT", 2525)),
         limits=limits,

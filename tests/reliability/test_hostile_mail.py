@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import shutil
 import smtplib
 import socket
 import time
@@ -49,15 +48,14 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
-def env(migrated_db, tmp_path_factory):
+def env(new_database, tmp_path_factory):
     """An enabled mail-mode account, the worker, a sink relay and the SMTP server on a free port."""
     from app.services import accounts, columns, integration, members
     from servers import smtp
     from servers.worker import Worker
 
     folder = tmp_path_factory.mktemp("hostile-mail")
-    db_file = folder / "renkei.db"
-    shutil.copy(migrated_db, db_file)
+    db_file = new_database(folder)
     relay = SmtpSink().start()
     app = create_app({**_config(folder, db_file), "SMTP_PORT": 0, "HOST": "127.0.0.1",
                       "SMTP_MAX_BYTES": MAX_BYTES, "SMTP_TIMEOUT": 30, "SMTP_RELAY": relay.url})

@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Import, Result
+from app.services import spool
 from servers.smtp import MailHandler, Recipient
 from tests.servers.conftest import SMTP_ERROR_TO, SMTP_SENDER, SMTP_SUCCESS_TO
 
@@ -37,6 +38,12 @@ def finished(account_id: int, count: int):
     if len(rows) >= count and all(i.status not in (Import.QUEUED, Import.RUNNING) for i in rows):
         return rows
     return None
+
+
+def stored(account_id: int, count: int):
+    """The account's imports once `count` exist (the spool drain stores them shortly after 250)."""
+    rows = imports(account_id)
+    return rows if len(rows) >= count else None
 
 
 def send(server, message, sender: str = SMTP_SENDER, to: str | None = None):
@@ -139,7 +146,7 @@ def test_two_csvs_become_two_imports_in_order_other_attachments_noted(
 
 @pytest.mark.parametrize("processes", [0, 1], ids=["parse-in-thread", "parse-in-process"])
 @pytest.mark.parametrize("encoding", ["rfc2231", "rfc2047-utf8", "rfc2047-iso2022jp"])
-def test_japanese_attachment_name_is_stored(encoding, processes, smtp_start, smtp_account, smtp_mail):
+def test_japanese_attachment_name_is_stored(encoding, processes, smtp_start, smtp_account, smtp_mail, smtp_wait):
     server = smtp_start(SMTP_PARSE_PROCESSES=processes)  # no worker: the name is stored at receipt
     assert (server.parse_pool is not None) == bool(processes)
     name = "売上データ_20180516.csv"
@@ -150,8 +157,7 @@ def test_japanese_attachment_name_is_stored(encoding, processes, smtp_start, smt
     }[encoding]()
     raw = smtp_mail.raw(sender=SMTP_SENDER, to=smtp_account.address, parts=[(disposition, smtp_mail.csv())])
     send_raw(server, raw, smtp_account.address)
-    db.session.rollback()
-    rows = imports(smtp_account.id)
+    rows = smtp_wait(lambda: stored(smtp_account.id, 1), message="the spool drain")
     assert [(i.filename, i.status) for i in rows] == [(name, Import.QUEUED)]
 
 
@@ -281,7 +287,7 @@ def test_same_message_delivered_twice_is_imported_once(smtp_server, smtp_account
     assert len(rows) == 4
 
 
-def test_smtp_smuggling_yields_one_message(smtp_start, smtp_account, smtp_mail):
+def test_smtp_smuggling_yields_one_message(app, smtp_start, smtp_account, smtp_mail, smtp_wait):
     server = smtp_start()
     smuggled = smtp_mail.raw(sender=SMTP_SENDER, to=smtp_account.address,
                              parts=[(smtp_mail.plain("20180517.csv"), b"smuggled")], message_id="<s2@x>")
@@ -304,8 +310,11 @@ def test_smtp_smuggling_yields_one_message(smtp_start, smtp_account, smtp_mail):
         assert session.command(b"QUIT").startswith("221")
     finally:
         session.close()
+    smtp_wait(lambda: stored(smtp_account.id, 1), message="the spool drain")
+    server.stop()  # the drain has nothing more to store: a smuggled second message would be in the DB now
     db.session.rollback()
     assert [i.filename for i in imports(smtp_account.id)] == ["20180516.csv"]
+    assert spool.pending(spool.mail_folder(app.config["DATA_DIR"])) == []
 
 
 def test_kill_9_right_after_250_then_restart_imports_exactly_once(app, smtp_account, smtp_mail, smtp_wait,
@@ -348,8 +357,14 @@ def test_kill_9_right_after_250_then_restart_imports_exactly_once(app, smtp_acco
             process.kill()
             process.wait(10)
     assert process.returncode == -signal.SIGKILL
+    # Acknowledged means durable: the file is in the spool, or the drain already stored it (or both,
+    # when the kill fell between its commit and its delete).
     db.session.rollback()
-    assert [(i.filename, i.status) for i in imports(smtp_account.id)] == [("20180516.csv", Import.QUEUED)]
+    in_db = [(i.filename, i.status) for i in imports(smtp_account.id)]
+    in_spool = [spool.read(p).filename for p in spool.pending(spool.mail_folder(app.config["DATA_DIR"]))]
+    assert in_db in ([], [("20180516.csv", Import.QUEUED)])
+    assert in_spool in ([], ["20180516.csv"])
+    assert in_db or in_spool
 
     # The client did not see the end of the session and delivers again to the restarted server.
     from servers.worker import Worker
@@ -363,6 +378,86 @@ def test_kill_9_right_after_250_then_restart_imports_exactly_once(app, smtp_acco
     finally:
         worker.stop()
     assert [(i.filename, i.status) for i in rows] == [("20180516.csv", Import.SUCCEEDED)]
+
+
+def spool_entry(folder, account_id: int, filename: str, data: bytes, key: str) -> Path:
+    return spool.write(folder, account_id=account_id, filename=filename, data=data, sender=SMTP_SENDER,
+                       dedupe_key=key, note=None)
+
+
+def test_spool_entry_left_by_a_crash_is_imported_when_the_server_starts(app, smtp_start, smtp_account,
+                                                                        smtp_mail, smtp_wait):
+    folder = spool.mail_folder(app.config["DATA_DIR"])
+    first = spool_entry(folder, smtp_account.id, "20180516.csv", smtp_mail.csv(), "mail:crash:0")
+    spool_entry(folder, smtp_account.id, "20180517.csv", smtp_mail.csv(), "mail:crash:1")
+    assert spool.read(first).filename == "20180516.csv"
+
+    smtp_start()  # no mail sent: only the leftovers
+    rows = smtp_wait(lambda: stored(smtp_account.id, 2), message="the leftover entries")
+    assert [(i.filename, i.status, i.channel, i.sender) for i in rows] == [
+        ("20180516.csv", Import.QUEUED, "mail", SMTP_SENDER), ("20180517.csv", Import.QUEUED, "mail", SMTP_SENDER)
+    ]
+    assert db.session.scalar(select(Import.content).where(Import.id == rows[0].id)) == smtp_mail.csv()
+    smtp_wait(lambda: not spool.pending(folder), message="the entries to be deleted")
+
+
+def test_unrenamed_temporary_spool_file_is_ignored_and_removed(app, smtp_start, smtp_account, smtp_mail,
+                                                                smtp_wait):
+    folder = spool.mail_folder(app.config["DATA_DIR"])
+    partial = folder / (spool.TEMP_PREFIX + "00000000000000000001-000000-cut.entry")
+    partial.write_bytes(b'{"account_id": %d, "filename": "20180515.csv"' % smtp_account.id)  # cut mid-header
+    spool_entry(folder, smtp_account.id, "20180516.csv", smtp_mail.csv(), "mail:whole:0")
+
+    smtp_start()
+    assert not partial.exists()  # cleaned before the server accepts mail
+    rows = smtp_wait(lambda: stored(smtp_account.id, 1), message="the whole entry")
+    smtp_wait(lambda: not spool.pending(folder), message="the entry to be deleted")
+    db.session.rollback()
+    assert [i.filename for i in imports(smtp_account.id)] == [i.filename for i in rows] == ["20180516.csv"]
+
+
+def test_database_failure_during_drain_keeps_the_entry_and_retries(app, smtp_start, smtp_account, smtp_mail,
+                                                                   smtp_wait, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from app.services import ingest
+
+    real_receive = ingest.receive
+    seen: list[list[str]] = []  # the spool's entries at each failed attempt
+
+    def flaky_receive(*args, **kwargs):
+        if len(seen) < 3:
+            seen.append([p.name for p in spool.pending(spool.mail_folder(app.config["DATA_DIR"]))])
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return real_receive(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "receive", flaky_receive)
+    server = smtp_start()
+    message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())])
+    assert send(server, message) == {}
+    rows = smtp_wait(lambda: stored(smtp_account.id, 1), message="the retried drain")
+    assert [(i.filename, i.status) for i in rows] == [("20180516.csv", Import.QUEUED)]
+    assert len(seen) == 3 and seen[0] == seen[1] == seen[2] and len(seen[0]) == 1  # the same entry, kept
+    smtp_wait(lambda: not spool.pending(spool.mail_folder(app.config["DATA_DIR"])), message="the entry deleted")
+
+
+def test_drain_keeps_the_entry_when_store_fails_and_stores_in_order(tmp_path):
+    folder = spool.mail_folder(tmp_path)
+    for n in range(3):
+        spool_entry(folder, 1, f"2018051{n}.csv", f"data {n}".encode(), f"k{n}")
+
+    def broken(entry):
+        raise RuntimeError("database is locked")
+
+    with pytest.raises(RuntimeError):
+        spool.drain(folder, broken)
+    assert len(spool.pending(folder)) == 3
+    stored_entries = []
+    assert spool.drain(folder, stored_entries.append) == 3
+    assert [(e.filename, e.data, e.dedupe_key) for e in stored_entries] == [
+        ("20180510.csv", b"data 0", "k0"), ("20180511.csv", b"data 1", "k1"), ("20180512.csv", b"data 2", "k2")
+    ]
+    assert spool.pending(folder) == []
 
 
 # ---------------------------------------------------------------------------------------

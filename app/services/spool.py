@@ -1,0 +1,172 @@
+"""A durable on-disk spool for received files: written and fsynced before the channel acknowledges,
+moved into the database (ingest.receive) later by a drain.
+
+Why: on SQLite one writer holds the lock at a time and a running import holds it for its whole
+transaction, so committing a mail's bytes before `250` made every SMTP answer wait behind imports.
+SPEC 5 allows "file fsynced or DB committed" before `250`: the SMTP server writes here instead.
+
+One entry = one file `{time_ns}-{counter}-{uuid}.entry`: a one-line JSON header (account_id,
+filename, sender, dedupe_key, note, received_at) then the file's bytes. It is written under a
+temporary name starting with `.tmp-`, fsynced, renamed to its final name and the folder fsynced,
+so a final name always holds a complete entry; a temporary file is the leftover of a crash during
+the write (its message was never acknowledged) and is removed by `clean_temporaries()`.
+
+The spool is per machine: the process that writes it (the `smtp` part) drains it, so in a
+multi-machine setup each SMTP host needs its own data folder; the database may be shared.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+TEMP_PREFIX = ".tmp-"
+ENTRY_SUFFIX = ".entry"
+BAD_SUFFIX = ".bad"  # a final entry whose header cannot be read: kept aside, never deleted
+
+# Names sort in write order even when two entries share a nanosecond timestamp.
+_counter = itertools.count()
+_counter_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One spooled file and what receive() needs to store it."""
+
+    path: Path
+    account_id: int
+    filename: str
+    data: bytes
+    sender: str | None
+    dedupe_key: str | None
+    note: str | None
+    received_at: str
+
+
+class SpoolCorrupt(Exception):
+    """A final spool entry whose header cannot be read."""
+
+
+class Unstorable(Exception):
+    """Raised by a drain's `store` for an entry that can never be stored (e.g. its account was deleted)."""
+
+
+def mail_folder(data_dir: str | os.PathLike[str]) -> Path:
+    """The mail spool folder of a data folder (created if absent)."""
+    folder = Path(data_dir) / "spool" / "mail"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename or unlink in `folder` durable (the directory entry itself)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _next_name() -> str:
+    with _counter_lock:
+        count = next(_counter) % 1_000_000
+        stamp = time.time_ns()
+    return f"{stamp:020d}-{count:06d}-{uuid.uuid4().hex}{ENTRY_SUFFIX}"
+
+
+def write(folder: Path, *, account_id: int, filename: str, data: bytes, sender: str | None,
+          dedupe_key: str | None, note: str | None) -> Path:
+    """Write one entry durably (fsync file, rename, fsync folder) and return its final path."""
+    name = _next_name()
+    header = json.dumps({
+        "account_id": account_id, "filename": filename, "sender": sender, "dedupe_key": dedupe_key,
+        "note": note, "received_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    }, ensure_ascii=True).encode("ascii")  # ASCII JSON never contains a newline: the header is one line
+    temp = folder / f"{TEMP_PREFIX}{name}"
+    final = folder / name
+    try:
+        with open(temp, "xb") as out:
+            out.write(header + b"\n")
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, final)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(folder)
+    return final
+
+
+def read(path: Path) -> Entry:
+    """Read one final entry; raise SpoolCorrupt when its header is not ours."""
+    raw = path.read_bytes()
+    head, newline, data = raw.partition(b"\n")
+    try:
+        if not newline:
+            raise ValueError("no header line")
+        meta = json.loads(head.decode("ascii"))
+        return Entry(path=path, account_id=int(meta["account_id"]), filename=str(meta["filename"]), data=data,
+                     sender=meta.get("sender"), dedupe_key=meta.get("dedupe_key"), note=meta.get("note"),
+                     received_at=str(meta.get("received_at") or ""))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+        raise SpoolCorrupt(f"{path.name}: {error}") from error
+
+
+def pending(folder: Path) -> list[Path]:
+    """Final entries in write order (temporary files are not entries)."""
+    return sorted(p for p in folder.iterdir() if p.name.endswith(ENTRY_SUFFIX) and not p.name.startswith("."))
+
+
+def clean_temporaries(folder: Path) -> int:
+    """Remove unrenamed temporary files (crash leftovers: never acknowledged); call before accepting mail."""
+    removed = 0
+    for path in folder.iterdir():
+        if path.name.startswith(TEMP_PREFIX):
+            path.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log.warning("spool removed %d unfinished temporary file(s) in %s", removed, folder)
+    return removed
+
+
+def drain(folder: Path, store: Callable[[Entry], Any], should_stop: Callable[[], bool] = lambda: False) -> int:
+    """Store every pending entry in order with `store` (e.g. ingest.receive), deleting each after; return the count.
+
+    An exception from `store` propagates with the entry kept, so the caller retries later and
+    nothing is lost; the dedupe key makes a repeat after a commit whose delete was lost harmless.
+    """
+    done = 0
+    for path in pending(folder):
+        if should_stop():
+            break
+        try:
+            entry = read(path)
+        except FileNotFoundError:
+            continue
+        except SpoolCorrupt as error:
+            # Should never happen (entries are renamed only when complete); keep the bytes for a human.
+            log.error("spool entry unreadable, set aside as %s: %s", path.name + BAD_SUFFIX, error)
+            os.replace(path, path.with_name(path.name + BAD_SUFFIX))
+            continue
+        try:
+            store(entry)
+        except Unstorable as error:
+            # Retrying would block every later entry forever; keep the bytes aside for a human.
+            log.error("spool entry cannot be stored, set aside as %s: %s", path.name + BAD_SUFFIX, error)
+            os.replace(path, path.with_name(path.name + BAD_SUFFIX))
+            continue
+        path.unlink(missing_ok=True)
+        done += 1
+    return done
