@@ -1,40 +1,46 @@
 """Helpers for the load and fault tests: a real `python run.py` process on free ports, its accounts, its database.
 
-    server = RenkeiProcess(data_dir, log_file, env={"RENKEI_SMTP_RELAY": sink.url}).start()
-    accounts = setup_accounts(data_dir, [AccountSpec("mailco", "mail"), ...])
-    server.kill9(); server.start()          # same data folder, new free ports
-    query(data_dir, "SELECT status FROM imports")
+    server = RenkeiProcess(data_dir, log_file, env={"RENKEI_SMTP_RELAY": sink.url},
+                           database_url=empty_database_url).start()
+    accounts = setup_accounts(data_dir, [AccountSpec("mailco", "mail"), ...], server.database_url)
+    server.kill9(); server.start()          # same data folder and database, new free ports
+    query(server.db_url, "SELECT status FROM imports WHERE id = :id", {"id": 1})
 
 Every process is started in its own session, so teardown (`close()`) also ends the SMTP
 parse processes it spawned. Accounts are made by a child `python -m tests.reliability.procs`
 that runs the services against the same data folder (the server's database is never touched
 from the test process except by `expire_claims`, which only runs while the server is dead).
-The database checks read SQLite directly: the suite runs these tests on the embedded default.
+`database_url` is what the children get as DATABASE_URL: "" means the SQLite file in the data
+folder (conftest's `empty_database_url` on SQLite), otherwise the test's PostgreSQL database.
+The test process reads (and `expire_claims` writes) that same database through SQLAlchemy, so
+the checks are one SQL for both databases.
 """
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from sqlalchemy import DateTime, bindparam, create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 from tests.test_run import READY_RE, ROOT, START_TIMEOUT, _env, _login
 
 __all__ = ["ROOT", "AccountSpec", "Account", "RenkeiProcess", "setup_accounts", "flask_cli", "query", "scalar",
-           "wait_until", "expire_claims", "results_csv", "good_rows", "bad_rows", "login", "log_problems",
+           "wait_until", "expire_claims", "url_of", "results_csv", "good_rows", "bad_rows", "login", "log_problems",
            "renkei_processes"]
 
 STOP_TIMEOUT = 60
@@ -79,8 +85,10 @@ def bad_rows() -> list[tuple]:
 class RenkeiProcess:
     """`python run.py` on a data folder with every port 0; output appended to `log_file`."""
 
-    def __init__(self, data_dir: Path, log_file: Path, *flags: str, env: dict[str, str] | None = None):
+    def __init__(self, data_dir: Path, log_file: Path, *flags: str, env: dict[str, str] | None = None,
+                 database_url: str = ""):
         self.data_dir = Path(data_dir)
+        self.database_url = database_url
         self.log_file = Path(log_file)
         self.flags = flags
         self.extra_env = dict(env or {})
@@ -89,8 +97,13 @@ class RenkeiProcess:
         self.starts = 0
         self._groups: list[int] = []
 
+    @property
+    def db_url(self) -> str:
+        """The URL of the database this process works on (for query / scalar / expire_claims)."""
+        return url_of(self.data_dir, self.database_url)
+
     def env(self) -> dict[str, str]:
-        env = _env()
+        env = _env(self.database_url)
         env.update({"RENKEI_DATA_DIR": str(self.data_dir), "RENKEI_FTP_QUIET_SECONDS": "0"})
         env.update(self.extra_env)
         return env
@@ -228,9 +241,9 @@ class Account:
     member_ids: list[int] = field(default_factory=list)
 
 
-def setup_accounts(data_dir: Path, specs: list[AccountSpec]) -> dict[str, Account]:
-    """Create the accounts in the data folder's database (already migrated by run.py); return them by slug."""
-    env = _env()
+def setup_accounts(data_dir: Path, specs: list[AccountSpec], database_url: str = "") -> dict[str, Account]:
+    """Create the accounts in the process's database (already migrated by run.py); return them by slug."""
+    env = _env(database_url)
     env["RENKEI_DATA_DIR"] = str(data_dir)
     result = subprocess.run(
         [sys.executable, "-m", "tests.reliability.procs", "setup", json.dumps([asdict(s) for s in specs])],
@@ -278,9 +291,10 @@ def _setup_in_app(specs: list[dict]) -> list[dict]:
     return out
 
 
-def flask_cli(data_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `flask --app app ARGS` against the data folder (the operator's way in)."""
-    env = _env()
+def flask_cli(data_dir: Path, *args: str, database_url: str = "",
+              timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `flask --app app ARGS` against the data folder and database (the operator's way in)."""
+    env = _env(database_url)
     env.update({"RENKEI_DATA_DIR": str(data_dir), "RENKEI_FTP_QUIET_SECONDS": "0"})
     return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
@@ -300,19 +314,27 @@ def login(base_url: str, email: str, password: str):
 # The database
 
 
-def db_file(data_dir: Path) -> Path:
-    return Path(data_dir) / "renkei.db"
+def url_of(data_dir: Path, database_url: str = "") -> str:
+    """The database a process on `data_dir` with DATABASE_URL=`database_url` works on, as a URL."""
+    return database_url or f"sqlite:///{Path(data_dir) / 'renkei.db'}"
 
 
-def query(data_dir: Path, sql: str, params: tuple | dict = ()) -> list[tuple]:
-    """Run a read-only query on the data folder's SQLite database (a fresh connection each time)."""
-    uri = f"file:{db_file(data_dir)}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True, timeout=30)) as conn:
-        return conn.execute(sql, params).fetchall()
+@functools.lru_cache(maxsize=None)
+def _engine(url: str) -> Engine:
+    """One engine per URL; NullPool, so every call has a fresh connection and none stays open."""
+    # SQLite waits up to 30 s for the server's write lock instead of failing at once.
+    connect_args = {"timeout": 30} if url.startswith("sqlite") else {}
+    return create_engine(url, poolclass=NullPool, connect_args=connect_args)
 
 
-def scalar(data_dir: Path, sql: str, params: tuple | dict = ()) -> Any:
-    rows = query(data_dir, sql, params)
+def query(url: str, sql: str, params: dict | None = None) -> list[tuple]:
+    """Run a query (`:name` parameters) on the database at `url`, in a connection of its own."""
+    with _engine(url).connect() as conn:
+        return [tuple(row) for row in conn.execute(text(sql), params or {})]
+
+
+def scalar(url: str, sql: str, params: dict | None = None) -> Any:
+    rows = query(url, sql, params)
     return rows[0][0] if rows else None
 
 
@@ -328,7 +350,7 @@ def wait_until(condition: Callable[[], Any], timeout: float, message: Callable[[
         time.sleep(0.05)  # polling state another process changes
 
 
-def expire_claims(data_dir: Path, age_seconds: int = 3600) -> tuple[int, int]:
+def expire_claims(url: str, age_seconds: int = 3600) -> tuple[int, int]:
     """Make every open claim (imports running, outbox mails being sent) `age_seconds` old; return the counts.
 
     Stands in for the wait a real operator would have after a crash: the worker takes back an
@@ -336,15 +358,14 @@ def expire_claims(data_dir: Path, age_seconds: int = 3600) -> tuple[int, int]:
     outbox.CLAIM_TIMEOUT_SECONDS (600 s), longer than a test may wait. Only call it while no
     Renkei process runs on the data folder.
     """
-    old = (dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=age_seconds))
-    stamp = old.strftime("%Y-%m-%d %H:%M:%S.%f")
-    with closing(sqlite3.connect(db_file(data_dir), timeout=30)) as conn:
-        imports = conn.execute(
-            "UPDATE imports SET claimed_at = ? WHERE status = 'running' AND claimed_at IS NOT NULL", (stamp,)
-        ).rowcount
-        mails = conn.execute("UPDATE outbox SET claimed_at = ? WHERE status = 'pending' AND claimed_at IS NOT NULL",
-                             (stamp,)).rowcount
-        conn.commit()
+    stamp = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=age_seconds)
+    # Typed, so the stamp is stored as the app stores naive UTC times on either database.
+    stamp_param = bindparam("stamp", stamp, type_=DateTime())
+    with _engine(url).begin() as conn:
+        imports = conn.execute(text("UPDATE imports SET claimed_at = :stamp WHERE status = 'running' "
+                                    "AND claimed_at IS NOT NULL").bindparams(stamp_param)).rowcount
+        mails = conn.execute(text("UPDATE outbox SET claimed_at = :stamp WHERE status = 'pending' "
+                                  "AND claimed_at IS NOT NULL").bindparams(stamp_param)).rowcount
     return imports, mails
 
 

@@ -27,14 +27,13 @@ import json
 import re
 import smtplib
 import socket
-import sqlite3
 import threading
 import time
 from collections import Counter
-from contextlib import closing
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import requests
@@ -107,22 +106,28 @@ class Cluster:
     # Outbox ids claimed (being sent) at a kill: the only mails that may reach the relay twice.
     in_flight: set[int] = field(default_factory=set)
 
+    @property
+    def db(self) -> str:
+        """The URL of the server's database (SQLite file in the data folder, or the test's PostgreSQL one)."""
+        return self.server.db_url
+
     def kill(self) -> None:
         """kill -9, then note which outbox mails were on their way to the relay at that moment."""
         self.server.kill9()
         self.kills += 1
         self.in_flight |= {row[0] for row in query(
-            self.data_dir, "SELECT id FROM outbox WHERE status = 'pending' AND claimed_at IS NOT NULL")}
+            self.db, "SELECT id FROM outbox WHERE status = 'pending' AND claimed_at IS NOT NULL")}
 
     def restart(self) -> None:
         """Let the dead process's claims age past their timeouts, then start again on the same folder."""
-        expire_claims(self.data_dir)
+        expire_claims(self.db)
         self.server.start()
         self.restarts += 1
 
     def imports_of(self, account: Account, filename: str) -> list[tuple]:
-        return query(self.data_dir, "SELECT id, status, row_count, channel FROM imports "
-                                    "WHERE account_id = ? AND filename = ? ORDER BY id", (account.id, filename))
+        return query(self.db, "SELECT id, status, row_count, channel FROM imports "
+                              "WHERE account_id = :account AND filename = :filename ORDER BY id",
+                     {"account": account.id, "filename": filename})
 
     def wait_finished(self, account: Account, filename: str, count: int = 1) -> list[tuple]:
         """Wait until `count` imports of the file exist and none is queued or running; return them."""
@@ -133,17 +138,17 @@ class Cluster:
                                               f"{self.server.log_tail(30)}")
 
     def stored_rows(self, import_id: int) -> int:
-        return scalar(self.data_dir, "SELECT count(*) FROM results WHERE import_id = ?", (import_id,))
+        return scalar(self.db, "SELECT count(*) FROM results WHERE import_id = :id", {"id": import_id})
 
     def check_reports(self) -> dict:
         """Check every finished import has one report, delivered once (a mail in flight at a kill: at most twice)."""
-        wait_until(lambda: scalar(self.data_dir, "SELECT count(*) FROM outbox WHERE status != 'sent'") == 0, WAIT,
-                   lambda: f"outbox: {query(self.data_dir, 'SELECT id, status, attempts, last_error FROM outbox')}")
-        finished = [row[0] for row in query(self.data_dir,
+        wait_until(lambda: scalar(self.db, "SELECT count(*) FROM outbox WHERE status != 'sent'") == 0, WAIT,
+                   lambda: f"outbox: {query(self.db, 'SELECT id, status, attempts, last_error FROM outbox')}")
+        finished = [row[0] for row in query(self.db,
                                             "SELECT id FROM imports WHERE status IN ('succeeded', 'failed')")]
-        per_import = dict(query(self.data_dir, "SELECT import_id, count(*) FROM outbox GROUP BY import_id"))
+        per_import = dict(query(self.db, "SELECT import_id, count(*) FROM outbox GROUP BY import_id"))
         assert {i: per_import.get(i, 0) for i in finished} == {i: 1 for i in finished}, per_import
-        outbox_ids = [row[0] for row in query(self.data_dir, "SELECT id FROM outbox")]
+        outbox_ids = [row[0] for row in query(self.db, "SELECT id FROM outbox")]
         wait_until(lambda: set(self.sink.deliveries()) >= set(outbox_ids), WAIT, "relay did not get every mail")
         deliveries = self.sink.deliveries()
         for mail_id in outbox_ids:
@@ -162,17 +167,18 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path, renkei_processes):
+def cluster(tmp_path, empty_database_url, renkei_processes):
     sink = HoldingSink().start()
     try:
         data_dir = tmp_path / "data"
         server = RenkeiProcess(data_dir, tmp_path / "renkei.log",
                                env={"RENKEI_SMTP_RELAY": sink.url, "RENKEI_LOGIN_FAIL_DELAY": "0",
-                                    "RENKEI_WORKER_POLL_SECONDS": "0.2"})
+                                    "RENKEI_WORKER_POLL_SECONDS": "0.2"},
+                               database_url=empty_database_url)
         renkei_processes.append(server)
         server.start()
         accounts = setup_accounts(data_dir, [AccountSpec("fault-mail", "mail"), AccountSpec("fault-ftp", "ftp"),
-                                             AccountSpec("fault-api", "api")])
+                                             AccountSpec("fault-api", "api")], empty_database_url)
         yield Cluster(server, sink, data_dir, accounts["fault-mail"], accounts["fault-ftp"], accounts["fault-api"])
     finally:
         sink.release.set()
@@ -248,14 +254,29 @@ def _send_smtp(port: int, raw: bytes, to: str) -> tuple[int, bytes]:
 
 
 def _check_now(cluster: Cluster) -> str:
-    result = flask_cli(cluster.data_dir, "integration", "check-now", cluster.ftp.slug, timeout=WAIT)
+    result = flask_cli(cluster.data_dir, "integration", "check-now", cluster.ftp.slug,
+                       database_url=cluster.server.database_url, timeout=WAIT)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
 
 def _period_count(cluster: Cluster, day: dt.date) -> int:
-    return scalar(cluster.data_dir, "SELECT count(*) FROM results WHERE account_id = ? AND period_kind = 'day' "
-                                    "AND period_date = ?", (cluster.api.id, day.isoformat()))
+    return scalar(cluster.db, "SELECT count(*) FROM results WHERE account_id = :account AND period_kind = 'day' "
+                              "AND period_date = :day", {"account": cluster.api.id, "day": day})
+
+
+def _write_gauge(cluster: Cluster) -> Callable[[], int]:
+    """A gauge of the bytes an open (uncommitted, so unseen by SELECT) transaction has written since now.
+
+    SQLite: the WAL file, emptied here first. PostgreSQL has no such file per database: the
+    results table's size on disk, which grows as rows are inserted, committed or not.
+    """
+    if cluster.db.startswith("sqlite"):
+        query(cluster.db, "PRAGMA wal_checkpoint(TRUNCATE)")
+        wal = cluster.data_dir / "renkei.db-wal"
+        return lambda: wal.stat().st_size
+    start = scalar(cluster.db, "SELECT pg_relation_size('results')")
+    return lambda: scalar(cluster.db, "SELECT pg_relation_size('results')") - start
 
 
 # ---------------------------------------------------------------------------------------
@@ -388,10 +409,7 @@ def test_kill_mid_import_keeps_old_or_new_rows_and_the_import_completes_once(clu
     (old_id, status, _, _), = cluster.wait_finished(cluster.api, filename)
     assert status == "succeeded" and _period_count(cluster, day) == len(old_rows)
 
-    # An empty WAL, so its growth shows the big import's rows being written.
-    with closing(sqlite3.connect(cluster.data_dir / "renkei.db", timeout=WAIT)) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    wal = cluster.data_dir / "renkei.db-wal"
+    written = _write_gauge(cluster)  # its growth shows the big import's rows being written
 
     # Someone reading the period all along may see the old rows or the new ones, nothing else.
     seen: Counter = Counter()
@@ -410,10 +428,11 @@ def test_kill_mid_import_keeps_old_or_new_rows_and_the_import_completes_once(clu
         response = requests.post(url, headers=headers, files={"file": (filename, big)}, timeout=WAIT)
         assert response.status_code == 202, response.text
         new_id = response.json()["id"]
-        wait_until(lambda: scalar(cluster.data_dir, "SELECT status FROM imports WHERE id = ?", (new_id,)) == "running"
-                   and wal.stat().st_size > 4_000_000, WAIT, "the big import did not start writing")
+        status_sql, by_id = "SELECT status FROM imports WHERE id = :id", {"id": new_id}
+        wait_until(lambda: scalar(cluster.db, status_sql, by_id) == "running" and written() > 4_000_000, WAIT,
+                   "the big import did not start writing")
         cluster.kill()
-        killed_status = scalar(cluster.data_dir, "SELECT status FROM imports WHERE id = ?", (new_id,))
+        killed_status = scalar(cluster.db, status_sql, by_id)
         assert killed_status == "running", "the import ended before the kill: make the file bigger"
         assert _period_count(cluster, day) == len(old_rows)  # the rolled-back transaction left the old rows
 
@@ -425,8 +444,8 @@ def test_kill_mid_import_keeps_old_or_new_rows_and_the_import_completes_once(clu
     assert [(i, s) for i, s, _, _ in imports] == [(old_id, "succeeded"), (new_id, "succeeded")]
     assert cluster.stored_rows(new_id) == BIG_ROWS and cluster.stored_rows(old_id) == 0
     assert _period_count(cluster, day) == BIG_ROWS
-    replaced, attempts, row_count = query(cluster.data_dir, "SELECT replaced_import_id, attempts, row_count "
-                                                            "FROM imports WHERE id = ?", (new_id,))[0]
+    replaced, attempts, row_count = query(cluster.db, "SELECT replaced_import_id, attempts, row_count "
+                                                      "FROM imports WHERE id = :id", {"id": new_id})[0]
     assert (replaced, attempts, row_count) == (old_id, 2, BIG_ROWS)
     assert set(seen) <= {len(old_rows), BIG_ROWS}, seen  # never a mix
     assert "requeued" in cluster.server.log_text()
@@ -451,7 +470,7 @@ def test_kill_while_the_outbox_is_sending_then_every_report_is_delivered(cluster
         cluster.wait_finished(cluster.api, name)
     # The first report has reached the relay, which has not answered yet; the others wait behind it.
     wait_until(lambda: len(cluster.sink.messages) >= 1, WAIT, "no report reached the relay")
-    outbox = query(cluster.data_dir, "SELECT id, status, claimed_at IS NOT NULL, attempts FROM outbox ORDER BY id")
+    outbox = query(cluster.db, "SELECT id, status, claimed_at IS NOT NULL, attempts FROM outbox ORDER BY id")
     assert len(outbox) == len(names)
     held = next(iter(cluster.sink.deliveries()))
     assert (held, "pending", 1, 0) in outbox, outbox
@@ -463,7 +482,7 @@ def test_kill_while_the_outbox_is_sending_then_every_report_is_delivered(cluster
     reports = cluster.check_reports()
     # The in-flight mail went out again after the restart: the at-least-once boundary.
     assert reports["delivered_twice"] == [held]
-    sent = query(cluster.data_dir, "SELECT id, status, attempts FROM outbox ORDER BY id")
+    sent = query(cluster.db, "SELECT id, status, attempts FROM outbox ORDER BY id")
     assert all(status == "sent" for _, status, _ in sent), sent
     for name in names:
         imports = cluster.imports_of(cluster.api, name)
@@ -486,9 +505,7 @@ def test_kill_mid_ftp_check_then_the_uploaded_file_is_imported_once(cluster):
     assert ftp.storbinary(f"STOR {filename}", io.BytesIO(data)).startswith("226")
     ftp.quit()
 
-    with closing(sqlite3.connect(cluster.data_dir / "renkei.db", timeout=WAIT)) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    wal = cluster.data_dir / "renkei.db-wal"
+    written = _write_gauge(cluster)
     session = login(cluster.server.web_url, cluster.ftp.email, cluster.ftp.password)
     page = session.get(cluster.server.web_url + "settings/integration", timeout=WAIT)
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
@@ -503,7 +520,7 @@ def test_kill_mid_ftp_check_then_the_uploaded_file_is_imported_once(cluster):
     button = threading.Thread(target=press_check_now, daemon=True)
     button.start()
     wait_until(lambda: [r for r in cluster.imports_of(cluster.ftp, filename) if r[1] == "running"]
-               and wal.stat().st_size > 4_000_000, WAIT, "the check's import did not start writing")
+               and written() > 4_000_000, WAIT, "the check's import did not start writing")
     cluster.kill()
     button.join(WAIT)
     assert [r[1] for r in cluster.imports_of(cluster.ftp, filename)] == ["running"]

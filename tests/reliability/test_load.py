@@ -226,22 +226,24 @@ def _ftp_home_files(data_dir, username: str) -> list[str]:
     return sorted(p.name for p in home.iterdir() if p.is_file()) if home.exists() else []
 
 
-def test_every_acknowledged_file_is_imported_once_under_load(tmp_path, renkei_processes):
+def test_every_acknowledged_file_is_imported_once_under_load(tmp_path, empty_database_url, renkei_processes):
     sink = SmtpSink().start()
     try:
-        _load(tmp_path, renkei_processes, sink)
+        _load(tmp_path, empty_database_url, renkei_processes, sink)
     finally:
         sink.stop()
 
 
-def _load(tmp_path, renkei_processes, sink: SmtpSink) -> None:
+def _load(tmp_path, database_url: str, renkei_processes, sink: SmtpSink) -> None:
     data_dir = tmp_path / "data"
     server = RenkeiProcess(data_dir, tmp_path / "renkei.log",
-                           env={"RENKEI_SMTP_RELAY": sink.url, "RENKEI_LOGIN_FAIL_DELAY": "0"})
+                           env={"RENKEI_SMTP_RELAY": sink.url, "RENKEI_LOGIN_FAIL_DELAY": "0"},
+                           database_url=database_url)
     renkei_processes.append(server)
     server.start()
+    db = server.db_url
     accounts = setup_accounts(data_dir, [AccountSpec("load-mail", "mail"), AccountSpec("load-ftp", "ftp"),
-                                         AccountSpec("load-api", "api")])
+                                         AccountSpec("load-api", "api")], database_url)
     mail, ftp, api = accounts["load-mail"], accounts["load-ftp"], accounts["load-api"]
     by_channel = {"mail": mail, "ftp": ftp, "api": api}
     names = {"mail": Names(dt.date(2001, 1, 1)), "ftp": Names(dt.date(2201, 1, 1)),
@@ -275,30 +277,32 @@ def _load(tmp_path, renkei_processes, sink: SmtpSink) -> None:
     def ftp_checked() -> bool:
         nonlocal check_runs
         check_runs += 1
-        result = flask_cli(data_dir, "integration", "check-now", ftp.slug, timeout=max(5, deadline - time.monotonic()))
+        result = flask_cli(data_dir, "integration", "check-now", ftp.slug, database_url=database_url,
+                           timeout=max(5, deadline - time.monotonic()))
         # Exit 1 means some files failed (the bad ones); anything else is a broken check.
         assert result.returncode in (0, 1), result.stdout + result.stderr
         return not [n for n in _ftp_home_files(data_dir, ftp.ftp_username) if n.lower().endswith(".csv")]
 
     wait_until(ftp_checked, max(1, deadline - time.monotonic()), "FTP files left in the home after check-now")
-    wait_until(lambda: query(data_dir, "SELECT count(*) FROM imports WHERE status IN ('queued','running')")[0][0] == 0,
+    wait_until(lambda: query(db, "SELECT count(*) FROM imports WHERE status IN ('queued','running')")[0][0] == 0,
                max(1, deadline - time.monotonic()),
-               lambda: f"queue not empty: {query(data_dir, 'SELECT status, count(*) FROM imports GROUP BY status')}")
-    wait_until(lambda: query(data_dir, "SELECT count(*) FROM outbox WHERE status != 'sent'")[0][0] == 0,
+               lambda: f"queue not empty: {query(db, 'SELECT status, count(*) FROM imports GROUP BY status')}")
+    wait_until(lambda: query(db, "SELECT count(*) FROM outbox WHERE status != 'sent'")[0][0] == 0,
                max(1, deadline - time.monotonic()),
                lambda: "outbox not delivered: "
-               f"{query(data_dir, 'SELECT status, count(*) FROM outbox GROUP BY status')}")
+               f"{query(db, 'SELECT status, count(*) FROM outbox GROUP BY status')}")
     drain_seconds = DRAIN_SECONDS - (deadline - time.monotonic())
 
     # --- what is stored
     imports = defaultdict(list)  # (channel, filename) -> [(id, status, row_count)]
     for channel, account in by_channel.items():
         for import_id, filename, status, row_count in query(
-            data_dir, "SELECT id, filename, status, row_count FROM imports WHERE account_id = ? AND channel = ?",
-            (account.id, channel),
+            db, "SELECT id, filename, status, row_count FROM imports "
+                "WHERE account_id = :account AND channel = :channel",
+            {"account": account.id, "channel": channel},
         ):
             imports[(channel, filename)].append((import_id, status, row_count))
-    stored_rows = dict(query(data_dir, "SELECT import_id, count(*) FROM results GROUP BY import_id"))
+    stored_rows = dict(query(db, "SELECT import_id, count(*) FROM results GROUP BY import_id"))
 
     problems: list[str] = []
     figures: dict = {"duration_seconds": round(load_seconds, 1), "drain_seconds": round(drain_seconds, 1),
@@ -349,9 +353,9 @@ def _load(tmp_path, renkei_processes, sink: SmtpSink) -> None:
 
     # Every finished import has exactly one report, delivered exactly once (by its Message-ID).
     account_ids = tuple(a.id for a in by_channel.values())
-    finished = query(data_dir, f"SELECT count(*) FROM imports WHERE status IN ('succeeded','failed') "
+    finished = query(db, f"SELECT count(*) FROM imports WHERE status IN ('succeeded','failed') "
                                f"AND account_id IN {account_ids}")[0][0]
-    reports = query(data_dir, f"SELECT import_id, count(*) FROM outbox WHERE account_id IN {account_ids} "
+    reports = query(db, f"SELECT import_id, count(*) FROM outbox WHERE account_id IN {account_ids} "
                               f"GROUP BY import_id")
     per_id = Counter(int(MESSAGE_ID.search(m.message["Message-ID"] or "").group(1)) for m in sink.messages)
     if len(reports) != finished or any(count != 1 for _, count in reports):
