@@ -71,9 +71,50 @@ class ParsedMail:
     @property
     def identity(self) -> str:
         """sha256 of the Message-ID (bounded length), or of the whole message when it has none."""
-        if self.message_id:
-            return hashlib.sha256(self.message_id.encode("utf-8", "surrogateescape")).hexdigest()
-        return self.digest
+        return _identity(self.message_id, self.digest)
+
+
+@dataclass(frozen=True)
+class MailHead:
+    """What the headers alone tell (no body parsed): enough for the checks before `250`."""
+
+    sender: str | None  # None when the From: check failed
+    rejection: str | None  # MailRejected.reason when it failed
+    identity: str  # as ParsedMail.identity
+
+
+def parse_head(raw: bytes) -> MailHead:
+    """Parse only the header block (cheap, no recursion into parts); never raises MailRejected."""
+    message = BytesParser(policy=policy.default).parsebytes(_header_block(raw), headersonly=True)
+    message_id = _message_id(message)
+    # Hash the whole message only when there is no Message-ID: most mails have one.
+    identity = _identity(message_id, None if message_id else hashlib.sha256(raw).hexdigest())
+    try:
+        return MailHead(sender=parse_sender(message), rejection=None, identity=identity)
+    except MailRejected as error:
+        return MailHead(sender=None, rejection=error.reason, identity=identity)
+
+
+def _header_block(raw: bytes) -> bytes:
+    """A prefix of `raw` that holds its whole header block (the parser would still walk a 1 MB body line by line).
+
+    The headers end at the first empty line at the latest, whatever the line ends (CRLF, LF or a
+    bare CR, which the parser all accepts); every empty line shows as one of these byte pairs.
+    Cutting later than the true end changes nothing: the parser decides from the prefix alone.
+    """
+    end = len(raw)
+    for pair in (b"\n\r", b"\n\n", b"\r\r"):  # CRLF mail first; each search stops at the best end so far
+        found = raw.find(pair, 0, end)
+        if found >= 0:
+            end = found
+    return raw[:end + 3]
+
+
+def _identity(message_id: str | None, digest: str | None) -> str:
+    if message_id:
+        return hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).hexdigest()
+    assert digest is not None
+    return digest
 
 
 def parse_mail(raw: bytes) -> ParsedMail:

@@ -1,12 +1,14 @@
 """The built-in SMTP server (メール添付連動): aiosmtpd handler, limits, STARTTLS, and start(app).
 
 A mail to an account's issued address (送信先メールアドレス) from one of its registered
-senders (送信元メールアドレス) has each `.csv` attachment written to the durable spool
-(`app.services.spool`, `{DATA_DIR}/spool/mail/`, file and folder fsynced) before this server
-answers `250`; a drain thread owned by RunningSmtp then hands each entry, in order, to
+senders (送信元メールアドレス) is written whole to the durable spool (`app.services.spool`,
+`{DATA_DIR}/spool/mail/`, file and folder fsynced) before this server answers `250`; only its
+header block is parsed before that (the From: check). A drain thread owned by RunningSmtp then
+parses each entry in order (MIME, in the parse processes) and hands each CSV to
 `services.ingest.receive`. Why not commit to the DB before `250`: on SQLite a running import
-holds the only write lock for its whole transaction, so every `250` waited behind imports.
-The import itself runs on the worker; this server only stores.
+holds the only write lock for its whole transaction, so every `250` waited behind imports. Why
+not parse the attachments before `250`: a full parse of a 1 MB mail is ~30 ms of CPU, several
+times the cost of the spool write. The import itself runs on the worker; this server only stores.
 
 The spool is per machine: the `smtp` part drains its own spool (at start, leftovers of a crash
 first), so in a multi-machine setup each SMTP host needs its own data folder (the database may
@@ -23,10 +25,13 @@ Decisions (where SPEC is silent):
   stopped status discards (`250`) and records.
 - A mail with no `.csv` attachment is accepted (`250`) and becomes a failed import
   "(CSV添付なし)" with one error, so the error report goes to エラー報告メールアドレス.
+- A mail the full parse cannot read (nested too deep) was already answered `250`: it becomes a
+  failed import "(メール)" with one error and an error report (the sender learns it that way).
 - Every DB call and spool write runs in the loop's executor; an unexpected error answers
   `451 4.3.0` (the client retries; the per-part dedupe key makes the retry safe).
-- Refusals, discards, a mail with no CSV and a truncated attachment are still recorded in the
-  DB directly before the answer (rare paths, no file to import).
+- Refusals and discards are recorded in the DB directly before the answer (rare paths, no file
+  to import; they alone pay a full parse, to name the files in the history). A mail with no CSV
+  and a truncated attachment are recorded by the drain.
 """
 from __future__ import annotations
 
@@ -47,12 +52,17 @@ from aiosmtpd.smtp import SMTP
 
 from app.services import spool
 
-from .mailparse import MailRejected, MailUnreadable, ParsedMail, parse_mail
+from .mailparse import MailRejected, MailUnreadable, ParsedMail, parse_head, parse_mail
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "mail"
 NO_CSV_NAME = "(CSV添付なし)"
+UNNAMED = "(メール)"  # the history's file name when the mail's files are not known
+UNREADABLE_ADVICE = (
+    "このメールの添付ファイルは1つも取り込んでいません。"
+    "転送や入れ子にせず、CSVファイルを直接添付した新しいメールで送り直してください。"
+)
 TRUNCATED_MESSAGE = (
     "添付ファイルがメールの途中で切れている可能性があるため、取り込みませんでした"
     "(マルチパートの終わりの区切りがありません)。同じファイルをもう一度送ってください。"
@@ -86,32 +96,30 @@ class Recipient:
 
 
 class MailHandler:
-    """aiosmtpd handler: RCPT check, then the From: check and hand-over of CSV attachments.
+    """aiosmtpd handler: RCPT check, then the checks the headers allow, then the durable spool write.
+
+    Only the header block is parsed before `250` (a full MIME parse of a 1 MB mail is ~30 ms of
+    CPU, which capped throughput); the attachments are read by MailImporter in the spool drain.
 
     Injected callables (they run in a worker thread, never on the event loop):
     - resolve_recipient(address) -> Recipient | None (None: unknown address or integration disabled)
-    - ingest(account_id, filename, data, *, sender, dedupe_key, note) -> None, once stored durably
-      (the app binding writes a spool entry; the drain imports it later)
+    - spool_mail(account_id, raw, *, sender) -> None, once the whole message is stored durably
     - record_refusal(account_id, *, filename, sender, status, note) -> None
-    - record_failure(account_id, *, filename, sender, message, dedupe_key, note) -> None
-      (a failed import with one error and its error report)
-    - parse(raw) -> ParsedMail, raising MailRejected (default: mailparse.parse_mail in the calling thread)
+    - parse(raw) -> ParsedMail (only to name the files of a refused or discarded mail; rare)
     """
 
     def __init__(
         self,
         *,
         resolve_recipient: Callable[[str], Recipient | None],
-        ingest: Callable[..., Any],
+        spool_mail: Callable[..., Any],
         record_refusal: Callable[..., Any],
-        record_failure: Callable[..., Any],
         parse: Callable[[bytes], ParsedMail] = parse_mail,
     ):
         self.parse = parse
         self.resolve_recipient = resolve_recipient
-        self.ingest = ingest
+        self.spool_mail = spool_mail
         self.record_refusal = record_refusal
-        self.record_failure = record_failure
 
     async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:
         """Accept only issued addresses of enabled accounts, one account per message; never relay."""
@@ -133,7 +141,7 @@ class MailHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
-        """Store the message's CSV parts (off the loop); answer only after they are durable."""
+        """Check and spool the message (off the loop); answer only after it is durable."""
         recipient: Recipient = envelope.renkei_recipient
         raw = bytes(envelope.original_content or b"")
         try:
@@ -152,70 +160,112 @@ class MailHandler:
     def deliver(self, recipient: Recipient, raw: bytes, peer: str = "-") -> str:
         """Apply the account's rules to one received message and return the SMTP reply (blocking)."""
         account_id, label = recipient.account_id, recipient.label
-        try:
-            mail = self.parse(raw)
-        except MailUnreadable as error:
-            # Permanent (5xx): a retry of the same bytes can never succeed.
-            self.record_refusal(account_id, filename="(メール)", sender=None, status="refused",
-                                note=f"メールを読み取れないため受信を拒否しました: {error.reason}")
-            log.info("smtp refused account=%s channel=%s reason=unreadable peer=%s", label, CHANNEL, peer)
-            return "554 5.6.0 Message structure cannot be read"
-        except MailRejected as error:
-            mail = None
-            rejection = error.reason
-        else:
-            rejection = None
-
+        head = parse_head(raw)
         if recipient.mode != "mail":
             reason = "データ連動方式がメール添付連動ではないため、メールを破棄しました"
-            self._discard(recipient, mail, reason, peer)
+            self._discard(recipient, raw, head.sender, reason, peer)
             return "250 2.0.0 OK"
-        if mail is None:
-            self.record_refusal(account_id, filename=_names(None), sender=None, status="refused",
-                                note=f"差出人を確認できないため受信を拒否しました: {rejection}")
+        if head.sender is None:
+            self.record_refusal(account_id, filename=UNNAMED, sender=None, status="refused",
+                                note=f"差出人を確認できないため受信を拒否しました: {head.rejection}")
             log.info("smtp refused account=%s channel=%s reason=bad-from peer=%s", label, CHANNEL, peer)
             return "550 5.7.1 Sender not authorized: unreadable From header"
-        if mail.sender not in recipient.senders:
-            self.record_refusal(account_id, filename=_names(mail), sender=mail.sender, status="refused",
-                                note=f"送信元メールアドレスに登録されていない差出人のため受信を拒否しました: {mail.sender}")
+        if head.sender not in recipient.senders:
+            names = self._names_of(raw)
+            self.record_refusal(account_id, filename=names, sender=head.sender, status="refused",
+                                note=f"送信元メールアドレスに登録されていない差出人のため受信を拒否しました: {head.sender}")
             log.info("smtp refused account=%s channel=%s file=%s sender=%s reason=sender-not-registered peer=%s",
-                     label, CHANNEL, _names(mail), mail.sender, peer)
+                     label, CHANNEL, names, head.sender, peer)
             return "550 5.7.1 Sender not authorized for this address"
         if recipient.status != "active":
-            self._discard(recipient, mail, "データ連動ステータスが連動稼働停止のため、メールを破棄しました", peer)
+            self._discard(recipient, raw, head.sender, "データ連動ステータスが連動稼働停止のため、メールを破棄しました",
+                          peer)
             return "250 2.0.0 OK"
+
+        self.spool_mail(account_id, raw, sender=head.sender)
+        log.info("smtp accepted account=%s channel=%s sender=%s bytes=%d peer=%s", label, CHANNEL, head.sender,
+                 len(raw), peer)
+        return "250 2.0.0 OK: queued"
+
+    def _discard(self, recipient: Recipient, raw: bytes, sender: str | None, reason: str, peer: str) -> None:
+        names = self._names_of(raw)
+        self.record_refusal(recipient.account_id, filename=names, sender=sender, status="discarded", note=reason)
+        log.info("smtp discarded account=%s channel=%s file=%s sender=%s reason=%s peer=%s", recipient.label,
+                 CHANNEL, names, sender or "-", reason, peer)
+
+    def _names_of(self, raw: bytes) -> str:
+        """The file names a refused or discarded mail carried, for the history (a full parse: rare paths only)."""
+        try:
+            return _names(self.parse(raw))
+        except (MailRejected, MailUnreadable, RecursionError):
+            return UNNAMED
+
+
+class MailImporter:
+    """The spool drain's half of a mail, after `250`: the full parse, then one import per CSV.
+
+    Injected callables (called in the drain thread):
+    - ingest(account_id, filename, data, *, sender, dedupe_key, note) -> None (a queued import)
+    - record_failure(account_id, *, filename, sender, message, dedupe_key, note) -> None
+      (a failed import with one error and its error report: the sender already had its `250`)
+    - parse(raw) -> ParsedMail, raising MailUnreadable (default: mailparse.parse_mail in the calling thread)
+
+    Every record carries a dedupe key, so a drain repeated after a crash stores nothing twice.
+    """
+
+    def __init__(self, *, ingest: Callable[..., Any], record_failure: Callable[..., Any],
+                 parse: Callable[[bytes], ParsedMail] = parse_mail):
+        self.ingest = ingest
+        self.record_failure = record_failure
+        self.parse = parse
+
+    def import_mail(self, account_id: int, raw: bytes, *, sender: str, label: str = "-") -> int:
+        """Store the imports of one accepted message; return how many records were written."""
+        try:
+            mail = self.parse(raw)
+        except (MailUnreadable, RecursionError) as error:
+            reason = getattr(error, "reason", None) or "メールの構造を読み取れません"
+            self._unreadable(account_id, raw, sender, f"{reason}。{UNREADABLE_ADVICE}", label)
+            return 1
+        except MailRejected as error:
+            # Cannot happen for a From: that passed the check before 250; kept so a change in the
+            # parser never turns an accepted mail into a silent loss.
+            self._unreadable(account_id, raw, sender, f"差出人を確認できません: {error.reason}。{UNREADABLE_ADVICE}",
+                             label)
+            return 1
+        except Exception:
+            # Parsing is pure: an unexpected error would recur on every retry and hold up every
+            # mail behind this one in the spool, so it is reported instead of retried.
+            log.exception("smtp parse failed account=%s channel=%s sender=%s", label, CHANNEL, sender)
+            self._unreadable(account_id, raw, sender, f"メールの形式を解釈できませんでした。{UNREADABLE_ADVICE}", label)
+            return 1
 
         note = _ignored_note(mail)
         if not mail.csvs:
-            self.record_failure(account_id, filename=NO_CSV_NAME, sender=mail.sender, message=NO_CSV_MESSAGE,
+            self.record_failure(account_id, filename=NO_CSV_NAME, sender=sender, message=NO_CSV_MESSAGE,
                                 dedupe_key=f"mail:{mail.identity}:nocsv", note=note)
-            log.info("smtp accepted account=%s channel=%s file=%s sender=%s peer=%s", label, CHANNEL,
-                     NO_CSV_NAME, mail.sender, peer)
-            return "250 2.0.0 OK: no CSV attachment, error report sent"
+            log.info("smtp no csv account=%s channel=%s sender=%s", label, CHANNEL, sender)
+            return 1
         for index, attachment in enumerate(mail.csvs):
             if attachment.truncated:
-                self.record_failure(account_id, filename=attachment.filename, sender=mail.sender,
+                self.record_failure(account_id, filename=attachment.filename, sender=sender,
                                     message=TRUNCATED_MESSAGE, dedupe_key=mail.dedupe_key(index, attachment),
                                     note=note)
                 continue
-            self.ingest(account_id, attachment.filename, attachment.data, sender=mail.sender,
+            self.ingest(account_id, attachment.filename, attachment.data, sender=sender,
                         dedupe_key=mail.dedupe_key(index, attachment), note=note)
-        log.info("smtp accepted account=%s channel=%s file=%s sender=%s peer=%s", label, CHANNEL,
-                 _names(mail), mail.sender, peer)
-        return f"250 2.0.0 OK: {len(mail.csvs)} file(s) queued"
+        return len(mail.csvs)
 
-    def _discard(self, recipient: Recipient, mail: ParsedMail | None, reason: str, peer: str) -> None:
-        sender = mail.sender if mail else None
-        self.record_refusal(recipient.account_id, filename=_names(mail), sender=sender, status="discarded",
-                            note=reason)
-        log.info("smtp discarded account=%s channel=%s file=%s sender=%s reason=%s peer=%s", recipient.label,
-                 CHANNEL, _names(mail), sender or "-", reason, peer)
+    def _unreadable(self, account_id: int, raw: bytes, sender: str, message: str, label: str) -> None:
+        self.record_failure(account_id, filename=UNNAMED, sender=sender, message=message,
+                            dedupe_key=f"mail:{parse_head(raw).identity}:unreadable", note=None)
+        log.info("smtp unreadable account=%s channel=%s sender=%s", label, CHANNEL, sender)
 
 
-def _names(mail: ParsedMail | None) -> str:
+def _names(mail: ParsedMail) -> str:
     """What the history shows as the file name of a refused or discarded mail (never its content)."""
-    if mail is None or not mail.csvs:
-        return NO_CSV_NAME if mail is not None else "(メール)"
+    if not mail.csvs:
+        return NO_CSV_NAME
     names = ", ".join(a.filename for a in mail.csvs)
     return names if len(names) <= 255 else names[:252] + "..."
 
@@ -293,7 +343,9 @@ class _Session(SMTP):
 
 
 class SpoolDrainer:
-    """The thread that moves spool entries into the database in order (ingest.receive), then deletes them.
+    """The thread that moves spool entries into the database in order, then deletes them.
+
+    A mail entry is parsed here (MailImporter), after its `250`, and becomes one record per CSV.
 
     Woken after each `250`, and polls every POLL_SECONDS anyway; a failed store (e.g. the DB busy
     or down) keeps the entry and is retried after a growing pause, so nothing is ever lost.
@@ -310,11 +362,9 @@ class SpoolDrainer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def write(self, account_id: int, filename: str, data: bytes, *, sender: str | None,
-              dedupe_key: str | None, note: str | None) -> None:
-        """Spool one CSV durably (the handler's `ingest`), then wake the drain."""
-        spool.write(self.folder, account_id=account_id, filename=filename, data=data, sender=sender,
-                    dedupe_key=dedupe_key, note=note)
+    def write_mail(self, account_id: int, raw: bytes, *, sender: str) -> None:
+        """Spool one whole message durably (the handler's `spool_mail`), then wake the drain."""
+        spool.write_mail(self.folder, account_id=account_id, sender=sender, raw=raw)
         self._wake.set()
 
     def wake(self) -> None:
@@ -453,8 +503,6 @@ class RunningSmtp:
             # A delivery already inside the executor finishes its commit; its client saw no 250
             # and will retry, which the dedupe key turns into a no-op.
             self._executor.shutdown(wait=True)
-            if self.parse_pool is not None:
-                self.parse_pool.shutdown()
             self._loop.close()
 
     def _new_connection(self) -> asyncio.Protocol:
@@ -492,6 +540,8 @@ class RunningSmtp:
         self._thread = None
         if self.drainer is not None:
             self.drainer.stop(timeout)
+        if self.parse_pool is not None:  # after the drain: it parses with the pool
+            self.parse_pool.shutdown()
         log.info("smtp stopped")
 
 
@@ -502,8 +552,9 @@ class RunningSmtp:
 class _AppServices:
     """Binds the ingest and integration services, each call in its own app context (fresh session)."""
 
-    def __init__(self, app):
+    def __init__(self, app, parse: Callable[[bytes], ParsedMail] = parse_mail):
         self.app = app
+        self.importer = MailImporter(ingest=self.receive, record_failure=self.record_failure, parse=parse)
 
     def resolve_recipient(self, address: str) -> Recipient | None:
         from app.services import integration
@@ -521,20 +572,31 @@ class _AppServices:
                 senders=frozenset(s.strip().lower() for s in (settings.senders or []) if s),
             )
 
-    def store_spooled(self, entry: spool.Entry) -> int:
-        """Move one spool entry into the database as a queued import (the drain's store)."""
+    def store_spooled(self, entry: spool.Entry) -> None:
+        """Move one spool entry into the database (the drain's store): a mail is parsed into its imports."""
         from app.extensions import db
         from app.models import Account
-        from app.services import ingest
 
         with self.app.app_context():
             if db.session.get(Account, entry.account_id) is None:
                 raise spool.Unstorable(f"account #{entry.account_id} no longer exists")
-            imp = ingest.receive(entry.account_id, entry.filename, entry.data, channel=CHANNEL,
-                                 sender=entry.sender, dedupe_key=entry.dedupe_key, note=entry.note)
+        if entry.kind == spool.MAIL:
+            self.importer.import_mail(entry.account_id, entry.data, sender=entry.sender or "",
+                                      label=f"#{entry.account_id}")
+        else:  # one file, as spooled by earlier versions
+            self.receive(entry.account_id, entry.filename, entry.data, sender=entry.sender,
+                         dedupe_key=entry.dedupe_key, note=entry.note)
+
+    def receive(self, account_id: int, filename: str, data: bytes, *, sender: str | None,
+                dedupe_key: str | None, note: str | None) -> None:
+        """Store one file as a queued import (a repeat of its dedupe key stores nothing)."""
+        from app.services import ingest
+
+        with self.app.app_context():
+            imp = ingest.receive(account_id, filename, data, channel=CHANNEL, sender=sender,
+                                 dedupe_key=dedupe_key, note=note)
             log.info("smtp spool drained account=#%s channel=%s file=%s import=#%s", imp.account_id, CHANNEL,
                      imp.filename, imp.id)
-            return imp.id
 
     def record_refusal(self, account_id: int, *, filename: str, sender: str | None, status: str,
                        note: str | None) -> None:
@@ -577,27 +639,27 @@ def tls_context_from(cert: str | None, key: str | None) -> ssl.SSLContext | None
     return context
 
 
-def build_drainer(app) -> SpoolDrainer:
-    """The spool of `{DATA_DIR}/spool/mail` and its drain into the app's ingest service."""
-    return SpoolDrainer(spool.mail_folder(app.config["DATA_DIR"]), _AppServices(app).store_spooled)
+def build_drainer(app, parse: Callable[[bytes], ParsedMail] = parse_mail) -> SpoolDrainer:
+    """The spool of `{DATA_DIR}/spool/mail` and its drain (parse, then the app's ingest service)."""
+    return SpoolDrainer(spool.mail_folder(app.config["DATA_DIR"]), _AppServices(app, parse).store_spooled)
 
 
 def build_handler(app, parse: Callable[[bytes], ParsedMail] = parse_mail,
                   drainer: SpoolDrainer | None = None) -> MailHandler:
-    """The handler bound to the app's services; CSVs go to `drainer`'s spool."""
-    services = _AppServices(app)
-    drainer = drainer or build_drainer(app)
+    """The handler bound to the app's services; accepted mails go to `drainer`'s spool."""
+    services = _AppServices(app, parse)
+    drainer = drainer or build_drainer(app, parse)
     return MailHandler(
         resolve_recipient=services.resolve_recipient,
-        ingest=drainer.write,
+        spool_mail=drainer.write_mail,
         record_refusal=services.record_refusal,
-        record_failure=services.record_failure,
         parse=parse,
     )
 
 
 def _default_parse_processes() -> int:
-    # One CPU is the event loop's and the worker's; the others may parse.
+    # One CPU is the event loop's and the worker's; the others may parse (the drain parses one
+    # mail at a time, in a child so the loop keeps the interpreter lock to itself).
     return min(2, max(0, (os.cpu_count() or 1) - 1))
 
 
@@ -617,7 +679,7 @@ def start(app) -> RunningSmtp:
         raise RuntimeError("RENKEI_SMTP_REQUIRE_TLS is set but RENKEI_SMTP_TLS_CERT is not")
     processes = int(_setting(app, "SMTP_PARSE_PROCESSES", _default_parse_processes()))
     pool = ParsePool(processes) if processes > 0 else None
-    drainer = build_drainer(app)
+    drainer = build_drainer(app, pool or parse_mail)
     server = RunningSmtp(
         build_handler(app, pool or parse_mail, drainer),
         parse_pool=pool,

@@ -5,8 +5,11 @@ Why: on SQLite one writer holds the lock at a time and a running import holds it
 transaction, so committing a mail's bytes before `250` made every SMTP answer wait behind imports.
 SPEC 5 allows "file fsynced or DB committed" before `250`: the SMTP server writes here instead.
 
-One entry = one file `{time_ns}-{counter}-{uuid}.entry`: a one-line JSON header (account_id,
-filename, sender, dedupe_key, note, received_at) then the file's bytes. It is written under a
+One entry = one file `{time_ns}-{counter}-{uuid}.entry`: a one-line JSON header then the bytes.
+Two kinds: a whole received mail (`{"kind": "mail", account_id, sender, received_at}` + the raw
+message, written by the SMTP server, whose drain parses it after `250`), and one file
+(account_id, filename, sender, dedupe_key, note, received_at + the file's bytes; no "kind": the
+format of earlier versions, still read). It is written under a
 temporary name starting with `.tmp-`, fsynced, renamed to its final name and the folder fsynced,
 so a final name always holds a complete entry; a temporary file is the leftover of a crash during
 the write (its message was never acknowledged) and is removed by `clean_temporaries()`.
@@ -34,6 +37,8 @@ log = logging.getLogger(__name__)
 TEMP_PREFIX = ".tmp-"
 ENTRY_SUFFIX = ".entry"
 BAD_SUFFIX = ".bad"  # a final entry whose header cannot be read: kept aside, never deleted
+MAIL = "mail"  # entry kinds
+FILE = "file"
 
 # Names sort in write order even when two entries share a nanosecond timestamp.
 _counter = itertools.count()
@@ -42,16 +47,17 @@ _counter_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class Entry:
-    """One spooled file and what receive() needs to store it."""
+    """One spooled entry: a whole mail (kind "mail": `data` is the raw message) or one file (kind "file")."""
 
     path: Path
     account_id: int
-    filename: str
+    filename: str  # "" for a mail (its files are known only once it is parsed)
     data: bytes
     sender: str | None
     dedupe_key: str | None
     note: str | None
     received_at: str
+    kind: str = FILE
 
 
 class SpoolCorrupt(Exception):
@@ -87,12 +93,20 @@ def _next_name() -> str:
 
 def write(folder: Path, *, account_id: int, filename: str, data: bytes, sender: str | None,
           dedupe_key: str | None, note: str | None) -> Path:
-    """Write one entry durably (fsync file, rename, fsync folder) and return its final path."""
+    """Write one file entry durably (fsync file, rename, fsync folder) and return its final path."""
+    return _write(folder, {"account_id": account_id, "filename": filename, "sender": sender,
+                           "dedupe_key": dedupe_key, "note": note}, data)
+
+
+def write_mail(folder: Path, *, account_id: int, sender: str, raw: bytes) -> Path:
+    """Write one whole received message durably (fsync file, rename, fsync folder) and return its final path."""
+    return _write(folder, {"kind": MAIL, "account_id": account_id, "sender": sender}, raw)
+
+
+def _write(folder: Path, meta: dict[str, Any], data: bytes) -> Path:
     name = _next_name()
-    header = json.dumps({
-        "account_id": account_id, "filename": filename, "sender": sender, "dedupe_key": dedupe_key,
-        "note": note, "received_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-    }, ensure_ascii=True).encode("ascii")  # ASCII JSON never contains a newline: the header is one line
+    header = json.dumps({**meta, "received_at": dt.datetime.now(dt.timezone.utc).isoformat()},
+                        ensure_ascii=True).encode("ascii")  # ASCII JSON never contains a newline: one line
     temp = folder / f"{TEMP_PREFIX}{name}"
     final = folder / name
     try:
@@ -117,9 +131,13 @@ def read(path: Path) -> Entry:
         if not newline:
             raise ValueError("no header line")
         meta = json.loads(head.decode("ascii"))
-        return Entry(path=path, account_id=int(meta["account_id"]), filename=str(meta["filename"]), data=data,
+        kind = meta.get("kind", FILE)
+        if kind not in (MAIL, FILE):
+            raise ValueError(f"unknown kind {kind!r}")
+        return Entry(path=path, account_id=int(meta["account_id"]),
+                     filename="" if kind == MAIL else str(meta["filename"]), data=data,
                      sender=meta.get("sender"), dedupe_key=meta.get("dedupe_key"), note=meta.get("note"),
-                     received_at=str(meta.get("received_at") or ""))
+                     received_at=str(meta.get("received_at") or ""), kind=kind)
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise SpoolCorrupt(f"{path.name}: {error}") from error
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from servers.mailparse import MailRejected, base_name, parse_mail
+from servers.mailparse import MailRejected, MailUnreadable, base_name, parse_head, parse_mail
 from tests.servers.conftest import (
     smtp_csv,
     smtp_disposition_plain,
@@ -149,7 +149,9 @@ def test_malformed_name_parameter_does_not_break_parsing():
     ],
 )
 def test_from_address_ignores_display_name_and_case(from_header, expected):
-    assert parse_mail(mail([], from_header=from_header)).sender == expected
+    raw = mail([(smtp_disposition_plain("a.csv"), b"1")], from_header=from_header)
+    assert parse_mail(raw).sender == expected
+    assert parse_head(raw).sender == expected  # the check before 250 reads the same address
 
 
 @pytest.mark.parametrize(
@@ -165,14 +167,18 @@ def test_from_address_ignores_display_name_and_case(from_header, expected):
     ],
 )
 def test_ambiguous_or_unparsable_from_is_rejected(from_header):
-    with pytest.raises(MailRejected):
-        parse_mail(mail([], from_header=from_header))
+    raw = mail([(smtp_disposition_plain("a.csv"), b"1")], from_header=from_header)
+    with pytest.raises(MailRejected) as error:
+        parse_mail(raw)
+    head = parse_head(raw)
+    assert head.sender is None and head.rejection == error.value.reason
 
 
 def test_two_from_headers_are_rejected():
     raw = mail([], extra_headers=b"From: boss@partner.example\r\n")
     with pytest.raises(MailRejected, match="複数"):
         parse_mail(raw)
+    assert "複数" in parse_head(raw).rejection
 
 
 def test_missing_from_is_rejected():
@@ -208,3 +214,27 @@ def test_without_message_id_the_whole_message_is_the_identity():
 )
 def test_base_name(name, expected):
     assert base_name(name) == expected
+
+
+def test_head_identity_matches_the_full_parse():
+    parts = [(smtp_disposition_plain("20180516.csv"), b"a")]
+    for message_id in ("<1@x>", None):
+        raw = mail(parts, message_id=message_id)
+        assert parse_head(raw).identity == parse_mail(raw).identity
+
+
+def test_nesting_too_deep_is_unreadable_for_the_full_parse_but_not_for_the_head():
+    head = b"From: sales@partner.example\r\nMessage-ID: <deep@x>\r\nMIME-Version: 1.0\r\n"
+    body = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (n, n) for n in range(1000))
+    raw = head + body + b"Content-Type: text/plain\r\n\r\nx\r\n"
+    with pytest.raises(MailUnreadable, match="深すぎる"):
+        parse_mail(raw)
+    assert parse_head(raw).sender == SENDER
+
+
+@pytest.mark.parametrize("nl", [b"\r\n", b"\n", b"\r"])
+def test_head_stops_at_the_first_empty_line_whatever_the_line_ends(nl):
+    raw = nl.join([b"From: sales@partner.example", b"Subject: x", b"", b"From: evil@x.example", b"", b"body"])
+    assert parse_head(raw).sender == SENDER == parse_mail(raw).sender
+    twice = nl.join([b"From: sales@partner.example", b"From: evil@x.example", b"", b"body"])
+    assert "複数" in parse_head(twice).rejection
