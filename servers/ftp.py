@@ -63,6 +63,7 @@ from pyftpdlib.log import logger as ftp_logger
 from pyftpdlib.servers import ThreadedFTPServer
 
 from app.services import bans, ftpcheck, integration
+from .settings import flag, setting
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +74,6 @@ DEFAULT_MAX_CONS = 256
 STAGING_FOLDER = "ftp-uploading"
 # Commands not offered at all (see the module docstring); the rest are limited by PERMISSIONS.
 REMOVED_COMMANDS = ("MFMT", "STOU", "REST")
-
-
-def _setting(app: Flask, key: str, default: Any) -> Any:
-    """app.config[key], else the RENKEI_<key> environment variable, else the default."""
-    value = app.config.get(key)
-    if value is None or value == "":
-        value = os.environ.get(f"RENKEI_{key}")
-    if value is None or value == "":
-        return default
-    return value
-
-
-def _flag(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 def parse_port_range(value: str | None) -> list[int] | None:
@@ -386,9 +373,9 @@ class RenkeiHandlerMixin:
 
 def build_handler(app: Flask, staging_dir: str) -> type[FTPHandler]:
     """A handler class for one server: its own authorizer, limits, passive ports and optional TLS."""
-    cert = _setting(app, "FTP_TLS_CERT", None)
-    key = _setting(app, "FTP_TLS_KEY", None)
-    require_tls = _flag(_setting(app, "FTP_REQUIRE_TLS", False))
+    cert = setting(app, "FTP_TLS_CERT", None)
+    key = setting(app, "FTP_TLS_KEY", None)
+    require_tls = flag(setting(app, "FTP_REQUIRE_TLS", False))
     if require_tls and not cert:
         raise ValueError("RENKEI_FTP_REQUIRE_TLS needs RENKEI_FTP_TLS_CERT (and RENKEI_FTP_TLS_KEY)")
     if cert:
@@ -398,10 +385,10 @@ def build_handler(app: Flask, staging_dir: str) -> type[FTPHandler]:
     else:
         base, dtp_bases = FTPHandler, (GuardedDTPHandler,)
     dtp = type("RenkeiDTPHandler", dtp_bases, {
-        "max_bytes": int(_setting(app, "FTP_MAX_BYTES", DEFAULT_MAX_BYTES)),
+        "max_bytes": int(setting(app, "FTP_MAX_BYTES", DEFAULT_MAX_BYTES)),
     })
     proto_cmds = {name: spec for name, spec in base.proto_cmds.items() if name not in REMOVED_COMMANDS}
-    public_host = _setting(app, "FTP_PUBLIC_HOST", None)
+    public_host = setting(app, "FTP_PUBLIC_HOST", None)
     attrs: dict[str, Any] = {
         "app": app,
         "staging_dir": staging_dir,
@@ -410,9 +397,9 @@ def build_handler(app: Flask, staging_dir: str) -> type[FTPHandler]:
         "dtp_handler": dtp,
         "proto_cmds": proto_cmds,
         "banner": "Renkei FTP ready.",
-        "auth_failed_timeout": float(_setting(app, "LOGIN_FAIL_DELAY", 1.0)),
+        "auth_failed_timeout": float(setting(app, "LOGIN_FAIL_DELAY", 1.0)),
         "max_login_attempts": 3,
-        "passive_ports": parse_port_range(_setting(app, "FTP_PASSIVE_PORTS", None)),
+        "passive_ports": parse_port_range(setting(app, "FTP_PASSIVE_PORTS", None)),
         # PASV replies carry an IPv4 address, so a host name is resolved once here.
         "masquerade_address": socket.gethostbyname(public_host) if public_host else None,
         "permit_foreign_addresses": False,
@@ -509,14 +496,14 @@ def start(app: Flask) -> RunningFtp:
     (data_dir / "ftp").mkdir(parents=True, exist_ok=True)
     handler = build_handler(app, str(staging))
     host = app.config.get("HOST") or "127.0.0.1"
-    port = int(_setting(app, "FTP_PORT", 2121))
+    port = int(setting(app, "FTP_PORT", 2121))
     server = _Server((host, port), handler, app=app, ioloop=IOLoop())
-    server.max_cons = int(_setting(app, "FTP_MAX_CONS", DEFAULT_MAX_CONS))
-    server.max_cons_per_ip = int(_setting(app, "FTP_MAX_CONS_PER_IP", DEFAULT_MAX_CONS_PER_IP))
+    server.max_cons = int(setting(app, "FTP_MAX_CONS", DEFAULT_MAX_CONS))
+    server.max_cons_per_ip = int(setting(app, "FTP_MAX_CONS_PER_IP", DEFAULT_MAX_CONS_PER_IP))
     running = RunningFtp(server, host).start()
     log.info("ftp listening on %s:%s (max %d bytes, %d connections per address, passive %s, tls %s)",
              host, running.port, handler.dtp_handler.max_bytes, server.max_cons_per_ip,
-             _setting(app, "FTP_PASSIVE_PORTS", "any"),
+             setting(app, "FTP_PASSIVE_PORTS", "any"),
              "required" if getattr(handler, "tls_control_required", False) else
              ("on" if hasattr(handler, "certfile") else "off"))
     return running

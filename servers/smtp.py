@@ -53,6 +53,7 @@ from aiosmtpd.smtp import SMTP
 from app.services import spool
 
 from .mailparse import MailRejected, MailUnreadable, ParsedMail, parse_head, parse_mail
+from .settings import flag, setting
 
 log = logging.getLogger(__name__)
 
@@ -615,20 +616,6 @@ class _AppServices:
                                   dedupe_key=dedupe_key, note=note)
 
 
-def _setting(app, key: str, default: Any) -> Any:
-    """app.config[key], else the RENKEI_<key> environment variable, else the default."""
-    value = app.config.get(key)
-    if value is None or value == "":
-        value = os.environ.get(f"RENKEI_{key}")
-    if value is None or value == "":
-        return default
-    return value
-
-
-def _flag(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
 def tls_context_from(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     """A server TLS context for STARTTLS from a PEM certificate (chain) and key; None when not configured."""
     if not cert:
@@ -668,16 +655,16 @@ def start(app) -> RunningSmtp:
     # aiosmtpd logs every command at INFO; we log one line per message instead.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     limits = Limits(
-        max_bytes=int(_setting(app, "SMTP_MAX_BYTES", DEFAULT_MAX_BYTES)),
-        max_connections=int(_setting(app, "SMTP_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)),
-        max_commands=int(_setting(app, "SMTP_MAX_COMMANDS", DEFAULT_MAX_COMMANDS)),
-        timeout=float(_setting(app, "SMTP_TIMEOUT", DEFAULT_TIMEOUT)),
+        max_bytes=int(setting(app, "SMTP_MAX_BYTES", DEFAULT_MAX_BYTES)),
+        max_connections=int(setting(app, "SMTP_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)),
+        max_commands=int(setting(app, "SMTP_MAX_COMMANDS", DEFAULT_MAX_COMMANDS)),
+        timeout=float(setting(app, "SMTP_TIMEOUT", DEFAULT_TIMEOUT)),
     )
-    tls = tls_context_from(_setting(app, "SMTP_TLS_CERT", None), _setting(app, "SMTP_TLS_KEY", None))
-    require_tls = _flag(_setting(app, "SMTP_REQUIRE_TLS", False))
+    tls = tls_context_from(setting(app, "SMTP_TLS_CERT", None), setting(app, "SMTP_TLS_KEY", None))
+    require_tls = flag(setting(app, "SMTP_REQUIRE_TLS", False))
     if require_tls and tls is None:
         raise RuntimeError("RENKEI_SMTP_REQUIRE_TLS is set but RENKEI_SMTP_TLS_CERT is not")
-    processes = int(_setting(app, "SMTP_PARSE_PROCESSES", _default_parse_processes()))
+    processes = int(setting(app, "SMTP_PARSE_PROCESSES", _default_parse_processes()))
     pool = ParsePool(processes) if processes > 0 else None
     drainer = build_drainer(app, pool or parse_mail)
     server = RunningSmtp(
