@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import socket
 import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -96,3 +97,30 @@ def smtp_sink():
         yield sink
     finally:
         sink.stop()
+
+
+class RawSmtp:
+    """A line-level SMTP client over a plain socket, for what smtplib would refuse or rewrite."""
+
+    def __init__(self, port: int, timeout: float = 10):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buffer = b""
+
+    def reply(self) -> str:
+        """Read one (possibly multi-line) reply and return its last line."""
+        while True:
+            while b"\r\n" not in self.buffer:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError(f"closed; pending {self.buffer!r}")
+                self.buffer += chunk
+            line, self.buffer = self.buffer.split(b"\r\n", 1)
+            if line[3:4] != b"-":
+                return line.decode()
+
+    def command(self, line: bytes) -> str:
+        self.sock.sendall(line + b"\r\n")
+        return self.reply()
+
+    def close(self) -> None:
+        self.sock.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import re
 import smtplib
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from tests.reliability.corpus import (
     GOOD_CSV, b64_lines, csv_bytes, csv_part, disposition, mail_head, multipart, nested_mail, simple_mail,
     zip_bomb,
 )
-from tests.smtp_sink import SmtpSink
+from tests.smtp_sink import RawSmtp, SmtpSink
 
 SENDER = "sales@partner.example"
 ERROR_TO = "errors@acme.example"
@@ -348,32 +347,6 @@ def test_hostile_mail(env, case: MailCase):
     assert_still_serving(env)
 
 
-class RawSmtp:
-    """A line-level SMTP client over a plain socket, for what smtplib would rewrite."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        self.buffer = b""
-
-    def reply(self) -> str:
-        while True:
-            while b"\r\n" not in self.buffer:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError(f"closed; pending {self.buffer!r}")
-                self.buffer += chunk
-            line, self.buffer = self.buffer.split(b"\r\n", 1)
-            if line[3:4] != b"-":
-                return line.decode()
-
-    def command(self, line: bytes) -> str:
-        self.sock.sendall(line + b"\r\n")
-        return self.reply()
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def test_smtp_smuggling_with_bare_line_ends_is_one_message(env):
     # "<LF>.<LF>" and friends must not end DATA: otherwise the text after them would be run as
     # commands, delivering a second mail that looks as if it came from the registered sender.
@@ -381,7 +354,7 @@ def test_smtp_smuggling_with_bare_line_ends_is_one_message(env):
     smuggled = (b"MAIL FROM:<" + S + b">\r\nRCPT TO:<" + env.address.encode() + b">\r\nDATA\r\n"
                 + simple_mail(S, env.address, message_id(), [csv_part(disposition(b"20180531.csv"), GOOD_CSV)]))
     outer = mail_head(S, env.address, message_id()) + b"Content-Type: text/plain\r\n\r\nhello\r\n"
-    client = RawSmtp(env.port)
+    client = RawSmtp(env.port, timeout=TIMEOUT)
     try:
         assert client.reply().startswith("220")
         assert client.command(b"EHLO client.partner.example").startswith("250")

@@ -24,6 +24,7 @@ from app.models import Import, Result
 from app.services import spool
 from servers.smtp import MailHandler, MailImporter, Recipient
 from tests.servers.conftest import SMTP_ERROR_TO, SMTP_SENDER, SMTP_SUCCESS_TO
+from tests.smtp_sink import RawSmtp
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,33 +55,6 @@ def send(server, message, sender: str = SMTP_SENDER, to: str | None = None):
 def send_raw(server, raw: bytes, to: str, sender: str = SMTP_SENDER):
     with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
         return client.sendmail(sender, [to], raw)
-
-
-class RawSession:
-    """A line-level SMTP client over a plain socket, for what smtplib refuses to send."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buffer = b""
-
-    def reply(self) -> str:
-        """Read one (possibly multi-line) reply and return its last line."""
-        while True:
-            while b"\r\n" not in self.buffer:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError(f"closed; pending {self.buffer!r}")
-                self.buffer += chunk
-            line, self.buffer = self.buffer.split(b"\r\n", 1)
-            if line[3:4] != b"-":
-                return line.decode()
-
-    def command(self, line: bytes) -> str:
-        self.sock.sendall(line + b"\r\n")
-        return self.reply()
-
-    def close(self):
-        self.sock.close()
 
 
 # ---------------------------------------------------------------------------------------
@@ -297,7 +271,7 @@ def test_smtp_smuggling_yields_one_message(app, smtp_start, smtp_account, smtp_m
     )
     first = smtp_mail.raw(sender=SMTP_SENDER, to=smtp_account.address,
                           parts=[(smtp_mail.plain("20180516.csv"), b"first")], message_id="<s1@x>", epilogue=payload)
-    session = RawSession(server.port)
+    session = RawSmtp(server.port)
     try:
         assert session.reply().startswith("220")
         assert session.command(b"EHLO client.example").startswith("250")
@@ -473,7 +447,7 @@ def test_oversize_message_gets_552_and_nothing_is_stored(smtp_start, smtp_accoun
         send(server, message)
     assert error.value.smtp_code == 552
     # A client that does not announce the size is refused after DATA.
-    session = RawSession(server.port)
+    session = RawSmtp(server.port)
     try:
         session.reply()
         session.command(b"EHLO client.example")
@@ -507,7 +481,7 @@ def test_connection_cap_answers_421(smtp_start, smtp_wait):
 
 def test_commands_per_session_are_limited(smtp_start):
     server = smtp_start(SMTP_MAX_COMMANDS=3)
-    session = RawSession(server.port)
+    session = RawSmtp(server.port)
     try:
         session.reply()
         for _ in range(3):
