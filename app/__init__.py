@@ -10,6 +10,7 @@ from dotenv import load_dotenv
 from flask import Flask, render_template, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import Pool
 
 from . import config as config_module
 from .extensions import csrf, db, login_manager, migrate
@@ -80,6 +81,16 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=FULL")
         cur.close()
+
+
+@event.listens_for(Pool, "checkin")
+def _sqlite_foreign_keys_back_on(dbapi_connection, connection_record) -> None:
+    # An import turns the checks off on its own connection (services/ingest.py); they are back
+    # on before the pool can hand the connection to anyone else.
+    import sqlite3
+
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -172,7 +172,10 @@ class Result(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), index=True)
-    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    # No index on member_id: results are always looked up by account and period (or by import),
+    # and an index would cost every import a random-order B-tree insert per row. Members are
+    # deactivated, never deleted, so the cascade below never has to search by member.
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
     period_kind: Mapped[str] = mapped_column(String(8))
     period_date: Mapped[dt.date]
     line: Mapped[int | None]

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -33,6 +34,10 @@ _PLAIN_CELL = r"(?:-(?=0*[1-9]))?[0-9]+"
 # A cell whose number's float is written back exactly as the cell plus ".0": no leading zero,
 # no "-0", at most 15 digits (every integer below 1e16 has that shortest repr).
 _INTEGER_CELL = r"(?:0|-?[1-9][0-9]{0,14})"
+# Valid rows are handed out in lists of about this many (the importer's insert batches).
+BATCH_ROWS = 4000
+# The fast path reads this many characters (plus the rest of the last line) per regex call.
+_CHUNK_CHARS = 1 << 16
 
 
 @dataclass(slots=True)
@@ -46,6 +51,10 @@ class Row:
     # order of `CsvReader.value_column_ids`.
     values: dict[int, float] | tuple[str, ...]
     note: str | None  # 備考 or None
+
+
+# (line, member id, values, note): the fields of a Row, as CsvReader.batches hands them out.
+RowTuple = tuple[int, int, "dict[int, float] | tuple[str, ...]", "str | None"]
 
 
 def normalize(text: str) -> str:
@@ -100,14 +109,14 @@ def _is_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def physical_lines(text: str) -> Iterator[str]:
-    """Yield the text's lines with their endings, one physical line each, without copying the text."""
+def physical_lines(text: str, start: int = 0) -> Iterator[str]:
+    """Yield the text's lines from `start` with their endings, one physical line each, without copying the text."""
     if "\r" in text and text.count("\r") != text.count("\r\n"):
         # Lone CRs (old Mac Excel) are rare, so a copy of the text is fine here. StringIO splits
         # on \r, \n and \r\n only; str.splitlines would also split on U+2028, \x0c and the like.
-        yield from io.StringIO(text, newline="")
+        yield from io.StringIO(text[start:], newline="")
         return
-    start, find = 0, text.find
+    find = text.find
     while True:
         end = find("\n", start)
         if end < 0:
@@ -116,6 +125,17 @@ def physical_lines(text: str) -> Iterator[str]:
             return
         yield text[start:end + 1]
         start = end + 1
+
+
+def _offset_after_lines(text: str, lines: int) -> int:
+    """Return the position just after the text's first `lines` physical (\n-ended) lines."""
+    offset = 0
+    for _ in range(lines):
+        end = text.find("\n", offset)
+        if end < 0:
+            return len(text)
+        offset = end + 1
+    return offset
 
 
 def csv_error(line: int, error: csv.Error) -> RowError:
@@ -175,12 +195,30 @@ class CsvReader:
 
     def rows(self) -> Iterator[Row]:
         """Yield valid rows only; once exhausted, self.errors holds every error of the file."""
+        for batch in self.batches():
+            for line, member_id, values, note in batch:
+                yield Row(line, member_id, values, note)
+
+    def batches(self) -> Iterator[list[RowTuple]]:
+        """Yield the valid rows in lists of (line, member id, values, note), as Row has them.
+
+        Once exhausted, self.errors holds every error of the file. Runs of plain lines are read
+        by the fast path (_plain_batches); the first chunk it cannot vouch for, and everything
+        after it, goes through the csv module and the cell-by-cell rules.
+        """
         errors: list[RowError] = []
         self.errors = errors
         self.header = []
         self.value_column_ids = []
-        reader = csv.reader(physical_lines(self._text), strict=True)
-        last = 0
+        text = self._text
+        # Lone CRs (old Mac Excel) end lines too: physical_lines copies such a text, and line
+        # offsets are not positions in it, so the fast path is only for \n-terminated lines.
+        lone_cr = "\r" in text and text.count("\r") != text.count("\r\n")
+        reader = csv.reader(physical_lines(text), strict=True)
+        base = last = 0  # base: physical lines before the csv reader's first line
+        batch: list[RowTuple] = []
+        count = 0  # data records, valid or not
+        syntax_error = False
         try:
             for record in reader:
                 line = last + 1
@@ -195,6 +233,10 @@ class CsvReader:
                 return  # header errors stop the file: rows cannot be understood without it
             value_indexes, column_ids, names, note_index = plan
             self.value_column_ids = list(column_ids)
+            if not lone_cr:
+                offset, base, count = yield from self._plain_batches(_offset_after_lines(text, last), last, plan)
+                reader = csv.reader(physical_lines(text, offset), strict=True)
+                last = base
             width = len(self.header)
             member_of = self._members.get
             get_values = _getter(value_indexes)
@@ -202,11 +244,14 @@ class CsvReader:
             # adds one, so a match means every cell is plain (no comma, no space, not empty).
             plain = re.compile(",".join([_PLAIN_CELL] * len(value_indexes))).fullmatch
             integers = re.compile(",".join([_INTEGER_CELL] * len(value_indexes))).fullmatch if self._integers_as_text else None
-            count = 0
-            # The hot path: per-row C calls only, while cells are plain ASCII integers.
+            append = batch.append
             for record in reader:
                 line = last + 1
-                last = reader.line_num
+                last = base + reader.line_num
+                if len(batch) >= BATCH_ROWS:
+                    yield batch
+                    batch = []
+                    append = batch.append
                 if not any(record):
                     continue  # blank line, or Excel's ",,,"
                 if len(record) != width and not self._fit(record, width, line):
@@ -224,7 +269,7 @@ class CsvReader:
                 if integers and integers(",".join(cells)):
                     if member_id is not None:
                         note = (record[note_index].strip() or None) if note_index is not None else None
-                        yield Row(line, member_id, cells, note)
+                        append((line, member_id, cells, note))
                     continue
                 joined = "".join(cells)
                 if joined.isdigit() and joined.isascii() and all(cells) and len(joined) <= _SAFE_DIGITS:
@@ -236,12 +281,59 @@ class CsvReader:
                 if member_id is None or values is None:
                     continue
                 note = (record[note_index].strip() or None) if note_index is not None else None
-                yield Row(line, member_id, values, note)
+                append((line, member_id, values, note))
         except csv.Error as error:
             errors.append(csv_error(last + 1, error))
-            return
-        if count == 0:
+            syntax_error = True
+        if batch:
+            yield batch  # with a syntax error, the rows before it too (the error still rejects the file)
+        if count == 0 and not syntax_error:
             errors.append(RowError(message=NO_DATA_MESSAGE))
+
+    def _plain_batches(self, offset: int, last: int, plan: tuple) -> Generator[list[RowTuple], None, tuple[int, int, int]]:
+        """The fast path: yield rows from `offset` on, a chunk of whole lines at a time, while every
+        line of a chunk is plain: one record per line, a known member key as is, integer cells
+        (no leading zero, no "-0", at most 15 digits), a note without quotes or commas.
+
+        One regex call reads a chunk; a chunk with any other line is left, untouched, to the
+        cell-by-cell path, which gives the same rows and finds the errors. Returns (offset of
+        the first line not read, its line number - 1, rows read).
+        """
+        value_indexes, column_ids, _names, note_index = plan
+        text, end_of_text = self._text, len(self._text)
+        patterns = ["([^\",\r\n]*)" if index == note_index else f"({_INTEGER_CELL})" for index in range(1, len(self.header))]
+        # Excel's trailing ",,," after the last column is accepted here as in _fit.
+        line_re = re.compile("^([^\",\r\n]*)" + "".join("," + cell for cell in patterns) + ",*\r?(?:\n|\\Z)",
+                             re.MULTILINE)
+        key = self._members.__getitem__
+        values_of = _getter(value_indexes)
+        count = 0
+        while offset < end_of_text:
+            end = text.find("\n", offset + _CHUNK_CHARS)
+            end = end_of_text if end < 0 else end + 1
+            found = line_re.findall(text, offset, end)
+            lines = text.count("\n", offset, end) + (text[end - 1] != "\n")
+            if len(found) != lines:
+                break
+            try:
+                if not self._integers_as_text:
+                    batch = [(line, key(cells[0]), dict(zip(column_ids, map(float, values_of(cells)))),
+                              cells[note_index].strip() or None if note_index else None)
+                             for line, cells in zip(itertools.count(last + 1), found)]
+                elif note_index:
+                    batch = [(line, key(cells[0]), values_of(cells), cells[note_index].strip() or None)
+                             for line, cells in zip(itertools.count(last + 1), found)]
+                else:
+                    batch = [(line, key(cells[0]), values_of(cells), None)
+                             for line, cells in zip(itertools.count(last + 1), found)]
+            except KeyError:  # an unknown (or not exactly written) member key: the careful path says which
+                break
+            del found  # only the batch is kept while the caller works on it
+            yield batch
+            count += len(batch)
+            last += lines
+            offset = end
+        return offset, last, count
 
     def _read_header(self, record: list[str], line: int) -> tuple[list[int], list[int], list[str], int | None] | None:
         """Check the header; return (value cell indexes, column ids, header names, note index) or None."""

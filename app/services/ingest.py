@@ -32,7 +32,7 @@ from ..errors import ImportRejected, Invalid, NotFound, RowError
 from ..extensions import db
 from ..importer.encoding import decode
 from ..importer.filename import Period, parse_filename
-from ..importer.layout import CsvReader, Row, normalize
+from ..importer.layout import CsvReader, Row
 from ..models import Account, GraphColumn, Import, ImportErrorRecord, IntegrationSettings, Member, Result, utcnow
 from . import reports
 
@@ -296,14 +296,14 @@ def _content(import_id: int) -> bytes:
     return db.session.scalar(select(Import.content).where(Import.id == import_id)) or b""
 
 
-def _drain(rows: Iterator) -> int:
-    """Consume rows only to count them (and let the reader collect every error)."""
+def _drain(batches: Iterator[list]) -> int:
+    """Consume a reader's batches only to count the rows (and let the reader collect every error)."""
     count = 0
     collecting = gc.isenabled()
     gc.disable()  # no cycles are made per row; see _store_rows
     try:
-        for _ in rows:
-            count += 1
+        for batch in batches:
+            count += len(batch)
     finally:
         if collecting:
             gc.enable()
@@ -356,7 +356,7 @@ def run_import(import_id: int) -> Import:
         errors = prepared.errors
         if prepared.reader is not None:
             if errors:  # the name is wrong: still read the rows so the report lists every error
-                _drain(prepared.reader.rows())
+                _drain(prepared.reader.batches())
                 errors = errors + prepared.reader.errors
             else:
                 replaced, rows, unstorable = _store_rows(imp, prepared)
@@ -495,12 +495,6 @@ def _integer_template(keys: list[int]) -> str:
     return "{" + ",".join(f'"{key}":%s.0' for key in keys) + "}"
 
 
-def _header_order(reader: CsvReader, columns: dict[str, int]) -> tuple[int, ...]:
-    """Return the graph column ids in the order the file's header names them."""
-    by_name = {normalize(name): column_id for name, column_id in columns.items()}
-    return tuple(by_name[name] for name in map(normalize, reader.header[1:]) if name in by_name)
-
-
 def _store_rows(imp: Import, prepared: _Prepared) -> tuple[int | None, int, list[RowError]]:
     """Delete the previous import's results and insert this file's rows in batches (no commit).
 
@@ -513,70 +507,88 @@ def _store_rows(imp: Import, prepared: _Prepared) -> tuple[int | None, int, list
     """
     period = prepared.period
     assert period is not None and prepared.reader is not None
+    _skip_foreign_key_checks()
     replaced = replace_previous_import(imp.account_id, imp.filename, imp.id)
     inserter = _Inserter(db.session.connection(), imp, period)
-    templates: dict[tuple[int, ...], str] = {}
     reader = prepared.reader
     writer = _BackgroundWriter(inserter.insert) if inserter.multi_rows else None
     flush = writer.submit if writer else inserter.insert
-    batch: list[tuple] = []
-    append = batch.append
     count = 0
     storing = True
     unstorable: list[RowError] = []
-    full_width, full_template, order = -1, "", ()
+    values_json = None
     # The loop makes a few objects per row and no reference cycles: with the collector on,
     # its generation scans (over every object of the app, too) only cost time. The pause is
     # process-wide but lasts one file; cycles made meanwhile by other threads wait until then.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        integer_template = None
-        for row in reader.rows():
-            count += 1
+        for batch in reader.batches():
+            count += len(batch)
             if not storing:
                 continue
-            values = row.values
-            if values.__class__ is tuple:
-                # Plain integer cells (the usual case): their text is the JSON, no float round trip.
-                if integer_template is None:
-                    integer_template = _integer_template(reader.value_column_ids)
-                text = integer_template % values
-            elif len(values) == full_width:
-                text = full_template % tuple(values.values())
-            else:
-                keys = tuple(values)
-                if full_width < 0:
-                    # Rows with every value column filled (the usual case) have their keys in header
-                    # order; checked once on the first such row, one template then serves them all.
-                    order = order or _header_order(reader, prepared.columns)
-                    if len(keys) == len(order):
-                        full_width, full_template = (len(order), _json_template(order)) if keys == order else (0, "")
-                template = templates.get(keys)
-                if template is None:
-                    template = templates[keys] = _json_template(keys)
-                text = template % tuple(values.values())
-            if "n" in text:  # "inf" or "nan": no valid JSON number (a repr of a finite float or an integer has no "n")
-                unstorable.extend(_unstorable(row, prepared.columns))
-                storing = False
+            if reader.errors:
+                storing = False  # the file is already lost; keep reading for the error list but stop writing
                 continue
-            append((row.member_id, row.line, text, row.note))
-            if len(batch) >= BATCH_SIZE:
-                if reader.errors:
-                    # The file is already lost; keep reading for the error list but stop writing.
-                    storing = False
-                else:
-                    flush(batch)
-                batch = []
-                append = batch.append
-        if batch and storing and not reader.errors:
-            flush(batch)
+            if values_json is None:
+                values_json = _ValuesJson(reader)
+            try:
+                flush(values_json.rows(batch))
+            except _Unstorable as error:
+                unstorable.extend(_unstorable(error.row, prepared.columns))
+                storing = False
     finally:
         if collecting:
             gc.enable()
         if writer is not None:
             writer.close()  # before anyone else (commit, rollback) uses the connection
     return replaced, count, unstorable
+
+
+def _skip_foreign_key_checks() -> None:
+    """On SQLite, stop checking foreign keys on this session's connection until it returns to the pool.
+
+    Each row of an import refers to its account and its import (rows that exist) and to a member
+    id just read from the account's members (never deleted): checking three parents per row
+    costs about a third of the insert. SQLite ignores the PRAGMA inside a transaction, so it is
+    set before the import's first write; the pool turns the checks back on when the connection
+    is checked in (app/__init__.py), so no other unit of work ever runs without them.
+    """
+    connection = db.session.connection()
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+
+
+class _Unstorable(Exception):
+    """A row holds a value that is not a finite number, so it has no JSON."""
+
+    def __init__(self, row: Row):
+        self.row = row
+
+
+class _ValuesJson:
+    """Turn the reader's rows into insert tuples (member id, line, values as JSON text, note)."""
+
+    def __init__(self, reader: CsvReader):
+        # Plain integer cells (the usual case) come as their text, which is their JSON: no float round trip.
+        self.integers = _integer_template(reader.value_column_ids)
+        self.templates: dict[tuple[int, ...], str] = {}
+
+    def rows(self, batch: list[tuple]) -> list[tuple]:
+        integers, json = self.integers, self.json
+        return [(member_id, line, integers % values if values.__class__ is tuple else json(line, member_id, values, note),
+                 note) for line, member_id, values, note in batch]
+
+    def json(self, line: int, member_id: int, values: dict[int, float], note: str | None) -> str:
+        """Write a dict of floats (negatives with "△", decimals, empty cells) as JSON."""
+        keys = tuple(values)
+        template = self.templates.get(keys)
+        if template is None:
+            template = self.templates[keys] = _json_template(keys)
+        text = template % tuple(values.values())
+        if "n" in text:  # "inf" or "nan": no valid JSON number (a repr of a finite float or an integer has no "n")
+            raise _Unstorable(Row(line, member_id, values, note))
+        return text
 
 
 def _unstorable(row: Row, columns: dict[str, int]) -> list[RowError]:
@@ -732,7 +744,7 @@ def dry_run(account_id: int, filename: str, data: bytes) -> DryRun:
     rows = 0
     errors = list(prepared.errors)
     if prepared.reader is not None:
-        rows = _drain(prepared.reader.rows())
+        rows = _drain(prepared.reader.batches())
         errors.extend(prepared.reader.errors)
     return DryRun(period=prepared.period, rows=rows, errors=errors, encoding=prepared.encoding)
 

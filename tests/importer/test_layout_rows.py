@@ -155,13 +155,26 @@ def test_rows_is_a_lazy_stream_and_errors_are_complete_at_the_end() -> None:
     reader = CsvReader(text, columns=COLUMNS, member_key="no", members=MEMBERS_BY_NO)
     stream = reader.rows()
     assert isinstance(stream, types.GeneratorType)
-    first = next(stream)
-    assert first.line == 2 and reader.errors == []  # nothing read ahead
-    assert [row.line for row in stream] == [5]
+    assert [row.line for row in stream] == [2, 5]
     assert [error.line for error in reader.errors] == [3, 4]
     # A second pass starts afresh instead of doubling the errors.
     assert [row.line for row in reader.rows()] == [2, 5]
     assert [error.line for error in reader.errors] == [3, 4]
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["plain lines", "quoted cells"])
+def test_a_big_file_comes_in_batches_read_as_they_are_needed(plain: bool) -> None:
+    # Memory holds one batch of rows, never the whole file: the error at the end is not known
+    # when the first batch arrives, whichever path (fast or cell by cell) reads the lines.
+    good = [["1", "1"] if plain else ["1", "1,000"]] * 30_000
+    text = csv_text([["No.", "売上"], *good, ["999", "2"], ["7", "3"]])
+    reader = CsvReader(text, columns=COLUMNS, member_key="no", members=MEMBERS_BY_NO, integers_as_text=True)
+    stream = reader.batches()
+    first = next(stream)
+    assert first[0][0] == 2 and len(first) < 30_000 and reader.errors == []
+    rest = [row for batch in stream for row in batch]
+    assert len(first) + len(rest) == 30_001 and rest[-1][0] == 30_003
+    assert [(error.line, error.value) for error in reader.errors] == [(30_002, "999")]
 
 
 def test_cp932_file_end_to_end() -> None:

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app import create_app
 from app.errors import Invalid, NotFound
@@ -465,16 +466,16 @@ def test_a_value_that_is_not_a_finite_number_is_never_stored(app, make_account, 
 
     acc = setup_account(make_account)
     good = run(acc, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]))
-    real_rows = layout.CsvReader.rows
+    real_batches = layout.CsvReader.batches
 
     def overflowing(self):
-        for row in real_rows(self):
-            if row.line == 3:
-                row.values = {key: float("inf") for key in row.values}
-            yield row
+        for batch in real_batches(self):
+            # Line 3 has one value and empty cells, so its values are a dict of floats.
+            yield [(line, member_id, dict.fromkeys(values, float("inf")) if line == 3 else values, note)
+                   for line, member_id, values, note in batch]
 
     # Whatever the importer lets through, "inf" must not reach the JSON column.
-    monkeypatch.setattr(layout.CsvReader, "rows", overflowing)
+    monkeypatch.setattr(layout.CsvReader, "batches", overflowing)
     imp = run(acc, "20180516.csv", csv_file([[1, 2, 2, 2, ""], [2, 3, "", "", ""]]))
     assert imp.status == Import.FAILED
     assert [(e.line, e.column) for e in imp.errors] == [(3, "売上")]
@@ -486,3 +487,15 @@ def test_base_name_strips_directories_and_control_characters():
 
     assert base_name("C:\\evil\\2018\x000516.csv") == "20180516.csv"
     assert base_name("../../etc/20180516.csv\r\n") == "20180516.csv"
+
+
+def test_foreign_keys_are_checked_again_after_an_import(app, make_account):
+    # The import skips the per-row checks on SQLite; the next unit of work must have them back.
+    acc = setup_account(make_account)
+    for data in (csv_file([[1, 1, 1, 1, ""]]), csv_file([[99, 1, 1, 1, ""]])):  # one that succeeds, one that fails
+        run(acc, "20180516.csv", data)
+        db.session.add(Result(account_id=acc.id, import_id=None, member_id=999_999, period_kind="day",
+                              period_date=dt.date(2018, 5, 16), line=None, values={}))
+        with pytest.raises(IntegrityError):
+            db.session.commit()
+        db.session.rollback()
