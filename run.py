@@ -219,11 +219,10 @@ def apply_flags(args: argparse.Namespace) -> None:
 
 def migrate_database(app) -> None:
     """Create the data folder and bring the schema up to date (migrations/ is the only way it is made)."""
-    from flask_migrate import upgrade
+    from app.extensions import upgrade_database
 
     Path(app.config["DATA_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
-    with app.app_context():
-        upgrade()
+    upgrade_database(app)
     log.info("database ready url=%s", _safe_db_url(app.config["SQLALCHEMY_DATABASE_URI"]))
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 
 from . import config as config_module
-from .extensions import csrf, db, login_manager, migrate
+from .extensions import csrf, db, login_manager
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -46,7 +46,6 @@ def create_app(config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=_migrations_dir(), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -63,10 +62,6 @@ def create_app(config: dict | None = None) -> Flask:
     register_cli(app)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return app
-
-
-def _migrations_dir() -> str:
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")
 
 
 @event.listens_for(Engine, "connect")

@@ -52,7 +52,7 @@ class BareServer:
 
 def start_renkei(data_dir: str):
     """Renkei's app on a fresh database with one FTP account; return (running server, user, password)."""
-    from flask_migrate import upgrade
+    from app.extensions import upgrade_database
 
     from app import create_app
     from app.services import accounts, integration
@@ -67,7 +67,7 @@ def start_renkei(data_dir: str):
         "FTP_MAX_BYTES": 1024 * 1024 * 1024,
     })
     with app.app_context():
-        upgrade()
+        upgrade_database(app)
         account, _ = accounts.create_account("bench", "ベンチ", "admin@bench.example", "password-123")
         account.integration_enabled = True
         integration.update_settings(account.id, {"mode": "ftp", "error_to": ["ops@bench.example"]}, actor="bench")

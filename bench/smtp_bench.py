@@ -115,7 +115,7 @@ def bare_server():
 
 def setup_app(folder: Path):
     """A migrated app on `folder` with the demo account in mail mode; returns (app, account id, address)."""
-    from flask_migrate import upgrade
+    from app.extensions import upgrade_database
 
     from app import create_app
     from app.services import accounts, columns, integration, members
@@ -131,7 +131,7 @@ def setup_app(folder: Path):
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
     with app.app_context():
-        upgrade()
+        upgrade_database(app)
         root.setLevel(level)
         root.handlers[:] = handlers
         account, _ = accounts.create_account("demo", "デモ株式会社", "admin@demo.example", "bench-password")

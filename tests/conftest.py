@@ -96,7 +96,7 @@ def _pg_create(template: str | None) -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def _pg_template(tmp_path_factory):
     """The migrated template database of this session (PostgreSQL runs only)."""
-    from flask_migrate import upgrade
+    from app.extensions import upgrade_database
 
     if not ON_POSTGRESQL:
         yield None
@@ -105,7 +105,7 @@ def _pg_template(tmp_path_factory):
     _pg_admin(f'CREATE DATABASE "{_TEMPLATE}"')
     app = create_app(_config(tmp_path_factory.mktemp("pg-schema"), _pg_url(_TEMPLATE)))
     with app.app_context():
-        upgrade()
+        upgrade_database(app)
         db.session.remove()
         # A template cannot be cloned while anyone is connected to it.
         db.engine.dispose()
@@ -150,13 +150,13 @@ def migrated_db(tmp_path_factory):
 
     Always a SQLite file, also when the suite runs on PostgreSQL (see `new_database`).
     """
-    from flask_migrate import upgrade
+    from app.extensions import upgrade_database
 
     folder = tmp_path_factory.mktemp("schema")
     db_file = folder / "renkei.db"
     app = create_app(_config(folder, db_file))
     with app.app_context():
-        upgrade()
+        upgrade_database(app)
         db.session.execute(db.text("PRAGMA wal_checkpoint(TRUNCATE)"))
         db.engine.dispose()
     return db_file

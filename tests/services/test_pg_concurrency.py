@@ -50,7 +50,7 @@ def _drain(database_url: str, data_dir: str, start, results) -> None:
 def _upgrade(database_url: str, data_dir: str, start, results) -> None:
     """Process: build an app on the (empty) database, wait for the other one, apply the migrations."""
     try:
-        from flask_migrate import upgrade
+        from app.extensions import upgrade_database
 
         from app import create_app
 
@@ -60,7 +60,7 @@ def _upgrade(database_url: str, data_dir: str, start, results) -> None:
             db.session.execute(select(1))
             db.session.rollback()
             start.wait(timeout=60)
-            upgrade()
+            upgrade_database(app)
             db.engine.dispose()
         results.put(("ok", None))
     except BaseException:
