@@ -330,8 +330,11 @@ def replace_previous_import(account_id: int, filename: str, import_id: int) -> i
                Import.status == Import.SUCCEEDED, Import.id != import_id)
     )
     # The DELETE comes first: on SQLite it takes the write lock, so the look-up below is current.
+    # `earlier` holds this account's imports only. A condition on results.account_id as well
+    # would make SQLite walk every result of the account through the (account, period) index
+    # instead of the import's own rows.
     db.session.execute(
-        delete(Result).where(Result.account_id == account_id, Result.import_id.in_(earlier)),
+        delete(Result).where(Result.import_id.in_(earlier)),
         execution_options={"synchronize_session": False},
     )
     return db.session.scalar(earlier.order_by(Import.finished_at.desc(), Import.id.desc()).limit(1))

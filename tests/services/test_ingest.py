@@ -11,6 +11,7 @@ import threading
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -499,3 +500,28 @@ def test_foreign_keys_are_checked_again_after_an_import(app, make_account):
         with pytest.raises(IntegrityError):
             db.session.commit()
         db.session.rollback()
+
+
+def test_replacing_an_import_reads_only_the_old_imports_rows(app, make_account):
+    # The DELETE of a replaced import must go through the import's own rows (its index), not
+    # through every result of the account: that would make each import slower than the last.
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("query plan of SQLite")
+    acc = setup_account(make_account)
+    deletes: list[tuple] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("DELETE FROM results"):
+            deletes.append((statement, parameters))
+
+    sa_event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        run(acc, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]))
+        second = run(acc, "20180516.csv", csv_file([[2, 2, 2, 2, ""]]))
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", capture)
+    assert second.replaced_import_id is not None and deletes
+    statement, parameters = deletes[-1]
+    with db.engine.connect() as conn:
+        plan = " ".join(str(row) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+    assert "ix_results_import_id (import_id=?)" in plan and "ix_results_account_period" not in plan, plan
