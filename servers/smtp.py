@@ -53,6 +53,7 @@ from aiosmtpd.smtp import SMTP
 from app.services import spool
 
 from .mailparse import MailRejected, MailUnreadable, ParsedMail, parse_head, parse_mail
+from .priority import lower_this_process, lower_this_thread
 from .settings import flag, setting
 
 log = logging.getLogger(__name__)
@@ -295,7 +296,8 @@ class ParsePool:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: forking a process that runs threads can copy a held lock.
-        return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=lower_this_process)
 
     def __call__(self, raw: bytes) -> ParsedMail:
         pool = self._pool
@@ -392,6 +394,7 @@ class SpoolDrainer:
         self._thread = None
 
     def _run(self) -> None:
+        lower_this_thread()  # accepted mail is safe in the spool: answering the next sender comes first
         backoff = 0.0
         while not self._stop.is_set():
             if not backoff:

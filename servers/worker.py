@@ -17,6 +17,7 @@ from flask import Flask
 from app.services import ingest, outbox
 
 from .mailer import relay_sender
+from .priority import lower_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Worker:
         self._threads = []
 
     def _loop(self, event: threading.Event, work: Callable[[], None]) -> None:
+        lower_this_thread()  # imports and mail wait for the threads that answer clients (servers/priority.py)
         while not self._stopping.is_set():
             event.clear()
             work()
