@@ -52,9 +52,8 @@ class BareServer:
 
 def start_renkei(data_dir: str):
     """Renkei's app on a fresh database with one FTP account; return (running server, user, password)."""
-    from app.extensions import upgrade_database
-
     from app import create_app
+    from app.extensions import upgrade_database
     from app.services import accounts, integration
     from servers import ftp
 

@@ -115,9 +115,8 @@ def bare_server():
 
 def setup_app(folder: Path):
     """A migrated app on `folder` with the demo account in mail mode; returns (app, account id, address)."""
-    from app.extensions import upgrade_database
-
     from app import create_app
+    from app.extensions import upgrade_database
     from app.services import accounts, columns, integration, members
 
     app = create_app({

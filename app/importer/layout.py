@@ -307,6 +307,7 @@ class CsvReader:
                              re.MULTILINE)
         key = self._members.__getitem__
         values_of = _getter(value_indexes)
+        as_text = self._integers_as_text
         count = 0
         while offset < end_of_text:
             end = text.find("\n", offset + _CHUNK_CHARS)
@@ -316,16 +317,10 @@ class CsvReader:
             if len(found) != lines:
                 break
             try:
-                if not self._integers_as_text:
-                    batch = [(line, key(cells[0]), dict(zip(column_ids, map(float, values_of(cells)))),
-                              cells[note_index].strip() or None if note_index else None)
-                             for line, cells in zip(itertools.count(last + 1), found)]
-                elif note_index:
-                    batch = [(line, key(cells[0]), values_of(cells), cells[note_index].strip() or None)
-                             for line, cells in zip(itertools.count(last + 1), found)]
-                else:
-                    batch = [(line, key(cells[0]), values_of(cells), None)
-                             for line, cells in zip(itertools.count(last + 1), found)]
+                batch = [(line, key(cells[0]),
+                          values_of(cells) if as_text else dict(zip(column_ids, map(float, values_of(cells)))),
+                          (cells[note_index].strip() or None) if note_index else None)
+                         for line, cells in zip(itertools.count(last + 1), found)]
             except KeyError:  # an unknown (or not exactly written) member key: the careful path says which
                 break
             del found  # only the batch is kept while the caller works on it

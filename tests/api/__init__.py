@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from types import SimpleNamespace
 
 import pytest
+
+from tests.waiting import wait_for  # noqa: F401  (the API tests import it from here)
 
 API_MEMBERS = [(1, "E001", "髙橋 一郎"), (2, "E002", "佐藤 花子"), (3, "E003", "鈴木 次郎")]
 API_COLUMNS = [("売上", "円"), ("粗利", "円"), ("件数", "件")]
@@ -93,16 +94,3 @@ def api_worker(app):
         worker.stop()
 
 
-def wait_for(predicate, timeout: float = 20.0, message: str = "condition"):
-    """Poll `predicate` (each try in a fresh DB transaction) until it returns something truthy."""
-    from app.extensions import db
-
-    deadline = time.monotonic() + timeout
-    while True:
-        db.session.rollback()  # end the read snapshot so other threads' commits are visible
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(0.02)

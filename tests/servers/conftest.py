@@ -13,7 +13,6 @@ import base64
 import csv
 import datetime as dt
 import io
-import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 from urllib.parse import quote
@@ -21,6 +20,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.smtp_sink import SmtpSink
+from tests.waiting import wait_for
 
 SMTP_SENDER = "sales@partner.example"
 SMTP_ERROR_TO = "errors@acme.example"
@@ -232,20 +232,7 @@ def smtp_server(smtp_start, smtp_worker):
 @pytest.fixture
 def smtp_wait(app):
     """wait(predicate, timeout) -> the predicate's truthy value; each try sees the latest commits."""
-    from app.extensions import db
-
-    def wait(predicate, timeout: float = 20.0, message: str = "condition"):
-        deadline = time.monotonic() + timeout
-        while True:
-            db.session.rollback()  # end the read snapshot so other threads' commits are visible
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-            time.sleep(0.02)
-
-    return wait
+    return wait_for
 
 
 @pytest.fixture(scope="session")

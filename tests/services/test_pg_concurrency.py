@@ -50,9 +50,8 @@ def _drain(database_url: str, data_dir: str, start, results) -> None:
 def _upgrade(database_url: str, data_dir: str, start, results) -> None:
     """Process: build an app on the (empty) database, wait for the other one, apply the migrations."""
     try:
-        from app.extensions import upgrade_database
-
         from app import create_app
+        from app.extensions import upgrade_database
 
         app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "DATA_DIR": data_dir,
                           "SECRET_KEY": "test-secret", "SMTP_RELAY": None})
