@@ -9,23 +9,11 @@ import pytest
 
 from app.extensions import db
 from app.models import Import, Result, User
-from app.services import columns, ingest, members, users
+from app.services import ingest, users
 
 GOOD = "No.,売上,件数\r\n1,120000,2\r\n2,\"50,000\",1\r\n".encode("cp932")
 # Three errors: unknown member (line 2), not a number (line 3), unknown member again (line 4).
 BAD = "No.,売上,件数\r\n99,100,1\r\n1,abc,1\r\n77,1,1\r\n".encode("cp932")
-
-
-@pytest.fixture
-def board(make_account, login):
-    """An account with two members and two graph columns, its admin logged in."""
-    account, email, _ = make_account("acme")
-    members.create_member(account.id, 1, "E001", "山田 太郎", "営業1課")
-    members.create_member(account.id, 2, "E002", "髙橋 花子", "営業2課")
-    columns.add_column(account.id, "売上", "円")
-    columns.add_column(account.id, "件数", "件")
-    login(email)
-    return account
 
 
 def _viewer(account, client):

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from app.extensions import db
-from app.models import Member, User
+from app.models import User
 from app.services import members as member_service
 from app.services import users as user_service
 
@@ -55,7 +55,7 @@ def test_list_is_sorted_by_no_and_shows_every_field(client, admin):
     for text in ("00002", "営業1部", "E010", "suzuki@example.com", "有効", "無効", "メンバーを追加", "CSVで一括登録"):
         assert text in html
     for header in ("No.", "社員ID", "氏名", "部署", "メールアドレス", "状態"):
-        assert f"<th" in html and header in html
+        assert "<th" in html and header in html
 
 
 def test_empty_list_says_so(client, admin):

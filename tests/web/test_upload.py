@@ -4,26 +4,13 @@ from __future__ import annotations
 import io
 import re
 
-import pytest
-
 from app.extensions import db
 from app.importer.filename import FILENAME_MESSAGE
 from app.models import Import, Result, User
-from app.services import columns, ingest, members, users
+from app.services import ingest, users
 
 GOOD = "No.,売上,件数,備考\r\n1,120000,2,㈱髙﨑①\r\n2,\"50,000\",1,\r\n1,100,,\r\n".encode("cp932")
 BAD = "No.,売上,件数\r\n99,100,1\r\n1,abc,1\r\n".encode("utf-8")
-
-
-@pytest.fixture
-def board(make_account, login):
-    account, email, _ = make_account("acme")
-    members.create_member(account.id, 1, "E001", "山田 太郎", "営業1課")
-    members.create_member(account.id, 2, "E002", "髙橋 花子", "営業2課")
-    columns.add_column(account.id, "売上", "円")
-    columns.add_column(account.id, "件数", "件")
-    login(email)
-    return account
 
 
 def _post(client, name: str, data: bytes, dry_run: bool = False):
