@@ -36,7 +36,7 @@ def period_key(kind: str | None, date: dt.date | None) -> str | None:
     """The period as the API writes it: "20180516" for a day, "201805" for a month."""
     if date is None:
         return None
-    return date.strftime("%Y%m%d" if kind == "day" else "%Y%m")
+    return Period(kind or "month", date, "").key
 
 
 def import_json(imp: Import, *, with_errors: bool = False) -> dict[str, Any]:

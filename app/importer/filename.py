@@ -24,7 +24,9 @@ class Period:
     @property
     def key(self) -> str:
         """Return "20180516" for a day, "201805" for a month."""
-        return self.date.strftime("%Y%m%d" if self.kind == "day" else "%Y%m")
+        # Not strftime: glibc writes year 1 as "1", not "0001", and the key must be the name's digits.
+        month = f"{self.date.year:04d}{self.date.month:02d}"
+        return f"{month}{self.date.day:02d}" if self.kind == "day" else month
 
     @property
     def label(self) -> str:

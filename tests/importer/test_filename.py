@@ -103,3 +103,9 @@ def test_period_is_hashable_and_frozen() -> None:
     assert {period: 1}[parse_filename("20180516.csv")] == 1
     with pytest.raises(AttributeError):
         period.kind = "month"  # type: ignore[misc]
+
+
+def test_the_period_key_is_the_names_digits_for_years_before_1000():
+    # glibc's strftime writes year 1 as "1": the key must still be the file's own eight digits.
+    assert parse_filename("00010101.csv").key == "00010101"
+    assert parse_filename("09990500.csv").key == "099905"
