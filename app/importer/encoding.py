@@ -184,7 +184,43 @@ def _euc_table(eucjp_ms: bool) -> dict[bytes, str]:
 
 def _decode_eucjp_ms(data: bytes) -> str:
     """Decode EUC-JP with the Microsoft/NEC/IBM extensions (eucJP-ms and CP51932)."""
-    table = _euc_table(b"\x8f" in data)
+    return _decode_euc(data, eucjp_ms=b"\x8f" in data)
+
+
+# Python's euc_jp codec reads all but these codes as eucJP-ms does (and fails on the codes it
+# lacks, which the error handlers below take from the table): the fast path for big files.
+_PYTHON_EUC_TO_MS = (
+    ("\u301c", "\uff5e"), ("\u2016", "\u2225"), ("\u2212", "\uff0d"), ("\u00a2", "\uffe0"),
+    ("\u00a3", "\uffe1"), ("\u00ac", "\uffe2"), ("\u00a6", "\uffe4"),
+)
+_PYTHON_EUC_AMBIGUOUS = b"\x8f\xa2\xb7"  # Python reads it as ASCII "~", eucJP-ms as "～"
+
+
+def _euc_error_handler(eucjp_ms: bool):
+    def handle(error: UnicodeError) -> tuple[str, int]:
+        assert isinstance(error, UnicodeDecodeError)
+        match = _EUC_TOKEN.match(error.object, error.start)
+        assert match is not None  # every byte starts a token
+        char = _euc_table(eucjp_ms).get(match.group())
+        if char is None:
+            raise _Unreadable(error.start, structural=len(match.group()) == 1)
+        return char, match.end()
+    return handle
+
+
+codecs.register_error("renkei-eucjp-ms", _euc_error_handler(True))
+codecs.register_error("renkei-cp51932", _euc_error_handler(False))
+
+
+def _decode_euc(data: bytes, *, eucjp_ms: bool, fast: bool = True) -> str:
+    """Decode EUC-JP bytes with the eucJP-ms table (or the CP51932 one)."""
+    if fast and _PYTHON_EUC_AMBIGUOUS not in data:
+        text = data.decode("euc_jp", "renkei-eucjp-ms" if eucjp_ms else "renkei-cp51932")
+        for python, ms in _PYTHON_EUC_TO_MS:  # str.replace is much faster than str.translate
+            if python in text:
+                text = text.replace(python, ms)
+        return text
+    table = _euc_table(eucjp_ms)
     parts = []
     for match in _EUC_TOKEN.finditer(data):
         token = match.group()
@@ -206,59 +242,62 @@ def _decode_eucjp_ms(data: bytes) -> str:
 # with a designation is read as ISO-2022-JP even with 8-bit bytes, which then refuse it
 # (CP50221 writes user-defined characters so): cp932 would read it "successfully".
 _ISO2022_DESIGNATION = re.compile(rb"\x1b(?:\$[@B]|\$\(D|\([BJI])")
-_ISO2022_TOKEN = re.compile(rb"\x1b(?:\$[@B]|\$\(D|\([BJI])|[\x0e\x0f\n\r\x1b]|[\x21-\x7e]{2}|[\x00-\xff]")
+_ISO2022_TOKEN = re.compile(
+    rb"\x1b(?:\$[@B]|\$\(D|\([BJI])|[\x0e\x0f\n\r\x1b]|(?:[\x21-\x7e][\x21-\x7e])+|[\x00-\xff]"
+)
 _ASCII, _ROMAN, _KANA, _JISX0208, _JISX0212 = range(5)
 _DESIGNATIONS = {b"\x1b$@": _JISX0208, b"\x1b$B": _JISX0208, b"\x1b$(D": _JISX0212,
                  b"\x1b(B": _ASCII, b"\x1b(J": _ROMAN, b"\x1b(I": _KANA}
+_HIGH_BIT = bytes(byte | 0x80 for byte in range(256))
+_TWO_BYTES = re.compile(rb"..", re.DOTALL)
+_KANA_CHARS = {byte: chr(0xFF61 + byte - 0x21) for byte in range(0x21, 0x60)}
+_ROMAN_CHARS = str.maketrans({"\\": "\u00a5", "~": "\u203e"})
 
 
 def _decode_iso2022jp_ms(data: bytes) -> str:
     """Decode 7-bit ISO-2022-JP with the Microsoft/NEC/IBM extensions."""
-    table = _euc_table(b"\x1b$(D" in data)  # JIS X 0212 in use: ISO-2022-JP-MS, as EUC above
+    eucjp_ms = b"\x1b$(D" in data  # JIS X 0212 in use: ISO-2022-JP-MS, as for EUC-JP above
     parts = []
     mode = shift = _ASCII
     for match in _ISO2022_TOKEN.finditer(data):
         token = match.group()
+        current = shift or mode
         if token in _DESIGNATIONS:
             mode = _DESIGNATIONS[token]
         elif token == b"\x0e":
             shift = _KANA
         elif token == b"\x0f":
             shift = _ASCII
-        elif token == b"\x1b":
+        elif token == b"\x1b" or token[0] >= 0x80:
             raise _Unreadable(match.start(), structural=True)
         elif token in (b"\n", b"\r"):
             parts.append(chr(token[0]))
             if token == b"\n":
                 mode = shift = _ASCII
-        elif (shift or mode) in (_JISX0208, _JISX0212):
-            if len(token) != 2:
+        elif current in (_JISX0208, _JISX0212):
+            if len(token) == 1:  # a lone byte, a space or a control character between pairs
                 raise _Unreadable(match.start(), structural=True)
-            code = bytes(byte | 0x80 for byte in token)
-            char = table.get(b"\x8f" + code if (shift or mode) == _JISX0212 else code)
-            if char is None:
-                raise _Unreadable(match.start(), structural=False)
-            parts.append(char)
+            euc = token.translate(_HIGH_BIT)
+            if current == _JISX0212:
+                euc = _TWO_BYTES.sub(lambda pair: b"\x8f" + pair.group(), euc)
+            try:
+                parts.append(_decode_euc(euc, eucjp_ms=eucjp_ms))
+            except _Unreadable as error:
+                offset = error.offset if current == _JISX0208 else error.offset // 3 * 2
+                raise _Unreadable(match.start() + offset, structural=False) from None
+        elif current == _KANA:
+            for offset, byte in enumerate(token, start=match.start()):
+                if byte < 0x21:
+                    parts.append(chr(byte))
+                    continue
+                if byte not in _KANA_CHARS:
+                    raise _Unreadable(offset, structural=False)
+                parts.append(_KANA_CHARS[byte])
+        elif current == _ROMAN:
+            parts.append(token.decode("ascii").translate(_ROMAN_CHARS))
         else:
-            parts.extend(_iso2022_single(token, shift or mode, match.start()))
+            parts.append(token.decode("ascii"))
     return "".join(parts)
-
-
-def _iso2022_single(token: bytes, mode: int, start: int) -> list[str]:
-    """Characters of one- or two-byte token in a single-byte mode."""
-    chars = []
-    for offset, byte in enumerate(token, start=start):
-        if byte >= 0x80:
-            raise _Unreadable(offset, structural=True)
-        if mode == _KANA and byte > 0x20:
-            if byte > 0x5F:
-                raise _Unreadable(offset, structural=False)
-            chars.append(chr(0xFF61 + byte - 0x21))
-        elif mode == _ROMAN and byte in (0x5C, 0x7E):
-            chars.append("\u00a5" if byte == 0x5C else "\u203e")
-        else:
-            chars.append(chr(byte))
-    return chars
 
 
 def _oddities(text: str) -> int:
