@@ -82,7 +82,7 @@ def _decode_auto(data: bytes) -> tuple[str, str]:
     try:
         euc_text: str | None = _decode_eucjp_ms(data)
     except _Unreadable as error:
-        if cp932_text is not None:
+        if cp932_text is not None and (error.structural or _oddities(cp932_text) == 0):
             return cp932_text, "cp932"
         if not error.structural:
             # Every byte is where EUC-JP puts it, only this character has no mapping: it is
