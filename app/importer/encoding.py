@@ -80,7 +80,7 @@ def _decode_auto(data: bytes) -> tuple[str, str]:
     except UnicodeDecodeError:
         cp932_text = None
     try:
-        euc_text: str | None = _decode_eucjp_ms(data)
+        euc_text = _decode_eucjp_ms(data)
     except _Unreadable as error:
         if cp932_text is not None and (error.structural or _oddities(cp932_text) == 0):
             return cp932_text, "cp932"
