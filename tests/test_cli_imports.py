@@ -119,3 +119,20 @@ def test_export_bad_period_exits_1(cli, app, make_account):
     setup_account(make_account)
     result = cli("results", "export", "acme", "2018-05")
     assert result.exit_code == 1 and "yyyymmdd" in result.stderr
+
+
+@pytest.mark.parametrize("producer", ["nkf -e", "nkf CP51932", "iconv EUCJP-MS", "nkf -j", "nkf CP50221"])
+def test_import_csv_keeps_extension_kanji_of_euc_jp_and_iso2022jp_files(cli, app, make_account, tmp_path,
+                                                                        producer):
+    from tests.importer.test_encoding import PRODUCERS, produce
+
+    acc = setup_account(make_account)
+    text = csv_file([[1, 100, 10, 1, "髙﨑①㈱～№"], [2, 200, 20, 2, "高崎 ∥－"]], encoding="utf-8").decode("utf-8")
+    command, name = PRODUCERS[producer]
+    path = write(tmp_path, "20180516.csv", produce(command, text))
+
+    result = cli("import-csv", "acme", path)
+
+    assert result.exit_code == 0, result.output
+    assert [row[2] for row in stored(acc)] == ["髙﨑①㈱～№", "高崎 ∥－"]
+    assert db.session.scalars(select(Import)).one().encoding == name

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import random
-from unittest import mock
+import shutil
+import subprocess
 
 import pytest
 
@@ -36,21 +37,14 @@ def test_cp932_text_really_needs_cp932() -> None:
         (b"No.,a\r\n1,2\r\n", "No.,a\r\n1,2\r\n", "utf-8"),  # ASCII is UTF-8
         (b"", "", "utf-8"),
         (b"\xef\xbb\xbf", "", "utf-8-sig"),
-        (PLAIN_JAPANESE.encode("euc_jp"), PLAIN_JAPANESE, "euc_jp"),
-        (PLAIN_JAPANESE.encode("iso2022_jp"), PLAIN_JAPANESE, "iso2022_jp"),
+        (PLAIN_JAPANESE.encode("euc_jp"), PLAIN_JAPANESE, "euc-jp"),
+        (PLAIN_JAPANESE.encode("iso2022_jp"), PLAIN_JAPANESE, "iso2022-jp"),
     ],
     ids=["utf-8", "utf-8-bom", "cp932", "ascii", "empty", "bom-only", "euc-jp", "iso-2022-jp"],
 )
 def test_auto_decodes(data: bytes, text: str, name: str) -> None:
     assert decode(data) == (text, name)
     assert decode(data, "auto") == (text, name)
-
-
-@pytest.mark.parametrize("data", [CP932_TEXT.encode("cp932"), UTF8_TEXT.encode("utf-8"),
-                                  b"\xef\xbb\xbf" + UTF8_TEXT.encode("utf-8")])
-def test_detector_not_run_when_utf8_or_cp932_decodes(data: bytes) -> None:
-    with mock.patch.object(encoding.chardet, "detect", side_effect=AssertionError("chardet was run")):
-        decode(data)
 
 
 def _random_invalid_bytes() -> bytes:
@@ -147,3 +141,141 @@ def test_bom_with_invalid_utf8_is_rejected_with_line() -> None:
 def test_unknown_pin_is_a_programming_error() -> None:
     with pytest.raises(ValueError):
         decode(b"No.\r\n", "latin-1")
+
+
+# -- EUC-JP and ISO-2022-JP with the NEC / IBM extensions, as real producers write them ------
+
+EXTENDED_TEXT = "社員ID,売上,備考\r\nE001,100,髙﨑①㈱～№\r\nE002,200,高崎 ⅰⅱ Ⅲ ∵ ￢ ∥ －\r\n"
+
+# (command, what decode reports). glibc iconv has EUCJP-MS but neither CP51932 nor
+# ISO-2022-JP-MS / CP50220; nkf writes those (`nkf --oc=...`).
+PRODUCERS = {
+    "nkf -e": (["nkf", "-W", "-e", "-x"], "euc-jp"),
+    "nkf CP51932": (["nkf", "-W", "--oc=CP51932", "-x"], "euc-jp"),
+    "nkf eucJP-ms": (["nkf", "-W", "--oc=eucJP-ms", "-x"], "euc-jp"),
+    "iconv EUCJP-MS": (["iconv", "-f", "UTF-8", "-t", "EUCJP-MS"], "euc-jp"),
+    "nkf -j": (["nkf", "-W", "-j", "-x"], "iso2022-jp"),
+    "nkf CP50220": (["nkf", "-W", "--oc=CP50220"], "iso2022-jp"),
+    "nkf CP50221": (["nkf", "-W", "--oc=CP50221", "-x"], "iso2022-jp"),
+    "nkf CP50222": (["nkf", "-W", "--oc=CP50222", "-x"], "iso2022-jp"),
+}
+
+
+def produce(command: list[str], text: str) -> bytes:
+    """Convert UTF-8 `text` with a real converter (nkf or iconv), failing clearly without it."""
+    if shutil.which(command[0]) is None:
+        pytest.fail(f"{command[0]} is not installed (Debian package {command[0]}; .ci/run installs it)")
+    done = subprocess.run(command, input=text.encode("utf-8"), capture_output=True, check=True, timeout=60)
+    return done.stdout
+
+
+def cp932_characters(*, user_defined: bool) -> list[str]:
+    """Every character cp932 has (double-byte and half-width katakana), in code order."""
+    chars = [chr(code) for code in range(0xFF61, 0xFFA0)]
+    for lead in [*range(0x81, 0xA0), *range(0xE0, 0xFD)]:
+        for trail in range(0x40, 0xFD):
+            try:
+                char = bytes((lead, trail)).decode("cp932")
+            except UnicodeDecodeError:
+                continue
+            if user_defined or not 0xE000 <= ord(char) <= 0xF8FF:
+                chars.append(char)
+    return chars
+
+
+@pytest.mark.parametrize("producer", PRODUCERS)
+def test_extension_characters_round_trip(producer: str) -> None:
+    command, name = PRODUCERS[producer]
+    data = produce(command, EXTENDED_TEXT)
+    assert data != EXTENDED_TEXT.encode("utf-8")  # really converted
+
+    assert decode(data) == (EXTENDED_TEXT, name)
+
+
+@pytest.mark.parametrize("producer", PRODUCERS)
+def test_every_cp932_character_round_trips(producer: str) -> None:
+    # The strong check: every character cp932 has, through each producer, reads back the same.
+    # nkf drops user-defined characters for CP51932 / ISO-2022-JP and writes CP5022x ones as
+    # bytes no decoder reads; iconv and nkf's eucJP-ms keep them (rows 85-94, U+E000-U+E757).
+    command, name = PRODUCERS[producer]
+    keeps_user_defined = producer in ("iconv EUCJP-MS", "nkf eucJP-ms")
+    chars = cp932_characters(user_defined=keeps_user_defined)
+    if producer == "nkf CP50220":  # CP50220 has no half-width katakana: it writes full-width ones
+        chars = [char for char in chars if not 0xFF61 <= ord(char) <= 0xFF9F]
+    text = "\n".join(chars) + "\n"
+
+    decoded, got_name = decode(produce(command, text))
+
+    assert got_name == name
+    assert [got for got, want in zip(decoded.split("\n"), chars) if got != want] == []
+    assert decoded == text
+
+
+def test_every_eucjp_ms_code_reads_as_iconv_reads_it() -> None:
+    # Each code alone on a line; iconv -c leaves a line empty where it has no character, so
+    # the lines stay aligned. A file with code set 3 is eucJP-ms (rows 89-92 user-defined).
+    codes = [bytes((0x8E, byte)) for byte in range(0xA1, 0xE0)]
+    codes += [bytes((row, cell)) for row in range(0xA1, 0xFF) for cell in range(0xA1, 0xFF)]
+    codes += [bytes((0x8F, row, cell)) for row in range(0xA1, 0xFF) for cell in range(0xA1, 0xFF)]
+    data = b"".join(code + b"\n" for code in codes)
+    done = subprocess.run(["iconv", "-c", "-f", "EUCJP-MS", "-t", "UTF-8"], input=data, capture_output=True,
+                          timeout=60)
+    theirs = done.stdout.decode("utf-8").split("\n")
+    assert len(theirs) == len(codes) + 1
+
+    for fast in (True, False):  # Python's euc_jp plus fixes, and the table alone
+        ours = [_read_eucjp_ms(code, fast=fast) for code in codes]
+        assert [(code.hex(), mine, their) for code, mine, their in zip(codes, ours, theirs) if mine != their] == []
+
+
+def _read_eucjp_ms(code: bytes, *, fast: bool) -> str:
+    try:
+        return encoding._decode_euc(code, eucjp_ms=True, fast=fast)
+    except encoding._Unreadable:
+        return ""
+
+
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [(["iconv", "-f", "UTF-8", "-t", "EUC-JP"], "euc-jp"), (["nkf", "-W", "-e"], "euc-jp"),
+     (["iconv", "-f", "UTF-8", "-t", "ISO-2022-JP"], "iso2022-jp"), (["nkf", "-W", "-j"], "iso2022-jp")],
+    ids=["iconv EUC-JP", "nkf -e", "iconv ISO-2022-JP", "nkf -j"],
+)
+def test_plain_jis_x_0208_text_still_decodes(command: list[str], name: str) -> None:
+    assert decode(produce(command, PLAIN_JAPANESE)) == (PLAIN_JAPANESE, name)
+
+
+@pytest.mark.parametrize("text", ["No.,memo\r\n1,ありがとうございます\r\n",
+                                  "No.,備考\r\n1,アイウエオ\r\n"])
+def test_euc_jp_that_is_also_valid_cp932_is_read_as_euc_jp(text: str) -> None:
+    data = produce(["nkf", "-W", "-e"], text)
+    data.decode("cp932")  # guards the fixture: cp932 alone would take it "successfully"
+    assert decode(data) == (text, "euc-jp")
+
+
+def test_cp932_half_width_katakana_that_is_also_valid_euc_jp_stays_cp932() -> None:
+    text = "No.,memo\r\n1,ｶﾌﾞｼｷｶﾞｲｼｬ\r\n"
+    data = text.encode("cp932")
+    encoding._decode_eucjp_ms(data)  # guards the fixture: it reads as (random) EUC-JP kanji too
+    assert decode(data) == (text, "cp932")
+
+
+@pytest.mark.parametrize(
+    ("data", "label", "line"),
+    [
+        # EUC-JP row 9 has no character in any mapping.
+        ("社員ID,売上,備考\r\nE001,100,髙".encode("euc_jp", "ignore") + b"\xfc\xe2\xa9\xa1\r\n", "EUC-JP", 2),
+        # nkf --oc=CP50221 writes a user-defined character as ESC $ B 7F 21: no ISO-2022-JP.
+        (b"\x1b$B<R0w\x1b(BID\r\nE001,\x1b$B\x7f!\x1b(B\r\n", "ISO-2022-JP", 2),
+        (b"No.,\x1b$B Gd>e\r\n1,100\r\n", "ISO-2022-JP", 1),  # a space inside a two-byte run
+        (b"No.,\x1b$BGd>e\x1b(B\r\n1,\x92\r\n", "ISO-2022-JP", 2),  # 8-bit byte: cp932 would read it
+    ],
+    ids=["euc-undefined-row", "iso2022-user-defined", "iso2022-space", "iso2022-8bit"],
+)
+def test_unreadable_extended_japanese_is_refused_naming_the_encoding(data: bytes, label: str, line: int) -> None:
+    with pytest.raises(ImportRejected) as caught:
+        decode(data)
+    (error,) = caught.value.errors
+    assert label in error.message
+    assert "Shift_JIS(cp932) または UTF-8 で保存し直して" in error.message
+    assert error.line == line
