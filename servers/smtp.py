@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, syntax
 
 from app.services import spool
 
@@ -420,34 +420,34 @@ class _Session(SMTP):
         self._on_close: Callable[[], None] | None = on_close
         self._on_refused = on_refused
         self._in_data = False
-        self._data_reply: str | None = None
 
     async def push(self, status: str) -> None:
-        if self._in_data:
-            if status.startswith("500 Line too long"):
-                status = TOO_BIG_REPLY  # only a message over the cap has a line over the limit (see above)
-            elif status.startswith("552"):
-                status = TOO_BIG_REPLY
-            if not status.startswith("354"):
-                self._data_reply = status
+        if self._in_data and (status.startswith("500 Line too long") or status.startswith("552")):
+            # Only a message over the cap has a line over the limit (see above): one answer for both.
+            status = TOO_BIG_REPLY
+            await self._record_too_big()
         await super().push(status)
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
-        envelope = self.envelope
-        self._in_data, self._data_reply = True, None
+        self._in_data = True
         try:
             await super().smtp_DATA(arg)
         finally:
             self._in_data = False
-        reply, self._data_reply = self._data_reply, None
+
+    async def _record_too_big(self) -> None:
+        """Record the refused message per account, before its answer (the client may hang up right after)."""
+        envelope = self.envelope
         recipients = list(getattr(envelope, "renkei_recipients", {}).values())
-        if reply == TOO_BIG_REPLY and recipients and self._on_refused is not None:
-            try:
-                await self.loop.run_in_executor(None, lambda: self._on_refused(
-                    recipients, envelope_from=envelope.mail_from, reason=TOO_BIG_NOTE.format(limit=self.data_size_limit or 0),
-                    peer=_peer(self.session)))
-            except Exception:  # the sender has its answer; a lost history line must not end the session
-                log.exception("smtp refusal not recorded channel=%s", CHANNEL)
+        if not recipients or self._on_refused is None:
+            return
+        reason = TOO_BIG_NOTE.format(limit=self.data_size_limit or 0)
+        try:
+            await self.loop.run_in_executor(None, lambda: self._on_refused(
+                recipients, envelope_from=envelope.mail_from, reason=reason, peer=_peer(self.session)))
+        except Exception:  # the sender gets its answer all the same; a lost history line must not end the session
+            log.exception("smtp refusal not recorded channel=%s", CHANNEL)
 
     def connection_lost(self, error: Exception | None) -> None:
         try:
