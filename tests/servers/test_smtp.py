@@ -754,3 +754,131 @@ def test_handler_answers_451_when_storing_fails(smtp_mail):
     envelope.renkei_recipients = {RECIPIENT.account_id: RECIPIENT}
     envelope.original_content = smtp_mail.raw(sender=SMTP_SENDER, to="x", parts=[(smtp_mail.plain("a.csv"), b"1")])
     assert run_coroutine(handler.handle_DATA(None, None, envelope)).startswith("451 4.3.0")
+
+
+# ---------------------------------------------------------------------------------------
+# Real mail clients, to one account and to two (each RCPT accepted, one import per account)
+
+
+def client_binary(name: str) -> str:
+    path = shutil.which(name) or f"/usr/bin/{name}"
+    if not os.path.exists(path):
+        pytest.fail(f"{name} is not installed (Debian package {name}); CI installs it")
+    return path
+
+
+def run_client(argv: list[str], *, env: dict[str, str] | None = None, stdin: bytes = b"") -> None:
+    result = subprocess.run(argv, input=stdin, capture_output=True, timeout=60,
+                            env={**os.environ, **(env or {})})
+    assert result.returncode == 0, (argv[0], result.returncode, result.stdout, result.stderr)
+
+
+def lf_mail(to: list[str], csv_bytes: bytes, name: str = "20180516.csv") -> bytes:
+    """A message as a user's mail program writes it to a file: LF line ends, base64 attachment."""
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = SMTP_SENDER
+    message["To"] = ", ".join(to)
+    message["Subject"] = "売上データ"
+    message.set_content("売上データを送ります。")
+    message.add_attachment(csv_bytes, maintype="text", subtype="csv", filename=name)
+    raw = message.as_bytes()
+    assert b"\r\n" not in raw
+    return raw
+
+
+def send_with_mutt(port: int, to: list[str], csv_file: Path, home: Path) -> None:
+    muttrc = home / "muttrc"
+    muttrc.write_text(
+        f'set smtp_url="smtp://127.0.0.1:{port}/"\nset from="{SMTP_SENDER}"\nset use_from=yes\n'
+        'set ssl_starttls=no\nset ssl_force_tls=no\nset record=""\nset copy=no\nset charset="utf-8"\n'
+        'set send_charset="utf-8"\n', encoding="utf-8")
+    run_client([client_binary("mutt"), "-n", "-F", str(muttrc), "-s", "売上データ", "-a", str(csv_file), "--", *to],
+               env={"HOME": str(home), "LANG": "C.UTF-8"}, stdin="売上データを送ります。\n".encode())
+
+
+def send_with_s_nail(port: int, to: list[str], csv_file: Path, home: Path) -> None:
+    run_client([client_binary("s-nail"), "-n", "-#", "-S", "v15-compat", "-S", f"mta=smtp://127.0.0.1:{port}",
+                "-S", f"from={SMTP_SENDER}", "-S", "smtp-auth=none", "-S", "sendwait", "-S", "ttycharset=utf-8",
+                "-s", "売上データ", "-a", f"{csv_file}=cp932", *to],  # the CSV is Shift_JIS: sent unconverted
+               env={"HOME": str(home), "LANG": "C.UTF-8", "MAILRC": "/dev/null"},
+               stdin="売上データを送ります。\n".encode())
+
+
+def send_with_msmtp(port: int, to: list[str], csv_file: Path, home: Path) -> None:
+    run_client([client_binary("msmtp"), "--host=127.0.0.1", f"--port={port}", "--auth=off", "--tls=off",
+                f"--from={SMTP_SENDER}", "--", *to],
+               env={"HOME": str(home)}, stdin=lf_mail(to, csv_file.read_bytes(), csv_file.name))
+
+
+def send_with_curl(port: int, to: list[str], csv_file: Path, home: Path) -> None:
+    mail = home / "mail.txt"
+    mail.write_bytes(lf_mail(to, csv_file.read_bytes(), csv_file.name))
+    rcpts = [arg for address in to for arg in ("--mail-rcpt", address)]
+    run_client([client_binary("curl"), "--silent", "--show-error", "--fail", f"smtp://127.0.0.1:{port}",
+                "--mail-from", SMTP_SENDER, *rcpts, "-T", str(mail)])  # no --crlf: LF line ends as they are
+
+
+CLIENTS = {"mutt": send_with_mutt, "s-nail": send_with_s_nail, "msmtp": send_with_msmtp, "curl": send_with_curl}
+
+
+@pytest.mark.parametrize("accounts", [1, 2], ids=["one-account", "two-accounts"])
+@pytest.mark.parametrize("client", list(CLIENTS))
+def test_real_client_sends_a_csv_attachment(client, accounts, smtp_server, smtp_account, make_account, smtp_mail,
+                                            smtp_wait, tmp_path):
+    targets = [(smtp_account.id, smtp_account.address)]
+    if accounts == 2:
+        targets.append(other_mail_account(make_account, "other", [SMTP_SENDER]))
+    csv_file = tmp_path / "20180516.csv"
+    csv_file.write_bytes(smtp_mail.csv())
+    CLIENTS[client](smtp_server.port, [address for _, address in targets], csv_file, tmp_path)
+    for account_id, _ in targets:
+        rows = smtp_wait(lambda: finished(account_id, 1), message=f"the import of account #{account_id}")
+        assert [(i.filename, i.status, i.sender, i.row_count) for i in rows] == [
+            ("20180516.csv", Import.SUCCEEDED, SMTP_SENDER, 2)]
+        assert db.session.scalar(select(Import.content).where(Import.id == rows[0].id)) == smtp_mail.csv()
+
+
+# ---------------------------------------------------------------------------------------
+# Bare LF and long lines: accepted up to the size cap, as Postfix does
+
+
+def test_smtplib_sendmail_with_lf_only_bytes_is_imported(smtp_server, smtp_account, smtp_mail, smtp_wait):
+    csv_bytes = smtp_mail.csv([["No.", "売上", "粗利", "件数", "備考"]]
+                              + [[str(n % 3 + 1), "1", "1", "1", "x" * 40] for n in range(400)])
+    raw = lf_mail([smtp_account.address], csv_bytes)
+    assert len(raw) > 10_000
+    assert send_raw(smtp_server, raw, smtp_account.address) == {}  # smtplib sends the LF bytes unchanged
+    rows = smtp_wait(lambda: finished(smtp_account.id, 1))
+    assert [(i.filename, i.status, i.row_count) for i in rows] == [("20180516.csv", Import.SUCCEEDED, 400)]
+    assert db.session.scalar(select(Import.content).where(Import.id == rows[0].id)) == csv_bytes
+
+
+def test_a_dot_stuffed_line_after_a_bare_lf_keeps_its_one_dot(smtp_server, smtp_account, smtp_mail, smtp_wait):
+    # smtplib doubles a leading dot after LF too; the server reads LF as a line end for that as well.
+    data = b"No.,\x94\x84\x8f\xe3,\x91\x65\x97\x98,\x8c\x8f\x90\x94,\x94\xf5\x8d\x6c\n1,1,1,1,ok\n.2,1,1,1,x\n"
+    raw = (f"From: {SMTP_SENDER}\nTo: {smtp_account.address}\nSubject: dots\nMIME-Version: 1.0\n"
+           "Content-Type: text/csv\nContent-Transfer-Encoding: 8bit\n"
+           'Content-Disposition: attachment; filename="20180516.csv"\n\n').encode() + data
+    send_raw(smtp_server, raw, smtp_account.address)
+    rows = smtp_wait(lambda: stored(smtp_account.id, 1))
+    # smtplib ends the data with a CRLF of its own when it does not end in one: one empty line more.
+    stored_bytes = db.session.scalar(select(Import.content).where(Import.id == rows[0].id))
+    assert stored_bytes == data.replace(b"\n", b"\r\n") + b"\r\n"
+
+
+def test_an_unwrapped_200_kb_base64_line_is_imported(smtp_server, smtp_account, smtp_mail, smtp_wait):
+    import base64
+
+    csv_bytes = smtp_mail.csv([["No.", "売上", "粗利", "件数", "備考"]]
+                              + [[str(n % 3 + 1), "1", "1", "1", "y" * 100] for n in range(1400)])
+    line = base64.b64encode(csv_bytes)
+    assert len(line) > 200_000
+    raw = (f"From: {SMTP_SENDER}\r\nTo: {smtp_account.address}\r\nSubject: one line\r\nMIME-Version: 1.0\r\n"
+           'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n'
+           '--b\r\nContent-Type: text/csv\r\nContent-Transfer-Encoding: base64\r\n'
+           'Content-Disposition: attachment; filename="20180516.csv"\r\n\r\n').encode() + line + b"\r\n--b--\r\n"
+    assert send_raw(smtp_server, raw, smtp_account.address) == {}
+    rows = smtp_wait(lambda: finished(smtp_account.id, 1))
+    assert [(i.filename, i.status, i.row_count) for i in rows] == [("20180516.csv", Import.SUCCEEDED, 1400)]
