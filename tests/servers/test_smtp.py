@@ -784,7 +784,7 @@ def lf_mail(to: list[str], csv_bytes: bytes, name: str = "20180516.csv") -> byte
     message.set_content("売上データを送ります。")
     message.add_attachment(csv_bytes, maintype="text", subtype="csv", filename=name)
     raw = message.as_bytes()
-    assert b"\r\n" not in raw
+    assert b"\r\n" not in raw and len(raw) > 1000
     return raw
 
 
@@ -830,14 +830,17 @@ def test_real_client_sends_a_csv_attachment(client, accounts, smtp_server, smtp_
     targets = [(smtp_account.id, smtp_account.address)]
     if accounts == 2:
         targets.append(other_mail_account(make_account, "other", [SMTP_SENDER]))
+    # Long enough that an LF-only message (curl) is far over 1,000 bytes before its first CRLF.
+    csv_bytes = smtp_mail.csv([["No.", "売上", "粗利", "件数", "備考"]]
+                              + [[str(n % 2 + 1), "1,000", "300", "1", f"髙橋様 {n}件目"] for n in range(40)])
     csv_file = tmp_path / "20180516.csv"
-    csv_file.write_bytes(smtp_mail.csv())
+    csv_file.write_bytes(csv_bytes)
     CLIENTS[client](smtp_server.port, [address for _, address in targets], csv_file, tmp_path)
     for account_id, _ in targets:
         rows = smtp_wait(lambda: finished(account_id, 1), message=f"the import of account #{account_id}")
         assert [(i.filename, i.status, i.sender, i.row_count) for i in rows] == [
-            ("20180516.csv", Import.SUCCEEDED, SMTP_SENDER, 2)]
-        assert db.session.scalar(select(Import.content).where(Import.id == rows[0].id)) == smtp_mail.csv()
+            ("20180516.csv", Import.SUCCEEDED, SMTP_SENDER, 40)]
+        assert db.session.scalar(select(Import.content).where(Import.id == rows[0].id)) == csv_bytes
 
 
 # ---------------------------------------------------------------------------------------
