@@ -13,22 +13,34 @@ times the cost of the spool write. The import itself runs on the worker; this se
 The spool is per machine: the `smtp` part drains its own spool (at start, leftovers of a crash
 first), so in a multi-machine setup each SMTP host needs its own data folder (the database may
 be shared). A mail acknowledged just before a crash is imported when that host's SMTP part
-starts again; the dedupe key makes a drain repeated after a lost delete harmless.
+starts again; the dedupe keys (the entry's random delivery id + part index + part hash) make a
+drain repeated after a lost delete harmless. They are not the Message-ID: the same message
+delivered again (mutt's bounce, a saved .eml sent again) is a new delivery and a new import.
 
 Decisions (where SPEC is silent):
-- One account per message. A RCPT for a second account in the same transaction gets
-  `452 4.5.3`; RFC 5321 clients then send that recipient in a new transaction, so each
-  account still gets the mail, and a `550 5.7.1` for one account's sender list can never
-  be confused with another account's answer. Several RCPTs for the same account count once.
-- Mode not メール添付連動 → `250`, discarded and recorded (the sender list is not checked:
-  it belongs to the mail mode). Mode mail → the From: check first (`550 5.7.1`), then a
-  stopped status discards (`250`) and records.
+- Several accounts per message: every RCPT of an issued address is accepted (mutt, s-nail,
+  msmtp and curl abort the whole send on a 4xx to a second RCPT), an unknown one gets
+  `550 5.1.1` on its own. Several RCPTs for the same account count once. The message is
+  spooled once (one entry naming every accepting account, fsynced before `250`) and the
+  drain imports it once per account.
+- Each account applies its own rules: mode not メール添付連動 → discarded and recorded (the
+  sender list is not checked: it belongs to the mail mode); mode mail → the From: check
+  (refused, recorded), then a stopped status discards and records. The From: header is known
+  only after DATA, which has one reply for all: `250` when at least one account took the
+  message (spooled or discarded), `550 5.7.1` only when every account refused it. A refusal
+  next to an acceptance is in that account's 取込履歴 only (the sender, having `250`, does not
+  see it).
+- Lines: bare LF and lines of any length are accepted up to the message cap (as Postfix
+  does); bare LFs become CRLF before the message is spooled (mailparse.normalise_line_ends).
+  A message over the cap gets `552 5.3.4` and each account of its RCPTs records the refusal.
 - A mail with no `.csv` attachment is accepted (`250`) and becomes a failed import
   "(CSV添付なし)" with one error, so the error report goes to エラー報告メールアドレス.
 - A mail the full parse cannot read (nested too deep) was already answered `250`: it becomes a
   failed import "(メール)" with one error and an error report (the sender learns it that way).
 - Every DB call and spool write runs in the loop's executor; an unexpected error answers
-  `451 4.3.0` (the client retries; the per-part dedupe key makes the retry safe).
+  `451 4.3.0` and the client retries. Nothing was spooled then (a failed write removes its
+  entry), so the retry is the one delivery; a refusal recorded for another account of the same
+  message before the failed write may be recorded again.
 - Refusals and discards are recorded in the DB directly before the answer (rare paths, no file
   to import; they alone pay a full parse, to name the files in the history). A mail with no CSV
   and a truncated attachment are recorded by the drain.
@@ -617,8 +629,8 @@ class RunningSmtp:
                 task.cancel()
             self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             self._loop.run_until_complete(self._server.wait_closed())
-            # A delivery already inside the executor finishes its commit; its client saw no 250
-            # and will retry, which the dedupe key turns into a no-op.
+            # A delivery already inside the executor finishes its spool write; its client saw no
+            # 250 and will retry: a second import of the same file, which replaces the first.
             self._executor.shutdown(wait=True)
             self._loop.close()
 
