@@ -129,6 +129,8 @@ class Import(db.Model):
     dedupe_key: Mapped[str | None] = mapped_column(String(200))
     replaced_import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"))
     note: Mapped[str | None] = mapped_column(Text)
+    # Names of the attachments of the same mail that were not imported (e.g. an .xlsx), for the report mail.
+    ignored_attachments: Mapped[list[str] | None] = mapped_column(JSON)
     content: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
 
     account: Mapped[Account] = relationship()

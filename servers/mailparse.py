@@ -83,6 +83,24 @@ class MailHead:
     identity: str  # as ParsedMail.identity
 
 
+_BARE_LF_STUFFED = re.compile(rb"(?<!\r)\n\.\.")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def normalise_line_ends(raw: bytes) -> bytes:
+    """The message as received over SMTP with every bare LF made a CRLF (Postfix's "normalize").
+
+    curl `-T` without `--crlf` and `smtplib.sendmail(msg.as_bytes())` send LF-only lines; the
+    SMTP server has already ended DATA only at CRLF.CRLF and undone the dot-stuffing of lines
+    after a CRLF. A line after a bare LF that starts with two dots was dot-stuffed by its client
+    (smtplib stuffs after LF too), so one dot is removed there as well; a single leading dot is
+    kept (curl does not stuff after a bare LF). Bare CRs are left alone (the parser reads them).
+    """
+    if raw.count(b"\n") == raw.count(b"\r\n"):
+        return raw  # the usual case: no bare LF
+    return _BARE_LF.sub(b"\r\n", _BARE_LF_STUFFED.sub(b"\n.", raw))
+
+
 def parse_head(raw: bytes) -> MailHead:
     """Parse only the header block (cheap, no recursion into parts); never raises MailRejected."""
     message = BytesParser(policy=policy.default).parsebytes(_header_block(raw), headersonly=True)

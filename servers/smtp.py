@@ -13,22 +13,34 @@ times the cost of the spool write. The import itself runs on the worker; this se
 The spool is per machine: the `smtp` part drains its own spool (at start, leftovers of a crash
 first), so in a multi-machine setup each SMTP host needs its own data folder (the database may
 be shared). A mail acknowledged just before a crash is imported when that host's SMTP part
-starts again; the dedupe key makes a drain repeated after a lost delete harmless.
+starts again; the dedupe keys (the entry's random delivery id + part index + part hash) make a
+drain repeated after a lost delete harmless. They are not the Message-ID: the same message
+delivered again (mutt's bounce, a saved .eml sent again) is a new delivery and a new import.
 
 Decisions (where SPEC is silent):
-- One account per message. A RCPT for a second account in the same transaction gets
-  `452 4.5.3`; RFC 5321 clients then send that recipient in a new transaction, so each
-  account still gets the mail, and a `550 5.7.1` for one account's sender list can never
-  be confused with another account's answer. Several RCPTs for the same account count once.
-- Mode not メール添付連動 → `250`, discarded and recorded (the sender list is not checked:
-  it belongs to the mail mode). Mode mail → the From: check first (`550 5.7.1`), then a
-  stopped status discards (`250`) and records.
+- Several accounts per message: every RCPT of an issued address is accepted (mutt, s-nail,
+  msmtp and curl abort the whole send on a 4xx to a second RCPT), an unknown one gets
+  `550 5.1.1` on its own. Several RCPTs for the same account count once. The message is
+  spooled once (one entry naming every accepting account, fsynced before `250`) and the
+  drain imports it once per account.
+- Each account applies its own rules: mode not メール添付連動 → discarded and recorded (the
+  sender list is not checked: it belongs to the mail mode); mode mail → the From: check
+  (refused, recorded), then a stopped status discards and records. The From: header is known
+  only after DATA, which has one reply for all: `250` when at least one account took the
+  message (spooled or discarded), `550 5.7.1` only when every account refused it. A refusal
+  next to an acceptance is in that account's 取込履歴 only (the sender, having `250`, does not
+  see it).
+- Lines: bare LF and lines of any length are accepted up to the message cap (as Postfix
+  does); bare LFs become CRLF before the message is spooled (mailparse.normalise_line_ends).
+  A message over the cap gets `552 5.3.4` and each account of its RCPTs records the refusal.
 - A mail with no `.csv` attachment is accepted (`250`) and becomes a failed import
   "(CSV添付なし)" with one error, so the error report goes to エラー報告メールアドレス.
 - A mail the full parse cannot read (nested too deep) was already answered `250`: it becomes a
   failed import "(メール)" with one error and an error report (the sender learns it that way).
 - Every DB call and spool write runs in the loop's executor; an unexpected error answers
-  `451 4.3.0` (the client retries; the per-part dedupe key makes the retry safe).
+  `451 4.3.0` and the client retries. Nothing was spooled then (a failed write removes its
+  entry), so the retry is the one delivery; a refusal recorded for another account of the same
+  message before the failed write may be recorded again.
 - Refusals and discards are recorded in the DB directly before the answer (rare paths, no file
   to import; they alone pay a full parse, to name the files in the history). A mail with no CSV
   and a truncated attachment are recorded by the drain.
@@ -48,11 +60,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, syntax
 
 from app.services import spool
 
-from .mailparse import MailRejected, MailUnreadable, ParsedMail, parse_head, parse_mail
+from .mailparse import MailRejected, MailUnreadable, ParsedMail, normalise_line_ends, parse_head, parse_mail
 from .priority import lower_this_process, lower_this_thread
 from .settings import flag, setting
 
@@ -72,6 +84,12 @@ TRUNCATED_MESSAGE = (
 NO_CSV_MESSAGE = (
     "メールにCSVファイルが添付されていませんでした。"
     "ファイル名が「.csv」で終わるファイル(例: 20180516.csv)を添付して送り直してください。"
+)
+
+TOO_BIG_REPLY = "552 5.3.4 Message too big for system"
+TOO_BIG_NOTE = (
+    "メールの大きさが上限({limit:,}バイト)を超えているため受信を拒否しました。"
+    "添付ファイルを1通に1つずつにして送り直すか、管理者に上限(RENKEI_SMTP_MAX_BYTES)の変更を相談してください"
 )
 
 # Defaults of the limits; each one is overridable by app.config or a RENKEI_* variable.
@@ -105,7 +123,7 @@ class MailHandler:
 
     Injected callables (they run in a worker thread, never on the event loop):
     - resolve_recipient(address) -> Recipient | None (None: unknown address or integration disabled)
-    - spool_mail(account_id, raw, *, sender) -> None, once the whole message is stored durably
+    - spool_mail(account_ids, raw, *, sender) -> None, once the whole message is stored durably for them all
     - record_refusal(account_id, *, filename, sender, status, note) -> None
     - parse(raw) -> ParsedMail (only to name the files of a refused or discarded mail; rare)
     """
@@ -124,7 +142,7 @@ class MailHandler:
         self.record_refusal = record_refusal
 
     async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:
-        """Accept only issued addresses of enabled accounts, one account per message; never relay."""
+        """Accept every issued address of an enabled account (several accounts per message); never relay."""
         try:
             recipient = await asyncio.get_running_loop().run_in_executor(None, self.resolve_recipient, address)
         except Exception:
@@ -134,24 +152,24 @@ class MailHandler:
             log.info("smtp refused channel=%s rcpt=%s reason=unknown-recipient peer=%s", CHANNEL, address,
                      _peer(session))
             return "550 5.1.1 Recipient address rejected: no such user"
-        current: Recipient | None = getattr(envelope, "renkei_recipient", None)
-        if current is not None and current.account_id != recipient.account_id:
-            return "452 4.5.3 Too many recipients: send one message per account"
-        envelope.renkei_recipient = recipient
+        recipients: dict[int, Recipient] = getattr(envelope, "renkei_recipients", None) or {}
+        recipients.setdefault(recipient.account_id, recipient)  # several addresses of one account count once
+        envelope.renkei_recipients = recipients
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
         """Check and spool the message (off the loop); answer only after it is durable."""
-        recipient: Recipient = envelope.renkei_recipient
+        recipients = list(envelope.renkei_recipients.values())
         raw = bytes(envelope.original_content or b"")
         try:
             return await asyncio.get_running_loop().run_in_executor(
-                None, self.deliver, recipient, raw, _peer(session)
+                None, self.deliver, recipients, raw, _peer(session)
             )
         except Exception:
-            log.exception("smtp delivery failed account=%s channel=%s", recipient.label, CHANNEL)
+            log.exception("smtp delivery failed account=%s channel=%s", ",".join(r.label for r in recipients),
+                          CHANNEL)
             return "451 4.3.0 Temporary server error, try again later"
 
     async def handle_exception(self, error: Exception) -> str:
@@ -159,38 +177,67 @@ class MailHandler:
         log.exception("smtp session error channel=%s", CHANNEL, exc_info=error)
         return "451 4.3.0 Temporary server error, try again later"
 
-    def deliver(self, recipient: Recipient, raw: bytes, peer: str = "-") -> str:
-        """Apply the account's rules to one received message and return the SMTP reply (blocking)."""
-        account_id, label = recipient.account_id, recipient.label
-        head = parse_head(raw)
-        if recipient.mode != "mail":
-            reason = "データ連動方式がメール添付連動ではないため、メールを破棄しました"
-            self._discard(recipient, raw, head.sender, reason, peer)
-            return "250 2.0.0 OK"
-        if head.sender is None:
-            self.record_refusal(account_id, filename=UNNAMED, sender=None, status="refused",
-                                note=f"差出人を確認できないため受信を拒否しました: {head.rejection}")
-            log.info("smtp refused account=%s channel=%s reason=bad-from peer=%s", label, CHANNEL, peer)
-            return "550 5.7.1 Sender not authorized: unreadable From header"
-        if head.sender not in recipient.senders:
-            names = self._names_of(raw)
-            self.record_refusal(account_id, filename=names, sender=head.sender, status="refused",
-                                note=f"送信元メールアドレスに登録されていない差出人のため受信を拒否しました: {head.sender}")
-            log.info("smtp refused account=%s channel=%s file=%s sender=%s reason=sender-not-registered peer=%s",
-                     label, CHANNEL, names, head.sender, peer)
-            return "550 5.7.1 Sender not authorized for this address"
-        if recipient.status != "active":
-            self._discard(recipient, raw, head.sender, "データ連動ステータスが連動稼働停止のため、メールを破棄しました",
-                          peer)
-            return "250 2.0.0 OK"
+    def deliver(self, recipients: Recipient | list[Recipient], raw: bytes, peer: str = "-") -> str:
+        """Apply each account's rules to one received message and return the one SMTP reply (blocking).
 
-        self.spool_mail(account_id, raw, sender=head.sender)
-        log.info("smtp accepted account=%s channel=%s sender=%s bytes=%d peer=%s", label, CHANNEL, head.sender,
-                 len(raw), peer)
+        Each account decides on its own (mode, From: in its sender list, status). The reply is
+        `250` when at least one account took the message (spooled for import, or discarded as
+        its mode or status says), and `550 5.7.1` only when every account refused it; a refusal
+        next to an acceptance is recorded in that account's 取込履歴 only. Refusals and discards
+        are recorded before the spool write, so a failed write (`451`) may leave them recorded
+        twice after the retry, never lost.
+        """
+        if isinstance(recipients, Recipient):
+            recipients = [recipients]
+        raw = normalise_line_ends(raw)
+        head = parse_head(raw)
+        names = _LazyNames(self, raw)
+        accepted: list[Recipient] = []
+        refusal: str | None = None
+        discarded = False
+        for recipient in recipients:
+            account_id, label = recipient.account_id, recipient.label
+            if recipient.mode != "mail":
+                reason = "データ連動方式がメール添付連動ではないため、メールを破棄しました"
+                self._discard(recipient, names, head.sender, reason, peer)
+                discarded = True
+            elif head.sender is None:
+                self.record_refusal(account_id, filename=UNNAMED, sender=None, status="refused",
+                                    note=f"差出人を確認できないため受信を拒否しました: {head.rejection}")
+                log.info("smtp refused account=%s channel=%s reason=bad-from peer=%s", label, CHANNEL, peer)
+                refusal = refusal or "550 5.7.1 Sender not authorized: unreadable From header"
+            elif head.sender not in recipient.senders:
+                self.record_refusal(account_id, filename=names(), sender=head.sender, status="refused",
+                                    note=f"送信元メールアドレスに登録されていない差出人のため受信を拒否しました: {head.sender}")
+                log.info("smtp refused account=%s channel=%s file=%s sender=%s reason=sender-not-registered peer=%s",
+                         label, CHANNEL, names(), head.sender, peer)
+                refusal = refusal or "550 5.7.1 Sender not authorized for this address"
+            elif recipient.status != "active":
+                self._discard(recipient, names, head.sender,
+                              "データ連動ステータスが連動稼働停止のため、メールを破棄しました", peer)
+                discarded = True
+            else:
+                accepted.append(recipient)
+        if not accepted:
+            return "250 2.0.0 OK" if discarded or refusal is None else refusal
+
+        assert head.sender is not None
+        self.spool_mail([r.account_id for r in accepted], raw, sender=head.sender)
+        for recipient in accepted:
+            log.info("smtp accepted account=%s channel=%s sender=%s bytes=%d peer=%s", recipient.label, CHANNEL,
+                     head.sender, len(raw), peer)
         return "250 2.0.0 OK: queued"
 
-    def _discard(self, recipient: Recipient, raw: bytes, sender: str | None, reason: str, peer: str) -> None:
-        names = self._names_of(raw)
+    def refuse_unreceived(self, recipients: list[Recipient], *, envelope_from: str | None, reason: str,
+                          peer: str = "-") -> None:
+        """Record a message the protocol refused before it was read (e.g. over the size cap), per account."""
+        for recipient in recipients:
+            note = f"{reason}(エンベロープの送信者: {envelope_from or '-'})"
+            self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status="refused", note=note)
+            log.info("smtp refused account=%s channel=%s reason=%s peer=%s", recipient.label, CHANNEL, reason, peer)
+
+    def _discard(self, recipient: Recipient, names: _LazyNames, sender: str | None, reason: str, peer: str) -> None:
+        names = names()
         self.record_refusal(recipient.account_id, filename=names, sender=sender, status="discarded", note=reason)
         log.info("smtp discarded account=%s channel=%s file=%s sender=%s reason=%s peer=%s", recipient.label,
                  CHANNEL, names, sender or "-", reason, peer)
@@ -203,16 +250,33 @@ class MailHandler:
             return UNNAMED
 
 
+class _LazyNames:
+    """The file names of a refused or discarded mail, parsed at most once and only when asked for."""
+
+    def __init__(self, handler: MailHandler, raw: bytes):
+        self._handler, self._raw, self._names = handler, raw, None
+
+    def __call__(self) -> str:
+        if self._names is None:
+            self._names = self._handler._names_of(self._raw)
+        return self._names
+
+
 class MailImporter:
-    """The spool drain's half of a mail, after `250`: the full parse, then one import per CSV.
+    """The spool drain's half of a mail, after `250`: the full parse, then one import per CSV and account.
 
     Injected callables (called in the drain thread):
-    - ingest(account_id, filename, data, *, sender, dedupe_key, note) -> None (a queued import)
-    - record_failure(account_id, *, filename, sender, message, dedupe_key, note) -> None
+    - ingest(account_id, filename, data, *, sender, dedupe_key, note, ignored) -> None (a queued import)
+    - record_failure(account_id, *, filename, sender, message, dedupe_key, note, ignored) -> None
       (a failed import with one error and its error report: the sender already had its `250`)
     - parse(raw) -> ParsedMail, raising MailUnreadable (default: mailparse.parse_mail in the calling thread)
 
-    Every record carries a dedupe key, so a drain repeated after a crash stores nothing twice.
+    `ignored` is the list of the names of every attachment that was not imported (e.g. an .xlsx):
+    it is stored on each import of the mail (Import.ignored_attachments) for the report mail.
+
+    Every record carries a dedupe key built from the spool entry's delivery id, so a drain
+    repeated after a crash stores nothing twice, while a second delivery of the same message
+    (same Message-ID) is a second import.
     """
 
     def __init__(self, *, ingest: Callable[..., Any], record_failure: Callable[..., Any],
@@ -221,47 +285,63 @@ class MailImporter:
         self.record_failure = record_failure
         self.parse = parse
 
-    def import_mail(self, account_id: int, raw: bytes, *, sender: str, label: str = "-") -> int:
-        """Store the imports of one accepted message; return how many records were written."""
+    def import_mail(self, account_ids: int | list[int], raw: bytes, *, sender: str, label: str = "-",
+                    delivery: str | None = None) -> int:
+        """Store the imports of one accepted message for each account; return how many records were written.
+
+        `delivery` is the spool entry's id; without it (an entry of an earlier version) the keys
+        come from the Message-ID, as they did when that entry was written.
+        """
+        if isinstance(account_ids, int):
+            account_ids = [account_ids]
         try:
             mail = self.parse(raw)
         except (MailUnreadable, RecursionError) as error:
             reason = getattr(error, "reason", None) or "メールの構造を読み取れません"
-            self._unreadable(account_id, raw, sender, f"{reason}。{UNREADABLE_ADVICE}", label)
-            return 1
+            return self._unreadable(account_ids, raw, sender, f"{reason}。{UNREADABLE_ADVICE}", label, delivery)
         except MailRejected as error:
             # Cannot happen for a From: that passed the check before 250; kept so a change in the
             # parser never turns an accepted mail into a silent loss.
-            self._unreadable(account_id, raw, sender, f"差出人を確認できません: {error.reason}。{UNREADABLE_ADVICE}",
-                             label)
-            return 1
+            return self._unreadable(account_ids, raw, sender,
+                                    f"差出人を確認できません: {error.reason}。{UNREADABLE_ADVICE}", label, delivery)
         except Exception:
             # Parsing is pure: an unexpected error would recur on every retry and hold up every
             # mail behind this one in the spool, so it is reported instead of retried.
             log.exception("smtp parse failed account=%s channel=%s sender=%s", label, CHANNEL, sender)
-            self._unreadable(account_id, raw, sender, f"メールの形式を解釈できませんでした。{UNREADABLE_ADVICE}", label)
-            return 1
+            return self._unreadable(account_ids, raw, sender, f"メールの形式を解釈できませんでした。{UNREADABLE_ADVICE}",
+                                    label, delivery)
 
+        prefix = f"mail:{delivery}" if delivery else f"mail:{mail.identity}"
         note = _ignored_note(mail)
-        if not mail.csvs:
-            self.record_failure(account_id, filename=NO_CSV_NAME, sender=sender, message=NO_CSV_MESSAGE,
-                                dedupe_key=f"mail:{mail.identity}:nocsv", note=note)
-            log.info("smtp no csv account=%s channel=%s sender=%s", label, CHANNEL, sender)
-            return 1
-        for index, attachment in enumerate(mail.csvs):
-            if attachment.truncated:
-                self.record_failure(account_id, filename=attachment.filename, sender=sender,
-                                    message=TRUNCATED_MESSAGE, dedupe_key=mail.dedupe_key(index, attachment),
-                                    note=note)
+        ignored = list(mail.ignored) or None
+        written = 0
+        for account_id in account_ids:
+            if not mail.csvs:
+                self.record_failure(account_id, filename=NO_CSV_NAME, sender=sender, message=NO_CSV_MESSAGE,
+                                    dedupe_key=f"{prefix}:nocsv", note=note, ignored=ignored)
+                log.info("smtp no csv account=%s channel=%s sender=%s ignored=%s", label, CHANNEL, sender,
+                         ",".join(mail.ignored) or "-")
+                written += 1
                 continue
-            self.ingest(account_id, attachment.filename, attachment.data, sender=sender,
-                        dedupe_key=mail.dedupe_key(index, attachment), note=note)
-        return len(mail.csvs)
+            for index, attachment in enumerate(mail.csvs):
+                key = f"{prefix}:{index}:{attachment.sha256}"
+                if attachment.truncated:
+                    self.record_failure(account_id, filename=attachment.filename, sender=sender,
+                                        message=TRUNCATED_MESSAGE, dedupe_key=key, note=note, ignored=ignored)
+                else:
+                    self.ingest(account_id, attachment.filename, attachment.data, sender=sender, dedupe_key=key,
+                                note=note, ignored=ignored)
+                written += 1
+        return written
 
-    def _unreadable(self, account_id: int, raw: bytes, sender: str, message: str, label: str) -> None:
-        self.record_failure(account_id, filename=UNNAMED, sender=sender, message=message,
-                            dedupe_key=f"mail:{parse_head(raw).identity}:unreadable", note=None)
-        log.info("smtp unreadable account=%s channel=%s sender=%s", label, CHANNEL, sender)
+    def _unreadable(self, account_ids: list[int], raw: bytes, sender: str, message: str, label: str,
+                    delivery: str | None) -> int:
+        key = f"mail:{delivery or parse_head(raw).identity}:unreadable"
+        for account_id in account_ids:
+            self.record_failure(account_id, filename=UNNAMED, sender=sender, message=message, dedupe_key=key,
+                                note=None, ignored=None)
+            log.info("smtp unreadable account=%s channel=%s sender=%s", label, CHANNEL, sender)
+        return len(account_ids)
 
 
 def _names(mail: ParsedMail) -> str:
@@ -330,11 +410,56 @@ class _Busy(asyncio.Protocol):
 
 
 class _Session(SMTP):
-    """aiosmtpd's SMTP protocol that tells its server when the connection ends (connection cap)."""
+    """aiosmtpd's SMTP protocol with Renkei's line rule, its over-size record and the connection cap.
 
-    def __init__(self, handler, *, on_close: Callable[[], None], **kwargs):
+    Lines: RFC 5321 allows 1,000 bytes, but curl `-T` without `--crlf`, smtplib with LF-only
+    bytes and unwrapped base64 send far longer "lines" (a bare-LF message is one line until its
+    final CRLF). As Postfix does, any line length is accepted up to the message cap: the line
+    limit is the cap plus the CRLF and a stuffed dot, so a line can be over it only when the
+    message is, and that answer is the size answer (`552`), never `500 Line too long`. The
+    reader's buffer per session is thereby bounded by the cap, as the message already was.
+
+    A message refused by the protocol after DATA (over the cap) never reaches the handler; it
+    is recorded here (per account of its RCPTs) so the sender's attempt is in 取込履歴.
+    """
+
+    def __init__(self, handler, *, on_close: Callable[[], None], on_refused: Callable[..., Any] | None = None,
+                 **kwargs):
+        limit = kwargs.get("data_size_limit")
+        if limit:
+            self.line_length_limit = int(limit) + 3  # read by SMTP.__init__ (the reader's buffer limit)
         super().__init__(handler, **kwargs)
         self._on_close: Callable[[], None] | None = on_close
+        self._on_refused = on_refused
+        self._in_data = False
+
+    async def push(self, status: str) -> None:
+        if self._in_data and (status.startswith("500 Line too long") or status.startswith("552")):
+            # Only a message over the cap has a line over the limit (see above): one answer for both.
+            status = TOO_BIG_REPLY
+            await self._record_too_big()
+        await super().push(status)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        self._in_data = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._in_data = False
+
+    async def _record_too_big(self) -> None:
+        """Record the refused message per account, before its answer (the client may hang up right after)."""
+        envelope = self.envelope
+        recipients = list(getattr(envelope, "renkei_recipients", {}).values())
+        if not recipients or self._on_refused is None:
+            return
+        reason = TOO_BIG_NOTE.format(limit=self.data_size_limit or 0)
+        try:
+            await self.loop.run_in_executor(None, lambda: self._on_refused(
+                recipients, envelope_from=envelope.mail_from, reason=reason, peer=_peer(self.session)))
+        except Exception:  # the sender gets its answer all the same; a lost history line must not end the session
+            log.exception("smtp refusal not recorded channel=%s", CHANNEL)
 
     def connection_lost(self, error: Exception | None) -> None:
         try:
@@ -365,9 +490,9 @@ class SpoolDrainer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def write_mail(self, account_id: int, raw: bytes, *, sender: str) -> None:
-        """Spool one whole message durably (the handler's `spool_mail`), then wake the drain."""
-        spool.write_mail(self.folder, account_id=account_id, sender=sender, raw=raw)
+    def write_mail(self, account_ids: list[int], raw: bytes, *, sender: str) -> None:
+        """Spool one whole message for its accounts durably (the handler's `spool_mail`), then wake the drain."""
+        spool.write_mail(self.folder, account_ids=list(account_ids), sender=sender, raw=raw)
         self._wake.set()
 
     def wake(self) -> None:
@@ -504,8 +629,8 @@ class RunningSmtp:
                 task.cancel()
             self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             self._loop.run_until_complete(self._server.wait_closed())
-            # A delivery already inside the executor finishes its commit; its client saw no 250
-            # and will retry, which the dedupe key turns into a no-op.
+            # A delivery already inside the executor finishes its spool write; its client saw no
+            # 250 and will retry: a second import of the same file, which replaces the first.
             self._executor.shutdown(wait=True)
             self._loop.close()
 
@@ -518,6 +643,7 @@ class RunningSmtp:
         return _Session(
             self.handler,
             on_close=self._connection_closed,
+            on_refused=getattr(self.handler, "refuse_unreceived", None),
             loop=self._loop,
             hostname=self.hostname,
             ident="Renkei ESMTP",
@@ -582,23 +708,24 @@ class _AppServices:
         from app.models import Account
 
         with self.app.app_context():
-            if db.session.get(Account, entry.account_id) is None:
-                raise spool.Unstorable(f"account #{entry.account_id} no longer exists")
+            account_ids = [a for a in (entry.account_ids or (entry.account_id,)) if db.session.get(Account, a)]
+        if not account_ids:
+            raise spool.Unstorable(f"account(s) {entry.account_ids or entry.account_id} no longer exist")
         if entry.kind == spool.MAIL:
-            self.importer.import_mail(entry.account_id, entry.data, sender=entry.sender or "",
-                                      label=f"#{entry.account_id}")
+            self.importer.import_mail(account_ids, entry.data, sender=entry.sender or "",
+                                      label=",".join(f"#{a}" for a in account_ids), delivery=entry.delivery)
         else:  # one file, as spooled by earlier versions
             self.receive(entry.account_id, entry.filename, entry.data, sender=entry.sender,
                          dedupe_key=entry.dedupe_key, note=entry.note)
 
     def receive(self, account_id: int, filename: str, data: bytes, *, sender: str | None,
-                dedupe_key: str | None, note: str | None) -> None:
+                dedupe_key: str | None, note: str | None, ignored: list[str] | None = None) -> None:
         """Store one file as a queued import (a repeat of its dedupe key stores nothing)."""
         from app.services import ingest
 
         with self.app.app_context():
             imp = ingest.receive(account_id, filename, data, channel=CHANNEL, sender=sender,
-                                 dedupe_key=dedupe_key, note=note)
+                                 dedupe_key=dedupe_key, note=note, ignored=ignored)
             log.info("smtp spool drained account=#%s channel=%s file=%s import=#%s", imp.account_id, CHANNEL,
                      imp.filename, imp.id)
 
@@ -611,12 +738,12 @@ class _AppServices:
                                   note=note)
 
     def record_failure(self, account_id: int, *, filename: str, sender: str | None, message: str,
-                       dedupe_key: str | None, note: str | None) -> None:
+                       dedupe_key: str | None, note: str | None, ignored: list[str] | None = None) -> None:
         from app.services import ingest
 
         with self.app.app_context():
             ingest.record_failure(account_id, channel=CHANNEL, filename=filename, sender=sender, message=message,
-                                  dedupe_key=dedupe_key, note=note)
+                                  dedupe_key=dedupe_key, note=note, ignored=ignored)
 
 
 def tls_context_from(cert: str | None, key: str | None) -> ssl.SSLContext | None:

@@ -128,31 +128,38 @@ def _account_label(account_id: int) -> str:
 
 
 def receive(account_id: int, filename: str, data: bytes, *, channel: str, sender: str | None = None,
-            dedupe_key: str | None = None, note: str | None = None) -> Import:
-    """Store a received file durably as a queued import and return it (committed before returning)."""
+            dedupe_key: str | None = None, note: str | None = None, ignored: list[str] | None = None) -> Import:
+    """Store a received file durably as a queued import and return it (committed before returning).
+
+    `ignored`: the names of the other attachments of the same mail that were not imported
+    (stored as Import.ignored_attachments, listed by the report mail).
+    """
     imp, created = _store(account_id, filename, data, channel=channel, sender=sender, dedupe_key=dedupe_key,
-                          note=note, status=Import.QUEUED)
+                          note=note, status=Import.QUEUED, ignored=ignored)
     if created:
         _notify()
     return imp
 
 
 def record_failure(account_id: int, *, channel: str, filename: str, sender: str | None, message: str,
-                   dedupe_key: str | None = None, note: str | None = None, data: bytes | None = None) -> Import:
+                   dedupe_key: str | None = None, note: str | None = None, data: bytes | None = None,
+                   ignored: list[str] | None = None) -> Import:
     """Record a delivery that cannot be imported at all (e.g. too large) as a failed import with one error.
 
     The error report goes to the outbox in the same commit. A repeat with the same dedupe key
-    returns the first record unchanged.
+    returns the first record unchanged. `ignored` as for receive() (e.g. the .xlsx of a mail
+    without a CSV: "(CSV添付なし)").
     """
     imp, created = _store(account_id, filename, data, channel=channel, sender=sender, dedupe_key=dedupe_key,
-                          note=note, status=Import.RUNNING)
+                          note=note, status=Import.RUNNING, ignored=ignored)
     if not created:
         return imp
     return _finish_failed(imp.id, [RowError(message=message)], None, None, None)
 
 
 def _store(account_id: int, filename: str, data: bytes | None, *, channel: str, sender: str | None,
-           dedupe_key: str | None, note: str | None, status: str) -> tuple[Import, bool]:
+           dedupe_key: str | None, note: str | None, status: str,
+           ignored: list[str] | None = None) -> tuple[Import, bool]:
     """Insert and commit the Import row; return (import, True), or (the earlier one with this dedupe key, False)."""
     if dedupe_key:
         existing = _by_dedupe_key(account_id, dedupe_key)
@@ -166,7 +173,7 @@ def _store(account_id: int, filename: str, data: bytes | None, *, channel: str, 
         status=status, received_at=now, claimed_at=now if status == Import.RUNNING else None,
         attempts=1 if status == Import.RUNNING else 0,
         content=data, size=len(data or b""), sha256=hashlib.sha256(data).hexdigest() if data is not None else None,
-        dedupe_key=dedupe_key, note=note,
+        dedupe_key=dedupe_key, note=note, ignored_attachments=list(ignored) if ignored else None,
     )
     sqlite = bool(data) and db.session.get_bind().dialect.name == "sqlite"
     if sqlite:

@@ -6,13 +6,20 @@ transaction, so committing a mail's bytes before `250` made every SMTP answer wa
 SPEC 5 allows "file fsynced or DB committed" before `250`: the SMTP server writes here instead.
 
 One entry = one file `{time_ns}-{counter}-{uuid}.entry`: a one-line JSON header then the bytes.
-Two kinds: a whole received mail (`{"kind": "mail", account_id, sender, received_at}` + the raw
-message, written by the SMTP server, whose drain parses it after `250`), and one file
+Two kinds: a whole received mail (`{"kind": "mail", account_id, account_ids, delivery, sender,
+received_at}` + the raw message, written by the SMTP server, whose drain parses it after `250`
+and imports it once for each account in `account_ids`), and one file
 (account_id, filename, sender, dedupe_key, note, received_at + the file's bytes; no "kind": the
 format of earlier versions, still read). It is written under a
 temporary name starting with `.tmp-`, fsynced, renamed to its final name and the folder fsynced,
 so a final name always holds a complete entry; a temporary file is the leftover of a crash during
 the write (its message was never acknowledged) and is removed by `clean_temporaries()`.
+
+`delivery` is a random id drawn for each accepted message before its entry is written: the
+drain's dedupe keys are built from it, so draining one entry twice (a crash between its commit
+and its delete) stores it once, while the same message delivered again (same Message-ID: a
+bounce, a saved .eml sent again) is a new entry, a new delivery and a new import. A mail entry
+of earlier versions has no `delivery`; its keys come from the Message-ID as they did then.
 
 The spool is per machine: the process that writes it (the `smtp` part) drains it, so in a
 multi-machine setup each SMTP host needs its own data folder; the database may be shared.
@@ -58,6 +65,8 @@ class Entry:
     note: str | None
     received_at: str
     kind: str = FILE
+    account_ids: tuple[int, ...] = ()  # a mail: every account it was accepted for (account_id first)
+    delivery: str | None = None  # a mail: the random id of this delivery (None in earlier versions' entries)
 
 
 class SpoolCorrupt(Exception):
@@ -98,9 +107,16 @@ def write(folder: Path, *, account_id: int, filename: str, data: bytes, sender: 
                            "dedupe_key": dedupe_key, "note": note}, data)
 
 
-def write_mail(folder: Path, *, account_id: int, sender: str, raw: bytes) -> Path:
-    """Write one whole received message durably (fsync file, rename, fsync folder) and return its final path."""
-    return _write(folder, {"kind": MAIL, "account_id": account_id, "sender": sender}, raw)
+def write_mail(folder: Path, *, account_ids: list[int], sender: str, raw: bytes) -> Path:
+    """Write one whole received message for one or more accounts durably (fsync file, rename, fsync folder).
+
+    A fresh random delivery id goes into the header, so the drain's dedupe keys belong to this
+    delivery and not to the message's headers. Returns the final path.
+    """
+    if not account_ids:
+        raise ValueError("a mail entry needs at least one account")
+    return _write(folder, {"kind": MAIL, "account_id": account_ids[0], "account_ids": list(account_ids),
+                           "delivery": uuid.uuid4().hex, "sender": sender}, raw)
 
 
 def _write(folder: Path, meta: dict[str, Any], data: bytes) -> Path:
@@ -119,7 +135,12 @@ def _write(folder: Path, meta: dict[str, Any], data: bytes) -> Path:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    _fsync_dir(folder)
+    try:
+        _fsync_dir(folder)
+    except BaseException:
+        # Not durable, so not acknowledged: the client retries, and this entry must not become a second import.
+        final.unlink(missing_ok=True)
+        raise
     return final
 
 
@@ -134,10 +155,13 @@ def read(path: Path) -> Entry:
         kind = meta.get("kind", FILE)
         if kind not in (MAIL, FILE):
             raise ValueError(f"unknown kind {kind!r}")
-        return Entry(path=path, account_id=int(meta["account_id"]),
+        account_id = int(meta["account_id"])
+        account_ids = tuple(int(a) for a in meta.get("account_ids") or [account_id])
+        return Entry(path=path, account_id=account_id,
                      filename="" if kind == MAIL else str(meta["filename"]), data=data,
                      sender=meta.get("sender"), dedupe_key=meta.get("dedupe_key"), note=meta.get("note"),
-                     received_at=str(meta.get("received_at") or ""), kind=kind)
+                     received_at=str(meta.get("received_at") or ""), kind=kind, account_ids=account_ids,
+                     delivery=str(meta["delivery"]) if meta.get("delivery") else None)
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise SpoolCorrupt(f"{path.name}: {error}") from error
 

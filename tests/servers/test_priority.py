@@ -55,7 +55,7 @@ def test_the_smtp_spool_drain_runs_at_background_priority(tmp_path):
     drainer = smtp.SpoolDrainer(tmp_path, store)
     drainer.start()
     try:
-        drainer.write_mail(1, b"From: a@example.com\r\n\r\nbody\r\n", sender="a@example.com")
+        drainer.write_mail([1], b"From: a@example.com\r\n\r\nbody\r\n", sender="a@example.com")
         assert stored.wait(30)
     finally:
         drainer.stop()

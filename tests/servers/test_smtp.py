@@ -116,6 +116,7 @@ def test_two_csvs_become_two_imports_in_order_other_attachments_noted(
         ("20180516.csv", Import.SUCCEEDED), ("20180517.CSV", Import.SUCCEEDED)
     ]
     assert all("説明.pdf" in (i.note or "") for i in rows)
+    assert [i.ignored_attachments for i in rows] == [["説明.pdf"], ["説明.pdf"]]
 
 
 @pytest.mark.parametrize("processes", [0, 1], ids=["parse-in-thread", "parse-in-process"])
@@ -138,13 +139,14 @@ def test_japanese_attachment_name_is_stored(encoding, processes, smtp_start, smt
 def test_mail_without_csv_makes_a_failed_import_and_an_error_report(
     smtp_server, smtp_account, smtp_relay, smtp_wait, smtp_mail
 ):
-    message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("report.xlsx", b"PK")])
+    message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("report.xlsx", b"PK"), ("説明.pdf", b"%PDF")])
     send(smtp_server, message)
-    send(smtp_server, message)  # a repeated delivery reports once
     rows = smtp_wait(lambda: finished(smtp_account.id, 1))
     assert [(i.filename, i.status) for i in rows] == [("(CSV添付なし)", Import.FAILED)]
     assert "添付されていません" in rows[0].errors[0].message
     assert "report.xlsx" in rows[0].note
+    # Every ignored attachment is stored on the import itself, for the report mail.
+    assert rows[0].ignored_attachments == ["report.xlsx", "説明.pdf"]
     assert smtp_relay.wait_for(1)
     assert len(imports(smtp_account.id)) == 1
     assert smtp_relay.messages[0].rcpt_tos == [SMTP_ERROR_TO]
@@ -228,37 +230,131 @@ def test_stopped_or_other_mode_accepts_discards_and_records(
     assert db.session.scalar(select(Result.id)) is None
 
 
-def test_second_account_in_one_transaction_gets_452(smtp_server, smtp_account, make_account, smtp_mail):
-    from app.services import integration
+def other_mail_account(make_account, slug: str, senders: list[str]):
+    """A second mail-mode account with its own sender list; returns (account id, issued address)."""
+    from app.services import columns, integration, members
 
-    other, _, _ = make_account("other")
-    other_address = integration.inbound_address(integration.get_settings(other.id))
+    account, _, _ = make_account(slug)
+    members.create_member(account.id, 1, "E001", "髙橋 一郎", "営業部")
+    members.create_member(account.id, 2, "E002", "佐藤 花子", "営業部")
+    for name, unit in (("売上", "円"), ("粗利", "円"), ("件数", "件")):
+        columns.add_column(account.id, name, unit)
+    settings = integration.update_settings(
+        account.id, {"mode": "mail", "status": "active", "senders": senders, "error_to": [SMTP_ERROR_TO]},
+        actor="test")
+    return account.id, integration.inbound_address(settings)
+
+
+def test_one_mail_to_two_accounts_is_imported_once_per_account(smtp_server, smtp_account, make_account,
+                                                               smtp_mail, smtp_wait):
+    other_id, other_address = other_mail_account(make_account, "other", [SMTP_SENDER])
+    message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())])
     with smtplib.SMTP("127.0.0.1", smtp_server.port, timeout=10) as client:
         client.ehlo()
         client.mail(SMTP_SENDER)
         assert client.rcpt(smtp_account.address)[0] == 250
-        assert client.rcpt(smtp_account.address.upper())[0] == 250  # same account again is fine
-        code, text = client.rcpt(other_address)
-    assert code == 452 and text.startswith(b"4.5.3")
+        assert client.rcpt(smtp_account.address.upper())[0] == 250  # same account again: imported once
+        assert client.rcpt(other_address)[0] == 250
+        code, text = client.rcpt("sp-0000000000@renkei.localhost")
+        assert code == 550 and text.startswith(b"5.1.1")  # an unknown one is still refused, per RCPT
+        assert client.data(message.as_bytes())[0] == 250
+    for account_id in (smtp_account.id, other_id):
+        rows = smtp_wait(lambda: finished(account_id, 1), message=f"the import of account #{account_id}")
+        assert [(i.filename, i.status, i.sender) for i in rows] == [
+            ("20180516.csv", Import.SUCCEEDED, SMTP_SENDER)]
+    assert spool.pending(spool.mail_folder(smtp_server.drainer.folder.parents[1])) == []
+
+
+def test_a_sender_refused_by_one_account_does_not_block_the_other(smtp_server, smtp_account, make_account,
+                                                                 smtp_mail, smtp_wait):
+    other_id, other_address = other_mail_account(make_account, "other", ["someone@else.example"])
+    message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())])
+    assert send_to(smtp_server, message, [other_address, smtp_account.address]) == {}  # 250: one account took it
+    rows = smtp_wait(lambda: finished(smtp_account.id, 1))
+    assert [(i.filename, i.status) for i in rows] == [("20180516.csv", Import.SUCCEEDED)]
+    [refused] = imports(other_id)
+    assert (refused.status, refused.filename, refused.sender, refused.size) == (
+        Import.REFUSED, "20180516.csv", SMTP_SENDER, 0)
+    assert "送信元メールアドレスに登録されていない" in refused.note and SMTP_SENDER in refused.note
+
+    # Refused by every account: 550, and each account records it.
+    with pytest.raises(smtplib.SMTPDataError) as error:
+        send_to(smtp_server, smtp_mail.message("stranger@x.example", smtp_account.address,
+                                               [("20180517.csv", b"x")]), [other_address, smtp_account.address])
+    assert error.value.smtp_code == 550
+    db.session.rollback()
+    assert [i.status for i in imports(other_id)] == [Import.REFUSED, Import.REFUSED]
+    assert [i.status for i in imports(smtp_account.id)] == [Import.SUCCEEDED, Import.REFUSED]
+
+
+def send_to(server, message, recipients: list[str], sender: str = SMTP_SENDER):
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+        return client.send_message(message, from_addr=sender, to_addrs=recipients)
 
 
 # ---------------------------------------------------------------------------------------
 # Durability and duplicates
 
 
-def test_same_message_delivered_twice_is_imported_once(smtp_server, smtp_account, smtp_wait, smtp_mail):
+def test_the_same_eml_sent_twice_is_imported_twice(smtp_server, smtp_account, smtp_wait, smtp_mail, tmp_path):
+    # mutt's bounce and a saved .eml sent again keep the Message-ID: each delivery is a new import,
+    # the second replacing the first by the same-name rule (the error report asks for a resend).
     files = [("20180516.csv", smtp_mail.csv()), ("20180517.csv", smtp_mail.csv())]
-    first = smtp_mail.message(SMTP_SENDER, smtp_account.address, files, message_id="<same@partner.example>")
-    send(smtp_server, first)
-    send(smtp_server, first)
-    rows = smtp_wait(lambda: finished(smtp_account.id, 2))
-    assert [i.filename for i in rows] == ["20180516.csv", "20180517.csv"]
+    eml = tmp_path / "saved.eml"
+    eml.write_bytes(smtp_mail.message(SMTP_SENDER, smtp_account.address, files,
+                                      message_id="<same@partner.example>").as_bytes())
+    send_raw(smtp_server, eml.read_bytes(), smtp_account.address)
+    smtp_wait(lambda: finished(smtp_account.id, 2))
+    send_raw(smtp_server, eml.read_bytes(), smtp_account.address)
+    rows = smtp_wait(lambda: finished(smtp_account.id, 4), message="the second delivery's imports")
+    assert [(i.filename, i.status) for i in rows] == [
+        ("20180516.csv", Import.SUCCEEDED), ("20180517.csv", Import.SUCCEEDED),
+        ("20180516.csv", Import.SUCCEEDED), ("20180517.csv", Import.SUCCEEDED),
+    ]
+    assert (rows[2].replaced_import_id, rows[3].replaced_import_id) == (rows[0].id, rows[1].id)
 
-    # A different message with the same files is a new delivery (a resend on purpose).
-    resend = smtp_mail.message(SMTP_SENDER, smtp_account.address, files, message_id="<resend@partner.example>")
-    send(smtp_server, resend)
-    rows = smtp_wait(lambda: finished(smtp_account.id, 4))
-    assert len(rows) == 4
+
+def test_one_spool_entry_drained_twice_is_stored_once(app, smtp_account, smtp_mail):
+    """A crash between the drain's commit and its delete: the same entry is drained again at start."""
+    from servers.smtp import _AppServices
+
+    folder = spool.mail_folder(app.config["DATA_DIR"])
+    raw = smtp_mail.message(SMTP_SENDER, smtp_account.address,
+                            [("20180516.csv", smtp_mail.csv()), ("report.xlsx", b"PK")],
+                            message_id="<crash@partner.example>").as_bytes()
+    path = spool.write_mail(folder, account_ids=[smtp_account.id], sender=SMTP_SENDER, raw=raw)
+    entry = spool.read(path)
+    assert entry.delivery and entry.account_ids == (smtp_account.id,)
+    services = _AppServices(app)
+    services.store_spooled(entry)
+    services.store_spooled(entry)  # the delete was lost: drained once more
+    db.session.rollback()
+    assert [(i.filename, i.status, i.ignored_attachments) for i in imports(smtp_account.id)] == [
+        ("20180516.csv", Import.QUEUED, ["report.xlsx"])]
+    # The same bytes spooled again (a second delivery) are a second import.
+    services.store_spooled(spool.read(spool.write_mail(folder, account_ids=[smtp_account.id], sender=SMTP_SENDER,
+                                                       raw=raw)))
+    db.session.rollback()
+    assert len(imports(smtp_account.id)) == 2
+
+
+def test_a_mail_entry_of_an_earlier_version_keeps_its_message_id_keys(app, smtp_account, smtp_mail):
+    """Entries spooled before the delivery id existed: a repeated drain must still find what it stored."""
+    import json
+
+    from servers.smtp import _AppServices
+
+    folder = spool.mail_folder(app.config["DATA_DIR"])
+    raw = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())],
+                            message_id="<old@partner.example>").as_bytes()
+    path = folder / "00000000000000000001-000000-old.entry"
+    header = {"kind": "mail", "account_id": smtp_account.id, "sender": SMTP_SENDER, "received_at": ""}
+    path.write_bytes(json.dumps(header).encode() + b"\n" + raw)
+    services = _AppServices(app)
+    services.store_spooled(spool.read(path))
+    services.store_spooled(spool.read(path))
+    db.session.rollback()
+    assert [i.filename for i in imports(smtp_account.id)] == ["20180516.csv"]
 
 
 def test_smtp_smuggling_yields_one_message(app, smtp_start, smtp_account, smtp_mail, smtp_wait):
@@ -340,18 +436,19 @@ def test_kill_9_right_after_250_then_restart_imports_exactly_once(app, smtp_acco
     assert [(e.kind, e.sender, b"20180516.csv" in e.data) for e in in_spool] in ([], [("mail", SMTP_SENDER, True)])
     assert in_db or in_spool
 
-    # The client did not see the end of the session and delivers again to the restarted server.
+    # The restarted server drains what the killed one had acknowledged: exactly one import.
     from servers.worker import Worker
 
-    server = smtp_start()
-    send(server, message)
+    smtp_start()
     worker = Worker(app, poll_seconds=0.1)
     worker.start()
     try:
         rows = smtp_wait(lambda: finished(smtp_account.id, 1))
+        smtp_wait(lambda: not spool.pending(spool.mail_folder(app.config["DATA_DIR"])), message="the drained spool")
     finally:
         worker.stop()
-    assert [(i.filename, i.status) for i in rows] == [("20180516.csv", Import.SUCCEEDED)]
+    db.session.rollback()
+    assert [(i.filename, i.status) for i in imports(smtp_account.id)] == [("20180516.csv", Import.SUCCEEDED)]
 
 
 def spool_entry(folder, account_id: int, filename: str, data: bytes, key: str) -> Path:
@@ -438,7 +535,7 @@ def test_drain_keeps_the_entry_when_store_fails_and_stores_in_order(tmp_path):
 # Limits and TLS
 
 
-def test_oversize_message_gets_552_and_nothing_is_stored(smtp_start, smtp_account, smtp_mail):
+def test_oversize_message_gets_552_and_is_recorded_as_refused(smtp_start, smtp_account, smtp_mail, smtp_wait):
     server = smtp_start(SMTP_MAX_BYTES=50_000)
     big = smtp_mail.csv([["No.", "売上"]] + [["1", "1"]] * 20_000)
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", big)])
@@ -446,7 +543,9 @@ def test_oversize_message_gets_552_and_nothing_is_stored(smtp_start, smtp_accoun
     with pytest.raises(smtplib.SMTPSenderRefused) as error:
         send(server, message)
     assert error.value.smtp_code == 552
-    # A client that does not announce the size is refused after DATA.
+    db.session.rollback()
+    assert imports(smtp_account.id) == []  # refused at MAIL FROM: no account known yet
+    # A client that does not announce the size is refused after DATA, and the account records it.
     session = RawSmtp(server.port)
     try:
         session.reply()
@@ -455,11 +554,18 @@ def test_oversize_message_gets_552_and_nothing_is_stored(smtp_start, smtp_accoun
         session.command(b"RCPT TO:<" + smtp_account.address.encode() + b">")
         session.command(b"DATA")
         session.sock.sendall(message.as_bytes().replace(b"\n", b"\r\n") + b"\r\n.\r\n")
-        assert session.reply().startswith("552")
+        assert session.reply().startswith("552 5.3.4")
+        # One line longer than the whole cap (bare LF, no CRLF at all) is the same answer, not 500.
+        assert session.command(b"MAIL FROM:<" + SMTP_SENDER.encode() + b">").startswith("250")
+        assert session.command(b"RCPT TO:<" + smtp_account.address.encode() + b">").startswith("250")
+        assert session.command(b"DATA").startswith("354")
+        session.sock.sendall(message.as_bytes().replace(b"\r\n", b"\n") + b"\r\n.\r\n")
+        assert session.reply().startswith("552 5.3.4")
     finally:
         session.close()
-    db.session.rollback()
-    assert imports(smtp_account.id) == []
+    rows = smtp_wait(lambda: stored(smtp_account.id, 2), message="the refusal records")
+    assert [(i.status, i.filename, i.size) for i in rows] == [(Import.REFUSED, "(メール)", 0)] * 2
+    assert "上限(50,000バイト)を超えている" in rows[0].note and SMTP_SENDER in rows[0].note
 
 
 def test_connection_cap_answers_421(smtp_start, smtp_wait):
@@ -555,7 +661,7 @@ def test_handler_spools_the_whole_message_once_with_its_sender(smtp_mail):
                         parts=[(smtp_mail.plain("a.csv"), b"1"), (smtp_mail.plain("b.csv"), b"2")])
     reply = fakes.handler().deliver(RECIPIENT, raw)
     assert reply.startswith("250")
-    assert fakes.calls == [("spool", (7, raw), {"sender": "sales@partner.example"})]
+    assert fakes.calls == [("spool", ([7], raw), {"sender": "sales@partner.example"})]
 
 
 def test_handler_does_not_parse_the_attachments_before_250(smtp_mail):
@@ -570,23 +676,27 @@ def test_handler_does_not_parse_the_attachments_before_250(smtp_mail):
     accepted = Recipient(account_id=7, label="acme", mode="mail", status="active",
                          senders=frozenset({SMTP_SENDER}))
     assert handler.deliver(accepted, raw).startswith("250")
-    assert calls == [(7, raw)]
+    assert calls == [([7], raw)]
 
 
 def test_importer_hands_each_csv_to_ingest_with_sender_and_dedupe_key(smtp_mail):
     fakes = Fakes(RECIPIENT)
     raw = smtp_mail.raw(sender="Sales <SALES@partner.example>", to="x",
                         parts=[(smtp_mail.plain("a.csv"), b"1"), (smtp_mail.plain("b.csv"), b"2")])
-    assert fakes.importer().import_mail(7, raw, sender="sales@partner.example") == 2
+    assert fakes.importer().import_mail(7, raw, sender="sales@partner.example", delivery="d1") == 2
     assert [(c[0], c[1][1], c[1][2], c[2]["sender"]) for c in fakes.calls] == [
         ("ingest", "a.csv", b"1", "sales@partner.example"), ("ingest", "b.csv", b"2", "sales@partner.example")
     ]
     assert fakes.calls[0][2]["dedupe_key"] != fakes.calls[1][2]["dedupe_key"]
-    # A drain repeated after a crash hands over the same keys (ingest skips what it already has).
+    # A drain repeated after a crash hands over the same keys (ingest skips what it already has) ...
     first = [c[2]["dedupe_key"] for c in fakes.calls]
     fakes.calls.clear()
-    fakes.importer().import_mail(7, raw, sender="sales@partner.example")
+    fakes.importer().import_mail(7, raw, sender="sales@partner.example", delivery="d1")
     assert [c[2]["dedupe_key"] for c in fakes.calls] == first
+    # ... while another delivery of the same message (same Message-ID) has keys of its own.
+    fakes.calls.clear()
+    fakes.importer().import_mail(7, raw, sender="sales@partner.example", delivery="d2")
+    assert not {c[2]["dedupe_key"] for c in fakes.calls} & set(first)
 
 
 def test_importer_records_an_unreadable_mail_as_a_failure_with_a_stable_key(smtp_mail):
@@ -599,8 +709,8 @@ def test_importer_records_an_unreadable_mail_as_a_failure_with_a_stable_key(smtp
     importer = MailImporter(ingest=lambda *a, **k: calls.append(("ingest", a, k)),
                             record_failure=lambda *a, **k: calls.append(("failure", a, k)), parse=unreadable)
     raw = smtp_mail.raw(sender=SMTP_SENDER, to="x", parts=[(smtp_mail.plain("a.csv"), b"1")])
-    importer.import_mail(7, raw, sender=SMTP_SENDER)
-    importer.import_mail(7, raw, sender=SMTP_SENDER)
+    importer.import_mail(7, raw, sender=SMTP_SENDER, delivery="d1")
+    importer.import_mail(7, raw, sender=SMTP_SENDER, delivery="d1")
     assert [c[0] for c in calls] == ["failure", "failure"]
     assert calls[0][2]["filename"] == "(メール)" and calls[0][2]["sender"] == SMTP_SENDER
     assert "深すぎる" in calls[0][2]["message"] and "送り直してください" in calls[0][2]["message"]
@@ -641,6 +751,137 @@ def test_handler_answers_451_when_storing_fails(smtp_mail):
 
     handler = MailHandler(resolve_recipient=lambda a: RECIPIENT, spool_mail=broken, record_refusal=broken)
     envelope = Envelope()
-    envelope.renkei_recipient = RECIPIENT
+    envelope.renkei_recipients = {RECIPIENT.account_id: RECIPIENT}
     envelope.original_content = smtp_mail.raw(sender=SMTP_SENDER, to="x", parts=[(smtp_mail.plain("a.csv"), b"1")])
     assert run_coroutine(handler.handle_DATA(None, None, envelope)).startswith("451 4.3.0")
+
+
+# ---------------------------------------------------------------------------------------
+# Real mail clients, to one account and to two (each RCPT accepted, one import per account)
+
+
+def client_binary(name: str) -> str:
+    path = shutil.which(name) or f"/usr/bin/{name}"
+    if not os.path.exists(path):
+        pytest.fail(f"{name} is not installed (Debian package {name}); CI installs it")
+    return path
+
+
+def run_client(argv: list[str], *, env: dict[str, str] | None = None, stdin: bytes = b"") -> None:
+    result = subprocess.run(argv, input=stdin, capture_output=True, timeout=60,
+                            env={**os.environ, **(env or {})})
+    assert result.returncode == 0, (argv[0], result.returncode, result.stdout, result.stderr)
+
+
+def lf_mail(to: list[str], csv_bytes: bytes, name: str = "20180516.csv") -> bytes:
+    """A message as a user's mail program writes it to a file: LF line ends, base64 attachment."""
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = SMTP_SENDER
+    message["To"] = ", ".join(to)
+    message["Subject"] = "売上データ"
+    message.set_content("売上データを送ります。")
+    message.add_attachment(csv_bytes, maintype="text", subtype="csv", filename=name)
+    raw = message.as_bytes()
+    assert b"\r\n" not in raw and len(raw) > 1000
+    return raw
+
+
+def send_with_mutt(port: int, to: list[str], csv_file: Path, home: Path) -> None:
+    muttrc = home / "muttrc"
+    muttrc.write_text(
+        f'set smtp_url="smtp://127.0.0.1:{port}/"\nset from="{SMTP_SENDER}"\nset use_from=yes\n'
+        'set ssl_starttls=no\nset ssl_force_tls=no\nset record=""\nset copy=no\nset charset="utf-8"\n'
+        'set send_charset="utf-8"\n', encoding="utf-8")
+    run_client([client_binary("mutt"), "-n", "-F", str(muttrc), "-s", "売上データ", "-a", str(csv_file), "--", *to],
+               env={"HOME": str(home), "LANG": "C.UTF-8"}, stdin="売上データを送ります。\n".encode())
+
+
+def send_with_s_nail(port: int, to: list[str], csv_file: Path, home: Path) -> None:
+    run_client([client_binary("s-nail"), "-n", "-#", "-S", "v15-compat", "-S", f"mta=smtp://127.0.0.1:{port}",
+                "-S", f"from={SMTP_SENDER}", "-S", "smtp-auth=none", "-S", "sendwait", "-S", "ttycharset=utf-8",
+                "-s", "売上データ", "-a", f"{csv_file}=cp932", *to],  # the CSV is Shift_JIS: sent unconverted
+               env={"HOME": str(home), "LANG": "C.UTF-8", "MAILRC": "/dev/null"},
+               stdin="売上データを送ります。\n".encode())
+
+
+def send_with_msmtp(port: int, to: list[str], csv_file: Path, home: Path) -> None:
+    run_client([client_binary("msmtp"), "--host=127.0.0.1", f"--port={port}", "--auth=off", "--tls=off",
+                f"--from={SMTP_SENDER}", "--", *to],
+               env={"HOME": str(home)}, stdin=lf_mail(to, csv_file.read_bytes(), csv_file.name))
+
+
+def send_with_curl(port: int, to: list[str], csv_file: Path, home: Path) -> None:
+    mail = home / "mail.txt"
+    mail.write_bytes(lf_mail(to, csv_file.read_bytes(), csv_file.name))
+    rcpts = [arg for address in to for arg in ("--mail-rcpt", address)]
+    run_client([client_binary("curl"), "--silent", "--show-error", "--fail", f"smtp://127.0.0.1:{port}",
+                "--mail-from", SMTP_SENDER, *rcpts, "-T", str(mail)])  # no --crlf: LF line ends as they are
+
+
+CLIENTS = {"mutt": send_with_mutt, "s-nail": send_with_s_nail, "msmtp": send_with_msmtp, "curl": send_with_curl}
+
+
+@pytest.mark.parametrize("accounts", [1, 2], ids=["one-account", "two-accounts"])
+@pytest.mark.parametrize("client", list(CLIENTS))
+def test_real_client_sends_a_csv_attachment(client, accounts, smtp_server, smtp_account, make_account, smtp_mail,
+                                            smtp_wait, tmp_path):
+    targets = [(smtp_account.id, smtp_account.address)]
+    if accounts == 2:
+        targets.append(other_mail_account(make_account, "other", [SMTP_SENDER]))
+    # Long enough that an LF-only message (curl) is far over 1,000 bytes before its first CRLF.
+    csv_bytes = smtp_mail.csv([["No.", "売上", "粗利", "件数", "備考"]]
+                              + [[str(n % 2 + 1), "1,000", "300", "1", f"髙橋様 {n}件目"] for n in range(40)])
+    csv_file = tmp_path / "20180516.csv"
+    csv_file.write_bytes(csv_bytes)
+    CLIENTS[client](smtp_server.port, [address for _, address in targets], csv_file, tmp_path)
+    for account_id, _ in targets:
+        rows = smtp_wait(lambda: finished(account_id, 1), message=f"the import of account #{account_id}")
+        assert [(i.filename, i.status, i.sender, i.row_count) for i in rows] == [
+            ("20180516.csv", Import.SUCCEEDED, SMTP_SENDER, 40)]
+        assert db.session.scalar(select(Import.content).where(Import.id == rows[0].id)) == csv_bytes
+
+
+# ---------------------------------------------------------------------------------------
+# Bare LF and long lines: accepted up to the size cap, as Postfix does
+
+
+def test_smtplib_sendmail_with_lf_only_bytes_is_imported(smtp_server, smtp_account, smtp_mail, smtp_wait):
+    csv_bytes = smtp_mail.csv([["No.", "売上", "粗利", "件数", "備考"]]
+                              + [[str(n % 3 + 1), "1", "1", "1", "x" * 40] for n in range(400)])
+    raw = lf_mail([smtp_account.address], csv_bytes)
+    assert len(raw) > 10_000
+    assert send_raw(smtp_server, raw, smtp_account.address) == {}  # smtplib sends the LF bytes unchanged
+    rows = smtp_wait(lambda: finished(smtp_account.id, 1))
+    assert [(i.filename, i.status, i.row_count) for i in rows] == [("20180516.csv", Import.SUCCEEDED, 400)]
+    assert db.session.scalar(select(Import.content).where(Import.id == rows[0].id)) == csv_bytes
+
+
+def test_a_dot_stuffed_line_after_a_bare_lf_keeps_its_one_dot(smtp_server, smtp_account, smtp_mail, smtp_wait):
+    # smtplib doubles a leading dot after LF too; the server reads LF as a line end for that as well.
+    data = b"No.,\x94\x84\x8f\xe3,\x91\x65\x97\x98,\x8c\x8f\x90\x94,\x94\xf5\x8d\x6c\n1,1,1,1,ok\n.2,1,1,1,x\n"
+    raw = (f"From: {SMTP_SENDER}\nTo: {smtp_account.address}\nSubject: dots\nMIME-Version: 1.0\n"
+           "Content-Type: text/csv\nContent-Transfer-Encoding: 8bit\n"
+           'Content-Disposition: attachment; filename="20180516.csv"\n\n').encode() + data
+    send_raw(smtp_server, raw, smtp_account.address)
+    rows = smtp_wait(lambda: stored(smtp_account.id, 1))
+    # smtplib ends the data with a CRLF of its own when it does not end in one: one empty line more.
+    stored_bytes = db.session.scalar(select(Import.content).where(Import.id == rows[0].id))
+    assert stored_bytes == data.replace(b"\n", b"\r\n") + b"\r\n"
+
+
+def test_an_unwrapped_200_kb_base64_line_is_imported(smtp_server, smtp_account, smtp_mail, smtp_wait):
+    import base64
+
+    csv_bytes = smtp_mail.csv([["No.", "売上", "粗利", "件数", "備考"]]
+                              + [[str(n % 3 + 1), "1", "1", "1", "y" * 100] for n in range(1400)])
+    line = base64.b64encode(csv_bytes)
+    assert len(line) > 200_000
+    raw = (f"From: {SMTP_SENDER}\r\nTo: {smtp_account.address}\r\nSubject: one line\r\nMIME-Version: 1.0\r\n"
+           'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n'
+           '--b\r\nContent-Type: text/csv\r\nContent-Transfer-Encoding: base64\r\n'
+           'Content-Disposition: attachment; filename="20180516.csv"\r\n\r\n').encode() + line + b"\r\n--b--\r\n"
+    assert send_raw(smtp_server, raw, smtp_account.address) == {}
+    rows = smtp_wait(lambda: finished(smtp_account.id, 1))
+    assert [(i.filename, i.status, i.row_count) for i in rows] == [("20180516.csv", Import.SUCCEEDED, 1400)]
