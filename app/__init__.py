@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 
 from . import config as config_module
+from .errors import error_total
 from .extensions import csrf, db, login_manager
 
 
@@ -121,6 +122,9 @@ def _register_template_helpers(app: Flask) -> None:
         if float(value).is_integer():
             return f"{int(value):,}"
         return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+    # How many errors a file had, when the list shown holds only the first MAX_ERRORS_PER_FILE.
+    app.jinja_env.globals["error_total"] = error_total
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -3,7 +3,7 @@ from flask import flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
 from ..auth.access import admin_required, owned_or_404
-from ..errors import ImportRejected, Invalid
+from ..errors import ImportRejected, Invalid, error_total
 from ..models import Member
 from ..services import members as member_service
 from . import bp
@@ -79,7 +79,7 @@ def members_import():
             inserted, updated = member_service.import_members(current_user.account_id, upload.read())
         except ImportRejected as rejected:
             errors = rejected.errors
-            flash(f"取り込めませんでした({len(errors)} 件のエラー)。何も保存していません。", "error")
+            flash(f"取り込めませんでした({error_total(errors):,} 件のエラー)。何も保存していません。", "error")
         else:
             flash(f"メンバーを取り込みました(追加 {inserted} 件、更新 {updated} 件)。", "success")
             return redirect(url_for("settings.members"))
