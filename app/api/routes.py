@@ -300,6 +300,7 @@ def create_import() -> Response:
     """Receive a CSV file: 202 queued, or with ?wait=1 import it now (200 / 422)."""
     account = authenticate(upload=True)
     wait = _flag("wait")
+    _errors_page_args()  # checked even without ?wait=1, as every documented parameter is
     filename, data = read_upload()
     sender = request.remote_addr
     if not wait:
@@ -318,10 +319,15 @@ def create_import() -> Response:
     )
 
 
+def _errors_page_args() -> tuple[int, int]:
+    """?errors_limit= and ?errors_offset= (400 when out of bounds)."""
+    return (_int_arg("errors_limit", DEFAULT_ERRORS_PAGE, 1, MAX_ERRORS_PAGE),
+            _int_arg("errors_offset", 0, 0, MAX_ID))
+
+
 def _with_errors(imp: Import) -> dict[str, Any]:
     """The import's JSON with one page of its errors (?errors_limit=, ?errors_offset=) and the next page's URL."""
-    limit = _int_arg("errors_limit", DEFAULT_ERRORS_PAGE, 1, MAX_ERRORS_PAGE)
-    offset = _int_arg("errors_offset", 0, 0, MAX_ID)
+    limit, offset = _errors_page_args()
     body = {**queries.import_json(imp), **queries.errors_page(imp.id, limit=limit, offset=offset)}
     following = None
     if offset + len(body["errors"]) < body["errors_stored"]:
