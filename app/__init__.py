@@ -13,6 +13,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 
 from . import config as config_module
+from .errors import error_total
+
+# Bytes a request may carry beyond the upload cap (multipart boundaries, part headers, CSRF token).
+FORM_OVERHEAD_BYTES = 64 * 1024
 from .extensions import csrf, db, login_manager
 
 
@@ -37,7 +41,11 @@ def create_app(config: dict | None = None) -> Flask:
     os.makedirs(app.config["DATA_DIR"], mode=0o700, exist_ok=True)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = config_module.ensure_secret_key(app.config["DATA_DIR"])
-    app.config.setdefault("MAX_CONTENT_LENGTH", app.config["MAX_UPLOAD_BYTES"] + 1024 * 1024)
+    # Flask's defaults already hold MAX_CONTENT_LENGTH (as None), so setdefault would change
+    # nothing: set it unless the caller gave one. The room above the upload cap is for the
+    # multipart framing and the form's other fields. run.py gives waitress the same cap.
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"] + FORM_OVERHEAD_BYTES
 
     if app.config["TRUSTED_PROXIES"] > 0:
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -121,6 +129,9 @@ def _register_template_helpers(app: Flask) -> None:
         if float(value).is_integer():
             return f"{int(value):,}"
         return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+    # How many errors a file had, when the list shown holds only the first MAX_ERRORS_PER_FILE.
+    app.jinja_env.globals["error_total"] = error_total
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -4,7 +4,17 @@ Pure Python: importable from app/importer without Flask.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+# A file's errors kept (stored, listed, mailed) at most; the rest are only counted (SPEC
+# section 2 "All or nothing": the total is stored and shown). Without a cap a 10 MiB file
+# with every line wrong made 1.9 million error rows.
+MAX_ERRORS_PER_FILE = 1000
+# Longest value, column and message text kept for one error: a cell may hold 128 KiB.
+MAX_VALUE_CHARS = 200
+MAX_COLUMN_CHARS = 255
+MAX_MESSAGE_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,64 @@ class RowError:
 
     def as_dict(self) -> dict:
         return {"line": self.line, "column": self.column, "value": self.value, "message": self.message}
+
+    def clipped(self) -> RowError:
+        """Return this error with its texts cut to what is stored and shown (a cell may be 128 KiB long)."""
+        value, column, message = (_clip(self.value, MAX_VALUE_CHARS), _clip(self.column, MAX_COLUMN_CHARS),
+                                  _clip(self.message, MAX_MESSAGE_CHARS))
+        if (value, column, message) == (self.value, self.column, self.message):
+            return self
+        return RowError(message=message or "", line=self.line, column=column, value=value)
+
+
+def _clip(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit - 1] + "…"
+
+
+class ErrorList(list):
+    """The errors of one file: the first `cap` are kept (texts clipped), every one is counted in `total`.
+
+    A plain list to every reader; append, extend and + count what they drop. Extending with
+    another ErrorList adds its total, not only the errors it kept.
+    """
+
+    def __init__(self, errors: Iterable[RowError] = (), cap: int = MAX_ERRORS_PER_FILE):
+        super().__init__()
+        self.cap = cap
+        self.total = 0
+        self.extend(errors)
+
+    def append(self, error: RowError) -> None:
+        self.total += 1
+        if len(self) < self.cap:
+            super().append(error.clipped())
+
+    def extend(self, errors: Iterable[RowError]) -> None:
+        dropped = errors.total - len(errors) if isinstance(errors, ErrorList) else 0
+        for error in errors:
+            self.append(error)
+        self.total += dropped
+
+    def __iadd__(self, errors: Iterable[RowError]) -> ErrorList:
+        self.extend(errors)
+        return self
+
+    def __add__(self, errors: Iterable[RowError]) -> ErrorList:
+        joined = ErrorList(self, self.cap)
+        joined.extend(errors)
+        return joined
+
+    @property
+    def more(self) -> int:
+        """How many errors were counted but not kept."""
+        return self.total - len(self)
+
+
+def error_total(errors: list[RowError]) -> int:
+    """How many errors a list stands for (an ErrorList counts the ones it dropped)."""
+    return errors.total if isinstance(errors, ErrorList) else len(errors)
 
 
 class RenkeiError(Exception):
@@ -67,6 +135,7 @@ class ImportRejected(RenkeiError):
 
     def __init__(self, errors: list[RowError]):
         first = errors[0].as_text() if errors else "取り込めませんでした"
-        more = f"(他 {len(errors) - 1} 件)" if len(errors) > 1 else ""
+        total = error_total(errors)
+        more = f"(他 {total - 1:,} 件)" if total > 1 else ""
         super().__init__(first + more)
         self.errors = errors

@@ -30,6 +30,16 @@ def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
     return {"type": [kind, "null"], **extra}
 
 
+# Paging of one import's errors (GET /imports/{id}, the 422 of POST /imports?wait=1).
+_ERRORS_PAGE_PARAMETERS = [
+    {"name": "errors_limit", "in": "query", "required": False,
+     "description": "1ページのエラー件数 / errors per page",
+     "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
+    {"name": "errors_offset", "in": "query", "required": False,
+     "description": "何件目のエラーから (0 から) / first error of the page, 0-based",
+     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID, "default": 0}},
+]
+
 _READ_ERRORS = {
     "401": {"$ref": "#/components/responses/Unauthorized"},
     "403": {"$ref": "#/components/responses/Forbidden"},
@@ -50,7 +60,8 @@ _IMPORT_PROPERTIES: dict[str, Any] = {
                         description="期間: 日次 yyyymmdd / 月次 yyyymm"),
     "period_kind": _nullable("string", enum=["day", "month", None]),
     "row_count": {"type": "integer", "minimum": 0, "description": "取り込んだ行数 / rows stored"},
-    "error_count": {"type": "integer", "minimum": 0},
+    "error_count": {"type": "integer", "minimum": 0,
+                    "description": "見つかったエラーの総数 (記録は最初の1,000件まで) / every error found (the first 1,000 are stored)"},
     "replaced_import_id": _nullable("integer", description="置き換えた以前の同名ファイルの取込ID"),
     "size": {"type": "integer", "minimum": 0, "description": "バイト数 / bytes"},
     "note": _nullable("string"),
@@ -118,6 +129,7 @@ _DOCUMENT: dict[str, Any] = {
                     {"name": "wait", "in": "query", "required": False,
                      "description": "1 なら取込の完了まで待つ / 1 = wait for the import to end",
                      "schema": {"type": "string", "enum": ["0", "1", "true", "false"]}},
+                    *_ERRORS_PAGE_PARAMETERS,
                 ],
                 "requestBody": {
                     "required": True,
@@ -146,7 +158,8 @@ _DOCUMENT: dict[str, Any] = {
                     "403": {"$ref": "#/components/responses/Forbidden"},
                     "409": _error("データ連動ステータスが「連動稼働停止」 / integration is stopped"),
                     "413": _error("ファイルが上限より大きい / the file is larger than the cap"),
-                    "422": _json(_ref("ImportFailed"), "?wait=1: 取込失敗、全エラー付き / the import failed"),
+                    "422": _json(_ref("ImportFailed"),
+                                 "?wait=1: 取込失敗、エラーの1ページ目付き / the import failed, with a page of errors"),
                     "429": {"$ref": "#/components/responses/TooManyRequests"},
                 },
             },
@@ -179,12 +192,22 @@ _DOCUMENT: dict[str, Any] = {
                 "tags": ["imports"],
                 "operationId": "getImport",
                 "summary": "取込1件とエラー / one import with its errors",
+                "description": (
+                    "エラーは1ページずつ返します(`errors_limit` 件、`errors_offset` 件目から、ファイルの順)。"
+                    "1ファイルにつき最初の1,000件までを記録します。`error_count` は見つかったすべてのエラーの件数、"
+                    "`errors_stored` は記録した件数、`errors_next` は次のページのURLです。\n\n"
+                    "Errors come a page at a time (`errors_limit` from `errors_offset`, in file order). At most "
+                    "the first 1,000 errors of a file are stored: `error_count` counts every error found, "
+                    "`errors_stored` the stored ones, `errors_next` is the next page's URL."
+                ),
                 "parameters": [
                     {"name": "import_id", "in": "path", "required": True,
                      "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID}},
+                    *_ERRORS_PAGE_PARAMETERS,
                 ],
                 "responses": {
                     "200": _json(_ref("ImportDetail"), "取込 / the import"),
+                    "400": {"$ref": "#/components/responses/BadRequest"},
                     "404": {"$ref": "#/components/responses/NotFound"},
                     **_READ_ERRORS,
                 },
@@ -305,8 +328,16 @@ _DOCUMENT: dict[str, Any] = {
             "ImportDetail": {
                 "allOf": [
                     _ref("Import"),
-                    {"type": "object", "required": ["errors"],
-                     "properties": {"errors": {"type": "array", "items": _ref("RowError")}}},
+                    {"type": "object",
+                     "required": ["errors", "errors_stored", "errors_limit", "errors_offset", "errors_next"],
+                     "properties": {
+                         "errors": {"type": "array", "items": _ref("RowError"), "maxItems": 500},
+                         "errors_stored": {"type": "integer", "minimum": 0,
+                                           "description": "記録したエラーの件数 / errors stored"},
+                         "errors_limit": {"type": "integer", "minimum": 1, "maximum": 500},
+                         "errors_offset": {"type": "integer", "minimum": 0},
+                         "errors_next": _nullable("string", description="エラーの次のページのURL / next page of errors"),
+                     }},
                 ],
             },
             "ImportFailed": {"allOf": [_ref("ImportDetail"), _ref("Error")]},

@@ -6,11 +6,10 @@ import math
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import selectinload
 
 from ..extensions import db
 from ..importer.filename import Period
-from ..models import GraphColumn, Import, Member, Result
+from ..models import GraphColumn, Import, ImportErrorRecord, Member, Result
 from ..services import columns as columns_service
 from ..services import members as members_service
 
@@ -39,8 +38,8 @@ def period_key(kind: str | None, date: dt.date | None) -> str | None:
     return Period(kind or "month", date, "").key
 
 
-def import_json(imp: Import, *, with_errors: bool = False) -> dict[str, Any]:
-    """The API's representation of one import (errors only on the single-import view and 422)."""
+def import_json(imp: Import) -> dict[str, Any]:
+    """The API's representation of one import (without its errors: see errors_page)."""
     data: dict[str, Any] = {
         "id": imp.id,
         "filename": imp.filename,
@@ -58,11 +57,28 @@ def import_json(imp: Import, *, with_errors: bool = False) -> dict[str, Any]:
         "size": imp.size or 0,
         "note": imp.note,
     }
-    if with_errors:
-        data["errors"] = [
-            {"line": e.line, "column": e.column, "value": e.value, "message": e.message} for e in imp.errors
-        ]
     return data
+
+
+def errors_page(import_id: int, *, limit: int, offset: int) -> dict[str, Any]:
+    """One page of an import's stored errors (in file order) and how many are stored in all.
+
+    At most MAX_ERRORS_PER_FILE errors are stored per import; `error_count` of the import
+    counts every error found, so it may be larger than `errors_stored`.
+    """
+    where = ImportErrorRecord.import_id == import_id
+    stored = db.session.scalar(select(func.count()).select_from(ImportErrorRecord).where(where)) or 0
+    rows = db.session.execute(
+        select(ImportErrorRecord.line, ImportErrorRecord.column, ImportErrorRecord.value, ImportErrorRecord.message)
+        .where(where).order_by(ImportErrorRecord.id).limit(limit).offset(offset)
+    )
+    return {
+        "errors": [{"line": line, "column": column, "value": value, "message": message}
+                   for line, column, value, message in rows],
+        "errors_stored": stored,
+        "errors_limit": limit,
+        "errors_offset": offset,
+    }
 
 
 def list_imports(account_id: int, *, limit: int, offset: int, status: str | None = None) -> tuple[list[Import], int]:
@@ -78,11 +94,8 @@ def list_imports(account_id: int, *, limit: int, offset: int, status: str | None
 
 
 def get_import(account_id: int, import_id: int) -> Import | None:
-    """The account's import with its errors loaded; None for another account's or a missing id."""
-    return db.session.scalar(
-        select(Import).options(selectinload(Import.errors))
-        .where(Import.id == import_id, Import.account_id == account_id)
-    )
+    """The account's import (errors not loaded); None for another account's or a missing id."""
+    return db.session.scalar(select(Import).where(Import.id == import_id, Import.account_id == account_id))
 
 
 def member_json(member: Member) -> dict[str, Any]:

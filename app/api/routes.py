@@ -33,6 +33,10 @@ from . import bp, openapi, queries
 from .ratelimit import limiter_for
 
 MAX_PAGE_SIZE = 200
+# Errors of one import per answer (GET /imports/<id>, the 422 of ?wait=1): at most
+# MAX_ERRORS_PER_FILE are stored, each clipped, so even the largest page stays well below 1 MB.
+DEFAULT_ERRORS_PAGE = 100
+MAX_ERRORS_PAGE = 500
 MAX_FILENAME = 255
 DEFAULT_PAGE_SIZE = 50
 # The largest id a 64-bit INTEGER column can hold; a bigger one cannot exist (and SQLite would raise).
@@ -296,6 +300,7 @@ def create_import() -> Response:
     """Receive a CSV file: 202 queued, or with ?wait=1 import it now (200 / 422)."""
     account = authenticate(upload=True)
     wait = _flag("wait")
+    _errors_page_args()  # checked even without ?wait=1, as every documented parameter is
     filename, data = read_upload()
     sender = request.remote_addr
     if not wait:
@@ -304,14 +309,31 @@ def create_import() -> Response:
         return json_response(queries.import_json(imp), 202, {"Location": location})
     imp = ingest.import_now(account.id, filename, data, channel="api", sender=sender)
     imp = queries.get_import(account.id, imp.id)
-    body = queries.import_json(imp, with_errors=True)
+    body = _with_errors(imp)
     if imp.status == Import.SUCCEEDED:
         return json_response(body, 200)
-    count = imp.error_count or len(body["errors"])
+    count = imp.error_count or body["errors_stored"]
     return error_response(
         422, ImportRejected.code, f"取込に失敗しました(エラー {count} 件)。ファイルの内容は保存されていません。",
         f"The import failed with {count} error(s); nothing of the file was stored.", extra=body,
     )
+
+
+def _errors_page_args() -> tuple[int, int]:
+    """?errors_limit= and ?errors_offset= (400 when out of bounds)."""
+    return (_int_arg("errors_limit", DEFAULT_ERRORS_PAGE, 1, MAX_ERRORS_PAGE),
+            _int_arg("errors_offset", 0, 0, MAX_ID))
+
+
+def _with_errors(imp: Import) -> dict[str, Any]:
+    """The import's JSON with one page of its errors (?errors_limit=, ?errors_offset=) and the next page's URL."""
+    limit, offset = _errors_page_args()
+    body = {**queries.import_json(imp), **queries.errors_page(imp.id, limit=limit, offset=offset)}
+    following = None
+    if offset + len(body["errors"]) < body["errors_stored"]:
+        following = url_for("api.get_import", import_id=imp.id, errors_limit=limit, errors_offset=offset + limit)
+    body["errors_next"] = following
+    return body
 
 
 @bp.get("/imports")
@@ -345,12 +367,12 @@ def list_imports() -> Response:
 
 @bp.get("/imports/<int:import_id>")
 def get_import(import_id: int) -> Response:
-    """One import of the account, with every error; another account's id is 404."""
+    """One import of the account with a page of its errors; another account's id is 404."""
     account = authenticate()
     imp = queries.get_import(account.id, import_id) if import_id <= MAX_ROW_ID else None
     if imp is None:
         raise ApiError(404, "not_found", f"取込 #{import_id} は見つかりません。", f"Import #{import_id} not found.")
-    return json_response(queries.import_json(imp, with_errors=True))
+    return json_response(_with_errors(imp))
 
 
 @bp.get("/results")

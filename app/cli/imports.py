@@ -10,7 +10,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from ..errors import RenkeiError, RowError
+from ..errors import RenkeiError, RowError, error_total
 from ..models import Import
 from ..services import accounts, ingest, results
 
@@ -53,7 +53,7 @@ def register(app: Flask) -> None:
                 if check.errors:
                     for error in check.errors:
                         click.echo(_error_line(filename, error), err=True)
-                    _fail(f"検証NG: {filename} エラー {len(check.errors)}件(何も保存していません)")
+                    _fail(f"検証NG: {filename} エラー {error_total(check.errors)}件(何も保存していません)")
                 click.echo(f"検証OK: {filename} 期間 {check.period.label} {check.rows}行 文字コード {check.encoding}"
                            "(何も保存していません)")
                 return
@@ -66,7 +66,8 @@ def register(app: Flask) -> None:
             for record in imp.errors:
                 click.echo(_error_line(filename, RowError(message=record.message, line=record.line,
                                                           column=record.column, value=record.value)), err=True)
-            _fail(f"取込 #{imp.id} エラー: {filename} エラー {imp.error_count}件(以前のデータはそのままです)")
+            shown = f"、表示は最初の{len(imp.errors)}件" if imp.error_count > len(imp.errors) else ""
+            _fail(f"取込 #{imp.id} エラー: {filename} エラー {imp.error_count}件{shown}(以前のデータはそのままです)")
         replaced = f"、取込 #{imp.replaced_import_id} を置換" if imp.replaced_import_id else ""
         period = ingest.import_as_dict(imp)["period"]
         click.echo(f"取込 #{imp.id} 成功: {filename} 期間 {period} {imp.row_count}行{replaced}")

@@ -8,7 +8,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from ..errors import ImportRejected, RenkeiError
+from ..errors import ImportRejected, RenkeiError, error_total
 from ..services import accounts as account_service
 from ..services import columns as column_service
 from ..services import members as member_service
@@ -27,7 +27,7 @@ def import_members(slug: str, path: Path) -> None:
         account = account_service.get_by_slug(slug)
         inserted, updated = member_service.import_members(account.id, path.read_bytes())
     except ImportRejected as rejected:
-        click.echo(f"{path.name}: 取り込めませんでした({len(rejected.errors)} 件のエラー)。何も保存していません。", err=True)
+        click.echo(f"{path.name}: 取り込めませんでした({error_total(rejected.errors):,} 件のエラー)。何も保存していません。", err=True)
         for error in rejected.errors:
             click.echo(f"  {error.as_text()}", err=True)
         sys.exit(1)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 
-from app.errors import RowError
+from app.errors import ErrorList, RowError
 
 NOTE_HEADER = "備考"
 MEMBER_KEYS = ("no", "employee_id")
@@ -188,13 +188,13 @@ class CsvReader:
         self._members = members
         self._columns = {normalize(name): column_id for name, column_id in columns.items()}
         self._valid_names = "、".join([*columns, NOTE_HEADER])
-        self.errors: list[RowError] = []
+        self.errors: ErrorList = ErrorList()
         self.header: list[str] = []
         self.value_column_ids: list[int] = []
         self._integers_as_text = integers_as_text
 
     def rows(self) -> Iterator[Row]:
-        """Yield valid rows only; once exhausted, self.errors holds every error of the file."""
+        """Yield valid rows only; once exhausted, self.errors holds the file's errors (capped, all counted)."""
         for batch in self.batches():
             for line, member_id, values, note in batch:
                 yield Row(line, member_id, values, note)
@@ -202,11 +202,12 @@ class CsvReader:
     def batches(self) -> Iterator[list[RowTuple]]:
         """Yield the valid rows in lists of (line, member id, values, note), as Row has them.
 
-        Once exhausted, self.errors holds every error of the file. Runs of plain lines are read
+        Once exhausted, self.errors holds the file's first MAX_ERRORS_PER_FILE errors and counts
+        every one (ErrorList.total). Runs of plain lines are read
         by the fast path (_plain_batches); the first chunk it cannot vouch for, and everything
         after it, goes through the csv module and the cell-by-cell rules.
         """
-        errors: list[RowError] = []
+        errors = ErrorList()
         self.errors = errors
         self.header = []
         self.value_column_ids = []
@@ -462,7 +463,7 @@ def _getter(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
 
 def parse_all(text: str, *, columns: dict[str, int], member_key: str,
               members: dict[str, int]) -> tuple[list[Row], list[RowError]]:
-    """Read a whole file at once (tests, dry runs): (valid rows, every error)."""
+    """Read a whole file at once (tests, dry runs): (valid rows, the errors as an ErrorList)."""
     reader = CsvReader(text, columns=columns, member_key=member_key, members=members)
     rows = list(reader.rows())
     return rows, reader.errors

@@ -1,9 +1,10 @@
 """The メンバー設定 bulk-load CSV: No.,社員ID,氏名,部署,メールアドレス."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from app.errors import RowError
+from app.errors import ErrorList, RowError, error_total
 from app.importer.layout import key_header_kind, normalize, records, trim_trailing
 
 HEADER = ("No.", "社員ID", "氏名", "部署", "メールアドレス")
@@ -22,27 +23,47 @@ class MemberRow:
     email: str | None
 
 
+class MemberReader:
+    """Read a decoded member CSV record by record: valid rows out, problems into `errors`.
+
+    Like the results CSV reader, it holds no list of rows: a caller streams them. What it
+    keeps per row is the No. and 社員ID seen so far (for the duplicate checks), not the row.
+    `errors` keeps the first MAX_ERRORS_PER_FILE errors and counts every one.
+    """
+
+    def __init__(self, text: str):
+        self._text = text
+        self.errors = ErrorList()
+        self.lines_by_no: dict[int, int] = {}
+        self.lines_by_employee_id: dict[str, int] = {}
+        self.rows_read = 0
+
+    def rows(self) -> Iterator[MemberRow]:
+        """Yield each valid member row; once exhausted, `errors` holds the file's errors."""
+        errors = self.errors
+        header_line = 0
+        for line, record in records(self._text, errors):
+            if not header_line:
+                header_line = line
+                if not _header_ok(record):
+                    errors.append(RowError(message=HEADER_MESSAGE, line=line, value=",".join(trim_trailing(record))))
+                    return
+                continue
+            member = _member_row(line, record, errors, self.lines_by_no, self.lines_by_employee_id)
+            if member is not None:
+                self.rows_read += 1
+                yield member
+        if not header_line and not errors:
+            errors.append(RowError(message="空のファイルです。" + HEADER_MESSAGE))
+        elif header_line and not self.rows_read and not errors:
+            errors.append(RowError(message="データ行がありません。見出し行の下にメンバーを1行ずつ入れてください。"))
+
+
 def parse_members(text: str) -> tuple[list[MemberRow], list[RowError]]:
-    """Parse a decoded member CSV: (valid rows, every error with its line, column and value)."""
-    errors: list[RowError] = []
-    members: list[MemberRow] = []
-    lines_by_no: dict[int, int] = {}
-    lines_by_employee_id: dict[str, int] = {}
-    header_line = 0
-    for line, record in records(text, errors):
-        if not header_line:
-            header_line = line
-            if not _header_ok(record):
-                return [], [RowError(message=HEADER_MESSAGE, line=line, value=",".join(trim_trailing(record)))]
-            continue
-        member = _member_row(line, record, errors, lines_by_no, lines_by_employee_id)
-        if member is not None:
-            members.append(member)
-    if not header_line and not errors:
-        errors.append(RowError(message="空のファイルです。" + HEADER_MESSAGE))
-    elif header_line and not members and not errors:
-        errors.append(RowError(message="データ行がありません。見出し行の下にメンバーを1行ずつ入れてください。"))
-    return members, errors
+    """Parse a whole decoded member CSV at once (tests, small files): (valid rows, the errors as an ErrorList)."""
+    reader = MemberReader(text)
+    members = list(reader.rows())
+    return members, reader.errors
 
 
 def _header_ok(record: list[str]) -> bool:
@@ -56,7 +77,7 @@ def _header_ok(record: list[str]) -> bool:
 def _member_row(line: int, record: list[str], errors: list[RowError],
                 lines_by_no: dict[int, int], lines_by_employee_id: dict[str, int]) -> MemberRow | None:
     """Check one record; return its MemberRow, or None after recording its errors."""
-    count = len(errors)
+    count = error_total(errors)
     cells = record + [""] * (len(HEADER) - len(record))
     for index in range(len(HEADER), len(cells)):
         if cells[index].strip():
@@ -98,7 +119,12 @@ def _member_row(line: int, record: list[str], errors: list[RowError],
         errors.append(RowError(message="メールアドレスの形式が正しくありません(例 taro@example.com)",
                                line=line, column="メールアドレス", value=raw_email))
 
-    if len(errors) > count:
+    for column, text, limit in (("社員ID", employee_id, 64), ("氏名", name, 200),
+                                ("部署", raw_department.strip(), 200), ("メールアドレス", email, 254)):
+        if text and len(text) > limit:  # the columns' sizes: a longer value cannot be stored
+            errors.append(RowError(message=f"{column}は{limit}文字以内にしてください", line=line, column=column,
+                                   value=text))
+    if error_total(errors) > count:
         return None
     return MemberRow(line=line, no=no, employee_id=employee_id, name=name,
                      department=raw_department.strip() or None, email=email)

@@ -11,12 +11,14 @@ from flask_login import current_user, login_required
 from ..auth.access import admin_required, owned_or_404
 from ..errors import ImportRejected, RenkeiError, RowError
 from ..extensions import db
-from ..models import Import, OutboxMail
+from ..models import Import, ImportErrorRecord, OutboxMail
 from ..services import ingest
 from . import bp
 from .forms import HistoryFilterForm, ReimportForm, UploadForm
 
 PER_PAGE = 50
+# Errors per page of an import's page (at most app.errors.MAX_ERRORS_PER_FILE are stored per import).
+ERRORS_PER_PAGE = 100
 # While the worker has not finished, the page reloads itself (a meta refresh, allowed by the CSP).
 REFRESH_SECONDS = 2
 OUTBOX_KIND_LABELS = {"error": "エラー報告", "success": "正常更新報告"}
@@ -95,8 +97,13 @@ def history_detail(import_id: int):
         .order_by(Import.id)
     ).all()
     pending = record.status in (Import.QUEUED, Import.RUNNING)
+    errors = db.paginate(
+        db.select(ImportErrorRecord).where(ImportErrorRecord.import_id == record.id).order_by(ImportErrorRecord.id),
+        page=request.args.get("page", 1, type=int), per_page=ERRORS_PER_PAGE, error_out=False,
+    )
     return render_template(
         "imports/detail.html",
+        errors=errors,
         record=record,
         period=_period_label(record),
         encoding=encoding_label(record.encoding),

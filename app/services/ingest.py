@@ -28,7 +28,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import undefer
 
-from ..errors import ImportRejected, Invalid, NotFound, RowError
+from ..errors import MAX_ERRORS_PER_FILE, ErrorList, ImportRejected, Invalid, NotFound, RowError, error_total
 from ..extensions import db
 from ..importer.encoding import decode
 from ..importer.filename import Period, parse_filename
@@ -58,7 +58,7 @@ class DryRun:
 
     period: Period | None
     rows: int
-    errors: list[RowError] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=ErrorList)  # the first MAX_ERRORS_PER_FILE; .total counts all
     encoding: str | None = None
 
     @property
@@ -270,7 +270,7 @@ def _prepare(account_id: int, filename: str, data: bytes) -> _Prepared:
     settings = _settings(account_id)
     pinned = settings.encoding if settings else "auto"
     member_key = settings.member_key if settings else "no"
-    errors: list[RowError] = []
+    errors = ErrorList()
     period = None
     try:
         period = parse_filename(filename)
@@ -640,7 +640,13 @@ def _finish_failed(import_id: int, errors: list[RowError], prepared: _Prepared |
     imp.finished_at = utcnow()
     imp.claimed_at = None
     imp.row_count = 0
-    imp.error_count = len(errors)
+    # Every error is counted; only the first MAX_ERRORS_PER_FILE are stored (and mailed), with
+    # their texts clipped, so an error-heavy file costs a bounded number of rows and bytes.
+    total = error_total(errors)
+    kept = ErrorList((error.clipped() for error in errors[:MAX_ERRORS_PER_FILE]))
+    kept.total = total
+    errors = kept
+    imp.error_count = total
     if prepared is not None:
         imp.encoding = prepared.encoding
         if prepared.period is not None:
@@ -660,7 +666,7 @@ def _finish_failed(import_id: int, errors: list[RowError], prepared: _Prepared |
     db.session.commit()
     elapsed = f" in {time.monotonic() - started:.2f}s" if started is not None else ""
     log.info("import #%s failed account=%s channel=%s file=%s errors=%d first=%s%s", imp.id,
-             _account_label(imp.account_id), imp.channel, imp.filename, len(errors),
+             _account_label(imp.account_id), imp.channel, imp.filename, total,
              errors[0].as_text() if errors else "-", elapsed)
     return imp
 
@@ -752,7 +758,7 @@ def dry_run(account_id: int, filename: str, data: bytes) -> DryRun:
     """Validate a file exactly like run_import but store nothing."""
     prepared = _prepare(account_id, base_name(filename), data)
     rows = 0
-    errors = list(prepared.errors)
+    errors = ErrorList(prepared.errors)
     if prepared.reader is not None:
         rows = _drain(prepared.reader.batches())
         errors.extend(prepared.reader.errors)

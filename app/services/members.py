@@ -4,7 +4,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from ..errors import ImportRejected, Invalid, NotFound, RowError
+from sqlalchemy import insert, update
+
+from ..errors import ErrorList, ImportRejected, Invalid, NotFound, RowError
 from ..extensions import db
 from ..models import Member
 
@@ -104,51 +106,59 @@ def set_active(account_id: int, member_id: int, active: bool) -> Member:
 def import_members(account_id: int, data: bytes) -> tuple[int, int]:
     """Upsert members by No. from a `No.,社員ID,氏名,部署,メールアドレス` CSV; return (inserted, updated).
 
-    All or nothing: any error raises ImportRejected with every error and stores nothing.
-    The active flag of existing members is left as it is.
+    All or nothing: any error raises ImportRejected (the first MAX_ERRORS_PER_FILE errors, every
+    one counted) and stores nothing. The active flag of existing members is left as it is.
+    The file is read twice, row by row, as results files are: once to check every row, once
+    to write them in batches. No list of all rows and no ORM object per row is ever built.
     """
-    # Imported here so that the rest of the service works while app.importer is being written.
     from ..importer.encoding import decode
-    from ..importer.members import parse_members
+    from ..importer.members import MemberReader
 
     text, _encoding = decode(data)
-    rows, errors = parse_members(text)
-    errors = list(errors)
-    if not rows and not errors:
-        errors.append(RowError(message="データ行がありません。2行目以降にメンバーを記入してください。"))
+    del data  # the caller's reference only: the decoded text is what is read from here on
+    # No. -> (member id, 社員ID) of every existing member: a few small values per member.
+    existing = {no: (member_id, employee_id) for member_id, no, employee_id in db.session.execute(
+        db.select(Member.id, Member.no, Member.employee_id).where(Member.account_id == account_id))}
 
-    existing = {m.no: m for m in list_members(account_id)}
-    errors.extend(_check_rows(rows, existing))
+    reader = MemberReader(text)
+    errors = reader.errors
+    changing: list[int] = []  # members whose 社員ID changes: cleared first, so two can swap IDs
+    for row in reader.rows():
+        email = _blank_to_none(row.email)
+        if email and not _EMAIL_RE.match(email):
+            errors.append(RowError("メールアドレスの形式が正しくありません。", row.line, "メールアドレス", email))
+        current = existing.get(row.no)
+        if current is not None and current[1] != row.employee_id:
+            changing.append(current[0])
+    # 社員IDs kept by members the file does not mention must stay unique too.
+    in_file = reader.lines_by_employee_id
+    for no, (_member_id, employee_id) in existing.items():
+        if employee_id and no not in reader.lines_by_no and employee_id in in_file:
+            errors.append(RowError(f"社員IDは既に No.{no} のメンバーが使っています。", in_file[employee_id], "社員ID",
+                                   employee_id))
     if errors:
-        raise ImportRejected(sorted(errors, key=lambda e: (e.line or 0)))
+        ordered = ErrorList(sorted(errors, key=lambda e: (e.line or 0)))
+        ordered.total = errors.total
+        raise ImportRejected(ordered)
 
     inserted = updated = 0
     try:
-        # Clear the 社員ID of members that change it first, so two members can swap
-        # their IDs in one file without tripping the unique constraint on the way.
-        changing = [
-            existing[row.no]
-            for row in rows
-            if row.no in existing and existing[row.no].employee_id != _blank_to_none(row.employee_id)
-        ]
-        for member in changing:
-            member.employee_id = None
-        db.session.flush()
-        for row in rows:
-            values = {
-                "employee_id": _blank_to_none(row.employee_id),
-                "name": row.name.strip(),
-                "department": _blank_to_none(row.department),
-                "email": _blank_to_none(row.email),
-            }
-            member = existing.get(row.no)
-            if member is None:
-                db.session.add(Member(account_id=account_id, no=row.no, active=True, **values))
-                inserted += 1
+        for start in range(0, len(changing), _WRITE_BATCH):
+            db.session.execute(update(Member), [{"id": member_id, "employee_id": None}
+                                                for member_id in changing[start:start + _WRITE_BATCH]])
+        new_rows: list[dict] = []
+        changed_rows: list[dict] = []
+        for row in MemberReader(text).rows():
+            values = {"employee_id": row.employee_id, "name": row.name, "department": row.department,
+                      "email": row.email}
+            current = existing.get(row.no)
+            if current is None:
+                new_rows.append({"account_id": account_id, "no": row.no, "active": True, **values})
             else:
-                for key, value in values.items():
-                    setattr(member, key, value)
-                updated += 1
+                changed_rows.append({"id": current[0], **values})
+            if len(new_rows) + len(changed_rows) >= _WRITE_BATCH:
+                inserted, updated = _write(new_rows, changed_rows, inserted, updated)
+        inserted, updated = _write(new_rows, changed_rows, inserted, updated)
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -156,46 +166,20 @@ def import_members(account_id: int, data: bytes) -> tuple[int, int]:
     return inserted, updated
 
 
-def _check_rows(rows, existing: dict[int, Member]) -> list[RowError]:
-    """Check the parsed rows against each other and against the members already stored."""
-    errors: list[RowError] = []
-    seen_no: dict[int, int] = {}
-    seen_eid: dict[str, int] = {}
-    in_file = {row.no for row in rows}
-    # 社員IDs kept by members the file does not mention must stay unique too.
-    kept_eids = {m.employee_id: m.no for no, m in existing.items() if no not in in_file and m.employee_id}
-    for row in rows:
-        if not isinstance(row.no, int) or not 0 < row.no < 2**31:
-            errors.append(RowError("No.は1以上の整数にしてください。", row.line, "No.", str(row.no)))
-        elif row.no in seen_no:
-            errors.append(RowError(f"No.が{seen_no[row.no]}行目と重複しています。", row.line, "No.", str(row.no)))
-        else:
-            seen_no[row.no] = row.line
-        if not (row.name or "").strip():
-            errors.append(RowError("氏名を入力してください。", row.line, "氏名", row.name or ""))
-        email = _blank_to_none(row.email)
-        if email and not _EMAIL_RE.match(email):
-            errors.append(RowError("メールアドレスの形式が正しくありません。", row.line, "メールアドレス", email))
-        eid = _blank_to_none(row.employee_id)
-        if eid:
-            if eid in seen_eid:
-                errors.append(RowError(f"社員IDが{seen_eid[eid]}行目と重複しています。", row.line, "社員ID", eid))
-            elif eid in kept_eids:
-                errors.append(
-                    RowError(f"社員IDは既に No.{kept_eids[eid]} のメンバーが使っています。", row.line, "社員ID", eid)
-                )
-            else:
-                seen_eid[eid] = row.line
-    return _dedupe(errors)
+# Members written per statement by import_members.
+_WRITE_BATCH = 2000
 
 
-def _dedupe(errors: list[RowError]) -> list[RowError]:
-    """Drop exact repeats (the parser may already have reported the same problem)."""
-    out: list[RowError] = []
-    for error in errors:
-        if error not in out:
-            out.append(error)
-    return out
+def _write(new_rows: list[dict], changed_rows: list[dict], inserted: int, updated: int) -> tuple[int, int]:
+    """Insert and update one batch of members (Core statements, no ORM objects); empty the lists."""
+    if new_rows:
+        db.session.execute(insert(Member), new_rows)
+    if changed_rows:
+        db.session.execute(update(Member), changed_rows)  # by primary key, one executemany
+    counts = inserted + len(new_rows), updated + len(changed_rows)
+    new_rows.clear()
+    changed_rows.clear()
+    return counts
 
 
 def _clean(

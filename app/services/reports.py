@@ -3,8 +3,11 @@
 The caller commits: the report goes into the same transaction as the import's final status,
 so a crash can neither lose a report nor send one for an import that did not end.
 
-An error mail lists at most MAX_ERRORS_IN_MAIL errors, then says how many more there are;
-the import's page (linked in the mail) always lists every error.
+An error mail lists the errors stored for the import (at most MAX_ERRORS_IN_MAIL, the same
+first errors the import's page shows) and says how many more were counted. Its advice fits
+the error: a wrong file name asks for a new name, a mail without a CSV asks for a CSV
+attachment, only errors inside a file ask to resend under the same name. Every report of a
+mail names each attachment that was not imported, and says what to do with an Excel file.
 """
 from __future__ import annotations
 
@@ -15,15 +18,21 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import func, select
 
-from ..errors import RowError
+from ..errors import MAX_ERRORS_PER_FILE, ImportRejected, RowError, error_total
 from ..extensions import db
-from ..importer.filename import Period
+from ..importer.filename import FILENAME_MESSAGE, Period, parse_filename
 from ..models import Account, GraphColumn, Import, IntegrationSettings, OutboxMail, Result
 from . import outbox
 
 log = logging.getLogger(__name__)
 
-MAX_ERRORS_IN_MAIL = 1000
+# The mail lists what is stored for the import: the first MAX_ERRORS_PER_FILE errors.
+MAX_ERRORS_IN_MAIL = MAX_ERRORS_PER_FILE
+# How the SMTP channel writes the ignored attachments into the import's note today
+# (servers/smtp.py _ignored_note): this prefix, then the names joined by ", ".
+IGNORED_NOTE_PREFIX = "CSV以外の添付ファイルは無視しました: "
+# Spreadsheet files a sender may attach instead of the CSV saved from them.
+SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".numbers")
 
 
 def _local(value: dt.datetime | None) -> str:
@@ -62,6 +71,63 @@ def _header_lines(account: Account, imp: Import) -> list[str]:
     ]
 
 
+def ignored_attachments(imp: Import) -> list[str]:
+    """The names of the attachments of the import's mail that were not imported (not CSV files).
+
+    Read from a list `imp.ignored_attachments` when the model has one, else from the note the
+    SMTP channel writes ("CSV以外の添付ファイルは無視しました: a.xlsx, b.pdf").
+    """
+    names = getattr(imp, "ignored_attachments", None)
+    if names:
+        return [str(name) for name in names]
+    note = imp.note or ""
+    if not note.startswith(IGNORED_NOTE_PREFIX):
+        return []
+    return [name for name in note[len(IGNORED_NOTE_PREFIX):].split(", ") if name]
+
+
+def _ignored_lines(names: list[str]) -> list[str]:
+    """One line per ignored attachment, with the advice that fits it."""
+    lines = []
+    for name in names:
+        if name.lower().endswith(SPREADSHEET_SUFFIXES):
+            lines.append(f"・「{name}」: Excelなどの表計算ファイルのため取り込んでいません。"
+                         "Excelの「名前を付けて保存」で「CSV(コンマ区切り)」を選んで保存し、"
+                         "そのCSVファイル(例: 20180516.csv)を添付して送ってください。")
+        else:
+            lines.append(f"・「{name}」: CSVファイル(.csv)ではないため取り込んでいません。")
+    return lines
+
+
+def _name_is_wrong(filename: str) -> bool:
+    try:
+        parse_filename(filename)
+    except ImportRejected:
+        return True
+    return False
+
+
+def _failure_advice(imp: Import, ignored: list[str]) -> list[str]:
+    """What the sender should do, by the kind of error (no file, file name, content)."""
+    if imp.sha256 is None:
+        # Nothing was received that could be imported (no CSV attached, an unreadable or cut mail).
+        lines = ["ファイルは取り込んでいません。以前に取り込んだデータはそのまま残っています。"]
+        if ignored:
+            lines.append("添付ファイルはありましたが、CSVファイル(.csv)がありませんでした。")
+        lines.append("下記のエラーの内容に従って、CSVファイルを添付して送り直してください。")
+        return lines
+    if _name_is_wrong(imp.filename):
+        return [
+            "ファイルの内容は1行も保存されていません。以前に取り込んだデータはそのまま残っています。",
+            f"ファイル名「{imp.filename}」からは期間が分かりません。{FILENAME_MESSAGE}"
+            "ファイル名を直して(ほかのエラーがあればそれも直して)送り直してください。",
+        ]
+    return [
+        "ファイルの内容は1行も保存されていません。同じファイル名で以前に取り込んだデータはそのまま残っています。",
+        "エラーを直して、同じファイル名で送り直してください。",
+    ]
+
+
 def failure_report(imp: Import, errors: list[RowError]) -> OutboxMail | None:
     """Queue the error report to every エラー報告メールアドレス (no commit)."""
     account, settings = _context(imp)
@@ -69,26 +135,33 @@ def failure_report(imp: Import, errors: list[RowError]) -> OutboxMail | None:
     if not recipients:
         log.warning("import #%s failed but account=%s has no error report address", imp.id, account.slug)
         return None
+    total = max(error_total(errors), imp.error_count or 0)
+    ignored = ignored_attachments(imp)
+    intro = ("ファイルを取り込めませんでした。" if imp.sha256 is None
+             else "CSVファイルの取込でエラーが見つかったため、このファイルは取り込みませんでした。")
     lines = [
         f"{account.name} 様",
         "",
-        "CSVファイルの取込でエラーが見つかったため、このファイルは取り込みませんでした。",
-        "ファイルの内容は1行も保存されていません。同じファイル名で以前に取り込んだデータはそのまま残っています。",
-        "エラーを直して、同じファイル名で送り直してください。",
+        intro,
+        *_failure_advice(imp, ignored),
         "",
         *_header_lines(account, imp),
-        f"エラー件数: {len(errors):,}件",
+        f"エラー件数: {total:,}件",
         "",
         "■ エラー一覧(行番号は見出し行を1行目として数えています)",
     ]
-    lines.extend(error.as_text() for error in errors[:MAX_ERRORS_IN_MAIL])
-    if len(errors) > MAX_ERRORS_IN_MAIL:
+    shown = errors[:MAX_ERRORS_IN_MAIL]
+    lines.extend(error.as_text() for error in shown)
+    if total > len(shown):
         lines.append(
-            f"…ほか {len(errors) - MAX_ERRORS_IN_MAIL:,}件のエラーがあります。"
-            "すべてのエラーは下記の取込履歴の画面で確認できます。"
+            f"…ほか {total - len(shown):,}件のエラーがあります(記録しているのは最初の{len(shown):,}件です)。"
+            "上のエラーを直してから、もう一度送ってください。"
         )
-    lines += ["", "■ 取込履歴(すべてのエラーと元のファイル)", _link(imp), "", "-- ", "Renkei 外部連携"]
-    subject = f"【取込エラー】{account.name} {imp.filename}({len(errors):,}件のエラー)"
+    if ignored:
+        lines += ["", "■ 取り込まなかった添付ファイル", *_ignored_lines(ignored)]
+    page = "エラーと元のファイル" if imp.sha256 is not None else "エラー"
+    lines += ["", f"■ 取込履歴({page})", _link(imp), "", "-- ", "Renkei 外部連携"]
+    subject = f"【取込エラー】{account.name} {imp.filename}({total:,}件のエラー)"
     return outbox.enqueue(account.id, imp.id, "error", recipients, subject, "\n".join(lines) + "\n")
 
 
@@ -141,6 +214,9 @@ def success_report(imp: Import, period: Period | None = None) -> OutboxMail | No
         lines.append(f"同じファイル名の以前の取込 #{imp.replaced_import_id} のデータを削除し、今回のデータに置き換えました。")
     else:
         lines.append("同じファイル名の以前の取込はありません(新しく追加しました)。")
+    ignored = ignored_attachments(imp)
+    if ignored:
+        lines += ["", "■ 取り込まなかった添付ファイル", *_ignored_lines(ignored)]
     lines += ["", "■ 取込履歴", _link(imp), "", "-- ", "Renkei 外部連携"]
     subject = f"【取込完了】{account.name} {imp.filename}({imp.row_count:,}行)"
     return outbox.enqueue(account.id, imp.id, "success", recipients, subject, "\n".join(lines) + "\n")

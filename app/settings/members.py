@@ -1,9 +1,9 @@
 """設定 > メンバー設定: list, add, edit, deactivate/reactivate, CSV bulk load."""
-from flask import flash, redirect, render_template, url_for
+from flask import current_app, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
 from ..auth.access import admin_required, owned_or_404
-from ..errors import ImportRejected, Invalid
+from ..errors import ImportRejected, Invalid, error_total
 from ..models import Member
 from ..services import members as member_service
 from . import bp
@@ -75,11 +75,17 @@ def members_import():
     errors = None
     if form.validate_on_submit():
         upload = form.file.data
+        limit = current_app.config["MAX_UPLOAD_BYTES"]
+        data = upload.stream.read(limit + 1)  # one byte past the cap tells it is too big
         try:
-            inserted, updated = member_service.import_members(current_user.account_id, upload.read())
+            if len(data) > limit:
+                raise Invalid(f"ファイルが大きすぎます(上限 {limit / (1024 * 1024):g} MB)。", field="file")
+            inserted, updated = member_service.import_members(current_user.account_id, data)
+        except Invalid as error:
+            form.file.errors.append(error.message)
         except ImportRejected as rejected:
             errors = rejected.errors
-            flash(f"取り込めませんでした({len(errors)} 件のエラー)。何も保存していません。", "error")
+            flash(f"取り込めませんでした({error_total(errors):,} 件のエラー)。何も保存していません。", "error")
         else:
             flash(f"メンバーを取り込みました(追加 {inserted} 件、更新 {updated} 件)。", "success")
             return redirect(url_for("settings.members"))

@@ -111,7 +111,8 @@ def test_every_documented_status_of_every_operation_answers_as_documented(app, c
 
     reads = {
         "/imports": ("/api/v1/imports?limit=2", "/api/v1/imports?limit=0"),
-        "/imports/{import_id}": (f"/api/v1/imports/{failed.get_json()['id']}", None),
+        "/imports/{import_id}": (f"/api/v1/imports/{failed.get_json()['id']}?errors_limit=1",
+                                 f"/api/v1/imports/{failed.get_json()['id']}?errors_limit=0"),
         "/results": ("/api/v1/results?period=201805", "/api/v1/results?period=2018"),
         "/members": ("/api/v1/members", None),
         "/columns": ("/api/v1/columns", None),

@@ -61,7 +61,7 @@ def test_error_mail_is_capped_and_points_to_the_page(app, make_account):
     body = mails()[0].body
     assert f"{reports.MAX_ERRORS_IN_MAIL + 1}行目 列「売上」 値「x{reports.MAX_ERRORS_IN_MAIL - 1}」" in body
     assert f"値「x{reports.MAX_ERRORS_IN_MAIL}」" not in body
-    assert "ほか 5件のエラーがあります" in body
+    assert "ほか 5件のエラーがあります(記録しているのは最初の1,000件です)" in body
     assert body.count("行目 列「売上」") == reports.MAX_ERRORS_IN_MAIL
 
 
