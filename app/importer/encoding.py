@@ -182,8 +182,17 @@ def _euc_table(eucjp_ms: bool) -> dict[bytes, str]:
     return table
 
 
+# Bytes 80-A0 other than the code set prefixes 8E/8F occur nowhere in EUC-JP, but in nearly
+# every cp932 file (the lead bytes of kana and kanji).
+_NOT_EUC = re.compile(rb"[\x80-\x8d\x90-\xa0]")
+
+
 def _decode_eucjp_ms(data: bytes) -> str:
     """Decode EUC-JP with the Microsoft/NEC/IBM extensions (eucJP-ms and CP51932)."""
+    # One scan instead of a full decode attempt (a text buffer of the file's size) on cp932 files.
+    found = _NOT_EUC.search(data)
+    if found:
+        raise _Unreadable(found.start(), structural=True)
     return _decode_euc(data, eucjp_ms=b"\x8f" in data)
 
 

@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 MAX_ERRORS_IN_MAIL = MAX_ERRORS_PER_FILE
 # How the SMTP channel writes the ignored attachments into the import's note today
 # (servers/smtp.py _ignored_note): this prefix, then the names joined by ", ".
-IGNORED_NOTE_PREFIX = "CSV以外の添付ファイルは無視しました: "
 # Spreadsheet files a sender may attach instead of the CSV saved from them.
 SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".numbers")
 
@@ -72,18 +71,8 @@ def _header_lines(account: Account, imp: Import) -> list[str]:
 
 
 def ignored_attachments(imp: Import) -> list[str]:
-    """The names of the attachments of the import's mail that were not imported (not CSV files).
-
-    Read from a list `imp.ignored_attachments` when the model has one, else from the note the
-    SMTP channel writes ("CSV以外の添付ファイルは無視しました: a.xlsx, b.pdf").
-    """
-    names = getattr(imp, "ignored_attachments", None)
-    if names:
-        return [str(name) for name in names]
-    note = imp.note or ""
-    if not note.startswith(IGNORED_NOTE_PREFIX):
-        return []
-    return [name for name in note[len(IGNORED_NOTE_PREFIX):].split(", ") if name]
+    """The names of the attachments of the import's mail that were not imported (not CSV files)."""
+    return [str(name) for name in imp.ignored_attachments or []]
 
 
 def _ignored_lines(names: list[str]) -> list[str]:
