@@ -179,13 +179,14 @@ def scan_home(home: Path, now_ts: float, quiet: float, seen: Seen | None = None)
             # From the future: quiet only once a look at least `quiet` seconds ago saw the same file.
             looked = [info.st_size, info.st_mtime_ns, info.st_ino]
             before = previous.get(entry.name)
-            if before is not None and before[:3] == looked and before[3] <= now_ts and now_ts - before[3] >= quiet:
-                ready.append(Path(entry.path))
-                continue
-            first_look = before[3] if before is not None and before[:3] == looked and before[3] <= now_ts else now_ts
+            unchanged = before is not None and before[:3] == looked and before[3] <= now_ts
+            first_look = before[3] if unchanged else now_ts
             if seen is not None:
-                seen[entry.name] = [*looked, first_look]
-            waiting.append(entry.name)
+                seen[entry.name] = [*looked, first_look]  # kept while ready too, should the import be retried
+            if unchanged and now_ts - first_look >= quiet:
+                ready.append(Path(entry.path))
+            else:
+                waiting.append(entry.name)
             continue
         if now_ts - info.st_mtime < quiet:
             waiting.append(entry.name)
@@ -211,15 +212,20 @@ def _load_seen(username: str) -> Seen:
 
 
 def _save_seen(username: str, seen: Seen) -> None:
+    """Keep `seen` for the next check (the file is removed when there is nothing to remember)."""
     path = _seen_file(username)
-    if not seen:
-        with suppress(FileNotFoundError):
-            path.unlink()
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(seen), encoding="utf-8")
-    os.replace(temporary, path)
+    try:
+        if not seen:
+            with suppress(FileNotFoundError):
+                path.unlink()
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(json.dumps(seen), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as err:
+        # Only files dated in the future depend on it (they wait longer); the check goes on.
+        log.warning("ftp check state not saved %s: %s", path, err)
 
 
 def _open_regular(path: Path):
@@ -294,9 +300,10 @@ def _file_away(path: Path, read: FileId, data: bytes, folder: Path, when: dt.dat
     target = _free_target(folder, path.name, when)
     if _current_id(path) == read:
         # POSIX cannot rename by descriptor, so the name is compared right before the rename.
-        # An upload replacing the file inside that window (microseconds; the FTP server's
-        # own rename is the only writer) is caught below: the rename moved the newcomer, so
-        # it is given its name back. The inode read cannot be reused meanwhile: it is still open.
+        # An upload landing inside that window (microseconds: uploads reach the home by one
+        # rename when they are complete) is caught after it: the rename then moved the
+        # newcomer, which is given its name back. The inode read cannot be reused by a new
+        # file meanwhile (the comparison would be fooled): it is still open.
         os.replace(path, target)
         if _current_id(target) == read:
             return target, True
@@ -433,10 +440,14 @@ def check_account(account_id: int, now: dt.datetime | None = None) -> CheckResul
             log.info("ftp check account=%s channel=ftp file=%s import=#%s %s -> %s", account.slug, path.name,
                      import_id, "succeeded" if ok else "failed", result.files[-1].moved_to)
             if not same:
-                log.info("ftp check account=%s file=%s was replaced during the check: the new file is left for "
-                         "the next check, a copy of the imported bytes is %s", account.slug, path.name,
+                log.info("ftp check account=%s file=%s was replaced or removed during the check: a new file is "
+                         "left for the next check, a copy of the imported bytes is %s", account.slug, path.name,
                          result.files[-1].moved_to)
-                result.waiting.append(path.name)
+                if os.path.lexists(path):
+                    result.waiting.append(path.name)
+        filed = {f.name for f in result.files} - set(result.waiting)
+        if filed & seen.keys():
+            _save_seen(username, {name: entry for name, entry in seen.items() if name not in filed})
         settings = db.session.get(IntegrationSettings, settings.id)
         settings.last_ftp_check_at = utcnow()
         db.session.commit()

@@ -245,3 +245,19 @@ def test_a_file_replaced_inside_the_rename_window_is_given_back_its_name(app, ho
     second = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(hours=1))
     assert [(f.name, f.succeeded) for f in second.files] == [("20180701.csv", True)]
     assert len(imports()) == 2 and ftp_files(home) == []
+
+
+def test_a_file_deleted_during_its_import_is_kept_in_processed_and_nothing_waits(home, ftp_account, monkeypatch):
+    put(home, "20180516.csv", ftp_csv())
+    real_import_now = ingest.import_now
+
+    def import_while_the_uploader_deletes_it(*args, **kwargs):
+        (home / "20180516.csv").unlink()
+        return real_import_now(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "import_now", import_while_the_uploader_deletes_it)
+    result = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
+    assert [(f.name, f.succeeded, f.moved_to) for f in result.files] == [
+        ("20180516.csv", True, "processed/20180516_20261128-091500.csv")]
+    assert result.waiting == []
+    assert (home / "processed" / "20180516_20261128-091500.csv").read_bytes() == ftp_csv()
