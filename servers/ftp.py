@@ -6,9 +6,14 @@ Each account logs in with its issued FTP ID/PW and sees only its home folder
 
 Decisions (where SPEC is silent):
 - Permissions are "elmwdf": change folder, list, make folder, upload, delete, rename.
-  No download (RETR), no append (APPE), no SITE CHMOD; MFMT (set mtime), STOU (server-named
-  upload) and REST (resume) are not offered at all, so clients do not try them. curl -T
-  and lftp `put` need none of them.
+  No download (RETR), no append (APPE); MFMT (set mtime), STOU (server-named upload) and
+  REST (resume) are not offered at all, so clients do not try them. curl -T and lftp
+  `put` need none of them.
+- SITE CHMOD on a file or folder inside the home answers 200 and changes nothing: `lftp
+  mirror -R` (and other mirroring tools) send it after every upload and exit 1 when it is
+  refused, although the upload itself worked. Modes are meaningless here (the check only
+  reads the file). A path outside the home or one that does not exist still gets 550, a
+  malformed mode 501.
 - Completeness: an upload is written to a staging file outside every home
   (`{DATA_DIR}/ftp-uploading/`) and moved into place with one rename only when the
   transfer ended normally; otherwise the staging file is deleted. So a file in a home is
@@ -68,6 +73,8 @@ from .settings import flag, setting
 log = logging.getLogger(__name__)
 
 PERMISSIONS = "elmwdf"
+# pyftpdlib's permission letter of SITE CHMOD: granted, but the handler changes nothing.
+CHMOD_PERM = "M"
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 DEFAULT_MAX_CONS_PER_IP = 10
 DEFAULT_MAX_CONS = 256
@@ -146,7 +153,7 @@ class DatabaseAuthorizer(DummyAuthorizer):
 
     def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:
         # pyftpdlib has already refused any path outside the home (HomeFS.validpath).
-        return perm in self.perm
+        return perm in self.perm or perm == CHMOD_PERM
 
     def get_perms(self, username: str) -> str:
         return self.perm
@@ -307,6 +314,18 @@ class RenkeiHandlerMixin:
             self._discard(staged)
             return None
         return file
+
+    def ftp_SITE_CHMOD(self, path: str, mode: str) -> tuple[str, int] | None:
+        """Answer 200 for a file or folder inside the home and change nothing (see the module docstring)."""
+        if not (len(mode) in (3, 4) and all(c in "01234567" for c in mode)):
+            self.respond("501 Invalid SITE CHMOD format.")
+            return None
+        # The path is inside the home already (pyftpdlib's validpath, symlinks resolved).
+        if not os.path.lexists(path):
+            self.respond("550 No such file or directory.")
+            return None
+        self.respond("200 SITE CHMOD successful (modes are not used on this server; nothing changed).")
+        return path, int(mode, 8)
 
     @property
     def _uploads(self) -> dict[str, str]:

@@ -21,8 +21,12 @@ from typing import Callable
 
 import pytest
 
-from app import create_app
-from app.extensions import db
+from tests import faketime_sleep
+
+faketime_sleep.install()  # before anything sleeps: see tests/faketime_sleep.py
+
+from app import create_app  # noqa: E402
+from app.extensions import db  # noqa: E402
 
 # The PostgreSQL server the suite runs against instead of SQLite files; unset means SQLite.
 TEST_DATABASE_URL = os.environ.get("RENKEI_TEST_DATABASE_URL", "").strip()

@@ -8,9 +8,19 @@ Decisions (where SPEC is silent):
   `.csv` (any case), does not start with "." and whose size and mtime have not changed
   for FTP_QUIET_SECONDS (default 10 s). Names ending in .tmp, .part or .filepart are
   never read. Anything else stays where it is.
+- An mtime ahead of the check's clock (a client that set it, clock skew, the server's
+  clock stepped back) says nothing about how long the file has been quiet, so it counts
+  as "changed since the last look", never as "not ready": the check remembers (size,
+  mtime, inode) of such a file in `{DATA_DIR}/ftp-seen/<ID>.json`, and a later check that
+  finds it unchanged at least FTP_QUIET_SECONDS after that first look reads it.
 - Files are imported one by one in name order through `ingest.import_now` (channel
   "ftp", sender "ftp:<ID>"), then moved to `processed/` (success) or `error/` (failure)
   as `<name>_<yyyymmdd-HHMMSS>.csv` (check time, server time zone); a clash gets "-2", "-3"….
+- A check moves exactly the file it read: the file is read through one descriptor, and
+  it is moved only if the name still holds that file (device, inode, size, mtime) right
+  before the rename, checked again after it. A file re-uploaded under the same name
+  during the check stays in the home for the next check; the import of the bytes read
+  stands (they were a complete file) and a copy of them goes to processed/ or error/.
 - An unexpected error (e.g. the database is down) leaves the file where it is, so the
   next check tries again.
 - A check refuses to run (Invalid, with the reason in Japanese) when the integration is
@@ -22,12 +32,14 @@ Decisions (where SPEC is silent):
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
+import json
 import logging
 import os
 import re
 import stat
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -49,6 +61,7 @@ log = logging.getLogger(__name__)
 
 PROCESSED = "processed"
 ERROR = "error"
+SEEN_FOLDER = "ftp-seen"
 IGNORED_SUFFIXES = (".tmp", ".part", ".filepart")
 DEFAULT_QUIET_SECONDS = 10.0
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -128,10 +141,27 @@ def quiet_seconds() -> float:
     return float(value)
 
 
-def scan_home(home: Path, now_ts: float, quiet: float) -> tuple[list[Path], list[str]]:
-    """Split the home's candidate files into (ready in name order, names still settling)."""
+# (st_dev, st_ino, st_size, st_mtime_ns): what tells one file from its replacement.
+FileId = tuple[int, int, int, int]
+# name -> [size, mtime_ns, inode, first seen at (check clock, epoch seconds)] of files whose mtime is ahead.
+Seen = dict[str, list]
+
+
+def file_id(info: os.stat_result) -> FileId:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def scan_home(home: Path, now_ts: float, quiet: float, seen: Seen | None = None) -> tuple[list[Path], list[str]]:
+    """Split the home's candidate files into (ready in name order, names still settling).
+
+    `seen` holds what earlier checks saw of files whose mtime is ahead of `now_ts`; it is
+    updated in place to what this scan saw (the caller keeps it until the next check).
+    """
     ready: list[Path] = []
     waiting: list[str] = []
+    previous = dict(seen or {})
+    if seen is not None:
+        seen.clear()
     try:
         entries = sorted(os.scandir(home), key=lambda e: e.name)
     except FileNotFoundError:
@@ -145,6 +175,19 @@ def scan_home(home: Path, now_ts: float, quiet: float) -> tuple[list[Path], list
             continue
         if not stat.S_ISREG(info.st_mode):
             continue
+        if info.st_mtime > now_ts:
+            # From the future: quiet only once a look at least `quiet` seconds ago saw the same file.
+            looked = [info.st_size, info.st_mtime_ns, info.st_ino]
+            before = previous.get(entry.name)
+            unchanged = before is not None and before[:3] == looked and before[3] <= now_ts
+            first_look = before[3] if unchanged else now_ts
+            if seen is not None:
+                seen[entry.name] = [*looked, first_look]  # kept while ready too, should the import be retried
+            if unchanged and now_ts - first_look >= quiet:
+                ready.append(Path(entry.path))
+            else:
+                waiting.append(entry.name)
+            continue
         if now_ts - info.st_mtime < quiet:
             waiting.append(entry.name)
             continue
@@ -152,25 +195,79 @@ def scan_home(home: Path, now_ts: float, quiet: float) -> tuple[list[Path], list
     return ready, waiting
 
 
-def _read_if_stable(path: Path) -> bytes | None:
-    """The file's bytes, or None if it changed while being read (someone is still writing it)."""
-    before = os.lstat(path)
-    with open(path, "rb") as f:
-        data = f.read()
-    after = os.lstat(path)
-    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(data) != after.st_size:
+def _seen_file(username: str) -> Path:
+    return Path(current_app.config["DATA_DIR"]) / SEEN_FOLDER / f"{username}.json"
+
+
+def _load_seen(username: str) -> Seen:
+    """What the previous check saw of files from the future ({} when nothing, or the file is unreadable)."""
+    try:
+        value = json.loads(_seen_file(username).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {name: entry for name, entry in value.items()
+            if isinstance(entry, list) and len(entry) == 4 and all(isinstance(v, (int, float)) for v in entry)}
+
+
+def _save_seen(username: str, seen: Seen) -> None:
+    """Keep `seen` for the next check (the file is removed when there is nothing to remember)."""
+    path = _seen_file(username)
+    try:
+        if not seen:
+            with suppress(FileNotFoundError):
+                path.unlink()
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(json.dumps(seen), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as err:
+        # Only files dated in the future depend on it (they wait longer); the check goes on.
+        log.warning("ftp check state not saved %s: %s", path, err)
+
+
+def _open_regular(path: Path):
+    """The file opened for reading without following a symlink or blocking on a FIFO swapped in since the scan."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", str(path))
+        return os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_if_stable(f) -> tuple[bytes, FileId] | None:
+    """The open file's bytes and identity, or None if it changed while being read (someone is still writing it)."""
+    before = os.fstat(f.fileno())
+    chunks = []
+    while chunk := f.read(1024 * 1024):
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    after = os.fstat(f.fileno())
+    if file_id(before) != file_id(after) or len(data) != after.st_size:
         return None
-    return data
+    return data, file_id(after)
 
 
-def _stored_after_upload(account_id: int, path: Path, data: bytes) -> Import | None:
+def _current_id(path: Path) -> FileId | None:
+    try:
+        return file_id(os.lstat(path))
+    except FileNotFoundError:
+        return None
+
+
+def _stored_after_upload(account_id: int, path: Path, data: bytes, mtime_ns: int) -> Import | None:
     """The latest import of this name if it holds exactly these bytes and was stored after the file was written.
 
     Only a check that died between storing the file and moving it leaves one (kill -9, power
     cut): the stored import is finished by the worker, so importing the file again would
     count it twice. A later upload of the same bytes has a newer mtime and is imported again.
     """
-    written = dt.datetime.fromtimestamp(os.lstat(path).st_mtime, dt.timezone.utc).replace(tzinfo=None)
+    written = dt.datetime.fromtimestamp(mtime_ns / 1e9, dt.timezone.utc).replace(tzinfo=None)
     latest = db.session.scalar(
         db.select(Import).where(Import.account_id == account_id, Import.filename == path.name)
         .order_by(Import.id.desc()).limit(1)
@@ -181,18 +278,42 @@ def _stored_after_upload(account_id: int, path: Path, data: bytes) -> Import | N
     return None
 
 
-def _move(path: Path, folder: Path, when: dt.datetime) -> Path:
-    """Move a handled file into `folder` with the check time appended to its stem; return the new path."""
-    folder.mkdir(exist_ok=True)
+def _free_target(folder: Path, name: str, when: dt.datetime) -> Path:
+    """`folder/<stem>_<check time><suffix>`, with "-2", "-3"… when that name is taken."""
     stamp = when.strftime("%Y%m%d-%H%M%S")
-    stem, suffix = os.path.splitext(path.name)
+    stem, suffix = os.path.splitext(name)
     target = folder / f"{stem}_{stamp}{suffix}"
     n = 2
     while target.exists():
         target = folder / f"{stem}_{stamp}-{n}{suffix}"
         n += 1
-    os.replace(path, target)
     return target
+
+
+def _file_away(path: Path, read: FileId, data: bytes, folder: Path, when: dt.datetime) -> tuple[Path, bool]:
+    """Move the file that was read into `folder`: (its new path, True).
+
+    When the name holds another file by now (re-uploaded during the check), that one stays
+    for the next check and a copy of the bytes read is written into `folder`: (the copy, False).
+    """
+    folder.mkdir(exist_ok=True)
+    target = _free_target(folder, path.name, when)
+    if _current_id(path) == read:
+        # POSIX cannot rename by descriptor, so the name is compared right before the rename.
+        # An upload landing inside that window (microseconds: uploads reach the home by one
+        # rename when they are complete) is caught after it: the rename then moved the
+        # newcomer, which is given its name back. The inode read cannot be reused by a new
+        # file meanwhile (the comparison would be fooled): it is still open.
+        os.replace(path, target)
+        if _current_id(target) == read:
+            return target, True
+        with suppress(FileExistsError):  # an even newer upload holds the name: it supersedes this one
+            os.link(target, path)
+            os.unlink(target)
+        target = _free_target(folder, path.name, when)
+    with open(target, "xb") as copy:
+        copy.write(data)
+    return target, False
 
 
 @contextmanager
@@ -255,6 +376,29 @@ def _settings_for_check(account_id: int) -> tuple[Account, IntegrationSettings]:
     return account, settings
 
 
+def _import_one(account: Account, username: str, path: Path, data: bytes, mtime_ns: int,
+                result: CheckResult) -> tuple[int | None, bool] | None:
+    """Import one file's bytes: (import id, succeeded), or None when it is left for a later check."""
+    earlier = _stored_after_upload(account.id, path, data, mtime_ns)
+    if earlier is not None:
+        if earlier.status in (Import.QUEUED, Import.RUNNING):
+            # Left by a check that died mid-import: the worker finishes it, a later check files it.
+            result.waiting.append(path.name)
+            return None
+        return earlier.id, earlier.status == Import.SUCCEEDED
+    try:
+        imp = ingest.import_now(account.id, path.name, data, channel="ftp", sender=f"ftp:{username}")
+        return imp.id, imp.status == Import.SUCCEEDED
+    except RenkeiError as err:
+        log.warning("ftp import rejected account=%s file=%s: %s", account.slug, path.name, err)
+        return None, False
+    except Exception:
+        db.session.rollback()
+        log.exception("ftp import error account=%s file=%s (left for the next check)", account.slug, path.name)
+        result.waiting.append(path.name)
+        return None
+
+
 def check_account(account_id: int, now: dt.datetime | None = None) -> CheckResult:
     """Import every complete CSV in the account's FTP home in name order and file each under processed/ or error/."""
     account, settings = _settings_for_check(account_id)
@@ -268,39 +412,42 @@ def check_account(account_id: int, now: dt.datetime | None = None) -> CheckResul
             result.busy = True
             return result
         home = home_path(username, create=True)
-        ready, result.waiting = scan_home(home, now.timestamp(), quiet_seconds())
+        seen = _load_seen(username)
+        ready, result.waiting = scan_home(home, now.timestamp(), quiet_seconds(), seen)
+        _save_seen(username, seen)
         for path in ready:
             try:
-                data = _read_if_stable(path)
-            except FileNotFoundError:
+                opened = _open_regular(path)
+            except (FileNotFoundError, IsADirectoryError):
                 continue  # deleted or renamed by the uploader meanwhile
-            if data is None:
-                result.waiting.append(path.name)
-                continue
-            earlier = _stored_after_upload(account_id, path, data)
-            if earlier is not None:
-                if earlier.status in (Import.QUEUED, Import.RUNNING):
-                    # Left by a check that died mid-import: the worker finishes it, a later check files it.
+            except OSError as err:
+                if err.errno != errno.ELOOP:
+                    raise
+                continue  # replaced by a symlink meanwhile
+            # Open until the file is filed away, so its inode number cannot be reused meanwhile.
+            with opened:
+                read_now = _read_if_stable(opened)
+                if read_now is None:
                     result.waiting.append(path.name)
                     continue
-                import_id, ok = earlier.id, earlier.status == Import.SUCCEEDED
-            else:
-                try:
-                    imp = ingest.import_now(account_id, path.name, data, channel="ftp", sender=f"ftp:{username}")
-                    import_id, ok = imp.id, imp.status == Import.SUCCEEDED
-                except RenkeiError as err:
-                    log.warning("ftp import rejected account=%s file=%s: %s", account.slug, path.name, err)
-                    import_id, ok = None, False
-                except Exception:
-                    db.session.rollback()
-                    log.exception("ftp import error account=%s file=%s (left for the next check)", account.slug,
-                                  path.name)
-                    result.waiting.append(path.name)
+                data, read = read_now
+                handled = _import_one(account, username, path, data, read[3], result)
+                if handled is None:
                     continue
-            moved = _move(path, home / (PROCESSED if ok else ERROR), now)
+                import_id, ok = handled
+                moved, same = _file_away(path, read, data, home / (PROCESSED if ok else ERROR), now)
             result.files.append(CheckedFile(path.name, import_id, ok, f"{moved.parent.name}/{moved.name}"))
             log.info("ftp check account=%s channel=ftp file=%s import=#%s %s -> %s", account.slug, path.name,
                      import_id, "succeeded" if ok else "failed", result.files[-1].moved_to)
+            if not same:
+                log.info("ftp check account=%s file=%s was replaced or removed during the check: a new file is "
+                         "left for the next check, a copy of the imported bytes is %s", account.slug, path.name,
+                         result.files[-1].moved_to)
+                if os.path.lexists(path):
+                    result.waiting.append(path.name)
+        filed = {f.name for f in result.files} - set(result.waiting)
+        if filed & seen.keys():
+            _save_seen(username, {name: entry for name, entry in seen.items() if name not in filed})
         settings = db.session.get(IntegrationSettings, settings.id)
         settings.last_ftp_check_at = utcnow()
         db.session.commit()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ftplib
+import hashlib
 import os
 import socket
 import struct
@@ -13,7 +14,7 @@ import pytest
 
 from app.extensions import db
 from app.models import Import, IntegrationSettings
-from app.services import ftpcheck
+from app.services import ftpcheck, ingest
 from tests.servers.ftp_fixtures import (  # noqa: F401 (fixtures are used by name)
     FTP_BAD_CSV,
     ftp_account,
@@ -123,6 +124,51 @@ def test_lftp_upload(app, ftp_account, ftp_server, tmp_path):
     assert done.returncode == 0, done.stderr
     assert (ftp_account.home / "20180519.csv").read_bytes() == ftp_csv()
     assert [f.succeeded for f in ftpcheck.check_account(ftp_account.id).files] == [True]
+
+
+@pytest.mark.parametrize("how", ["STOR", "filepart + RNFR/RNTO"])
+def test_a_reupload_during_the_check_is_imported_by_the_next_check(app, client, login, ftp_account, ftp_server,
+                                                                   ftp_connect, monkeypatch, how):
+    old_bytes = ftp_csv([["No.", "売上", "件数", "備考"], ["1", "120,000", "2", ""], ["2", "50000", "1", ""]])
+    new_bytes = ftp_csv([["No.", "売上", "件数", "備考"], ["1", "777,777", "7", "再送"]])
+    uploader = ftp_connect(ftp_server)
+    assert ftp_upload(uploader, "20180701.csv", old_bytes).startswith("226")
+    real_import_now = ingest.import_now
+    reuploaded = []
+
+    def import_while_the_file_is_uploaded_again(*args, **kwargs):
+        # The check has read the old bytes and is inside the import: the uploader sends the file again.
+        if not reuploaded:
+            if how == "STOR":
+                reuploaded.append(ftp_upload(uploader, "20180701.csv", new_bytes))
+            else:
+                ftp_upload(uploader, "20180701.csv.filepart", new_bytes)
+                reuploaded.append(uploader.rename("20180701.csv.filepart", "20180701.csv"))
+        return real_import_now(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "import_now", import_while_the_file_is_uploaded_again)
+    first = ftpcheck.check_account(ftp_account.id)
+    monkeypatch.undo()
+
+    assert reuploaded and reuploaded[0][:3] in ("226", "250")
+    assert [(f.name, f.succeeded) for f in first.files] == [("20180701.csv", True)]
+    assert first.waiting == ["20180701.csv"]
+    # The new upload is still there for the next check; processed/ holds what was imported.
+    assert sorted(uploader.nlst()) == ["20180701.csv", "processed"]
+    assert (ftp_account.home / "20180701.csv").read_bytes() == new_bytes
+    [processed] = ftp_files(ftp_account.home / "processed")
+    assert (ftp_account.home / "processed" / processed).read_bytes() == old_bytes
+
+    second = ftpcheck.check_account(ftp_account.id)
+    assert [(f.name, f.succeeded) for f in second.files] == [("20180701.csv", True)]
+    assert second.waiting == []
+    assert [(i.filename, i.sha256) for i in imports()] == [
+        ("20180701.csv", hashlib.sha256(old_bytes).hexdigest()), ("20180701.csv", hashlib.sha256(new_bytes).hexdigest())]
+    assert ftp_files(ftp_account.home) == []
+
+    login("admin@acme.example")
+    html = client.get("/?month=2018-07").get_data(as_text=True)
+    assert "777,777" in html and "120,000" not in html
 
 
 # ---------------------------------------------------------------------------------------
@@ -266,7 +312,6 @@ def test_allowed_operations_inside_home(ftp_account, ftp_server, ftp_connect):
 @pytest.mark.parametrize("command, code", [
     ("RETR a.csv", "550"),          # no download
     ("APPE a.csv", "550"),          # no append
-    ("SITE CHMOD 777 a.csv", "550"),
     ("MFMT 20200101000000 a.csv", "500"),  # not offered
     ("STOU", "500"),
     ("REST 10", "500"),
@@ -280,6 +325,77 @@ def test_commands_outside_the_permissions_are_refused(ftp_account, ftp_server, f
         else:
             client.sendcmd(command)
     assert (ftp_account.home / "a.csv").read_bytes() == b"abc"
+
+
+def test_site_chmod_inside_the_home_succeeds_and_changes_nothing(ftp_account, ftp_server, ftp_connect):
+    client = ftp_connect(ftp_server)
+    ftp_upload(client, "a.csv", b"abc")
+    client.mkd("sub")
+    mode = os.stat(ftp_account.home / "a.csv").st_mode
+    assert client.sendcmd("SITE CHMOD 777 a.csv").startswith("200")
+    assert client.sendcmd("SITE CHMOD 0600 /sub").startswith("200")
+    assert os.stat(ftp_account.home / "a.csv").st_mode == mode
+    assert (ftp_account.home / "a.csv").read_bytes() == b"abc"
+    for command, code in [("SITE CHMOD 644 missing.csv", "550"), ("SITE CHMOD 644 ../../etc/passwd", "550"),
+                          ("SITE CHMOD 644 /../x", "550"), ("SITE CHMOD 9x9 a.csv", "501"),
+                          ("SITE CHMOD 644", "501")]:
+        with pytest.raises(ftplib.error_perm, match=f"^{code}"):
+            client.sendcmd(command)
+
+
+def run_client(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """Run a real FTP client binary; a missing one fails the test with the package to install."""
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=60, **kwargs)
+    except FileNotFoundError:
+        pytest.fail(f"{args[0]} is not installed (Debian packages: lftp, ncftp, busybox, tnftp)")
+
+
+def test_lftp_mirror_reverse_exits_0_and_the_files_are_imported(app, ftp_account, ftp_server, tmp_path):
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    for name, mode in [("20180516.csv", 0o640), ("20180517.csv", 0o664)]:
+        (outbox / name).write_bytes(ftp_csv())
+        os.chmod(outbox / name, mode)  # modes other than the server's default: lftp sends SITE CHMOD
+    done = run_client(
+        ["lftp", "-c", f"debug 5; set ftp:ssl-allow no; set net:max-retries 1; "
+                       f"open -u {ftp_account.username},{ftp_account.password} -p {ftp_server.port} 127.0.0.1; "
+                       f"mirror -R -v {outbox} /"])  # -v as cron scripts log it: failures set the exit code
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr.count("---> SITE CHMOD") == 2
+    assert os.stat(ftp_account.home / "20180516.csv").st_mode & 0o777 != 0o640  # nothing changed
+    assert ftp_files(ftp_account.home) == ["20180516.csv", "20180517.csv"]
+    result = ftpcheck.check_account(ftp_account.id)
+    assert [(f.name, f.succeeded) for f in result.files] == [("20180516.csv", True), ("20180517.csv", True)]
+
+
+def test_ncftpput_upload_is_imported(app, ftp_account, ftp_server, tmp_path):
+    source = tmp_path / "20180520.csv"
+    source.write_bytes(ftp_csv())
+    done = run_client(["ncftpput", "-t", "20", "-u", ftp_account.username, "-p", ftp_account.password,
+                       "-P", str(ftp_server.port), "127.0.0.1", "/", str(source)])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (ftp_account.home / "20180520.csv").read_bytes() == ftp_csv()
+    assert [(f.name, f.succeeded) for f in ftpcheck.check_account(ftp_account.id).files] == [("20180520.csv", True)]
+
+
+def test_busybox_ftpput_upload_is_imported(app, ftp_account, ftp_server, tmp_path):
+    source = tmp_path / "local.csv"
+    source.write_bytes(ftp_csv())
+    done = run_client(["busybox", "ftpput", "-u", ftp_account.username, "-p", ftp_account.password,
+                       "-P", str(ftp_server.port), "127.0.0.1", "20180521.csv", str(source)])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [(f.name, f.succeeded) for f in ftpcheck.check_account(ftp_account.id).files] == [("20180521.csv", True)]
+
+
+def test_tnftp_upload_is_imported(app, ftp_account, ftp_server, tmp_path):
+    source = tmp_path / "20180522.csv"
+    source.write_bytes(ftp_csv())
+    done = run_client(["tnftp", "-n", "-u",
+                       f"ftp://{ftp_account.username}:{ftp_account.password}@127.0.0.1:{ftp_server.port}/",
+                       source.name], cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [(f.name, f.succeeded) for f in ftpcheck.check_account(ftp_account.id).files] == [("20180522.csv", True)]
 
 
 # ---------------------------------------------------------------------------------------

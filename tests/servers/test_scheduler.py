@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from zoneinfo import ZoneInfo
 
@@ -23,6 +24,13 @@ def at(day: int, hhmm: str) -> dt.datetime:
     """Day 0 = MONDAY; day 7 = the next Monday."""
     hour, minute = map(int, hhmm.split(":"))
     return MONDAY + dt.timedelta(days=day, hours=hour, minutes=minute)
+
+
+def put(home, name: str, data: bytes, when: dt.datetime) -> None:
+    """Write a file as an upload that finished at `when` (the scheduler's injected clock), not at today's date."""
+    path = home / name
+    path.write_bytes(data)
+    os.utime(path, (when.timestamp(), when.timestamp()))
 
 
 def ftp_settings(account_id: int, **schedule) -> None:
@@ -110,7 +118,7 @@ def test_late_tick_catches_up_missed_minutes_once(app, week_accounts):
 def test_due_check_runs_and_imports_the_uploaded_file(app, ftp_account):
     app.config["FTP_QUIET_SECONDS"] = 0
     home = ftpcheck.home_path(ftp_account.username, create=True)
-    (home / "20180516.csv").write_bytes(ftp_csv())
+    put(home, "20180516.csv", ftp_csv(), at(0, "09:03"))
     now = [at(0, "09:04")]
     ticker = FtpCheckScheduler(app, clock=lambda: now[0])
     try:
@@ -128,7 +136,7 @@ def test_due_check_runs_and_imports_the_uploaded_file(app, ftp_account):
 def test_a_long_check_is_not_overlapped_by_the_next_one(app, ftp_account, monkeypatch):
     app.config["FTP_QUIET_SECONDS"] = 0
     home = ftpcheck.home_path(ftp_account.username, create=True)
-    (home / "20180516.csv").write_bytes(ftp_csv())
+    put(home, "20180516.csv", ftp_csv(), at(0, "09:04"))
     inside, release = threading.Event(), threading.Event()
     real_import_now = ingest.import_now
 
@@ -181,3 +189,23 @@ def test_start_and_stop_the_scheduler_thread(app):
     finally:
         running.stop()
     assert not running._thread.is_alive()
+
+
+def test_a_file_dated_after_the_clock_is_imported_by_a_later_due_check(app, ftp_account):
+    # The file's mtime is a week ahead of the scheduler's clock (clock skew, a client that set it).
+    app.config["FTP_QUIET_SECONDS"] = 0
+    home = ftpcheck.home_path(ftp_account.username, create=True)
+    put(home, "20180516.csv", ftp_csv(), at(7, "09:00"))
+    now = [at(0, "09:05")]
+    ticker = FtpCheckScheduler(app, clock=lambda: now[0], dispatch=lambda account_id, minute: results.append(
+        ticker.run_check(account_id)))
+    results: list[ftpcheck.CheckResult] = []
+    assert ticker.tick() == [(ftp_account.id, at(0, "09:05"))]
+    assert (results[0].files, results[0].waiting) == ([], ["20180516.csv"])
+
+    now[0] = at(0, "10:05")
+    assert ticker.tick() == [(ftp_account.id, at(0, "10:05"))]
+    assert [(f.name, f.succeeded) for f in results[1].files] == [("20180516.csv", True)]
+    db.session.rollback()
+    assert [(i.filename, i.status) for i in db.session.scalars(db.select(Import))] == [("20180516.csv", "succeeded")]
+    assert [p.name for p in (home / "processed").iterdir()] == ["20180516_20261130-100500.csv"]

@@ -179,3 +179,85 @@ def test_check_records_its_time(home, ftp_account):
 def test_home_path_rejects_names_that_are_not_a_plain_folder(app, name):
     with pytest.raises(Invalid):
         ftpcheck.home_path(name)
+
+
+def test_a_file_dated_in_the_future_is_read_once_a_later_check_finds_it_unchanged(app, home, ftp_account):
+    # A client that set the mtime, or a server clock that was stepped back: the mtime is a day ahead.
+    app.config["FTP_QUIET_SECONDS"] = 10
+    put(home, "20180516.csv", ftp_csv(), age_seconds=-86400)
+
+    first = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
+    assert (first.files, first.waiting) == ([], ["20180516.csv"])
+    too_soon = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(seconds=5))
+    assert (too_soon.files, too_soon.waiting) == ([], ["20180516.csv"])
+    assert imports() == []
+
+    later = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(seconds=11))
+    assert [(f.name, f.succeeded, f.moved_to) for f in later.files] == [
+        ("20180516.csv", True, "processed/20180516_20261128-091511.csv")]
+    assert imports() == [("20180516.csv", Import.SUCCEEDED, "ftp")]
+    assert ftp_files(home) == []
+    assert not (ftpcheck.Path(app.config["DATA_DIR"]) / ftpcheck.SEEN_FOLDER / f"{ftp_account.username}.json").exists()
+
+
+def test_a_future_dated_file_that_changes_waits_until_it_is_seen_unchanged(app, home, ftp_account):
+    app.config["FTP_QUIET_SECONDS"] = 10
+    put(home, "20180516.csv", FTP_BAD_CSV, age_seconds=-3600)
+    assert ftpcheck.check_account(ftp_account.id, now=CHECK_TIME).waiting == ["20180516.csv"]
+
+    # Re-uploaded (other bytes, mtime still ahead) before the next check: that check counts it as new.
+    put(home, "20180516.csv", ftp_csv(), age_seconds=-3600)
+    second = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(minutes=5))
+    assert (second.files, second.waiting) == ([], ["20180516.csv"])
+
+    third = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(minutes=10))
+    assert [(f.name, f.succeeded) for f in third.files] == [("20180516.csv", True)]
+    assert imports() == [("20180516.csv", Import.SUCCEEDED, "ftp")]
+
+
+def test_a_file_replaced_inside_the_rename_window_is_given_back_its_name(app, home, ftp_account, monkeypatch):
+    """The re-upload lands between the check's last comparison and its rename (simulated)."""
+    put(home, "20180701.csv", ftp_csv())
+    new_bytes = ftp_csv([["No.", "売上", "件数"], ["1", "777777", "7"]])
+    real_replace = os.replace
+    raced = []
+
+    def replace_after_an_upload(src, dst, *args, **kwargs):
+        if not raced and str(src).endswith("20180701.csv") and "processed" in str(dst):
+            raced.append(dst)
+            upload = home.parent / "staged.part"
+            upload.write_bytes(new_bytes)
+            real_replace(upload, src)  # what the FTP server does when an upload ends
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(ftpcheck.os, "replace", replace_after_an_upload)
+    first = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
+    monkeypatch.undo()
+
+    assert raced
+    assert [(f.name, f.succeeded) for f in first.files] == [("20180701.csv", True)]
+    assert first.waiting == ["20180701.csv"]
+    assert (home / "20180701.csv").read_bytes() == new_bytes
+    # processed/ holds exactly the bytes that were imported.
+    assert [(home / "processed" / n).read_bytes() for n in ftp_files(home / "processed")] == [ftp_csv()]
+
+    os.utime(home / "20180701.csv", (CHECK_TIME.timestamp() - 60,) * 2)
+    second = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(hours=1))
+    assert [(f.name, f.succeeded) for f in second.files] == [("20180701.csv", True)]
+    assert len(imports()) == 2 and ftp_files(home) == []
+
+
+def test_a_file_deleted_during_its_import_is_kept_in_processed_and_nothing_waits(home, ftp_account, monkeypatch):
+    put(home, "20180516.csv", ftp_csv())
+    real_import_now = ingest.import_now
+
+    def import_while_the_uploader_deletes_it(*args, **kwargs):
+        (home / "20180516.csv").unlink()
+        return real_import_now(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "import_now", import_while_the_uploader_deletes_it)
+    result = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
+    assert [(f.name, f.succeeded, f.moved_to) for f in result.files] == [
+        ("20180516.csv", True, "processed/20180516_20261128-091500.csv")]
+    assert result.waiting == []
+    assert (home / "processed" / "20180516_20261128-091500.csv").read_bytes() == ftp_csv()

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Import, OutboxMail
+from app.models import Import, OutboxMail, utcnow
 from app.services import ingest, outbox, reports
 from servers.mailer import parse_relay_url, relay_sender
 from tests.services.test_ingest import csv_file, run, setup_account
@@ -20,6 +20,11 @@ MAIL_FROM = "renkei@renkei.test"
 def mails() -> list[OutboxMail]:
     db.session.expire_all()
     return list(db.session.scalars(select(OutboxMail).order_by(OutboxMail.id)))
+
+
+def after_queueing() -> dt.datetime:
+    """The outbox's injected clock: a day after the mails were queued (at the real now), never a fixed date."""
+    return utcnow().replace(microsecond=0) + dt.timedelta(days=1)
 
 
 def closed_port() -> int:
@@ -123,7 +128,7 @@ def test_relay_outage_loses_nothing_and_sends_once_when_back(app, make_account, 
     run(acc, "20180516.csv", csv_file([[1, 100, 10, 1, ""]]))
     run(acc, "20180517.csv", csv_file([[1, "bad", 10, 1, ""]]))
     down = relay_sender(f"smtp://127.0.0.1:{closed_port()}", MAIL_FROM)
-    t0 = dt.datetime(2030, 1, 1, 12, 0, 0)
+    t0 = after_queueing()
 
     assert outbox.deliver_due(down, now=t0) == 0
     assert [(m.status, m.attempts) for m in mails()] == [("pending", 1), ("pending", 1)]
@@ -149,7 +154,7 @@ def test_mail_is_given_up_after_max_attempts(app, make_account):
     def refuse(mail):
         raise ConnectionRefusedError("relay down")
 
-    now = dt.datetime(2030, 1, 1)
+    now = after_queueing()
     for _ in range(outbox.MAX_ATTEMPTS):
         outbox.deliver_due(refuse, now=now)
         now += dt.timedelta(hours=2)
@@ -162,7 +167,7 @@ def test_mail_is_given_up_after_max_attempts(app, make_account):
 def test_claim_due_never_hands_out_one_mail_twice(app, make_account):
     acc = setup_account(make_account)
     run(acc, "20180517.csv", csv_file([[1, "bad", 10, 1, ""]]))
-    now = dt.datetime(2030, 1, 1)
+    now = after_queueing()
     first = outbox.claim_due(now)
     assert first is not None
     assert outbox.claim_due(now) is None
