@@ -41,7 +41,10 @@ def from_environment() -> dict:
         "MAX_UPLOAD_BYTES": _int("RENKEI_MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
         "SMTP_MAX_BYTES": _int("RENKEI_SMTP_MAX_BYTES", 25 * 1024 * 1024),
         "API_RATE_PER_MINUTE": _int("RENKEI_API_RATE_PER_MINUTE", 60),
-        # A claimed import or mail whose worker vanished (crash, kill -9) is taken back after this long.
+        # A claimed import whose holder process ended is taken back at once (its lock file in the
+        # data folder is unlocked); on PostgreSQL one whose lease (renewed every lease/5 s) ran out,
+        # too. CLAIM_STALE_SECONDS is left for a claim neither tells about (made by an older version).
+        "CLAIM_LEASE_SECONDS": _int("RENKEI_CLAIM_LEASE_SECONDS", 10),
         "CLAIM_STALE_SECONDS": _int("RENKEI_CLAIM_STALE_SECONDS", 300),
         "WORKER_POLL_SECONDS": float(os.environ.get("RENKEI_WORKER_POLL_SECONDS", "1.0")),
         # Number of reverse proxies in front of the web part whose X-Forwarded-For/-Proto to trust

@@ -115,8 +115,11 @@ class Import(db.Model):
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
-    # Set while a worker holds the import; a stale claim is taken back after a crash.
+    # Set while a worker holds the import; a dead holder's claim is taken back (services/claims.py).
     claimed_at: Mapped[dt.datetime | None]
+    # The holder "host:pid:nonce" and, on PostgreSQL, the end of its lease (renewed by its heartbeat).
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    lease_until: Mapped[dt.datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     encoding: Mapped[str | None] = mapped_column(String(32))
     period_kind: Mapped[str | None] = mapped_column(String(8))

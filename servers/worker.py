@@ -74,8 +74,8 @@ class Worker:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
-                log.warning("%s still busy after %.0fs; leaving it (a claimed import is requeued later)",
-                            thread.name, timeout)
+                log.warning("%s still busy after %.0fs; leaving it (its claimed import is requeued once "
+                            "this process has ended)", thread.name, timeout)
         if self._threads and not self.running:
             log.info("worker stopped")
         self._threads = []
@@ -88,7 +88,7 @@ class Worker:
             event.wait(self.poll_seconds)
 
     def run_imports(self) -> None:
-        """Take back stale claims, then import every queued file (until the queue is empty or stop())."""
+        """Take back the claims of ended processes, then import every queued file (until none is left or stop())."""
         stale = int(self.app.config.get("CLAIM_STALE_SECONDS", ingest.STALE_SECONDS))
         self._job("requeue stale imports", ingest.requeue_stale, stale)
         while not self._stopping.is_set():

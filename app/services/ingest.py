@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import undefer
@@ -34,14 +34,15 @@ from ..importer.encoding import decode
 from ..importer.filename import Period, parse_filename
 from ..importer.layout import CsvReader, Row
 from ..models import Account, GraphColumn, Import, ImportErrorRecord, IntegrationSettings, Member, Result, utcnow
-from . import reports
+from . import claims, reports
 
 log = logging.getLogger(__name__)
 
 # Rows per batch (and per multi-row INSERT on SQLite): large enough to amortise each statement,
 # small enough to keep memory flat.
 BATCH_SIZE = 4000
-# A claim older than this is taken back (the worker holding it died; its transaction was rolled back).
+# A claim whose holder cannot be seen alive or dead (no lock file on this data folder, no lease:
+# made by an older version) is taken back when it is this old. See services/claims.py.
 STALE_SECONDS = 300
 # An import whose worker died this many times is failed instead of being retried forever.
 MAX_ATTEMPTS = 3
@@ -168,10 +169,10 @@ def _store(account_id: int, filename: str, data: bytes | None, *, channel: str, 
                      _account_label(account_id), channel, existing.filename, existing.id)
             return existing, False
     now = utcnow()
+    claim = claims.claim_values() if status == Import.RUNNING else {}
     imp = Import(
         account_id=account_id, channel=channel, filename=base_name(filename), sender=sender,
-        status=status, received_at=now, claimed_at=now if status == Import.RUNNING else None,
-        attempts=1 if status == Import.RUNNING else 0,
+        status=status, received_at=now, **claim, attempts=1 if status == Import.RUNNING else 0,
         content=data, size=len(data or b""), sha256=hashlib.sha256(data).hexdigest() if data is not None else None,
         dedupe_key=dedupe_key, note=note, ignored_attachments=list(ignored) if ignored else None,
     )
@@ -191,6 +192,8 @@ def _store(account_id: int, filename: str, data: bytes | None, *, channel: str, 
         if existing is None:
             raise
         return existing, False
+    if claim:
+        claims.claimed()
     _release_memory()  # SQLite's copy of the bytes, bound for the INSERT
     log.info("received account=%s channel=%s file=%s import=#%s size=%d sender=%s",
              _account_label(account_id), channel, imp.filename, imp.id, imp.size, sender or "-")
@@ -612,11 +615,13 @@ def _unstorable(row: Row, columns: dict[str, int]) -> list[RowError]:
 def _finish_succeeded(imp: Import, prepared: _Prepared, rows: int, replaced: int | None,
                       started_at: dt.datetime, started: float) -> Import:
     """Mark the import succeeded and queue the success report, in the transaction that holds the rows."""
+    if not _still_ours(imp.id):
+        return _lost_claim(imp.id)
     period = prepared.period
     imp.status = Import.SUCCEEDED
     imp.started_at = started_at
     imp.finished_at = utcnow()
-    imp.claimed_at = None
+    imp.claimed_at = imp.claimed_by = imp.lease_until = None
     imp.encoding = prepared.encoding
     imp.period_kind, imp.period_date = period.kind, period.date
     imp.row_count = rows
@@ -634,11 +639,13 @@ def _finish_failed(import_id: int, errors: list[RowError], prepared: _Prepared |
                    started_at: dt.datetime | None, started: float | None) -> Import:
     """Roll back whatever was written, then store the failure, its errors and the error report."""
     db.session.rollback()
+    if not _still_ours(import_id):
+        return _lost_claim(import_id)
     imp = db.session.get(Import, import_id)
     imp.status = Import.FAILED
     imp.started_at = started_at or imp.started_at
     imp.finished_at = utcnow()
-    imp.claimed_at = None
+    imp.claimed_at = imp.claimed_by = imp.lease_until = None
     imp.row_count = 0
     # Every error is counted; only the first MAX_ERRORS_PER_FILE are stored (and mailed), with
     # their texts clipped, so an error-heavy file costs a bounded number of rows and bytes.
@@ -675,8 +682,32 @@ def _finish_failed(import_id: int, errors: list[RowError], prepared: _Prepared |
 # The queue
 
 
+def _still_ours(import_id: int) -> bool:
+    """Before an import's final commit: check (and on PostgreSQL lock) that no one took the claim back meanwhile.
+
+    True for an unclaimed queued import (run directly) and for a claim of this process. False
+    when the claim was taken back (its lease ran out while the database was out of reach) and
+    perhaps taken by another worker: that worker's import is then the one that counts.
+    """
+    mine = or_(Import.status == Import.QUEUED,
+               (Import.status == Import.RUNNING) & or_(Import.claimed_by == claims.holder().id,
+                                                       Import.claimed_by.is_(None)))
+    result = db.session.execute(
+        update(Import).where(Import.id == import_id, mine).values(claimed_by=Import.claimed_by),
+        execution_options={"synchronize_session": False},
+    )
+    return result.rowcount == 1
+
+
+def _lost_claim(import_id: int) -> Import:
+    db.session.rollback()
+    log.warning("import #%s not finished here: its claim was taken back by another worker (lease ran out)",
+                import_id)
+    return db.session.get(Import, import_id)
+
+
 def claim_next() -> int | None:
-    """Atomically take the oldest queued import for this worker; return its id or None."""
+    """Atomically take the oldest queued import for this process; return its id or None."""
     while True:
         import_id = db.session.scalar(
             select(Import.id).where(Import.status == Import.QUEUED).order_by(Import.id).limit(1)
@@ -687,49 +718,65 @@ def claim_next() -> int | None:
         result = db.session.execute(
             update(Import)
             .where(Import.id == import_id, Import.status == Import.QUEUED)
-            .values(status=Import.RUNNING, claimed_at=utcnow(), attempts=Import.attempts + 1),
+            .values(status=Import.RUNNING, attempts=Import.attempts + 1, **claims.claim_values()),
             execution_options={"synchronize_session": False},
         )
         db.session.commit()
         if result.rowcount == 1:
+            claims.claimed()
             return import_id
         # Another worker took it between our SELECT and UPDATE: try the next one.
 
 
 def requeue_stale(older_than_seconds: int = STALE_SECONDS) -> int:
-    """Put imports whose worker vanished back in the queue (or fail them after MAX_ATTEMPTS); return how many."""
+    """Put imports whose holder died back in the queue (or fail them after MAX_ATTEMPTS); return how many.
+
+    A claim is taken back when its holder's lock file on this data folder is unlocked (the
+    process ended), when its lease ran out (PostgreSQL), or, for a claim whose holder this
+    process cannot see either way, when it is `older_than_seconds` old. See services/claims.py.
+    """
+    holder = claims.holder()
+    now = claims.database_now()
     limit = utcnow() - dt.timedelta(seconds=older_than_seconds)
-    stale = db.session.execute(
-        select(Import.id, Import.attempts)
-        .where(Import.status == Import.RUNNING, Import.claimed_at.is_not(None), Import.claimed_at < limit)
+    running = db.session.execute(
+        select(Import.id, Import.attempts, Import.claimed_by, Import.lease_until.is_not(None),
+               Import.lease_until < now, Import.claimed_at < limit)
+        .where(Import.status == Import.RUNNING, Import.claimed_at.is_not(None))
     ).all()
+    db.session.rollback()  # no read transaction held while lock files are looked at
     count = 0
-    for import_id, attempts in stale:
+    for import_id, attempts, claimed_by, leased, lease_over, old in running:
+        dead = holder.is_dead(claimed_by)
+        if dead:
+            guard, why = Import.claimed_by == claimed_by, "its process has ended"
+        elif dead is None and leased and lease_over:
+            guard, why = Import.lease_until < claims.database_now(), "its lease ran out"
+        elif dead is None and not leased and old:
+            guard, why = Import.claimed_at < limit, f"its claim is over {older_than_seconds}s old"
+        else:
+            continue  # alive, or not known to be dead yet
+        guard = and_(Import.id == import_id, Import.status == Import.RUNNING, guard)
         if attempts >= MAX_ATTEMPTS:
             # The file itself keeps killing the worker: stop retrying and tell the senders.
-            claimed = db.session.execute(
-                update(Import).where(Import.id == import_id, Import.status == Import.RUNNING,
-                                     Import.claimed_at < limit)
-                .values(claimed_at=utcnow()),
-                execution_options={"synchronize_session": False},
-            )
+            taken = db.session.execute(update(Import).where(guard).values(**claims.claim_values()),
+                                       execution_options={"synchronize_session": False})
             db.session.commit()
-            if claimed.rowcount == 1:
+            if taken.rowcount == 1:
                 _finish_failed(import_id, [RowError(message=(
                     f"取込処理が{attempts}回中断されたため、取込を中止しました。"
                     "ファイルの内容を確認して再取込してください。"))], None, None, None)
                 count += 1
             continue
         result = db.session.execute(
-            update(Import).where(Import.id == import_id, Import.status == Import.RUNNING,
-                                 Import.claimed_at < limit)
-            .values(status=Import.QUEUED, claimed_at=None),
+            update(Import).where(guard).values(status=Import.QUEUED, claimed_at=None, claimed_by=None,
+                                               lease_until=None),
             execution_options={"synchronize_session": False},
         )
         db.session.commit()
         if result.rowcount == 1:
-            log.warning("import #%s requeued: its worker stopped while importing", import_id)
+            log.warning("import #%s requeued: %s (holder %s)", import_id, why, claimed_by or "-")
             count += 1
+    holder.sweep({claimed_by for _, _, claimed_by, *_ in running if claimed_by})
     return count
 
 

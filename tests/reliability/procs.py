@@ -353,10 +353,10 @@ def wait_until(condition: Callable[[], Any], timeout: float, message: Callable[[
 def expire_claims(url: str, age_seconds: int = 3600) -> tuple[int, int]:
     """Make every open claim (imports running, outbox mails being sent) `age_seconds` old; return the counts.
 
-    Stands in for the wait a real operator would have after a crash: the worker takes back an
-    import claim after ingest.STALE_SECONDS (300 s) and a mail claim after
-    outbox.CLAIM_TIMEOUT_SECONDS (600 s), longer than a test may wait. Only call it while no
-    Renkei process runs on the data folder.
+    Stands in for the wait a real operator would have after a crash: a mail claim is taken back
+    after outbox.CLAIM_TIMEOUT_SECONDS (600 s), longer than a test may wait. (An import claimed by
+    a dead process is taken back at once, whatever its age: see app/services/claims.py and
+    tests/reliability/test_recovery.py.) Only call it while no Renkei process runs on the data folder.
     """
     stamp = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=age_seconds)
     # Typed, so the stamp is stored as the app stores naive UTC times on either database.

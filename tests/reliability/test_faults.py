@@ -13,9 +13,10 @@ an FTP check's import. It then starts Renkei again on the same data folder and c
   whose outbox row was claimed (status pending, claimed_at set) at the kill; the retry keeps the
   same Message-ID, so a receiving server or reader can drop the copy.
 
-After a kill, an import or mail claimed by the dead process is taken back only when its claim is
-old (ingest.STALE_SECONDS = 300 s, outbox.CLAIM_TIMEOUT_SECONDS = 600 s); `expire_claims` ages the
-claims while the process is down instead of waiting that long.
+After a kill, an import claimed by the dead process is taken back at once (its lock file is no
+longer locked; tests/reliability/test_recovery.py times that), a mail only when its claim is old
+(outbox.CLAIM_TIMEOUT_SECONDS = 600 s); `expire_claims` ages the claims while the process is down
+instead of waiting that long.
 """
 from __future__ import annotations
 

@@ -383,8 +383,10 @@ def test_stale_claims_are_requeued_and_repeated_crashes_fail_the_import(app, mak
     assert ingest.claim_next() == imp.id
     assert ingest.requeue_stale(300) == 0  # a fresh claim is left alone
 
+    # A claim whose holder no process can see (made by an older version) falls back to its age.
     db.session.execute(update(Import).where(Import.id == imp.id)
-                       .values(claimed_at=dt.datetime.utcnow() - dt.timedelta(minutes=10)))
+                       .values(claimed_at=dt.datetime.utcnow() - dt.timedelta(minutes=10), claimed_by=None,
+                               lease_until=None))
     db.session.commit()
     assert ingest.requeue_stale(300) == 1
     assert db.session.get(Import, imp.id).status == Import.QUEUED
