@@ -170,7 +170,7 @@ def authenticate(*, upload: bool = False) -> Account:
         # The same answer for every wrong token: it must not tell whether any account exists.
         raise ApiError(401, "unauthorized", "APIトークンが正しくありません。", "The API token is invalid.",
                        {"WWW-Authenticate": f'{REALM}, error="invalid_token"'})
-    bans.record_success(address)
+    # No record_success: a wrong token names no login, so there is nothing a good token may forgive.
     retry_after = limiter_for(current_app).hit(_token_key(token))
     if retry_after is not None:
         raise ApiError(429, "rate_limited", "リクエストが多すぎます。しばらくしてからお試しください。",
