@@ -8,14 +8,16 @@ Two bans, neither lifted by a good login:
   guessing one password from many addresses stays slow. Attempts while a ban lasts are refused
   unchecked and not counted, so a ban ends after its time whatever an attacker does meanwhile.
 
-A good login forgives only the failures of its own login name from its own address (a user's
-typos); failures against other names stay counted. Every count is one atomic
-INSERT … ON CONFLICT DO UPDATE … RETURNING (SQLite ≥ 3.35, PostgreSQL), so concurrent
-failures neither collide nor slip past the threshold.
+Every attempt is counted before its credentials are checked, with one atomic
+INSERT … ON CONFLICT DO UPDATE … RETURNING per counter (SQLite ≥ 3.35, PostgreSQL): concurrent
+attempts neither collide nor slip past the threshold; those beyond it are refused unchecked.
+A good login gives back its own attempt and forgives only the failures of its own login name
+from its own address (a user's typos); failures against other names stay counted.
 """
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import and_, case, delete, or_, select, update
@@ -46,46 +48,88 @@ def is_banned(address: str, login: str | None = None, now: dt.datetime | None = 
     return found is not None
 
 
-def record_failure(address: str, login: str | None = None, now: dt.datetime | None = None) -> bool:
-    """Count one failed login from `address` (against `login`, when known); True when the attempt is now banned."""
+@dataclass
+class Attempt:
+    """One login attempt, counted before its credentials are checked (see `begin`)."""
+
+    address: str
+    login: str | None
+    at: dt.datetime
+    allowed: bool
+    address_count: int = 0  # this attempt's place in its address's count, and in its login's
+    login_count: int = 0
+
+    def failed(self) -> bool:
+        """The credentials were wrong: ban what reached its threshold; True when this attempt's answer is the ban."""
+        return _failed(self)
+
+    def succeeded(self) -> None:
+        """The credentials were right: give back this attempt and the earlier failures of its login from its address."""
+        _succeeded(self)
+
+
+def begin(address: str, login: str | None = None, now: dt.datetime | None = None) -> Attempt:
+    """Count a login attempt from `address` (against `login`, when it names one) before checking it.
+
+    Counting first makes the threshold exact under concurrency: attempts beyond it are refused
+    unchecked (`allowed` False), however many arrive at once. A banned attempt is not counted.
+    """
     now = now or utcnow()
+    if is_banned(address, login, now):
+        return Attempt(address, login, now, allowed=False)
     cfg = current_app.config
-    banned = False
+    login_count = 0
     try:
         if login is not None:
-            _count(PAIR, _pair_key(address, login), now, window=max(cfg["BAN_WINDOW_SECONDS"], cfg["LOGIN_BAN_WINDOW_SECONDS"]))
-        failures, until = _count(ADDRESS, address, now, window=cfg["BAN_WINDOW_SECONDS"],
-                                 threshold=cfg["BAN_THRESHOLD"], ban_seconds=cfg["BAN_SECONDS"])
-        banned |= _banned(until, now)
-        if failures == cfg["BAN_THRESHOLD"]:
-            current_app.logger.warning("ban address=%s seconds=%s", address, cfg["BAN_SECONDS"])
+            _count(PAIR, _pair_key(address, login), now, _longest_window())
+        address_count = _count(ADDRESS, address, now, cfg["BAN_WINDOW_SECONDS"])
         if login is not None:
-            failures, until = _count(LOGIN, login, now, window=cfg["LOGIN_BAN_WINDOW_SECONDS"],
-                                     threshold=cfg["LOGIN_BAN_THRESHOLD"], ban_seconds=cfg["LOGIN_BAN_SECONDS"])
-            banned |= _banned(until, now)
-            if failures == cfg["LOGIN_BAN_THRESHOLD"]:
-                current_app.logger.warning("ban login=%s seconds=%s", login, cfg["LOGIN_BAN_SECONDS"])
+            login_count = _count(LOGIN, login, now, cfg["LOGIN_BAN_WINDOW_SECONDS"])
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
-    _prune(now)
+    allowed = address_count <= cfg["BAN_THRESHOLD"] and login_count <= cfg["LOGIN_BAN_THRESHOLD"]
+    return Attempt(address, login, now, allowed, address_count, login_count)
+
+
+def _failed(attempt: Attempt) -> bool:
+    cfg = current_app.config
+    # The failure that reached a threshold starts that ban; a ban in force keeps its end.
+    banned = False
+    try:
+        if attempt.address_count >= cfg["BAN_THRESHOLD"]:
+            _ban(ADDRESS, attempt.address, attempt.at, cfg["BAN_SECONDS"])
+            banned = True
+        if attempt.login is not None and attempt.login_count >= cfg["LOGIN_BAN_THRESHOLD"]:
+            _ban(LOGIN, attempt.login, attempt.at, cfg["LOGIN_BAN_SECONDS"])
+            banned = True
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    _prune(attempt.at)
     return banned
 
 
-def record_success(address: str, login: str) -> None:
-    """Forgive the failures of `login` from `address` after its good login; every other count and every ban stays."""
+def _succeeded(attempt: Attempt) -> None:
+    t = _table.c
     try:
-        forgiven = db.session.execute(
-            delete(_table).where(_table.c.scope == PAIR, _table.c.key == _pair_key(address, login))
-            .returning(_table.c.failures, _table.c.window_start)).first()
-        if forgiven is not None:
-            count, since = forgiven
-            for scope, key in ((ADDRESS, address), (LOGIN, login)):
-                # Only a counter whose window holds all of the pair's failures can give them back.
-                db.session.execute(
-                    update(_table).where(_table.c.scope == scope, _table.c.key == key, _table.c.window_start <= since)
-                    .values(failures=case((_table.c.failures > count, _table.c.failures - count), else_=0)))
+        if attempt.login is None:
+            # Nothing names the earlier failures' target (a wrong API token): give back this attempt only.
+            given_back = [(ADDRESS, attempt.address, 1, attempt.at)]
+        else:
+            pair = db.session.execute(
+                delete(_table).where(t.scope == PAIR, t.key == _pair_key(attempt.address, attempt.login))
+                .returning(t.failures, t.window_start)).first()
+            given_back = [] if pair is None else [
+                (ADDRESS, attempt.address, pair.failures, pair.window_start),
+                (LOGIN, attempt.login, pair.failures, pair.window_start)]
+        for scope, key, count, since in given_back:
+            # Only a counter whose window holds all of them can give them back.
+            db.session.execute(
+                update(_table).where(t.scope == scope, t.key == key, t.window_start <= since)
+                .values(failures=case((t.failures > count, t.failures - count), else_=0)))
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -101,8 +145,9 @@ def _pair_key(address: str, login: str) -> str:
     return f"{address} {login}"[:_KEY_LENGTH]
 
 
-def _banned(until: dt.datetime | None, now: dt.datetime) -> bool:
-    return until is not None and until > now
+def _longest_window() -> int:
+    cfg = current_app.config
+    return max(cfg["BAN_WINDOW_SECONDS"], cfg["LOGIN_BAN_WINDOW_SECONDS"])
 
 
 def _insert():
@@ -117,32 +162,34 @@ def _insert():
     return insert(_table)
 
 
-def _count(scope: str, key: str, now: dt.datetime, *, window: int, threshold: int | None = None,
-           ban_seconds: int = 0) -> tuple[int, dt.datetime | None]:
-    """Add one failure to the counter (scope, key) in one statement; return its failures and banned_until."""
+def _count(scope: str, key: str, now: dt.datetime, window: int) -> int:
+    """Add one to the counter (scope, key) in one atomic statement; return its new value."""
     t = _table.c
-    ban_until = now + dt.timedelta(seconds=ban_seconds)
     # A window that has run out, or a ban that has ended, starts the count again.
     stale = or_(t.window_start < now - dt.timedelta(seconds=window), t.banned_until <= now)
-    failures = case((stale, 1), else_=t.failures + 1)
-    changes = {"failures": failures, "window_start": case((stale, now), else_=t.window_start)}
-    first_ban = None
-    if threshold is not None:
-        # A ban in force keeps its end: failures racing in during it do not lengthen it.
-        changes["banned_until"] = case((t.banned_until > now, t.banned_until),
-                                       (failures >= threshold, ban_until), else_=None)
-        first_ban = ban_until if threshold <= 1 else None
-    stmt = (_insert().values(scope=scope, key=key, failures=1, window_start=now, banned_until=first_ban)
+    changes = {"failures": case((stale, 1), else_=t.failures + 1),
+               "window_start": case((stale, now), else_=t.window_start),
+               "banned_until": case((stale, None), else_=t.banned_until)}
+    stmt = (_insert().values(scope=scope, key=key, failures=1, window_start=now, banned_until=None)
             .on_conflict_do_update(index_elements=[t.scope, t.key], set_=changes)
-            .returning(t.failures, t.banned_until))
-    row = db.session.execute(stmt).one()
-    return row.failures, row.banned_until
+            .returning(t.failures))
+    return db.session.execute(stmt).scalar_one()
+
+
+def _ban(scope: str, key: str, now: dt.datetime, seconds: int) -> None:
+    """Ban (scope, key) for `seconds` from `now`, unless a ban is in force already."""
+    t = _table.c
+    started = db.session.execute(
+        update(_table).where(t.scope == scope, t.key == key, or_(t.banned_until.is_(None), t.banned_until <= now))
+        .values(banned_until=now + dt.timedelta(seconds=seconds)).returning(t.failures)).first()
+    if started is not None:
+        current_app.logger.warning("ban %s=%s seconds=%s", scope, key, seconds)
 
 
 def _prune(now: dt.datetime) -> None:
     """Delete counters whose windows and bans have all run out; housekeeping, so a failure here only logs."""
     cfg = current_app.config
-    oldest = now - dt.timedelta(seconds=max(cfg["BAN_WINDOW_SECONDS"], cfg["LOGIN_BAN_WINDOW_SECONDS"]))
+    oldest = now - dt.timedelta(seconds=_longest_window())
     try:
         db.session.execute(delete(_table).where(
             _table.c.window_start < oldest, or_(_table.c.banned_until.is_(None), _table.c.banned_until <= now)))
