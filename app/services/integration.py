@@ -29,11 +29,11 @@ import unicodedata
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
-from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 
 from ..errors import Invalid, NotFound
 from ..extensions import db
+from ..importer.addresses import InvalidAddress, normalize_address
 from ..models import Account, IntegrationSettings, SettingsChange
 from . import accounts, checktimes
 
@@ -181,8 +181,8 @@ def _parse_addresses(field: str, value: Any) -> tuple[list[str], list[str]]:
     errors: list[str] = []
     for raw in split_addresses(value):
         try:
-            normalized = validate_email(raw, check_deliverability=False).normalized
-        except EmailNotValidError:
+            normalized = normalize_address(raw)
+        except InvalidAddress:
             errors.append(f"「{raw}」はメールアドレスとして正しくありません。")
             continue
         if normalized.casefold() not in seen:

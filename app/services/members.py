@@ -1,18 +1,17 @@
 """Members (メンバー設定): add, edit, deactivate, bulk load from CSV, and the key lookup the importer uses."""
 from __future__ import annotations
 
-import re
 import unicodedata
 
 from ..errors import ImportRejected, Invalid, NotFound, RowError
 from ..extensions import db
+from ..importer.addresses import InvalidAddress, is_address, normalize_address
 from ..models import Member
 
 MEMBER_KEYS = ("no", "employee_id")
 
 # Deliberately permissive: one @, no spaces, a dot in the domain. Report addresses are
 # checked by the mail relay anyway; this only catches typing mistakes.
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 FIELD_LABELS = {
     "no": "No.",
@@ -139,7 +138,7 @@ def import_members(account_id: int, data: bytes) -> tuple[int, int]:
                 "employee_id": _blank_to_none(row.employee_id),
                 "name": row.name.strip(),
                 "department": _blank_to_none(row.department),
-                "email": _blank_to_none(row.email),
+                "email": _normal_address(row.email),
             }
             member = existing.get(row.no)
             if member is None:
@@ -174,7 +173,7 @@ def _check_rows(rows, existing: dict[int, Member]) -> list[RowError]:
         if not (row.name or "").strip():
             errors.append(RowError("氏名を入力してください。", row.line, "氏名", row.name or ""))
         email = _blank_to_none(row.email)
-        if email and not _EMAIL_RE.match(email):
+        if email and not is_address(email):
             errors.append(RowError("メールアドレスの形式が正しくありません。", row.line, "メールアドレス", email))
         eid = _blank_to_none(row.employee_id)
         if eid:
@@ -196,6 +195,12 @@ def _dedupe(errors: list[RowError]) -> list[RowError]:
         if error not in out:
             out.append(error)
     return out
+
+
+def _normal_address(text: str | None) -> str | None:
+    """A checked member address in its normal form, or None when blank."""
+    mail = _blank_to_none(text)
+    return normalize_address(mail) if mail else None
 
 
 def _clean(
@@ -228,8 +233,11 @@ def _clean(
     if dept and len(dept) > 200:
         problems["department"] = ["部署は200文字以内で入力してください。"]
     mail = _blank_to_none(email)
-    if mail and (len(mail) > 254 or not _EMAIL_RE.match(mail)):
-        problems["email"] = ["メールアドレスの形式が正しくありません。"]
+    if mail:
+        try:
+            mail = normalize_address(mail)
+        except InvalidAddress:
+            problems["email"] = [f"メールアドレス「{mail}」の形式が正しくありません。"]
     if problems:
         field, messages = next(iter(problems.items()))
         raise Invalid(messages[0], field=field, errors=problems)

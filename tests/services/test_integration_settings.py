@@ -38,7 +38,7 @@ def errors_of(account, changes) -> dict[str, list[str]]:
         ({"error_to": []}, "error_to", "エラー報告メールアドレスを1件以上"),
         ({"error_to": "  \n , "}, "error_to", "エラー報告メールアドレスを1件以上"),
         ({"error_to": "ops@example.com\nnot-an-address"}, "error_to", "「not-an-address」はメールアドレスとして正しくありません"),
-        ({"success_to": ["a@b"]}, "success_to", "「a@b」はメールアドレスとして正しくありません"),
+        ({"success_to": ["a@b..jp"]}, "success_to", "「a@b..jp」はメールアドレスとして正しくありません"),
         ({"senders": []}, "senders", "送信元メールアドレスを1件以上"),
         ({"mode": "fax"}, "mode", "データ連動方式は"),
         ({"status": "paused"}, "status", "データ連動ステータスは"),

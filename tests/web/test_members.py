@@ -87,7 +87,7 @@ def test_add_member_shows_every_field_error_and_stores_nothing(client, admin):
     assert "No.1 は既に使われています。" in html
     assert "社員ID「E001」は既に使われています。" in html
     assert "氏名を入力してください。" in html
-    assert "メールアドレスの形式が正しくありません。" in html
+    assert "メールアドレス「not-an-address」の形式が正しくありません。" in html
     assert len(stored(admin.id)) == 1
 
 

@@ -44,7 +44,7 @@ def test_add_user_who_can_then_log_in(client, admin):
     [
         ({"email": "admin@acme.example", "password": "secret-pass", "role": "admin"}, "は既に使われています"),
         ({"email": "new@acme.example", "password": "short", "role": "admin"}, "パスワードは8文字以上にしてください。"),
-        ({"email": "not an address", "password": "secret-pass", "role": "admin"}, "メールアドレスの形式が正しくありません。"),
+        ({"email": "not an address", "password": "secret-pass", "role": "admin"}, "メールアドレス「not an address」の形式が正しくありません。"),
         ({"email": "", "password": "secret-pass", "role": "admin"}, "メールアドレスを入力してください。"),
         ({"email": "new@acme.example", "password": "secret-pass", "role": "owner"}, "権限を選んでください。"),
     ],
