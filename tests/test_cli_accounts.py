@@ -208,3 +208,19 @@ def test_columns_add_bad_name_exits_1(runner, acme, name, message):
     assert result.exit_code == 1
     assert message in output(result)
     assert len(column_service.list_columns(acme.id)) == 1
+
+
+@pytest.mark.parametrize("email", ["admin@acme.test", "it@corp.internal", "erp@sales.local", "x@host.lan"])
+def test_create_account_accepts_an_intranet_admin_address(runner, app, email):
+    result = runner.invoke(args=["accounts", "create", "acme", "--name", "アクメ株式会社",
+                                 "--admin-email", email, "--admin-password", "password-123"])
+    assert result.exit_code == 0, output(result)
+    assert user_service.authenticate(email, "password-123") is not None
+
+
+def test_create_account_refuses_an_invalid_admin_address(runner, app):
+    result = runner.invoke(args=["accounts", "create", "acme", "--name", "アクメ株式会社",
+                                 "--admin-email", "admin@acme..local", "--admin-password", "password-123"])
+    assert result.exit_code == 1
+    assert "メールアドレス「admin@acme..local」の形式が正しくありません。" in output(result)
+    assert db.session.scalar(db.select(db.func.count(Account.id))) == 0
