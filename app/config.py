@@ -37,6 +37,10 @@ def from_environment() -> dict:
         "BAN_THRESHOLD": _int("RENKEI_BAN_THRESHOLD", 10),
         "BAN_WINDOW_SECONDS": _int("RENKEI_BAN_WINDOW_SECONDS", 600),
         "BAN_SECONDS": _int("RENKEI_BAN_SECONDS", 900),
+        # Per login name (web e-mail, FTP user) from anywhere: guessing from many addresses stays slow.
+        "LOGIN_BAN_THRESHOLD": _int("RENKEI_LOGIN_BAN_THRESHOLD", 30),
+        "LOGIN_BAN_WINDOW_SECONDS": _int("RENKEI_LOGIN_BAN_WINDOW_SECONDS", 3600),
+        "LOGIN_BAN_SECONDS": _int("RENKEI_LOGIN_BAN_SECONDS", 900),
         # Limits of the channels.
         "MAX_UPLOAD_BYTES": _int("RENKEI_MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
         "SMTP_MAX_BYTES": _int("RENKEI_SMTP_MAX_BYTES", 25 * 1024 * 1024),

@@ -1,5 +1,7 @@
 """Flask extensions, instantiated here only so that no module imports another in a cycle."""
+import logging
 import os
+import re
 
 from flask import Flask
 from flask_login import LoginManager
@@ -45,3 +47,51 @@ def upgrade_database(app: Flask) -> None:
     init_migrations(app)
     with app.app_context():
         upgrade()
+
+
+_REVISION = re.compile(r"^(down_revision|revision)\s*=\s*(.+)$", re.MULTILINE)
+_QUOTED = re.compile(r"['\"]([^'\"]+)['\"]")
+
+
+def head_revisions() -> set[str]:
+    """The newest migrations' revision ids, read from migrations/versions/ without importing Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    folder = os.path.join(MIGRATIONS_DIR, "versions")
+    for name in os.listdir(folder):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            for key, value in _REVISION.findall(f.read()):
+                (revisions if key == "revision" else parents).update(_QUOTED.findall(value))
+    return revisions - parents
+
+
+def database_revisions() -> set[str]:
+    """The revision ids the database's alembic_version holds; empty for a new database."""
+    from sqlalchemy import inspect, text
+
+    with db.engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return set()
+        return {row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
+
+
+def ensure_database_current(app: Flask) -> None:
+    """Bring the schema up to date when the database is behind the code, quietly; one cheap query when it is not.
+
+    What `flask …` commands do first, as run.py does, so an operator's first command on a new data
+    folder works instead of failing on missing tables.
+    """
+    with app.app_context():
+        if database_revisions() == head_revisions():
+            return
+        quiet = [logging.getLogger(name) for name in ("alembic", "flask_migrate")]
+        levels = [logger.level for logger in quiet]
+        for logger in quiet:
+            logger.setLevel(logging.WARNING)
+        try:
+            upgrade_database(app)
+        finally:
+            for logger, level in zip(quiet, levels):
+                logger.setLevel(level)

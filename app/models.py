@@ -262,11 +262,17 @@ class OutboxMail(db.Model):
 
 
 class AuthFailure(db.Model):
-    """Failed logins per remote address; shared by web, FTP and API so a ban covers all three."""
+    """Failed-login counters shared by web, FTP and API, so a ban covers all three (services/bans.py).
+
+    One row per `scope` and `key`: "address" counts the failures from one remote address,
+    "login" those against one login name (from anywhere), "pair" those of one address against
+    one login name (the part a good login of that name from that address forgives).
+    """
 
     __tablename__ = "auth_failures"
 
-    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
     failures: Mapped[int] = mapped_column(default=0)
     window_start: Mapped[dt.datetime] = mapped_column(default=utcnow)
     banned_until: Mapped[dt.datetime | None]

@@ -115,20 +115,21 @@ class DatabaseAuthorizer(DummyAuthorizer):
         address = handler.remote_ip
         try:
             with self.app.app_context():
-                if bans.is_banned(address):
+                attempt = bans.begin(address, bans.login_key("ftp", username))
+                if not attempt.allowed:
                     handler.attempted_logins = handler.max_login_attempts
-                    raise AuthenticationFailed("too many failed logins from your address; try again later.")
+                    raise AuthenticationFailed("too many failed logins; try again later.")
                 settings = integration.verify_ftp_password(username, password)
                 if settings is None:
-                    if bans.record_failure(address):
+                    if attempt.failed():
                         handler.attempted_logins = handler.max_login_attempts
                     log.info("ftp login failed user=%s address=%s", username, address)
                     raise AuthenticationFailed("authentication failed.")
+                attempt.succeeded()
                 account = settings.account
                 if not account.integration_enabled or settings.mode != "ftp":
                     log.info("ftp login refused account=%s (integration off or mode %s)", account.slug, settings.mode)
                     raise AuthenticationFailed("FTP linkage is not enabled for this account.")
-                bans.record_success(address)
                 home = ftpcheck.home_path(settings.ftp_username, create=True)
                 slug = account.slug
         except AuthenticationFailed:

@@ -1,7 +1,11 @@
 """`flask accounts …`, `flask members import`, `flask columns add` through the CLI runner."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +30,28 @@ def acme(runner):
                                  "--admin-email", "boss@acme.example", "--admin-password", "password-123"])
     assert result.exit_code == 0, output(result)
     return account_service.get_by_slug("acme")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_first_command_on_a_new_data_folder_brings_the_schema_up_to_date(tmp_path, empty_database_url):
+    # What an operator does before the first run.py: no traceback, no migration chatter, exit 0.
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "RENKEI_SECRET_KEY")}
+    env["RENKEI_DATA_DIR"] = str(tmp_path / "new" / "data")
+    if empty_database_url:
+        env["DATABASE_URL"] = empty_database_url
+    flask = [sys.executable, "-m", "flask", "--app", "app"]
+    create = subprocess.run([*flask, "accounts", "create", "acme", "--name", "アクメ株式会社",
+                             "--admin-email", "boss@acme.example", "--admin-password", "password-123"],
+                            env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert create.returncode == 0, create.stderr
+    assert "アカウントを作成しました: acme" in create.stdout
+    assert "Traceback" not in create.stderr and "alembic" not in create.stderr, create.stderr
+    listing = subprocess.run([*flask, "accounts", "list"], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert listing.returncode == 0, listing.stderr
+    assert re.search(r"^acme\tアクメ株式会社\t", listing.stdout, re.MULTILINE), listing.stdout
+    assert listing.stderr == ""
 
 
 def test_create_account_with_given_password(runner, app):
@@ -182,3 +208,19 @@ def test_columns_add_bad_name_exits_1(runner, acme, name, message):
     assert result.exit_code == 1
     assert message in output(result)
     assert len(column_service.list_columns(acme.id)) == 1
+
+
+@pytest.mark.parametrize("email", ["admin@acme.test", "it@corp.internal", "erp@sales.local", "x@host.lan"])
+def test_create_account_accepts_an_intranet_admin_address(runner, app, email):
+    result = runner.invoke(args=["accounts", "create", "acme", "--name", "アクメ株式会社",
+                                 "--admin-email", email, "--admin-password", "password-123"])
+    assert result.exit_code == 0, output(result)
+    assert user_service.authenticate(email, "password-123") is not None
+
+
+def test_create_account_refuses_an_invalid_admin_address(runner, app):
+    result = runner.invoke(args=["accounts", "create", "acme", "--name", "アクメ株式会社",
+                                 "--admin-email", "admin@acme..local", "--admin-password", "password-123"])
+    assert result.exit_code == 1
+    assert "メールアドレス「admin@acme..local」の形式が正しくありません。" in output(result)
+    assert db.session.scalar(db.select(db.func.count(Account.id))) == 0

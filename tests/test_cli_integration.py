@@ -117,3 +117,37 @@ def test_api_token_prints_a_token_that_resolves(runner, account):
     token = result.stdout.strip()
     assert service.account_for_token(token).id == account.id
     assert token not in json.dumps(show(runner))
+
+
+# ---------------------------------------------------------------------------------------
+# Every given option is validated, whatever the mode; the one address rule
+
+
+@pytest.mark.parametrize("mode, options, field, message", [
+    ("api", ["--ftp-interval", "7"], "ftp_interval", "データ連動間隔"),
+    ("mail", ["--ftp-delay", "75"], "ftp_delay", "遅らせる時間は 0〜59 分で入力してください。"),
+    ("mail", ["--ftp-start", "18:00", "--ftp-end", "09:00"], "ftp_end", "終了時刻は開始時刻以降にしてください。"),
+    ("ftp", ["--senders", "ok@x.co.jp,not-an-email"], "senders", "「not-an-email」はメールアドレスとして正しくありません。"),
+    ("api", ["--senders", "broken"], "senders", "「broken」はメールアドレスとして正しくありません。"),
+])
+def test_set_refuses_a_bad_value_of_another_mode_and_saves_nothing(runner, account, mode, options, field, message):
+    assert runner.invoke(args=["integration", "set", "acme", "--mode", mode, "--error-to", "ops@example.com",
+                               "--senders", "erp@example.com"]).exit_code == 0
+    before = show(runner)
+    result = runner.invoke(args=["integration", "set", "acme", *options])
+    assert result.exit_code == 1, result.output
+    assert "保存しました" not in result.output
+    assert f"({field}): " in result.stderr and message in result.stderr, result.stderr
+    assert show(runner) == before
+
+
+def test_set_accepts_every_valid_address(runner, account):
+    from tests.importer.test_addresses import VALID
+
+    typed = ",".join(t.strip() for t, _ in VALID)
+    result = runner.invoke(args=["integration", "set", "acme", "--senders", typed, "--error-to", "it@corp.internal"])
+    assert result.exit_code == 0, result.output
+    assert "保存しました" in result.stdout
+    data = show(runner)
+    assert data["senders"] == list(dict.fromkeys(n for _, n in VALID))
+    assert data["error_to"] == ["it@corp.internal"]

@@ -155,26 +155,34 @@ def _token_key(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+def _banned() -> ApiError:
+    seconds = str(current_app.config["BAN_SECONDS"])
+    return ApiError(429, "banned", "認証の失敗が続いたため、このアドレスからのアクセスを一時的に止めています。",
+                    "Too many failed attempts from this address; try again later.", {"Retry-After": seconds})
+
+
 def authenticate(*, upload: bool = False) -> Account:
     """Return the account of the request's token, or raise the ApiError the caller must see."""
     address = request.remote_addr or "unknown"
-    if bans.is_banned(address):
-        seconds = str(current_app.config["BAN_SECONDS"])
-        raise ApiError(429, "banned", "認証の失敗が続いたため、このアドレスからのアクセスを一時的に止めています。",
-                       "Too many failed attempts from this address; try again later.", {"Retry-After": seconds})
     token = _bearer_token()
     if token is None:
+        if bans.is_banned(address):
+            raise _banned()
         raise ApiError(401, "unauthorized", "APIトークンが必要です(Authorization: Bearer <トークン>)。",
                        "An API token is required (Authorization: Bearer <token>).",
                        {"WWW-Authenticate": REALM})
+    # Counted before the token is looked up, so concurrent guesses cannot pass the threshold.
+    attempt = bans.begin(address)
+    if not attempt.allowed:
+        raise _banned()
     account = integration.account_for_token(token)
     if account is None:
-        bans.record_failure(address)
+        attempt.failed()
         time.sleep(bans.failure_delay())
         # The same answer for every wrong token: it must not tell whether any account exists.
         raise ApiError(401, "unauthorized", "APIトークンが正しくありません。", "The API token is invalid.",
                        {"WWW-Authenticate": f'{REALM}, error="invalid_token"'})
-    bans.record_success(address)
+    attempt.succeeded()
     retry_after = limiter_for(current_app).hit(_token_key(token))
     if retry_after is not None:
         raise ApiError(429, "rate_limited", "リクエストが多すぎます。しばらくしてからお試しください。",

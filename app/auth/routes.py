@@ -31,18 +31,19 @@ def login():
     form = LoginForm()
     address = request.remote_addr or "unknown"
     if form.validate_on_submit():
-        if bans.is_banned(address):
+        attempt = bans.begin(address, bans.login_key("web", form.email.data))
+        if not attempt.allowed:
             abort(429)
         user = users.authenticate(form.email.data, form.password.data)
         if user is None:
             current_app.logger.info("web login failed address=%s", address)
-            banned = bans.record_failure(address)
+            banned = attempt.failed()
             time.sleep(bans.failure_delay())
             if banned:
                 abort(429)
             flash("メールアドレスまたはパスワードが正しくありません。", "error")
             return render_template("auth/login.html", form=form), 401
-        bans.record_success(address)
+        attempt.succeeded()
         login_user(user)
         return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)

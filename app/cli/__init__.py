@@ -1,8 +1,11 @@
 """`flask …` commands (SPEC section 7). Each command calls a service and maps RenkeiError to exit 1."""
+import functools
+
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
-from ..extensions import init_migrations
+from ..extensions import ensure_database_current, init_migrations
 from . import accounts, imports, integration, members
 
 
@@ -17,7 +20,26 @@ class MigrationCommands(click.Group):
         return commands.make_context(info_name, args, parent=parent, **extra)
 
 
+def _schema_first(callback):
+    """Wrap a command's (or group's) callback so the schema is brought up to date before it runs."""
+    if getattr(callback, "schema_first", False):
+        return callback
+
+    @functools.wraps(callback or (lambda: None))
+    @with_appcontext
+    def run(*args, **kwargs):
+        ensure_database_current(current_app._get_current_object())
+        return callback(*args, **kwargs) if callback else None
+
+    run.schema_first = True
+    return run
+
+
 def register_cli(app: Flask) -> None:
-    app.cli.add_command(MigrationCommands("db", help="データベースのマイグレーション(Flask-Migrate / Alembic)"))
     for module in (accounts, members, imports, integration):
         module.register(app)
+    # Every command works on an up-to-date schema, also an operator's first one on a new data
+    # folder (`flask accounts create …` before the first run.py); `flask db …` manages it itself.
+    for command in app.cli.commands.values():
+        command.callback = _schema_first(command.callback)
+    app.cli.add_command(MigrationCommands("db", help="データベースのマイグレーション(Flask-Migrate / Alembic)"))

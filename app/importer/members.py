@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from app.errors import ErrorList, RowError, error_total
+from app.importer.addresses import is_address
 from app.importer.layout import key_header_kind, normalize, records, trim_trailing
 
 HEADER = ("No.", "社員ID", "氏名", "部署", "メールアドレス")
@@ -115,7 +116,7 @@ def _member_row(line: int, record: list[str], errors: list[RowError],
         errors.append(RowError(message="氏名は必須です", line=line, column="氏名", value=raw_name))
 
     email = raw_email.strip() or None
-    if email is not None and not _looks_like_email(email):
+    if email is not None and not is_address(email):
         errors.append(RowError(message="メールアドレスの形式が正しくありません(例 taro@example.com)",
                                line=line, column="メールアドレス", value=raw_email))
 
@@ -128,9 +129,3 @@ def _member_row(line: int, record: list[str], errors: list[RowError],
         return None
     return MemberRow(line=line, no=no, employee_id=employee_id, name=name,
                      department=raw_department.strip() or None, email=email)
-
-
-def _looks_like_email(text: str) -> bool:
-    """Return True for one "@" between non-empty parts and no spaces (the real check is the mail server's)."""
-    local, at, domain = text.partition("@")
-    return bool(at and local and domain) and "@" not in domain and not any(char.isspace() for char in text)

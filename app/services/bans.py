@@ -1,51 +1,199 @@
-"""Failed-login counting and temporary bans per remote address, shared by web, FTP and API logins."""
+"""Failed-login counting and temporary bans, shared by web, FTP and API logins.
+
+Two bans, neither lifted by a good login:
+- per remote address: BAN_THRESHOLD failures within BAN_WINDOW_SECONDS refuse the address on
+  every channel for BAN_SECONDS;
+- per login name (a web login e-mail, an FTP user name): LOGIN_BAN_THRESHOLD failures against
+  it from anywhere within LOGIN_BAN_WINDOW_SECONDS refuse that name for LOGIN_BAN_SECONDS, so
+  guessing one password from many addresses stays slow. Attempts while a ban lasts are refused
+  unchecked and not counted, so a ban ends after its time whatever an attacker does meanwhile.
+
+Every attempt is counted before its credentials are checked, with one atomic
+INSERT … ON CONFLICT DO UPDATE … RETURNING per counter (SQLite ≥ 3.35, PostgreSQL): concurrent
+attempts neither collide nor slip past the threshold; those beyond it are refused unchecked.
+A good login gives back its own attempt and forgives only the failures of its own login name
+from its own address (a user's typos); failures against other names stay counted.
+"""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from flask import current_app
+from sqlalchemy import and_, case, delete, or_, select, update
 
 from ..extensions import db
 from ..models import AuthFailure, utcnow
 
+ADDRESS = "address"
+LOGIN = "login"
+PAIR = "pair"
 
-def is_banned(address: str, now: dt.datetime | None = None) -> bool:
-    """Tell whether `address` is refused right now."""
+_table = AuthFailure.__table__
+_KEY_LENGTH = _table.c.key.type.length
+
+
+def login_key(channel: str, name: str) -> str:
+    """The login name `name` of `channel` ("web", "ftp") as counted: case and outer spaces do not make another name."""
+    return f"{channel}:{(name or '').strip().casefold()}"[:300]
+
+
+def is_banned(address: str, login: str | None = None, now: dt.datetime | None = None) -> bool:
+    """Tell whether `address` (or, when given, the login name `login`) is refused right now."""
     now = now or utcnow()
-    row = db.session.get(AuthFailure, address)
-    return bool(row and row.banned_until and row.banned_until > now)
+    which = and_(_table.c.scope == ADDRESS, _table.c.key == address)
+    if login is not None:
+        which = or_(which, and_(_table.c.scope == LOGIN, _table.c.key == login))
+    found = db.session.execute(select(_table.c.scope).where(which, _table.c.banned_until > now).limit(1)).first()
+    return found is not None
 
 
-def record_failure(address: str, now: dt.datetime | None = None) -> bool:
-    """Count one failed login; return True when this failure starts a ban."""
+@dataclass
+class Attempt:
+    """One login attempt, counted before its credentials are checked (see `begin`)."""
+
+    address: str
+    login: str | None
+    at: dt.datetime
+    allowed: bool
+    address_count: int = 0  # this attempt's place in its address's count, and in its login's
+    login_count: int = 0
+
+    def failed(self) -> bool:
+        """The credentials were wrong: ban what reached its threshold; True when this attempt's answer is the ban."""
+        return _failed(self)
+
+    def succeeded(self) -> None:
+        """The credentials were right: give back this attempt and the earlier failures of its login from its address."""
+        _succeeded(self)
+
+
+def begin(address: str, login: str | None = None, now: dt.datetime | None = None) -> Attempt:
+    """Count a login attempt from `address` (against `login`, when it names one) before checking it.
+
+    Counting first makes the threshold exact under concurrency: attempts beyond it are refused
+    unchecked (`allowed` False), however many arrive at once. A banned attempt is not counted.
+    """
     now = now or utcnow()
+    if is_banned(address, login, now):
+        return Attempt(address, login, now, allowed=False)
     cfg = current_app.config
-    row = db.session.get(AuthFailure, address)
-    if row is None:
-        row = AuthFailure(address=address, failures=0, window_start=now)
-        db.session.add(row)
-    if now - row.window_start > dt.timedelta(seconds=cfg["BAN_WINDOW_SECONDS"]):
-        row.failures = 0
-        row.window_start = now
-    row.failures += 1
-    banned = row.failures >= cfg["BAN_THRESHOLD"]
-    if banned:
-        row.banned_until = now + dt.timedelta(seconds=cfg["BAN_SECONDS"])
-        row.failures = 0
-        row.window_start = now
-        current_app.logger.warning("ban address=%s seconds=%s", address, cfg["BAN_SECONDS"])
-    db.session.commit()
+    login_count = 0
+    try:
+        if login is not None:
+            _count(PAIR, _pair_key(address, login), now, _longest_window())
+        address_count = _count(ADDRESS, address, now, cfg["BAN_WINDOW_SECONDS"])
+        if login is not None:
+            login_count = _count(LOGIN, login, now, cfg["LOGIN_BAN_WINDOW_SECONDS"])
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    allowed = address_count <= cfg["BAN_THRESHOLD"] and login_count <= cfg["LOGIN_BAN_THRESHOLD"]
+    return Attempt(address, login, now, allowed, address_count, login_count)
+
+
+def _failed(attempt: Attempt) -> bool:
+    cfg = current_app.config
+    # The failure that reached a threshold starts that ban; a ban in force keeps its end.
+    banned = False
+    try:
+        if attempt.address_count >= cfg["BAN_THRESHOLD"]:
+            _ban(ADDRESS, attempt.address, attempt.at, cfg["BAN_SECONDS"])
+            banned = True
+        if attempt.login is not None and attempt.login_count >= cfg["LOGIN_BAN_THRESHOLD"]:
+            _ban(LOGIN, attempt.login, attempt.at, cfg["LOGIN_BAN_SECONDS"])
+            banned = True
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    _prune(attempt.at)
     return banned
 
 
-def record_success(address: str) -> None:
-    """Forget earlier failures of `address` after a good login."""
-    row = db.session.get(AuthFailure, address)
-    if row is not None and not (row.banned_until and row.banned_until > utcnow()):
-        db.session.delete(row)
+def _succeeded(attempt: Attempt) -> None:
+    t = _table.c
+    try:
+        if attempt.login is None:
+            # Nothing names the earlier failures' target (a wrong API token): give back this attempt only.
+            given_back = [(ADDRESS, attempt.address, 1, attempt.at)]
+        else:
+            pair = db.session.execute(
+                delete(_table).where(t.scope == PAIR, t.key == _pair_key(attempt.address, attempt.login))
+                .returning(t.failures, t.window_start)).first()
+            given_back = [] if pair is None else [
+                (ADDRESS, attempt.address, pair.failures, pair.window_start),
+                (LOGIN, attempt.login, pair.failures, pair.window_start)]
+        for scope, key, count, since in given_back:
+            # Only a counter whose window holds all of them can give them back.
+            db.session.execute(
+                update(_table).where(t.scope == scope, t.key == key, t.window_start <= since)
+                .values(failures=case((t.failures > count, t.failures - count), else_=0)))
         db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
 
 
 def failure_delay() -> float:
     """Seconds to hold a failed login's answer, so guessing is slow."""
     return float(current_app.config["LOGIN_FAIL_DELAY"])
+
+
+def _pair_key(address: str, login: str) -> str:
+    return f"{address} {login}"[:_KEY_LENGTH]
+
+
+def _longest_window() -> int:
+    cfg = current_app.config
+    return max(cfg["BAN_WINDOW_SECONDS"], cfg["LOGIN_BAN_WINDOW_SECONDS"])
+
+
+def _insert():
+    """The dialect's INSERT with ON CONFLICT support."""
+    name = db.engine.dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - Renkei runs on SQLite or PostgreSQL only
+        raise RuntimeError(f"login bans need SQLite or PostgreSQL, not {name}")
+    return insert(_table)
+
+
+def _count(scope: str, key: str, now: dt.datetime, window: int) -> int:
+    """Add one to the counter (scope, key) in one atomic statement; return its new value."""
+    t = _table.c
+    # A window that has run out, or a ban that has ended, starts the count again.
+    stale = or_(t.window_start < now - dt.timedelta(seconds=window), t.banned_until <= now)
+    changes = {"failures": case((stale, 1), else_=t.failures + 1),
+               "window_start": case((stale, now), else_=t.window_start),
+               "banned_until": case((stale, None), else_=t.banned_until)}
+    stmt = (_insert().values(scope=scope, key=key, failures=1, window_start=now, banned_until=None)
+            .on_conflict_do_update(index_elements=[t.scope, t.key], set_=changes)
+            .returning(t.failures))
+    return db.session.execute(stmt).scalar_one()
+
+
+def _ban(scope: str, key: str, now: dt.datetime, seconds: int) -> None:
+    """Ban (scope, key) for `seconds` from `now`, unless a ban is in force already."""
+    t = _table.c
+    started = db.session.execute(
+        update(_table).where(t.scope == scope, t.key == key, or_(t.banned_until.is_(None), t.banned_until <= now))
+        .values(banned_until=now + dt.timedelta(seconds=seconds)).returning(t.failures)).first()
+    if started is not None:
+        current_app.logger.warning("ban %s=%s seconds=%s", scope, key, seconds)
+
+
+def _prune(now: dt.datetime) -> None:
+    """Delete counters whose windows and bans have all run out; housekeeping, so a failure here only logs."""
+    cfg = current_app.config
+    oldest = now - dt.timedelta(seconds=_longest_window())
+    try:
+        db.session.execute(delete(_table).where(
+            _table.c.window_start < oldest, or_(_table.c.banned_until.is_(None), _table.c.banned_until <= now)))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        current_app.logger.exception("pruning old login failures failed")

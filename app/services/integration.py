@@ -29,11 +29,11 @@ import unicodedata
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
-from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 
 from ..errors import Invalid, NotFound
 from ..extensions import db
+from ..importer.addresses import InvalidAddress, normalize_address
 from ..models import Account, IntegrationSettings, SettingsChange
 from . import accounts, checktimes
 
@@ -181,8 +181,8 @@ def _parse_addresses(field: str, value: Any) -> tuple[list[str], list[str]]:
     errors: list[str] = []
     for raw in split_addresses(value):
         try:
-            normalized = validate_email(raw, check_deliverability=False).normalized
-        except EmailNotValidError:
+            normalized = normalize_address(raw)
+        except InvalidAddress:
             errors.append(f"「{raw}」はメールアドレスとして正しくありません。")
             continue
         if normalized.casefold() not in seen:
@@ -283,10 +283,9 @@ def update_settings(account_id: int, changes: dict[str, Any], actor: str) -> Int
         except ValueError as e:
             errors[field] = [str(e)]
 
-    mode = candidate["mode"]
+    _forgive_blanks_of_other_modes(candidate["mode"], changes, current, candidate, errors)
     _check_required(candidate, errors)
     _check_schedule(candidate, errors)
-    _forgive_other_modes(mode, current, candidate, errors)
     if errors:
         first = next(iter(errors.values()))[0]
         raise Invalid(first, field=next(iter(errors)), errors=errors)
@@ -330,18 +329,32 @@ def _check_schedule(candidate: dict[str, Any], errors: dict[str, list[str]]) -> 
             errors["ftp_delay"] = ["遅らせる時間はデータ連動間隔より短くしてください。"]
 
 
-def _forgive_other_modes(
-    mode: str, current: dict[str, Any], candidate: dict[str, Any], errors: dict[str, list[str]]
+def _forgive_blanks_of_other_modes(
+    mode: str, changes: dict[str, Any], current: dict[str, Any], candidate: dict[str, Any], errors: dict[str, list[str]]
 ) -> None:
-    """Drop errors of fields the selected mode does not use, keeping their stored values."""
-    if mode != "ftp" and any(field in errors for field in FTP_FIELDS):
-        # The schedule is checked as a whole, so one bad FTP field keeps all stored FTP values.
-        for field in FTP_FIELDS:
-            errors.pop(field, None)
+    """Drop the errors of fields the selected mode does not use when they were given blank, keeping their stored values.
+
+    A value given for another mode is validated like any other (the CLI must not say 保存しました
+    for `--ftp-interval 7` in API mode); only the blanks the settings page posts for the hidden
+    sections of other modes are not errors.
+    """
+    unused = set(FTP_FIELDS) if mode != "ftp" else set()
+    if mode != "mail":
+        unused.add("senders")
+    for field in unused & set(errors):
+        if _blank(changes.get(field)):
+            errors.pop(field)
             candidate[field] = current[field]
-    if mode != "mail" and "senders" in errors:
-        errors.pop("senders")
-        candidate["senders"] = current["senders"]
+
+
+def _blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, (list, tuple)):
+        return all(_blank(item) for item in value)
+    return False
 
 
 def _show(field: str, value: Any) -> str:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from functools import cache
 
-from email_validator import EmailNotValidError, validate_email
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..errors import Invalid, NotFound
 from ..extensions import db
+from ..importer.addresses import InvalidAddress, normalize_address
 from ..models import User
 
 @cache
@@ -31,8 +31,8 @@ def authenticate(email: str, password: str) -> User | None:
 def create_user(account_id: int, email: str, password: str, role: str = User.ADMIN) -> User:
     """Add a login to the account; emails are unique across the server."""
     try:
-        email = validate_email(email.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError:
+        email = normalize_address(email).lower()
+    except InvalidAddress:
         raise Invalid(f"メールアドレス「{email}」の形式が正しくありません。", field="email") from None
     if role not in User.ROLE_LABELS:
         raise Invalid("権限が正しくありません。", field="role")

@@ -208,6 +208,27 @@ def test_repeated_failures_ban_the_address_for_ftp_and_web(app, client, ftp_acco
     assert response.status_code == 429
 
 
+def test_a_guessed_ftp_user_is_banned_from_every_address_and_its_good_login_does_not_lift_it(
+        app, ftp_account, ftp_start, ftp_connect):
+    app.config.update(BAN_THRESHOLD=100, LOGIN_BAN_THRESHOLD=3)
+    server = ftp_start()
+    for _ in range(2):
+        with pytest.raises(ftplib.error_perm, match="^530"):
+            ftp_connect(server, password="guess")
+    # A good login of the user from that address forgives its own 2 failures only ...
+    ftp_connect(server).quit()
+    for _ in range(3):
+        with pytest.raises(ftplib.error_perm, match="^530"):
+            ftp_connect(server, password="guess")
+    # ... and after 3 more the user is refused, the right password too; a login name not guessed still works.
+    with pytest.raises(ftplib.error_perm, match="^530 Too many failed logins"):
+        ftp_connect(server)
+    from app.services import bans
+
+    assert bans.is_banned("192.0.2.1", bans.login_key("ftp", ftp_account.username))
+    assert not bans.is_banned("127.0.0.1")
+
+
 def test_failed_login_waits_before_answering(app, ftp_account, ftp_start, ftp_connect):
     server = ftp_start(LOGIN_FAIL_DELAY=0.4)
     started = time.monotonic()

@@ -10,6 +10,8 @@ from app.errors import Invalid
 from app.extensions import db
 from app.models import IntegrationSettings, SettingsChange
 from app.services import integration as service
+from tests.importer.test_addresses import INVALID as INVALID_ADDRESSES
+from tests.importer.test_addresses import VALID as VALID_ADDRESSES
 
 BASE = {"error_to": ["ops@example.com"], "senders": ["erp@example.com"]}
 
@@ -38,7 +40,7 @@ def errors_of(account, changes) -> dict[str, list[str]]:
         ({"error_to": []}, "error_to", "エラー報告メールアドレスを1件以上"),
         ({"error_to": "  \n , "}, "error_to", "エラー報告メールアドレスを1件以上"),
         ({"error_to": "ops@example.com\nnot-an-address"}, "error_to", "「not-an-address」はメールアドレスとして正しくありません"),
-        ({"success_to": ["a@b"]}, "success_to", "「a@b」はメールアドレスとして正しくありません"),
+        ({"success_to": ["a@b..jp"]}, "success_to", "「a@b..jp」はメールアドレスとして正しくありません"),
         ({"senders": []}, "senders", "送信元メールアドレスを1件以上"),
         ({"mode": "fax"}, "mode", "データ連動方式は"),
         ({"status": "paused"}, "status", "データ連動ステータスは"),
@@ -104,12 +106,28 @@ def test_values_of_other_modes_are_kept_when_switching(account):
     )
 
 
-def test_invalid_values_of_another_mode_are_ignored_not_saved(account):
-    service.update_settings(account.id, {"mode": "mail", "ftp_delay": "99", "ftp_start": "18:00", "ftp_end": "09:00"}, actor="t")
+@pytest.mark.parametrize("changes, field, message", [
+    ({"mode": "mail", "ftp_delay": "99"}, "ftp_delay", "遅らせる"),
+    ({"mode": "mail", "ftp_start": "18:00", "ftp_end": "09:00"}, "ftp_end", "終了時刻は開始時刻以降にしてください。"),
+    ({"mode": "api", "ftp_interval": "7"}, "ftp_interval", "データ連動間隔"),
+    ({"mode": "api", "senders": "broken"}, "senders", "「broken」はメールアドレスとして正しくありません"),
+    ({"mode": "ftp", "senders": ["ok@x.co.jp", "not-an-email"]}, "senders", "「not-an-email」はメールアドレスとして正しくありません"),
+])
+def test_invalid_values_of_another_mode_are_refused_and_nothing_is_saved(account, changes, field, message):
+    before = service.as_dict(service.accounts.get_by_slug("acme"), stored(account))
+    with pytest.raises(Invalid) as refused:
+        service.update_settings(account.id, changes, actor="t")
+    assert any(message in text for text in refused.value.errors[field]), refused.value.errors
+    assert service.as_dict(service.accounts.get_by_slug("acme"), stored(account)) == before
+
+
+def test_blank_values_of_another_mode_keep_what_is_stored(account):
+    # The settings page posts the hidden sections of the other modes; their blanks are no errors.
+    service.update_settings(account.id, {"mode": "api", "senders": "", "ftp_start": "", "ftp_end": " ",
+                                         "ftp_interval": "", "ftp_delay": None}, actor="t")
     settings = stored(account)
-    assert (settings.ftp_delay, settings.ftp_start, settings.ftp_end) == (0, "09:00", "18:00")
-    service.update_settings(account.id, {"mode": "api", "senders": "broken"}, actor="t")
-    assert stored(account).senders == ["erp@example.com"]
+    assert settings.mode == "api"
+    assert (settings.ftp_start, settings.ftp_end, settings.ftp_interval, settings.ftp_delay) == ("09:00", "18:00", 60, 0)
 
 
 def test_valid_values_of_another_mode_are_saved(account):
@@ -220,3 +238,20 @@ def test_accounts_do_not_see_each_other(make_account, account):
     service.update_settings(other.id, {"error_to": "x@beta.example", "senders": "y@beta.example"}, actor="t")
     assert stored(account).error_to == ["ops@example.com"]
     assert all(c.account_id == other.id for c in service.recent_changes(other.id))
+
+
+
+def test_every_valid_address_is_accepted_as_sender_and_report_address(account):
+    typed = [t for t, _ in VALID_ADDRESSES]
+    service.update_settings(account.id, {"senders": typed, "error_to": typed, "success_to": typed}, actor="t")
+    settings = stored(account)
+    expected = list(dict.fromkeys(n for _, n in VALID_ADDRESSES))  # the same address twice is kept once
+    assert settings.senders == settings.error_to == settings.success_to == expected
+
+
+@pytest.mark.parametrize("typed", [t for t in INVALID_ADDRESSES if t.strip()])
+def test_every_invalid_address_is_refused_as_sender(account, typed):
+    with pytest.raises(Invalid) as refused:
+        service.update_settings(account.id, {"senders": ["ok@sales.local", typed]}, actor="t")
+    assert refused.value.errors["senders"] == [f"「{typed}」はメールアドレスとして正しくありません。"]
+    assert stored(account).senders == ["erp@example.com"]

@@ -113,6 +113,39 @@ def test_a_good_login_forgets_earlier_failures(app, client, account):
     assert client.post("/login", data=bad).status_code == 401
 
 
+def test_a_good_login_of_another_account_does_not_reset_the_guessing(app, client, account, make_account):
+    # Issue 12: 9 wrong passwords for acme's admin, 1 good login with the attacker's own account, repeated.
+    make_account("mallory")
+    guess = {"email": "admin@acme.example", "password": "wrong-password"}
+    answers = []
+    for _ in range(4):
+        answers += [client.post("/login", data=guess).status_code for _ in range(9)]
+        client.post("/login", data={"email": "admin@mallory.example", "password": "password-123"})
+        client.post("/logout")
+    assert answers[:9] == [401] * 9
+    assert set(answers[9:]) == {429}
+
+
+def test_one_login_guessed_from_many_addresses_is_banned_for_everyone(app, client, account, make_account):
+    make_account("other")
+    app.config.update(LOGIN_BAN_THRESHOLD=5)
+    guess = {"email": "admin@acme.example", "password": "wrong-password"}
+    answers = [client.post("/login", data=guess, environ_base={"REMOTE_ADDR": f"203.0.113.{n}"}).status_code
+               for n in range(5)]
+    assert answers == [401] * 4 + [429]
+    # The right password from an address that never failed is refused too, while the ban lasts.
+    good = {"email": "admin@acme.example", "password": "password-123"}
+    response = client.post("/login", data=good, environ_base={"REMOTE_ADDR": "192.0.2.50"})
+    assert response.status_code == 429
+    assert "リクエストが多すぎます" in response.get_data(as_text=True)
+    # The same name in another case is the same name.
+    upper = {"email": "ADMIN@ACME.example", "password": "password-123"}
+    assert client.post("/login", data=upper, environ_base={"REMOTE_ADDR": "192.0.2.51"}).status_code == 429
+    # Other users' logins go on, also from the addresses that guessed.
+    other = {"email": "admin@other.example", "password": "password-123"}
+    assert client.post("/login", data=other, environ_base={"REMOTE_ADDR": "203.0.113.1"}).status_code == 302
+
+
 def test_csrf_rejects_posts_without_the_token_and_accepts_them_with_it(app, client, account):
     app.config["WTF_CSRF_ENABLED"] = True
     good = {"email": "admin@acme.example", "password": "password-123"}

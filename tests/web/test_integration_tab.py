@@ -249,3 +249,26 @@ def test_csrf_is_checked_when_enabled(client, admin, app):
         assert service.get_settings(admin.id).ftp_password_hash is None
     finally:
         app.config["WTF_CSRF_ENABLED"] = False
+
+
+@pytest.mark.parametrize("overrides, field, message", [
+    ({"mode": "api", "ftp_interval": "7"}, "ftp_interval", "データ連動間隔"),
+    ({"mode": "ftp", "senders": "ok@x.co.jp\nnot-an-email"}, "senders", "「not-an-email」はメールアドレスとして正しくありません。"),
+])
+def test_a_bad_value_in_a_hidden_section_of_another_mode_is_refused(client, admin, overrides, field, message):
+    assert client.post(URL, data=form_data()).status_code == 302
+    response = client.post(URL, data=form_data(**overrides))
+    assert response.status_code == 422
+    assert message in field_block(text(response), field)
+    settings = service.get_settings(admin.id)
+    db.session.refresh(settings)
+    assert (settings.mode, settings.ftp_interval, settings.senders) == ("mail", 60, ["erp@example.com"])
+
+
+def test_intranet_addresses_are_saved_from_the_page(client, admin):
+    data = form_data(senders="erp@sales.local\nx@host.lan", error_to="it@corp.internal", success_to="admin@acme.test")
+    assert client.post(URL, data=data).status_code == 302
+    settings = service.get_settings(admin.id)
+    db.session.refresh(settings)
+    assert (settings.senders, settings.error_to, settings.success_to) == (
+        ["erp@sales.local", "x@host.lan"], ["it@corp.internal"], ["admin@acme.test"])

@@ -87,7 +87,7 @@ def test_add_member_shows_every_field_error_and_stores_nothing(client, admin):
     assert "No.1 は既に使われています。" in html
     assert "社員ID「E001」は既に使われています。" in html
     assert "氏名を入力してください。" in html
-    assert "メールアドレスの形式が正しくありません。" in html
+    assert "メールアドレス「not-an-address」の形式が正しくありません。" in html
     assert len(stored(admin.id)) == 1
 
 
@@ -245,3 +245,19 @@ def test_viewer_sees_the_list_but_cannot_change_anything(client, make_account, l
                            content_type="multipart/form-data")
     assert response.status_code == 403
     assert stored(account.id) == [(1, "E001", "山田 太郎", None, None, True)]
+
+
+def test_member_addresses_follow_the_one_address_rule_in_the_form_and_the_csv(client, admin):
+    from tests.importer.test_addresses import INVALID, VALID
+
+    for no, (typed, _) in enumerate(VALID, start=1):
+        response = client.post("/settings/members/new", data={"no": str(no), "name": f"メンバー{no}", "email": typed})
+        assert response.status_code == 302, response.get_data(as_text=True)
+    assert [m[4] for m in stored(admin.id)] == [normal for _, normal in VALID]
+    rows = "".join(f"{100 + n},,CSV{n},,{typed}\r\n" for n, (typed, _) in enumerate(VALID) if "," not in typed)
+    upload(client, (HEADER + rows).encode("utf-8"))
+    assert [m[4] for m in stored(admin.id) if m[0] >= 100] == [normal for _, normal in VALID]
+    for typed in (t for t in INVALID if t.strip() and "," not in t and '"' not in t):
+        html = upload(client, (HEADER + f"500,,X,,{typed}\r\n").encode("utf-8")).get_data(as_text=True)
+        assert "メールアドレスの形式が正しくありません" in html and "何も保存していません" in html, typed
+    assert all(m[0] != 500 for m in stored(admin.id))

@@ -1,11 +1,15 @@
 """設定 > ユーザー through the browser: list, add, remove, the last-admin and self rules, viewer limits."""
 from __future__ import annotations
 
+from html import unescape
+
 import pytest
 
 from app.extensions import db
 from app.models import User
 from app.services import users as user_service
+from tests.importer.test_addresses import INVALID as INVALID_ADDRESSES
+from tests.importer.test_addresses import VALID as VALID_ADDRESSES
 
 
 @pytest.fixture
@@ -44,7 +48,7 @@ def test_add_user_who_can_then_log_in(client, admin):
     [
         ({"email": "admin@acme.example", "password": "secret-pass", "role": "admin"}, "は既に使われています"),
         ({"email": "new@acme.example", "password": "short", "role": "admin"}, "パスワードは8文字以上にしてください。"),
-        ({"email": "not an address", "password": "secret-pass", "role": "admin"}, "メールアドレスの形式が正しくありません。"),
+        ({"email": "not an address", "password": "secret-pass", "role": "admin"}, "メールアドレス「not an address」の形式が正しくありません。"),
         ({"email": "", "password": "secret-pass", "role": "admin"}, "メールアドレスを入力してください。"),
         ({"email": "new@acme.example", "password": "secret-pass", "role": "owner"}, "権限を選んでください。"),
     ],
@@ -53,6 +57,21 @@ def test_add_user_errors(client, admin, data, message):
     response = client.post("/settings/users/new", data=data)
     assert response.status_code == 200
     assert message in response.get_data(as_text=True)
+    assert stored(admin.id) == [("admin@acme.example", "admin")]
+
+
+@pytest.mark.parametrize("typed, normal", VALID_ADDRESSES)
+def test_add_user_accepts_every_valid_address(client, admin, typed, normal):
+    response = client.post("/settings/users/new", data={"email": typed, "password": "secret-pass", "role": "viewer"})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert (normal.lower(), "viewer") in stored(admin.id)
+
+
+@pytest.mark.parametrize("typed", [t for t in INVALID_ADDRESSES if t.strip()])
+def test_add_user_refuses_every_invalid_address(client, admin, typed):
+    response = client.post("/settings/users/new", data={"email": typed, "password": "secret-pass", "role": "viewer"})
+    assert response.status_code == 200
+    assert f"メールアドレス「{typed.strip()}」の形式が正しくありません。" in unescape(response.get_data(as_text=True))
     assert stored(admin.id) == [("admin@acme.example", "admin")]
 
 
