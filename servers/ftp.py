@@ -27,12 +27,13 @@ Decisions (where SPEC is silent):
   period, which covers files that reach a home any other way.
 - Files are not fsynced before the rename: a power cut right after `226` may lose the
   last upload; the uploader's next run sends it again (the replace rule makes that safe).
-- Failed logins: the answer waits LOGIN_FAIL_DELAY seconds (pyftpdlib's
-  auth_failed_timeout, which does not block other sessions), the failure is counted in
-  the ban list shared with the web login, and a banned address is refused at connect and
-  at login. A correct password for an account whose integration is disabled or whose
-  mode is not FTP is refused without counting as a failure. Login is allowed while the
-  status is 連動稼働停止: files then wait for the first check after re-activation.
+- Failed logins go through `bans.guarded_login` like web and API logins: the answer waits
+  LOGIN_FAIL_DELAY seconds (pyftpdlib's auth_failed_timeout, which does not block other
+  sessions), the failure is counted in the ban list shared with the web login, and a
+  banned address is refused at connect and at login. A correct password is then admitted
+  by `services.admission` (channel ftp): integration disabled or mode not FTP is refused
+  without counting as a failure; a 連動稼働停止 status is HOLD, so the login is allowed and
+  files wait for the first check after re-activation.
 - `CWD ..` at the top, or any path that climbs above the home, is refused with 550 (not
   silently clamped to the top), so a misconfigured client sees the problem at once.
 - Replies are pyftpdlib's standard English FTP texts: FTP clients show them verbatim and
@@ -68,6 +69,7 @@ from pyftpdlib.log import logger as ftp_logger
 from pyftpdlib.servers import ThreadedFTPServer
 
 from app.services import bans, ftpcheck, integration
+from app.services.admission import Channel, Outcome, admit
 from .settings import flag, setting
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,10 @@ def parse_port_range(value: str | None) -> list[int] | None:
 # Authorizer
 
 
+def _no_sleep(seconds: float) -> None:
+    """pyftpdlib delays a failed login's answer itself (auth_failed_timeout)."""
+
+
 class DatabaseAuthorizer(DummyAuthorizer):
     """Checks logins against the accounts' hashed FTP passwords and the shared ban list."""
 
@@ -115,20 +121,25 @@ class DatabaseAuthorizer(DummyAuthorizer):
         address = handler.remote_ip
         try:
             with self.app.app_context():
-                attempt = bans.begin(address, bans.login_key("ftp", username))
-                if not attempt.allowed:
+                # No sleep here: pyftpdlib holds the failed answer (auth_failed_timeout) without blocking.
+                result = bans.guarded_login(address, bans.login_key("ftp", username),
+                                            lambda: integration.verify_ftp_password(username, password),
+                                            sleep=_no_sleep)
+                if result.verdict is bans.Verdict.BANNED:
                     handler.attempted_logins = handler.max_login_attempts
                     raise AuthenticationFailed("too many failed logins; try again later.")
-                settings = integration.verify_ftp_password(username, password)
-                if settings is None:
-                    if attempt.failed():
+                if not result.passed:
+                    if result.ban_started:
                         handler.attempted_logins = handler.max_login_attempts
                     log.info("ftp login failed user=%s address=%s", username, address)
                     raise AuthenticationFailed("authentication failed.")
-                attempt.succeeded()
+                settings = result.subject
                 account = settings.account
-                if not account.integration_enabled or settings.mode != "ftp":
-                    log.info("ftp login refused account=%s (integration off or mode %s)", account.slug, settings.mode)
+                # A right password still needs the account to take FTP files (a stopped status: HOLD, files wait).
+                admission = admit(account, Channel.FTP, settings=settings)
+                if admission.outcome not in (Outcome.ACCEPT, Outcome.HOLD):
+                    log.info("ftp login refused account=%s reason=%s mode=%s", account.slug, admission.reason,
+                             settings.mode)
                     raise AuthenticationFailed("FTP linkage is not enabled for this account.")
                 home = ftpcheck.home_path(settings.ftp_username, create=True)
                 slug = account.slug

@@ -23,9 +23,10 @@ Decisions (where SPEC is silent):
   `550 5.1.1` on its own. Several RCPTs for the same account count once. The message is
   spooled once (one entry naming every accepting account, fsynced before `250`) and the
   drain imports it once per account.
-- Each account applies its own rules: mode not メール添付連動 → discarded and recorded (the
-  sender list is not checked: it belongs to the mail mode); mode mail → the From: check
-  (refused, recorded), then a stopped status discards and records. The From: header is known
+- Each account applies its own rules (`services.admission.admit`, channel mail): mode not
+  メール添付連動 → discarded and recorded (the sender list is not checked: it belongs to the
+  mail mode); mode mail → the From: check (refused, recorded), then a stopped status discards
+  and records. This module only maps the admission to a reply. The From: header is known
   only after DATA, which has one reply for all: `250` when at least one account took the
   message (spooled or discarded), `550 5.7.1` only when every account refused it. A refusal
   next to an acceptance is in that account's 取込履歴 only (the sender, having `250`, does not
@@ -63,6 +64,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, syntax
 
 from app.services import spool
+from app.services.admission import Channel, Outcome, Reason, Standing, admit
 
 from .mailparse import MailRejected, MailUnreadable, ParsedMail, normalise_line_ends, parse_head, parse_mail
 from .priority import lower_this_process, lower_this_thread
@@ -86,6 +88,7 @@ NO_CSV_MESSAGE = (
     "ファイル名が「.csv」で終わるファイル(例: 20180516.csv)を添付して送り直してください。"
 )
 
+NO_SUCH_USER = "550 5.1.1 Recipient address rejected: no such user"
 TOO_BIG_REPLY = "552 5.3.4 Message too big for system"
 TOO_BIG_NOTE = (
     "メールの大きさが上限({limit:,}バイト)を超えているため受信を拒否しました。"
@@ -113,6 +116,12 @@ class Recipient:
     mode: str  # mail | ftp | api
     status: str  # active | stopped
     senders: frozenset[str]  # 送信元メールアドレス, lower case
+    enabled: bool = True  # 外部連携設定
+
+    @property
+    def standing(self) -> Standing:
+        """What admission decides on (a snapshot taken at RCPT: DATA needs no database)."""
+        return Standing(enabled=self.enabled, mode=self.mode, status=self.status, senders=self.senders)
 
 
 class MailHandler:
@@ -122,7 +131,7 @@ class MailHandler:
     CPU, which capped throughput); the attachments are read by MailImporter in the spool drain.
 
     Injected callables (they run in a worker thread, never on the event loop):
-    - resolve_recipient(address) -> Recipient | None (None: unknown address or integration disabled)
+    - resolve_recipient(address) -> Recipient | None (None: unknown address; a disabled account has enabled=False)
     - spool_mail(account_ids, raw, *, sender) -> None, once the whole message is stored durably for them all
     - record_refusal(account_id, *, filename, sender, status, note) -> None
     - parse(raw) -> ParsedMail (only to name the files of a refused or discarded mail; rare)
@@ -148,10 +157,11 @@ class MailHandler:
         except Exception:
             log.exception("smtp recipient lookup failed channel=%s rcpt=%s", CHANNEL, address)
             return "451 4.3.0 Temporary lookup failure, try again later"
-        if recipient is None:
-            log.info("smtp refused channel=%s rcpt=%s reason=unknown-recipient peer=%s", CHANNEL, address,
-                     _peer(session))
-            return "550 5.1.1 Recipient address rejected: no such user"
+        if recipient is None or admit(recipient.standing, Channel.MAIL).outcome is Outcome.DISABLED:
+            # A disabled account's address answers as an unknown one: it must not tell that the account exists.
+            log.info("smtp refused channel=%s rcpt=%s reason=%s peer=%s", CHANNEL, address,
+                     "unknown-recipient" if recipient is None else "integration-disabled", _peer(session))
+            return NO_SUCH_USER
         recipients: dict[int, Recipient] = getattr(envelope, "renkei_recipients", None) or {}
         recipients.setdefault(recipient.account_id, recipient)  # several addresses of one account count once
         envelope.renkei_recipients = recipients
@@ -196,28 +206,28 @@ class MailHandler:
         refusal: str | None = None
         discarded = False
         for recipient in recipients:
-            account_id, label = recipient.account_id, recipient.label
-            if recipient.mode != "mail":
-                reason = "データ連動方式がメール添付連動ではないため、メールを破棄しました"
-                self._discard(recipient, names, head.sender, reason, peer)
-                discarded = True
-            elif head.sender is None:
-                self.record_refusal(account_id, filename=UNNAMED, sender=None, status="refused",
-                                    note=f"差出人を確認できないため受信を拒否しました: {head.rejection}")
-                log.info("smtp refused account=%s channel=%s reason=bad-from peer=%s", label, CHANNEL, peer)
-                refusal = refusal or "550 5.7.1 Sender not authorized: unreadable From header"
-            elif head.sender not in recipient.senders:
-                self.record_refusal(account_id, filename=names(), sender=head.sender, status="refused",
-                                    note=f"送信元メールアドレスに登録されていない差出人のため受信を拒否しました: {head.sender}")
-                log.info("smtp refused account=%s channel=%s file=%s sender=%s reason=sender-not-registered peer=%s",
-                         label, CHANNEL, names(), head.sender, peer)
-                refusal = refusal or "550 5.7.1 Sender not authorized for this address"
-            elif recipient.status != "active":
-                self._discard(recipient, names, head.sender,
-                              "データ連動ステータスが連動稼働停止のため、メールを破棄しました", peer)
-                discarded = True
-            else:
+            admission = admit(recipient.standing, Channel.MAIL, sender=head.sender)
+            if admission.outcome is Outcome.ACCEPT:
                 accepted.append(recipient)
+            elif admission.outcome is Outcome.DISCARD:
+                self._discard(recipient, names, head.sender, admission.text, peer)
+                discarded = True
+            elif admission.reason is Reason.UNREADABLE_SENDER:
+                self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status="refused",
+                                    note=f"{admission.text}: {head.rejection}")
+                log.info("smtp refused account=%s channel=%s reason=bad-from peer=%s", recipient.label, CHANNEL,
+                         peer)
+                refusal = refusal or "550 5.7.1 Sender not authorized: unreadable From header"
+            elif admission.reason is Reason.SENDER:
+                self.record_refusal(recipient.account_id, filename=names(), sender=head.sender, status="refused",
+                                    note=admission.text)
+                log.info("smtp refused account=%s channel=%s file=%s sender=%s reason=sender-not-registered peer=%s",
+                         recipient.label, CHANNEL, names(), head.sender, peer)
+                refusal = refusal or "550 5.7.1 Sender not authorized for this address"
+            else:  # disabled since its RCPT was accepted: the account takes nothing and records nothing
+                log.info("smtp refused account=%s channel=%s reason=%s peer=%s", recipient.label, CHANNEL,
+                         admission.reason, peer)
+                refusal = refusal or NO_SUCH_USER
         if not accepted:
             return "250 2.0.0 OK" if discarded or refusal is None else refusal
 
@@ -691,16 +701,11 @@ class _AppServices:
 
         with self.app.app_context():
             account = integration.account_for_inbound_address(address)
-            if account is None or not account.integration_enabled:
+            if account is None:
                 return None
-            settings = integration.get_settings(account.id)
-            return Recipient(
-                account_id=account.id,
-                label=account.slug,
-                mode=settings.mode,
-                status=settings.status,
-                senders=frozenset(s.strip().lower() for s in (settings.senders or []) if s),
-            )
+            standing = Standing.of(account, integration.get_settings(account.id))
+            return Recipient(account_id=account.id, label=account.slug, mode=standing.mode, status=standing.status,
+                             senders=standing.senders, enabled=standing.enabled)
 
     def store_spooled(self, entry: spool.Entry) -> None:
         """Move one spool entry into the database (the drain's store): a mail is parsed into its imports."""

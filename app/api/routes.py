@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from typing import Any
 
 from flask import Response, current_app, request, url_for
@@ -29,6 +28,7 @@ from ..errors import ImportRejected, Invalid, NotFound, RenkeiError
 from ..importer.filename import PERIOD_MESSAGE, parse_period
 from ..models import Account, Import
 from ..services import bans, ingest, integration
+from ..services.admission import Channel, Outcome, Reason, admit
 from . import bp, openapi, queries
 from .ratelimit import limiter_for
 
@@ -161,6 +161,14 @@ def _banned() -> ApiError:
                     "Too many failed attempts from this address; try again later.", {"Retry-After": seconds})
 
 
+# How each admission reason is answered (the Japanese text is the admission's).
+_REFUSALS: dict[Reason, tuple[int, str, str]] = {
+    Reason.DISABLED: (403, "integration_disabled", "Integration is not enabled for this account."),
+    Reason.MODE: (403, "mode_not_api", "The account's integration mode is not API."),
+    Reason.STOPPED: (409, "integration_stopped", "Integration is stopped for this account."),
+}
+
+
 def authenticate(*, upload: bool = False) -> Account:
     """Return the account of the request's token, or raise the ApiError the caller must see."""
     address = request.remote_addr or "unknown"
@@ -172,32 +180,22 @@ def authenticate(*, upload: bool = False) -> Account:
                        "An API token is required (Authorization: Bearer <token>).",
                        {"WWW-Authenticate": REALM})
     # Counted before the token is looked up, so concurrent guesses cannot pass the threshold.
-    attempt = bans.begin(address)
-    if not attempt.allowed:
+    result = bans.guarded_login(address, None, lambda: integration.account_for_token(token))
+    if result.verdict is bans.Verdict.BANNED:
         raise _banned()
-    account = integration.account_for_token(token)
-    if account is None:
-        attempt.failed()
-        time.sleep(bans.failure_delay())
+    if not result.passed:
         # The same answer for every wrong token: it must not tell whether any account exists.
         raise ApiError(401, "unauthorized", "APIトークンが正しくありません。", "The API token is invalid.",
                        {"WWW-Authenticate": f'{REALM}, error="invalid_token"'})
-    attempt.succeeded()
+    account = result.subject
     retry_after = limiter_for(current_app).hit(_token_key(token))
     if retry_after is not None:
         raise ApiError(429, "rate_limited", "リクエストが多すぎます。しばらくしてからお試しください。",
                        "Too many requests; try again later.", {"Retry-After": str(retry_after)})
-    if not account.integration_enabled:
-        raise ApiError(403, "integration_disabled", "このアカウントでは外部連携が有効になっていません。",
-                       "Integration is not enabled for this account.")
-    if upload:
-        settings = integration.get_settings(account.id)
-        if settings.mode != "api":
-            raise ApiError(403, "mode_not_api", "データ連動方式が「API連動」ではありません。",
-                           "The account's integration mode is not API.")
-        if settings.status != "active":
-            raise ApiError(409, "integration_stopped", "データ連動ステータスが「連動稼働停止」です。",
-                           "Integration is stopped for this account.")
+    admission = admit(account, Channel.API)
+    if admission.outcome is Outcome.DISABLED or (upload and not admission.accepted):
+        status, code, en = _REFUSALS[admission.reason]
+        raise ApiError(status, code, admission.text, en)
     return account
 
 

@@ -1,4 +1,3 @@
-import time
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
@@ -31,20 +30,15 @@ def login():
     form = LoginForm()
     address = request.remote_addr or "unknown"
     if form.validate_on_submit():
-        attempt = bans.begin(address, bans.login_key("web", form.email.data))
-        if not attempt.allowed:
+        result = bans.guarded_login(address, bans.login_key("web", form.email.data),
+                                    lambda: users.authenticate(form.email.data, form.password.data))
+        if result.verdict is bans.Verdict.BANNED or result.ban_started:
             abort(429)
-        user = users.authenticate(form.email.data, form.password.data)
-        if user is None:
+        if not result.passed:
             current_app.logger.info("web login failed address=%s", address)
-            banned = attempt.failed()
-            time.sleep(bans.failure_delay())
-            if banned:
-                abort(429)
             flash("メールアドレスまたはパスワードが正しくありません。", "error")
             return render_template("auth/login.html", form=form), 401
-        attempt.succeeded()
-        login_user(user)
+        login_user(result.subject)
         return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)
 

@@ -13,11 +13,19 @@ INSERT … ON CONFLICT DO UPDATE … RETURNING per counter (SQLite ≥ 3.35, Pos
 attempts neither collide nor slip past the threshold; those beyond it are refused unchecked.
 A good login gives back its own attempt and forgives only the failures of its own login name
 from its own address (a user's typos); failures against other names stay counted.
+
+`guarded_login` is the one road of a login on every channel (web, API token, FTP): banned? →
+count the attempt → verify → on failure hold the answer LOGIN_FAIL_DELAY seconds → on success
+forgive. The channel only maps its Login to an answer.
 """
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Generic, TypeVar
 
 from flask import current_app
 from sqlalchemy import and_, case, delete, or_, select, update
@@ -28,6 +36,10 @@ from ..models import AuthFailure, utcnow
 ADDRESS = "address"
 LOGIN = "login"
 PAIR = "pair"
+
+T = TypeVar("T")
+# app.extensions key of the sleeper that holds failed logins' answers (tests inject one; default time.sleep).
+SLEEPER = "renkei.login_sleep"
 
 _table = AuthFailure.__table__
 _KEY_LENGTH = _table.c.key.type.length
@@ -134,6 +146,46 @@ def _succeeded(attempt: Attempt) -> None:
     except Exception:
         db.session.rollback()
         raise
+
+
+class Verdict(StrEnum):
+    PASSED = "passed"    # the credentials were right
+    FAILED = "failed"    # wrong: counted, and the answer was held
+    BANNED = "banned"    # refused unchecked: the address or the login name is banned, or over its threshold
+
+
+@dataclass(frozen=True)
+class Login(Generic[T]):
+    """What `guarded_login` found: the verdict, what `verify` returned when it passed, and whether a ban now applies."""
+
+    verdict: Verdict
+    subject: T | None = None
+    ban_started: bool = False  # a failure that reached a threshold: its answer is the ban
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is Verdict.PASSED
+
+
+def guarded_login(address: str, login: str | None, verify: Callable[[], T | None], *,
+                  sleep: Callable[[float], None] | None = None, now: dt.datetime | None = None) -> Login[T]:
+    """Check one login from `address` against the bans: count it, run `verify`, hold a failure, forgive a success.
+
+    `login` is the counted login name (`login_key(...)`), None when nothing names one (an API
+    token). `verify()` returns the logged-in subject, or None for wrong credentials. `sleep`
+    holds a failed answer for LOGIN_FAIL_DELAY seconds (default: the app's injected sleeper,
+    else time.sleep); FTP passes a no-op, since pyftpdlib delays its answer without blocking.
+    """
+    attempt = begin(address, login, now)
+    if not attempt.allowed:
+        return Login(Verdict.BANNED)
+    subject = verify()
+    if subject is None:
+        started = attempt.failed()
+        (sleep or current_app.extensions.get(SLEEPER) or time.sleep)(failure_delay())
+        return Login(Verdict.FAILED, ban_started=started)
+    attempt.succeeded()
+    return Login(Verdict.PASSED, subject)
 
 
 def failure_delay() -> float:

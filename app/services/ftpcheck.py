@@ -23,8 +23,10 @@ Decisions (where SPEC is silent):
   stands (they were a complete file) and a copy of them goes to processed/ or error/.
 - An unexpected error (e.g. the database is down) leaves the file where it is, so the
   next check tries again.
-- A check refuses to run (Invalid, with the reason in Japanese) when the integration is
-  disabled, the mode is not FTP or the status is 連動稼働停止: files then stay untouched.
+- A check refuses to run (Invalid, with the admission's Japanese text: `services.admission`,
+  channel ftp) unless the account is admitted: integration disabled, mode not FTP, or
+  status 連動稼働停止 (HOLD): files then stay untouched. The scheduler's due list uses the
+  same admission.
 - At most one check per account at a time, across threads and processes (a lock file
   under `{DATA_DIR}/ftp-locks/`): a check that finds the lock held returns at once with
   `busy=True` and leaves everything to the running one.
@@ -51,6 +53,7 @@ from ..errors import Invalid, NotFound, RenkeiError
 from ..extensions import db
 from ..models import Account, Import, IntegrationSettings, utcnow
 from . import checktimes, ingest
+from .admission import Channel, admit
 
 try:
     import fcntl
@@ -342,15 +345,15 @@ def _account_lock(account_id: int) -> Iterator[bool]:
 def accounts_due(minute: dt.datetime) -> list[int]:
     """Ids of the accounts (integration enabled, mode FTP, status active) whose check time is `minute` (aware)."""
     tz = ZoneInfo(current_app.config.get("TIMEZONE") or "Asia/Tokyo")
-    rows = db.session.scalars(
-        db.select(IntegrationSettings)
+    rows = db.session.execute(
+        db.select(Account, IntegrationSettings)
         .join(Account, Account.id == IntegrationSettings.account_id)
-        .where(Account.integration_enabled.is_(True), IntegrationSettings.mode == "ftp",
-               IntegrationSettings.status == "active")
         .order_by(IntegrationSettings.account_id)
     )
     due: list[int] = []
-    for settings in rows:
+    for account, settings in rows:
+        if not admit(account, Channel.FTP, settings=settings).accepted:
+            continue
         try:
             if checktimes.is_check_time(settings, minute, tz):
                 due.append(settings.account_id)
@@ -365,12 +368,10 @@ def _settings_for_check(account_id: int) -> tuple[Account, IntegrationSettings]:
     if account is None:
         raise NotFound("アカウントが見つかりません。")
     settings = db.session.scalar(db.select(IntegrationSettings).where(IntegrationSettings.account_id == account_id))
-    if not account.integration_enabled or settings is None:
-        raise Invalid("このアカウントでは外部連携設定が有効になっていません。")
-    if settings.mode != "ftp":
-        raise Invalid("データ連動方式がFTP連動ではないため、チェックしません。")
-    if settings.status != "active":
-        raise Invalid("データ連動ステータスが連動稼働停止のため、ファイルはそのまま残しています。")
+    admission = admit(account, Channel.FTP, settings=settings)
+    if not admission.accepted:
+        # Disabled, another mode, or stopped (HOLD): the files stay in the home untouched.
+        raise Invalid(admission.text)
     if not settings.ftp_username:
         raise Invalid("FTPサーバー IDが発行されていません。")
     return account, settings

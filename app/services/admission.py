@@ -1,0 +1,143 @@
+"""Admission: may this account receive a file on this channel now, and what happens otherwise?
+
+One decision for every channel; the adapters (servers/smtp.py, servers/ftp.py,
+services/ftpcheck.py, api/routes.py) only map its outcome to their protocol's answer.
+
+The rules, in this order (the first that applies decides):
+1. integration disabled (外部連携設定が無効), or no settings row → DISABLED;
+2. data mode (データ連動方式) is not the channel's → mail: DISCARD (recorded, the sender list
+   is not checked: it belongs to the mail mode); FTP and API: REFUSE;
+3. mail only, when the sender is known: the From: address is not one of the account's
+   送信元メールアドレス, or could not be read → REFUSE;
+4. status 連動稼働停止 → mail: DISCARD (recorded); FTP: HOLD (the login works, files stay in
+   the home until a check after re-activation); API: REFUSE (409);
+5. otherwise ACCEPT.
+
+Every outcome but ACCEPT carries its reason and its Japanese text (the 取込履歴 note of a
+mail, the flash of 今すぐチェック, the API's message), written here once per channel.
+Before SMTP DATA the sender is not known (`sender` omitted): rule 3 is skipped then, and
+only DISABLED refuses the RCPT; the full answer comes after DATA, with the sender.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the decision itself needs no database: SMTP decides on a snapshot
+    from ..models import Account, IntegrationSettings
+
+
+class Channel(StrEnum):
+    MAIL = "mail"
+    FTP = "ftp"
+    API = "api"
+
+
+class Outcome(StrEnum):
+    ACCEPT = "accept"      # take the file
+    DISCARD = "discard"    # take it from the sender, keep nothing, record why
+    REFUSE = "refuse"      # say no to the sender
+    HOLD = "hold"          # FTP: let the client in, leave its files where they are
+    DISABLED = "disabled"  # integration is off: the account takes nothing on any channel
+
+
+class Reason(StrEnum):
+    DISABLED = "disabled"
+    MODE = "mode"                      # データ連動方式 is another channel's
+    SENDER = "sender"                  # From: not among the 送信元メールアドレス
+    UNREADABLE_SENDER = "unreadable_sender"  # From: missing or not one address
+    STOPPED = "stopped"                # データ連動ステータス is 連動稼働停止
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What admission reads of an account: its switch and the settings that decide."""
+
+    enabled: bool
+    mode: str
+    status: str
+    senders: frozenset[str] = frozenset()  # 送信元メールアドレス, lower case
+
+    @classmethod
+    def of(cls, account: Account, settings: IntegrationSettings | None) -> Standing:
+        """The standing of `account` with its settings row (None: no row, which admits nothing)."""
+        if settings is None:
+            return cls(enabled=False, mode="", status="")
+        return cls(enabled=bool(account.integration_enabled), mode=settings.mode, status=settings.status,
+                   senders=frozenset(s.strip().lower() for s in (settings.senders or []) if s))
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The answer: what happens to a file of this channel, and why (Japanese, empty for ACCEPT)."""
+
+    outcome: Outcome
+    reason: Reason | None = None
+    text: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome is Outcome.ACCEPT
+
+
+ACCEPTED = Admission(Outcome.ACCEPT)
+
+# The outcome and text of each reason per channel: the only place they are written.
+_RULES: dict[Channel, dict[Reason, tuple[Outcome, str]]] = {
+    Channel.MAIL: {
+        Reason.DISABLED: (Outcome.DISABLED, "このアカウントでは外部連携設定が有効になっていません。"),
+        Reason.MODE: (Outcome.DISCARD, "データ連動方式がメール添付連動ではないため、メールを破棄しました"),
+        Reason.SENDER: (Outcome.REFUSE, "送信元メールアドレスに登録されていない差出人のため受信を拒否しました: {sender}"),
+        Reason.UNREADABLE_SENDER: (Outcome.REFUSE, "差出人を確認できないため受信を拒否しました"),
+        Reason.STOPPED: (Outcome.DISCARD, "データ連動ステータスが連動稼働停止のため、メールを破棄しました"),
+    },
+    Channel.FTP: {
+        Reason.DISABLED: (Outcome.DISABLED, "このアカウントでは外部連携設定が有効になっていません。"),
+        Reason.MODE: (Outcome.REFUSE, "データ連動方式がFTP連動ではないため、チェックしません。"),
+        Reason.STOPPED: (Outcome.HOLD, "データ連動ステータスが連動稼働停止のため、ファイルはそのまま残しています。"),
+    },
+    Channel.API: {
+        Reason.DISABLED: (Outcome.DISABLED, "このアカウントでは外部連携が有効になっていません。"),
+        Reason.MODE: (Outcome.REFUSE, "データ連動方式が「API連動」ではありません。"),
+        Reason.STOPPED: (Outcome.REFUSE, "データ連動ステータスが「連動稼働停止」です。"),
+    },
+}
+
+_PENDING = object()  # the sender is not known yet (SMTP RCPT, before DATA)
+
+
+def admit(account: Account | Standing, channel: Channel | str, *, sender: str | None | object = _PENDING,
+          settings: IntegrationSettings | None = None) -> Admission:
+    """Decide whether `account` may receive a file on `channel` now (see the module docstring).
+
+    `account` is an Account (its settings are read unless `settings` is given; needs an app
+    context) or a Standing snapshot. `sender` is the mail's From: address (None: unreadable);
+    other channels ignore it.
+    """
+    channel = Channel(channel)
+    standing = account if isinstance(account, Standing) else Standing.of(account, settings or _settings(account))
+    reason = _reason(standing, channel, sender)
+    if reason is None:
+        return ACCEPTED
+    outcome, text = _RULES[channel][reason]
+    return Admission(outcome, reason, text.format(sender=sender) if reason is Reason.SENDER else text)
+
+
+def _reason(standing: Standing, channel: Channel, sender: str | None | object) -> Reason | None:
+    if not standing.enabled:
+        return Reason.DISABLED
+    if standing.mode != channel:
+        return Reason.MODE
+    if channel is Channel.MAIL and sender is not _PENDING:
+        if not sender:
+            return Reason.UNREADABLE_SENDER
+        if str(sender).strip().lower() not in standing.senders:
+            return Reason.SENDER
+    if standing.status != "active":
+        return Reason.STOPPED
+    return None
+
+
+def _settings(account: Account) -> IntegrationSettings | None:
+    return account.settings
