@@ -1,0 +1,162 @@
+"""Admission (services/admission.py) per channel, and guarded_login (services/bans.py) with an injected sleeper."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from app.extensions import db
+from app.models import IntegrationSettings
+from app.services import admission, bans, integration
+from app.services.admission import Channel, Outcome, Reason, Standing, admit
+
+SENDER = "sales@partner.example"
+STRANGER = "someone@else.example"
+PENDING = "(before DATA)"  # the table's word for "sender not given"
+
+DISABLED_FTP_MAIL = "このアカウントでは外部連携設定が有効になっていません。"
+DISABLED_API = "このアカウントでは外部連携が有効になっていません。"
+
+# channel, enabled, mode, status, sender -> outcome, reason, text
+TABLE = [
+    # mail: mode, then the From: check, then the status
+    ("mail", True, "mail", "active", SENDER, Outcome.ACCEPT, None, ""),
+    ("mail", True, "mail", "active", "Sales@Partner.example", Outcome.ACCEPT, None, ""),
+    ("mail", True, "mail", "active", PENDING, Outcome.ACCEPT, None, ""),
+    ("mail", True, "mail", "active", STRANGER, Outcome.REFUSE, Reason.SENDER,
+     f"送信元メールアドレスに登録されていない差出人のため受信を拒否しました: {STRANGER}"),
+    ("mail", True, "mail", "active", None, Outcome.REFUSE, Reason.UNREADABLE_SENDER,
+     "差出人を確認できないため受信を拒否しました"),
+    ("mail", True, "mail", "stopped", SENDER, Outcome.DISCARD, Reason.STOPPED,
+     "データ連動ステータスが連動稼働停止のため、メールを破棄しました"),
+    ("mail", True, "mail", "stopped", PENDING, Outcome.DISCARD, Reason.STOPPED,
+     "データ連動ステータスが連動稼働停止のため、メールを破棄しました"),
+    # a stopped account still refuses a stranger: the sender rule comes first
+    ("mail", True, "mail", "stopped", STRANGER, Outcome.REFUSE, Reason.SENDER,
+     f"送信元メールアドレスに登録されていない差出人のため受信を拒否しました: {STRANGER}"),
+    # another mode discards without looking at the sender list
+    ("mail", True, "ftp", "active", STRANGER, Outcome.DISCARD, Reason.MODE,
+     "データ連動方式がメール添付連動ではないため、メールを破棄しました"),
+    ("mail", True, "api", "stopped", None, Outcome.DISCARD, Reason.MODE,
+     "データ連動方式がメール添付連動ではないため、メールを破棄しました"),
+    ("mail", False, "mail", "active", SENDER, Outcome.DISABLED, Reason.DISABLED, DISABLED_FTP_MAIL),
+    ("mail", False, "mail", "active", PENDING, Outcome.DISABLED, Reason.DISABLED, DISABLED_FTP_MAIL),
+    # FTP: a stopped status holds the files (login works, the check leaves them)
+    ("ftp", True, "ftp", "active", PENDING, Outcome.ACCEPT, None, ""),
+    ("ftp", True, "ftp", "stopped", PENDING, Outcome.HOLD, Reason.STOPPED,
+     "データ連動ステータスが連動稼働停止のため、ファイルはそのまま残しています。"),
+    ("ftp", True, "mail", "active", PENDING, Outcome.REFUSE, Reason.MODE,
+     "データ連動方式がFTP連動ではないため、チェックしません。"),
+    ("ftp", True, "api", "stopped", PENDING, Outcome.REFUSE, Reason.MODE,
+     "データ連動方式がFTP連動ではないため、チェックしません。"),
+    ("ftp", True, "ftp", "active", STRANGER, Outcome.ACCEPT, None, ""),  # only mail has senders
+    ("ftp", False, "ftp", "active", PENDING, Outcome.DISABLED, Reason.DISABLED, DISABLED_FTP_MAIL),
+    # API: a stopped status is refused (409)
+    ("api", True, "api", "active", PENDING, Outcome.ACCEPT, None, ""),
+    ("api", True, "api", "active", None, Outcome.ACCEPT, None, ""),
+    ("api", True, "api", "stopped", PENDING, Outcome.REFUSE, Reason.STOPPED, "データ連動ステータスが「連動稼働停止」です。"),
+    ("api", True, "mail", "active", PENDING, Outcome.REFUSE, Reason.MODE, "データ連動方式が「API連動」ではありません。"),
+    ("api", True, "ftp", "stopped", PENDING, Outcome.REFUSE, Reason.MODE, "データ連動方式が「API連動」ではありません。"),
+    ("api", False, "api", "active", PENDING, Outcome.DISABLED, Reason.DISABLED, DISABLED_API),
+]
+
+
+def decide(channel, enabled, mode, status, sender):
+    standing = Standing(enabled=enabled, mode=mode, status=status, senders=frozenset({SENDER}))
+    if sender == PENDING:
+        return admit(standing, channel)
+    return admit(standing, channel, sender=sender)
+
+
+@pytest.mark.parametrize("channel, enabled, mode, status, sender, outcome, reason, text", TABLE)
+def test_admission_table(channel, enabled, mode, status, sender, outcome, reason, text):
+    assert decide(channel, enabled, mode, status, sender) == admission.Admission(outcome, reason, text)
+
+
+SENDERS = [SENDER, STRANGER, None, PENDING]
+EVERY = list(itertools.product(Channel, [True, False], ["mail", "ftp", "api"], ["active", "stopped"], SENDERS))
+
+
+@pytest.mark.parametrize("channel, enabled, mode, status, sender", EVERY)
+def test_every_combination_has_an_outcome_with_japanese_text(channel, enabled, mode, status, sender):
+    got = decide(channel, enabled, mode, status, sender)
+    if got.outcome is Outcome.ACCEPT:
+        assert (got.reason, got.text) == (None, "")
+    else:
+        assert got.reason is not None and got.text and not got.text.isascii()
+    # What the switch and the mode decide, nothing else changes.
+    if not enabled:
+        assert got.reason is Reason.DISABLED
+    elif mode != channel:
+        assert got.reason is Reason.MODE
+        assert got.outcome is (Outcome.DISCARD if channel is Channel.MAIL else Outcome.REFUSE)
+
+
+def test_an_account_is_admitted_from_its_stored_settings(make_account):
+    account, _, _ = make_account("acme")
+    settings = integration.get_settings(account.id)
+    settings.mode, settings.status = "api", "stopped"
+    db.session.commit()
+    assert admit(account, "api").reason is Reason.STOPPED
+    assert admit(account, Channel.FTP).text == "データ連動方式がFTP連動ではないため、チェックしません。"
+    account.integration_enabled = False
+    db.session.commit()
+    assert admit(account, Channel.API).outcome is Outcome.DISABLED
+
+
+def test_an_account_without_settings_admits_nothing(make_account):
+    account, _, _ = make_account("acme")
+    db.session.execute(db.delete(IntegrationSettings).where(IntegrationSettings.account_id == account.id))
+    db.session.commit()
+    db.session.expire_all()
+    assert admit(account, Channel.MAIL, sender=SENDER).outcome is Outcome.DISABLED
+
+
+# ---------------------------------------------------------------------------------------
+# guarded_login
+
+
+@pytest.fixture
+def slept(app):
+    """The sleeper the app holds failed logins with, recording instead of waiting."""
+    calls: list[float] = []
+    app.config.update(LOGIN_FAIL_DELAY=7.5, BAN_THRESHOLD=3)
+    app.extensions[bans.SLEEPER] = calls.append
+    return calls
+
+
+def test_guarded_login_holds_only_failures_and_bans_at_the_threshold(app, slept):
+    key = bans.login_key("web", "me@acme.example")
+    assert bans.guarded_login("192.0.2.1", key, lambda: "me").subject == "me"
+    first, second, third = (bans.guarded_login("192.0.2.1", key, lambda: None) for _ in range(3))
+    assert [r.verdict for r in (first, second, third)] == [bans.Verdict.FAILED] * 3
+    assert [r.ban_started for r in (first, second, third)] == [False, False, True]
+    assert slept == [7.5, 7.5, 7.5]
+    # Banned: refused without checking the credentials and without holding the answer.
+    checked = []
+    banned = bans.guarded_login("192.0.2.1", key, lambda: checked.append(1) or "me")
+    assert (banned.verdict, banned.subject, checked, slept) == (bans.Verdict.BANNED, None, [], [7.5] * 3)
+
+
+def test_a_good_login_forgives_its_own_failures(app, slept):
+    key = bans.login_key("ftp", "acme")
+    for _ in range(2):
+        bans.guarded_login("192.0.2.1", key, lambda: None)
+    assert bans.guarded_login("192.0.2.1", key, lambda: "acme").passed
+    assert [bans.guarded_login("192.0.2.1", key, lambda: None).ban_started for _ in range(3)] == [False, False, True]
+
+
+def test_an_explicit_sleeper_wins_over_the_apps(app, slept):
+    mine: list[float] = []
+    bans.guarded_login("192.0.2.1", None, lambda: None, sleep=mine.append)
+    assert (mine, slept) == ([7.5], [])
+
+
+def test_web_and_api_failures_are_held_by_the_injected_sleeper(app, client, make_account, slept):
+    make_account("acme")
+    response = client.post("/login", data={"email": "admin@acme.example", "password": "wrong"})
+    assert response.status_code == 401
+    assert "メールアドレスまたはパスワードが正しくありません。" in response.get_data(as_text=True)
+    response = client.get("/api/v1/members", headers={"Authorization": "Bearer wrong-token"})
+    assert response.status_code == 401
+    assert slept == [7.5, 7.5]
