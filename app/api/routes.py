@@ -4,6 +4,8 @@ Order of checks on every authenticated call, so each answer reveals no more than
 banned address (429) → token missing or wrong (401, the same answer whether or not any
 account exists; failures count towards the shared ban) → per-token rate limit (429) →
 integration disabled (403) → for uploads only: mode is not API (403), status stopped (409).
+The token check is `bans.guarded_login` and the last three are `services.admission.admit`
+(channel api); this module only maps them to answers.
 
 Decisions (the SPEC is silent):
 - A refused upload (401/403/409/413) is not written to the 取込履歴: the caller gets the answer
