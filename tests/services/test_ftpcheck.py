@@ -261,3 +261,24 @@ def test_a_file_deleted_during_its_import_is_kept_in_processed_and_nothing_waits
         ("20180516.csv", True, "processed/20180516_20261128-091500.csv")]
     assert result.waiting == []
     assert (home / "processed" / "20180516_20261128-091500.csv").read_bytes() == ftp_csv()
+
+
+@pytest.mark.parametrize("change, due", [
+    ({}, True),
+    ({"status": "stopped"}, False),
+    ({"mode": "mail"}, False),
+    ({"mode": "api"}, False),
+    ("disable", False),
+])
+def test_only_admitted_accounts_are_due_at_their_check_time(ftp_account, change, due):
+    if change == "disable":
+        accounts.set_integration_enabled(ftp_account.slug, False)
+    else:
+        settings = db.session.scalar(
+            db.select(IntegrationSettings).where(IntegrationSettings.account_id == ftp_account.id))
+        for name, value in change.items():
+            setattr(settings, name, value)
+        db.session.commit()
+    check_minute = dt.datetime(2026, 11, 28, 10, 5, tzinfo=TOKYO)  # hourly from 09:00, 5 minutes late
+    assert ftpcheck.accounts_due(check_minute) == ([ftp_account.id] if due else [])
+    assert ftpcheck.accounts_due(check_minute + dt.timedelta(minutes=1)) == []
