@@ -92,3 +92,18 @@ def test_head_revisions_are_read_from_the_migration_files():
     config = Config()
     config.set_main_option("script_location", MIGRATIONS_DIR)
     assert head_revisions() == set(ScriptDirectory.from_config(config).get_heads())
+
+
+def test_pure_modules_import_without_flask_or_sqlalchemy():
+    # The importer and the domain errors are plain Python: importing them must not pull in the
+    # web stack (app/__init__.py holds only a lazy create_app).
+    code = "import sys; sys.modules.update(flask=None, sqlalchemy=None); import app.importer.layout"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_flask_finds_the_lazy_factory(tmp_path):
+    env = dict(os.environ, RENKEI_DATA_DIR=str(tmp_path), RENKEI_SECRET_KEY="x", DATABASE_URL=f"sqlite:///{tmp_path / 'r.db'}")
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "accounts", "list"], env=env,
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
