@@ -452,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     load_dotenv()
     args = parse_args(argv)
     apply_flags(args)
+    from app import logs
+
+    logs.configure(logging.INFO)  # the servers' log: every part's start, stop and each file handled
 
     stop = threading.Event()
 

@@ -7,7 +7,6 @@ lazy wrapper.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 import sqlite3
 from zoneinfo import ZoneInfo
@@ -15,8 +14,6 @@ from zoneinfo import ZoneInfo
 from dotenv import load_dotenv
 from flask import Flask, render_template, request
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlalchemy.pool import Pool
 
 from . import config as config_module
 from .errors import error_total
@@ -61,6 +58,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     db.init_app(app)
+    _register_sqlite_listeners(app)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -75,11 +73,21 @@ def create_app(config: dict | None = None) -> Flask:
     from .cli import register_cli
 
     register_cli(app)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return app
 
 
-@event.listens_for(Engine, "connect")
+def _register_sqlite_listeners(app: Flask) -> None:
+    """Attach the SQLite connection settings to this app's engines only (not to every engine in the process)."""
+    with app.app_context():
+        engines = list(db.engines.values())
+    for engine in engines:
+        if engine.dialect.name != "sqlite":
+            continue
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # Pool events on an engine go to its pool (and to the pool that replaces it on dispose()).
+        event.listen(engine, "checkin", _sqlite_foreign_keys_back_on)
+
+
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     # WAL lets the UI read while the worker writes; busy_timeout makes writers wait instead of failing.
     if isinstance(dbapi_connection, sqlite3.Connection):
@@ -91,7 +99,6 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
         cur.close()
 
 
-@event.listens_for(Pool, "checkin")
 def _sqlite_foreign_keys_back_on(dbapi_connection, connection_record) -> None:
     # An import turns the checks off on its own connection (services/ingest.py); they are back
     # on before the pool can hand the connection to anyone else.
