@@ -60,20 +60,6 @@ def _slot_offsets(start_min: int, end_min: int, interval: int, delay: int) -> ra
     return range(start_min + delay, end_min + delay + 1, interval)
 
 
-def check_times_on(
-    day: dt.date,
-    start: str | dt.time,
-    end: str | dt.time,
-    interval: int,
-    delay: int,
-    tz: dt.tzinfo | None = None,
-) -> list[dt.datetime]:
-    """The check times whose slot is on `day` (weekdays not considered); aware in `tz` when given, else naive."""
-    start_min, end_min = validate_schedule(start, end, interval, delay)
-    midnight = dt.datetime.combine(day, dt.time(0, 0), tzinfo=tz)
-    return [_wall_clock(midnight, offset) for offset in _slot_offsets(start_min, end_min, interval, delay)]
-
-
 def _wall_clock(midnight: dt.datetime, offset_minutes: int) -> dt.datetime:
     # Adding a timedelta to an aware datetime is wall-clock arithmetic in Python, which is what a schedule means.
     return midnight + dt.timedelta(minutes=offset_minutes)

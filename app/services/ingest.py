@@ -860,7 +860,3 @@ def import_as_dict(imp: Import, *, with_errors: bool = False) -> dict:
         ]
     return data
 
-
-def queued_count() -> int:
-    """Return how many imports wait in the queue (all accounts)."""
-    return db.session.scalar(select(func.count()).select_from(Import).where(Import.status == Import.QUEUED)) or 0

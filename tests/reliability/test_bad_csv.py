@@ -31,9 +31,10 @@ JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 def corpus_account(make_account) -> SimpleNamespace:
     """The account the corpus is written for (see corpus.py)."""
     account, email, _ = make_account("acme")
-    for no, employee_id, name in (*MEMBERS, INACTIVE_MEMBER):
+    for no, employee_id, name in MEMBERS:
         members.create_member(account.id, no, employee_id, name, "営業部")
-    members.set_active(account.id, members.member_lookup(account.id, "no")["4"], False)
+    inactive = members.create_member(account.id, *INACTIVE_MEMBER, "営業部")
+    members.set_active(account.id, inactive.id, False)
     for name, unit in COLUMNS:
         columns.add_column(account.id, name, unit)
     integration.update_settings(account.id, {"mode": "api", "status": "active", "error_to": [ERROR_TO]},
