@@ -711,12 +711,8 @@ class _AppServices:
             account_ids = [a for a in (entry.account_ids or (entry.account_id,)) if db.session.get(Account, a)]
         if not account_ids:
             raise spool.Unstorable(f"account(s) {entry.account_ids or entry.account_id} no longer exist")
-        if entry.kind == spool.MAIL:
-            self.importer.import_mail(account_ids, entry.data, sender=entry.sender or "",
-                                      label=",".join(f"#{a}" for a in account_ids), delivery=entry.delivery)
-        else:  # one file, as spooled by earlier versions
-            self.receive(entry.account_id, entry.filename, entry.data, sender=entry.sender,
-                         dedupe_key=entry.dedupe_key, note=entry.note)
+        self.importer.import_mail(account_ids, entry.data, sender=entry.sender or "",
+                                  label=",".join(f"#{a}" for a in account_ids), delivery=entry.delivery)
 
     def receive(self, account_id: int, filename: str, data: bytes, *, sender: str | None,
                 dedupe_key: str | None, note: str | None, ignored: list[str] | None = None) -> None:
