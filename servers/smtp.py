@@ -17,7 +17,7 @@ starts again; the dedupe keys (the entry's random delivery id + part index + par
 drain repeated after a lost delete harmless. They are not the Message-ID: the same message
 delivered again (mutt's bounce, a saved .eml sent again) is a new delivery and a new import.
 
-Decisions (where SPEC is silent):
+Decisions (where docs/spec.md is silent):
 - Several accounts per message: every RCPT of an issued address is accepted (mutt, s-nail,
   msmtp and curl abort the whole send on a 4xx to a second RCPT), an unknown one gets
   `550 5.1.1` on its own. Several RCPTs for the same account count once. The message is

@@ -1,4 +1,4 @@
-"""`flask …` commands (SPEC section 7). Each command calls a service and maps RenkeiError to exit 1."""
+"""`flask …` commands (docs/spec.md section 8). Each command calls a service and maps RenkeiError to exit 1."""
 import functools
 import logging
 

@@ -1,4 +1,5 @@
-"""FTP check times (SPEC section 3): `start + k × interval + delay` for every k ≥ 0 with `start + k × interval ≤ end`.
+"""FTP check times (docs/spec.md section 3):
+`start + k × interval + delay` for every k ≥ 0 with `start + k × interval ≤ end`.
 
 Pure functions: no Flask, no database. They take plain values or any object with the
 IntegrationSettings attributes (ftp_days, ftp_start, ftp_end, ftp_interval, ftp_delay),

@@ -3,7 +3,8 @@ moved into the database (ingest.receive) later by a drain.
 
 Why: on SQLite one writer holds the lock at a time and a running import holds it for its whole
 transaction, so committing a mail's bytes before `250` made every SMTP answer wait behind imports.
-SPEC 5 allows "file fsynced or DB committed" before `250`: the SMTP server writes here instead.
+docs/spec.md section 5 allows the answer once a file is stored durably (fsynced or committed):
+the SMTP server writes here instead.
 
 One entry = one file `{time_ns}-{counter}-{uuid}.entry`: a one-line JSON header then the bytes:
 a whole received mail (`{"kind": "mail", account_id, account_ids, delivery, sender, received_at}`

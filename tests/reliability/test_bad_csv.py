@@ -115,7 +115,7 @@ def test_bad_csv_case(acme, case: CsvCase, caplog):
     for error in errors:
         assert error.message.strip() and JAPANESE.search(error.message), error.message
         assert error.message != ingest.SYSTEM_ERROR_MESSAGE, "the importer crashed on this file"
-        if "使える見出し" in error.message:  # SPEC: the message lists the account's column names
+        if "使える見出し" in error.message:  # docs/spec.md: the message lists the account's column names
             assert all(name in error.message for name, _ in COLUMNS), error.message
         if error.line is not None:
             # +1: "the quote was never closed" is reported on the line after the last one.

@@ -11,7 +11,7 @@ from app.services.checktimes import is_check_time, next_check_times
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
-# 2018-05-16 is a Wednesday (the SPEC's example file date).
+# 2018-05-16 is a Wednesday (the example file date of docs/spec.md).
 WED = dt.date(2018, 5, 16)
 
 
