@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import inspect
 import logging
 import os
@@ -20,6 +19,8 @@ from typing import Any, Callable
 
 from dotenv import load_dotenv
 
+from servers.web import url_host
+
 log = logging.getLogger("renkei.run")
 
 # Seconds a part may take to stop. The worker gets longer: it finishes the import in progress.
@@ -29,120 +30,6 @@ WORKER_STOP_TIMEOUT = 300.0
 
 # --------------------------------------------------------------------------------------
 # Parts
-
-
-class WebServer:
-    """Waitress serving the app from a thread; stop() closes every socket and ends the thread."""
-
-    def __init__(self, app, host: str, port: int, threads: int = 8) -> None:
-        import waitress
-        from waitress.server import BaseWSGIServer
-        from waitress.trigger import trigger
-
-        # Our own socket map, so that stop() can close exactly this server's sockets.
-        self._map: dict = {}
-        # Waitress reads a whole body (spooling it to a temporary file) before the app sees the
-        # request, so the app's MAX_CONTENT_LENGTH alone would still let a client fill the disk:
-        # waitress itself refuses a larger body (by Content-Length before reading it, chunked
-        # as soon as it passes the cap), with the app's own 413 message.
-        body_cap = app.config["MAX_CONTENT_LENGTH"]
-        self._server = waitress.create_server(app, map=self._map, host=host, port=port, threads=threads, ident="Renkei",
-                                              max_request_body_size=body_cap + 1)  # waitress refuses >= its size
-        sockets = [s for s in self._map.values() if isinstance(s, BaseWSGIServer)]
-        channel = _channel_refusing_large_bodies(app)
-        for listener in sockets:
-            listener.channel_class = channel
-        self._listeners = sockets
-        self._trigger = next(s for s in self._map.values() if isinstance(s, trigger))
-        self.listeners = [f"http://{_url_host(s.effective_host)}:{s.effective_port}/" for s in sockets]
-        self._thread = threading.Thread(target=self._run, name="web", daemon=True)
-
-    def start(self) -> "WebServer":
-        """Serve requests in a background thread."""
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            self._server.run()
-        except Exception:  # a dead web thread must show up in the log, not vanish
-            log.exception("web server stopped unexpectedly")
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Refuse new connections, let requests in progress finish, close all sockets, join the thread."""
-        from waitress import wasyncore
-
-        # Sockets are closed from the loop thread itself (via the trigger): closing them from
-        # here while the loop sits in select() would make select() fail with EBADF.
-        listeners_closed = threading.Event()
-
-        def close_listeners() -> None:
-            for listener in self._listeners:
-                wasyncore.dispatcher.close(listener)
-            listeners_closed.set()
-
-        if not self._thread.is_alive():
-            wasyncore.close_all(self._map)
-            return
-        self._trigger.pull_trigger(close_listeners)
-        listeners_closed.wait(timeout)
-        self._server.task_dispatcher.shutdown(timeout=timeout)
-        # Emptying the map ends waitress' loop, so the thread returns.
-        self._trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            log.warning("web server thread did not end within %.0f s", timeout)
-
-
-def _channel_refusing_large_bodies(app):
-    """A waitress channel class whose 413 (body over the cap) is the app's answer, not waitress' English text:
-    the API's JSON error under /api/, the Japanese error page elsewhere."""
-    import json
-
-    from waitress.channel import HTTPChannel
-    from waitress.parser import HTTPRequestParser
-    from waitress.utilities import Error, RequestEntityTooLarge
-
-    from app.api.routes import error_body
-
-    cap = app.config["MAX_UPLOAD_BYTES"]
-    size = f"{cap / (1024 * 1024):g} MB" if cap >= 1024 * 1024 else f"{cap:,} バイト"
-    message = f"ファイルが大きすぎます(上限 {size})。"
-    api_body = json.dumps(error_body("payload_too_large", f"ファイルが大きすぎます(上限 {cap:,} バイト)。",
-                                     f"The file is too large (limit {cap:,} bytes)."), ensure_ascii=False)
-    with app.test_request_context("/"):
-        from flask import render_template
-
-        page = render_template("error.html", code=413, message=message)
-
-    class TooLarge(Error):
-        code = 413
-        reason = "Request Entity Too Large"
-
-        def __init__(self, path: str):
-            super().__init__("")
-            self.path = path or ""
-
-        def to_response(self, ident=None):
-            if self.path.startswith("/api/"):
-                body, kind = api_body, "application/json"
-            else:
-                body, kind = page, "text/html; charset=utf-8"
-            return f"{self.code} {self.reason}", [("Content-Type", kind)], body.encode("utf-8")
-
-    class Parser(HTTPRequestParser):
-        def received(self, data):
-            consumed = super().received(data)
-            if isinstance(self.error, RequestEntityTooLarge):
-                self.error = TooLarge(self.path)
-            return consumed
-
-    return type("RenkeiChannel", (HTTPChannel,), {"parser_class": Parser})
-
-
-def start_web(app) -> WebServer:
-    """Serve the UI and the API with waitress (never Flask's development server)."""
-    return WebServer(app, app.config["HOST"], app.config["WEB_PORT"]).start()
 
 
 def start_worker(app):
@@ -159,23 +46,11 @@ class Part:
     """How to start one part: a function(app) -> started object, or "module:function" naming one.
 
     The started object has `.stop(timeout=...)` (or `.stop()`) and may have `.listeners`, a list
-    of URLs such as "smtp://127.0.0.1:2525" (or `.host` and `.port`), which run.py prints. The
-    part is available when the module it needs exists; until then `--only` still accepts its
-    name and run.py logs that it is not available yet.
+    of URLs such as "smtp://127.0.0.1:2525" (or `.host` and `.port`), which run.py prints.
     """
 
     start: Callable[[Any], Any] | str
-    needs: str | None = None
     stop_timeout: float = STOP_TIMEOUT
-
-    @property
-    def module(self) -> str | None:
-        if self.needs:
-            return self.needs
-        return self.start.split(":")[0] if isinstance(self.start, str) else None
-
-    def available(self) -> bool:
-        return self.module is None or _module_exists(self.module)
 
     def run(self, app):
         start = self.start
@@ -188,23 +63,12 @@ class Part:
 # Start order; parts are stopped in reverse, so the channels stop taking files before the
 # worker stops (the worker finishes the import in progress). A new part is one line here.
 PARTS: dict[str, Part] = {
-    "worker": Part(start_worker, needs="servers.worker", stop_timeout=WORKER_STOP_TIMEOUT),
+    "worker": Part(start_worker, stop_timeout=WORKER_STOP_TIMEOUT),
     "scheduler": Part("servers.scheduler:start"),
     "smtp": Part("servers.smtp:start"),
     "ftp": Part("servers.ftp:start"),
-    "web": Part(start_web),
+    "web": Part("servers.web:start"),
 }
-
-
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:  # the parent package itself is missing
-        return False
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 # --------------------------------------------------------------------------------------
@@ -287,67 +151,6 @@ def _safe_db_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-DEMO_SLUG = "demo"
-DEMO_NAME = "デモ株式会社"
-DEMO_ADMIN = "admin@demo.example"
-DEMO_MEMBERS = [
-    # (No., 社員ID, 氏名, 部署)
-    (1, "E001", "髙橋 一郎", "営業一部"),
-    (2, "E002", "佐藤 花子", "営業一部"),
-    (3, "E003", "鈴木 次郎", "営業二部"),
-    (4, "E004", "田中 美咲", "営業二部"),
-]
-DEMO_COLUMNS = [("売上", "円"), ("粗利", "円"), ("件数", "件")]
-
-
-@dataclass
-class DemoAccount:
-    """What the operator needs to try the demo account; passwords are known only right after creation."""
-
-    email: str
-    password: str
-    inbound_address: str
-    ftp_username: str
-    ftp_password: str
-
-
-def create_demo_account(app) -> DemoAccount | None:
-    """On a database without accounts, create the demo account; return its logins, else None."""
-    from sqlalchemy.exc import IntegrityError
-
-    from app.errors import Invalid
-    from app.extensions import db
-    from app.services import accounts, columns, integration, members
-
-    with app.app_context():
-        if accounts.list_accounts():
-            return None
-        try:
-            account, password = accounts.create_account(DEMO_SLUG, DEMO_NAME, DEMO_ADMIN)
-        except (Invalid, IntegrityError):
-            # Another process (`--only` on a shared database) created it a moment earlier.
-            db.session.rollback()
-            log.info("demo account already created by another process")
-            return None
-        accounts.set_integration_enabled(DEMO_SLUG, True)
-        for no, employee_id, name, department in DEMO_MEMBERS:
-            members.create_member(account.id, no, employee_id, name, department)
-        for name, unit in DEMO_COLUMNS:
-            columns.add_column(account.id, name, unit)
-        # The admin receives the error reports and may send CSVs by mail (both lists are required in mail mode).
-        integration.update_settings(account.id, {"error_to": [DEMO_ADMIN], "senders": [DEMO_ADMIN]}, "run.py")
-        ftp_password = integration.issue_ftp_password(account.id, "run.py")
-        settings = account.settings
-        log.info("demo account created slug=%s members=%d columns=%d", DEMO_SLUG, len(DEMO_MEMBERS), len(DEMO_COLUMNS))
-        return DemoAccount(
-            email=DEMO_ADMIN,
-            password=password,
-            inbound_address=integration.inbound_address(settings),
-            ftp_username=settings.ftp_username,
-            ftp_password=ftp_password,
-        )
-
-
 # --------------------------------------------------------------------------------------
 # Main
 
@@ -357,9 +160,6 @@ def start_parts(app, names: list[str]) -> list[tuple[str, Any]]:
     started: list[tuple[str, Any]] = []
     for name in names:
         part = PARTS[name]
-        if not part.available():
-            log.warning("part %s not available yet", name)
-            continue
         try:
             handle = part.run(app)
         except Exception:
@@ -411,11 +211,11 @@ def _listeners(name: str, handle: Any) -> list[str]:
         return list(listeners)
     host, port = getattr(handle, "host", None), getattr(handle, "port", None)
     if host and port:
-        return [f"{name}://{_url_host(host)}:{port}"]
+        return [f"{name}://{url_host(host)}:{port}"]
     return []
 
 
-def print_startup(app, started: list[tuple[str, Any]], demo: DemoAccount | None) -> None:
+def print_startup(app, started: list[tuple[str, Any]], demo) -> None:
     """Print one line per listener, the demo logins (first start only), then the READY line."""
     urls: dict[str, str] = {}
     for name, handle in started:
@@ -452,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     load_dotenv()
     args = parse_args(argv)
     apply_flags(args)
+    from app import logs
+
+    logs.configure(logging.INFO)  # the servers' log: every part's start, stop and each file handled
 
     stop = threading.Event()
 
@@ -467,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
 
     app = create_app()
     migrate_database(app)
+    from app.services.demo import create_demo_account
+
     demo = create_demo_account(app)
 
     try:

@@ -1,4 +1,4 @@
-"""Settings read from RENKEI_* environment variables (and `.env`), with defaults from SPEC section 8."""
+"""Settings read from RENKEI_* environment variables (and `.env`), defaults in the README (docs/spec.md section 9)."""
 from __future__ import annotations
 
 import os

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# A file's errors kept (stored, listed, mailed) at most; the rest are only counted (SPEC
+# A file's errors kept (stored, listed, mailed) at most; the rest are only counted (docs/spec.md
 # section 2 "All or nothing": the total is stored and shown). Without a cap a 10 MiB file
 # with every line wrong made 1.9 million error rows.
 MAX_ERRORS_PER_FILE = 1000

@@ -151,7 +151,7 @@ class Import(db.Model):
 
 
 class ImportErrorRecord(db.Model):
-    """One error of a failed import (named with a trailing _ so it never shadows the builtin)."""
+    """One error of a failed import (named ...Record so it never shadows the builtin ImportError)."""
 
     __tablename__ = "import_errors"
 
@@ -189,7 +189,7 @@ class Result(db.Model):
 
 
 class IntegrationSettings(db.Model):
-    """外部連携設定 of one account (SPEC section 3). Lists are JSON arrays of strings."""
+    """外部連携設定 of one account (docs/spec.md section 3). Lists are JSON arrays of strings."""
 
     __tablename__ = "integration_settings"
 

@@ -4,7 +4,7 @@ Each account logs in with its issued FTP ID/PW and sees only its home folder
 `{DATA_DIR}/ftp/<ftp_username>/`. The server only receives files; the scheduled check
 (`app.services.ftpcheck`) imports them later.
 
-Decisions (where SPEC is silent):
+Decisions (where docs/spec.md is silent):
 - Permissions are "elmwdf": change folder, list, make folder, upload, delete, rename.
   No download (RETR), no append (APPE); MFMT (set mtime), STOU (server-named upload) and
   REST (resume) are not offered at all, so clients do not try them. curl -T and lftp

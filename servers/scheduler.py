@@ -7,7 +7,7 @@ on a small thread pool, so a long check never delays the next tick or another ac
 A check never overlaps the previous one of the same account (ftpcheck's lock: the later
 one is skipped and logged).
 
-Decisions (where SPEC is silent):
+Decisions (where docs/spec.md is silent):
 - The clock is injectable (`clock()` returns an aware datetime; default: now in
   TIMEZONE). Each tick evaluates every minute since the previous tick (at most
   CATCH_UP_MINUTES back), so a tick that runs late, or a thread that was paused, does not

@@ -17,7 +17,7 @@ starts again; the dedupe keys (the entry's random delivery id + part index + par
 drain repeated after a lost delete harmless. They are not the Message-ID: the same message
 delivered again (mutt's bounce, a saved .eml sent again) is a new delivery and a new import.
 
-Decisions (where SPEC is silent):
+Decisions (where docs/spec.md is silent):
 - Several accounts per message: every RCPT of an issued address is accepted (mutt, s-nail,
   msmtp and curl abort the whole send on a 4xx to a second RCPT), an unknown one gets
   `550 5.1.1` on its own. Several RCPTs for the same account count once. The message is
@@ -716,12 +716,8 @@ class _AppServices:
             account_ids = [a for a in (entry.account_ids or (entry.account_id,)) if db.session.get(Account, a)]
         if not account_ids:
             raise spool.Unstorable(f"account(s) {entry.account_ids or entry.account_id} no longer exist")
-        if entry.kind == spool.MAIL:
-            self.importer.import_mail(account_ids, entry.data, sender=entry.sender or "",
-                                      label=",".join(f"#{a}" for a in account_ids), delivery=entry.delivery)
-        else:  # one file, as spooled by earlier versions
-            self.receive(entry.account_id, entry.filename, entry.data, sender=entry.sender,
-                         dedupe_key=entry.dedupe_key, note=entry.note)
+        self.importer.import_mail(account_ids, entry.data, sender=entry.sender or "",
+                                  label=",".join(f"#{a}" for a in account_ids), delivery=entry.delivery)
 
     def receive(self, account_id: int, filename: str, data: bytes, *, sender: str | None,
                 dedupe_key: str | None, note: str | None, ignored: list[str] | None = None) -> None:

@@ -92,3 +92,51 @@ def test_head_revisions_are_read_from_the_migration_files():
     config = Config()
     config.set_main_option("script_location", MIGRATIONS_DIR)
     assert head_revisions() == set(ScriptDirectory.from_config(config).get_heads())
+
+
+def test_pure_modules_import_without_flask_or_sqlalchemy():
+    # The importer and the domain errors are plain Python: importing them must not pull in the
+    # web stack (app/__init__.py holds only a lazy create_app).
+    code = "import sys; sys.modules.update(flask=None, sqlalchemy=None); import app.importer.layout"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_flask_finds_the_lazy_factory(tmp_path):
+    env = dict(os.environ, RENKEI_DATA_DIR=str(tmp_path), RENKEI_SECRET_KEY="x", DATABASE_URL=f"sqlite:///{tmp_path / 'r.db'}")
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "accounts", "list"], env=env,
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_sqlite_settings_apply_to_the_apps_engine_only(tmp_path):
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'a.db'}"})
+    other = create_engine(f"sqlite:///{tmp_path / 'other.db'}", poolclass=NullPool)
+    try:
+        with app.app_context():
+            with db.engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+                # An import switches the checks off on its connection; the pool turns them back on.
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            with db.engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            db.engine.dispose()
+        # Another engine in the same process (a tool, a test's own look-up) keeps SQLite's defaults.
+        with other.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "delete"
+    finally:
+        other.dispose()
+
+
+def test_the_factory_configures_no_logging(tmp_path):
+    # Logging is the entry points' choice (run.py: INFO; `flask …`: warnings), not the factory's.
+    code = "import logging; from app import create_app; create_app(); print(logging.getLogger().handlers)"
+    env = dict(os.environ, RENKEI_DATA_DIR=str(tmp_path), RENKEI_SECRET_KEY="x", DATABASE_URL=f"sqlite:///{tmp_path / 'r.db'}")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -227,15 +227,11 @@ def test_only_web_starts_without_the_worker_and_ctrl_c_stops_it(start):
     assert not _port_is_open(port)
 
 
-def test_every_part_name_is_accepted_even_before_its_server_exists(start):
+def test_only_starts_exactly_the_named_parts(start):
     run = start("--only", "web,smtp,ftp,scheduler")
     ready = run.wait_ready()
-    for name in ("smtp", "ftp", "scheduler"):
-        available = (ROOT / "servers" / f"{name}.py").exists()
-        started = name in ready["parts"].split(",")
-        assert started == available, run.output()
-        if not available:
-            assert f"part {name} not available yet" in run.output()
+    assert ready["parts"] == "scheduler,smtp,ftp,web", run.output()
+    assert "part worker" not in run.output()
     assert run.stop() == 0, run.output()
 
 

@@ -1,4 +1,4 @@
-"""HTTP API (SPEC section 5): uploads for API連動 and a read API, Bearer token per account.
+"""HTTP API (docs/spec.md section 5): uploads for API連動 and a read API, Bearer token per account.
 
 Order of checks on every authenticated call, so each answer reveals no more than it must:
 banned address (429) → token missing or wrong (401, the same answer whether or not any
@@ -7,7 +7,7 @@ integration disabled (403) → for uploads only: mode is not API (403), status s
 The token check is `bans.guarded_login` and the last three are `services.admission.admit`
 (channel api); this module only maps them to answers.
 
-Decisions (the SPEC is silent):
+Decisions (where docs/spec.md is silent):
 - A refused upload (401/403/409/413) is not written to the 取込履歴: the caller gets the answer
   at once, and a misconfigured client retrying would only flood the history.
 - With multipart, `?filename=` (when given) wins over the part's own file name, so a client
@@ -41,7 +41,8 @@ DEFAULT_ERRORS_PAGE = 100
 MAX_ERRORS_PAGE = 500
 MAX_FILENAME = 255
 DEFAULT_PAGE_SIZE = 50
-# The largest id a 64-bit INTEGER column can hold; a bigger one cannot exist (and SQLite would raise).
+# The largest OFFSET (and page) number the databases take: a signed 64-bit integer (SQLite raises on a
+# bigger one). Ids are smaller: 32-bit INTEGER columns, see auth/access.MAX_ROW_ID.
 MAX_ID = 2**63 - 1
 REALM = 'Bearer realm="Renkei API"'
 

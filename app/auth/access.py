@@ -26,7 +26,7 @@ def admin_required(view):
 
 
 def integration_required(view):
-    """Answer 404 unless the operator enabled integration for the user's account (SPEC section 1)."""
+    """Answer 404 unless the operator enabled integration for the user's account (docs/spec.md section 1)."""
 
     @wraps(view)
     @login_required

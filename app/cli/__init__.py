@@ -1,10 +1,12 @@
-"""`flask …` commands (SPEC section 7). Each command calls a service and maps RenkeiError to exit 1."""
+"""`flask …` commands (docs/spec.md section 8). Each command calls a service and maps RenkeiError to exit 1."""
 import functools
+import logging
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
+from .. import logs
 from ..extensions import ensure_database_current, init_migrations
 from . import accounts, imports, integration, members
 
@@ -28,6 +30,8 @@ def _schema_first(callback):
     @functools.wraps(callback or (lambda: None))
     @with_appcontext
     def run(*args, **kwargs):
+        # A command prints its own result; the log adds only warnings and errors (run.py logs INFO).
+        logs.configure(logging.WARNING)
         ensure_database_current(current_app._get_current_object())
         return callback(*args, **kwargs) if callback else None
 

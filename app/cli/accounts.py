@@ -1,4 +1,4 @@
-"""`flask accounts …`: create and list accounts, switch 外部連携設定 on or off (SPEC section 7)."""
+"""`flask accounts …`: create and list accounts, switch 外部連携設定 on or off (docs/spec.md section 8)."""
 from __future__ import annotations
 
 import sys

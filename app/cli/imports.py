@@ -1,4 +1,4 @@
-"""`flask import-csv`, `flask imports list`, `flask results export` (SPEC section 7)."""
+"""`flask import-csv`, `flask imports list`, `flask results export` (docs/spec.md section 8)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""`flask integration show|set|ftp-password|api-token` (SPEC section 7), all through services.integration."""
+"""`flask integration show|set|ftp-password|api-token` (docs/spec.md section 8), all through services.integration."""
 from __future__ import annotations
 
 import json

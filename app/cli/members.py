@@ -1,4 +1,4 @@
-"""`flask members import` and `flask columns add` (SPEC section 7)."""
+"""`flask members import` and `flask columns add` (docs/spec.md section 8)."""
 from __future__ import annotations
 
 import sys

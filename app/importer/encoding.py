@@ -1,4 +1,4 @@
-"""Turn the bytes of a received CSV file into text (SPEC section 2, "Encoding")."""
+"""Turn the bytes of a received CSV file into text (docs/spec.md section 2, "Characters")."""
 from __future__ import annotations
 
 import codecs

@@ -1,4 +1,4 @@
-"""The period a CSV file covers, from its name (SPEC section 2, "File name")."""
+"""The period a CSV file covers, from its name (docs/spec.md section 2, "Names")."""
 from __future__ import annotations
 
 import datetime

@@ -1,4 +1,4 @@
-"""Header and value rules of a results CSV (SPEC section 2, "Layout"), read record by record."""
+"""Header and value rules of a results CSV (docs/spec.md section 2, "Layout"), read record by record."""
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,5 @@
-"""FTP check times (SPEC section 3): `start + k × interval + delay` for every k ≥ 0 with `start + k × interval ≤ end`.
+"""FTP check times (docs/spec.md section 3):
+`start + k × interval + delay` for every k ≥ 0 with `start + k × interval ≤ end`.
 
 Pure functions: no Flask, no database. They take plain values or any object with the
 IntegrationSettings attributes (ftp_days, ftp_start, ftp_end, ftp_interval, ftp_delay),
@@ -58,20 +59,6 @@ def validate_schedule(start: str | dt.time, end: str | dt.time, interval: int, d
 def _slot_offsets(start_min: int, end_min: int, interval: int, delay: int) -> range:
     """Minutes after the slot day's midnight at which checks happen (may exceed 24h by the delay)."""
     return range(start_min + delay, end_min + delay + 1, interval)
-
-
-def check_times_on(
-    day: dt.date,
-    start: str | dt.time,
-    end: str | dt.time,
-    interval: int,
-    delay: int,
-    tz: dt.tzinfo | None = None,
-) -> list[dt.datetime]:
-    """The check times whose slot is on `day` (weekdays not considered); aware in `tz` when given, else naive."""
-    start_min, end_min = validate_schedule(start, end, interval, delay)
-    midnight = dt.datetime.combine(day, dt.time(0, 0), tzinfo=tz)
-    return [_wall_clock(midnight, offset) for offset in _slot_offsets(start_min, end_min, interval, delay)]
 
 
 def _wall_clock(midnight: dt.datetime, offset_minutes: int) -> dt.datetime:

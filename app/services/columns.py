@@ -5,16 +5,11 @@ import unicodedata
 
 from ..errors import Invalid, NotFound
 from ..extensions import db
-from ..importer.layout import key_header_kind
+from ..importer.layout import key_header_kind, normalize
 from ..models import GraphColumn
 
 # Headers that mean something else in a results CSV, so no graph column may carry them.
 RESERVED_NAMES = ("備考", "No.", "社員ID")
-
-
-def normalize_name(name: str | None) -> str:
-    """Return the name as the CSV importer compares headers: Unicode NFKC, then trimmed."""
-    return unicodedata.normalize("NFKC", name or "").strip()
 
 
 def list_columns(account_id: int) -> list[GraphColumn]:
@@ -26,11 +21,6 @@ def list_columns(account_id: int) -> list[GraphColumn]:
             .order_by(GraphColumn.position, GraphColumn.id)
         )
     )
-
-
-def column_lookup(account_id: int) -> dict[str, int]:
-    """Map each graph column's name (already NFKC-normalized and trimmed) to its id."""
-    return {column.name: column.id for column in list_columns(account_id)}
 
 
 def get_column(account_id: int, column_id: int) -> GraphColumn:
@@ -104,8 +94,9 @@ def delete_column(account_id: int, column_id: int) -> None:
 def _clean(account_id: int, column_id: int | None, name: str | None, unit: str | None, position) -> dict:
     """Validate a column's fields; return the values to store or raise Invalid with every field's error."""
     problems: dict[str, list[str]] = {}
-    # Stored normalized, so the DB's unique constraint and the importer's header match agree.
-    clean_name = normalize_name(name)
+    # Stored as the importer compares headers (layout.normalize), so the DB's unique constraint
+    # and the importer's header match agree.
+    clean_name = normalize(name or "")
     if not clean_name:
         problems["name"] = ["名前を入力してください。"]
     elif len(clean_name) > 100:

@@ -3,7 +3,7 @@
 Called by the scheduler at the account's check times, by the 今すぐチェック button and by
 `flask integration check-now SLUG`.
 
-Decisions (where SPEC is silent):
+Decisions (where docs/spec.md is silent):
 - Candidates: regular files (not symlinks) directly in the home whose name ends with
   `.csv` (any case), does not start with "." and whose size and mtime have not changed
   for FTP_QUIET_SECONDS (default 10 s). Names ending in .tmp, .part or .filepart are

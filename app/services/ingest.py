@@ -565,7 +565,7 @@ def _skip_foreign_key_checks() -> None:
     id just read from the account's members (never deleted): checking three parents per row
     costs about a third of the insert. SQLite ignores the PRAGMA inside a transaction, so it is
     set before the import's first write; the pool turns the checks back on when the connection
-    is checked in (app/__init__.py), so no other unit of work ever runs without them.
+    is checked in (app/factory.py), so no other unit of work ever runs without them.
     """
     connection = db.session.connection()
     if connection.dialect.name == "sqlite":
@@ -860,7 +860,3 @@ def import_as_dict(imp: Import, *, with_errors: bool = False) -> dict:
         ]
     return data
 
-
-def queued_count() -> int:
-    """Return how many imports wait in the queue (all accounts)."""
-    return db.session.scalar(select(func.count()).select_from(Import).where(Import.status == Import.QUEUED)) or 0

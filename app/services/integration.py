@@ -1,4 +1,5 @@
-"""外部連携設定 (SPEC section 3): the one place that validates and saves an account's integration settings.
+"""外部連携設定 (docs/spec.md section 3):
+the one place that validates and saves an account's integration settings.
 
 The settings tab, `flask integration …` and the channel servers all go through here:
 - `update_settings` validates every field and raises Invalid with `errors` {field: [messages]};
@@ -9,7 +10,7 @@ The settings tab, `flask integration …` and the channel servers all go through
   enabled, the mode and the status are the caller's decision (each channel answers
   those cases differently, e.g. the API's 401 vs 403 vs 409).
 
-Decisions (the SPEC is silent):
+Decisions (where docs/spec.md is silent):
 - Only the fields of the selected mode are required and validated. A value of another
   mode that is valid is saved; one that is not is ignored and the stored value kept, so
   switching modes never loses anything and never fails on a field the user cannot see.
@@ -124,7 +125,7 @@ def next_checks(settings: IntegrationSettings, now: dt.datetime | None = None) -
 
 
 def as_dict(account: Account, settings: IntegrationSettings, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The settings as `flask integration show` prints them (SPEC section 7); never a secret."""
+    """The settings as `flask integration show` prints them (docs/spec.md section 8); never a secret."""
     return {
         "enabled": bool(account.integration_enabled),
         "mode": settings.mode,

@@ -10,8 +10,6 @@ from ..extensions import db
 from ..importer.addresses import InvalidAddress, normalize_address
 from ..models import Member
 
-MEMBER_KEYS = ("no", "employee_id")
-
 # Deliberately permissive: one @, no spaces, a dot in the domain. Report addresses are
 # checked by the mail relay anyway; this only catches typing mistakes.
 
@@ -40,24 +38,6 @@ def get_member(account_id: int, member_id: int) -> Member:
     if member is None or member.account_id != account_id:
         raise NotFound("メンバーが見つかりません。")
     return member
-
-
-def member_lookup(account_id: int, member_key: str) -> dict[str, int]:
-    """Map the text of column 1 of a results CSV to a member id (active members only).
-
-    For "no" the key is str(no) (e.g. "7"); for "employee_id" it is the stored 社員ID
-    exactly, leading zeros included. Members without a 社員ID are absent from that map.
-    """
-    if member_key not in MEMBER_KEYS:
-        raise ValueError(f"unknown member key: {member_key!r}")
-    rows = db.session.execute(
-        db.select(Member.id, Member.no, Member.employee_id).where(
-            Member.account_id == account_id, Member.active.is_(True)
-        )
-    )
-    if member_key == "no":
-        return {str(no): member_id for member_id, no, _ in rows}
-    return {employee_id: member_id for member_id, _, employee_id in rows if employee_id}
 
 
 def create_member(

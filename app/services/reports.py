@@ -1,4 +1,4 @@
-"""Report mails after an attempted import (SPEC section 4): Japanese plain text, written to the outbox.
+"""Report mails after an attempted import (docs/spec.md section 4): Japanese plain text, written to the outbox.
 
 The caller commits: the report goes into the same transaction as the import's final status,
 so a crash can neither lose a report nor send one for an import that did not end.

@@ -3,14 +3,15 @@ moved into the database (ingest.receive) later by a drain.
 
 Why: on SQLite one writer holds the lock at a time and a running import holds it for its whole
 transaction, so committing a mail's bytes before `250` made every SMTP answer wait behind imports.
-SPEC 5 allows "file fsynced or DB committed" before `250`: the SMTP server writes here instead.
+docs/spec.md section 5 allows the answer once a file is stored durably (fsynced or committed):
+the SMTP server writes here instead.
 
-One entry = one file `{time_ns}-{counter}-{uuid}.entry`: a one-line JSON header then the bytes.
-Two kinds: a whole received mail (`{"kind": "mail", account_id, account_ids, delivery, sender,
-received_at}` + the raw message, written by the SMTP server, whose drain parses it after `250`
-and imports it once for each account in `account_ids`), and one file
-(account_id, filename, sender, dedupe_key, note, received_at + the file's bytes; no "kind": the
-format of earlier versions, still read). It is written under a
+One entry = one file `{time_ns}-{counter}-{uuid}.entry`: a one-line JSON header then the bytes:
+a whole received mail (`{"kind": "mail", account_id, account_ids, delivery, sender, received_at}`
++ the raw message), written by the SMTP server, whose drain parses it after `250` and imports it
+once for each account in `account_ids`. Mail entries of earlier versions (no `account_ids`, no
+`delivery`) are still read. The one-file entries of still earlier versions (no "kind") are not:
+they are set aside as `.bad` like any unreadable entry, bytes kept. It is written under a
 temporary name starting with `.tmp-`, fsynced, renamed to its final name and the folder fsynced,
 so a final name always holds a complete entry; a temporary file is the leftover of a crash during
 the write (its message was never acknowledged) and is removed by `clean_temporaries()`.
@@ -44,8 +45,7 @@ log = logging.getLogger(__name__)
 TEMP_PREFIX = ".tmp-"
 ENTRY_SUFFIX = ".entry"
 BAD_SUFFIX = ".bad"  # a final entry whose header cannot be read: kept aside, never deleted
-MAIL = "mail"  # entry kinds
-FILE = "file"
+MAIL = "mail"  # the entry kind
 
 # Names sort in write order even when two entries share a nanosecond timestamp.
 _counter = itertools.count()
@@ -54,17 +54,14 @@ _counter_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class Entry:
-    """One spooled entry: a whole mail (kind "mail": `data` is the raw message) or one file (kind "file")."""
+    """One spooled mail: `data` is the raw message, its files are known only once it is parsed."""
 
     path: Path
     account_id: int
-    filename: str  # "" for a mail (its files are known only once it is parsed)
     data: bytes
     sender: str | None
-    dedupe_key: str | None
-    note: str | None
     received_at: str
-    kind: str = FILE
+    kind: str = MAIL
     account_ids: tuple[int, ...] = ()  # a mail: every account it was accepted for (account_id first)
     delivery: str | None = None  # a mail: the random id of this delivery (None in earlier versions' entries)
 
@@ -98,13 +95,6 @@ def _next_name() -> str:
         count = next(_counter) % 1_000_000
         stamp = time.time_ns()
     return f"{stamp:020d}-{count:06d}-{uuid.uuid4().hex}{ENTRY_SUFFIX}"
-
-
-def write(folder: Path, *, account_id: int, filename: str, data: bytes, sender: str | None,
-          dedupe_key: str | None, note: str | None) -> Path:
-    """Write one file entry durably (fsync file, rename, fsync folder) and return its final path."""
-    return _write(folder, {"account_id": account_id, "filename": filename, "sender": sender,
-                           "dedupe_key": dedupe_key, "note": note}, data)
 
 
 def write_mail(folder: Path, *, account_ids: list[int], sender: str, raw: bytes) -> Path:
@@ -152,15 +142,13 @@ def read(path: Path) -> Entry:
         if not newline:
             raise ValueError("no header line")
         meta = json.loads(head.decode("ascii"))
-        kind = meta.get("kind", FILE)
-        if kind not in (MAIL, FILE):
-            raise ValueError(f"unknown kind {kind!r}")
+        kind = meta.get("kind")
+        if kind != MAIL:
+            raise ValueError(f"not a mail entry (kind {kind!r})")
         account_id = int(meta["account_id"])
         account_ids = tuple(int(a) for a in meta.get("account_ids") or [account_id])
-        return Entry(path=path, account_id=account_id,
-                     filename="" if kind == MAIL else str(meta["filename"]), data=data,
-                     sender=meta.get("sender"), dedupe_key=meta.get("dedupe_key"), note=meta.get("note"),
-                     received_at=str(meta.get("received_at") or ""), kind=kind, account_ids=account_ids,
+        return Entry(path=path, account_id=account_id, data=data, sender=meta.get("sender"),
+                     received_at=str(meta.get("received_at") or ""), account_ids=account_ids,
                      delivery=str(meta["delivery"]) if meta.get("delivery") else None)
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise SpoolCorrupt(f"{path.name}: {error}") from error

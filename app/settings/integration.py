@@ -1,4 +1,4 @@
-"""The 外部連携設定 tab (SPEC section 3): one form for every mode, plus the re-issue buttons."""
+"""The 外部連携設定 tab (docs/spec.md section 3): one form for every mode, plus the re-issue buttons."""
 from __future__ import annotations
 
 from flask import abort, flash, make_response, redirect, render_template, request, session, url_for

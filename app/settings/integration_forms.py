@@ -30,7 +30,7 @@ def _choices(labels: dict) -> list[SelectChoice]:
 
 
 class IntegrationForm(FlaskForm):
-    """Every field of SPEC section 3; choices are not checked here so the service's Japanese message is shown."""
+    """Every field of docs/spec.md section 3; choices are checked by the service (its Japanese message is shown)."""
 
     mode = SelectField("データ連動方式", choices=_choices(service.MODES), validate_choice=False)
     status = SelectField("データ連動ステータス", choices=_choices(service.STATUSES), validate_choice=False)

@@ -1,7 +1,7 @@
 """Fixtures and helpers of the HTTP API tests (imported by each test module; no conftest here).
 
 api_account   an integration-enabled account in API連動 mode, active, with members, columns and a token
-api_server    the app served by waitress (run.WebServer) on a free port; yields the base URL
+api_server    the app served by waitress (servers.web.WebServer) on a free port; yields the base URL
 api_worker    the import worker, so 202-queued uploads get imported
 csv_bytes     a results CSV as Excel writes it (cp932, CRLF)
 """
@@ -72,7 +72,7 @@ def api_account(app, make_account) -> SimpleNamespace:
 @pytest.fixture
 def api_server(app):
     """Serve the app with waitress from a thread on a free port; yields "http://127.0.0.1:PORT"."""
-    from run import WebServer
+    from servers.web import WebServer
 
     server = WebServer(app, "127.0.0.1", 0, threads=4).start()
     try:

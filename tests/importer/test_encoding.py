@@ -1,4 +1,4 @@
-"""Decoding received bytes (SPEC section 2, "Encoding")."""
+"""Decoding received bytes (docs/spec.md section 2, "Characters")."""
 from __future__ import annotations
 
 import random

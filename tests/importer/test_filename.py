@@ -1,4 +1,4 @@
-"""File names and query periods (SPEC section 2, "File name")."""
+"""File names and query periods (docs/spec.md section 2, "Names")."""
 from __future__ import annotations
 
 import datetime

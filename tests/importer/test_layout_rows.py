@@ -1,4 +1,4 @@
-"""Records, line numbers and whole-file rules of a results CSV (SPEC section 2)."""
+"""Records, line numbers and whole-file rules of a results CSV (docs/spec.md section 2)."""
 from __future__ import annotations
 
 import types

@@ -1,4 +1,4 @@
-"""Value and member-key rules of a results CSV (SPEC section 2, "Layout")."""
+"""Value and member-key rules of a results CSV (docs/spec.md section 2, "Layout")."""
 from __future__ import annotations
 
 import pytest

@@ -120,7 +120,7 @@ def csv_cases() -> list[CsvCase]:
         CsvCase("name-traversal-bad-base", "../../etc/passwd.csv", good, value="passwd.csv",
                 message=FILENAME_MESSAGE),
         CsvCase("name-yyyyhhmm-typo", "20182530.csv", good, message=FILENAME_MESSAGE),
-        # A directory part is stripped first (SPEC section 2): these are valid files.
+        # A directory part is stripped first (docs/spec.md section 2): these are valid files.
         CsvCase("name-traversal-valid-base", "../../../20180517.csv", good, ok=True, rows=2),
         CsvCase("name-windows-path-valid-base", "C:\\evil\\20180518.csv", good, ok=True, rows=2),
         CsvCase("name-upper-case-extension", "20180519.CSV", good, ok=True, rows=2),

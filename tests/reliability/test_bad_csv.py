@@ -31,9 +31,10 @@ JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 def corpus_account(make_account) -> SimpleNamespace:
     """The account the corpus is written for (see corpus.py)."""
     account, email, _ = make_account("acme")
-    for no, employee_id, name in (*MEMBERS, INACTIVE_MEMBER):
+    for no, employee_id, name in MEMBERS:
         members.create_member(account.id, no, employee_id, name, "営業部")
-    members.set_active(account.id, members.member_lookup(account.id, "no")["4"], False)
+    inactive = members.create_member(account.id, *INACTIVE_MEMBER, "営業部")
+    members.set_active(account.id, inactive.id, False)
     for name, unit in COLUMNS:
         columns.add_column(account.id, name, unit)
     integration.update_settings(account.id, {"mode": "api", "status": "active", "error_to": [ERROR_TO]},
@@ -114,7 +115,7 @@ def test_bad_csv_case(acme, case: CsvCase, caplog):
     for error in errors:
         assert error.message.strip() and JAPANESE.search(error.message), error.message
         assert error.message != ingest.SYSTEM_ERROR_MESSAGE, "the importer crashed on this file"
-        if "使える見出し" in error.message:  # SPEC: the message lists the account's column names
+        if "使える見出し" in error.message:  # docs/spec.md: the message lists the account's column names
             assert all(name in error.message for name, _ in COLUMNS), error.message
         if error.line is not None:
             # +1: "the quote was never closed" is reported on the line after the last one.

@@ -310,7 +310,7 @@ MAIL_CASES = [
              text="解釈できません", sender=""),
     MailCase("cp932-bytes-in-from", _from("営業 <sales@partner.example>".encode("cp932")), 550, "refused",
              text="文字コード", sender=""),
-    # The envelope sender is registered, but the From: header is what counts (SPEC section 3).
+    # The envelope sender is registered, but the From: header is what counts (docs/spec.md section 3).
     MailCase("registered-envelope-foreign-from", _from(b"evil@x.example"), 550, "refused",
              text="evil@x.example", sender="evil@x.example"),
     MailCase("over-the-size-limit", _with_csv(data=csv_bytes([["No.", "売上", "備考"]]

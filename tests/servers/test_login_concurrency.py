@@ -1,4 +1,4 @@
-"""Failed logins arriving at once, through a real waitress server (run.WebServer) and real HTTP clients.
+"""Failed logins arriving at once, through a real waitress server (servers.web.WebServer) and real HTTP clients.
 
 The Flask test client runs requests one after another; only a real server shows what concurrent
 guesses do to the shared counters: no 500, and the ban starts at exactly BAN_THRESHOLD.
@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from run import WebServer
+from servers.web import WebServer
 
 GUESSES = 24
 THRESHOLD = 10

@@ -23,7 +23,7 @@ from app.extensions import db
 from app.models import Import, Result
 from app.services import spool
 from servers.smtp import MailHandler, MailImporter, Recipient
-from tests.servers.conftest import SMTP_ERROR_TO, SMTP_SENDER, SMTP_SUCCESS_TO
+from tests.servers.conftest import SMTP_ERROR_TO, SMTP_SENDER, SMTP_SUCCESS_TO, smtp_message
 from tests.smtp_sink import RawSmtp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -451,17 +451,18 @@ def test_kill_9_right_after_250_then_restart_imports_exactly_once(app, smtp_acco
     assert [(i.filename, i.status) for i in imports(smtp_account.id)] == [("20180516.csv", Import.SUCCEEDED)]
 
 
-def spool_entry(folder, account_id: int, filename: str, data: bytes, key: str) -> Path:
-    return spool.write(folder, account_id=account_id, filename=filename, data=data, sender=SMTP_SENDER,
-                       dedupe_key=key, note=None)
+def spool_entry(folder, account_id: int, filename: str, data: bytes) -> Path:
+    """A spooled mail carrying one attached file, as the SMTP server writes it before `250`."""
+    raw = smtp_message(SMTP_SENDER, "in@renkei.localhost", [(filename, data)]).as_bytes()
+    return spool.write_mail(folder, account_ids=[account_id], sender=SMTP_SENDER, raw=raw)
 
 
 def test_spool_entry_left_by_a_crash_is_imported_when_the_server_starts(app, smtp_start, smtp_account,
                                                                         smtp_mail, smtp_wait):
     folder = spool.mail_folder(app.config["DATA_DIR"])
-    first = spool_entry(folder, smtp_account.id, "20180516.csv", smtp_mail.csv(), "mail:crash:0")
-    spool_entry(folder, smtp_account.id, "20180517.csv", smtp_mail.csv(), "mail:crash:1")
-    assert spool.read(first).filename == "20180516.csv"
+    first = spool_entry(folder, smtp_account.id, "20180516.csv", smtp_mail.csv())
+    spool_entry(folder, smtp_account.id, "20180517.csv", smtp_mail.csv())
+    assert spool.read(first).account_ids == (smtp_account.id,)
 
     smtp_start()  # no mail sent: only the leftovers
     rows = smtp_wait(lambda: stored(smtp_account.id, 2), message="the leftover entries")
@@ -477,7 +478,7 @@ def test_unrenamed_temporary_spool_file_is_ignored_and_removed(app, smtp_start, 
     folder = spool.mail_folder(app.config["DATA_DIR"])
     partial = folder / (spool.TEMP_PREFIX + "00000000000000000001-000000-cut.entry")
     partial.write_bytes(b'{"account_id": %d, "filename": "20180515.csv"' % smtp_account.id)  # cut mid-header
-    spool_entry(folder, smtp_account.id, "20180516.csv", smtp_mail.csv(), "mail:whole:0")
+    spool_entry(folder, smtp_account.id, "20180516.csv", smtp_mail.csv())
 
     smtp_start()
     assert not partial.exists()  # cleaned before the server accepts mail
@@ -514,8 +515,8 @@ def test_database_failure_during_drain_keeps_the_entry_and_retries(app, smtp_sta
 
 def test_drain_keeps_the_entry_when_store_fails_and_stores_in_order(tmp_path):
     folder = spool.mail_folder(tmp_path)
-    for n in range(3):
-        spool_entry(folder, 1, f"2018051{n}.csv", f"data {n}".encode(), f"k{n}")
+    raws = [spool_entry(folder, 1, f"2018051{n}.csv", f"data {n}".encode()).read_bytes().partition(b"\n")[2]
+            for n in range(3)]
 
     def broken(entry):
         raise RuntimeError("database is locked")
@@ -525,10 +526,38 @@ def test_drain_keeps_the_entry_when_store_fails_and_stores_in_order(tmp_path):
     assert len(spool.pending(folder)) == 3
     stored_entries = []
     assert spool.drain(folder, stored_entries.append) == 3
-    assert [(e.filename, e.data, e.dedupe_key) for e in stored_entries] == [
-        ("20180510.csv", b"data 0", "k0"), ("20180511.csv", b"data 1", "k1"), ("20180512.csv", b"data 2", "k2")
-    ]
+    assert [e.data for e in stored_entries] == raws
     assert spool.pending(folder) == []
+
+
+def test_mail_entry_of_an_earlier_version_is_drained(app, smtp_account, smtp_mail):
+    # Before account_ids and delivery ids, a mail entry named its one account only.
+    from servers.smtp import _AppServices
+
+    folder = spool.mail_folder(app.config["DATA_DIR"])
+    raw = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())]).as_bytes()
+    path = folder / "00000000000000000001-000000-old.entry"
+    path.write_bytes(b'{"kind": "mail", "account_id": %d, "sender": "%s", "received_at": ""}\n'
+                     % (smtp_account.id, SMTP_SENDER.encode()) + raw)
+    assert spool.drain(folder, _AppServices(app).store_spooled) == 1
+    db.session.rollback()
+    assert [(i.filename, i.channel, i.sender) for i in imports(smtp_account.id)] == [
+        ("20180516.csv", "mail", SMTP_SENDER)]
+    assert spool.pending(folder) == []
+
+
+def test_one_file_entry_of_still_earlier_versions_is_set_aside_not_imported(app, smtp_account, smtp_mail):
+    from servers.smtp import _AppServices
+
+    folder = spool.mail_folder(app.config["DATA_DIR"])
+    path = folder / "00000000000000000001-000000-file.entry"
+    path.write_bytes(b'{"account_id": %d, "filename": "20180516.csv", "sender": null, "dedupe_key": "k", '
+                     b'"note": null, "received_at": ""}\n' % smtp_account.id + smtp_mail.csv())
+    spool.drain(folder, _AppServices(app).store_spooled)
+    db.session.rollback()
+    assert imports(smtp_account.id) == []
+    assert spool.pending(folder) == []
+    assert path.with_name(path.name + spool.BAD_SUFFIX).read_bytes().endswith(smtp_mail.csv())
 
 
 # ---------------------------------------------------------------------------------------
