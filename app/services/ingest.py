@@ -377,7 +377,7 @@ def run_import(import_id: int) -> Import:
                 replaced, rows, unstorable = _store_rows(imp, prepared)
                 errors = prepared.reader.errors + unstorable
                 if not errors:
-                    totals.record_import(imp.id, account_id, prepared.period.date)
+                    totals.record_import(imp.id, account_id, prepared.period.date, prepared.columns.values())
             # Free the decoded text before the Import row is updated: SQLite rewrites the whole
             # row, stored bytes included, and holds two copies of them while doing so.
             prepared.reader = None
