@@ -188,6 +188,35 @@ class Result(db.Model):
     note: Mapped[str | None] = mapped_column(Text)
 
 
+class ImportTotal(db.Model):
+    """Per succeeded import, member and graph column: the sum of the column's values and its lines.
+
+    column_id 0 holds the member's line count (lines with or without values); see services/totals.py.
+    No foreign key on column_id: a deleted column's sums stay, as its values stay in the rows.
+    """
+
+    __tablename__ = "import_totals"
+
+    import_id: Mapped[int] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    column_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    total: Mapped[float]
+    line_count: Mapped[int]
+
+
+class MonthTotal(db.Model):
+    """Per account, calendar month (its first day), member and column: the month's sum over imports and hand-typed results."""
+
+    __tablename__ = "month_totals"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    period_month: Mapped[dt.date] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    column_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    total: Mapped[float]
+    line_count: Mapped[int]
+
+
 class IntegrationSettings(db.Model):
     """外部連携設定 of one account (docs/spec.md section 3). Lists are JSON arrays of strings."""
 

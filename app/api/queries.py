@@ -12,6 +12,7 @@ from ..importer.filename import Period
 from ..models import GraphColumn, Import, ImportErrorRecord, Member, Result
 from ..services import columns as columns_service
 from ..services import members as members_service
+from ..services import totals as totals_service
 
 
 def iso_utc(value: dt.datetime | None) -> str | None:
@@ -143,27 +144,36 @@ def results_json(account_id: int, period: Period) -> dict[str, Any]:
     and any inactive member that has results in the period; values of deleted columns are left out.
     """
     first, following = _period_bounds(period)
-    if period.kind == "day":
-        in_period = [Result.period_kind == "day", Result.period_date == period.date]
-    else:
-        in_period = [Result.period_date >= first, Result.period_date < following]
     columns = columns_service.list_columns(account_id)
-    keys = {str(c.id): c for c in columns}
+    known = {c.id for c in columns}
     sums: dict[int, dict[int, float]] = {}
     lines: dict[int, int] = {}
-    rows = db.session.execute(
-        select(Result.member_id, Result.values)
-        .where(Result.account_id == account_id, *in_period)
-        .execution_options(yield_per=5000)
-    )
-    for member_id, values in rows:
-        lines[member_id] = lines.get(member_id, 0) + 1
-        target = sums.setdefault(member_id, {})
-        for key, value in (values or {}).items():
-            column = keys.get(key)
-            if column is None or value is None:
-                continue
-            target[column.id] = target.get(column.id, 0.0) + value
+
+    def add(member_id: int, column_id: int, total: float, line_count: int) -> None:
+        if column_id == totals_service.LINES:
+            lines[member_id] = lines.get(member_id, 0) + line_count
+            sums.setdefault(member_id, {})
+        elif column_id in known:
+            target = sums.setdefault(member_id, {})
+            target[column_id] = target.get(column_id, 0.0) + total
+
+    if period.kind == "day":
+        for row in totals_service.day_rows(account_id, period.date):
+            add(*row)
+        # Hand-typed results of the day are not in any import's totals: the day's few are summed here.
+        manual = db.session.execute(
+            select(Result.member_id, Result.values)
+            .where(Result.account_id == account_id, Result.period_kind == "day",
+                   Result.period_date == period.date, Result.import_id.is_(None))
+        )
+        for member_id, values in manual:
+            add(member_id, totals_service.LINES, 0.0, 1)
+            for key, value in (values or {}).items():
+                if value is not None:
+                    add(member_id, int(key), value, 1)
+    else:
+        for row in totals_service.month_rows(account_id, first):
+            add(*row)
     members = db.session.scalars(
         select(Member)
         .where(Member.account_id == account_id, or_(Member.active.is_(True), Member.id.in_(list(sums) or [-1])))

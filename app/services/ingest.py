@@ -34,7 +34,7 @@ from ..importer.encoding import decode
 from ..importer.filename import Period, parse_filename
 from ..importer.layout import CsvReader, Row
 from ..models import Account, GraphColumn, Import, ImportErrorRecord, IntegrationSettings, Member, Result, utcnow
-from . import claims, reports
+from . import claims, reports, totals
 
 log = logging.getLogger(__name__)
 
@@ -347,7 +347,9 @@ def replace_previous_import(account_id: int, filename: str, import_id: int) -> i
         delete(Result).where(Result.import_id.in_(earlier)),
         execution_options={"synchronize_session": False},
     )
-    return db.session.scalar(earlier.order_by(Import.finished_at.desc(), Import.id.desc()).limit(1))
+    replaced = list(db.session.scalars(earlier.order_by(Import.finished_at.desc(), Import.id.desc())))
+    totals.forget_imports(account_id, replaced)
+    return replaced[0] if replaced else None
 
 
 def run_import(import_id: int) -> Import:
@@ -374,6 +376,8 @@ def run_import(import_id: int) -> Import:
             else:
                 replaced, rows, unstorable = _store_rows(imp, prepared)
                 errors = prepared.reader.errors + unstorable
+                if not errors:
+                    totals.record_import(imp.id, account_id, prepared.period.date, prepared.columns.values())
             # Free the decoded text before the Import row is updated: SQLite rewrites the whole
             # row, stored bytes included, and holds two copies of them while doing so.
             prepared.reader = None

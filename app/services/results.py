@@ -15,6 +15,7 @@ from ..extensions import db
 from ..importer.filename import Period, parse_period
 from ..importer.layout import KEY_HEADERS, NOTE_HEADER
 from ..models import GraphColumn, IntegrationSettings, Member, Result
+from . import totals as month_totals
 
 EXPORT_ENCODINGS = ("cp932", "utf-8", "utf-8-sig")
 # Spreadsheet programs run a text cell starting with one of these as a formula.
@@ -58,30 +59,20 @@ def month_table(account_id: int, year: int, month: int) -> MonthTable:
     Results of inactive members and of deleted columns are left out, so the column totals
     are the sums of what the table shows.
     """
-    first, following = _month_bounds(year, month)
+    first, _following = _month_bounds(year, month)
     members = list(db.session.scalars(
         select(Member).where(Member.account_id == account_id, Member.active.is_(True)).order_by(Member.no)
     ))
     columns = columns_of(account_id)
     member_ids = {member.id for member in members}
-    column_keys = {str(column.id): column.id for column in columns}
-    totals: dict[tuple[int, int], float] = defaultdict(float)
+    column_ids = {column.id for column in columns}
+    totals: dict[tuple[int, int], float] = {}
     column_totals: dict[int, float] = defaultdict(float)
-    rows = db.session.execute(
-        select(Result.member_id, Result.values)
-        .where(Result.account_id == account_id, Result.period_date >= first, Result.period_date < following)
-        .execution_options(yield_per=5000)
-    )
-    for member_id, values in rows:
-        if member_id not in member_ids or not values:
-            continue
-        for key, value in values.items():
-            column_id = column_keys.get(key)
-            if column_id is None or value is None:
-                continue
-            totals[(member_id, column_id)] += value
-            column_totals[column_id] += value
-    return MonthTable(year, month, members, columns, dict(totals), dict(column_totals))
+    for member_id, column_id, total, _lines in month_totals.month_rows(account_id, first):
+        if member_id in member_ids and column_id in column_ids:
+            totals[(member_id, column_id)] = total
+            column_totals[column_id] += total
+    return MonthTable(year, month, members, columns, totals, dict(column_totals))
 
 
 def format_number(value: float) -> str:
@@ -152,5 +143,6 @@ def add_manual(account_id: int, member_id: int, period: Period, values: dict[int
     result = Result(account_id=account_id, import_id=None, member_id=member_id, period_kind=period.kind,
                     period_date=period.date, line=None, values=stored, note=(note or "").strip() or None)
     db.session.add(result)
+    month_totals.record_manual(account_id, member_id, period.date, stored)
     db.session.commit()
     return result

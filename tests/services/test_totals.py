@@ -1,0 +1,138 @@
+"""The kept sums (import_totals, month_totals) against the stored rows they sum.
+
+A seeded generator makes a random history per seed: daily files and the monthly file of one
+month, files of the next and the previous month, re-imports that replace earlier files, imports
+that fail, hand-typed results and an inactive member. The board's month table and the month and
+day answers of the API must equal the sums of the rows stored, also after the migration has
+rebuilt the sums from the rows alone. Values are integers and halves, so every sum is exact.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import pytest
+from sqlalchemy import func, select, update
+
+from app.api.queries import results_json
+from app.extensions import db, init_migrations
+from app.importer.filename import parse_period
+from app.models import Import, ImportTotal, Member, MonthTotal, Result
+from app.services import results
+from tests.services.test_ingest import csv_file, run, setup_account
+
+MEMBERS = tuple((no, f"E{no:03d}", f"社員{no}") for no in range(1, 9))
+FILES = ["20180501.csv", "20180502.csv", "20180515.csv", "20180531.csv", "20180500.csv",
+         "20180601.csv", "20180430.csv"]
+
+
+def _cell(rng: random.Random):
+    roll = rng.random()
+    if roll < 0.15:
+        return ""
+    if roll < 0.3:
+        return f"{rng.randint(-50, 50)}.5"
+    return rng.randint(-1000, 100_000)
+
+
+def _history(acc, rng: random.Random) -> None:
+    for _ in range(rng.randint(6, 14)):
+        roll = rng.random()
+        if roll < 0.15:
+            period = parse_period(rng.choice(["20180503", "20180531", "201805", "20180601"]))
+            values = {acc.column[name]: rng.randint(-10, 10) / 2 for name in rng.sample(list(acc.column), 2)}
+            results.add_manual(acc.id, acc.member[rng.randint(1, 8)], period, values)
+            continue
+        rows = [[rng.randint(1, 8), _cell(rng), _cell(rng), _cell(rng), ""] for _ in range(rng.randint(1, 30))]
+        if roll < 0.3:
+            rows[rng.randrange(len(rows))][1] = "abc"  # the whole file fails: nothing of it is stored
+        imp = run(acc, rng.choice(FILES), csv_file(rows))
+        assert imp.status == ("failed" if roll < 0.3 else "succeeded")
+    db.session.execute(update(Member).where(Member.id == acc.member[8]).values(active=False))
+    db.session.commit()
+
+
+def _row_sums(acc, first: dt.date, following: dt.date, kind: str | None = None):
+    """{member id: {column id: sum}} and {member id: lines} straight from the stored rows."""
+    query = select(Result.member_id, Result.values).where(
+        Result.account_id == acc.id, Result.period_date >= first, Result.period_date < following)
+    if kind:
+        query = query.where(Result.period_kind == kind)
+    sums: dict[int, dict[int, float]] = {}
+    lines: dict[int, int] = {}
+    for member_id, values in db.session.execute(query):
+        lines[member_id] = lines.get(member_id, 0) + 1
+        target = sums.setdefault(member_id, {})
+        for key, value in values.items():
+            if value is not None:
+                target[int(key)] = target.get(int(key), 0) + value
+    return sums, lines
+
+
+def _check_against_rows(acc) -> None:
+    db.session.expire_all()
+    sums, lines = _row_sums(acc, dt.date(2018, 5, 1), dt.date(2018, 6, 1))
+    active = {no: member_id for no, member_id in acc.member.items() if no != 8}
+
+    table = results.month_table(acc.id, 2018, 5)
+    expected = {(m, c): v for m, cols in sums.items() if m in active.values() for c, v in cols.items()}
+    assert table.totals == expected
+    for column_id in acc.column.values():
+        assert table.column_totals.get(column_id, 0) == sum(v for (m, c), v in expected.items() if c == column_id)
+
+    names = {column_id: name for name, column_id in acc.column.items()}
+    for key, (first, following, kind) in {
+        "201805": (dt.date(2018, 5, 1), dt.date(2018, 6, 1), None),
+        "20180531": (dt.date(2018, 5, 31), dt.date(2018, 6, 1), "day"),
+        "20180601": (dt.date(2018, 6, 1), dt.date(2018, 6, 2), "day"),
+    }.items():
+        sums, lines = _row_sums(acc, first, following, kind)
+        answer = results_json(acc.id, parse_period(key))
+        got = {m["id"]: (m["lines"], {k: v for k, v in m["values"].items() if v is not None})
+               for m in answer["members"]}
+        want = {member_id: (lines.get(member_id, 0),
+                            {names[c]: v for c, v in sums.get(member_id, {}).items()})
+                for member_id in set(active.values()) | set(sums)}
+        assert got == want, key
+        for name, column_id in acc.column.items():
+            total = sum(cols.get(column_id, 0) for cols in sums.values())
+            has_any = any(column_id in cols for cols in sums.values())
+            assert answer["totals"][name] == (total if has_any else None), (key, name)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_board_and_api_equal_the_sums_of_the_stored_rows(app, make_account, seed):
+    acc = setup_account(make_account, members=MEMBERS)
+    _history(acc, random.Random(seed))
+    _check_against_rows(acc)
+
+    # The migration rebuilds both tables from the stored rows alone: the same answers.
+    from flask_migrate import downgrade, upgrade
+
+    init_migrations(app)
+    db.session.remove()
+    downgrade(revision="0005")
+    upgrade()
+    _check_against_rows(acc)
+
+
+def test_failed_and_replaced_imports_leave_no_totals(app, make_account):
+    acc = setup_account(make_account, members=MEMBERS)
+    first = run(acc, "20180516.csv", csv_file([[1, 100, 1, 1, ""], [2, 5, "", "", ""]]))
+    assert first.status == "succeeded"
+    assert db.session.scalar(select(func.count()).select_from(ImportTotal).where(ImportTotal.import_id == first.id))
+
+    failed = run(acc, "20180516.csv", csv_file([[1, 7, 7, 7, ""], [3, "abc", 1, 1, ""]]))
+    assert failed.status == "failed"
+    second = run(acc, "20180516.csv", csv_file([[3, 40, "", "", ""]]))
+    assert second.status == "succeeded" and second.replaced_import_id == first.id
+
+    by_import = dict(db.session.execute(
+        select(ImportTotal.import_id, func.count()).group_by(ImportTotal.import_id)).all())
+    assert by_import == {second.id: 2}  # member 3: its lines and its 売上
+    month = db.session.execute(
+        select(MonthTotal.member_id, MonthTotal.column_id, MonthTotal.total, MonthTotal.line_count)
+        .order_by(MonthTotal.member_id, MonthTotal.column_id)).all()
+    assert month == [(acc.member[3], 0, 0, 1), (acc.member[3], acc.column["売上"], 40, 1)]
+    assert results.month_table(acc.id, 2018, 5).totals == {(acc.member[3], acc.column["売上"]): 40}
+    assert db.session.get(Import, failed.id).status == "failed"
