@@ -65,36 +65,38 @@ def _piece(import_id: int, seq: int) -> bytes:
     return piece
 
 
-def stream(import_id: int, *, release: bool = False) -> Iterator[bytes] | None:
-    """The import's bytes as an iterator of pieces (one SELECT each), or None when they are not kept.
+def stream(import_id: int) -> Iterator[bytes] | None:
+    """The import's bytes as an iterator of pieces, or None when they are not kept (for a download).
 
-    `release`: end the read transaction after each piece (a download to a slow client must not
-    hold a snapshot for minutes). An original deleted meanwhile raises FileGone instead of
-    ending the stream short.
+    Each piece is read in an app context of its own (a session, a connection and a short read
+    transaction per piece), so the iterator outlives the request that made it and a slow
+    client holds neither a connection nor a snapshot. An original deleted meanwhile raises
+    FileGone instead of ending the stream short.
     """
     count = _pieces(import_id)
     if count == 0:
         return None
+    app = current_app._get_current_object()
 
     def pieces() -> Iterator[bytes]:
         for seq in range(count):
-            piece = _piece(import_id, seq)
-            if release:
-                db.session.rollback()
+            with app.app_context():
+                piece = _piece(import_id, seq)
             yield piece
 
     return pieces()
 
 
-def read(import_id: int) -> bytes | None:
+def read(import_id: int) -> bytearray | None:
     """The import's whole original bytes, or None when they are not kept (one copy plus one piece in memory)."""
-    pieces = stream(import_id)
-    if pieces is None:
+    count = _pieces(import_id)
+    if count == 0:
         return None
     size = db.session.scalar(select(func.sum(func.length(ImportFile.data))).where(ImportFile.import_id == import_id))
     buffer = bytearray(size or 0)
     offset = 0
-    for piece in pieces:
+    for seq in range(count):
+        piece = _piece(import_id, seq)
         buffer[offset:offset + len(piece)] = piece
         offset += len(piece)
         del piece
