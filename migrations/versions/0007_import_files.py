@@ -38,7 +38,9 @@ def upgrade():
         for seq in range(max(1, -(-largest // CHUNK))):
             bind.execute(sa.text(
                 'INSERT INTO import_files (import_id, seq, data) '
-                'SELECT id, :seq, substr(content, :start, :size) FROM imports '
+                # (SQLite's substr of an empty BLOB is NULL: an empty file is kept as itself.)
+                'SELECT id, :seq, CASE WHEN length(content) = 0 THEN content '
+                'ELSE substr(content, :start, :size) END FROM imports '
                 'WHERE content IS NOT NULL AND (:seq = 0 OR length(content) > :offset)'
             ), {'seq': seq, 'start': seq * CHUNK + 1, 'size': CHUNK, 'offset': seq * CHUNK})
     with op.batch_alter_table('imports') as batch:
