@@ -10,6 +10,14 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def _days(name: str, default: int) -> int:
+    """A number of days, 0 or more (0 = for ever)."""
+    text = os.environ.get(name, str(default)).strip()
+    if not text.isdigit():
+        raise ValueError(f"{name} は0以上の整数(日数、0は無期限)で指定してください。値: {text!r}")
+    return int(text)
+
+
 def _bool(name: str, default: bool) -> bool:
     return os.environ.get(name, "1" if default else "0").strip().lower() in ("1", "true", "yes", "on")
 
@@ -50,6 +58,9 @@ def from_environment() -> dict:
         # too. CLAIM_STALE_SECONDS is left for a claim neither tells about (made by an older version).
         "CLAIM_LEASE_SECONDS": _int("RENKEI_CLAIM_LEASE_SECONDS", 10),
         "CLAIM_STALE_SECONDS": _int("RENKEI_CLAIM_STALE_SECONDS", 300),
+        # Days an import's original file is kept (download, 再取込); older ones are deleted by the
+        # scheduler's daily job, the history rows stay. 0 keeps them for ever.
+        "KEEP_FILES_DAYS": _days("RENKEI_KEEP_FILES_DAYS", 400),
         "WORKER_POLL_SECONDS": float(os.environ.get("RENKEI_WORKER_POLL_SECONDS", "1.0")),
         # Number of reverse proxies in front of the web part whose X-Forwarded-For/-Proto to trust
         # (0 = none). Behind a proxy without it, every client shares the proxy's address and one

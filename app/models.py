@@ -6,7 +6,7 @@ from typing import Any
 
 from flask_login import UserMixin
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
 
@@ -81,7 +81,7 @@ class GraphColumn(db.Model):
 
 
 class Import(db.Model):
-    """One received file and its fate; `content` holds the original bytes (loaded only on demand)."""
+    """One received file and its fate. The original bytes are in `import_files` (services/files.py), never on this row."""
 
     __tablename__ = "imports"
     __table_args__ = (
@@ -134,7 +134,8 @@ class Import(db.Model):
     note: Mapped[str | None] = mapped_column(Text)
     # Names of the attachments of the same mail that were not imported (e.g. an .xlsx), for the report mail.
     ignored_attachments: Mapped[list[str] | None] = mapped_column(JSON)
-    content: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    # When the retention job (RENKEI_KEEP_FILES_DAYS) deleted the original bytes; the row itself stays.
+    file_deleted_at: Mapped[dt.datetime | None]
 
     account: Mapped[Account] = relationship()
     errors: Mapped[list[ImportErrorRecord]] = relationship(
@@ -148,6 +149,21 @@ class Import(db.Model):
     @property
     def channel_label(self) -> str:
         return self.CHANNEL_LABELS.get(self.channel, self.channel)
+
+
+class ImportFile(db.Model):
+    """One piece of an import's original bytes (pieces of services/files.CHUNK_SIZE, in `seq` order).
+
+    Kept apart from `imports` so that no query of the history ever reads the bytes, and in
+    pieces so that storing, streaming a download and moving them hold one piece at a time.
+    An import whose bytes are kept has a piece 0 (empty for an empty file).
+    """
+
+    __tablename__ = "import_files"
+
+    import_id: Mapped[int] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ImportErrorRecord(db.Model):

@@ -106,10 +106,14 @@ def run_migrations_online():
         # run separately, or several machines against one PostgreSQL): they take turns, and
         # the later ones find the schema up to date instead of failing on tables the first
         # one is creating.
-        with _sqlite_file_lock(connection), context.begin_transaction():
+        with _sqlite_file_lock(connection), _sqlite_foreign_keys_off(connection), context.begin_transaction():
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             context.run_migrations()
+            if connection.dialect.name == "sqlite":
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:  # rolls the migration back
+                    raise RuntimeError(f"migration left rows whose references are missing: {broken[:5]}")
 
 
 # Any fixed number; only Renkei's migrations take this advisory lock.
@@ -122,6 +126,29 @@ def _sqlite_file_lock(connection):
     if connection.dialect.name != "sqlite" or not database or database == ":memory:":
         return nullcontext()
     return _flock(database + ".migrate-lock")
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(connection):
+    """On SQLite, no foreign key actions while migrating; the references are checked at the end.
+
+    Batch mode rebuilds a table as copy, DROP, rename. With foreign keys on, SQLite's DROP TABLE
+    first deletes every row, and ON DELETE CASCADE would then delete the rows referring to them
+    (an `imports` rebuild would empty results, import_errors and import_files). The PRAGMA only
+    works outside a transaction, so it is set before the migration's transaction begins;
+    run_migrations_online checks the references before it commits.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    connection.commit()
+    try:
+        yield
+    finally:
+        connection.rollback()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()
 
 
 @contextmanager

@@ -13,6 +13,9 @@ Decisions (where docs/spec.md is silent):
   CATCH_UP_MINUTES back), so a tick that runs late, or a thread that was paused, does not
   lose a check time, and no minute is evaluated twice.
 - Every job is wrapped: an error is logged and the scheduler keeps running.
+- Originals older than KEEP_FILES_DAYS are deleted once per calendar day of the same clock
+  (`FilePurge`: on the first tick after start and the first tick of each day; a failed run
+  is tried again at the next tick), so a test drives it with a clock, not today's date.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import schedule
 from flask import Flask
 
 from app.errors import RenkeiError
-from app.services import ftpcheck
+from app.services import files, ftpcheck
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +109,41 @@ class FtpCheckScheduler:
             self._pool.shutdown(wait=wait)
 
 
+class FilePurge:
+    """The daily job: delete the original files of imports older than KEEP_FILES_DAYS (services/files.purge)."""
+
+    def __init__(self, app: Flask, clock: Clock):
+        self.app = app
+        self.clock = clock
+        self._done_on: dt.date | None = None
+
+    def tick(self, now: dt.datetime | None = None) -> int | None:
+        """Run the purge if it has not run yet on `now`'s day; return how many originals went (None: not run)."""
+        now = now or self.clock()
+        if self._done_on == now.date():
+            return None
+        with self.app.app_context():
+            deleted = files.purge(now, self.app.config.get("KEEP_FILES_DAYS", 0))
+        self._done_on = now.date()
+        return deleted
+
+    def safe_tick(self) -> None:
+        """The scheduled job: a purge whose errors are logged, never raised (tried again at the next tick)."""
+        try:
+            self.tick()
+        except Exception:
+            log.exception("deleting old original files failed")
+
+
 class RunningScheduler:
     """The scheduler thread; `.stop()` ends it after the checks in progress."""
 
-    def __init__(self, checks: FtpCheckScheduler):
+    def __init__(self, checks: FtpCheckScheduler, purge: FilePurge | None = None):
         self.checks = checks
+        self.purge = purge or FilePurge(checks.app, checks.clock)
         self.scheduler = schedule.Scheduler()
         self.scheduler.every().minute.at(":00").do(checks.safe_tick)
+        self.scheduler.every().minute.at(":00").do(self.purge.safe_tick)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="renkei-scheduler", daemon=True)
 
@@ -127,7 +158,7 @@ class RunningScheduler:
 
     def start(self) -> RunningScheduler:
         self._thread.start()
-        log.info("scheduler started (FTP checks every minute)")
+        log.info("scheduler started (FTP checks every minute, old original files deleted daily)")
         return self
 
     def stop(self, timeout: float = 30.0) -> None:

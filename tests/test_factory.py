@@ -140,3 +140,44 @@ def test_the_factory_configures_no_logging(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_migration_0007_moves_the_originals_into_import_files_and_back(tmp_path, new_database):
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import text
+
+    from app.extensions import init_migrations
+    from app.services import files
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
+    init_migrations(app)
+    big = bytes(range(256)) * (5 * 1024 * 1024 // 256 // 2) + b"\x00tail"  # 2.5 MiB: three pieces
+    originals = {1: "社員ID,売上\r\nE001,100\r\n".encode("cp932"), 2: big, 3: b"", 4: None}
+    with app.app_context():
+        upgrade(revision="0005")
+        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
+                                "VALUES (1, 'a', 'A', false, '2020-01-01')"))
+        for import_id, content in originals.items():
+            db.session.execute(text(
+                "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, row_count, "
+                "error_count, size, content) VALUES (:id, 1, 'web', '20180516.csv', 'failed', '2020-01-01', 0, 0, 1, "
+                ":size, :content)"), {"id": import_id, "size": len(content or b""), "content": content})
+        db.session.execute(text("INSERT INTO import_errors (import_id, message) VALUES (2, 'エラー')"))
+        db.session.commit()
+
+        upgrade()
+        assert {import_id: files.read(import_id) for import_id in originals} == originals
+        pieces = db.session.execute(text("SELECT seq, length(data) FROM import_files WHERE import_id = 2 "
+                                         "ORDER BY seq")).all()
+        assert [tuple(p) for p in pieces] == [(0, 1024 * 1024), (1, 1024 * 1024), (2, len(big) - 2 * 1024 * 1024)]
+        # Rebuilding `imports` on SQLite did not cascade into the rows referring to it.
+        assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
+        db.session.commit()
+
+        downgrade(revision="0005")
+        back = dict(db.session.execute(text("SELECT id, content FROM imports")).all())
+        assert {key: (bytes(value) if value is not None else None) for key, value in back.items()} == originals
+        assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
+        db.session.remove()
+        db.engine.dispose()

@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
+import unicodedata
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..auth.access import admin_required, owned_or_404
 from ..errors import ImportRejected, RenkeiError, RowError
 from ..extensions import db
 from ..models import Import, ImportErrorRecord, OutboxMail
-from ..services import ingest
+from ..services import files, ingest
 from . import bp
 from .forms import HistoryFilterForm, ReimportForm, UploadForm
 
@@ -88,8 +89,7 @@ def _local_day_start_utc(day: dt.date) -> dt.datetime:
 @login_required
 def history_detail(import_id: int):
     record = owned_or_404(Import, import_id)
-    # Ask the database whether bytes exist instead of loading a possibly large deferred column.
-    has_content = bool(db.session.scalar(db.select(Import.content.is_not(None)).where(Import.id == record.id)))
+    has_content = files.exists(record.id)
     replaced = db.session.get(Import, record.replaced_import_id) if record.replaced_import_id else None
     replaced_by = db.session.scalars(
         db.select(Import)
@@ -108,6 +108,7 @@ def history_detail(import_id: int):
         period=_period_label(record),
         encoding=encoding_label(record.encoding),
         has_content=has_content,
+        file_gone=files.gone_text() if record.file_deleted_at is not None and not has_content else None,
         replaced=replaced,
         replaced_by=replaced_by,
         pending=pending,
@@ -128,19 +129,30 @@ def _period_label(record: Import) -> str:
 @login_required
 def download(import_id: int):
     record = owned_or_404(Import, import_id)
-    content = record.content
-    if content is None:
+    pieces = files.stream(record.id)
+    if pieces is None:
+        if record.file_deleted_at is not None:
+            return render_template("error.html", code=404, message=f"{files.gone_text()}。"), 404
         # A refusal record (e.g. a mail without a usable attachment) keeps no bytes.
         abort(404)
-    # send_file writes filename*=UTF-8''… (RFC 5987) for Japanese names plus an ASCII fallback.
+    # Streamed one stored piece at a time. The size is sent, so a download cut short (the
+    # original deleted meanwhile: FileGone) is seen as incomplete, never as a shorter file.
     # octet-stream, not text/csv: the bytes may be cp932 and must reach the user unchanged.
-    return send_file(
-        io.BytesIO(content),
-        mimetype="application/octet-stream",
-        as_attachment=True,
-        download_name=_base_name(record.filename),
-        max_age=0,
-    )
+    response = Response(pieces, mimetype="application/octet-stream")
+    response.content_length = record.size
+    response.headers.set("Content-Disposition", "attachment", **_download_names(_base_name(record.filename)))
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def _download_names(name: str) -> dict[str, str]:
+    """Content-Disposition names: filename*=UTF-8''… (RFC 5987) for Japanese names plus an ASCII fallback."""
+    try:
+        name.encode("ascii")
+    except UnicodeEncodeError:
+        fallback = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+        return {"filename": fallback or "import.csv", "filename*": f"UTF-8''{quote(name, safe='!#$&+^`|~')}"}
+    return {"filename": name}
 
 
 def _base_name(filename: str) -> str:

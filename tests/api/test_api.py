@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Import, Result
-from app.services import ingest, integration, members, results
+from app.services import files, ingest, integration, members, results
 
 from . import BAD_ROWS, GOOD_ROWS, api_account, auth, csv_bytes, make_api_account  # noqa: F401
 
@@ -169,7 +169,7 @@ def test_multipart_upload_is_202_with_location_and_queued(client, api_account):
     assert ISO_Z.match(body["received_at"]) and body["finished_at"] is None
     assert "errors" not in body
     [stored] = imports_of(api_account.id)
-    assert stored.content == data and stored.status == Import.QUEUED
+    assert files.read(stored.id) == data and stored.status == Import.QUEUED
 
     # The worker imports it; the import's page then shows the outcome.
     ingest.process_next()
@@ -189,7 +189,7 @@ def test_raw_body_upload_with_filename(client, api_account, content_type):
     response = client.post("/api/v1/imports?filename=20180500.csv", headers=headers, data=data)
     assert response.status_code == 202, response.get_data(as_text=True)
     [stored] = imports_of(api_account.id)
-    assert stored.filename == "20180500.csv" and stored.content == data
+    assert stored.filename == "20180500.csv" and files.read(stored.id) == data
 
 
 def test_the_filename_parameter_wins_over_the_part_name_and_loses_its_folder(client, api_account):

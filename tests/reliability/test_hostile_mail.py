@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from app import create_app
 from app.extensions import db
 from app.models import Import, OutboxMail
+from app.services import files
 from servers.mailparse import parse_head
 from tests.conftest import _config
 from tests.reliability.corpus import (
@@ -108,7 +109,7 @@ def snapshot(imp: Import) -> SimpleNamespace:
     report = db.session.scalar(select(OutboxMail).where(OutboxMail.import_id == imp.id))
     return SimpleNamespace(
         id=imp.id, status=imp.status, filename=imp.filename, sender=imp.sender, note=imp.note or "",
-        row_count=imp.row_count, has_content=imp.content is not None, channel=imp.channel,
+        row_count=imp.row_count, has_content=files.exists(imp.id), channel=imp.channel,
         errors=[SimpleNamespace(line=e.line, column=e.column, value=e.value, message=e.message) for e in imp.errors],
         report=(report.kind, report.to_addrs, report.body) if report else None,
     )

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Import, Result
-from app.services import spool
+from app.services import files, spool
 from servers.smtp import MailHandler, MailImporter, Recipient
 from tests.servers.conftest import SMTP_ERROR_TO, SMTP_SENDER, SMTP_SUCCESS_TO, smtp_message
 from tests.smtp_sink import RawSmtp
@@ -166,7 +166,7 @@ def test_unregistered_sender_gets_550_and_only_a_refusal_is_recorded(smtp_server
     db.session.rollback()
     rows = imports(smtp_account.id)
     assert [(i.status, i.sender, i.size) for i in rows] == [(Import.REFUSED, "stranger@elsewhere.example", 0)]
-    assert db.session.scalar(select(Import.content).where(Import.id == rows[0].id)) is None
+    assert files.read(rows[0].id) is None
     assert "stranger@elsewhere.example" in rows[0].note
 
 
@@ -226,7 +226,7 @@ def test_stopped_or_other_mode_accepts_discards_and_records(
     rows = imports(smtp_account.id)
     assert [(i.status, i.filename, i.size) for i in rows] == [(Import.DISCARDED, "20180516.csv", 0)]
     assert reason in rows[0].note
-    assert db.session.scalar(select(Import.content).where(Import.id == rows[0].id)) is None
+    assert files.read(rows[0].id) is None
     assert db.session.scalar(select(Result.id)) is None
 
 
@@ -469,7 +469,7 @@ def test_spool_entry_left_by_a_crash_is_imported_when_the_server_starts(app, smt
     assert [(i.filename, i.status, i.channel, i.sender) for i in rows] == [
         ("20180516.csv", Import.QUEUED, "mail", SMTP_SENDER), ("20180517.csv", Import.QUEUED, "mail", SMTP_SENDER)
     ]
-    assert db.session.scalar(select(Import.content).where(Import.id == rows[0].id)) == smtp_mail.csv()
+    assert files.read(rows[0].id) == smtp_mail.csv()
     smtp_wait(lambda: not spool.pending(folder), message="the entries to be deleted")
 
 
@@ -869,7 +869,7 @@ def test_real_client_sends_a_csv_attachment(client, accounts, smtp_server, smtp_
         rows = smtp_wait(lambda: finished(account_id, 1), message=f"the import of account #{account_id}")
         assert [(i.filename, i.status, i.sender, i.row_count) for i in rows] == [
             ("20180516.csv", Import.SUCCEEDED, SMTP_SENDER, 40)]
-        assert db.session.scalar(select(Import.content).where(Import.id == rows[0].id)) == csv_bytes
+        assert files.read(rows[0].id) == csv_bytes
 
 
 # ---------------------------------------------------------------------------------------
@@ -884,7 +884,7 @@ def test_smtplib_sendmail_with_lf_only_bytes_is_imported(smtp_server, smtp_accou
     assert send_raw(smtp_server, raw, smtp_account.address) == {}  # smtplib sends the LF bytes unchanged
     rows = smtp_wait(lambda: finished(smtp_account.id, 1))
     assert [(i.filename, i.status, i.row_count) for i in rows] == [("20180516.csv", Import.SUCCEEDED, 400)]
-    assert db.session.scalar(select(Import.content).where(Import.id == rows[0].id)) == csv_bytes
+    assert files.read(rows[0].id) == csv_bytes
 
 
 def test_a_dot_stuffed_line_after_a_bare_lf_keeps_its_one_dot(smtp_server, smtp_account, smtp_mail, smtp_wait):
@@ -896,7 +896,7 @@ def test_a_dot_stuffed_line_after_a_bare_lf_keeps_its_one_dot(smtp_server, smtp_
     send_raw(smtp_server, raw, smtp_account.address)
     rows = smtp_wait(lambda: stored(smtp_account.id, 1))
     # smtplib ends the data with a CRLF of its own when it does not end in one: one empty line more.
-    stored_bytes = db.session.scalar(select(Import.content).where(Import.id == rows[0].id))
+    stored_bytes = files.read(rows[0].id)
     assert stored_bytes == data.replace(b"\n", b"\r\n") + b"\r\n"
 
 

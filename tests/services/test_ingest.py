@@ -20,7 +20,7 @@ from app.errors import Invalid, NotFound
 from app.extensions import db
 from app.importer.filename import parse_period
 from app.models import GraphColumn, Import, ImportErrorRecord, IntegrationSettings, Member, OutboxMail, Result
-from app.services import ingest, results
+from app.services import files, ingest, results
 
 MEMBERS = ((1, "E001", "山田 太郎"), (2, "E002", "鈴木 花子"), (3, "007", "髙橋 一郎"))
 COLUMNS = (("売上", "円"), ("粗利", "円"), ("件数", "件"))
@@ -95,7 +95,7 @@ def test_receive_stores_original_bytes_base_name_and_queues(app, make_account):
     again = db.session.get(Import, imp.id)
     assert again.status == Import.QUEUED
     assert again.filename == "20180516.csv"
-    assert again.content == data and again.size == len(data)
+    assert files.read(again.id) == data and again.size == len(data)
     assert again.sha256 == __import__("hashlib").sha256(data).hexdigest()
     assert (again.channel, again.sender, again.note) == ("mail", "taro@example.com", "Message-ID <x@y>")
     assert count(Result) == 0
@@ -134,7 +134,7 @@ def test_record_refusal_keeps_history_without_content(app, make_account):
                                 status=Import.REFUSED, note="未登録の送信元")
     db.session.remove()
     again = db.session.get(Import, imp.id)
-    assert (again.status, again.filename, again.content, again.note) == (
+    assert (again.status, again.filename, files.read(again.id), again.note) == (
         "refused", "20180516.csv", None, "未登録の送信元")
     assert count(OutboxMail) == 0  # no report for a refusal
     with pytest.raises(ValueError):
@@ -149,7 +149,7 @@ def test_record_failure_stores_a_failed_import_with_its_error_report(app, make_a
                                   message="添付ファイルが大きすぎます(上限 25 MiB)。", dedupe_key="m1:20180516.csv")
     assert again.id == imp.id
     db.session.expire_all()
-    assert (imp.status, imp.error_count, imp.content, imp.errors[0].message) == (
+    assert (imp.status, imp.error_count, files.read(imp.id), imp.errors[0].message) == (
         "failed", 1, None, "添付ファイルが大きすぎます(上限 25 MiB)。")
     assert ingest.claim_next() is None
     [mail] = db.session.scalars(select(OutboxMail)).all()
@@ -435,7 +435,7 @@ def test_reimport_queues_the_same_bytes_again(app, make_account):
 
     assert (again.status, again.filename, again.channel, again.sender, again.note) == (
         "queued", "20180516.csv", "web", "admin@acme.example", f"再取込 #{first.id}")
-    assert db.session.get(Import, again.id).content == data
+    assert files.read(again.id) == data
     assert ingest.process_next().replaced_import_id == first.id
     with pytest.raises(NotFound):
         ingest.reimport(other.id, first.id, "admin@other.example")

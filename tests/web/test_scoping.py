@@ -16,6 +16,7 @@ import pytest
 from app.extensions import db
 from app.models import Import, OutboxMail, User
 from app.services import columns as column_service
+from app.services import files
 from app.services import members as member_service
 from app.services import users as user_service
 
@@ -39,8 +40,10 @@ def _import(account):
     content = "社員ID,売上\r\nE001,100\r\n".encode()
     record = Import(account_id=account.id, channel="web", filename="20180516.csv", sender="admin@a.example",
                     status=Import.FAILED, size=len(content), sha256=hashlib.sha256(content).hexdigest(),
-                    content=content, error_count=0)
+                    error_count=0)
     db.session.add(record)
+    db.session.flush()
+    files.store(record.id, content)
     db.session.commit()
     return record.id
 

@@ -7,7 +7,7 @@ import re
 from app.extensions import db
 from app.importer.filename import FILENAME_MESSAGE
 from app.models import Import, Result, User
-from app.services import ingest, users
+from app.services import files, ingest, users
 
 GOOD = "No.,売上,件数,備考\r\n1,120000,2,㈱髙﨑①\r\n2,\"50,000\",1,\r\n1,100,,\r\n".encode("cp932")
 BAD = "No.,売上,件数\r\n99,100,1\r\n1,abc,1\r\n".encode("utf-8")
@@ -67,7 +67,7 @@ def test_upload_queues_an_import_and_shows_its_page(client, board):
     imp = db.session.scalars(db.select(Import)).one()
     assert response.headers["Location"].endswith(f"/imports/{imp.id}")
     assert imp.status == Import.QUEUED and imp.channel == "web"
-    assert imp.sender == "admin@acme.example" and imp.content == GOOD
+    assert imp.sender == "admin@acme.example" and files.read(imp.id) == GOOD
     html = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "受け付けました。取込結果はこのページに表示されます" in html
     assert "待機中" in html and 'http-equiv="refresh"' in html
