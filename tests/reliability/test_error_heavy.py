@@ -8,7 +8,6 @@ from /proc. The figures are printed (pytest -s) for the closing note of issue 12
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
