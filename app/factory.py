@@ -100,7 +100,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
 
 
 def _sqlite_foreign_keys_back_on(dbapi_connection, connection_record) -> None:
-    # An import turns the checks off on its own connection (services/ingest.py); they are back
+    # An import turns the checks off on its own connection (app/db/bulk.py); they are back
     # on before the pool can hand the connection to anyone else.
     if isinstance(dbapi_connection, sqlite3.Connection):
         dbapi_connection.execute("PRAGMA foreign_keys=ON")

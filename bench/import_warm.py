@@ -2,7 +2,7 @@
 
 Import: one process creates the app once and runs --imports imports of the 200,000-row reference
 file (bench/import_bench.py's data: 5,000 members, cp932, 7 numeric columns + 備考) through the
-worker's path (`ingest.receive` then `ingest.process_next`): the first import of the name, then
+worker's path (`ingest.receive` then `queue.process_next`): the first import of the name, then
 re-imports that replace its rows. Side by side, interleaved round by round so that load from
 other processes hits all alike: pandas `read_csv` + `to_sql` warm in another process (pandas
 imported once; each round replaces its table) and `iconv | sqlite3 .import` (a new database
@@ -88,14 +88,14 @@ def warm_import(app, data: bytes, filename: str) -> tuple[float, float]:
     """Receive and run one import as the worker does; return (worker seconds, receive + worker seconds)."""
     from app.models import Account
     from app.extensions import db
-    from app.services import ingest
+    from app.services import ingest, queue
 
     with app.app_context():
         account_id = db.session.query(Account.id).filter_by(slug="bench").scalar()
         start = time.perf_counter()
         imp = ingest.receive(account_id, filename, data, channel="cli")
         received = time.perf_counter()
-        done = ingest.process_next()
+        done = queue.process_next()
         end = time.perf_counter()
         assert done is not None and done.id == imp.id and done.status == "succeeded", (done and done.status)
         db.session.remove()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from flask import Flask
 
-from app.services import ingest, outbox
+from app.services import ingest, outbox, queue
 
 from .mailer import relay_sender
 from .priority import lower_this_thread
@@ -89,10 +89,10 @@ class Worker:
 
     def run_imports(self) -> None:
         """Take back the claims of ended processes, then import every queued file (until none is left or stop())."""
-        stale = int(self.app.config.get("CLAIM_STALE_SECONDS", ingest.STALE_SECONDS))
-        self._job("requeue stale imports", ingest.requeue_stale, stale)
+        stale = int(self.app.config.get("CLAIM_STALE_SECONDS", queue.STALE_SECONDS))
+        self._job("requeue stale imports", queue.requeue_stale, stale)
         while not self._stopping.is_set():
-            imported = self._job("import", ingest.process_next)
+            imported = self._job("import", queue.process_next)
             if imported is None:
                 break
             self._mail_wake.set()  # its report is in the outbox now

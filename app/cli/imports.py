@@ -1,6 +1,7 @@
 """`flask import-csv`, `flask imports list`, `flask results export` (docs/spec.md section 8)."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -9,8 +10,10 @@ from typing import NoReturn
 import click
 from flask import Flask
 from flask.cli import AppGroup
+from sqlalchemy import select
 
 from ..errors import RenkeiError, RowError, error_total
+from ..extensions import db
 from ..models import Import
 from ..services import accounts, ingest, results
 
@@ -18,6 +21,37 @@ from ..services import accounts, ingest, results
 def _fail(message: str) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(1)
+
+
+def _newest_imports(account_id: int, limit: int | None = None) -> list[Import]:
+    """Return the account's imports, newest first."""
+    query = select(Import).where(Import.account_id == account_id).order_by(Import.id.desc())
+    if limit:
+        query = query.limit(limit)
+    return list(db.session.scalars(query))
+
+
+def import_as_dict(imp: Import, *, with_errors: bool = False) -> dict:
+    """Return an import as plain JSON-ready data (times in ISO 8601 UTC)."""
+
+    def iso(value: dt.datetime | None) -> str | None:
+        return value.replace(tzinfo=dt.timezone.utc).isoformat() if value else None
+
+    period = None
+    if imp.period_date is not None:
+        period = imp.period_date.strftime("%Y%m%d" if imp.period_kind == "day" else "%Y%m")
+    data = {
+        "id": imp.id, "channel": imp.channel, "filename": imp.filename, "sender": imp.sender,
+        "status": imp.status, "received_at": iso(imp.received_at), "finished_at": iso(imp.finished_at),
+        "period": period, "period_kind": imp.period_kind, "row_count": imp.row_count,
+        "error_count": imp.error_count, "replaced_import_id": imp.replaced_import_id,
+        "encoding": imp.encoding, "size": imp.size, "sha256": imp.sha256, "note": imp.note,
+    }
+    if with_errors:
+        data["errors"] = [
+            {"line": e.line, "column": e.column, "value": e.value, "message": e.message} for e in imp.errors
+        ]
+    return data
 
 
 def _error_line(filename: str, error: RowError) -> str:
@@ -69,7 +103,7 @@ def register(app: Flask) -> None:
             shown = f"、表示は最初の{len(imp.errors)}件" if imp.error_count > len(imp.errors) else ""
             _fail(f"取込 #{imp.id} エラー: {filename} エラー {imp.error_count}件{shown}(以前のデータはそのままです)")
         replaced = f"、取込 #{imp.replaced_import_id} を置換" if imp.replaced_import_id else ""
-        period = ingest.import_as_dict(imp)["period"]
+        period = import_as_dict(imp)["period"]
         click.echo(f"取込 #{imp.id} 成功: {filename} 期間 {period} {imp.row_count}行{replaced}")
 
     imports_group = AppGroup("imports", help="取込履歴")
@@ -81,15 +115,15 @@ def register(app: Flask) -> None:
     def list_imports(slug: str, as_json: bool, limit: int | None) -> None:
         """List the account's imports, newest first."""
         account = _account(slug)
-        items = ingest.list_imports(account.id, limit)
+        items = _newest_imports(account.id, limit)
         if as_json:
-            click.echo(json.dumps([ingest.import_as_dict(imp) for imp in items], ensure_ascii=False, indent=2))
+            click.echo(json.dumps([import_as_dict(imp) for imp in items], ensure_ascii=False, indent=2))
             return
         if not items:
             click.echo("取込履歴はありません。")
             return
         for imp in items:
-            data = ingest.import_as_dict(imp)
+            data = import_as_dict(imp)
             click.echo(
                 f"#{imp.id}\t{data['received_at']}\t{imp.channel}\t{imp.status}\t{imp.filename}\t"
                 f"{imp.row_count}行\tエラー{imp.error_count}件\t{imp.sender or '-'}"

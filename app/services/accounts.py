@@ -4,12 +4,20 @@ from __future__ import annotations
 import re
 import secrets
 
+from sqlalchemy import select
+
 from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..models import Account, IntegrationSettings, User
 from . import users
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+def label(account_id: int) -> str:
+    """The account's slug for log lines ("#id" when it is gone)."""
+    slug = db.session.scalar(select(Account.slug).where(Account.id == account_id))
+    return slug or f"#{account_id}"
 
 
 def new_inbound_local() -> str:

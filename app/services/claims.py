@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import Engine, event, func, update
+from sqlalchemy import Engine, event, func, or_, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..extensions import db
@@ -228,3 +228,20 @@ def claimed() -> None:
     """Call after committing a claim: keeps its lease renewed while this process lives (PostgreSQL)."""
     if has_lease():
         holder().keep_alive(db.engine, lease_seconds())
+
+
+def still_ours(import_id: int) -> bool:
+    """Before an import's final commit: check (and on PostgreSQL lock) that no one took the claim back meanwhile.
+
+    True for an unclaimed queued import (run directly) and for a claim of this process. False
+    when the claim was taken back (its lease ran out while the database was out of reach) and
+    perhaps taken by another worker: that worker's import is then the one that counts.
+    """
+    mine = or_(Import.status == Import.QUEUED,
+               (Import.status == Import.RUNNING) & or_(Import.claimed_by == holder().id,
+                                                       Import.claimed_by.is_(None)))
+    result = db.session.execute(
+        update(Import).where(Import.id == import_id, mine).values(claimed_by=Import.claimed_by),
+        execution_options={"synchronize_session": False},
+    )
+    return result.rowcount == 1

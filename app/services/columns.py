@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from sqlalchemy import select
+
 from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..importer.layout import key_header_kind, normalize
@@ -21,6 +23,12 @@ def list_columns(account_id: int) -> list[GraphColumn]:
             .order_by(GraphColumn.position, GraphColumn.id)
         )
     )
+
+
+def ids_by_name(account_id: int) -> dict[str, int]:
+    """The account's graph column ids by name."""
+    rows = db.session.execute(select(GraphColumn.name, GraphColumn.id).where(GraphColumn.account_id == account_id))
+    return {name: column_id for name, column_id in rows}
 
 
 def get_column(account_id: int, column_id: int) -> GraphColumn:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 
 from ..errors import ErrorList, ImportRejected, Invalid, NotFound, RowError
 from ..extensions import db
@@ -25,6 +25,15 @@ FIELD_LABELS = {
 def list_members(account_id: int) -> list[Member]:
     """Return every member of the account (active or not), sorted by No."""
     return list(db.session.scalars(db.select(Member).where(Member.account_id == account_id).order_by(Member.no)))
+
+
+def ids_by_key(account_id: int, member_key: str) -> dict[str, int]:
+    """Active members' ids by the key text a results file uses: str(No.) ("no") or the exact 社員ID."""
+    key = Member.no if member_key == "no" else Member.employee_id
+    rows = db.session.execute(
+        select(key, Member.id).where(Member.account_id == account_id, Member.active.is_(True), key.is_not(None))
+    )
+    return {str(value): member_id for value, member_id in rows}
 
 
 def count_members(account_id: int) -> int:

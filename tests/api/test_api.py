@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Import, Result
-from app.services import files, ingest, integration, members, results
+from app.services import files, integration, members, queue, results
 
 from . import BAD_ROWS, GOOD_ROWS, api_account, auth, csv_bytes, make_api_account  # noqa: F401
 
@@ -172,7 +172,7 @@ def test_multipart_upload_is_202_with_location_and_queued(client, api_account):
     assert files.read(stored.id) == data and stored.status == Import.QUEUED
 
     # The worker imports it; the import's page then shows the outcome.
-    ingest.process_next()
+    queue.process_next()
     detail = client.get(response.headers["Location"], headers=api_account.headers).get_json()
     assert detail["status"] == "succeeded" and detail["period"] == "20180516" and detail["period_kind"] == "day"
     assert detail["row_count"] == 2 and detail["error_count"] == 0 and detail["errors"] == []
@@ -320,7 +320,7 @@ def test_import_history_newest_first_paged_and_scoped(client, api_account, make_
     by_page = client.get("/api/v1/imports?limit=2&page=2", headers=api_account.headers).get_json()
     assert by_page["imports"] == page["imports"] and by_page["offset"] == 2
 
-    ingest.process_next()  # the oldest queued import (ids[0]) succeeds
+    queue.process_next()  # the oldest queued import (ids[0]) succeeds
     succeeded = client.get("/api/v1/imports?status=succeeded", headers=api_account.headers).get_json()
     assert [i["id"] for i in succeeded["imports"]] == [ids[0]] and succeeded["total"] == 1
 

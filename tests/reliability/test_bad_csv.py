@@ -19,7 +19,7 @@ from app.errors import MAX_ERRORS_PER_FILE, ImportRejected, RowError
 from app.extensions import db
 from app.importer.filename import parse_filename
 from app.models import Import, ImportErrorRecord, OutboxMail, Result
-from app.services import columns, files, ingest, integration, members, results
+from app.services import columns, files, ingest, integration, members, results, runner
 from tests.reliability.corpus import (
     COLUMNS, CSV_CASES, ERROR_TO, FORMULAS, GOOD_CSV, GOOD_NAME, INACTIVE_MEMBER, MEMBERS, CsvCase,
 )
@@ -50,7 +50,7 @@ def acme(app, make_account):
 def web_import(account_id: int, filename: str, data: bytes, sender: str) -> Import:
     """What the browser upload does: receive, then run the import (the worker's part) at once."""
     received = ingest.receive(account_id, filename, data, channel="web", sender=sender)
-    ingest.run_import(received.id)
+    runner.run_import(received.id)
     db.session.expire_all()
     return db.session.get(Import, received.id)
 
@@ -90,7 +90,7 @@ def test_bad_csv_case(acme, case: CsvCase, caplog):
     before = snapshot(prior.id)
     assert len(before) == 2
 
-    with caplog.at_level(logging.ERROR, logger="app.services.ingest"):
+    with caplog.at_level(logging.ERROR, logger="app.services.runner"):
         imp = web_import(acme.id, case.filename, case.data, acme.email)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "the importer crashed"
     assert imp.filename == case.stored_name
@@ -114,7 +114,7 @@ def test_bad_csv_case(acme, case: CsvCase, caplog):
     assert len(errors) == min(imp.error_count, MAX_ERRORS_PER_FILE)
     for error in errors:
         assert error.message.strip() and JAPANESE.search(error.message), error.message
-        assert error.message != ingest.SYSTEM_ERROR_MESSAGE, "the importer crashed on this file"
+        assert error.message != runner.SYSTEM_ERROR_MESSAGE, "the importer crashed on this file"
         if "使える見出し" in error.message:  # docs/spec.md: the message lists the account's column names
             assert all(name in error.message for name, _ in COLUMNS), error.message
         if error.line is not None:

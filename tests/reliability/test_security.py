@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Member, Result
-from app.services import bans, columns, ingest, integration, members, results
+from app.services import bans, columns, ingest, integration, members, results, runner as import_runner
 from tests.servers.ftp_fixtures import ftp_account, ftp_start  # noqa: F401 (fixtures)
 from tests.web.test_scoping import OBJECT_FACTORIES, build
 
@@ -323,7 +323,7 @@ def test_exported_formula_cells_are_neutralised_and_negative_numbers_stay_number
     writer.writerows([str(no), value, "-7", note] for no, value, note in zip(range(1, 7), values, notes))
     received = ingest.receive(account.id, "20180516.csv", buffer.getvalue().encode("cp932"), channel="web",
                               sender=email)
-    assert ingest.run_import(received.id).status == "succeeded"
+    assert import_runner.run_import(received.id).status == "succeeded"
 
     for data in (results.export_csv(account.id, "20180516", "cp932"),
                  runner.invoke(args=["results", "export", "alpha", "20180516"]).stdout_bytes):

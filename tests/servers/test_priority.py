@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from app.services import ingest
+from app.services import queue
 from servers import smtp
 from servers.priority import BACKGROUND_NICE
 from servers.worker import Worker
@@ -33,7 +33,7 @@ def test_the_worker_imports_at_background_priority(app, monkeypatch):
         ran.set()
         return None
 
-    monkeypatch.setattr(ingest, "process_next", process_next)
+    monkeypatch.setattr(queue, "process_next", process_next)
     worker = Worker(app, poll_seconds=60)
     worker.start()
     try:

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models import Import, Result
-from app.services import claims, ingest
+from app.services import claims, ingest, queue, runner
 from tests.services.test_ingest import csv_file, setup_account
 from tests.waiting import wait_for
 
@@ -77,18 +77,18 @@ def test_a_claim_of_a_killed_process_is_requeued_at_once_and_a_live_ones_never(a
         db.session.execute(update(Import).where(Import.id == imp.id)
                            .values(claimed_at=dt.datetime.utcnow() - dt.timedelta(hours=2)))
         db.session.commit()
-        assert ingest.requeue_stale(300) == 0
+        assert queue.requeue_stale(300) == 0
         assert _status(imp.id) == Import.RUNNING
 
         child.kill9()
         # At once: neither the claim's age nor any lease is waited for.
         db.session.execute(update(Import).where(Import.id == imp.id).values(claimed_at=dt.datetime.utcnow()))
         db.session.commit()
-        assert ingest.requeue_stale(300) == 1
+        assert queue.requeue_stale(300) == 1
     finally:
         child.close()
     assert _status(imp.id) == Import.QUEUED
-    done = ingest.process_next()
+    done = queue.process_next()
     assert (done.id, done.status, done.attempts, done.claimed_by) == (imp.id, Import.SUCCEEDED, 2, None)
 
 
@@ -99,30 +99,30 @@ def test_a_claim_whose_lease_ran_out_is_requeued_and_one_with_a_lease_is_left(ap
     now = dt.datetime.utcnow()
 
     _claim_as(imp.id, elsewhere, lease_until=now + dt.timedelta(seconds=60))
-    assert ingest.requeue_stale(300) == 0
+    assert queue.requeue_stale(300) == 0
     _claim_as(imp.id, elsewhere, lease_until=None)  # no lease and young: not known to be dead
-    assert ingest.requeue_stale(300) == 0
+    assert queue.requeue_stale(300) == 0
 
     _claim_as(imp.id, elsewhere, lease_until=now - dt.timedelta(seconds=1))
-    assert ingest.requeue_stale(300) == 1
+    assert queue.requeue_stale(300) == 1
     assert _status(imp.id) == Import.QUEUED
 
 
 def test_a_claim_of_this_process_is_never_requeued_however_old(app, make_account):
     acc = setup_account(make_account)
     imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
-    assert ingest.claim_next() == imp.id
+    assert queue.claim_next() == imp.id
     db.session.execute(update(Import).where(Import.id == imp.id).values(
         claimed_at=dt.datetime(2000, 1, 1), lease_until=None))
     db.session.commit()
-    assert ingest.requeue_stale(300) == 0
-    assert ingest.run_import(imp.id).status == Import.SUCCEEDED
+    assert queue.requeue_stale(300) == 0
+    assert runner.run_import(imp.id).status == Import.SUCCEEDED
 
 
 def test_the_claim_names_this_process_and_its_lock_file_is_held(app, make_account):
     acc = setup_account(make_account)
     imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
-    assert ingest.claim_next() == imp.id
+    assert queue.claim_next() == imp.id
     holder_id = db.session.scalar(select(Import.claimed_by).where(Import.id == imp.id))
     host, pid, nonce = holder_id.rsplit(":", 2)
     assert (host, int(pid)) == (os.uname().nodename, os.getpid())
@@ -143,7 +143,7 @@ def test_the_lease_is_renewed_while_the_holder_lives_on_postgresql(app, make_acc
     app.config["CLAIM_LEASE_SECONDS"] = 1  # heartbeat every 0.2 s
     acc = setup_account(make_account)
     imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
-    assert ingest.claim_next() == imp.id
+    assert queue.claim_next() == imp.id
     lease = select(Import.lease_until).where(Import.id == imp.id)
     first = db.session.scalar(lease)
     if not claims.has_lease():
@@ -152,7 +152,7 @@ def test_the_lease_is_renewed_while_the_holder_lives_on_postgresql(app, make_acc
     assert first is not None
     wait_for(lambda: db.session.scalar(lease) > first + dt.timedelta(seconds=1), timeout=20,
              message="the heartbeat to renew the lease")
-    ingest.run_import(imp.id)
+    runner.run_import(imp.id)
     db.session.rollback()
     assert db.session.scalar(lease) is None
 
@@ -160,11 +160,11 @@ def test_the_lease_is_renewed_while_the_holder_lives_on_postgresql(app, make_acc
 def test_an_import_whose_claim_was_taken_back_meanwhile_is_not_finished_twice(app, make_account):
     acc = setup_account(make_account)
     imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
-    assert ingest.claim_next() == imp.id
+    assert queue.claim_next() == imp.id
     # Its lease ran out while the database was out of reach; another worker took it.
     other = f"other-machine:4242:{uuid.uuid4().hex}"
     _claim_as(imp.id, other)
-    done = ingest.run_import(imp.id)
+    done = runner.run_import(imp.id)
     assert (done.status, done.claimed_by) == (Import.RUNNING, other)
     assert db.session.scalar(select(Result.id).where(Result.import_id == imp.id)) is None
 
@@ -182,7 +182,7 @@ def test_lock_files_of_dead_holders_are_swept_but_not_those_claims_name(app, mak
     mine = claims.holder()
     mine._swept_at = 0.0
     # The named holder is dead too, so its claim is requeued in this round; its file goes next time.
-    assert ingest.requeue_stale(300) == 1
+    assert queue.requeue_stale(300) == 1
     assert not (folder / f"{unnamed}.lock").exists()
     assert (folder / f"{named}.lock").exists()
     assert (folder / f"{mine.nonce}.lock").exists()

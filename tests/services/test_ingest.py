@@ -20,7 +20,9 @@ from app.errors import Invalid, NotFound
 from app.extensions import db
 from app.importer.filename import parse_period
 from app.models import GraphColumn, Import, ImportErrorRecord, IntegrationSettings, Member, OutboxMail, Result
-from app.services import files, ingest, results
+from app.db import bulk
+from app.cli.imports import import_as_dict
+from app.services import files, ingest, queue, results, runner
 
 MEMBERS = ((1, "E001", "山田 太郎"), (2, "E002", "鈴木 花子"), (3, "007", "髙橋 一郎"))
 COLUMNS = (("売上", "円"), ("粗利", "円"), ("件数", "件"))
@@ -78,7 +80,7 @@ def count(model) -> int:
 
 def run(acc, filename: str, data: bytes, channel: str = "api") -> Import:
     imp = ingest.receive(acc.id, filename, data, channel=channel, sender="sender@example.com")
-    return ingest.run_import(imp.id)
+    return runner.run_import(imp.id)
 
 
 # ----------------------------------------------------------------------------- receive
@@ -151,7 +153,7 @@ def test_record_failure_stores_a_failed_import_with_its_error_report(app, make_a
     db.session.expire_all()
     assert (imp.status, imp.error_count, files.read(imp.id), imp.errors[0].message) == (
         "failed", 1, None, "添付ファイルが大きすぎます(上限 25 MiB)。")
-    assert ingest.claim_next() is None
+    assert queue.claim_next() is None
     [mail] = db.session.scalars(select(OutboxMail)).all()
     assert mail.kind == "error" and "添付ファイルが大きすぎます" in mail.body
 
@@ -281,11 +283,11 @@ def test_pinned_encoding_is_used(app, make_account):
 
 def test_large_file_goes_in_batches_and_an_error_on_the_last_line_stores_nothing(app, make_account):
     acc = setup_account(make_account)
-    rows = [[n % 3 + 1, n, n * 2, "" if n % 7 == 0 else 1, ""] for n in range(ingest.BATCH_SIZE * 2 + 123)]
+    rows = [[n % 3 + 1, n, n * 2, "" if n % 7 == 0 else 1, ""] for n in range(bulk.BATCH_SIZE * 2 + 123)]
     imp = run(acc, "20180516.csv", csv_file(rows))
     assert imp.status == Import.SUCCEEDED and imp.row_count == len(rows)
     assert count(Result) == len(rows)
-    n = (ingest.BATCH_SIZE // 7 + 1) * 7  # in the second batch, with 件数 empty
+    n = (bulk.BATCH_SIZE // 7 + 1) * 7  # in the second batch, with 件数 empty
     sample = db.session.scalars(select(Result.values).order_by(Result.id).offset(n).limit(1)).one()
     assert sample == {str(acc.column["売上"]): n, str(acc.column["粗利"]): n * 2}  # n % 7 == 0: 件数 empty
 
@@ -303,19 +305,19 @@ def test_unexpected_error_fails_the_import_and_rolls_back(app, make_account, mon
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(ingest._Inserter, "insert", boom)
+    monkeypatch.setattr(bulk.Inserter, "insert", boom)
     imp = run(acc, "20180516.csv", csv_file([[2, 2, 2, 2, ""]]))
-    assert imp.status == Import.FAILED and imp.errors[0].message == ingest.SYSTEM_ERROR_MESSAGE
+    assert imp.status == Import.FAILED and imp.errors[0].message == runner.SYSTEM_ERROR_MESSAGE
     assert [row[3] for row in stored(acc)] == [good.id]
 
 
 def test_run_import_never_runs_a_finished_import_twice(app, make_account):
     acc = setup_account(make_account)
     imp = run(acc, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]))
-    again = ingest.run_import(imp.id)
+    again = runner.run_import(imp.id)
     assert again.id == imp.id and count(Result) == 1
     with pytest.raises(NotFound):
-        ingest.run_import(999999)
+        runner.run_import(999999)
 
 
 # ----------------------------------------------------------------------------- the queue
@@ -339,11 +341,11 @@ def test_queue_survives_an_app_restart(tmp_path, new_database):
 
     second = create_app(config)
     with second.app_context():
-        imp = ingest.process_next()
+        imp = queue.process_next()
         assert imp is not None and imp.id == queued_id
         assert imp.status == Import.SUCCEEDED
         assert db.session.scalar(select(func.count()).select_from(Result).where(Result.account_id == account_id)) == 1
-        assert ingest.process_next() is None
+        assert queue.process_next() is None
         db.session.remove()
         db.engine.dispose()
 
@@ -351,7 +353,7 @@ def test_queue_survives_an_app_restart(tmp_path, new_database):
 def test_claim_next_takes_oldest_first_and_never_twice(app, make_account):
     acc = setup_account(make_account)
     ids = [ingest.receive(acc.id, f"2018051{n}.csv", b"x", channel="api").id for n in range(3)]
-    assert [ingest.claim_next(), ingest.claim_next(), ingest.claim_next(), ingest.claim_next()] == ids + [None]
+    assert [queue.claim_next(), queue.claim_next(), queue.claim_next(), queue.claim_next()] == ids + [None]
     assert set(db.session.scalars(select(Import.status))) == {Import.RUNNING}
 
 
@@ -364,7 +366,7 @@ def test_two_claimers_at_once_split_the_queue(app, make_account):
     def claimer(name: str) -> None:
         with app.app_context():
             start.wait()
-            while (import_id := ingest.claim_next()) is not None:
+            while (import_id := queue.claim_next()) is not None:
                 taken[name].append(import_id)
             db.session.remove()
 
@@ -380,23 +382,23 @@ def test_two_claimers_at_once_split_the_queue(app, make_account):
 def test_stale_claims_are_requeued_and_repeated_crashes_fail_the_import(app, make_account):
     acc = setup_account(make_account)
     imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
-    assert ingest.claim_next() == imp.id
-    assert ingest.requeue_stale(300) == 0  # a fresh claim is left alone
+    assert queue.claim_next() == imp.id
+    assert queue.requeue_stale(300) == 0  # a fresh claim is left alone
 
     # A claim whose holder no process can see (made by an older version) falls back to its age.
     db.session.execute(update(Import).where(Import.id == imp.id)
                        .values(claimed_at=dt.datetime.utcnow() - dt.timedelta(minutes=10), claimed_by=None,
                                lease_until=None))
     db.session.commit()
-    assert ingest.requeue_stale(300) == 1
+    assert queue.requeue_stale(300) == 1
     assert db.session.get(Import, imp.id).status == Import.QUEUED
-    assert ingest.process_next().status == Import.SUCCEEDED
+    assert queue.process_next().status == Import.SUCCEEDED
 
     poison = ingest.receive(acc.id, "20180517.csv", b"x", channel="api")
     db.session.execute(update(Import).where(Import.id == poison.id).values(
-        status=Import.RUNNING, attempts=ingest.MAX_ATTEMPTS, claimed_at=dt.datetime(2000, 1, 1)))
+        status=Import.RUNNING, attempts=queue.MAX_ATTEMPTS, claimed_at=dt.datetime(2000, 1, 1)))
     db.session.commit()
-    assert ingest.requeue_stale(300) == 1
+    assert queue.requeue_stale(300) == 1
     db.session.expire_all()
     failed = db.session.get(Import, poison.id)
     assert failed.status == Import.FAILED and "中断" in failed.errors[0].message
@@ -406,7 +408,7 @@ def test_import_now_runs_synchronously_and_reports(app, make_account):
     acc = setup_account(make_account)
     imp = ingest.import_now(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="cli", sender="cli")
     assert imp.status == Import.SUCCEEDED and imp.channel == "cli" and imp.attempts == 1
-    assert ingest.claim_next() is None
+    assert queue.claim_next() is None
     failed = ingest.import_now(acc.id, "20180516.csv", b"No.,x\r\n", channel="api", sender="api")
     assert failed.status == Import.FAILED
     assert db.session.scalars(select(OutboxMail.kind)).all() == ["error"]
@@ -436,7 +438,7 @@ def test_reimport_queues_the_same_bytes_again(app, make_account):
     assert (again.status, again.filename, again.channel, again.sender, again.note) == (
         "queued", "20180516.csv", "web", "admin@acme.example", f"再取込 #{first.id}")
     assert files.read(again.id) == data
-    assert ingest.process_next().replaced_import_id == first.id
+    assert queue.process_next().replaced_import_id == first.id
     with pytest.raises(NotFound):
         ingest.reimport(other.id, first.id, "admin@other.example")
     refused = ingest.record_refusal(acc.id, channel="mail", filename="20180516.csv", sender="x@y",
@@ -459,7 +461,7 @@ def test_receive_wakes_listeners(app, make_account):
 def test_import_as_dict_is_json_ready(app, make_account):
     acc = setup_account(make_account)
     imp = run(acc, "20180500.csv", csv_file([[1, 1, 1, 1, ""]]))
-    data = ingest.import_as_dict(imp, with_errors=True)
+    data = import_as_dict(imp, with_errors=True)
     assert data["period"] == "201805" and data["status"] == "succeeded" and data["errors"] == []
     assert data["received_at"].endswith("+00:00")
 

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Import, Result
-from app.services import ingest
+from app.services import ingest, queue
 from tests.services.test_ingest import csv_file, setup_account
 
 WORKERS = 2
@@ -39,7 +39,7 @@ def _drain(database_url: str, data_dir: str, start, results) -> None:
             db.session.execute(select(1))  # connected before the race starts
             db.session.rollback()
             start.wait(timeout=60)
-            while (imp := ingest.process_next()) is not None:
+            while (imp := queue.process_next()) is not None:
                 done.append(imp.id)
             db.engine.dispose()
         results.put(("ok", done))

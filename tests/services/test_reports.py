@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Import, OutboxMail, utcnow
-from app.services import ingest, outbox, reports
+from app.services import ingest, outbox, reports, runner
 from servers.mailer import parse_relay_url, relay_sender
 from tests.services.test_ingest import csv_file, run, setup_account
 from tests.smtp_sink import smtp_sink  # noqa: F401  (fixture)
@@ -41,7 +41,7 @@ def test_failure_report_lists_every_error_with_line_column_value(app, make_accou
     db.session.execute(db.update(Import).where(Import.id == imp.id)
                        .values(received_at=dt.datetime(2018, 5, 16, 0, 5, 0)))  # 09:05 in Tokyo
     db.session.commit()
-    imp = ingest.run_import(imp.id)
+    imp = runner.run_import(imp.id)
 
     [mail] = mails()
     assert (mail.kind, mail.import_id, mail.to_addrs, mail.status) == (

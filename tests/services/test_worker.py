@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Import, OutboxMail
-from app.services import ingest
+from app.services import ingest, queue, runner
 from servers.worker import Worker
 from tests.services.test_ingest import csv_file, setup_account
 from tests.smtp_sink import smtp_sink  # noqa: F401  (fixture)
@@ -94,7 +94,7 @@ def test_without_relay_mails_stay_in_the_outbox(app, make_account, worker_factor
 
 def test_worker_survives_a_failing_job(app, make_account, worker_factory, monkeypatch):
     acc = setup_account(make_account)
-    real = ingest.process_next
+    real = queue.process_next
     calls = []
 
     def flaky():
@@ -103,7 +103,7 @@ def test_worker_survives_a_failing_job(app, make_account, worker_factory, monkey
             raise RuntimeError("database went away")
         return real()
 
-    monkeypatch.setattr(ingest, "process_next", flaky)
+    monkeypatch.setattr(queue, "process_next", flaky)
     worker = worker_factory(poll_seconds=0.05)
     imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
     worker.start()
@@ -116,14 +116,14 @@ def test_stop_finishes_the_import_in_progress(app, make_account, worker_factory,
     import threading
 
     started, release = threading.Event(), threading.Event()
-    real = ingest.run_import
+    real = runner.run_import
 
     def slow(import_id):
         started.set()
         release.wait(TIMEOUT)
         return real(import_id)
 
-    monkeypatch.setattr(ingest, "run_import", slow)
+    monkeypatch.setattr(runner, "run_import", slow)
     imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
     worker = worker_factory(poll_seconds=3600)
     worker.start()

@@ -9,7 +9,7 @@ import pytest
 
 from app.extensions import db
 from app.models import Import, Result, User
-from app.services import files, ingest, users
+from app.services import files, ingest, runner, users
 
 GOOD = "No.,売上,件数\r\n1,120000,2\r\n2,\"50,000\",1\r\n".encode("cp932")
 # Three errors: unknown member (line 2), not a number (line 3), unknown member again (line 4).
@@ -116,7 +116,7 @@ def test_queued_import_page_refreshes_itself(client, board):
     assert '<meta http-equiv="refresh" content="2">' in head
     assert "待機中" in html
 
-    ingest.run_import(imp.id)
+    runner.run_import(imp.id)
     response = client.get(f"/imports/{imp.id}")
     assert 'http-equiv="refresh"' not in response.get_data(as_text=True)
 
@@ -158,7 +158,7 @@ def test_reimport_queues_the_same_bytes(client, board):
     assert "再取込" in html and "待機中" in html
 
     # The worker would run it; it replaces the earlier import's rows.
-    done = ingest.run_import(new_id)
+    done = runner.run_import(new_id)
     assert done.status == Import.SUCCEEDED and done.replaced_import_id == imp.id
     assert db.session.scalar(db.select(db.func.count(Result.id))) == 2
 

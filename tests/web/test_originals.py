@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from app.extensions import db
 from app.models import Import, ImportFile
-from app.services import files, ingest
+from app.services import files, ingest, runner
 from servers.scheduler import FilePurge, FtpCheckScheduler, RunningScheduler
 
 GOOD = "No.,売上,件数\r\n1,120000,2\r\n2,\"50,000\",1\r\n".encode("cp932")
@@ -32,7 +32,7 @@ def test_an_original_in_many_pieces_downloads_byte_for_byte_and_reimports(client
 
     reimported = client.post(f"/imports/{imp.id}/reimport")
     new_id = int(reimported.headers["Location"].rsplit("/", 1)[-1])
-    done = ingest.run_import(new_id)
+    done = runner.run_import(new_id)
     assert done.status == Import.SUCCEEDED and done.replaced_import_id == imp.id and done.row_count == 2
     assert client.get(f"/imports/{new_id}/download").data == GOOD
 

@@ -7,7 +7,7 @@ import re
 from app.extensions import db
 from app.importer.filename import FILENAME_MESSAGE
 from app.models import Import, Result, User
-from app.services import files, ingest, users
+from app.services import files, runner, users
 
 GOOD = "No.,売上,件数,備考\r\n1,120000,2,㈱髙﨑①\r\n2,\"50,000\",1,\r\n1,100,,\r\n".encode("cp932")
 BAD = "No.,売上,件数\r\n99,100,1\r\n1,abc,1\r\n".encode("utf-8")
@@ -73,7 +73,7 @@ def test_upload_queues_an_import_and_shows_its_page(client, board):
     assert "待機中" in html and 'http-equiv="refresh"' in html
 
     # What the worker does next, and what the page then shows.
-    ingest.run_import(imp.id)
+    runner.run_import(imp.id)
     html = client.get(f"/imports/{imp.id}").get_data(as_text=True)
     assert "成功" in html and 'http-equiv="refresh"' not in html
     assert _counts() == (1, 3)

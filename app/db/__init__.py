@@ -1,0 +1,1 @@
+"""Database helpers below the services: the bulk insert (bulk.py) and the same-file-name lock (locks.py)."""
