@@ -49,11 +49,13 @@ Decisions (where docs/spec.md is silent):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import multiprocessing
 import os
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -124,6 +126,92 @@ class Recipient:
         return Standing(enabled=self.enabled, mode=self.mode, status=self.status, senders=self.senders)
 
 
+# A recipient answer (a Recipient, or None for an unknown address) is reused for this long.
+DEFAULT_RECIPIENT_CACHE_SECONDS = 5.0
+RECIPIENT_CACHE_ENTRIES = 1024  # beyond this many addresses the cache starts over (bounded memory)
+
+
+class RecipientCache:
+    """Recent recipient look-ups, so an RCPT costs no database round trip (nor executor hop) on a hit.
+
+    Correctness bound: an answer is at most `ttl` seconds old. A change committed in this
+    process to an account or its integration settings (a re-issued address, 外部連携 turned
+    off, mode, status, senders) empties the cache at once (`invalidate_all`, from the ORM
+    listener below); a change committed by another process (the web UI on another host, on a
+    shared PostgreSQL) takes effect within `ttl` seconds. `ttl` 0 turns the cache off.
+    """
+
+    _generation = 0  # bumped by invalidate_all(); shared by every cache of the process
+    _generation_lock = threading.Lock()
+
+    def __init__(self, resolve: Callable[[str], Recipient | None], ttl: float = DEFAULT_RECIPIENT_CACHE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic, max_entries: int = RECIPIENT_CACHE_ENTRIES):
+        self.resolve = resolve
+        self.ttl = ttl
+        self.clock = clock
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, int, Recipient | None]] = {}
+
+    @classmethod
+    def invalidate_all(cls) -> None:
+        """Forget every cached answer of every cache in this process (settings or accounts changed)."""
+        with cls._generation_lock:
+            cls._generation += 1
+
+    def cached(self, address: str) -> tuple[bool, Recipient | None]:
+        """(True, answer) when a fresh answer is known (no I/O: safe on the event loop), else (False, None)."""
+        hit = self._entries.get(address.strip().lower())
+        if hit is None:
+            return False, None
+        expires, generation, recipient = hit
+        if generation != RecipientCache._generation or self.clock() >= expires:
+            return False, None
+        return True, recipient
+
+    def __call__(self, address: str) -> Recipient | None:
+        """The answer for `address`, from the cache when fresh, else from `resolve` (blocking)."""
+        known, recipient = self.cached(address)
+        if known:
+            return recipient
+        generation = RecipientCache._generation  # before the look-up: a change during it is not masked
+        recipient = self.resolve(address)
+        if self.ttl > 0:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[address.strip().lower()] = (self.clock() + self.ttl, generation, recipient)
+        return recipient
+
+
+def _recipients_changed(session, flush_context) -> None:
+    """ORM listener (after_flush): note that this transaction changes what a recipient look-up answers."""
+    from app.models import Account, IntegrationSettings
+
+    for instance in itertools.chain(session.new, session.dirty, session.deleted):
+        if isinstance(instance, (Account, IntegrationSettings)):
+            session.info["renkei_recipients_changed"] = True
+            return
+
+
+def _invalidate_after_commit(session) -> None:
+    if session.info.pop("renkei_recipients_changed", False):
+        RecipientCache.invalidate_all()
+
+
+def _forget_after_rollback(session) -> None:
+    session.info.pop("renkei_recipients_changed", None)
+
+
+def _listen_for_recipient_changes() -> None:
+    """Register the ORM listeners once per process (every Session: the web UI's, the CLI's, the tests')."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    if not event.contains(Session, "after_flush", _recipients_changed):
+        event.listen(Session, "after_flush", _recipients_changed)
+        event.listen(Session, "after_commit", _invalidate_after_commit)
+        event.listen(Session, "after_soft_rollback", lambda session, previous: _forget_after_rollback(session))
+
+
 class MailHandler:
     """aiosmtpd handler: RCPT check, then the checks the headers allow, then the durable spool write.
 
@@ -131,7 +219,8 @@ class MailHandler:
     CPU, which capped throughput); the attachments are read by MailImporter in the spool drain.
 
     Injected callables (they run in a worker thread, never on the event loop):
-    - resolve_recipient(address) -> Recipient | None (None: unknown address; a disabled account has enabled=False)
+    - resolve_recipient(address) -> Recipient | None (None: unknown address; a disabled account has enabled=False);
+      a RecipientCache's fresh answers are read on the loop (its `cached`)
     - spool_mail(account_ids, raw, *, sender) -> None, once the whole message is stored durably for them all
     - record_refusal(account_id, *, filename, sender, status, note) -> None
     - parse(raw) -> ParsedMail (only to name the files of a refused or discarded mail; rare)
@@ -147,13 +236,18 @@ class MailHandler:
     ):
         self.parse = parse
         self.resolve_recipient = resolve_recipient
+        # A RecipientCache answers a fresh hit on the loop itself (no thread hop, no I/O).
+        self.cached_recipient: Callable[[str], tuple[bool, Recipient | None]] = getattr(
+            resolve_recipient, "cached", lambda address: (False, None))
         self.spool_mail = spool_mail
         self.record_refusal = record_refusal
 
     async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:
         """Accept every issued address of an enabled account (several accounts per message); never relay."""
         try:
-            recipient = await asyncio.get_running_loop().run_in_executor(None, self.resolve_recipient, address)
+            known, recipient = self.cached_recipient(address)
+            if not known:
+                recipient = await asyncio.get_running_loop().run_in_executor(None, self.resolve_recipient, address)
         except Exception:
             log.exception("smtp recipient lookup failed channel=%s rcpt=%s", CHANNEL, address)
             return "451 4.3.0 Temporary lookup failure, try again later"
@@ -767,8 +861,10 @@ def build_handler(app, parse: Callable[[bytes], ParsedMail] = parse_mail,
     """The handler bound to the app's services; accepted mails go to `drainer`'s spool."""
     services = _AppServices(app, parse)
     drainer = drainer or build_drainer(app, parse)
+    _listen_for_recipient_changes()
+    ttl = float(setting(app, "SMTP_RECIPIENT_CACHE_SECONDS", DEFAULT_RECIPIENT_CACHE_SECONDS))
     return MailHandler(
-        resolve_recipient=services.resolve_recipient,
+        resolve_recipient=RecipientCache(services.resolve_recipient, ttl=ttl),
         spool_mail=drainer.write_mail,
         record_refusal=services.record_refusal,
         parse=parse,
