@@ -9,6 +9,7 @@ from sqlalchemy import func, or_, select
 
 from ..extensions import db
 from ..importer.filename import Period
+from ..importer.filename import period_key as filename_period_key  # this module's period_key adds None
 from ..models import GraphColumn, Import, ImportErrorRecord, Member, Result
 from ..services import columns as columns_service
 from ..services import members as members_service
@@ -36,7 +37,7 @@ def period_key(kind: str | None, date: dt.date | None) -> str | None:
     """The period as the API writes it: "20180516" for a day, "201805" for a month."""
     if date is None:
         return None
-    return Period(kind or "month", date, "").key
+    return filename_period_key(kind or "month", date)
 
 
 def import_json(imp: Import) -> dict[str, Any]:

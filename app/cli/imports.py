@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from ..errors import RenkeiError, RowError, error_total
 from ..extensions import db
+from ..importer.filename import period_key
 from ..models import Import
 from ..services import accounts, ingest, results
 
@@ -39,7 +40,7 @@ def import_as_dict(imp: Import, *, with_errors: bool = False) -> dict:
 
     period = None
     if imp.period_date is not None:
-        period = imp.period_date.strftime("%Y%m%d" if imp.period_kind == "day" else "%Y%m")
+        period = period_key(imp.period_kind or "month", imp.period_date)
     data = {
         "id": imp.id, "channel": imp.channel, "filename": imp.filename, "sender": imp.sender,
         "status": imp.status, "received_at": iso(imp.received_at), "finished_at": iso(imp.finished_at),

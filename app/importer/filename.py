@@ -24,15 +24,20 @@ class Period:
     @property
     def key(self) -> str:
         """Return "20180516" for a day, "201805" for a month."""
-        # Not strftime: glibc writes year 1 as "1", not "0001", and the key must be the name's digits.
-        month = f"{self.date.year:04d}{self.date.month:02d}"
-        return f"{month}{self.date.day:02d}" if self.kind == "day" else month
+        return period_key(self.kind, self.date)
 
     @property
     def label(self) -> str:
         """Return "2018年5月16日" for a day, "2018年5月" for a month."""
         month = f"{self.date.year}年{self.date.month}月"
         return f"{month}{self.date.day}日" if self.kind == "day" else month
+
+
+def period_key(kind: str, date: datetime.date) -> str:
+    """Return "20180516" for a day, "201805" for a month (any other kind)."""
+    # Not strftime: glibc writes year 1 as "1", not "0001", and the key must be the name's digits.
+    month = f"{date.year:04d}{date.month:02d}"
+    return f"{month}{date.day:02d}" if kind == "day" else month
 
 
 def parse_filename(name: str) -> Period:

@@ -109,3 +109,9 @@ def test_the_period_key_is_the_names_digits_for_years_before_1000():
     # glibc's strftime writes year 1 as "1": the key must still be the file's own eight digits.
     assert parse_filename("00010101.csv").key == "00010101"
     assert parse_filename("09990500.csv").key == "099905"
+
+
+def test_period_key_of_a_stored_period_matches_the_file_name():
+    from app.importer.filename import period_key
+    assert period_key("day", parse_filename("00010101.csv").date) == "00010101"
+    assert period_key("month", parse_filename("20180500.csv").date) == "201805"
