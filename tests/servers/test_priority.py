@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from app.services import queue
-from servers import smtp
+from servers import spooldrain
 from servers.priority import BACKGROUND_NICE
 from servers.worker import Worker
 
@@ -52,7 +52,7 @@ def test_the_smtp_spool_drain_runs_at_background_priority(tmp_path):
         seen.append(this_thread_nice())
         stored.set()
 
-    drainer = smtp.SpoolDrainer(tmp_path, store)
+    drainer = spooldrain.SpoolDrainer(tmp_path, store)
     drainer.start()
     try:
         drainer.write_mail([1], b"From: a@example.com\r\n\r\nbody\r\n", sender="a@example.com")
@@ -63,7 +63,7 @@ def test_the_smtp_spool_drain_runs_at_background_priority(tmp_path):
 
 
 def test_mime_parsing_processes_run_at_background_priority():
-    pool = smtp.ParsePool(1)
+    pool = spooldrain.ParsePool(1)
     try:
         child_nice = pool._pool.submit(os.getpriority, os.PRIO_PROCESS, 0).result(timeout=60)
     finally:

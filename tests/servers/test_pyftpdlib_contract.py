@@ -1,4 +1,4 @@
-"""What servers/ftp.py relies on in pyftpdlib beyond its public API, one test per private name.
+"""What servers/ftp*.py rely on in pyftpdlib beyond its public API, one test per private name.
 
 pyftpdlib 2.2 renamed several of these. requirements.txt bounds the version; when a new version
 is allowed, these tests say which name moved before an FTP upload silently behaves differently.

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from app.extensions import db
-from servers.smtp import RecipientCache, _AppServices, _listen_for_recipient_changes
+from servers.recipients import RecipientCache, _listen_for_recipient_changes
+from servers.smtpservices import _AppServices
 from tests.servers.conftest import SMTP_SENDER
 
 

@@ -22,7 +22,9 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Import, Result
 from app.services import files, spool
-from servers.smtp import MailHandler, MailImporter, Recipient
+from servers.mailhandler import MailHandler
+from servers.recipients import Recipient
+from servers.spooldrain import MailImporter
 from tests.servers.conftest import SMTP_ERROR_TO, SMTP_SENDER, SMTP_SUCCESS_TO, smtp_message
 from tests.smtp_sink import RawSmtp
 
@@ -316,7 +318,7 @@ def test_the_same_eml_sent_twice_is_imported_twice(smtp_server, smtp_account, sm
 
 def test_one_spool_entry_drained_twice_is_stored_once(app, smtp_account, smtp_mail):
     """A crash between the drain's commit and its delete: the same entry is drained again at start."""
-    from servers.smtp import _AppServices
+    from servers.smtpservices import _AppServices
 
     folder = spool.mail_folder(app.config["DATA_DIR"])
     raw = smtp_mail.message(SMTP_SENDER, smtp_account.address,
@@ -342,7 +344,7 @@ def test_a_mail_entry_of_an_earlier_version_keeps_its_message_id_keys(app, smtp_
     """Entries spooled before the delivery id existed: a repeated drain must still find what it stored."""
     import json
 
-    from servers.smtp import _AppServices
+    from servers.smtpservices import _AppServices
 
     folder = spool.mail_folder(app.config["DATA_DIR"])
     raw = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())],
@@ -532,7 +534,7 @@ def test_drain_keeps_the_entry_when_store_fails_and_stores_in_order(tmp_path):
 
 def test_mail_entry_of_an_earlier_version_is_drained(app, smtp_account, smtp_mail):
     # Before account_ids and delivery ids, a mail entry named its one account only.
-    from servers.smtp import _AppServices
+    from servers.smtpservices import _AppServices
 
     folder = spool.mail_folder(app.config["DATA_DIR"])
     raw = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())]).as_bytes()
@@ -547,7 +549,7 @@ def test_mail_entry_of_an_earlier_version_is_drained(app, smtp_account, smtp_mai
 
 
 def test_one_file_entry_of_still_earlier_versions_is_set_aside_not_imported(app, smtp_account, smtp_mail):
-    from servers.smtp import _AppServices
+    from servers.smtpservices import _AppServices
 
     folder = spool.mail_folder(app.config["DATA_DIR"])
     path = folder / "00000000000000000001-000000-file.entry"

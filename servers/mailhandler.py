@@ -1,0 +1,221 @@
+"""The SMTP handler (aiosmtpd's handle_RCPT / handle_DATA): protocol decisions only.
+
+Everything that touches the database or the spool is injected (see MailHandler), so the
+decisions below are tested with fakes.
+
+Decisions (where docs/spec.md is silent):
+- Several accounts per message: every RCPT of an issued address is accepted (mutt, s-nail,
+  msmtp and curl abort the whole send on a 4xx to a second RCPT), an unknown one gets
+  `550 5.1.1` on its own. Several RCPTs for the same account count once. The message is
+  spooled once (one entry naming every accepting account, fsynced before `250`) and the
+  drain imports it once per account.
+- Each account applies its own rules (`services.admission.admit`, channel mail): mode not
+  メール添付連動 → discarded and recorded (the sender list is not checked: it belongs to the
+  mail mode); mode mail → the From: check (refused, recorded), then a stopped status discards
+  and records. This module only maps the admission to a reply. The From: header is known
+  only after DATA, which has one reply for all: `250` when at least one account took the
+  message (spooled or discarded), `550 5.7.1` only when every account refused it. A refusal
+  next to an acceptance is in that account's 取込履歴 only (the sender, having `250`, does not
+  see it).
+- Every DB call and spool write runs in the loop's executor; an unexpected error answers
+  `451 4.3.0` and the client retries. Nothing was spooled then (a failed write removes its
+  entry), so the retry is the one delivery; a refusal recorded for another account of the same
+  message before the failed write may be recorded again.
+- Refusals and discards are recorded in the DB directly before the answer (rare paths, no file
+  to import; they alone pay a full parse, to name the files in the history). A mail with no CSV
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from app.services.admission import Channel, Outcome, Reason, admit
+
+from .mailparse import (
+    MailRejected,
+    MailUnreadable,
+    ParsedMail,
+    normalise_line_ends,
+    parse_head,
+    parse_mail,
+)
+from .recipients import Recipient
+
+log = logging.getLogger("servers.smtp")  # the log lines keep the logger name they had before the split
+
+CHANNEL = "mail"
+NO_CSV_NAME = "(CSV添付なし)"
+UNNAMED = "(メール)"  # the history's file name when the mail's files are not known
+NO_SUCH_USER = "550 5.1.1 Recipient address rejected: no such user"
+
+
+class MailHandler:
+    """aiosmtpd handler: RCPT check, then the checks the headers allow, then the durable spool write.
+
+    Only the header block is parsed before `250` (a full MIME parse of a 1 MB mail is ~30 ms of
+    CPU, which capped throughput); the attachments are read by MailImporter in the spool drain.
+
+    Injected callables (they run in a worker thread, never on the event loop):
+    - resolve_recipient(address) -> Recipient | None (None: unknown address; a disabled account has enabled=False);
+      a RecipientCache's fresh answers are read on the loop (its `cached`)
+    - spool_mail(account_ids, raw, *, sender) -> None, once the whole message is stored durably for them all
+    - record_refusal(account_id, *, filename, sender, status, note) -> None
+    - parse(raw) -> ParsedMail (only to name the files of a refused or discarded mail; rare)
+    """
+
+    def __init__(
+        self,
+        *,
+        resolve_recipient: Callable[[str], Recipient | None],
+        spool_mail: Callable[..., Any],
+        record_refusal: Callable[..., Any],
+        parse: Callable[[bytes], ParsedMail] = parse_mail,
+    ):
+        self.parse = parse
+        self.resolve_recipient = resolve_recipient
+        # A RecipientCache answers a fresh hit on the loop itself (no thread hop, no I/O).
+        self.cached_recipient: Callable[[str], tuple[bool, Recipient | None]] = getattr(
+            resolve_recipient, "cached", lambda address: (False, None))
+        self.spool_mail = spool_mail
+        self.record_refusal = record_refusal
+
+    async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:
+        """Accept every issued address of an enabled account (several accounts per message); never relay."""
+        try:
+            known, recipient = self.cached_recipient(address)
+            if not known:
+                recipient = await asyncio.get_running_loop().run_in_executor(None, self.resolve_recipient, address)
+        except Exception:
+            log.exception("smtp recipient lookup failed channel=%s rcpt=%s", CHANNEL, address)
+            return "451 4.3.0 Temporary lookup failure, try again later"
+        if recipient is None or admit(recipient.standing, Channel.MAIL).outcome is Outcome.DISABLED:
+            # A disabled account's address answers as an unknown one: it must not tell that the account exists.
+            log.info("smtp refused channel=%s rcpt=%s reason=%s peer=%s", CHANNEL, address,
+                     "unknown-recipient" if recipient is None else "integration-disabled", _peer(session))
+            return NO_SUCH_USER
+        recipients: dict[int, Recipient] = getattr(envelope, "renkei_recipients", None) or {}
+        recipients.setdefault(recipient.account_id, recipient)  # several addresses of one account count once
+        envelope.renkei_recipients = recipients
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        """Check and spool the message (off the loop); answer only after it is durable."""
+        recipients = list(envelope.renkei_recipients.values())
+        raw = bytes(envelope.original_content or b"")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, self.deliver, recipients, raw, _peer(session)
+            )
+        except Exception:
+            log.exception("smtp delivery failed account=%s channel=%s", ",".join(r.label for r in recipients),
+                          CHANNEL)
+            return "451 4.3.0 Temporary server error, try again later"
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Never show internals to the client; a 4xx makes it retry later."""
+        log.exception("smtp session error channel=%s", CHANNEL, exc_info=error)
+        return "451 4.3.0 Temporary server error, try again later"
+
+    def deliver(self, recipients: Recipient | list[Recipient], raw: bytes, peer: str = "-") -> str:
+        """Apply each account's rules to one received message and return the one SMTP reply (blocking).
+
+        Each account decides on its own (mode, From: in its sender list, status). The reply is
+        `250` when at least one account took the message (spooled for import, or discarded as
+        its mode or status says), and `550 5.7.1` only when every account refused it; a refusal
+        next to an acceptance is recorded in that account's 取込履歴 only. Refusals and discards
+        are recorded before the spool write, so a failed write (`451`) may leave them recorded
+        twice after the retry, never lost.
+        """
+        if isinstance(recipients, Recipient):
+            recipients = [recipients]
+        raw = normalise_line_ends(raw)
+        head = parse_head(raw)
+        names = _LazyNames(self, raw)
+        accepted: list[Recipient] = []
+        refusal: str | None = None
+        discarded = False
+        for recipient in recipients:
+            admission = admit(recipient.standing, Channel.MAIL, sender=head.sender)
+            if admission.outcome is Outcome.ACCEPT:
+                accepted.append(recipient)
+            elif admission.outcome is Outcome.DISCARD:
+                self._discard(recipient, names, head.sender, admission.text, peer)
+                discarded = True
+            elif admission.reason is Reason.UNREADABLE_SENDER:
+                self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status="refused",
+                                    note=f"{admission.text}: {head.rejection}")
+                log.info("smtp refused account=%s channel=%s reason=bad-from peer=%s", recipient.label, CHANNEL,
+                         peer)
+                refusal = refusal or "550 5.7.1 Sender not authorized: unreadable From header"
+            elif admission.reason is Reason.SENDER:
+                self.record_refusal(recipient.account_id, filename=names(), sender=head.sender, status="refused",
+                                    note=admission.text)
+                log.info("smtp refused account=%s channel=%s file=%s sender=%s reason=sender-not-registered peer=%s",
+                         recipient.label, CHANNEL, names(), head.sender, peer)
+                refusal = refusal or "550 5.7.1 Sender not authorized for this address"
+            else:  # disabled since its RCPT was accepted: the account takes nothing and records nothing
+                log.info("smtp refused account=%s channel=%s reason=%s peer=%s", recipient.label, CHANNEL,
+                         admission.reason, peer)
+                refusal = refusal or NO_SUCH_USER
+        if not accepted:
+            return "250 2.0.0 OK" if discarded or refusal is None else refusal
+
+        assert head.sender is not None
+        self.spool_mail([r.account_id for r in accepted], raw, sender=head.sender)
+        for recipient in accepted:
+            log.info("smtp accepted account=%s channel=%s sender=%s bytes=%d peer=%s", recipient.label, CHANNEL,
+                     head.sender, len(raw), peer)
+        return "250 2.0.0 OK: queued"
+
+    def refuse_unreceived(self, recipients: list[Recipient], *, envelope_from: str | None, reason: str,
+                          peer: str = "-") -> None:
+        """Record a message the protocol refused before it was read (e.g. over the size cap), per account."""
+        for recipient in recipients:
+            note = f"{reason}(エンベロープの送信者: {envelope_from or '-'})"
+            self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status="refused", note=note)
+            log.info("smtp refused account=%s channel=%s reason=%s peer=%s", recipient.label, CHANNEL, reason, peer)
+
+    def _discard(self, recipient: Recipient, names: _LazyNames, sender: str | None, reason: str, peer: str) -> None:
+        names = names()
+        self.record_refusal(recipient.account_id, filename=names, sender=sender, status="discarded", note=reason)
+        log.info("smtp discarded account=%s channel=%s file=%s sender=%s reason=%s peer=%s", recipient.label,
+                 CHANNEL, names, sender or "-", reason, peer)
+
+    def _names_of(self, raw: bytes) -> str:
+        """The file names a refused or discarded mail carried, for the history (a full parse: rare paths only)."""
+        try:
+            return _names(self.parse(raw))
+        except (MailRejected, MailUnreadable, RecursionError):
+            return UNNAMED
+
+
+class _LazyNames:
+    """The file names of a refused or discarded mail, parsed at most once and only when asked for."""
+
+    def __init__(self, handler: MailHandler, raw: bytes):
+        self._handler, self._raw, self._names = handler, raw, None
+
+    def __call__(self) -> str:
+        if self._names is None:
+            self._names = self._handler._names_of(self._raw)
+        return self._names
+
+
+def _names(mail: ParsedMail) -> str:
+    """What the history shows as the file name of a refused or discarded mail (never its content)."""
+    if not mail.csvs:
+        return NO_CSV_NAME
+    names = ", ".join(a.filename for a in mail.csvs)
+    return names if len(names) <= 255 else names[:252] + "..."
+
+
+def _peer(session) -> str:
+    peer = getattr(session, "peer", None)
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer or "-")
+

@@ -1,0 +1,103 @@
+"""Wiring of the SMTP server to the app: the only place that knows the services.
+
+Each call runs in its own app context (a fresh session), in the loop's executor or the drain thread.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from app.services import spool
+from app.services.admission import Standing
+
+from .mailhandler import CHANNEL, MailHandler
+from .mailparse import ParsedMail, parse_mail
+from .recipients import (
+    DEFAULT_RECIPIENT_CACHE_SECONDS,
+    Recipient,
+    RecipientCache,
+    _listen_for_recipient_changes,
+)
+from .settings import setting
+from .spooldrain import MailImporter, SpoolDrainer
+
+log = logging.getLogger("servers.smtp")  # the log lines keep the logger name they had before the split
+
+
+class _AppServices:
+    """Binds the ingest and integration services, each call in its own app context (fresh session)."""
+
+    def __init__(self, app, parse: Callable[[bytes], ParsedMail] = parse_mail):
+        self.app = app
+        self.importer = MailImporter(ingest=self.receive, record_failure=self.record_failure, parse=parse)
+
+    def resolve_recipient(self, address: str) -> Recipient | None:
+        from app.services import integration
+
+        with self.app.app_context():
+            account = integration.account_for_inbound_address(address)
+            if account is None:
+                return None
+            standing = Standing.of(account, integration.get_settings(account.id))
+            return Recipient(account_id=account.id, label=account.slug, mode=standing.mode, status=standing.status,
+                             senders=standing.senders, enabled=standing.enabled)
+
+    def store_spooled(self, entry: spool.Entry) -> None:
+        """Move one spool entry into the database (the drain's store): a mail is parsed into its imports."""
+        from app.extensions import db
+        from app.models import Account
+
+        with self.app.app_context():
+            account_ids = [a for a in (entry.account_ids or (entry.account_id,)) if db.session.get(Account, a)]
+        if not account_ids:
+            raise spool.Unstorable(f"account(s) {entry.account_ids or entry.account_id} no longer exist")
+        self.importer.import_mail(account_ids, entry.data, sender=entry.sender or "",
+                                  label=",".join(f"#{a}" for a in account_ids), delivery=entry.delivery)
+
+    def receive(self, account_id: int, filename: str, data: bytes, *, sender: str | None,
+                dedupe_key: str | None, note: str | None, ignored: list[str] | None = None) -> None:
+        """Store one file as a queued import (a repeat of its dedupe key stores nothing)."""
+        from app.services import ingest
+
+        with self.app.app_context():
+            imp = ingest.receive(account_id, filename, data, channel=CHANNEL, sender=sender,
+                                 dedupe_key=dedupe_key, note=note, ignored=ignored)
+            log.info("smtp spool drained account=#%s channel=%s file=%s import=#%s", imp.account_id, CHANNEL,
+                     imp.filename, imp.id)
+
+    def record_refusal(self, account_id: int, *, filename: str, sender: str | None, status: str,
+                       note: str | None) -> None:
+        from app.services import ingest
+
+        with self.app.app_context():
+            ingest.record_refusal(account_id, channel=CHANNEL, filename=filename, sender=sender, status=status,
+                                  note=note)
+
+    def record_failure(self, account_id: int, *, filename: str, sender: str | None, message: str,
+                       dedupe_key: str | None, note: str | None, ignored: list[str] | None = None) -> None:
+        from app.services import ingest
+
+        with self.app.app_context():
+            ingest.record_failure(account_id, channel=CHANNEL, filename=filename, sender=sender, message=message,
+                                  dedupe_key=dedupe_key, note=note, ignored=ignored)
+
+
+def build_drainer(app, parse: Callable[[bytes], ParsedMail] = parse_mail) -> SpoolDrainer:
+    """The spool of `{DATA_DIR}/spool/mail` and its drain (parse, then the app's ingest service)."""
+    return SpoolDrainer(spool.mail_folder(app.config["DATA_DIR"]), _AppServices(app, parse).store_spooled)
+
+
+def build_handler(app, parse: Callable[[bytes], ParsedMail] = parse_mail,
+                  drainer: SpoolDrainer | None = None) -> MailHandler:
+    """The handler bound to the app's services; accepted mails go to `drainer`'s spool."""
+    services = _AppServices(app, parse)
+    drainer = drainer or build_drainer(app, parse)
+    _listen_for_recipient_changes()
+    ttl = float(setting(app, "SMTP_RECIPIENT_CACHE_SECONDS", DEFAULT_RECIPIENT_CACHE_SECONDS))
+    return MailHandler(
+        resolve_recipient=RecipientCache(services.resolve_recipient, ttl=ttl),
+        spool_mail=drainer.write_mail,
+        record_refusal=services.record_refusal,
+        parse=parse,
+    )
+
