@@ -18,6 +18,10 @@ time from the first message until every import is stored (succeeded).
     python bench/smtp_bench.py [--client smtplib|smtp-source] [--messages 200] [--size-kb N]
                                [--connections 4] [--rounds 3] [--worker thread|process|none] [--keep]
 
+Renkei's spool drain gives way to messages being received for at most
+RENKEI_SMTP_DRAIN_DEFER_SECONDS (default 2) in a row; set it to 0 to measure the drain running
+beside the sessions, as before issue 13.
+
 --worker thread (default) runs the worker in the SMTP server's process, as `python run.py`
 does; `process` runs it in a second process on the same database (`run.py --only worker`),
 so the two do not share one interpreter lock; `none` measures the SMTP server alone.
@@ -216,7 +220,10 @@ def smtp_source_path() -> str:
     path = os.environ.get("RENKEI_BENCH_SMTP_SOURCE") or shutil.which("smtp-source") or "/usr/sbin/smtp-source"
     if not os.access(path, os.X_OK):
         sys.exit("smtp-source not found: install the Debian package postfix "
-                 "(apt-get install --no-install-recommends postfix) or set RENKEI_BENCH_SMTP_SOURCE")
+                 "(apt-get install --no-install-recommends postfix) or set RENKEI_BENCH_SMTP_SOURCE; "
+                 "without installing: apt-get download postfix, dpkg-deb -x postfix_*.deb DIR, and point "
+                 "RENKEI_BENCH_SMTP_SOURCE at a script running DIR/usr/sbin/smtp-source with "
+                 "LD_LIBRARY_PATH=DIR/usr/lib/postfix")
     return path
 
 
@@ -270,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                 return run_smtp_source(port, args.messages, size, address, args.connections)
         print(f"client {args.client}: {args.messages} messages, {total_mb:.1f} MB on the wire, "
               f"{args.connections} connections, {args.rounds} rounds (alternating order), worker {args.worker}")
+        print(f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+              "(other processes on the box move both figures; compare ratios of one run)")
 
         from servers import smtp
 
@@ -315,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ratio Renkei / bare     {ratio:8.2f}  (target >= 0.70: {'OK' if ratio >= 0.7 else 'MISSED'})")
         print(f"all imports stored      {median(stored_times):8.2f} s after the first message of a round "
               f"(succeeded {succeeded}, failed {failed})")
+        print(f"load average at end {os.getloadavg()[0]:.1f}")
         expected = args.messages * args.rounds
         if args.client == "smtplib":
             return 0 if succeeded == expected else 1
