@@ -18,10 +18,6 @@ time from the first message until every import is stored (succeeded).
     python bench/smtp_bench.py [--client smtplib|smtp-source] [--messages 200] [--size-kb N]
                                [--connections 4] [--rounds 3] [--worker thread|process|none] [--keep]
 
-Renkei's spool drain gives way to messages being received for at most
-RENKEI_SMTP_DRAIN_DEFER_SECONDS (default 2) in a row; set it to 0 to measure the drain running
-beside the sessions, as before issue 13.
-
 --worker thread (default) runs the worker in the SMTP server's process, as `python run.py`
 does; `process` runs it in a second process on the same database (`run.py --only worker`),
 so the two do not share one interpreter lock; `none` measures the SMTP server alone.

@@ -46,7 +46,7 @@ from .mailhandler import CHANNEL, MailHandler, _peer
 from .mailparse import parse_mail
 from .settings import flag, setting
 from .smtpservices import build_drainer, build_handler
-from .spooldrain import ParsePool, ReceivingGauge, SpoolDrainer
+from .spooldrain import ParsePool, SpoolDrainer
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class _Session(SMTP):
     """
 
     def __init__(self, handler, *, on_close: Callable[[], None], on_refused: Callable[..., Any] | None = None,
-                 receiving: ReceivingGauge | None = None, **kwargs):
+                 **kwargs):
         limit = kwargs.get("data_size_limit")
         if limit:
             self.line_length_limit = int(limit) + 3  # read by SMTP.__init__ (the reader's buffer limit)
@@ -99,7 +99,6 @@ class _Session(SMTP):
         self._on_close: Callable[[], None] | None = on_close
         self._on_refused = on_refused
         self._in_data = False
-        self._receiving = receiving
 
     async def push(self, status: str) -> None:
         if self._in_data and (status.startswith("500 Line too long") or status.startswith("552")):
@@ -111,14 +110,10 @@ class _Session(SMTP):
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         self._in_data = True
-        if self._receiving is not None:
-            self._receiving.begin()  # until the reply is sent: the spool drain gives way meanwhile
         try:
             await super().smtp_DATA(arg)
         finally:
             self._in_data = False
-            if self._receiving is not None:
-                self._receiving.end()
 
     async def _record_too_big(self) -> None:
         """Record the refused message per account, before its answer (the client may hang up right after)."""
@@ -171,8 +166,6 @@ class RunningSmtp:
         self.handler = handler
         self.parse_pool = parse_pool
         self.drainer = drainer
-        # The drain gives way to the messages these sessions receive (when it has a gauge).
-        self.receiving = getattr(drainer, "receiving", None)
         self.host = host
         self.port = port
         self.limits = limits
@@ -251,7 +244,6 @@ class RunningSmtp:
             self.handler,
             on_close=self._connection_closed,
             on_refused=getattr(self.handler, "refuse_unreceived", None),
-            receiving=self.receiving,
             loop=self._loop,
             hostname=self.hostname,
             ident="Renkei ESMTP",

@@ -19,7 +19,7 @@ from .recipients import (
     _listen_for_recipient_changes,
 )
 from .settings import setting
-from .spooldrain import DEFAULT_MAX_DEFER_SECONDS, MailImporter, ReceivingGauge, SpoolDrainer
+from .spooldrain import MailImporter, SpoolDrainer
 
 log = logging.getLogger("servers.smtp")  # the log lines keep the logger name they had before the split
 
@@ -83,14 +83,8 @@ class _AppServices:
 
 
 def build_drainer(app, parse: Callable[[bytes], ParsedMail] = parse_mail) -> SpoolDrainer:
-    """The spool of `{DATA_DIR}/spool/mail` and its drain (parse, then the app's ingest service).
-
-    The drain gives way to the messages being received for at most SMTP_DRAIN_DEFER_SECONDS in a
-    row (0: never gives way).
-    """
-    max_defer = float(setting(app, "SMTP_DRAIN_DEFER_SECONDS", DEFAULT_MAX_DEFER_SECONDS))
-    return SpoolDrainer(spool.mail_folder(app.config["DATA_DIR"]), _AppServices(app, parse).store_spooled,
-                        receiving=ReceivingGauge() if max_defer > 0 else None, max_defer=max_defer)
+    """The spool of `{DATA_DIR}/spool/mail` and its drain (parse, then the app's ingest service)."""
+    return SpoolDrainer(spool.mail_folder(app.config["DATA_DIR"]), _AppServices(app, parse).store_spooled)
 
 
 def build_handler(app, parse: Callable[[bytes], ParsedMail] = parse_mail,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -164,62 +163,6 @@ class ParsePool:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-class ReceivingGauge:
-    """How many messages the SMTP sessions are receiving right now (DATA begun, reply not yet sent).
-
-    The spool drain gives way to them (SpoolDrainer.max_defer): its database work and the
-    sessions share one interpreter lock, and a sender waiting for `250` comes first. Measured
-    with bench/smtp_bench.py (smtp-source, 4 sessions of 100 KB messages), the drain running
-    beside the sessions cost about 40% of their throughput.
-    """
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._waiting = 0
-        self._changed = threading.Condition()
-
-    def begin(self) -> None:
-        with self._changed:
-            self._count += 1
-
-    def end(self) -> None:
-        with self._changed:
-            self._count -= 1
-            if self._count <= 0:
-                self._changed.notify_all()
-
-    @property
-    def receiving(self) -> int:
-        return self._count
-
-    @property
-    def waiting(self) -> int:
-        """How many threads wait for the sessions to go quiet (for tests)."""
-        return self._waiting
-
-    def wait_quiet(self, timeout: float, should_stop: Callable[[], bool] = lambda: False) -> bool:
-        """Block until no message is being received (True), `should_stop()` or `timeout` seconds (False)."""
-        with self._changed:
-            if self._count <= 0:
-                return True
-            self._waiting += 1
-            try:
-                self._changed.wait_for(lambda: self._count <= 0 or should_stop(), timeout)
-            finally:
-                self._waiting -= 1
-            return self._count <= 0
-
-    def nudge(self) -> None:
-        """Wake the waiters so they look at `should_stop` again."""
-        with self._changed:
-            self._changed.notify_all()
-
-
-# How long in a row the drain may give way to receiving sessions before it drains everything
-# pending regardless: the bound on the extra delay of an import while the server is busy.
-DEFAULT_MAX_DEFER_SECONDS = 2.0
-
-
 class SpoolDrainer:
     """The thread that moves spool entries into the database in order, then deletes them.
 
@@ -227,24 +170,15 @@ class SpoolDrainer:
 
     Woken after each `250`, and polls every POLL_SECONDS anyway; a failed store (e.g. the DB busy
     or down) keeps the entry and is retried after a growing pause, so nothing is ever lost.
-
-    With a ReceivingGauge, each entry waits while messages are being received, but the waits of
-    one drain pass add up to at most `max_defer` seconds; the rest of that pass runs without
-    waiting, so a busy server still imports everything (a quiet one imports at once).
     """
 
     POLL_SECONDS = 1.0
     BACKOFF_FIRST = 0.2
     BACKOFF_MAX = 10.0
 
-    def __init__(self, folder: Path, store: Callable[[spool.Entry], Any], *, receiving: ReceivingGauge | None = None,
-                 max_defer: float = DEFAULT_MAX_DEFER_SECONDS, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, folder: Path, store: Callable[[spool.Entry], Any]):
         self.folder = folder
         self.store = store
-        self.receiving = receiving
-        self.max_defer = max_defer
-        self.clock = clock
-        self._deferred = 0.0  # seconds given way in the current pass
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -272,8 +206,6 @@ class SpoolDrainer:
             return
         self._stop.set()
         self._wake.set()
-        if self.receiving is not None:
-            self.receiving.nudge()
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("smtp spool drain did not end within %.0f s", timeout)
@@ -289,21 +221,11 @@ class SpoolDrainer:
             if self._stop.is_set():
                 break
             try:
-                spool.drain(self.folder, self._store_after_sessions, self._stop.is_set)
+                spool.drain(self.folder, self.store, self._stop.is_set)
             except Exception:
                 backoff = min(self.BACKOFF_MAX, backoff * 2 if backoff else self.BACKOFF_FIRST)
                 log.exception("smtp spool drain failed channel=%s; entry kept, retry in %.1f s", CHANNEL, backoff)
                 self._stop.wait(backoff)  # not the wake event: new mail must not turn the pause into a busy loop
                 continue
             backoff = 0.0
-            self._deferred = 0.0  # a pass ended: the next one may give way again
-
-    def _store_after_sessions(self, entry: spool.Entry) -> None:
-        """`store`, after the receiving sessions went quiet or this pass's deferral budget ran out."""
-        receiving = self.receiving
-        if receiving is not None and receiving.receiving > 0 and self._deferred < self.max_defer:
-            started = self.clock()
-            receiving.wait_quiet(self.max_defer - self._deferred, self._stop.is_set)
-            self._deferred += self.clock() - started
-        self.store(entry)
 
