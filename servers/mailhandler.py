@@ -23,6 +23,7 @@ Decisions (where docs/spec.md is silent):
   message before the failed write may be recorded again.
 - Refusals and discards are recorded in the DB directly before the answer (rare paths, no file
   to import; they alone pay a full parse, to name the files in the history). A mail with no CSV
+  and a truncated attachment are recorded by the drain.
 """
 from __future__ import annotations
 
