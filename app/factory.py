@@ -84,8 +84,6 @@ def _register_sqlite_listeners(app: Flask) -> None:
         if engine.dialect.name != "sqlite":
             continue
         event.listen(engine, "connect", _sqlite_pragmas)
-        # Pool events on an engine go to its pool (and to the pool that replaces it on dispose()).
-        event.listen(engine, "checkin", _sqlite_foreign_keys_back_on)
 
 
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
@@ -97,13 +95,6 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=FULL")
         cur.close()
-
-
-def _sqlite_foreign_keys_back_on(dbapi_connection, connection_record) -> None:
-    # An import turns the checks off on its own connection (app/db/bulk.py); they are back
-    # on before the pool can hand the connection to anyone else.
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -475,7 +475,7 @@ def test_a_value_that_is_not_a_finite_number_is_never_stored(app, make_account, 
 
     def overflowing(self):
         for batch in real_batches(self):
-            # Line 3 has one value and empty cells, so its values are a dict of floats.
+            # Line 3 gets a value that is no finite number, whatever the importer let through.
             yield [(line, member_id, dict.fromkeys(values, float("inf")) if line == 3 else values, note)
                    for line, member_id, values, note in batch]
 
