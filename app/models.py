@@ -180,26 +180,42 @@ class ImportErrorRecord(db.Model):
 
 
 class Result(db.Model):
-    """One CSV line (or one hand-typed entry): a member's values for one period.
+    """One line of an imported CSV: a member's values for the import's period.
 
     Values are a JSON object {graph column id: number}, so a 200,000-line file is
-    200,000 inserts, not one per cell. `import_id` is NULL for results typed by hand,
-    which imports never touch.
+    200,000 rows, not one per cell. Clustered by import (migration 0008): the primary key
+    (import_id, line) is the table's only index, and on SQLite the table is WITHOUT ROWID, so an
+    import's rows are one range to append, to sum and to delete.
     """
 
     __tablename__ = "results"
-    __table_args__ = (Index("ix_results_account_period", "account_id", "period_date"),)
+    __table_args__ = {"sqlite_with_rowid": False}
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True,
+                                           autoincrement=False)
+    line: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), index=True)
-    # No index on member_id: results are always looked up by account and period (or by import),
-    # and an index would cost every import a random-order B-tree insert per row. Members are
-    # deactivated, never deleted, so the cascade below never has to search by member.
+    # No index on member_id: results are always looked up by import, and an index would cost
+    # every import a random-order B-tree insert per row. Members are deactivated, never
+    # deleted, so the cascade below never has to search by member.
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
     period_kind: Mapped[str] = mapped_column(String(8))
     period_date: Mapped[dt.date]
-    line: Mapped[int | None]
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class ManualResult(db.Model):
+    """A result typed by hand: a member's values for one period, which imports never touch."""
+
+    __tablename__ = "manual_results"
+    __table_args__ = (Index("ix_manual_results_account_period", "account_id", "period_date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    period_kind: Mapped[str] = mapped_column(String(8))
+    period_date: Mapped[dt.date]
     values: Mapped[dict[str, Any]] = mapped_column(JSON)
     note: Mapped[str | None] = mapped_column(Text)
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, or_, select
 from ..extensions import db
 from ..importer.filename import Period
 from ..importer.filename import period_key as filename_period_key  # this module's period_key adds None
-from ..models import GraphColumn, Import, ImportErrorRecord, Member, Result
+from ..models import GraphColumn, Import, ImportErrorRecord, ManualResult, Member
 from ..services import columns as columns_service
 from ..services import members as members_service
 from ..services import totals as totals_service
@@ -163,9 +163,9 @@ def results_json(account_id: int, period: Period) -> dict[str, Any]:
             add(*row)
         # Hand-typed results of the day are not in any import's totals: the day's few are summed here.
         manual = db.session.execute(
-            select(Result.member_id, Result.values)
-            .where(Result.account_id == account_id, Result.period_kind == "day",
-                   Result.period_date == period.date, Result.import_id.is_(None))
+            select(ManualResult.member_id, ManualResult.values)
+            .where(ManualResult.account_id == account_id, ManualResult.period_kind == "day",
+                   ManualResult.period_date == period.date)
         )
         for member_id, values in manual:
             add(member_id, totals_service.LINES, 0.0, 1)

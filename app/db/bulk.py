@@ -34,7 +34,7 @@ class Inserter:
         dialect = connection.dialect
         # The column type's public bind processor writes the date as this database stores it
         # (ISO text on SQLite); the rows below go to the driver as they are.
-        to_db = Result.__table__.c.period_date.type.bind_processor(dialect)
+        to_db = Result.__table__.c.period_date.type.dialect_impl(dialect).bind_processor(dialect)
         self._constants = (imp.account_id, imp.id, period.kind, to_db(period.date) if to_db else period.date)
         self._json = _ValuesJson()
         self._driver = connection.connection.driver_connection  # the session's own connection and transaction

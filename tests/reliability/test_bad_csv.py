@@ -59,7 +59,7 @@ def snapshot(import_id: int) -> list[tuple]:
     """The stored results of one import, in a comparable form."""
     return [tuple(row) for row in db.session.execute(
         select(Result.member_id, Result.period_date, Result.line, Result.values, Result.note)
-        .where(Result.import_id == import_id).order_by(Result.id)
+        .where(Result.import_id == import_id).order_by(Result.line)
     )]
 
 

@@ -166,7 +166,7 @@ def test_an_import_whose_claim_was_taken_back_meanwhile_is_not_finished_twice(ap
     _claim_as(imp.id, other)
     done = runner.run_import(imp.id)
     assert (done.status, done.claimed_by) == (Import.RUNNING, other)
-    assert db.session.scalar(select(Result.id).where(Result.import_id == imp.id)) is None
+    assert db.session.scalar(select(Result.line).where(Result.import_id == imp.id)) is None
 
 
 def test_lock_files_of_dead_holders_are_swept_but_not_those_claims_name(app, make_account, monkeypatch):

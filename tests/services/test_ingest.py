@@ -19,7 +19,7 @@ from app import create_app
 from app.errors import Invalid, NotFound
 from app.extensions import db
 from app.importer.filename import parse_period
-from app.models import GraphColumn, Import, ImportErrorRecord, IntegrationSettings, Member, OutboxMail, Result
+from app.models import GraphColumn, Import, ImportErrorRecord, IntegrationSettings, ManualResult, Member, OutboxMail, Result
 from app.db import bulk
 from app.cli.imports import import_as_dict
 from app.services import files, ingest, queue, results, runner
@@ -62,15 +62,17 @@ def stored(acc: SimpleNamespace, period_key: str | None = None) -> list[tuple]:
     """Stored results as (No., {column name: value}, note, import id), in a stable order."""
     names = {str(column_id): name for name, column_id in acc.column.items()}
     numbers = {member_id: no for no, member_id in acc.member.items()}
-    query = select(Result).where(Result.account_id == acc.id).order_by(Result.id)
-    if period_key:
-        period = parse_period(period_key)
-        query = query.where(Result.period_kind == period.kind, Result.period_date == period.date)
     db.session.expire_all()
-    return [
-        (numbers[r.member_id], {names[k]: v for k, v in r.values.items()}, r.note, r.import_id)
-        for r in db.session.scalars(query)
-    ]
+    out = []
+    # Imported lines in import and file order, then the hand-typed results (import id None).
+    for model, order in ((Result, (Result.import_id, Result.line)), (ManualResult, (ManualResult.id,))):
+        query = select(model).where(model.account_id == acc.id).order_by(*order)
+        if period_key:
+            period = parse_period(period_key)
+            query = query.where(model.period_kind == period.kind, model.period_date == period.date)
+        out += [(numbers[r.member_id], {names[k]: v for k, v in r.values.items()}, r.note, getattr(r, "import_id", None))
+                for r in db.session.scalars(query)]
+    return out
 
 
 def count(model) -> int:
@@ -176,7 +178,7 @@ def test_import_stores_each_line_with_values_by_column(app, make_account):
         (2, {"売上": -500, "件数": 1}, "A社 新規", imp.id),
         (1, {"売上": 10.5, "粗利": 0}, None, imp.id),
     ]
-    lines = db.session.scalars(select(Result.line).order_by(Result.id)).all()
+    lines = db.session.scalars(select(Result.line).order_by(Result.import_id, Result.line)).all()
     assert lines == [2, 3, 4]
 
 
@@ -249,7 +251,7 @@ def test_hand_typed_results_are_never_touched_by_imports(app, make_account):
     rows = stored(acc, "20180516")
     assert (3, {"売上": 777}, "手入力", None) in rows
     assert [row[0] for row in rows if row[3] is not None] == [2]
-    assert db.session.get(Result, manual.id) is not None
+    assert db.session.get(ManualResult, manual.id) is not None
 
 
 def test_bad_file_name_fails_but_still_reports_the_row_errors(app, make_account):
@@ -288,7 +290,7 @@ def test_large_file_goes_in_batches_and_an_error_on_the_last_line_stores_nothing
     assert imp.status == Import.SUCCEEDED and imp.row_count == len(rows)
     assert count(Result) == len(rows)
     n = (bulk.BATCH_SIZE // 7 + 1) * 7  # in the second batch, with 件数 empty
-    sample = db.session.scalars(select(Result.values).order_by(Result.id).offset(n).limit(1)).one()
+    sample = db.session.scalars(select(Result.values).order_by(Result.import_id, Result.line).offset(n).limit(1)).one()
     assert sample == {str(acc.column["売上"]): n, str(acc.column["粗利"]): n * 2}  # n % 7 == 0: 件数 empty
 
     bad = run(acc, "20180516.csv", csv_file(rows + [[1, "oops", 1, 1, ""]]))
@@ -494,13 +496,13 @@ def test_base_name_strips_directories_and_control_characters():
     assert base_name("../../etc/20180516.csv\r\n") == "20180516.csv"
 
 
-def test_foreign_keys_are_checked_again_after_an_import(app, make_account):
-    # The import skips the per-row checks on SQLite; the next unit of work must have them back.
+def test_foreign_keys_are_checked_after_an_import(app, make_account):
+    # A row referring to a member that does not exist is refused, before and after imports.
     acc = setup_account(make_account)
     for data in (csv_file([[1, 1, 1, 1, ""]]), csv_file([[99, 1, 1, 1, ""]])):  # one that succeeds, one that fails
         run(acc, "20180516.csv", data)
-        db.session.add(Result(account_id=acc.id, import_id=None, member_id=999_999, period_kind="day",
-                              period_date=dt.date(2018, 5, 16), line=None, values={}))
+        db.session.add(ManualResult(account_id=acc.id, member_id=999_999, period_kind="day",
+                                    period_date=dt.date(2018, 5, 16), values={}))
         with pytest.raises(IntegrityError):
             db.session.commit()
         db.session.rollback()
@@ -528,4 +530,4 @@ def test_replacing_an_import_reads_only_the_old_imports_rows(app, make_account):
     statement, parameters = deletes[-1]
     with db.engine.connect() as conn:
         plan = " ".join(str(row) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
-    assert "ix_results_import_id (import_id=?)" in plan and "ix_results_account_period" not in plan, plan
+    assert "SEARCH results USING PRIMARY KEY (import_id=?)" in plan, plan

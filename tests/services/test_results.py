@@ -103,8 +103,8 @@ def test_add_manual_checks_member_and_columns_of_the_account(app, make_account):
     other = setup_account(make_account, "other")
     period = parse_period("201805")
     result = results.add_manual(acc.id, acc.member[1], period, {acc.column["件数"]: 2}, note=" 手入力 ")
-    assert (result.import_id, result.period_kind, result.values, result.note) == (
-        None, "month", {str(acc.column["件数"]): 2.0}, "手入力")
+    assert (result.period_kind, result.values, result.note) == (
+        "month", {str(acc.column["件数"]): 2.0}, "手入力")
     with pytest.raises(NotFound):
         results.add_manual(acc.id, other.member[1], period, {acc.column["件数"]: 2})
     with pytest.raises(Invalid):

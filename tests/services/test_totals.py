@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from app.api.queries import results_json
 from app.extensions import db, init_migrations
 from app.importer.filename import parse_period
-from app.models import Import, ImportTotal, Member, MonthTotal, Result
+from app.models import Import, ImportTotal, ManualResult, Member, MonthTotal, Result
 from app.services import results
 from tests.services.test_ingest import csv_file, run, setup_account
 
@@ -54,13 +54,16 @@ def _history(acc, rng: random.Random) -> None:
 
 def _row_sums(acc, first: dt.date, following: dt.date, kind: str | None = None):
     """{member id: {column id: sum}} and {member id: lines} straight from the stored rows."""
-    query = select(Result.member_id, Result.values).where(
-        Result.account_id == acc.id, Result.period_date >= first, Result.period_date < following)
-    if kind:
-        query = query.where(Result.period_kind == kind)
     sums: dict[int, dict[int, float]] = {}
     lines: dict[int, int] = {}
-    for member_id, values in db.session.execute(query):
+    stored = []
+    for model in (Result, ManualResult):  # imported lines and hand-typed results alike
+        query = select(model.member_id, model.values).where(
+            model.account_id == acc.id, model.period_date >= first, model.period_date < following)
+        if kind:
+            query = query.where(model.period_kind == kind)
+        stored += db.session.execute(query).all()
+    for member_id, values in stored:
         lines[member_id] = lines.get(member_id, 0) + 1
         target = sums.setdefault(member_id, {})
         for key, value in values.items():

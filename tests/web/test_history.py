@@ -160,7 +160,7 @@ def test_reimport_queues_the_same_bytes(client, board):
     # The worker would run it; it replaces the earlier import's rows.
     done = runner.run_import(new_id)
     assert done.status == Import.SUCCEEDED and done.replaced_import_id == imp.id
-    assert db.session.scalar(db.select(db.func.count(Result.id))) == 2
+    assert db.session.scalar(db.select(db.func.count()).select_from(Result)) == 2
 
 
 def test_reimport_is_for_admins_only(client, board):
