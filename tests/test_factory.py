@@ -180,6 +180,10 @@ def test_migration_0007_moves_the_originals_into_import_files_and_back(tmp_path,
         db.engine.dispose()
 
 
+def _json(value):
+    return value if isinstance(value, dict) else json.loads(value)  # psycopg decodes json itself
+
+
 def test_migration_0008_keeps_every_result_and_moves_hand_typed_ones(tmp_path, new_database):
     from flask_migrate import downgrade, upgrade
     from sqlalchemy import text
@@ -219,15 +223,15 @@ def test_migration_0008_keeps_every_result_and_moves_hand_typed_ones(tmp_path, n
             "ORDER BY import_id, line")).all()
         manual = db.session.execute(text(
             'SELECT id, account_id, member_id, period_kind, period_date, "values", note FROM manual_results')).all()
-        assert [(r[0], r[1], r[2], r[3], str(r[4]), r[5], json.loads(r[6]), r[7]) for r in imported] == [
+        assert [(r[0], r[1], r[2], r[3], str(r[4]), r[5], _json(r[6]), r[7]) for r in imported] == [
             (a, i, m, k, d, line, json.loads(v), n) for a, i, m, k, d, line, v, n in rows if i is not None]
-        assert [(r[0], r[1], r[2], r[3], str(r[4]), json.loads(r[5]), r[6]) for r in manual] == [
+        assert [(r[0], r[1], r[2], r[3], str(r[4]), _json(r[5]), r[6]) for r in manual] == [
             (manual_id, 1, 5, "day", "2018-05-16", {"2": 7.0}, "手入力")]
         db.session.commit()
 
         downgrade(revision="0007")
         back = db.session.execute(text(f"SELECT {columns} FROM results ORDER BY id")).all()
-        assert sorted((r[0], r[1] or 0, r[2], r[3], str(r[4]), r[5] or 0, json.loads(r[6]), r[7]) for r in back) == sorted(
+        assert sorted((r[0], r[1] or 0, r[2], r[3], str(r[4]), r[5] or 0, _json(r[6]), r[7]) for r in back) == sorted(
             (a, i or 0, m, k, d, line or 0, json.loads(v), n) for a, i, m, k, d, line, v, n in rows)
         db.session.remove()
         db.engine.dispose()
