@@ -235,3 +235,17 @@ def test_migration_0008_keeps_every_result_and_moves_hand_typed_ones(tmp_path, n
             (a, i or 0, m, k, d, line or 0, json.loads(v), n) for a, i, m, k, d, line, v, n in rows)
         db.session.remove()
         db.engine.dispose()
+
+
+def test_results_are_clustered_by_import_with_no_other_index(app):
+    # An import's rows are one range of the key (import_id, line): appended, summed and deleted
+    # as a range, with no second index to keep up to date per row.
+    from sqlalchemy import inspect
+
+    inspector = inspect(db.engine)
+    assert inspector.get_pk_constraint("results")["constrained_columns"] == ["import_id", "line"]
+    assert inspector.get_indexes("results") == []
+    if db.engine.dialect.name == "sqlite":
+        with db.engine.connect() as conn:
+            sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'results'").scalar()
+        assert sql.rstrip().upper().endswith("WITHOUT ROWID"), sql

@@ -1,7 +1,7 @@
 """The bulk insert of an import's result rows: one way per database, fed with row tuples.
 
 SQLite: executemany of one INSERT. PostgreSQL: COPY through psycopg (rows written with
-write_row). Values are written as JSON text (values_json), as the JSON column stores them.
+write_row). Values are written as JSON text (_ValuesJson), as the JSON column stores them.
 """
 from __future__ import annotations
 

@@ -496,6 +496,16 @@ def test_base_name_strips_directories_and_control_characters():
     assert base_name("../../etc/20180516.csv\r\n") == "20180516.csv"
 
 
+def test_finite_values_whose_sum_overflows_are_stored(app, make_account):
+    # The JSON writer checks finiteness through the row's sum first: an infinite sum of finite
+    # values must still be stored, exactly.
+    acc = setup_account(make_account)
+    imp = run(acc, "20180517.csv", csv_file([[1, "9" * 308, "9" * 308, "", ""]]))  # each ~1e308, the sum inf
+    assert imp.status == Import.SUCCEEDED, [e.message for e in imp.errors]
+    values = stored(acc, "20180517")[0][1]
+    assert values == {"売上": float("9" * 308), "粗利": float("9" * 308)}
+
+
 def test_foreign_keys_are_checked_after_an_import(app, make_account):
     # A row referring to a member that does not exist is refused, before and after imports.
     acc = setup_account(make_account)
