@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from ..errors import Invalid, RenkeiError
-from ..services import accounts, ftpcheck
+from ..services import accounts, ftpcheck, queue
 from ..services import integration as service
 
 integration_cli = AppGroup("integration", help="外部連携設定を表示・変更します。")
@@ -112,8 +112,12 @@ def api_token(slug: str) -> None:
 def check_now(slug: str) -> None:
     """FTP連動のチェックをすぐに実行します(画面の「今すぐチェック」と同じ)。"""
     account = _account(slug)
+    stale = int(current_app.config.get("CLAIM_STALE_SECONDS", queue.STALE_SECONDS))
     try:
-        result = ftpcheck.check_account(account.id)
+        # No worker runs in a flask command: the check's imports are run here, through the
+        # worker's own step, oldest first (queue.run_until_ended), so every file is filed now.
+        result = ftpcheck.check_account(account.id, wait=lambda import_id, _seconds: queue.run_until_ended(
+            import_id, stale))
     except RenkeiError as e:
         _fail(e)
     click.echo(result.message)

@@ -115,7 +115,7 @@ def test_late_tick_catches_up_missed_minutes_once(app, week_accounts):
     assert recorder.fired == [(weekdays, at(0, "09:05")), (weekdays, at(0, "11:05"))]
 
 
-def test_due_check_runs_and_imports_the_uploaded_file(app, ftp_account):
+def test_due_check_runs_and_imports_the_uploaded_file(app, ftp_account, import_worker):
     app.config["FTP_QUIET_SECONDS"] = 0
     home = ftpcheck.home_path(ftp_account.username, create=True)
     put(home, "20180516.csv", ftp_csv(), at(0, "09:03"))
@@ -133,19 +133,19 @@ def test_due_check_runs_and_imports_the_uploaded_file(app, ftp_account):
     assert [p.name for p in (home / "processed").iterdir()] == ["20180516_20261130-090501.csv"]
 
 
-def test_a_long_check_is_not_overlapped_by_the_next_one(app, ftp_account, monkeypatch):
+def test_a_long_check_is_not_overlapped_by_the_next_one(app, ftp_account, monkeypatch, import_worker):
     app.config["FTP_QUIET_SECONDS"] = 0
     home = ftpcheck.home_path(ftp_account.username, create=True)
     put(home, "20180516.csv", ftp_csv(), at(0, "09:04"))
     inside, release = threading.Event(), threading.Event()
-    real_import_now = ingest.import_now
+    real_receive = ingest.receive
 
-    def slow_import_now(*args, **kwargs):
+    def slow_receive(*args, **kwargs):
         inside.set()
         release.wait(10)
-        return real_import_now(*args, **kwargs)
+        return real_receive(*args, **kwargs)
 
-    monkeypatch.setattr(ingest, "import_now", slow_import_now)
+    monkeypatch.setattr(ingest, "receive", slow_receive)
     ticker = FtpCheckScheduler(app, clock=lambda: at(0, "09:05"))
     results = []
     first = threading.Thread(target=lambda: results.append(ticker.run_check(ftp_account.id)))
@@ -191,7 +191,7 @@ def test_start_and_stop_the_scheduler_thread(app):
     assert not running._thread.is_alive()
 
 
-def test_a_file_dated_after_the_clock_is_imported_by_a_later_due_check(app, ftp_account):
+def test_a_file_dated_after_the_clock_is_imported_by_a_later_due_check(app, ftp_account, import_worker):
     # The file's mtime is a week ahead of the scheduler's clock (clock skew, a client that set it).
     app.config["FTP_QUIET_SECONDS"] = 0
     home = ftpcheck.home_path(ftp_account.username, create=True)
