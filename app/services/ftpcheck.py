@@ -217,9 +217,11 @@ def _load_pending(username: str) -> Pending:
 def _receive_one(account: Account, username: str, path: Path, data: bytes, read: FileId,
                  pending: Pending) -> int:
     """The id of the import of these bytes: the one received for this very file before, or a new one."""
-    for key, entry in pending.items():
+    for key, entry in list(pending.items()):
         if entry[0] == path.name and tuple(entry[1:]) == read:
-            return int(key)
+            if db.session.get(Import, int(key)) is not None:
+                return int(key)
+            del pending[key]  # its import is gone (removed by hand): receive the file anew
     earlier = _stored_after_upload(account.id, path, data, read[3])
     if earlier is not None:
         return earlier.id

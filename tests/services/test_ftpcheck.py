@@ -355,3 +355,20 @@ def test_a_file_deleted_before_its_import_was_filed_leaves_a_copy_in_processed(a
         (received, done.id, "processed/20180516_20261128-101500.csv")]
     assert (bare_home / "processed" / "20180516_20261128-101500.csv").read_bytes() == files.read(done.id)
     assert ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(hours=2)).files == []
+
+
+def test_a_future_dated_file_still_importing_is_not_received_again(app, bare_home, ftp_account):
+    # Its mtime is ahead of the clock, so "stored after it was written" cannot tell it is the same file.
+    app.config.update(FTP_QUIET_SECONDS=10, IMPORT_WAIT_SECONDS=0)
+    put(bare_home, "20180516.csv", ftp_csv(), age_seconds=-86400)
+    ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
+    assert ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(seconds=11)).running == [
+        "20180516.csv"]
+
+    again = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(minutes=5))
+
+    assert again.running == ["20180516.csv"] and imports() == [("20180516.csv", Import.QUEUED, "ftp")]
+    queue.process_next()
+    filed = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(minutes=10))
+    assert [(f.name, f.succeeded) for f in filed.files] == [("20180516.csv", True)]
+    assert imports() == [("20180516.csv", Import.SUCCEEDED, "ftp")] and ftp_files(bare_home) == []
