@@ -8,7 +8,7 @@ import sys
 from typing import NoReturn
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
@@ -97,8 +97,7 @@ def register(app: Flask) -> None:
             received = ingest.receive(account.id, filename, _read(file), channel="cli", sender="cli")
             # No worker runs in a flask command: this process runs the queue through the worker's
             # own step until its import has ended (or waits for a server's worker that has it).
-            imp = queue.run_until_ended(received.id, int(current_app.config.get("CLAIM_STALE_SECONDS",
-                                                                                  queue.STALE_SECONDS)))
+            imp = queue.run_until_ended(received.id)
         except RenkeiError as error:
             _fail(str(error))
         if imp.status != Import.SUCCEEDED:

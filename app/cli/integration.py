@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 
 from ..errors import Invalid, RenkeiError
@@ -112,12 +112,10 @@ def api_token(slug: str) -> None:
 def check_now(slug: str) -> None:
     """FTP連動のチェックをすぐに実行します(画面の「今すぐチェック」と同じ)。"""
     account = _account(slug)
-    stale = int(current_app.config.get("CLAIM_STALE_SECONDS", queue.STALE_SECONDS))
     try:
         # No worker runs in a flask command: the check's imports are run here, through the
         # worker's own step, oldest first (queue.run_until_ended), so every file is filed now.
-        result = ftpcheck.check_account(account.id, wait=lambda import_id, _seconds: queue.run_until_ended(
-            import_id, stale))
+        result = ftpcheck.check_account(account.id, wait=queue.run_until_ended)
     except RenkeiError as e:
         _fail(e)
     click.echo(result.message)

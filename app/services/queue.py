@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 
+from flask import current_app
 from sqlalchemy import and_, select, update
 
 from ..errors import NotFound, RowError
@@ -161,13 +162,15 @@ def wait_for(import_id: int, timeout: float) -> Import:
             _ended.wait_for(lambda seen=seen: _ended_count != seen, min(WAIT_POLL_SECONDS, left))
 
 
-def run_until_ended(import_id: int, stale_seconds: int = STALE_SECONDS) -> Import:
+def run_until_ended(import_id: int, _seconds: float | None = None) -> Import:
     """Run the queue here, through the worker's own step, until the import has ended; return it.
 
     For a process without a worker (the CLI). Imports are claimed oldest first as the worker
     claims them, so files of the same name still replace each other in the order they came;
-    an import claimed by a worker of another process is waited for instead.
+    an import claimed by a worker of another process is waited for instead. No time limit (the
+    second argument, so it can stand in for `wait_for`, is ignored): this process does the work.
     """
+    stale_seconds = int(current_app.config.get("CLAIM_STALE_SECONDS", STALE_SECONDS))
     requeue_stale(stale_seconds)
     while _status(import_id) in PENDING:
         if process_next() is None:  # nothing left to claim: ours is running in another process
