@@ -62,6 +62,9 @@ def from_environment() -> dict:
         # scheduler's daily job, the history rows stay. 0 keeps them for ever.
         "KEEP_FILES_DAYS": _days("RENKEI_KEEP_FILES_DAYS", 400),
         "WORKER_POLL_SECONDS": float(os.environ.get("RENKEI_WORKER_POLL_SECONDS", "1.0")),
+        # How long API ?wait=1 and an FTP check (今すぐチェック, the scheduler's) wait for the worker
+        # to end a received import before answering that it is still running.
+        "IMPORT_WAIT_SECONDS": float(os.environ.get("RENKEI_IMPORT_WAIT_SECONDS", "60")),
         # Number of reverse proxies in front of the web part whose X-Forwarded-For/-Proto to trust
         # (0 = none). Behind a proxy without it, every client shares the proxy's address and one
         # ban would lock everybody out.

@@ -236,3 +236,20 @@ def login(client):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def import_worker(app):
+    """The real in-process import worker (servers/worker.py) of the test app, polling fast.
+
+    Channels only receive files; with this running, what they receive is imported as on a
+    server (report mails stay in the outbox unless a test sets SMTP_RELAY first).
+    """
+    from servers.worker import Worker
+
+    worker = Worker(app, poll_seconds=0.1)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()

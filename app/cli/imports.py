@@ -16,7 +16,7 @@ from ..errors import RenkeiError, RowError, error_total
 from ..extensions import db
 from ..importer.filename import period_key
 from ..models import Import
-from ..services import accounts, ingest, results
+from ..services import accounts, ingest, queue, results
 
 
 def _fail(message: str) -> NoReturn:
@@ -94,7 +94,10 @@ def register(app: Flask) -> None:
                 return
             # The bytes are passed without a name here, so once stored only run_import's own
             # copy exists (peak memory of a big file: one copy of it, not two).
-            imp = ingest.import_now(account.id, filename, _read(file), channel="cli", sender="cli")
+            received = ingest.receive(account.id, filename, _read(file), channel="cli", sender="cli")
+            # No worker runs in a flask command: this process runs the queue through the worker's
+            # own step until its import has ended (or waits for a server's worker that has it).
+            imp = queue.run_until_ended(received.id)
         except RenkeiError as error:
             _fail(str(error))
         if imp.status != Import.SUCCEEDED:

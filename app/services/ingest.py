@@ -3,9 +3,10 @@
 Flow: a channel calls `receive()` (the file is committed before the channel acknowledges),
 the worker calls `queue.process_next()` (claim + `runner.run_import()`), and `run_import()`
 replaces the results of the same file name in one transaction and writes the report mail to
-the outbox in the same commit as the import's final status. Refused, discarded and
-undeliverable files are recorded here too; `import_now`, `dry_run` and `reimport` are thin
-entry points over the same pieces.
+the outbox in the same commit as the import's final status. No channel runs an import itself:
+those that answer with the outcome (API `?wait=1`, FTP checks, the CLI) wait for it through
+`services.queue`. Refused, discarded and undeliverable files are recorded here too; `dry_run`
+and `reimport` are thin entry points over the same pieces.
 """
 from __future__ import annotations
 
@@ -167,19 +168,6 @@ def record_refusal(account_id: int, *, channel: str, filename: str, sender: str 
     log.info("%s account=%s channel=%s file=%s sender=%s note=%s", status, accounts.label(account_id),
              channel, imp.filename, sender or "-", note or "-")
     return imp
-
-
-def import_now(account_id: int, filename: str, data: bytes, *, channel: str, sender: str | None = None) -> Import:
-    """Store and import a file synchronously (CLI, API ?wait=1); the outcome is in the returned Import.
-
-    Once stored, the bytes are dropped here and read back by run_import: a caller that passes
-    them without keeping a reference (as the CLI does) then never holds two copies at once.
-    """
-    # Stored already claimed, so a worker in this process cannot take it in between.
-    imp, _created = _store(account_id, filename, data, channel=channel, sender=sender, dedupe_key=None, note=None,
-                           status=Import.RUNNING)
-    del data
-    return runner.run_import(imp.id)
 
 
 def dry_run(account_id: int, filename: str, data: bytes) -> DryRun:

@@ -12,7 +12,7 @@ from app.extensions import db
 from app.models import Import, Result
 from app.services import files, integration, members, queue, results
 
-from . import BAD_ROWS, GOOD_ROWS, api_account, auth, csv_bytes, make_api_account  # noqa: F401
+from . import BAD_ROWS, GOOD_ROWS, api_account, api_worker, auth, csv_bytes, make_api_account  # noqa: F401
 
 READ_PATHS = ["/api/v1/imports", "/api/v1/imports/1", "/api/v1/results?period=201805", "/api/v1/members",
               "/api/v1/columns"]
@@ -198,7 +198,7 @@ def test_the_filename_parameter_wins_over_the_part_name_and_loses_its_folder(cli
     assert response.get_json()["filename"] == "20180501.csv"
 
 
-def test_wait_imports_now_and_answers_200(client, api_account):
+def test_wait_answers_200_when_the_worker_has_imported_it(client, api_account, api_worker):
     response = upload(client, api_account.headers, query="?wait=1")
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
@@ -217,7 +217,7 @@ def test_wait_imports_now_and_answers_200(client, api_account):
     assert db.session.scalar(select(db.func.count()).select_from(Result)) == 1
 
 
-def test_wait_failure_is_422_with_every_error_and_keeps_old_data(client, api_account):
+def test_wait_failure_is_422_with_every_error_and_keeps_old_data(client, api_account, api_worker):
     first = upload(client, api_account.headers, query="?wait=1").get_json()
     response = upload(client, api_account.headers, csv_bytes(BAD_ROWS), query="?wait=1")
     body = assert_error(response, 422, "import_rejected")
@@ -234,10 +234,29 @@ def test_wait_failure_is_422_with_every_error_and_keeps_old_data(client, api_acc
     assert detail["errors"] == body["errors"]
 
 
-def test_wait_with_a_bad_file_name_is_422_naming_both_forms(client, api_account):
+def test_wait_with_a_bad_file_name_is_422_naming_both_forms(client, api_account, api_worker):
     response = upload(client, api_account.headers, filename="sales.csv", query="?wait=1")
     body = assert_error(response, 422)
     assert "yyyymmdd.csv" in body["errors"][0]["message"] and "yyyymm00.csv" in body["errors"][0]["message"]
+
+
+def test_wait_answers_202_still_running_when_no_worker_ends_the_import_in_time(app, client, api_account):
+    """No worker runs here: ?wait=1 must not import the file itself, and says so when the wait is over."""
+    app.config["IMPORT_WAIT_SECONDS"] = 0
+    response = upload(client, api_account.headers, query="?wait=1")
+
+    assert response.status_code == 202, response.get_data(as_text=True)
+    body = response.get_json()
+    assert response.headers["Location"] == f"/api/v1/imports/{body['id']}"
+    assert body["status"] == "queued" and body["finished_at"] is None and "errors" not in body
+    assert body["message"].startswith("取込はまだ実行中です。結果は Location のURLで確認してください。 / ")
+    assert [i.status for i in imports_of(api_account.id)] == [Import.QUEUED]
+    assert db.session.scalar(select(db.func.count()).select_from(Result)) == 0
+
+    # The worker's step imports it; the Location then shows the outcome.
+    assert queue.process_next().id == body["id"]
+    detail = client.get(response.headers["Location"], headers=api_account.headers).get_json()
+    assert detail["status"] == "succeeded" and detail["row_count"] == 2
 
 
 @pytest.mark.parametrize("case", ["no_filename", "empty", "no_file_field", "file_as_text", "bad_wait",
@@ -340,7 +359,7 @@ def test_another_accounts_import_is_404(client, api_account, make_account):
     assert_error(client.get("/api/v1/imports/99999999999999999999999", headers=api_account.headers), 404)
 
 
-def test_results_of_a_day_and_of_a_month(client, api_account):
+def test_results_of_a_day_and_of_a_month(client, api_account, api_worker):
     def post(rows, name):
         response = upload(client, api_account.headers, csv_bytes(rows), filename=name, query="?wait=1")
         assert response.status_code == 200, response.get_data(as_text=True)

@@ -27,6 +27,9 @@ from tests.servers.ftp_fixtures import (  # noqa: F401 (fixtures are used by nam
     ftp_upload,
 )
 
+# Checks only receive files: the import worker runs, as on a server, and imports them.
+pytestmark = pytest.mark.usefixtures("import_worker")
+
 
 def staging(app) -> list[str]:
     folder = os.path.join(app.config["DATA_DIR"], "ftp-uploading")
@@ -133,20 +136,20 @@ def test_a_reupload_during_the_check_is_imported_by_the_next_check(app, client, 
     new_bytes = ftp_csv([["No.", "売上", "件数", "備考"], ["1", "777,777", "7", "再送"]])
     uploader = ftp_connect(ftp_server)
     assert ftp_upload(uploader, "20180701.csv", old_bytes).startswith("226")
-    real_import_now = ingest.import_now
+    real_receive = ingest.receive
     reuploaded = []
 
-    def import_while_the_file_is_uploaded_again(*args, **kwargs):
-        # The check has read the old bytes and is inside the import: the uploader sends the file again.
+    def receive_while_the_file_is_uploaded_again(*args, **kwargs):
+        # The check has read the old bytes and hands them on: the uploader sends the file again.
         if not reuploaded:
             if how == "STOR":
                 reuploaded.append(ftp_upload(uploader, "20180701.csv", new_bytes))
             else:
                 ftp_upload(uploader, "20180701.csv.filepart", new_bytes)
                 reuploaded.append(uploader.rename("20180701.csv.filepart", "20180701.csv"))
-        return real_import_now(*args, **kwargs)
+        return real_receive(*args, **kwargs)
 
-    monkeypatch.setattr(ingest, "import_now", import_while_the_file_is_uploaded_again)
+    monkeypatch.setattr(ingest, "receive", receive_while_the_file_is_uploaded_again)
     first = ftpcheck.check_account(ftp_account.id)
     monkeypatch.undo()
 

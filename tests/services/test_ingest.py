@@ -404,16 +404,6 @@ def test_stale_claims_are_requeued_and_repeated_crashes_fail_the_import(app, mak
     assert failed.status == Import.FAILED and "中断" in failed.errors[0].message
 
 
-def test_import_now_runs_synchronously_and_reports(app, make_account):
-    acc = setup_account(make_account)
-    imp = ingest.import_now(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="cli", sender="cli")
-    assert imp.status == Import.SUCCEEDED and imp.channel == "cli" and imp.attempts == 1
-    assert queue.claim_next() is None
-    failed = ingest.import_now(acc.id, "20180516.csv", b"No.,x\r\n", channel="api", sender="api")
-    assert failed.status == Import.FAILED
-    assert db.session.scalars(select(OutboxMail.kind)).all() == ["error"]
-
-
 def test_dry_run_validates_like_an_import_and_stores_nothing(app, make_account):
     acc = setup_account(make_account)
     before = (count(Import), count(Result), count(ImportErrorRecord), count(OutboxMail))
