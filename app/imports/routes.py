@@ -10,6 +10,7 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 from flask_login import current_user, login_required
 
 from ..auth.access import admin_required, owned_or_404
+from ..enums import Channel
 from ..errors import ImportRejected, RenkeiError, RowError
 from ..extensions import db
 from ..models import Import, ImportErrorRecord, OutboxMail
@@ -194,7 +195,7 @@ def upload():
         else:
             try:
                 record = ingest.receive(
-                    current_user.account_id, filename, data, channel="web", sender=current_user.email
+                    current_user.account_id, filename, data, channel=Channel.WEB, sender=current_user.email
                 )
             except ImportRejected as error:
                 outcome = {"filename": filename, "errors": error.errors, "stored": False}

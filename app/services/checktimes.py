@@ -18,9 +18,11 @@ import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ..config import DEFAULT_TIMEZONE
+
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 INTERVALS: tuple[int, ...] = (5, 10, 15, 30, 60, 120)
-DEFAULT_TZ = ZoneInfo("Asia/Tokyo")
+DEFAULT_TZ = ZoneInfo(DEFAULT_TIMEZONE)
 
 _HHMM = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::00)?\s*$")
 _DAY_MINUTES = 24 * 60

@@ -45,10 +45,11 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 
+from .. import config
+from ..enums import ImportStatus
 from ..errors import Invalid, NotFound, RenkeiError
 from ..extensions import db
 from ..models import Account, Import, IntegrationSettings, utcnow
@@ -66,7 +67,6 @@ PROCESSED = "processed"
 ERROR = "error"
 SEEN_FOLDER = "ftp-seen"
 IGNORED_SUFFIXES = (".tmp", ".part", ".filepart")
-DEFAULT_QUIET_SECONDS = 10.0
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -138,10 +138,7 @@ def is_candidate_name(name: str) -> bool:
 
 def quiet_seconds() -> float:
     """How long a file's size and mtime must stay unchanged before it is read."""
-    value = current_app.config.get("FTP_QUIET_SECONDS")
-    if value is None or value == "":
-        value = os.environ.get("RENKEI_FTP_QUIET_SECONDS", DEFAULT_QUIET_SECONDS)
-    return float(value)
+    return config.get(current_app, "FTP_QUIET_SECONDS")
 
 
 # (st_dev, st_ino, st_size, st_mtime_ns): what tells one file from its replacement.
@@ -275,7 +272,7 @@ def _stored_after_upload(account_id: int, path: Path, data: bytes, mtime_ns: int
         db.select(Import).where(Import.account_id == account_id, Import.filename == path.name)
         .order_by(Import.id.desc()).limit(1)
     )
-    if (latest is not None and latest.channel == "ftp" and latest.received_at >= written
+    if (latest is not None and latest.channel == Channel.FTP and latest.received_at >= written
             and latest.sha256 == hashlib.sha256(data).hexdigest()):
         return latest
     return None
@@ -344,7 +341,7 @@ def _account_lock(account_id: int) -> Iterator[bool]:
 
 def accounts_due(minute: dt.datetime) -> list[int]:
     """Ids of the accounts (integration enabled, mode FTP, status active) whose check time is `minute` (aware)."""
-    tz = ZoneInfo(current_app.config.get("TIMEZONE") or "Asia/Tokyo")
+    tz = config.timezone(current_app)
     rows = db.session.execute(
         db.select(Account, IntegrationSettings)
         .join(Account, Account.id == IntegrationSettings.account_id)
@@ -388,7 +385,7 @@ def _import_one(account: Account, username: str, path: Path, data: bytes, mtime_
             return None
         return earlier.id, earlier.status == Import.SUCCEEDED
     try:
-        imp = ingest.import_now(account.id, path.name, data, channel="ftp", sender=f"ftp:{username}")
+        imp = ingest.import_now(account.id, path.name, data, channel=Channel.FTP, sender=f"ftp:{username}")
         return imp.id, imp.status == Import.SUCCEEDED
     except RenkeiError as err:
         log.warning("ftp import rejected account=%s file=%s: %s", account.slug, path.name, err)
@@ -403,7 +400,7 @@ def _import_one(account: Account, username: str, path: Path, data: bytes, mtime_
 def check_account(account_id: int, now: dt.datetime | None = None) -> CheckResult:
     """Import every complete CSV in the account's FTP home in name order and file each under processed/ or error/."""
     account, settings = _settings_for_check(account_id)
-    tz = ZoneInfo(current_app.config.get("TIMEZONE") or "Asia/Tokyo")
+    tz = config.timezone(current_app)
     now = (now or dt.datetime.now(tz)).astimezone(tz)
     username = settings.ftp_username
     result = CheckResult(account_id=account_id)
@@ -439,7 +436,7 @@ def check_account(account_id: int, now: dt.datetime | None = None) -> CheckResul
                 moved, same = _file_away(path, read, data, home / (PROCESSED if ok else ERROR), now)
             result.files.append(CheckedFile(path.name, import_id, ok, f"{moved.parent.name}/{moved.name}"))
             log.info("ftp check account=%s channel=ftp file=%s import=#%s %s -> %s", account.slug, path.name,
-                     import_id, "succeeded" if ok else "failed", result.files[-1].moved_to)
+                     import_id, ImportStatus.SUCCEEDED if ok else ImportStatus.FAILED, result.files[-1].moved_to)
             if not same:
                 log.info("ftp check account=%s file=%s was replaced or removed during the check: a new file is "
                          "left for the next check, a copy of the imported bytes is %s", account.slug, path.name,

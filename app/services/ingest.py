@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from ..enums import Channel
 from ..errors import ErrorList, Invalid, NotFound, RowError
 from ..extensions import db
 from ..importer.filename import Period
@@ -203,4 +204,4 @@ def reimport(account_id: int, import_id: int, actor_email: str) -> Import:
         if old.file_deleted_at is not None:
             raise Invalid(f"取込 #{import_id} は{files.gone_text()}。再取込できません。")
         raise Invalid(f"取込 #{import_id} は元のファイルが保存されていないため、再取込できません。")
-    return receive(account_id, old.filename, data, channel="web", sender=actor_email, note=f"再取込 #{import_id}")
+    return receive(account_id, old.filename, data, channel=Channel.WEB, sender=actor_email, note=f"再取込 #{import_id}")

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import func, select
 
+from .. import config
 from ..errors import MAX_ERRORS_PER_FILE, ImportRejected, RowError, error_total
 from ..extensions import db
 from ..importer.filename import FILENAME_MESSAGE, Period, parse_filename
@@ -37,7 +38,7 @@ SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".numbers")
 def _local(value: dt.datetime | None) -> str:
     if value is None:
         return ""
-    zone = current_app.config.get("TIMEZONE", "Asia/Tokyo")
+    zone = config.get(current_app, "TIMEZONE")
     return value.replace(tzinfo=dt.timezone.utc).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -59,7 +60,7 @@ def _context(imp: Import) -> tuple[Account, IntegrationSettings | None]:
 
 
 def _header_lines(account: Account, imp: Import) -> list[str]:
-    zone = current_app.config.get("TIMEZONE", "Asia/Tokyo")
+    zone = config.get(current_app, "TIMEZONE")
     return [
         f"アカウント: {account.name} ({account.slug})",
         f"受付経路: {imp.channel_label}",
