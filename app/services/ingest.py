@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from ..enums import Channel
 from ..errors import ErrorList, Invalid, NotFound, RowError
 from ..extensions import db
-from ..importer.filename import Period
+from ..importer.filename import Period, base_name
 from ..models import Import, utcnow
 from . import accounts, claims, files, runner
 
@@ -68,13 +67,6 @@ def _notify() -> None:
             callback()
         except Exception:  # a listener must never make a channel fail after the file is stored
             log.exception("ingest listener failed")
-
-
-def base_name(filename: str) -> str:
-    """Return the file's base name: any directory part (either separator) and control characters stripped."""
-    name = os.path.basename((filename or "").replace("\\", "/"))
-    # A NUL or other control character is never part of a real file name (and PostgreSQL refuses NUL).
-    return "".join(c for c in name if c.isprintable()).strip()[:255]
 
 
 # ---------------------------------------------------------------------------------------

@@ -232,15 +232,15 @@ def _parse_minutes(value: Any, what: str) -> int:
 
 def _parse_interval(value: Any) -> int:
     minutes = _parse_minutes(value, "データ連動間隔")
-    if minutes not in INTERVAL_LABELS:
-        raise ValueError("データ連動間隔は 5分・10分・15分・30分・1時間・2時間 から選んでください。")
+    if problem := checktimes.interval_error(minutes):
+        raise ValueError(problem)
     return minutes
 
 
 def _parse_delay(value: Any) -> int:
     minutes = _parse_minutes(value, "遅らせる時間")
-    if minutes > 59:
-        raise ValueError("遅らせる時間は 0〜59 分で入力してください。")
+    if problem := checktimes.delay_error(minutes):
+        raise ValueError(problem)
     return minutes
 
 
@@ -325,11 +325,12 @@ def _check_required(candidate: dict[str, Any], errors: dict[str, list[str]]) -> 
 def _check_schedule(candidate: dict[str, Any], errors: dict[str, list[str]]) -> None:
     # Each pair is compared only when both of its values are valid on their own.
     if "ftp_start" not in errors and "ftp_end" not in errors:
-        if checktimes.parse_hhmm(candidate["ftp_end"]) < checktimes.parse_hhmm(candidate["ftp_start"]):
-            errors["ftp_end"] = ["終了時刻は開始時刻以降にしてください。"]
+        start, end = checktimes.parse_hhmm(candidate["ftp_start"]), checktimes.parse_hhmm(candidate["ftp_end"])
+        if problem := checktimes.window_error(start, end):
+            errors["ftp_end"] = [problem]
     if "ftp_interval" not in errors and "ftp_delay" not in errors:
-        if candidate["ftp_delay"] >= candidate["ftp_interval"]:
-            errors["ftp_delay"] = ["遅らせる時間はデータ連動間隔より短くしてください。"]
+        if problem := checktimes.delay_error(candidate["ftp_delay"], candidate["ftp_interval"]):
+            errors["ftp_delay"] = [problem]
 
 
 def _forgive_blanks_of_other_modes(
