@@ -179,6 +179,12 @@ def read(config: Mapping[str, Any], key: str, environ: Mapping[str, str] | None 
     return setting.parse(value)
 
 
+def parse_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
+    """create_app's overrides with each declared key's value parsed (unset ones and other keys as given)."""
+    return {key: BY_KEY[key].parse(value) if key in BY_KEY and _present(value) else value
+            for key, value in values.items()}
+
+
 def get(app, key: str) -> Any:
     """`key` for `app` (app.config, then the environment, then the declared default)."""
     return read(app.config, key)

@@ -39,7 +39,7 @@ def create_app(config: dict | None = None) -> Flask:
         JSON_AS_ASCII=False,
     )
     if config:
-        app.config.update(config)
+        app.config.update(config_module.parse_overrides(config))
     # The data folder holds the SQLite file, stored files and FTP homes; `flask …` commands
     # need it as much as run.py does.
     os.makedirs(app.config["DATA_DIR"], mode=0o700, exist_ok=True)

@@ -111,3 +111,14 @@ def test_server_defaults_are_the_declared_ones():
     assert ftp.DEFAULT_MAX_BYTES == config.BY_KEY["FTP_MAX_BYTES"].default
     assert ftp.DEFAULT_MAX_CONS == config.BY_KEY["FTP_MAX_CONS"].default
     assert ftp.DEFAULT_MAX_CONS_PER_IP == config.BY_KEY["FTP_MAX_CONS_PER_IP"].default
+
+
+def test_create_app_overrides_are_parsed_so_app_config_is_typed(tmp_path):
+    from app import create_app
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'r.db'}",
+                      "SMTP_MAX_BYTES": "1000", "SESSION_COOKIE_SECURE": "yes"})
+    assert (app.config["SMTP_MAX_BYTES"], app.config["SESSION_COOKIE_SECURE"]) == (1000, True)
+    with pytest.raises(config.ConfigError, match="RENKEI_SMTP_MAX_BYTES"):
+        create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SMTP_MAX_BYTES": "lots"})
