@@ -288,3 +288,12 @@ def test_a_csv_mailed_to_the_demo_address_is_imported_by_the_running_worker(star
     assert _query(db_file, "SELECT count(*) FROM results") == [(2,)]
     assert run.stop() == 0, run.output()
     assert not _port_is_open(smtp_port)
+
+
+def test_a_setting_of_the_wrong_type_stops_the_start_naming_the_variable(tmp_path):
+    env = {**_env(), "RENKEI_SMTP_MAX_CONNECTIONS": "many"}
+    done = subprocess.run([sys.executable, "run.py", "--data-dir", str(tmp_path), "--only", "web"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=START_TIMEOUT)
+    assert done.returncode == 1
+    assert "RENKEI_SMTP_MAX_CONNECTIONS は整数で指定してください。値: 'many'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -28,6 +28,7 @@ from flask import Response, current_app, request, url_for
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
+from .. import config
 from ..auth.access import MAX_ROW_ID
 from ..errors import ImportRejected, Invalid, NotFound, RenkeiError
 from ..importer.filename import PERIOD_MESSAGE, parse_period
@@ -270,12 +271,12 @@ def create_import() -> Response:
     wait = _flag("wait")
     _errors_page_args()  # checked even without ?wait=1, as every documented parameter is
     filename, data = read_upload()
-    imp = ingest.receive(account.id, filename, data, channel="api", sender=request.remote_addr)
+    imp = ingest.receive(account.id, filename, data, channel=Channel.API, sender=request.remote_addr)
     del data  # stored: the worker reads its own copy
     location = {"Location": url_for("api.get_import", import_id=imp.id)}
     if not wait:
         return json_response(queries.import_json(imp), 202, location)
-    imp = queue.wait_for(imp.id, float(current_app.config.get("IMPORT_WAIT_SECONDS", 60)))
+    imp = queue.wait_for(imp.id, config.get(current_app, "IMPORT_WAIT_SECONDS"))
     if imp.status in queue.PENDING:
         # The worker is busy (or not running): the caller follows the Location instead.
         message = ("取込はまだ実行中です。結果は Location のURLで確認してください。 / "

@@ -51,8 +51,8 @@ def _csv(value: str | None) -> list[str] | None:
 
 @integration_cli.command("set")
 @click.argument("slug")
-@click.option("--mode", type=click.Choice(list(service.MODES)), help="データ連動方式")
-@click.option("--status", type=click.Choice(list(service.STATUSES)), help="データ連動ステータス")
+@click.option("--mode", type=click.Choice([str(mode) for mode in service.MODES]), help="データ連動方式")
+@click.option("--status", type=click.Choice([str(status) for status in service.STATUSES]), help="データ連動ステータス")
 @click.option("--member-key", type=click.Choice(list(service.MEMBER_KEYS)), help="メンバー識別ID")
 @click.option("--encoding", type=click.Choice(list(service.ENCODINGS)), help="文字コード")
 @click.option("--senders", help="送信元メールアドレス(カンマ区切り)")

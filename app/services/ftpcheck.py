@@ -41,10 +41,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 
+from .. import config
+from ..enums import ImportStatus
 from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..models import Account, Import, IntegrationSettings, utcnow
@@ -147,7 +148,7 @@ def _stored_after_upload(account_id: int, path: Path, data: bytes, mtime_ns: int
         db.select(Import).where(Import.account_id == account_id, Import.filename == path.name)
         .order_by(Import.id.desc()).limit(1)
     )
-    if (latest is not None and latest.channel == "ftp" and latest.received_at >= written
+    if (latest is not None and latest.channel == Channel.FTP and latest.received_at >= written
             and latest.sha256 == hashlib.sha256(data).hexdigest()):
         return latest
     return None
@@ -174,7 +175,7 @@ def _account_lock(account_id: int) -> Iterator[bool]:
 
 def accounts_due(minute: dt.datetime) -> list[int]:
     """Ids of the accounts (integration enabled, mode FTP, status active) whose check time is `minute` (aware)."""
-    tz = ZoneInfo(current_app.config.get("TIMEZONE") or "Asia/Tokyo")
+    tz = config.timezone(current_app)
     rows = db.session.execute(
         db.select(Account, IntegrationSettings)
         .join(Account, Account.id == IntegrationSettings.account_id)
@@ -225,7 +226,7 @@ def _receive_one(account: Account, username: str, path: Path, data: bytes, read:
     earlier = _stored_after_upload(account.id, path, data, read[3])
     if earlier is not None:
         return earlier.id
-    return ingest.receive(account.id, path.name, data, channel="ftp", sender=f"ftp:{username}").id
+    return ingest.receive(account.id, path.name, data, channel=Channel.FTP, sender=f"ftp:{username}").id
 
 
 def _file_gone(home: Path, pending: Pending, handled: set[str], wait: Wait, deadline: float, now: dt.datetime,
@@ -258,10 +259,10 @@ def _file_gone(home: Path, pending: Pending, handled: set[str], wait: Wait, dead
 def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait | None = None) -> CheckResult:
     """Receive every complete CSV in the account's FTP home in name order; file each under processed/ or error/."""
     account, settings = _settings_for_check(account_id)
-    tz = ZoneInfo(current_app.config.get("TIMEZONE") or "Asia/Tokyo")
+    tz = config.timezone(current_app)
     now = (now or dt.datetime.now(tz)).astimezone(tz)
     wait = wait or queue.wait_for
-    deadline = time.monotonic() + float(current_app.config.get("IMPORT_WAIT_SECONDS", 60))
+    deadline = time.monotonic() + config.get(current_app, "IMPORT_WAIT_SECONDS")
     username = settings.ftp_username
     result = CheckResult(account_id=account_id)
     with _account_lock(account_id) as acquired:
@@ -311,7 +312,7 @@ def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait
                 del pending[key]
             result.files.append(CheckedFile(path.name, imp.id, ok, f"{moved.parent.name}/{moved.name}"))
             log.info("ftp check account=%s channel=ftp file=%s import=#%s %s -> %s", account.slug, path.name,
-                     imp.id, "succeeded" if ok else "failed", result.files[-1].moved_to)
+                     imp.id, ImportStatus.SUCCEEDED if ok else ImportStatus.FAILED, result.files[-1].moved_to)
             if not same:
                 log.info("ftp check account=%s file=%s was replaced or removed during the check: a new file is "
                          "left for the next check, a copy of the imported bytes is %s", account.slug, path.name,

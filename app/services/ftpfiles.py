@@ -27,6 +27,8 @@ from pathlib import Path
 
 from flask import current_app
 
+from .. import config
+
 from ..errors import Invalid
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,6 @@ PROCESSED = "processed"
 ERROR = "error"
 SEEN_FOLDER = "ftp-seen"
 IGNORED_SUFFIXES = (".tmp", ".part", ".filepart")
-DEFAULT_QUIET_SECONDS = 10.0
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -62,10 +63,7 @@ def is_candidate_name(name: str) -> bool:
 
 def quiet_seconds() -> float:
     """How long a file's size and mtime must stay unchanged before it is read."""
-    value = current_app.config.get("FTP_QUIET_SECONDS")
-    if value is None or value == "":
-        value = os.environ.get("RENKEI_FTP_QUIET_SECONDS", DEFAULT_QUIET_SECONDS)
-    return float(value)
+    return config.get(current_app, "FTP_QUIET_SECONDS")
 
 
 # (st_dev, st_ino, st_size, st_mtime_ns): what tells one file from its replacement.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +19,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from ..enums import Channel
 from ..errors import ErrorList, Invalid, NotFound, RowError
 from ..extensions import db
-from ..importer.filename import Period
+from ..importer.filename import Period, base_name
 from ..models import Import, utcnow
 from . import accounts, claims, files, runner
 
@@ -68,13 +68,6 @@ def _notify() -> None:
             callback()
         except Exception:  # a listener must never make a channel fail after the file is stored
             log.exception("ingest listener failed")
-
-
-def base_name(filename: str) -> str:
-    """Return the file's base name: any directory part (either separator) and control characters stripped."""
-    name = os.path.basename((filename or "").replace("\\", "/"))
-    # A NUL or other control character is never part of a real file name (and PostgreSQL refuses NUL).
-    return "".join(c for c in name if c.isprintable()).strip()[:255]
 
 
 # ---------------------------------------------------------------------------------------
@@ -191,4 +184,4 @@ def reimport(account_id: int, import_id: int, actor_email: str) -> Import:
         if old.file_deleted_at is not None:
             raise Invalid(f"取込 #{import_id} は{files.gone_text()}。再取込できません。")
         raise Invalid(f"取込 #{import_id} は元のファイルが保存されていないため、再取込できません。")
-    return receive(account_id, old.filename, data, channel="web", sender=actor_email, note=f"再取込 #{import_id}")
+    return receive(account_id, old.filename, data, channel=Channel.WEB, sender=actor_email, note=f"再取込 #{import_id}")

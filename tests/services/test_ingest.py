@@ -21,7 +21,7 @@ from app.extensions import db
 from app.importer.filename import parse_period
 from app.models import GraphColumn, Import, ImportErrorRecord, IntegrationSettings, Member, OutboxMail, Result
 from app.db import bulk
-from app.cli.imports import import_as_dict
+from app.api.shapes import import_json
 from app.services import files, ingest, queue, results, runner
 
 MEMBERS = ((1, "E001", "山田 太郎"), (2, "E002", "鈴木 花子"), (3, "007", "髙橋 一郎"))
@@ -448,12 +448,12 @@ def test_receive_wakes_listeners(app, make_account):
     assert woken.is_set()
 
 
-def test_import_as_dict_is_json_ready(app, make_account):
+def test_import_json_is_json_ready(app, make_account):
     acc = setup_account(make_account)
     imp = run(acc, "20180500.csv", csv_file([[1, 1, 1, 1, ""]]))
-    data = import_as_dict(imp, with_errors=True)
-    assert data["period"] == "201805" and data["status"] == "succeeded" and data["errors"] == []
-    assert data["received_at"].endswith("+00:00")
+    data = import_json(imp)
+    assert data["period"] == "201805" and data["status"] == "succeeded" and data["status_label"] == "成功"
+    assert data["received_at"].endswith("Z") and "." not in data["received_at"]
 
 
 def test_a_value_that_is_not_a_finite_number_is_never_stored(app, make_account, monkeypatch):
