@@ -20,7 +20,7 @@ ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
 @pytest.fixture
-def acct(app, make_account):
+def acct(app, make_account, import_worker):
     """An API-mode account with members 1-3 and columns 売上(円), 粗利(円), 件数(件) that gets success mails."""
     app.config["API_RATE_PER_MINUTE"] = 10_000
     acc = make_api_account(make_account)
