@@ -29,12 +29,13 @@ from app.extensions import db
 from app.models import Import, OutboxMail
 from app.services import files
 from servers.mailparse import parse_head
-from tests.conftest import _config
+from tests.fixtures.database import app_config
 from tests.reliability.corpus import (
     GOOD_CSV, b64_lines, csv_bytes, csv_part, disposition, mail_head, multipart, nested_mail, simple_mail,
     zip_bomb,
 )
-from tests.smtp_sink import RawSmtp, SmtpSink
+from tests.fixtures.smtp_sink import RawSmtp, SmtpSink
+from tests.fixtures.waiting import wait_for
 
 SENDER = "sales@partner.example"
 ERROR_TO = "errors@acme.example"
@@ -60,7 +61,7 @@ def env(new_database, tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile-mail")
     db_file = new_database(folder)
     relay = SmtpSink().start()
-    app = create_app({**_config(folder, db_file), "SMTP_PORT": 0, "HOST": "127.0.0.1",
+    app = create_app({**app_config(folder, db_file), "SMTP_PORT": 0, "HOST": "127.0.0.1",
                       "SMTP_MAX_BYTES": MAX_BYTES, "SMTP_TIMEOUT": 30, "SMTP_RELAY": relay.url})
     with app.app_context():
         account, _ = accounts.create_account("acme", "アクメ株式会社", "admin@acme.example", "password-123")
@@ -129,13 +130,12 @@ def last_import_id(env) -> int:
 
 def wait_finished(env, last_id: int, count: int) -> list[SimpleNamespace]:
     """The imports after `last_id` once `count` of them exist and all have ended (bounded)."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
+    def finished():
         rows = imports_after(env, last_id)
-        if len(rows) >= count and all(r.status not in (Import.QUEUED, Import.RUNNING) for r in rows):
-            return rows
-        assert time.monotonic() < deadline, f"timed out waiting for {count} finished import(s): {rows}"
-        time.sleep(0.05)
+        return rows if len(rows) >= count and all(r.status not in (Import.QUEUED, Import.RUNNING) for r in rows) else None
+
+    return wait_for(finished, TIMEOUT, what=lambda: f"{count} finished import(s): {imports_after(env, last_id)}",
+                    interval=0.05)
 
 
 def assert_still_serving(env) -> None:
