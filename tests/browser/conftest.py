@@ -1,6 +1,6 @@
 """Browser fixtures: the real app served by waitress on a free port, and Debian's chromium through Playwright.
 
-CSRF is ON here (as in production). The database is a migrated one from tests/conftest.py's
+CSRF is ON here (as in production). The database is a migrated one from tests/fixtures/database.py's
 `new_database` (SQLite or PostgreSQL, as the suite runs), shared by the tests of a module;
 each test resets the integration settings it relies on through the service.
 """

@@ -30,7 +30,7 @@ from app.models import Import, OutboxMail
 from app.services import files
 from servers.mailparse import parse_head
 from tests.fixtures.database import app_config
-from tests.reliability.corpus import (
+from tests.fixtures.corpus import (
     GOOD_CSV, b64_lines, csv_bytes, csv_part, disposition, mail_head, multipart, nested_mail, simple_mail,
     zip_bomb,
 )

@@ -16,10 +16,11 @@ from app import create_app
 from app.errors import Invalid, NotFound
 from app.extensions import db
 from app.importer.filename import parse_period
-from app.models import GraphColumn, Import, ImportErrorRecord, Member, OutboxMail, Result
+from app.models import Import, ImportErrorRecord, OutboxMail, Result
 from app.db import bulk
 from app.cli.imports import import_as_dict
 from app.services import files, ingest, queue, results, runner
+from tests.fixtures.accounts import create_test_account
 from tests.fixtures.ingest import count, csv_file, ingest_options, run, stored
 
 # ----------------------------------------------------------------------------- receive
@@ -267,12 +268,7 @@ def test_queue_survives_an_app_restart(tmp_path, new_database):
               "SECRET_KEY": "x", "SMTP_RELAY": None, "PUBLIC_URL": "http://renkei.test"}
     first = create_app(config)
     with first.app_context():
-        from app.services import accounts
-
-        account, _ = accounts.create_account("acme", "Acme", "a@acme.example", "password-123")
-        db.session.add(Member(account_id=account.id, no=1, name="山田"))
-        db.session.add(GraphColumn(account_id=account.id, name="売上"))
-        db.session.commit()
+        account = create_test_account("acme", members=[(1, None, "山田")], columns=[("売上", "")])
         queued = ingest.receive(account.id, "20180516.csv", "No.,売上\r\n1,500\r\n".encode(), channel="ftp")
         queued_id, account_id = queued.id, account.id
         db.session.remove()
