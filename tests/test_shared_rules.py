@@ -14,7 +14,7 @@ from app.errors import ImportRejected, Invalid
 from app.extensions import db
 from app.models import Import, IntegrationSettings, OutboxMail
 from app.services import checktimes, integration, members
-from tests.api import GOOD_ROWS, csv_bytes, make_api_account
+from tests.fixtures.api import GOOD_ROWS, api_options, csv_bytes
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -23,7 +23,7 @@ ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 def acct(app, make_account, import_worker):
     """An API-mode account with members 1-3 and columns 売上(円), 粗利(円), 件数(件) that gets success mails."""
     app.config["API_RATE_PER_MINUTE"] = 10_000
-    acc = make_api_account(make_account)
+    acc = make_account("acme", **api_options())
     settings = db.session.scalar(select(IntegrationSettings).where(IntegrationSettings.account_id == acc.id))
     settings.success_to = ["boss@acme.example"]
     db.session.commit()

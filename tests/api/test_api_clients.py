@@ -8,7 +8,8 @@ import subprocess
 import pytest
 import requests
 
-from . import BAD_ROWS, api_account, api_server, api_worker, csv_bytes, wait_for  # noqa: F401
+from tests.fixtures.api import BAD_ROWS, csv_bytes
+from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 
@@ -52,7 +53,7 @@ def test_curl_multipart_upload_is_queued_then_imported(api_server, api_account, 
         _, _, detail = curl("-H", f"Authorization: Bearer {api_account.token}", api_server + headers["location"])
         return detail if detail["status"] in ("succeeded", "failed") else None
 
-    detail = wait_for(finished, message="the import to end")
+    detail = wait_for(finished, what="the import to end")
     assert detail["status"] == "succeeded" and detail["row_count"] == 2 and detail["period"] == "20180516"
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from . import api_account, api_server, api_worker  # noqa: F401
 
 
 def test_schemathesis_finds_no_server_error(app, api_server, api_account, api_worker, tmp_path):

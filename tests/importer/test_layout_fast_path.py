@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from app.importer import layout
 from app.importer.layout import CsvReader
-from tests.importer.helpers import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_text
+from tests.fixtures.importer import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_text
 
 PLAIN_VALUES = ["0", "7", "120000", "-1234", "999999999999999"]
 # Cells the fast path must leave to the careful path: each is read, or refused, there.

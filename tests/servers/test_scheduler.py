@@ -13,7 +13,7 @@ from app.models import Import
 from app.services import accounts, checktimes, ftpcheck, ingest, integration, queue
 from servers import scheduler as scheduler_module
 from servers.scheduler import FtpCheckScheduler
-from tests.servers.ftp_fixtures import ftp_account, ftp_csv  # noqa: F401
+from tests.fixtures.ftp import ftp_csv
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 MONDAY = dt.datetime(2026, 11, 30, 0, 0, tzinfo=TOKYO)  # a Monday
@@ -52,20 +52,20 @@ class Recorder:
 def week_accounts(app, make_account):
     """Accounts with distinct schedules, plus three that must never fire."""
     ids = {}
-    weekdays = make_account("weekdays")[0].id
+    weekdays = make_account("weekdays").id
     ftp_settings(weekdays, ftp_days=["mon", "tue", "wed", "thu", "fri"], ftp_start="09:00", ftp_end="18:00",
                  ftp_interval=60, ftp_delay=5)
     ids["weekdays"] = weekdays
-    weekend = make_account("weekend")[0].id
+    weekend = make_account("weekend").id
     ftp_settings(weekend, ftp_days=["sat", "sun"], ftp_start="22:00", ftp_end="23:30", ftp_interval=30, ftp_delay=29)
     ids["weekend"] = weekend
     # Sunday's 23:30 slot, 45 minutes late, is checked on Monday at 00:15.
-    late = make_account("late")[0].id
+    late = make_account("late").id
     ftp_settings(late, ftp_days=["sun"], ftp_start="23:30", ftp_end="23:30", ftp_interval=60, ftp_delay=45)
     ids["late"] = late
     for slug, change in [("stopped", {"status": "stopped"}), ("mail", {"mode": "mail", "senders": ["a@b.example"]}),
                          ("disabled", None)]:
-        account_id = make_account(slug)[0].id
+        account_id = make_account(slug).id
         ftp_settings(account_id, ftp_days=list(checktimes.WEEKDAYS), ftp_start="00:00", ftp_end="23:55",
                      ftp_interval=5, ftp_delay=0)
         if change:

@@ -7,7 +7,7 @@ import time
 from app.extensions import db
 from app.models import Import
 from app.services import ftpcheck, integration, queue
-from tests.servers.ftp_fixtures import FTP_BAD_CSV, ftp_account, ftp_csv  # noqa: F401
+from tests.fixtures.ftp import FTP_BAD_CSV, ftp_csv
 
 
 def _put(home, name: str, data: bytes) -> None:

@@ -12,7 +12,7 @@ from app.errors import Invalid, NotFound
 from app.extensions import db
 from app.models import Import, IntegrationSettings
 from app.services import accounts, files, ftpcheck, ingest, queue
-from tests.servers.ftp_fixtures import FTP_BAD_CSV, ftp_account, ftp_csv, ftp_files  # noqa: F401
+from tests.fixtures.ftp import FTP_BAD_CSV, ftp_csv, ftp_files
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 CHECK_TIME = dt.datetime(2026, 11, 28, 9, 15, tzinfo=TOKYO)

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from app.extensions import db
 from app.models import Import, OutboxMail
 from app.services import ingest, queue
-from tests.services.test_ingest import csv_file, setup_account, stored
+from tests.fixtures.ingest import csv_file, ingest_options, stored
 
 
 def status_of(import_id: int) -> str:
@@ -21,7 +21,7 @@ def status_of(import_id: int) -> str:
 
 
 def test_wait_for_without_a_worker_answers_with_the_import_still_queued(app, make_account):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     received = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
 
     imp = queue.wait_for(received.id, 0.0)
@@ -33,7 +33,7 @@ def test_wait_for_without_a_worker_answers_with_the_import_still_queued(app, mak
 def test_wait_for_is_woken_when_a_worker_of_this_process_ends_the_import(app, make_account, monkeypatch):
     # Polling would take an hour: only the announcement of the ended import can end this wait in time.
     monkeypatch.setattr(queue, "WAIT_POLL_SECONDS", 3600)
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     received = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
     answers: list[str] = []
     started = threading.Event()
@@ -53,7 +53,7 @@ def test_wait_for_is_woken_when_a_worker_of_this_process_ends_the_import(app, ma
 
 def test_wait_for_notices_an_import_ended_by_another_process(app, make_account, monkeypatch):
     monkeypatch.setattr(queue, "WAIT_POLL_SECONDS", 0.01)
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     received = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
     answers: list[str] = []
     started = threading.Event()
@@ -74,7 +74,7 @@ def test_wait_for_notices_an_import_ended_by_another_process(app, make_account, 
 
 
 def test_wait_for_with_the_worker_running_answers_the_outcome(app, make_account, import_worker):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     good = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
     bad = ingest.receive(acc.id, "20180517.csv", b"No.,x\r\n", channel="api")
     assert queue.wait_for(good.id, 30).status == Import.SUCCEEDED
@@ -83,7 +83,7 @@ def test_wait_for_with_the_worker_running_answers_the_outcome(app, make_account,
 
 def test_run_until_ended_runs_the_queue_oldest_first_until_the_import_has_ended(app, make_account):
     """A process without a worker (the CLI) imports through the worker's step, in the queue's order."""
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     first = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 100, 1, 1, ""]]), channel="mail")
     second = ingest.receive(acc.id, "20180516.csv", csv_file([[2, 200, 2, 2, ""]]), channel="cli", sender="cli")
     later = ingest.receive(acc.id, "20180517.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
@@ -99,7 +99,7 @@ def test_run_until_ended_runs_the_queue_oldest_first_until_the_import_has_ended(
 
 
 def test_run_until_ended_reports_a_failed_import(app, make_account):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     received = ingest.receive(acc.id, "20180516.csv", b"No.,x\r\n", channel="cli", sender="cli")
     assert queue.run_until_ended(received.id).status == Import.FAILED
     assert db.session.scalars(select(OutboxMail.kind)).all() == ["error"]

@@ -10,7 +10,7 @@ import pytest
 from app.extensions import db
 from app.models import Import, Result, User
 from app.services import files, ingest, runner, users
-from tests.importing import import_file
+from tests.fixtures.ingest import import_file
 
 GOOD = "No.,売上,件数\r\n1,120000,2\r\n2,\"50,000\",1\r\n".encode("cp932")
 # Three errors: unknown member (line 2), not a number (line 3), unknown member again (line 4).

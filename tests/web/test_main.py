@@ -11,7 +11,7 @@ import pytest
 from app.importer.filename import parse_filename
 from app.main.chart import EMPTY_MESSAGE, bars, format_value
 from app.services import columns, members, results
-from tests.importing import import_file
+from tests.fixtures.ingest import import_file
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -245,7 +245,7 @@ def test_viewer_sees_the_list_but_cannot_change_anything(client, make_account, l
 
 
 def test_member_addresses_follow_the_one_address_rule_in_the_form_and_the_csv(client, admin):
-    from tests.importer.test_addresses import INVALID, VALID
+    from tests.fixtures.addresses import INVALID, VALID
 
     for no, (typed, _) in enumerate(VALID, start=1):
         response = client.post("/settings/members/new", data={"no": str(no), "name": f"メンバー{no}", "email": typed})

@@ -9,7 +9,7 @@ from app.extensions import db
 from app.models import Import, ImportFile
 from app.services import files, ingest, runner
 from servers.scheduler import FilePurge, FtpCheckScheduler, RunningScheduler
-from tests.importing import import_file
+from tests.fixtures.ingest import import_file
 
 GOOD = "No.,売上,件数\r\n1,120000,2\r\n2,\"50,000\",1\r\n".encode("cp932")
 GONE = "保存期間(400日)を過ぎたため元のファイルは削除されました"

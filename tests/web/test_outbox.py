@@ -8,7 +8,7 @@ import pytest
 from app.extensions import db
 from app.models import OutboxMail
 from app.services import columns, members, outbox
-from tests.importing import import_file
+from tests.fixtures.ingest import import_file
 
 GOOD = "No.,売上\r\n1,120000\r\n".encode("cp932")
 BAD = "No.,売上\r\n99,<b>100</b>\r\n".encode("cp932")
