@@ -8,6 +8,7 @@ from flask_login import UserMixin
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from .enums import Channel, ImportStatus, LinkStatus, MailStatus, Mode, Role
 from .extensions import db
 
 
@@ -30,8 +31,8 @@ class Account(db.Model):
 class User(UserMixin, db.Model):
     __tablename__ = "users"
 
-    ADMIN = "admin"
-    VIEWER = "viewer"
+    ADMIN = Role.ADMIN
+    VIEWER = Role.VIEWER
     ROLE_LABELS = {ADMIN: "管理者", VIEWER: "閲覧者"}
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -90,12 +91,13 @@ class Import(db.Model):
         UniqueConstraint("account_id", "dedupe_key"),
     )
 
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    DISCARDED = "discarded"
-    REFUSED = "refused"
+    # Aliases of the enum members (app/enums.py), so `Import.QUEUED` keeps reading well.
+    QUEUED = ImportStatus.QUEUED
+    RUNNING = ImportStatus.RUNNING
+    SUCCEEDED = ImportStatus.SUCCEEDED
+    FAILED = ImportStatus.FAILED
+    DISCARDED = ImportStatus.DISCARDED
+    REFUSED = ImportStatus.REFUSED
     STATUS_LABELS = {
         QUEUED: "待機中",
         RUNNING: "取込中",
@@ -104,7 +106,8 @@ class Import(db.Model):
         DISCARDED: "破棄",
         REFUSED: "拒否",
     }
-    CHANNEL_LABELS = {"mail": "メール", "ftp": "FTP", "api": "API", "web": "画面", "cli": "コマンド"}
+    CHANNEL_LABELS = {Channel.MAIL: "メール", Channel.FTP: "FTP", Channel.API: "API", Channel.WEB: "画面",
+                      Channel.CLI: "コマンド"}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
@@ -256,8 +259,8 @@ class IntegrationSettings(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), unique=True)
-    mode: Mapped[str] = mapped_column(String(8), default="mail")
-    status: Mapped[str] = mapped_column(String(8), default="active")
+    mode: Mapped[str] = mapped_column(String(8), default=Mode.MAIL)
+    status: Mapped[str] = mapped_column(String(8), default=LinkStatus.ACTIVE)
     member_key: Mapped[str] = mapped_column(String(16), default="no")
     encoding: Mapped[str] = mapped_column(String(16), default="auto")
     error_to: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -297,9 +300,9 @@ class OutboxMail(db.Model):
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
 
-    PENDING = "pending"
-    SENT = "sent"
-    FAILED = "failed"
+    PENDING = MailStatus.PENDING
+    SENT = MailStatus.SENT
+    FAILED = MailStatus.FAILED
     STATUS_LABELS = {PENDING: "送信待ち", SENT: "送信済み", FAILED: "送信失敗"}
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -52,7 +52,6 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
-import os
 import ssl
 import threading
 import time
@@ -65,16 +64,17 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, syntax
 
+from app import config
+from app.enums import ImportStatus
 from app.services import spool
 from app.services.admission import Channel, Outcome, Reason, Standing, admit
 
 from .mailparse import MailRejected, MailUnreadable, ParsedMail, normalise_line_ends, parse_head, parse_mail
 from .priority import lower_this_process, lower_this_thread
-from .settings import flag, setting
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "mail"
+CHANNEL = Channel.MAIL
 NO_CSV_NAME = "(CSV添付なし)"
 UNNAMED = "(メール)"  # the history's file name when the mail's files are not known
 UNREADABLE_ADVICE = (
@@ -307,13 +307,13 @@ class MailHandler:
                 self._discard(recipient, names, head.sender, admission.text, peer)
                 discarded = True
             elif admission.reason is Reason.UNREADABLE_SENDER:
-                self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status="refused",
+                self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status=ImportStatus.REFUSED,
                                     note=f"{admission.text}: {head.rejection}")
                 log.info("smtp refused account=%s channel=%s reason=bad-from peer=%s", recipient.label, CHANNEL,
                          peer)
                 refusal = refusal or "550 5.7.1 Sender not authorized: unreadable From header"
             elif admission.reason is Reason.SENDER:
-                self.record_refusal(recipient.account_id, filename=names(), sender=head.sender, status="refused",
+                self.record_refusal(recipient.account_id, filename=names(), sender=head.sender, status=ImportStatus.REFUSED,
                                     note=admission.text)
                 log.info("smtp refused account=%s channel=%s file=%s sender=%s reason=sender-not-registered peer=%s",
                          recipient.label, CHANNEL, names(), head.sender, peer)
@@ -337,12 +337,12 @@ class MailHandler:
         """Record a message the protocol refused before it was read (e.g. over the size cap), per account."""
         for recipient in recipients:
             note = f"{reason}(エンベロープの送信者: {envelope_from or '-'})"
-            self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status="refused", note=note)
+            self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status=ImportStatus.REFUSED, note=note)
             log.info("smtp refused account=%s channel=%s reason=%s peer=%s", recipient.label, CHANNEL, reason, peer)
 
     def _discard(self, recipient: Recipient, names: _LazyNames, sender: str | None, reason: str, peer: str) -> None:
         names = names()
-        self.record_refusal(recipient.account_id, filename=names, sender=sender, status="discarded", note=reason)
+        self.record_refusal(recipient.account_id, filename=names, sender=sender, status=ImportStatus.DISCARDED, note=reason)
         log.info("smtp discarded account=%s channel=%s file=%s sender=%s reason=%s peer=%s", recipient.label,
                  CHANNEL, names, sender or "-", reason, peer)
 
@@ -862,7 +862,7 @@ def build_handler(app, parse: Callable[[bytes], ParsedMail] = parse_mail,
     services = _AppServices(app, parse)
     drainer = drainer or build_drainer(app, parse)
     _listen_for_recipient_changes()
-    ttl = float(setting(app, "SMTP_RECIPIENT_CACHE_SECONDS", DEFAULT_RECIPIENT_CACHE_SECONDS))
+    ttl = config.get(app, "SMTP_RECIPIENT_CACHE_SECONDS")
     return MailHandler(
         resolve_recipient=RecipientCache(services.resolve_recipient, ttl=ttl),
         spool_mail=drainer.write_mail,
@@ -871,27 +871,21 @@ def build_handler(app, parse: Callable[[bytes], ParsedMail] = parse_mail,
     )
 
 
-def _default_parse_processes() -> int:
-    # One CPU is the event loop's and the worker's; the others may parse (the drain parses one
-    # mail at a time, in a child so the loop keeps the interpreter lock to itself).
-    return min(2, max(0, (os.cpu_count() or 1) - 1))
-
-
 def start(app) -> RunningSmtp:
     """Start the SMTP server for `app` on HOST:SMTP_PORT (0 = a free port) and return it running."""
     # aiosmtpd logs every command at INFO; we log one line per message instead.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     limits = Limits(
-        max_bytes=int(setting(app, "SMTP_MAX_BYTES", DEFAULT_MAX_BYTES)),
-        max_connections=int(setting(app, "SMTP_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)),
-        max_commands=int(setting(app, "SMTP_MAX_COMMANDS", DEFAULT_MAX_COMMANDS)),
-        timeout=float(setting(app, "SMTP_TIMEOUT", DEFAULT_TIMEOUT)),
+        max_bytes=config.get(app, "SMTP_MAX_BYTES"),
+        max_connections=config.get(app, "SMTP_MAX_CONNECTIONS"),
+        max_commands=config.get(app, "SMTP_MAX_COMMANDS"),
+        timeout=config.get(app, "SMTP_TIMEOUT"),
     )
-    tls = tls_context_from(setting(app, "SMTP_TLS_CERT", None), setting(app, "SMTP_TLS_KEY", None))
-    require_tls = flag(setting(app, "SMTP_REQUIRE_TLS", False))
+    tls = tls_context_from(config.get(app, "SMTP_TLS_CERT"), config.get(app, "SMTP_TLS_KEY"))
+    require_tls = config.get(app, "SMTP_REQUIRE_TLS")
     if require_tls and tls is None:
         raise RuntimeError("RENKEI_SMTP_REQUIRE_TLS is set but RENKEI_SMTP_TLS_CERT is not")
-    processes = int(setting(app, "SMTP_PARSE_PROCESSES", _default_parse_processes()))
+    processes = config.get(app, "SMTP_PARSE_PROCESSES")
     pool = ParsePool(processes) if processes > 0 else None
     drainer = build_drainer(app, pool or parse_mail)
     server = RunningSmtp(

@@ -12,7 +12,7 @@ from sqlalchemy import literal, select, union_all
 
 from ..errors import Invalid, NotFound
 from ..extensions import db
-from ..importer.filename import Period, parse_period
+from ..importer.filename import Period, month_bounds, parse_period
 from ..importer.layout import KEY_HEADERS, NOTE_HEADER
 from ..models import GraphColumn, Import, IntegrationSettings, ManualResult, Member, Result
 from . import totals as month_totals
@@ -39,11 +39,9 @@ class MonthTable:
 
 def _month_bounds(year: int, month: int) -> tuple[dt.date, dt.date]:
     try:
-        first = dt.date(year, month, 1)
+        return month_bounds(year, month)
     except ValueError:
         raise Invalid("年月が正しくありません。", field="month") from None
-    following = dt.date(year + (month == 12), month % 12 + 1, 1)
-    return first, following
 
 
 def columns_of(account_id: int) -> list[GraphColumn]:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.importer.layout import CsvReader
-from tests.importer.helpers import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_text
+from tests.fixtures.importer import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_text
 
 PLAIN_VALUES = ["0", "7", "120000", "-1234", "999999999999999", "007"]
 # Cells that need the careful rules: each is read, or refused, by parse_value.

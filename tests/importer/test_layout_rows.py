@@ -7,7 +7,7 @@ import pytest
 
 from app.importer.encoding import decode
 from app.importer.layout import NO_DATA_MESSAGE, CsvReader, Row, parse_all
-from tests.importer.helpers import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_bytes, csv_text
+from tests.fixtures.importer import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_bytes, csv_text
 
 SPEC_EXAMPLE = "社員ID,売上,粗利,件数,備考\r\nE001,120000,30000,2,\r\nE002,\"50,000\",12000,1,A社 新規\r\n"
 

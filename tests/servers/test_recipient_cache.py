@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 
 from app.extensions import db
 from servers.smtp import RecipientCache, _AppServices, _listen_for_recipient_changes
-from tests.servers.conftest import SMTP_SENDER
+from tests.fixtures.smtp import SMTP_SENDER
 
 
 def rcpt(server, address: str) -> int:

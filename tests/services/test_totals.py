@@ -19,7 +19,7 @@ from app.extensions import db, init_migrations
 from app.importer.filename import parse_period
 from app.models import Import, ImportTotal, ManualResult, Member, MonthTotal, Result
 from app.services import results
-from tests.services.test_ingest import csv_file, run, setup_account
+from tests.fixtures.ingest import csv_file, ingest_options, run
 
 MEMBERS = tuple((no, f"E{no:03d}", f"社員{no}") for no in range(1, 9))
 FILES = ["20180501.csv", "20180502.csv", "20180515.csv", "20180531.csv", "20180500.csv",
@@ -105,7 +105,7 @@ def _check_against_rows(acc) -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_board_and_api_equal_the_sums_of_the_stored_rows(app, make_account, seed):
-    acc = setup_account(make_account, members=MEMBERS)
+    acc = make_account("acme", **ingest_options(members=MEMBERS))
     _history(acc, random.Random(seed))
     _check_against_rows(acc)
 
@@ -120,7 +120,7 @@ def test_board_and_api_equal_the_sums_of_the_stored_rows(app, make_account, seed
 
 
 def test_failed_and_replaced_imports_leave_no_totals(app, make_account):
-    acc = setup_account(make_account, members=MEMBERS)
+    acc = make_account("acme", **ingest_options(members=MEMBERS))
     first = run(acc, "20180516.csv", csv_file([[1, 100, 1, 1, ""], [2, 5, "", "", ""]]))
     assert first.status == "succeeded"
     assert db.session.scalar(select(func.count()).select_from(ImportTotal).where(ImportTotal.import_id == first.id))
