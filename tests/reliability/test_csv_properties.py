@@ -64,7 +64,7 @@ def check(acc, data: bytes) -> None:
     imp = runner.run_import(received.id)
     db.session.expire_all()
     rows = db.session.execute(select(Result.line, Result.member_id, Result.values)
-                              .where(Result.import_id == imp.id).order_by(Result.id)).all()
+                              .where(Result.import_id == imp.id).order_by(Result.line)).all()
     errors = db.session.scalars(select(ImportErrorRecord).where(ImportErrorRecord.import_id == imp.id)).all()
     lines = physical_line_count(data)
     assert all(error.message and error.message != runner.SYSTEM_ERROR_MESSAGE for error in errors), \
