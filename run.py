@@ -267,8 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
 
     from app import create_app
+    from app.config import ConfigError
 
-    app = create_app()
+    try:
+        app = create_app()
+    except ConfigError as error:  # a setting of the wrong type: say which, without a traceback
+        print(f"起動できませんでした (could not start): {error}", file=sys.stderr, flush=True)
+        return 1
     migrate_database(app)
     from app.services.demo import create_demo_account
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
-from zoneinfo import ZoneInfo
 
 from dotenv import load_dotenv
 from flask import Flask, render_template, request
@@ -17,6 +16,7 @@ from sqlalchemy import event
 
 from . import config as config_module
 from .errors import error_total
+from .formats import shown_number
 from .extensions import csrf, db, login_manager
 
 # Bytes a request may carry beyond the upload cap (multipart boundaries, part headers, CSRF token).
@@ -39,7 +39,7 @@ def create_app(config: dict | None = None) -> Flask:
         JSON_AS_ASCII=False,
     )
     if config:
-        app.config.update(config)
+        app.config.update(config_module.parse_overrides(config))
     # The data folder holds the SQLite file, stored files and FTP homes; `flask …` commands
     # need it as much as run.py does.
     os.makedirs(app.config["DATA_DIR"], mode=0o700, exist_ok=True)
@@ -84,8 +84,6 @@ def _register_sqlite_listeners(app: Flask) -> None:
         if engine.dialect.name != "sqlite":
             continue
         event.listen(engine, "connect", _sqlite_pragmas)
-        # Pool events on an engine go to its pool (and to the pool that replaces it on dispose()).
-        event.listen(engine, "checkin", _sqlite_foreign_keys_back_on)
 
 
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
@@ -97,13 +95,6 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=FULL")
         cur.close()
-
-
-def _sqlite_foreign_keys_back_on(dbapi_connection, connection_record) -> None:
-    # An import turns the checks off on its own connection (app/db/bulk.py); they are back
-    # on before the pool can hand the connection to anyone else.
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -122,7 +113,7 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_template_helpers(app: Flask) -> None:
-    tz = ZoneInfo(app.config["TIMEZONE"])
+    tz = config_module.timezone(app)
 
     @app.template_filter("localtime")
     def localtime(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
@@ -136,9 +127,7 @@ def _register_template_helpers(app: Flask) -> None:
     def number(value) -> str:
         if value is None or value == "":
             return ""
-        if float(value).is_integer():
-            return f"{int(value):,}"
-        return f"{value:,.2f}".rstrip("0").rstrip(".")
+        return shown_number(value)
 
     # How many errors a file had, when the list shown holds only the first MAX_ERRORS_PER_FILE.
     app.jinja_env.globals["error_total"] = error_total

@@ -8,6 +8,7 @@ from flask_login import UserMixin
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from .enums import Channel, ImportStatus, LinkStatus, MailStatus, Mode, Role
 from .extensions import db
 
 
@@ -30,8 +31,8 @@ class Account(db.Model):
 class User(UserMixin, db.Model):
     __tablename__ = "users"
 
-    ADMIN = "admin"
-    VIEWER = "viewer"
+    ADMIN = Role.ADMIN
+    VIEWER = Role.VIEWER
     ROLE_LABELS = {ADMIN: "管理者", VIEWER: "閲覧者"}
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -90,12 +91,13 @@ class Import(db.Model):
         UniqueConstraint("account_id", "dedupe_key"),
     )
 
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    DISCARDED = "discarded"
-    REFUSED = "refused"
+    # Aliases of the enum members (app/enums.py), so `Import.QUEUED` keeps reading well.
+    QUEUED = ImportStatus.QUEUED
+    RUNNING = ImportStatus.RUNNING
+    SUCCEEDED = ImportStatus.SUCCEEDED
+    FAILED = ImportStatus.FAILED
+    DISCARDED = ImportStatus.DISCARDED
+    REFUSED = ImportStatus.REFUSED
     STATUS_LABELS = {
         QUEUED: "待機中",
         RUNNING: "取込中",
@@ -104,7 +106,8 @@ class Import(db.Model):
         DISCARDED: "破棄",
         REFUSED: "拒否",
     }
-    CHANNEL_LABELS = {"mail": "メール", "ftp": "FTP", "api": "API", "web": "画面", "cli": "コマンド"}
+    CHANNEL_LABELS = {Channel.MAIL: "メール", Channel.FTP: "FTP", Channel.API: "API", Channel.WEB: "画面",
+                      Channel.CLI: "コマンド"}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
@@ -180,26 +183,42 @@ class ImportErrorRecord(db.Model):
 
 
 class Result(db.Model):
-    """One CSV line (or one hand-typed entry): a member's values for one period.
+    """One line of an imported CSV: a member's values for the import's period.
 
     Values are a JSON object {graph column id: number}, so a 200,000-line file is
-    200,000 inserts, not one per cell. `import_id` is NULL for results typed by hand,
-    which imports never touch.
+    200,000 rows, not one per cell. Clustered by import (migration 0008): the primary key
+    (import_id, line) is the table's only index, and on SQLite the table is WITHOUT ROWID, so an
+    import's rows are one range to append, to sum and to delete.
     """
 
     __tablename__ = "results"
-    __table_args__ = (Index("ix_results_account_period", "account_id", "period_date"),)
+    __table_args__ = {"sqlite_with_rowid": False}
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True,
+                                           autoincrement=False)
+    line: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), index=True)
-    # No index on member_id: results are always looked up by account and period (or by import),
-    # and an index would cost every import a random-order B-tree insert per row. Members are
-    # deactivated, never deleted, so the cascade below never has to search by member.
+    # No index on member_id: results are always looked up by import, and an index would cost
+    # every import a random-order B-tree insert per row. Members are deactivated, never
+    # deleted, so the cascade below never has to search by member.
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
     period_kind: Mapped[str] = mapped_column(String(8))
     period_date: Mapped[dt.date]
-    line: Mapped[int | None]
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class ManualResult(db.Model):
+    """A result typed by hand: a member's values for one period, which imports never touch."""
+
+    __tablename__ = "manual_results"
+    __table_args__ = (Index("ix_manual_results_account_period", "account_id", "period_date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    period_kind: Mapped[str] = mapped_column(String(8))
+    period_date: Mapped[dt.date]
     values: Mapped[dict[str, Any]] = mapped_column(JSON)
     note: Mapped[str | None] = mapped_column(Text)
 
@@ -240,8 +259,8 @@ class IntegrationSettings(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), unique=True)
-    mode: Mapped[str] = mapped_column(String(8), default="mail")
-    status: Mapped[str] = mapped_column(String(8), default="active")
+    mode: Mapped[str] = mapped_column(String(8), default=Mode.MAIL)
+    status: Mapped[str] = mapped_column(String(8), default=LinkStatus.ACTIVE)
     member_key: Mapped[str] = mapped_column(String(16), default="no")
     encoding: Mapped[str] = mapped_column(String(16), default="auto")
     error_to: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -281,9 +300,9 @@ class OutboxMail(db.Model):
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
 
-    PENDING = "pending"
-    SENT = "sent"
-    FAILED = "failed"
+    PENDING = MailStatus.PENDING
+    SENT = MailStatus.SENT
+    FAILED = MailStatus.FAILED
     STATUS_LABELS = {PENDING: "送信待ち", SENT: "送信済み", FAILED: "送信失敗"}
 
     id: Mapped[int] = mapped_column(primary_key=True)

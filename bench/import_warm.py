@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -34,7 +35,7 @@ from import_bench import COLUMNS, NOTES, generate, run_measured  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 PANDAS_WARM = """
-import sys, sqlite3, time, pandas as pd
+import resource, sys, sqlite3, time, pandas as pd
 data, db = sys.argv[1], sys.argv[2]
 for line in sys.stdin:
     start = time.perf_counter()
@@ -43,7 +44,7 @@ for line in sys.stdin:
     frame.to_sql("results", con, index=False, if_exists="replace", chunksize=5000)
     con.commit()
     con.close()
-    print(time.perf_counter() - start, len(frame), flush=True)
+    print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, flush=True)
 """
 
 PANDAS_WHOLE = """
@@ -53,6 +54,25 @@ con = sqlite3.connect(sys.argv[2])
 frame.to_sql("results", con, index=False, if_exists="replace", chunksize=5000)
 con.commit()
 """
+
+
+# Runs argv in a grandchild forked from this small interpreter and prints its peak RSS: Linux keeps
+# a process's peak across exec, so a child forked straight from this (large) process would
+# report at least this process's size.
+LAUNCH = """
+import json, os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+sys.exit(print(json.dumps(usage.ru_maxrss / 1024)) or os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_peak(argv: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Run argv as a whole process; return (seconds, its own peak RSS in MiB)."""
+    seconds, _, out = run_measured([sys.executable, "-c", LAUNCH, *argv], env)
+    return seconds, float(out.strip().splitlines()[-1])
 
 
 def setup_renkei(folder: Path, member_csv: Path) -> dict:
@@ -117,13 +137,19 @@ def import_bench(args, folder: Path, data: Path, member_csv: Path) -> None:
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     have_shell = shutil.which("sqlite3") and shutil.which("iconv")
     worker, received, pandas_warm, shell = [], [], [], []
+    pandas_rss = 0.0
+    # Peak RSS of this process before the first import: the app and the file's bytes; the
+    # import's own peak is what comes on top of it.
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for round_ in range(args.imports):
         worker_s, received_s = warm_import(app, raw, data.name)
         worker.append(worker_s)
         received.append(received_s)
         pandas.stdin.write("go\n")
         pandas.stdin.flush()
-        pandas_warm.append(float(pandas.stdout.readline().split()[0]))
+        seconds, rss = map(float, pandas.stdout.readline().split())
+        pandas_warm.append(seconds)
+        pandas_rss = rss
         if have_shell:
             (folder / "shell.db").unlink(missing_ok=True)
             start = time.perf_counter()
@@ -137,17 +163,21 @@ def import_bench(args, folder: Path, data: Path, member_csv: Path) -> None:
               f"pandas warm {pandas_warm[-1]:.3f} s" + (f", iconv|sqlite3 {shell[-1]:.3f} s" if shell else ""))
     pandas.stdin.close()
     pandas.wait()
+    renkei_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    whole_first, whole_again, whole_pandas = [], [], []
+    whole_first, whole_again, whole_pandas, whole_rss = [], [], [], {"first": 0.0, "again": 0.0, "pandas": 0.0}
     for _ in range(args.whole):
         shutil.rmtree(folder / "whole")
         shutil.copytree(pristine, folder / "whole")
         argv = [sys.executable, "-m", "flask", "--app", "app", "import-csv", "bench", str(data)]
-        whole_first.append(run_measured(argv, whole_env)[0])
-        whole_again.append(run_measured(argv, whole_env)[0])
+        for times, key in ((whole_first, "first"), (whole_again, "again")):
+            seconds, rss = run_peak(argv, whole_env)
+            times.append(seconds)
+            whole_rss[key] = max(whole_rss[key], rss)
         (folder / "pandas-whole.db").unlink(missing_ok=True)
-        whole_pandas.append(run_measured([sys.executable, "-c", PANDAS_WHOLE, str(data),
-                                          str(folder / "pandas-whole.db")])[0])
+        seconds, rss = run_peak([sys.executable, "-c", PANDAS_WHOLE, str(data), str(folder / "pandas-whole.db")])
+        whole_pandas.append(seconds)
+        whole_rss["pandas"] = max(whole_rss["pandas"], rss)
 
     rows = args.rows
     p = median(pandas_warm)
@@ -170,6 +200,11 @@ def import_bench(args, folder: Path, data: Path, member_csv: Path) -> None:
         print(f"{name:<44}{seconds:>8.3f}{rows / seconds:>12,.0f}{reference / seconds:>15.2f}")
     if len(worker) > 1:
         print(f"re-import / first import: {median(worker[1:]) / worker[0]:.2f}×")
+    print(f"peak RSS: renkei warm process {renkei_rss:.1f} MiB (before the first import {base_rss:.1f} MiB), "
+          f"pandas warm process {pandas_rss:.1f} MiB")
+    if whole_first:
+        print(f"peak RSS whole process: renkei first {whole_rss['first']:.1f} MiB, re-import {whole_rss['again']:.1f} MiB, "
+              f"pandas {whole_rss['pandas']:.1f} MiB ({whole_rss['first'] / whole_rss['pandas']:.2f}×)")
 
 
 def write_day(path: Path, rows: int, members: int, seed: int) -> None:

@@ -36,11 +36,11 @@ from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import ThreadedFTPServer
 
+from app import config
 from app.services import bans
 
 from .ftpauth import DatabaseAuthorizer
-from .ftpsession import DEFAULT_MAX_BYTES, GuardedDTPHandler, HomeFS, RenkeiHandlerMixin
-from .settings import flag, setting
+from .ftpsession import GuardedDTPHandler, HomeFS, RenkeiHandlerMixin
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,9 @@ def parse_port_range(value: str | None) -> list[int] | None:
 
 def build_handler(app: Flask, staging_dir: str) -> type[FTPHandler]:
     """A handler class for one server: its own authorizer, limits, passive ports and optional TLS."""
-    cert = setting(app, "FTP_TLS_CERT", None)
-    key = setting(app, "FTP_TLS_KEY", None)
-    require_tls = flag(setting(app, "FTP_REQUIRE_TLS", False))
+    cert = config.get(app, "FTP_TLS_CERT")
+    key = config.get(app, "FTP_TLS_KEY")
+    require_tls = config.get(app, "FTP_REQUIRE_TLS")
     if require_tls and not cert:
         raise ValueError("RENKEI_FTP_REQUIRE_TLS needs RENKEI_FTP_TLS_CERT (and RENKEI_FTP_TLS_KEY)")
     if cert:
@@ -78,10 +78,10 @@ def build_handler(app: Flask, staging_dir: str) -> type[FTPHandler]:
     else:
         base, dtp_bases = FTPHandler, (GuardedDTPHandler,)
     dtp = type("RenkeiDTPHandler", dtp_bases, {
-        "max_bytes": int(setting(app, "FTP_MAX_BYTES", DEFAULT_MAX_BYTES)),
+        "max_bytes": config.get(app, "FTP_MAX_BYTES"),
     })
     proto_cmds = {name: spec for name, spec in base.proto_cmds.items() if name not in REMOVED_COMMANDS}
-    public_host = setting(app, "FTP_PUBLIC_HOST", None)
+    public_host = config.get(app, "FTP_PUBLIC_HOST")
     attrs: dict[str, Any] = {
         "app": app,
         "staging_dir": staging_dir,
@@ -90,9 +90,9 @@ def build_handler(app: Flask, staging_dir: str) -> type[FTPHandler]:
         "dtp_handler": dtp,
         "proto_cmds": proto_cmds,
         "banner": "Renkei FTP ready.",
-        "auth_failed_timeout": float(setting(app, "LOGIN_FAIL_DELAY", 1.0)),
+        "auth_failed_timeout": config.get(app, "LOGIN_FAIL_DELAY"),
         "max_login_attempts": 3,
-        "passive_ports": parse_port_range(setting(app, "FTP_PASSIVE_PORTS", None)),
+        "passive_ports": parse_port_range(config.get(app, "FTP_PASSIVE_PORTS")),
         # PASV replies carry an IPv4 address, so a host name is resolved once here.
         "masquerade_address": socket.gethostbyname(public_host) if public_host else None,
         "permit_foreign_addresses": False,
@@ -189,14 +189,14 @@ def start(app: Flask) -> RunningFtp:
     (data_dir / "ftp").mkdir(parents=True, exist_ok=True)
     handler = build_handler(app, str(staging))
     host = app.config.get("HOST") or "127.0.0.1"
-    port = int(setting(app, "FTP_PORT", 2121))
+    port = config.get(app, "FTP_PORT")
     server = _Server((host, port), handler, app=app, ioloop=IOLoop())
-    server.max_cons = int(setting(app, "FTP_MAX_CONS", DEFAULT_MAX_CONS))
-    server.max_cons_per_ip = int(setting(app, "FTP_MAX_CONS_PER_IP", DEFAULT_MAX_CONS_PER_IP))
+    server.max_cons = config.get(app, "FTP_MAX_CONS")
+    server.max_cons_per_ip = config.get(app, "FTP_MAX_CONS_PER_IP")
     running = RunningFtp(server, host).start()
     log.info("ftp listening on %s:%s (max %d bytes, %d connections per address, passive %s, tls %s)",
              host, running.port, handler.dtp_handler.max_bytes, server.max_cons_per_ip,
-             setting(app, "FTP_PASSIVE_PORTS", "any"),
+             config.get(app, "FTP_PASSIVE_PORTS") or "any",
              "required" if getattr(handler, "tls_control_required", False) else
              ("on" if hasattr(handler, "certfile") else "off"))
     return running

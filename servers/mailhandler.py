@@ -32,6 +32,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from app.enums import ImportStatus
 from app.services.admission import Channel, Outcome, Reason, admit
 
 from .mailparse import (
@@ -46,7 +47,7 @@ from .recipients import Recipient
 
 log = logging.getLogger("servers.smtp")  # the log lines keep the logger name they had before the split
 
-CHANNEL = "mail"
+CHANNEL = Channel.MAIL
 NO_CSV_NAME = "(CSV添付なし)"
 UNNAMED = "(メール)"  # the history's file name when the mail's files are not known
 NO_SUCH_USER = "550 5.1.1 Recipient address rejected: no such user"
@@ -147,13 +148,13 @@ class MailHandler:
                 self._discard(recipient, names, head.sender, admission.text, peer)
                 discarded = True
             elif admission.reason is Reason.UNREADABLE_SENDER:
-                self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status="refused",
+                self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status=ImportStatus.REFUSED,
                                     note=f"{admission.text}: {head.rejection}")
                 log.info("smtp refused account=%s channel=%s reason=bad-from peer=%s", recipient.label, CHANNEL,
                          peer)
                 refusal = refusal or "550 5.7.1 Sender not authorized: unreadable From header"
             elif admission.reason is Reason.SENDER:
-                self.record_refusal(recipient.account_id, filename=names(), sender=head.sender, status="refused",
+                self.record_refusal(recipient.account_id, filename=names(), sender=head.sender, status=ImportStatus.REFUSED,
                                     note=admission.text)
                 log.info("smtp refused account=%s channel=%s file=%s sender=%s reason=sender-not-registered peer=%s",
                          recipient.label, CHANNEL, names(), head.sender, peer)
@@ -177,12 +178,12 @@ class MailHandler:
         """Record a message the protocol refused before it was read (e.g. over the size cap), per account."""
         for recipient in recipients:
             note = f"{reason}(エンベロープの送信者: {envelope_from or '-'})"
-            self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status="refused", note=note)
+            self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status=ImportStatus.REFUSED, note=note)
             log.info("smtp refused account=%s channel=%s reason=%s peer=%s", recipient.label, CHANNEL, reason, peer)
 
     def _discard(self, recipient: Recipient, names: _LazyNames, sender: str | None, reason: str, peer: str) -> None:
         names = names()
-        self.record_refusal(recipient.account_id, filename=names, sender=sender, status="discarded", note=reason)
+        self.record_refusal(recipient.account_id, filename=names, sender=sender, status=ImportStatus.DISCARDED, note=reason)
         log.info("smtp discarded account=%s channel=%s file=%s sender=%s reason=%s peer=%s", recipient.label,
                  CHANNEL, names, sender or "-", reason, peer)
 

@@ -15,8 +15,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
 
-# Longest file name an import record can hold (imports.filename is String(255)).
-MAX_NAME = 255
+from app.importer.filename import base_name
 
 # Old-style syntax and internationalised (RFC 6532) local parts are fine; anything else is ambiguous.
 _TOLERATED_DEFECTS = (email_errors.ObsoleteHeaderDefect, email_errors.NonASCIILocalPartDefect)
@@ -211,13 +210,6 @@ def attachment_name(part: EmailMessage) -> str | None:
         # which the parameter parser leaves undecoded.
         name = _ENCODED_WORD.sub(_decode_word, name)
     return base_name(name)
-
-
-def base_name(name: str) -> str:
-    """Keep only the last path component (both / and \\ separators) and drop control characters."""
-    name = re.split(r"[\\/]", name)[-1]
-    name = "".join(c for c in name if c.isprintable()).strip()
-    return name[:MAX_NAME]
 
 
 def _attachments(message: EmailMessage):

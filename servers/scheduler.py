@@ -24,11 +24,11 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from zoneinfo import ZoneInfo
 
 import schedule
 from flask import Flask
 
+from app import config
 from app.errors import RenkeiError
 from app.services import files, ftpcheck
 
@@ -56,7 +56,7 @@ class FtpCheckScheduler:
 
     def __init__(self, app: Flask, clock: Clock | None = None, dispatch: Dispatch | None = None):
         self.app = app
-        tz = ZoneInfo(app.config.get("TIMEZONE") or "Asia/Tokyo")
+        tz = config.timezone(app)
         self.clock: Clock = clock or (lambda: dt.datetime.now(tz))
         self._pool: ThreadPoolExecutor | None = None
         self.dispatch: Dispatch = dispatch or self._submit

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import ssl
 import threading
 from collections.abc import Callable
@@ -42,9 +41,10 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, syntax
 
+from app import config
+
 from .mailhandler import CHANNEL, MailHandler, _peer
 from .mailparse import parse_mail
-from .settings import flag, setting
 from .smtpservices import build_drainer, build_handler
 from .spooldrain import ParsePool, SpoolDrainer
 
@@ -285,27 +285,21 @@ def tls_context_from(cert: str | None, key: str | None) -> ssl.SSLContext | None
     return context
 
 
-def _default_parse_processes() -> int:
-    # One CPU is the event loop's and the worker's; the others may parse (the drain parses one
-    # mail at a time, in a child so the loop keeps the interpreter lock to itself).
-    return min(2, max(0, (os.cpu_count() or 1) - 1))
-
-
 def start(app) -> RunningSmtp:
     """Start the SMTP server for `app` on HOST:SMTP_PORT (0 = a free port) and return it running."""
     # aiosmtpd logs every command at INFO; we log one line per message instead.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     limits = Limits(
-        max_bytes=int(setting(app, "SMTP_MAX_BYTES", DEFAULT_MAX_BYTES)),
-        max_connections=int(setting(app, "SMTP_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)),
-        max_commands=int(setting(app, "SMTP_MAX_COMMANDS", DEFAULT_MAX_COMMANDS)),
-        timeout=float(setting(app, "SMTP_TIMEOUT", DEFAULT_TIMEOUT)),
+        max_bytes=config.get(app, "SMTP_MAX_BYTES"),
+        max_connections=config.get(app, "SMTP_MAX_CONNECTIONS"),
+        max_commands=config.get(app, "SMTP_MAX_COMMANDS"),
+        timeout=config.get(app, "SMTP_TIMEOUT"),
     )
-    tls = tls_context_from(setting(app, "SMTP_TLS_CERT", None), setting(app, "SMTP_TLS_KEY", None))
-    require_tls = flag(setting(app, "SMTP_REQUIRE_TLS", False))
+    tls = tls_context_from(config.get(app, "SMTP_TLS_CERT"), config.get(app, "SMTP_TLS_KEY"))
+    require_tls = config.get(app, "SMTP_REQUIRE_TLS")
     if require_tls and tls is None:
         raise RuntimeError("RENKEI_SMTP_REQUIRE_TLS is set but RENKEI_SMTP_TLS_CERT is not")
-    processes = int(setting(app, "SMTP_PARSE_PROCESSES", _default_parse_processes()))
+    processes = config.get(app, "SMTP_PARSE_PROCESSES")
     pool = ParsePool(processes) if processes > 0 else None
     drainer = build_drainer(app, pool or parse_mail)
     server = RunningSmtp(

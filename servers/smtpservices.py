@@ -7,18 +7,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from app import config
 from app.services import spool
 from app.services.admission import Standing
 
 from .mailhandler import CHANNEL, MailHandler
 from .mailparse import ParsedMail, parse_mail
 from .recipients import (
-    DEFAULT_RECIPIENT_CACHE_SECONDS,
     Recipient,
     RecipientCache,
     _listen_for_recipient_changes,
 )
-from .settings import setting
 from .spooldrain import MailImporter, SpoolDrainer
 
 log = logging.getLogger("servers.smtp")  # the log lines keep the logger name they had before the split
@@ -93,7 +92,7 @@ def build_handler(app, parse: Callable[[bytes], ParsedMail] = parse_mail,
     services = _AppServices(app, parse)
     drainer = drainer or build_drainer(app, parse)
     _listen_for_recipient_changes()
-    ttl = float(setting(app, "SMTP_RECIPIENT_CACHE_SECONDS", DEFAULT_RECIPIENT_CACHE_SECONDS))
+    ttl = config.get(app, "SMTP_RECIPIENT_CACHE_SECONDS")
     return MailHandler(
         resolve_recipient=RecipientCache(services.resolve_recipient, ttl=ttl),
         spool_mail=drainer.write_mail,

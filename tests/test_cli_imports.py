@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Import, Result
-from tests.services.test_ingest import csv_file, setup_account, stored
+from tests.fixtures.ingest import csv_file, ingest_options, stored
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def write(tmp_path, name: str, data: bytes) -> str:
 
 
 def test_import_csv_ok(cli, app, make_account, tmp_path):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     path = write(tmp_path, "20180516.csv", csv_file([[1, 100, 10, 1, ""], [2, 200, 20, 2, ""]]))
 
     result = cli("import-csv", "acme", path)
@@ -44,7 +44,7 @@ def test_import_csv_ok(cli, app, make_account, tmp_path):
 
 
 def test_import_csv_rejected_prints_every_error_and_exits_1(cli, app, make_account, tmp_path):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     cli("import-csv", "acme", write(tmp_path, "20180516.csv", csv_file([[1, 100, 10, 1, ""]])))
     (tmp_path / "bad").mkdir()
     path = write(tmp_path / "bad", "20180516.csv", csv_file([[1, "abc", 10, 1, ""], [42, 1, 1, 1, ""]]))
@@ -60,7 +60,7 @@ def test_import_csv_rejected_prints_every_error_and_exits_1(cli, app, make_accou
 
 
 def test_import_csv_dry_run_stores_nothing(cli, app, make_account, tmp_path):
-    setup_account(make_account)
+    make_account("acme", **ingest_options())
     ok = cli("import-csv", "acme", write(tmp_path, "20180500.csv", csv_file([[1, 1, 1, 1, ""]])), "--dry-run")
     assert ok.exit_code == 0 and "検証OK" in ok.stdout and "2018年5月" in ok.stdout
     bad = cli("import-csv", "acme", write(tmp_path, "x.csv", csv_file([[1, 1, 1, 1, ""]])), "--dry-run")
@@ -79,7 +79,7 @@ def test_unknown_slug_exits_1(cli, app, tmp_path):
 
 
 def test_imports_list_json(cli, app, make_account, tmp_path):
-    setup_account(make_account)
+    make_account("acme", **ingest_options())
     cli("import-csv", "acme", write(tmp_path, "20180516.csv", csv_file([[1, 1, 1, 1, ""]])))
     cli("import-csv", "acme", write(tmp_path, "20180517.csv", csv_file([[1, "x", 1, 1, ""]])))
 
@@ -95,7 +95,7 @@ def test_imports_list_json(cli, app, make_account, tmp_path):
 
 @pytest.mark.parametrize("encoding", ["cp932", "utf-8"])
 def test_export_then_import_round_trips(cli, app, make_account, tmp_path, encoding):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     source = csv_file([[2, "1,234", "-0.5", "", "㈱髙﨑 ①"], [1, 7, 8, 9, "=1+1"], [3, "", "", 4, ""]])
     assert cli("import-csv", "acme", write(tmp_path, "20180516.csv", source)).exit_code == 0
     before = sorted((no, values) for no, values, _note, _id in stored(acc))
@@ -116,7 +116,7 @@ def test_export_then_import_round_trips(cli, app, make_account, tmp_path, encodi
 
 
 def test_export_bad_period_exits_1(cli, app, make_account):
-    setup_account(make_account)
+    make_account("acme", **ingest_options())
     result = cli("results", "export", "acme", "2018-05")
     assert result.exit_code == 1 and "yyyymmdd" in result.stderr
 
@@ -124,9 +124,9 @@ def test_export_bad_period_exits_1(cli, app, make_account):
 @pytest.mark.parametrize("producer", ["nkf -e", "nkf CP51932", "iconv EUCJP-MS", "nkf -j", "nkf CP50221"])
 def test_import_csv_keeps_extension_kanji_of_euc_jp_and_iso2022jp_files(cli, app, make_account, tmp_path,
                                                                         producer):
-    from tests.importer.test_encoding import PRODUCERS, produce
+    from tests.fixtures.encodings import PRODUCERS, produce
 
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     text = csv_file([[1, 100, 10, 1, "髙﨑①㈱～№"], [2, 200, 20, 2, "高崎 ∥－"]], encoding="utf-8").decode("utf-8")
     command, name = PRODUCERS[producer]
     path = write(tmp_path, "20180516.csv", produce(command, text))

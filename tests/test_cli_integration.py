@@ -142,7 +142,7 @@ def test_set_refuses_a_bad_value_of_another_mode_and_saves_nothing(runner, accou
 
 
 def test_set_accepts_every_valid_address(runner, account):
-    from tests.importer.test_addresses import VALID
+    from tests.fixtures.addresses import VALID
 
     typed = ",".join(t.strip() for t, _ in VALID)
     result = runner.invoke(args=["integration", "set", "acme", "--senders", typed, "--error-to", "it@corp.internal"])

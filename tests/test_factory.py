@@ -1,4 +1,5 @@
 """The factory and the schema: migrations are the single source, and they match the models."""
+import json
 import os
 import subprocess
 import sys
@@ -121,10 +122,6 @@ def test_sqlite_settings_apply_to_the_apps_engine_only(tmp_path):
             with db.engine.connect() as conn:
                 assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
                 assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-                # An import switches the checks off on its connection; the pool turns them back on.
-                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            with db.engine.connect() as conn:
-                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             db.engine.dispose()
         # Another engine in the same process (a tool, a test's own look-up) keeps SQLite's defaults.
         with other.connect() as conn:
@@ -181,3 +178,74 @@ def test_migration_0007_moves_the_originals_into_import_files_and_back(tmp_path,
         assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
         db.session.remove()
         db.engine.dispose()
+
+
+def _json(value):
+    return value if isinstance(value, dict) else json.loads(value)  # psycopg decodes json itself
+
+
+def test_migration_0008_keeps_every_result_and_moves_hand_typed_ones(tmp_path, new_database):
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import text
+
+    from app.extensions import init_migrations
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
+    init_migrations(app)
+    columns = 'account_id, import_id, member_id, period_kind, period_date, line, "values", note'
+    rows = [(1, 10, 5, "day", "2018-05-16", 2, '{"1": 100.0}', "A社"),
+            (1, 10, 6, "day", "2018-05-16", 3, '{"1": -5.0, "2": 1.5}', None),
+            (1, None, 5, "day", "2018-05-16", None, '{"2": 7.0}', "手入力"),
+            (1, 11, 6, "month", "2018-05-01", 2, '{}', None)]
+    with app.app_context():
+        upgrade(revision="0007")
+        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
+                                "VALUES (1, 'a', 'A', false, '2020-01-01')"))
+        for member_id in (5, 6):
+            db.session.execute(text("INSERT INTO members (id, account_id, no, name, active) VALUES (:id, 1, :id, 'M', true)"),
+                               {"id": member_id})
+        for import_id in (10, 11):
+            db.session.execute(text(
+                "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, row_count, "
+                "error_count, size) VALUES (:id, 1, 'web', '20180516.csv', 'succeeded', '2020-01-01', 0, 0, 0, 0)"),
+                {"id": import_id})
+        for row in rows:
+            db.session.execute(text(f"INSERT INTO results ({columns}) VALUES "
+                                    "(:a, :i, :m, :k, :d, :l, :v, :n)"),
+                               dict(zip("aimkdlvn", row)))
+        manual_id = db.session.scalar(text("SELECT id FROM results WHERE import_id IS NULL"))
+        db.session.commit()
+
+        upgrade()
+        imported = db.session.execute(text(
+            'SELECT account_id, import_id, member_id, period_kind, period_date, line, "values", note FROM results '
+            "ORDER BY import_id, line")).all()
+        manual = db.session.execute(text(
+            'SELECT id, account_id, member_id, period_kind, period_date, "values", note FROM manual_results')).all()
+        assert [(r[0], r[1], r[2], r[3], str(r[4]), r[5], _json(r[6]), r[7]) for r in imported] == [
+            (a, i, m, k, d, line, json.loads(v), n) for a, i, m, k, d, line, v, n in rows if i is not None]
+        assert [(r[0], r[1], r[2], r[3], str(r[4]), _json(r[5]), r[6]) for r in manual] == [
+            (manual_id, 1, 5, "day", "2018-05-16", {"2": 7.0}, "手入力")]
+        db.session.commit()
+
+        downgrade(revision="0007")
+        back = db.session.execute(text(f"SELECT {columns} FROM results ORDER BY id")).all()
+        assert sorted((r[0], r[1] or 0, r[2], r[3], str(r[4]), r[5] or 0, _json(r[6]), r[7]) for r in back) == sorted(
+            (a, i or 0, m, k, d, line or 0, json.loads(v), n) for a, i, m, k, d, line, v, n in rows)
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_results_are_clustered_by_import_with_no_other_index(app):
+    # An import's rows are one range of the key (import_id, line): appended, summed and deleted
+    # as a range, with no second index to keep up to date per row.
+    from sqlalchemy import inspect
+
+    inspector = inspect(db.engine)
+    assert inspector.get_pk_constraint("results")["constrained_columns"] == ["import_id", "line"]
+    assert inspector.get_indexes("results") == []
+    if db.engine.dialect.name == "sqlite":
+        with db.engine.connect() as conn:
+            sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'results'").scalar()
+        assert sql.rstrip().upper().endswith("WITHOUT ROWID"), sql

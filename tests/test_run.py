@@ -1,7 +1,6 @@
 """`python run.py` as an operator runs it: a real process on free ports, stopped by SIGTERM or Ctrl-C."""
 from __future__ import annotations
 
-import os
 import queue
 import re
 import signal
@@ -17,27 +16,11 @@ from pathlib import Path
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-START_TIMEOUT = 90  # generous for a cold CI machine; the wait ends as soon as READY is printed
-STOP_TIMEOUT = 30
+from tests.fixtures.processes import READY_RE, ROOT, START_TIMEOUT, child_env, web_login
+from tests.fixtures.waiting import wait_for
 
-READY_RE = re.compile(r"^RENKEI READY (?P<fields>.*)$")
 PASSWORD_RE = re.compile(r"パスワード \(password\): (\S+)")
-
-
-def _env(database_url: str = "") -> dict[str, str]:
-    """The test's environment, without what would point run.py away from the given data folder.
-
-    `database_url` "" means the SQLite file in the data folder; on a PostgreSQL run of the suite
-    tests pass conftest's `empty_database_url`.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RENKEI_")}
-    # Set (not just removed) so a developer's .env, which never overrides, cannot change them.
-    env["DATABASE_URL"] = database_url
-    env["RENKEI_MAIL_DOMAIN"] = "renkei.localhost"
-    env["RENKEI_LOGIN_FAIL_DELAY"] = "0"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+STOP_TIMEOUT = 30
 
 
 class RunPy:
@@ -47,7 +30,7 @@ class RunPy:
         command = [sys.executable, "run.py", "--data-dir", str(data_dir), "--host", "127.0.0.1",
                    "--web-port", "0", "--smtp-port", "0", "--ftp-port", "0", *flags]
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=_env(database_url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            command, cwd=ROOT, env=child_env(database_url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, encoding="utf-8", errors="replace",
         )
         self.lines: list[str] = []
@@ -130,17 +113,6 @@ def _port_is_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _login(base_url: str, email: str, password: str, session: requests.Session | None = None) -> requests.Response:
-    """Log in as a browser would: fetch the form, send back its CSRF token."""
-    session = session or requests.Session()
-    form = session.get(base_url + "login", timeout=10)
-    assert form.status_code == 200
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form.text).group(1)
-    return session.post(
-        base_url + "login", data={"csrf_token": token, "email": email, "password": password}, timeout=10
-    )
-
-
 def _query(database: Path | str, sql: str) -> list[tuple]:
     """Rows of `sql` from a SQLite file (a Path) or the database at a URL."""
     if isinstance(database, str):
@@ -175,7 +147,7 @@ def test_first_start_migrates_creates_demo_and_stops_on_sigterm(start, tmp_path,
     assert re.search(r"送信先メールアドレス \(inbound address\): sp-[0-9a-f]+@renkei\.localhost", run.output())
 
     session = requests.Session()
-    page = _login(base_url, "admin@demo.example", passwords[0], session)
+    page = web_login(base_url, "admin@demo.example", passwords[0], session)
     assert page.status_code == 200
     assert "<title>メイン - Renkei</title>" in page.text
     assert "デモ株式会社" in page.text
@@ -238,7 +210,7 @@ def test_only_starts_exactly_the_named_parts(start):
 def test_unknown_part_is_refused_with_the_list_of_parts(tmp_path):
     result = subprocess.run(
         [sys.executable, "run.py", "--data-dir", str(tmp_path / "data"), "--only", "web,mystery"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, env=_env(),
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env=child_env(),
     )
     assert result.returncode == 2
     assert "mystery" in result.stderr and "worker,scheduler,smtp,ftp,web" in result.stderr
@@ -254,7 +226,7 @@ def test_a_busy_port_stops_start_up_with_exit_code_1(tmp_path):
             [sys.executable, "run.py", "--data-dir", str(tmp_path / "data"), "--host", "127.0.0.1",
              "--web-port", str(port), "--only", "web"],
             cwd=ROOT, capture_output=True, text=True, timeout=120,
-            env=_env(),
+            env=child_env(),
         )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "起動できませんでした" in result.stderr
@@ -281,10 +253,17 @@ def test_a_csv_mailed_to_the_demo_address_is_imported_by_the_running_worker(star
         client.send_message(mail)
 
     db_file = _database(tmp_path / "data", empty_database_url)
-    deadline = time.monotonic() + 30
-    while _query(db_file, "SELECT status FROM imports") != [("succeeded",)]:
-        assert time.monotonic() < deadline, run.output()
-        time.sleep(0.1)  # polling the database: the import runs in another process
+    wait_for(lambda: _query(db_file, "SELECT status FROM imports") == [("succeeded",)], 30,
+             what=lambda: f"the mailed import to succeed\n{run.output()}", interval=0.1)
     assert _query(db_file, "SELECT count(*) FROM results") == [(2,)]
     assert run.stop() == 0, run.output()
     assert not _port_is_open(smtp_port)
+
+
+def test_a_setting_of_the_wrong_type_stops_the_start_naming_the_variable(tmp_path):
+    env = {**child_env(), "RENKEI_SMTP_MAX_CONNECTIONS": "many"}
+    done = subprocess.run([sys.executable, "run.py", "--data-dir", str(tmp_path), "--only", "web"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=START_TIMEOUT)
+    assert done.returncode == 1
+    assert "RENKEI_SMTP_MAX_CONNECTIONS は整数で指定してください。値: 'many'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -116,10 +116,12 @@ _DOCUMENT: dict[str, Any] = {
                 "description": (
                     "ファイルは multipart の `file` フィールド、または本文そのもの(`?filename=` 必須)で送ります。"
                     "通常は受信して `202` と取込の JSON・`Location` を返し、取込は順番に実行されます。"
-                    "`?wait=1` を付けると取込の完了まで待ち、成功なら `200`、失敗なら `422` と全エラーを返します。\n\n"
+                    "`?wait=1` を付けると取込の完了まで待ち、成功なら `200`、失敗なら `422` と全エラーを返します"
+                    "(待ち時間内に終わらなければ `202` と `message`)。\n\n"
                     "Send the file as the multipart field `file`, or as the raw body with `?filename=`. "
                     "Answers `202` (queued) with a `Location`; with `?wait=1` it answers when the import "
-                    "has ended: `200` on success, `422` with every error on failure."
+                    "has ended: `200` on success, `422` with every error on failure (`202` with a "
+                    "`message` when it has not ended within the server's wait time)."
                 ),
                 "parameters": [
                     {"name": "filename", "in": "query", "required": False,
@@ -149,7 +151,8 @@ _DOCUMENT: dict[str, Any] = {
                 },
                 "responses": {
                     "200": _json(_ref("ImportDetail"), "?wait=1: 取込成功 / imported"),
-                    "202": _json(_ref("Import"), "受信しました(取込待ち) / received and queued", {
+                    "202": _json(_ref("Import"), "受信しました(取込待ち。?wait=1 で待ち時間内に終わらないときも) / "
+                                 "received and queued (also ?wait=1 when the import has not ended in time)", {
                         "Location": {"description": "取込のURL / URL of the import",
                                      "schema": {"type": "string"}},
                     }),

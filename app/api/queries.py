@@ -2,64 +2,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Any
 
 from sqlalchemy import func, or_, select
 
 from ..extensions import db
-from ..importer.filename import Period
-from ..importer.filename import period_key as filename_period_key  # this module's period_key adds None
-from ..models import GraphColumn, Import, ImportErrorRecord, Member, Result
+from ..importer.filename import Period, month_bounds
+from ..models import GraphColumn, Import, ImportErrorRecord, ManualResult, Member
 from ..services import columns as columns_service
 from ..services import members as members_service
 from ..services import totals as totals_service
-
-
-def iso_utc(value: dt.datetime | None) -> str | None:
-    """A naive-UTC timestamp from the DB as ISO 8601 with a Z, e.g. 2018-05-16T00:00:05Z."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
-
-
-def number(value: float | int | None) -> float | int | None:
-    """A stored value for JSON: integral values as integers (120000, not 120000.0)."""
-    if value is None:
-        return None
-    value = float(value)
-    if not math.isfinite(value):  # a sum can overflow; JSON has no Infinity
-        return None
-    return int(value) if value.is_integer() else value
-
-
-def period_key(kind: str | None, date: dt.date | None) -> str | None:
-    """The period as the API writes it: "20180516" for a day, "201805" for a month."""
-    if date is None:
-        return None
-    return filename_period_key(kind or "month", date)
-
-
-def import_json(imp: Import) -> dict[str, Any]:
-    """The API's representation of one import (without its errors: see errors_page)."""
-    data: dict[str, Any] = {
-        "id": imp.id,
-        "filename": imp.filename,
-        "channel": imp.channel,
-        "sender": imp.sender,
-        "status": imp.status,
-        "status_label": imp.status_label,
-        "received_at": iso_utc(imp.received_at),
-        "finished_at": iso_utc(imp.finished_at),
-        "period": period_key(imp.period_kind, imp.period_date),
-        "period_kind": imp.period_kind,
-        "row_count": imp.row_count or 0,
-        "error_count": imp.error_count or 0,
-        "replaced_import_id": imp.replaced_import_id,
-        "size": imp.size or 0,
-        "note": imp.note,
-    }
-    return data
+# import_json is re-exported: the routes call queries.import_json (the shape itself lives in shapes.py).
+from .shapes import import_json, number  # noqa: F401
 
 
 def errors_page(import_id: int, *, limit: int, offset: int) -> dict[str, Any]:
@@ -132,9 +86,7 @@ def _period_bounds(period: Period) -> tuple[dt.date, dt.date]:
     """First day and the day after the last day the period covers."""
     if period.kind == "day":
         return period.date, period.date + dt.timedelta(days=1)
-    first = period.date
-    following = dt.date(first.year + (first.month == 12), first.month % 12 + 1, 1)
-    return first, following
+    return month_bounds(period.date.year, period.date.month)
 
 
 def results_json(account_id: int, period: Period) -> dict[str, Any]:
@@ -163,9 +115,9 @@ def results_json(account_id: int, period: Period) -> dict[str, Any]:
             add(*row)
         # Hand-typed results of the day are not in any import's totals: the day's few are summed here.
         manual = db.session.execute(
-            select(Result.member_id, Result.values)
-            .where(Result.account_id == account_id, Result.period_kind == "day",
-                   Result.period_date == period.date, Result.import_id.is_(None))
+            select(ManualResult.member_id, ManualResult.values)
+            .where(ManualResult.account_id == account_id, ManualResult.period_kind == "day",
+                   ManualResult.period_date == period.date)
         )
         for member_id, values in manual:
             add(member_id, totals_service.LINES, 0.0, 1)

@@ -13,25 +13,39 @@ Decisions (where docs/spec.md is silent):
 - With multipart, `?filename=` (when given) wins over the part's own file name, so a client
   can upload from a temporary file.
 - The sender recorded for an API import is the caller's IP address.
+- `?wait=1` runs nothing itself: the file is received like any other and the worker's outcome is
+  awaited for at most IMPORT_WAIT_SECONDS; an import still queued or running then is answered
+  `202` with its JSON, its `Location` and a `message` saying so.
 - Every error, including unknown paths and wrong methods under /api/v1, is JSON
   {"error": {"code": <word>, "message": "日本語 / English"}}.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from flask import Response, current_app, request, url_for
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound as HTTPNotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import NotFound as HTTPNotFound
 
+from .. import config
 from ..auth.access import MAX_ROW_ID
 from ..errors import ImportRejected, Invalid, NotFound, RenkeiError
 from ..importer.filename import PERIOD_MESSAGE, parse_period
 from ..models import Account, Import
-from ..services import bans, ingest, integration
+from ..services import bans, ingest, integration, queue
 from ..services.admission import Channel, Outcome, Reason, admit
 from . import bp, openapi, queries
+
+# error_body and http_error_response are also reached through this module (servers/web.py, app/factory.py).
+from .answers import (  # noqa: F401
+    HTTP_ERRORS,
+    ApiError,
+    error_body,
+    error_response,
+    http_error_response,
+    json_response,
+)
 from .ratelimit import limiter_for
 
 MAX_PAGE_SIZE = 200
@@ -45,60 +59,6 @@ DEFAULT_PAGE_SIZE = 50
 # bigger one). Ids are smaller: 32-bit INTEGER columns, see auth/access.MAX_ROW_ID.
 MAX_ID = 2**63 - 1
 REALM = 'Bearer realm="Renkei API"'
-
-# Generic answers for HTTP errors raised inside the API (by Werkzeug or abort()).
-HTTP_ERRORS: dict[int, tuple[str, str, str]] = {
-    400: ("bad_request", "リクエストが正しくありません。", "The request is malformed."),
-    401: ("unauthorized", "APIトークンが必要です。", "An API token is required."),
-    403: ("forbidden", "この操作は許可されていません。", "This operation is not allowed."),
-    404: ("not_found", "見つかりません。", "Not found."),
-    405: ("method_not_allowed", "このメソッドは使えません。", "Method not allowed."),
-    409: ("conflict", "現在この操作はできません。", "The operation conflicts with the current state."),
-    413: ("payload_too_large", "ファイルが大きすぎます。", "The file is too large."),
-    415: ("unsupported_media_type", "この形式は受け付けていません。", "Unsupported media type."),
-    422: ("unprocessable", "処理できませんでした。", "The request could not be processed."),
-    429: ("rate_limited", "リクエストが多すぎます。しばらくしてからお試しください。",
-          "Too many requests; try again later."),
-    500: ("internal_error", "サーバーでエラーが発生しました。", "Internal server error."),
-}
-
-
-class ApiError(Exception):
-    """An API error answer: HTTP status, a code word, the message in Japanese and English."""
-
-    def __init__(self, status: int, code: str, ja: str, en: str, headers: dict[str, str] | None = None,
-                 extra: dict[str, Any] | None = None):
-        super().__init__(f"{ja} / {en}")
-        self.status, self.code, self.ja, self.en = status, code, ja, en
-        self.headers = headers or {}
-        self.extra = extra or {}
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """JSON with Japanese kept readable (UTF-8, not \\u escapes)."""
-    body = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return Response(body, status=status, headers=headers, mimetype="application/json")
-
-
-def error_body(code: str, ja: str, en: str) -> dict[str, Any]:
-    """The error envelope every API error uses."""
-    return {"error": {"code": code, "message": f"{ja} / {en}"}}
-
-
-def error_response(status: int, code: str, ja: str, en: str, headers: dict[str, str] | None = None,
-                   extra: dict[str, Any] | None = None) -> Response:
-    """An error answer in the API's shape (usable by the app-wide handler for /api/ paths too)."""
-    return json_response({**(extra or {}), **error_body(code, ja, en)}, status, headers)
-
-
-def http_error_response(status: int, headers: dict[str, str] | None = None) -> Response:
-    """The API's answer for a plain HTTP status (unknown path, wrong method, body too large…)."""
-    code, ja, en = HTTP_ERRORS.get(status, HTTP_ERRORS[500] if status >= 500 else HTTP_ERRORS[400])
-    if status == 413:
-        cap = current_app.config["MAX_UPLOAD_BYTES"]
-        ja, en = f"ファイルが大きすぎます(上限 {cap:,} バイト)。", f"The file is too large (limit {cap:,} bytes)."
-    return error_response(status, code, ja, en, headers)
-
 
 # ---------------------------------------------------------------------------------------
 # Error handlers of this blueprint only (other areas keep their HTML pages)
@@ -306,18 +266,22 @@ def openapi_document() -> Response:
 
 @bp.post("/imports")
 def create_import() -> Response:
-    """Receive a CSV file: 202 queued, or with ?wait=1 import it now (200 / 422)."""
+    """Receive a CSV file: 202 queued, or with ?wait=1 answer when the worker has ended it (200 / 422)."""
     account = authenticate(upload=True)
     wait = _flag("wait")
     _errors_page_args()  # checked even without ?wait=1, as every documented parameter is
     filename, data = read_upload()
-    sender = request.remote_addr
+    imp = ingest.receive(account.id, filename, data, channel=Channel.API, sender=request.remote_addr)
+    del data  # stored: the worker reads its own copy
+    location = {"Location": url_for("api.get_import", import_id=imp.id)}
     if not wait:
-        imp = ingest.receive(account.id, filename, data, channel="api", sender=sender)
-        location = url_for("api.get_import", import_id=imp.id)
-        return json_response(queries.import_json(imp), 202, {"Location": location})
-    imp = ingest.import_now(account.id, filename, data, channel="api", sender=sender)
-    imp = queries.get_import(account.id, imp.id)
+        return json_response(queries.import_json(imp), 202, location)
+    imp = queue.wait_for(imp.id, config.get(current_app, "IMPORT_WAIT_SECONDS"))
+    if imp.status in queue.PENDING:
+        # The worker is busy (or not running): the caller follows the Location instead.
+        message = ("取込はまだ実行中です。結果は Location のURLで確認してください。 / "
+                   "The import is still queued or running; follow the Location URL for its outcome.")
+        return json_response({**queries.import_json(imp), "message": message}, 202, location)
     body = _with_errors(imp)
     if imp.status == Import.SUCCEEDED:
         return json_response(body, 200)

@@ -1,7 +1,6 @@
 """`flask import-csv`, `flask imports list`, `flask results export` (docs/spec.md section 8)."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import sys
@@ -12,11 +11,12 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from ..api.shapes import import_json
+from ..enums import Channel
 from ..errors import RenkeiError, RowError, error_total
 from ..extensions import db
-from ..importer.filename import period_key
 from ..models import Import
-from ..services import accounts, ingest, results
+from ..services import accounts, ingest, queue, results
 
 
 def _fail(message: str) -> NoReturn:
@@ -30,29 +30,6 @@ def _newest_imports(account_id: int, limit: int | None = None) -> list[Import]:
     if limit:
         query = query.limit(limit)
     return list(db.session.scalars(query))
-
-
-def import_as_dict(imp: Import, *, with_errors: bool = False) -> dict:
-    """Return an import as plain JSON-ready data (times in ISO 8601 UTC)."""
-
-    def iso(value: dt.datetime | None) -> str | None:
-        return value.replace(tzinfo=dt.timezone.utc).isoformat() if value else None
-
-    period = None
-    if imp.period_date is not None:
-        period = period_key(imp.period_kind or "month", imp.period_date)
-    data = {
-        "id": imp.id, "channel": imp.channel, "filename": imp.filename, "sender": imp.sender,
-        "status": imp.status, "received_at": iso(imp.received_at), "finished_at": iso(imp.finished_at),
-        "period": period, "period_kind": imp.period_kind, "row_count": imp.row_count,
-        "error_count": imp.error_count, "replaced_import_id": imp.replaced_import_id,
-        "encoding": imp.encoding, "size": imp.size, "sha256": imp.sha256, "note": imp.note,
-    }
-    if with_errors:
-        data["errors"] = [
-            {"line": e.line, "column": e.column, "value": e.value, "message": e.message} for e in imp.errors
-        ]
-    return data
 
 
 def _error_line(filename: str, error: RowError) -> str:
@@ -94,7 +71,10 @@ def register(app: Flask) -> None:
                 return
             # The bytes are passed without a name here, so once stored only run_import's own
             # copy exists (peak memory of a big file: one copy of it, not two).
-            imp = ingest.import_now(account.id, filename, _read(file), channel="cli", sender="cli")
+            received = ingest.receive(account.id, filename, _read(file), channel=Channel.CLI, sender="cli")
+            # No worker runs in a flask command: this process runs the queue through the worker's
+            # own step until its import has ended (or waits for a server's worker that has it).
+            imp = queue.run_until_ended(received.id)
         except RenkeiError as error:
             _fail(str(error))
         if imp.status != Import.SUCCEEDED:
@@ -104,7 +84,7 @@ def register(app: Flask) -> None:
             shown = f"、表示は最初の{len(imp.errors)}件" if imp.error_count > len(imp.errors) else ""
             _fail(f"取込 #{imp.id} エラー: {filename} エラー {imp.error_count}件{shown}(以前のデータはそのままです)")
         replaced = f"、取込 #{imp.replaced_import_id} を置換" if imp.replaced_import_id else ""
-        period = import_as_dict(imp)["period"]
+        period = import_json(imp)["period"]
         click.echo(f"取込 #{imp.id} 成功: {filename} 期間 {period} {imp.row_count}行{replaced}")
 
     imports_group = AppGroup("imports", help="取込履歴")
@@ -118,13 +98,13 @@ def register(app: Flask) -> None:
         account = _account(slug)
         items = _newest_imports(account.id, limit)
         if as_json:
-            click.echo(json.dumps([import_as_dict(imp) for imp in items], ensure_ascii=False, indent=2))
+            click.echo(json.dumps([import_json(imp) for imp in items], ensure_ascii=False, indent=2))
             return
         if not items:
             click.echo("取込履歴はありません。")
             return
         for imp in items:
-            data = import_as_dict(imp)
+            data = import_json(imp)
             click.echo(
                 f"#{imp.id}\t{data['received_at']}\t{imp.channel}\t{imp.status}\t{imp.filename}\t"
                 f"{imp.row_count}行\tエラー{imp.error_count}件\t{imp.sender or '-'}"

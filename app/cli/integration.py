@@ -8,7 +8,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from ..errors import Invalid, RenkeiError
-from ..services import accounts, ftpcheck
+from ..services import accounts, ftpcheck, queue
 from ..services import integration as service
 
 integration_cli = AppGroup("integration", help="外部連携設定を表示・変更します。")
@@ -51,8 +51,8 @@ def _csv(value: str | None) -> list[str] | None:
 
 @integration_cli.command("set")
 @click.argument("slug")
-@click.option("--mode", type=click.Choice(list(service.MODES)), help="データ連動方式")
-@click.option("--status", type=click.Choice(list(service.STATUSES)), help="データ連動ステータス")
+@click.option("--mode", type=click.Choice([str(mode) for mode in service.MODES]), help="データ連動方式")
+@click.option("--status", type=click.Choice([str(status) for status in service.STATUSES]), help="データ連動ステータス")
 @click.option("--member-key", type=click.Choice(list(service.MEMBER_KEYS)), help="メンバー識別ID")
 @click.option("--encoding", type=click.Choice(list(service.ENCODINGS)), help="文字コード")
 @click.option("--senders", help="送信元メールアドレス(カンマ区切り)")
@@ -113,7 +113,9 @@ def check_now(slug: str) -> None:
     """FTP連動のチェックをすぐに実行します(画面の「今すぐチェック」と同じ)。"""
     account = _account(slug)
     try:
-        result = ftpcheck.check_account(account.id)
+        # No worker runs in a flask command: the check's imports are run here, through the
+        # worker's own step, oldest first (queue.run_until_ended), so every file is filed now.
+        result = ftpcheck.check_account(account.id, wait=queue.run_until_ended)
     except RenkeiError as e:
         _fail(e)
     click.echo(result.message)

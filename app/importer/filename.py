@@ -10,6 +10,7 @@ FILENAME_MESSAGE = (
     "ファイル名は yyyymmdd.csv(日次、例 20180516.csv)または "
     "yyyymm00.csv(月次、例 20180500.csv)の形式にしてください。"
 )
+MAX_NAME = 255  # imports.filename is String(255)
 PERIOD_MESSAGE = "期間は yyyymmdd(日次、例 20180516)または yyyymm(月次、例 201805)で指定してください。"
 
 
@@ -29,8 +30,7 @@ class Period:
     @property
     def label(self) -> str:
         """Return "2018年5月16日" for a day, "2018年5月" for a month."""
-        month = f"{self.date.year}年{self.date.month}月"
-        return f"{month}{self.date.day}日" if self.kind == "day" else month
+        return period_label(self.kind, self.date)
 
 
 def period_key(kind: str, date: datetime.date) -> str:
@@ -40,10 +40,37 @@ def period_key(kind: str, date: datetime.date) -> str:
     return f"{month}{date.day:02d}" if kind == "day" else month
 
 
+def period_label(kind: str | None, date: datetime.date | None) -> str:
+    """Return "2018年5月16日" for a day, "2018年5月" for a month (any other kind), "" without a date."""
+    if date is None:
+        return ""
+    month = f"{date.year}年{date.month}月"
+    return f"{month}{date.day}日" if kind == "day" else month
+
+
+def month_bounds(year: int, month: int) -> tuple[datetime.date, datetime.date]:
+    """The month's first day and the first day of the next month; ValueError if there is no such month."""
+    first = datetime.date(year, month, 1)
+    return first, datetime.date(year + (month == 12), month % 12 + 1, 1)
+
+
+def last_component(name: str | None) -> str:
+    """The name without any folder part; mail clients and FTP paths use either separator."""
+    return (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def base_name(name: str | None) -> str:
+    """The name a received file is recorded under: last_component() without control characters
+    and outer spaces, at most MAX_NAME characters (every channel stores this)."""
+    name = last_component(name)
+    # A NUL or other control character is never part of a real file name (and PostgreSQL refuses NUL).
+    return "".join(c for c in name if c.isprintable()).strip()[:MAX_NAME]
+
+
 def parse_filename(name: str) -> Period:
     """Return the period named by a received file name, or raise ImportRejected."""
-    # Mail clients and FTP paths use either separator; only the base name counts.
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    # Only the folder part is dropped here: the rules of a name are checked on what was sent.
+    base = last_component(name)
     period = _period_from_digits(base[:-4], base) if base[-4:].lower() == ".csv" else None
     if period is None:
         raise ImportRejected([RowError(message=FILENAME_MESSAGE, value=base)])

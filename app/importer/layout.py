@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import re
 import unicodedata
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -28,16 +27,11 @@ _SAFE_DIGITS = 308
 # NFKC already turns full-width "－" (U+FF0D) and "﹣" into "-"; U+2212 has no decomposition.
 _MINUS_SIGNS = frozenset("-\u2212△▲")
 _INFINITY = float("inf")
-# One plain value cell: ASCII digits, with a leading "-" only before a non-zero number
-# ("-0" must become 0, not -0.0, so it takes the careful path).
+# One plain value cell, which float() reads exactly as parse_value does: ASCII digits, with a
+# leading "-" only before a non-zero number ("-0" must become 0, not -0.0, so parse_value reads it).
 _PLAIN_CELL = r"(?:-(?=0*[1-9]))?[0-9]+"
-# A cell whose number's float is written back exactly as the cell plus ".0": no leading zero,
-# no "-0", at most 15 digits (every integer below 1e16 has that shortest repr).
-_INTEGER_CELL = r"(?:0|-?[1-9][0-9]{0,14})"
 # Valid rows are handed out in lists of about this many (the importer's insert batches).
 BATCH_ROWS = 4000
-# The fast path reads this many characters (plus the rest of the last line) per regex call.
-_CHUNK_CHARS = 1 << 16
 
 
 @dataclass(slots=True)
@@ -46,15 +40,12 @@ class Row:
 
     line: int  # the file's own line number where this record starts (header = line 1)
     member_id: int
-    # graph column id -> value; columns with empty cells are absent. From a reader made with integers_as_text,
-    # a row whose cells are all plain integers has instead the tuple of those cells' text, in the
-    # order of `CsvReader.value_column_ids`.
-    values: dict[int, float] | tuple[str, ...]
+    values: dict[int, float]  # graph column id -> value; columns with empty cells are absent
     note: str | None  # 備考 or None
 
 
 # (line, member id, values, note): the fields of a Row, as CsvReader.batches hands them out.
-RowTuple = tuple[int, int, "dict[int, float] | tuple[str, ...]", "str | None"]
+RowTuple = tuple[int, int, dict[int, float], "str | None"]
 
 
 def normalize(text: str) -> str:
@@ -127,17 +118,6 @@ def physical_lines(text: str, start: int = 0) -> Iterator[str]:
         start = end + 1
 
 
-def _offset_after_lines(text: str, lines: int) -> int:
-    """Return the position just after the text's first `lines` physical (\n-ended) lines."""
-    offset = 0
-    for _ in range(lines):
-        end = text.find("\n", offset)
-        if end < 0:
-            return len(text)
-        offset = end + 1
-    return offset
-
-
 def csv_error(line: int, error: csv.Error) -> RowError:
     """Translate the csv module's complaint about the record starting at `line`."""
     if "end of data" in str(error):
@@ -175,12 +155,9 @@ def trim_trailing(cells: list[str]) -> list[str]:
 class CsvReader:
     """Read a decoded results CSV record by record: valid rows out, every problem into `errors`."""
 
-    def __init__(self, text: str, *, columns: dict[str, int], member_key: str, members: dict[str, int],
-                 integers_as_text: bool = False):
+    def __init__(self, text: str, *, columns: dict[str, int], member_key: str, members: dict[str, int]):
         """columns: graph column name -> column id; member_key: "no" | "employee_id";
-        members: member key text (No. as str(int) e.g. "12", or 社員ID exact text) -> member id (active members only);
-        integers_as_text: give rows of plain integers (see Row.values) as their cells' text, so a
-        caller storing them as text skips the float round trip; the checks are the same."""
+        members: member key text (No. as str(int) e.g. "12", or 社員ID exact text) -> member id (active members only)."""
         if member_key not in MEMBER_KEYS:
             raise ValueError(f"member_key must be one of {MEMBER_KEYS}, not {member_key!r}")
         self._text = text
@@ -191,7 +168,6 @@ class CsvReader:
         self.errors: ErrorList = ErrorList()
         self.header: list[str] = []
         self.value_column_ids: list[int] = []
-        self._integers_as_text = integers_as_text
 
     def rows(self) -> Iterator[Row]:
         """Yield valid rows only; once exhausted, self.errors holds the file's errors (capped, all counted)."""
@@ -203,20 +179,15 @@ class CsvReader:
         """Yield the valid rows in lists of (line, member id, values, note), as Row has them.
 
         Once exhausted, self.errors holds the file's first MAX_ERRORS_PER_FILE errors and counts
-        every one (ErrorList.total). Runs of plain lines are read
-        by the fast path (_plain_batches); the first chunk it cannot vouch for, and everything
-        after it, goes through the csv module and the cell-by-cell rules.
+        every one (ErrorList.total). The csv module reads every record; a row of plain number
+        cells is converted at once, any other goes through parse_value cell by cell.
         """
         errors = ErrorList()
         self.errors = errors
         self.header = []
         self.value_column_ids = []
-        text = self._text
-        # Lone CRs (old Mac Excel) end lines too: physical_lines copies such a text, and line
-        # offsets are not positions in it, so the fast path is only for \n-terminated lines.
-        lone_cr = "\r" in text and text.count("\r") != text.count("\r\n")
-        reader = csv.reader(physical_lines(text), strict=True)
-        base = last = 0  # base: physical lines before the csv reader's first line
+        reader = csv.reader(physical_lines(self._text), strict=True)
+        last = 0  # the physical line where the previous record ended
         batch: list[RowTuple] = []
         count = 0  # data records, valid or not
         syntax_error = False
@@ -234,32 +205,24 @@ class CsvReader:
                 return  # header errors stop the file: rows cannot be understood without it
             value_indexes, column_ids, names, note_index = plan
             self.value_column_ids = list(column_ids)
-            if not lone_cr:
-                offset, base, count = yield from self._plain_batches(_offset_after_lines(text, last), last, plan)
-                reader = csv.reader(physical_lines(text, offset), strict=True)
-                last = base
             width = len(self.header)
             member_of = self._members.get
             get_values = _getter(value_indexes)
             # The cells joined by "," with exactly len-1 commas: a cell holding a comma ("1,234")
             # adds one, so a match means every cell is plain (no comma, no space, not empty).
             plain = re.compile(",".join([_PLAIN_CELL] * len(value_indexes))).fullmatch
-            integers = re.compile(",".join([_INTEGER_CELL] * len(value_indexes))).fullmatch if self._integers_as_text else None
-            append = batch.append
             for record in reader:
                 line = last + 1
-                last = base + reader.line_num
+                last = reader.line_num
                 if len(batch) >= BATCH_ROWS:
                     yield batch
                     batch = []
-                    append = batch.append
                 if not any(record):
                     continue  # blank line, or Excel's ",,,"
+                count += 1
                 if len(record) != width and not self._fit(record, width, line):
-                    count += 1
                     self._check_cells(record, line, value_indexes, names)  # report its other errors too
                     continue
-                count += 1
                 member_id = member_of(record[0])
                 if member_id is None:
                     if not any(cell.strip() for cell in record):
@@ -267,22 +230,15 @@ class CsvReader:
                         continue  # only spaces: as blank as an empty line
                     member_id = self._member(record[0], line)
                 cells = get_values(record)
-                if integers and integers(",".join(cells)):
-                    if member_id is not None:
-                        note = (record[note_index].strip() or None) if note_index is not None else None
-                        append((line, member_id, cells, note))
-                    continue
-                joined = "".join(cells)
-                if joined.isdigit() and joined.isascii() and all(cells) and len(joined) <= _SAFE_DIGITS:
-                    values = dict(zip(column_ids, map(float, cells)))
-                elif len(joined) <= _SAFE_DIGITS and plain(",".join(cells)):  # negatives, e.g. 粗利 -1234
+                joined = ",".join(cells)
+                if len(joined) <= _SAFE_DIGITS and plain(joined):
                     values = dict(zip(column_ids, map(float, cells)))
                 else:
                     values = self._values(cells, line, column_ids, names)
                 if member_id is None or values is None:
                     continue
                 note = (record[note_index].strip() or None) if note_index is not None else None
-                append((line, member_id, values, note))
+                batch.append((line, member_id, values, note))
         except csv.Error as error:
             errors.append(csv_error(last + 1, error))
             syntax_error = True
@@ -290,46 +246,6 @@ class CsvReader:
             yield batch  # with a syntax error, the rows before it too (the error still rejects the file)
         if count == 0 and not syntax_error:
             errors.append(RowError(message=NO_DATA_MESSAGE))
-
-    def _plain_batches(self, offset: int, last: int, plan: tuple) -> Generator[list[RowTuple], None, tuple[int, int, int]]:
-        """The fast path: yield rows from `offset` on, a chunk of whole lines at a time, while every
-        line of a chunk is plain: one record per line, a known member key as is, integer cells
-        (no leading zero, no "-0", at most 15 digits), a note without quotes or commas.
-
-        One regex call reads a chunk; a chunk with any other line is left, untouched, to the
-        cell-by-cell path, which gives the same rows and finds the errors. Returns (offset of
-        the first line not read, its line number - 1, rows read).
-        """
-        value_indexes, column_ids, _names, note_index = plan
-        text, end_of_text = self._text, len(self._text)
-        patterns = ["([^\",\r\n]*)" if index == note_index else f"({_INTEGER_CELL})" for index in range(1, len(self.header))]
-        # Excel's trailing ",,," after the last column is accepted here as in _fit.
-        line_re = re.compile("^([^\",\r\n]*)" + "".join("," + cell for cell in patterns) + ",*\r?(?:\n|\\Z)",
-                             re.MULTILINE)
-        key = self._members.__getitem__
-        values_of = _getter(value_indexes)
-        as_text = self._integers_as_text
-        count = 0
-        while offset < end_of_text:
-            end = text.find("\n", offset + _CHUNK_CHARS)
-            end = end_of_text if end < 0 else end + 1
-            found = line_re.findall(text, offset, end)
-            lines = text.count("\n", offset, end) + (text[end - 1] != "\n")
-            if len(found) != lines:
-                break
-            try:
-                batch = [(line, key(cells[0]),
-                          values_of(cells) if as_text else dict(zip(column_ids, map(float, values_of(cells)))),
-                          (cells[note_index].strip() or None) if note_index else None)
-                         for line, cells in zip(itertools.count(last + 1), found)]
-            except KeyError:  # an unknown (or not exactly written) member key: the careful path says which
-                break
-            del found  # only the batch is kept while the caller works on it
-            yield batch
-            count += len(batch)
-            last += lines
-            offset = end
-        return offset, last, count
 
     def _read_header(self, record: list[str], line: int) -> tuple[list[int], list[int], list[str], int | None] | None:
         """Check the header; return (value cell indexes, column ids, header names, note index) or None."""

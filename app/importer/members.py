@@ -10,6 +10,19 @@ from app.importer.layout import key_header_kind, normalize, records, trim_traili
 
 HEADER = ("No.", "社員ID", "氏名", "部署", "メールアドレス")
 HEADER_MESSAGE = "見出し行は「No.,社員ID,氏名,部署,メールアドレス」にしてください。"
+# members.no is a 32-bit integer on SQLite and PostgreSQL; the form and the CSV load share this.
+MAX_NO = 2**31 - 1
+NO_MESSAGE = "No.は1以上の整数で入力してください"
+
+
+def parse_no(text: str) -> int | None:
+    """A No. as typed or written in a CSV (full-width digits fine): 1 to MAX_NO, else None."""
+    text = normalize(text)
+    # The length test first: int() of thousands of digits is slow and then raises.
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > len(str(MAX_NO)):
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_NO else None
 
 
 @dataclass
@@ -91,11 +104,10 @@ def _member_row(line: int, record: list[str], errors: list[RowError],
     text = normalize(raw_no)
     if not text:
         errors.append(RowError(message="No.は必須です", line=line, column="No.", value=raw_no))
-    elif not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 9 or int(text) == 0:
-        # More than 9 digits cannot be a No. (and int() of thousands of digits raises).
-        errors.append(RowError(message="No.は1以上の整数で入力してください", line=line, column="No.", value=raw_no))
+    elif (parsed := parse_no(text)) is None:
+        errors.append(RowError(message=NO_MESSAGE, line=line, column="No.", value=raw_no))
     else:
-        no = int(text)
+        no = parsed
         if no in lines_by_no:
             errors.append(RowError(message=f"No.が{lines_by_no[no]}行目と重複しています",
                                    line=line, column="No.", value=raw_no))

@@ -10,8 +10,10 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 from flask_login import current_user, login_required
 
 from ..auth.access import admin_required, owned_or_404
+from ..enums import Channel
 from ..errors import ImportRejected, RenkeiError, RowError
 from ..extensions import db
+from ..importer.filename import base_name, period_label
 from ..models import Import, ImportErrorRecord, OutboxMail
 from ..services import files, ingest
 from . import bp
@@ -105,7 +107,7 @@ def history_detail(import_id: int):
         "imports/detail.html",
         errors=errors,
         record=record,
-        period=_period_label(record),
+        period=period_label(record.period_kind, record.period_date),
         encoding=encoding_label(record.encoding),
         has_content=has_content,
         file_gone=files.gone_text() if record.file_deleted_at is not None and not has_content else None,
@@ -115,14 +117,6 @@ def history_detail(import_id: int):
         refresh_seconds=REFRESH_SECONDS,
         form=ReimportForm(),
     )
-
-
-def _period_label(record: Import) -> str:
-    """Return "2018年5月16日" for a daily file, "2018年5月" for a monthly one, "" when unknown."""
-    if record.period_date is None:
-        return ""
-    month = f"{record.period_date.year}年{record.period_date.month}月"
-    return month if record.period_kind == "month" else f"{month}{record.period_date.day}日"
 
 
 @bp.route("/imports/<int:import_id>/download")
@@ -140,7 +134,7 @@ def download(import_id: int):
     # octet-stream, not text/csv: the bytes may be cp932 and must reach the user unchanged.
     response = Response(pieces, mimetype="application/octet-stream")
     response.content_length = record.size
-    response.headers.set("Content-Disposition", "attachment", **_download_names(_base_name(record.filename)))
+    response.headers.set("Content-Disposition", "attachment", **_download_names(base_name(record.filename) or "import.csv"))
     response.headers["Cache-Control"] = "no-cache"
     return response
 
@@ -153,11 +147,6 @@ def _download_names(name: str) -> dict[str, str]:
         fallback = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
         return {"filename": fallback or "import.csv", "filename*": f"UTF-8''{quote(name, safe='!#$&+^`|~')}"}
     return {"filename": name}
-
-
-def _base_name(filename: str) -> str:
-    """Return the file's base name (mail and FTP paths may carry folders)."""
-    return filename.replace("\\", "/").rsplit("/", 1)[-1] or "import.csv"
 
 
 @bp.route("/imports/<int:import_id>/reimport", methods=["POST"])
@@ -194,7 +183,7 @@ def upload():
         else:
             try:
                 record = ingest.receive(
-                    current_user.account_id, filename, data, channel="web", sender=current_user.email
+                    current_user.account_id, filename, data, channel=Channel.WEB, sender=current_user.email
                 )
             except ImportRejected as error:
                 outcome = {"filename": filename, "errors": error.errors, "stored": False}

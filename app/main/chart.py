@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
+from ..formats import shown_number
+
 # Geometry in viewBox units; the SVG scales to its container's width (class "chart").
 # Narrow on purpose: on a phone the whole drawing shrinks, and a wide one would make the text unreadable.
 WIDTH = 600
@@ -32,12 +34,8 @@ EMPTY_MESSAGE = "表示できるデータがありません"
 
 
 def format_value(value: float, unit: str = "") -> str:
-    """Return the value with thousands separators (at most two decimals) and its unit."""
-    if float(value).is_integer():
-        text = f"{int(value):,}"
-    else:
-        text = f"{value:,.2f}".rstrip("0").rstrip(".")
-    return f"{text}{unit}"
+    """Return the value as every screen and mail shows it (app/formats.py), with its unit."""
+    return shown_number(value, unit)
 
 
 def bars(labels: Sequence[str], values: Sequence[float | None], unit: str = "", title: str = "") -> Markup:

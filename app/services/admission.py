@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from ..enums import LinkStatus, Mode
+
 if TYPE_CHECKING:  # the decision itself needs no database: SMTP decides on a snapshot
     from ..models import Account, IntegrationSettings
 
 
-class Channel(StrEnum):
-    MAIL = "mail"
-    FTP = "ftp"
-    API = "api"
+# A channel that asks admission is one of the three データ連動方式 (the screen and the CLI never ask).
+Channel = Mode
 
 
 class Outcome(StrEnum):
@@ -134,7 +134,7 @@ def _reason(standing: Standing, channel: Channel, sender: str | None | object) -
             return Reason.UNREADABLE_SENDER
         if str(sender).strip().lower() not in standing.senders:
             return Reason.SENDER
-    if standing.status != "active":
+    if standing.status != LinkStatus.ACTIVE:
         return Reason.STOPPED
     return None
 

@@ -38,8 +38,11 @@ LOGIN = "login"
 PAIR = "pair"
 
 T = TypeVar("T")
-# app.extensions key of the sleeper that holds failed logins' answers (tests inject one; default time.sleep).
-SLEEPER = "renkei.login_sleep"
+
+
+def sleep(seconds: float) -> None:
+    """Hold a failed login's answer. A module attribute so tests can replace it and not wait wall time."""
+    time.sleep(seconds)
 
 _table = AuthFailure.__table__
 _KEY_LENGTH = _table.c.key.type.length
@@ -173,8 +176,8 @@ def guarded_login(address: str, login: str | None, verify: Callable[[], T | None
 
     `login` is the counted login name (`login_key(...)`), None when nothing names one (an API
     token). `verify()` returns the logged-in subject, or None for wrong credentials. `sleep`
-    holds a failed answer for LOGIN_FAIL_DELAY seconds (default: the app's injected sleeper,
-    else time.sleep); FTP passes a no-op, since pyftpdlib delays its answer without blocking.
+    holds a failed answer for LOGIN_FAIL_DELAY seconds (default: this module's `sleep`); FTP
+    passes a no-op, since pyftpdlib delays its answer without blocking.
     """
     attempt = begin(address, login, now)
     if not attempt.allowed:
@@ -182,10 +185,15 @@ def guarded_login(address: str, login: str | None, verify: Callable[[], T | None
     subject = verify()
     if subject is None:
         started = attempt.failed()
-        (sleep or current_app.extensions.get(SLEEPER) or time.sleep)(failure_delay())
+        (sleep or _module_sleep())(failure_delay())
         return Login(Verdict.FAILED, ban_started=started)
     attempt.succeeded()
     return Login(Verdict.PASSED, subject)
+
+
+def _module_sleep() -> Callable[[float], None]:
+    """This module's `sleep` as it is now (a parameter named `sleep` hides it in guarded_login)."""
+    return sleep
 
 
 def failure_delay() -> float:
@@ -240,7 +248,6 @@ def _ban(scope: str, key: str, now: dt.datetime, seconds: int) -> None:
 
 def _prune(now: dt.datetime) -> None:
     """Delete counters whose windows and bans have all run out; housekeeping, so a failure here only logs."""
-    cfg = current_app.config
     oldest = now - dt.timedelta(seconds=_longest_window())
     try:
         db.session.execute(delete(_table).where(

@@ -18,9 +18,11 @@ import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ..config import DEFAULT_TIMEZONE
+
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 INTERVALS: tuple[int, ...] = (5, 10, 15, 30, 60, 120)
-DEFAULT_TZ = ZoneInfo("Asia/Tokyo")
+DEFAULT_TZ = ZoneInfo(DEFAULT_TIMEZONE)
 
 _HHMM = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::00)?\s*$")
 _DAY_MINUTES = 24 * 60
@@ -44,15 +46,39 @@ def format_hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+# The schedule rule, one message per broken part; the settings form, the CLI and the check
+# scheduler all use these (services/integration.py checks field by field).
+END_BEFORE_START = "終了時刻は開始時刻以降にしてください。"
+INTERVAL_MESSAGE = "データ連動間隔は 5分・10分・15分・30分・1時間・2時間 から選んでください。"
+MAX_DELAY = 59
+DELAY_RANGE_MESSAGE = f"遅らせる時間は 0〜{MAX_DELAY} 分で入力してください。"
+DELAY_INTERVAL_MESSAGE = "遅らせる時間はデータ連動間隔より短くしてください。"
+
+
+def window_error(start_min: int, end_min: int) -> str | None:
+    """The message when the window ends before it starts, else None."""
+    return END_BEFORE_START if end_min < start_min else None
+
+
+def interval_error(interval: int) -> str | None:
+    return None if interval in INTERVALS else INTERVAL_MESSAGE
+
+
+def delay_error(delay: int, interval: int | None = None) -> str | None:
+    """The message when the delay is outside 0..MAX_DELAY or (interval given) not below the interval."""
+    if not 0 <= delay <= MAX_DELAY:
+        return DELAY_RANGE_MESSAGE
+    if interval is not None and delay >= interval:
+        return DELAY_INTERVAL_MESSAGE
+    return None
+
+
 def validate_schedule(start: str | dt.time, end: str | dt.time, interval: int, delay: int) -> tuple[int, int]:
     """Check a window and return (start, end) in minutes; ValueError with a Japanese message otherwise."""
     start_min, end_min = parse_hhmm(start), parse_hhmm(end)
-    if end_min < start_min:
-        raise ValueError("終了時刻は開始時刻以降にしてください。")
-    if interval not in INTERVALS:
-        raise ValueError("データ連動間隔は 5分・10分・15分・30分・1時間・2時間 から選んでください。")
-    if not 0 <= delay <= 59 or delay >= interval:
-        raise ValueError("遅らせる分数は 0〜59 で、データ連動間隔より小さくしてください。")
+    problem = window_error(start_min, end_min) or interval_error(interval) or delay_error(delay, interval)
+    if problem:
+        raise ValueError(problem)
     return start_min, end_min
 
 

@@ -3,15 +3,15 @@
 Flow: a channel calls `receive()` (the file is committed before the channel acknowledges),
 the worker calls `queue.process_next()` (claim + `runner.run_import()`), and `run_import()`
 replaces the results of the same file name in one transaction and writes the report mail to
-the outbox in the same commit as the import's final status. Refused, discarded and
-undeliverable files are recorded here too; `import_now`, `dry_run` and `reimport` are thin
-entry points over the same pieces.
+the outbox in the same commit as the import's final status. No channel runs an import itself:
+those that answer with the outcome (API `?wait=1`, FTP checks, the CLI) wait for it through
+`services.queue`. Refused, discarded and undeliverable files are recorded here too; `dry_run`
+and `reimport` are thin entry points over the same pieces.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from ..enums import Channel
 from ..errors import ErrorList, Invalid, NotFound, RowError
 from ..extensions import db
-from ..importer.filename import Period
+from ..importer.filename import Period, base_name
 from ..models import Import, utcnow
 from . import accounts, claims, files, runner
 
@@ -67,13 +68,6 @@ def _notify() -> None:
             callback()
         except Exception:  # a listener must never make a channel fail after the file is stored
             log.exception("ingest listener failed")
-
-
-def base_name(filename: str) -> str:
-    """Return the file's base name: any directory part (either separator) and control characters stripped."""
-    name = os.path.basename((filename or "").replace("\\", "/"))
-    # A NUL or other control character is never part of a real file name (and PostgreSQL refuses NUL).
-    return "".join(c for c in name if c.isprintable()).strip()[:255]
 
 
 # ---------------------------------------------------------------------------------------
@@ -169,19 +163,6 @@ def record_refusal(account_id: int, *, channel: str, filename: str, sender: str 
     return imp
 
 
-def import_now(account_id: int, filename: str, data: bytes, *, channel: str, sender: str | None = None) -> Import:
-    """Store and import a file synchronously (CLI, API ?wait=1); the outcome is in the returned Import.
-
-    Once stored, the bytes are dropped here and read back by run_import: a caller that passes
-    them without keeping a reference (as the CLI does) then never holds two copies at once.
-    """
-    # Stored already claimed, so a worker in this process cannot take it in between.
-    imp, _created = _store(account_id, filename, data, channel=channel, sender=sender, dedupe_key=None, note=None,
-                           status=Import.RUNNING)
-    del data
-    return runner.run_import(imp.id)
-
-
 def dry_run(account_id: int, filename: str, data: bytes) -> DryRun:
     """Validate a file exactly like run_import but store nothing."""
     prepared = runner.prepare(account_id, base_name(filename), data)
@@ -203,4 +184,4 @@ def reimport(account_id: int, import_id: int, actor_email: str) -> Import:
         if old.file_deleted_at is not None:
             raise Invalid(f"取込 #{import_id} は{files.gone_text()}。再取込できません。")
         raise Invalid(f"取込 #{import_id} は元のファイルが保存されていないため、再取込できません。")
-    return receive(account_id, old.filename, data, channel="web", sender=actor_email, note=f"再取込 #{import_id}")
+    return receive(account_id, old.filename, data, channel=Channel.WEB, sender=actor_email, note=f"再取込 #{import_id}")

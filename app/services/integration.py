@@ -32,14 +32,16 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 
+from .. import config
+from ..enums import LinkStatus, Mode
 from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..importer.addresses import InvalidAddress, normalize_address
 from ..models import Account, IntegrationSettings, SettingsChange
 from . import accounts, checktimes
 
-MODES = {"mail": "メール添付連動", "ftp": "FTP連動", "api": "API連動"}
-STATUSES = {"active": "連動稼働", "stopped": "連動稼働停止"}
+MODES = {Mode.MAIL: "メール添付連動", Mode.FTP: "FTP連動", Mode.API: "API連動"}
+STATUSES = {LinkStatus.ACTIVE: "連動稼働", LinkStatus.STOPPED: "連動稼働停止"}
 MEMBER_KEYS = {"no": "メンバー設定のNo.", "employee_id": "メンバー設定の社員ID"}
 ENCODINGS = {"auto": "自動", "cp932": "Shift_JIS(cp932)", "utf-8": "UTF-8"}
 WEEKDAY_LABELS = dict(zip(checktimes.WEEKDAYS, "月火水木金土日"))
@@ -98,7 +100,7 @@ def inbound_address(settings: IntegrationSettings) -> str:
 
 def ftp_server() -> str:
     """The FTP server's advertised "host:port"."""
-    host = current_app.config.get("FTP_PUBLIC_HOST") or current_app.config["HOST"]
+    host = config.get(current_app, "FTP_PUBLIC_HOST") or config.get(current_app, "HOST")
     return f"{host}:{current_app.config['FTP_PORT']}"
 
 
@@ -109,12 +111,12 @@ def api_endpoint() -> str:
 
 def timezone() -> ZoneInfo:
     """The configured time zone of schedules and screens (RENKEI_TIMEZONE)."""
-    return ZoneInfo(current_app.config.get("TIMEZONE") or "Asia/Tokyo")
+    return config.timezone(current_app)
 
 
 def next_checks(settings: IntegrationSettings, now: dt.datetime | None = None) -> list[dt.datetime]:
     """The next FTP check times (aware, in the configured zone); [] unless the mode is FTP."""
-    if settings.mode != "ftp":
+    if settings.mode != Mode.FTP:
         return []
     now = now or dt.datetime.now(dt.timezone.utc)
     try:
@@ -230,15 +232,15 @@ def _parse_minutes(value: Any, what: str) -> int:
 
 def _parse_interval(value: Any) -> int:
     minutes = _parse_minutes(value, "データ連動間隔")
-    if minutes not in INTERVAL_LABELS:
-        raise ValueError("データ連動間隔は 5分・10分・15分・30分・1時間・2時間 から選んでください。")
+    if problem := checktimes.interval_error(minutes):
+        raise ValueError(problem)
     return minutes
 
 
 def _parse_delay(value: Any) -> int:
     minutes = _parse_minutes(value, "遅らせる時間")
-    if minutes > 59:
-        raise ValueError("遅らせる時間は 0〜59 分で入力してください。")
+    if problem := checktimes.delay_error(minutes):
+        raise ValueError(problem)
     return minutes
 
 
@@ -314,20 +316,21 @@ def _current_value(settings: IntegrationSettings, field: str) -> Any:
 def _check_required(candidate: dict[str, Any], errors: dict[str, list[str]]) -> None:
     if not candidate["error_to"] and "error_to" not in errors:
         errors["error_to"] = ["エラー報告メールアドレスを1件以上入力してください。"]
-    if candidate["mode"] == "mail" and not candidate["senders"] and "senders" not in errors:
+    if candidate["mode"] == Mode.MAIL and not candidate["senders"] and "senders" not in errors:
         errors["senders"] = ["送信元メールアドレスを1件以上入力してください。"]
-    if candidate["mode"] == "ftp" and not candidate["ftp_days"] and "ftp_days" not in errors:
+    if candidate["mode"] == Mode.FTP and not candidate["ftp_days"] and "ftp_days" not in errors:
         errors["ftp_days"] = ["データ連動曜日を1つ以上選んでください。"]
 
 
 def _check_schedule(candidate: dict[str, Any], errors: dict[str, list[str]]) -> None:
     # Each pair is compared only when both of its values are valid on their own.
     if "ftp_start" not in errors and "ftp_end" not in errors:
-        if checktimes.parse_hhmm(candidate["ftp_end"]) < checktimes.parse_hhmm(candidate["ftp_start"]):
-            errors["ftp_end"] = ["終了時刻は開始時刻以降にしてください。"]
+        start, end = checktimes.parse_hhmm(candidate["ftp_start"]), checktimes.parse_hhmm(candidate["ftp_end"])
+        if problem := checktimes.window_error(start, end):
+            errors["ftp_end"] = [problem]
     if "ftp_interval" not in errors and "ftp_delay" not in errors:
-        if candidate["ftp_delay"] >= candidate["ftp_interval"]:
-            errors["ftp_delay"] = ["遅らせる時間はデータ連動間隔より短くしてください。"]
+        if problem := checktimes.delay_error(candidate["ftp_delay"], candidate["ftp_interval"]):
+            errors["ftp_delay"] = [problem]
 
 
 def _forgive_blanks_of_other_modes(
@@ -339,8 +342,8 @@ def _forgive_blanks_of_other_modes(
     for `--ftp-interval 7` in API mode); only the blanks the settings page posts for the hidden
     sections of other modes are not errors.
     """
-    unused = set(FTP_FIELDS) if mode != "ftp" else set()
-    if mode != "mail":
+    unused = set(FTP_FIELDS) if mode != Mode.FTP else set()
+    if mode != Mode.MAIL:
         unused.add("senders")
     for field in unused & set(errors):
         if _blank(changes.get(field)):

@@ -1,13 +1,12 @@
 """Members (メンバー設定): add, edit, deactivate, bulk load from CSV, and the key lookup the importer uses."""
 from __future__ import annotations
 
-import unicodedata
-
 from sqlalchemy import insert, select, update
 
 from ..errors import ErrorList, ImportRejected, Invalid, NotFound, RowError
 from ..extensions import db
 from ..importer.addresses import InvalidAddress, normalize_address
+from ..importer.members import MAX_NO, NO_MESSAGE, parse_no
 from ..models import Member
 
 # Deliberately permissive: one @, no spaces, a dot in the domain. Report addresses are
@@ -186,7 +185,7 @@ def _clean(
     problems: dict[str, list[str]] = {}
     number = _parse_no(no)
     if number is None:
-        problems["no"] = ["No.は1以上の整数で入力してください。"]
+        problems["no"] = [f"{NO_MESSAGE}。"]
     elif _taken(account_id, member_id, Member.no, number):
         problems["no"] = [f"No.{number} は既に使われています。"]
     eid = _blank_to_none(employee_id)
@@ -219,13 +218,8 @@ def _parse_no(value: int | str | None) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if value > 0 else None
-    text = unicodedata.normalize("NFKC", value or "").strip()
-    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 10:
-        return None
-    number = int(text)
-    # SQLite and PostgreSQL integers stop at 2**31 - 1 for this column type.
-    return number if 0 < number < 2**31 else None
+        return value if 0 < value <= MAX_NO else None
+    return parse_no(value or "")
 
 
 def _taken(account_id: int, member_id: int | None, column, value) -> bool:

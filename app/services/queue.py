@@ -1,16 +1,22 @@
 """The import queue: claim the oldest queued import, take back claims whose holder died, run the next one.
 
 Claims and leases themselves (who holds a claim, whether its holder is alive) are services/claims.py;
-running a claimed import is services/runner.py.
+running a claimed import is services/runner.py. `process_next()` is the only caller of
+`runner.run_import()` outside tests: the worker calls it, and so does a process without a worker
+(`run_until_ended`, the CLI). Channels that answer when an import has ended (API `?wait=1`,
+今すぐチェック) wait for it with `wait_for`.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+import time
 
+from flask import current_app
 from sqlalchemy import and_, select, update
 
-from ..errors import RowError
+from ..errors import NotFound, RowError
 from ..extensions import db
 from ..models import Import, utcnow
 from . import claims, runner
@@ -22,6 +28,21 @@ log = logging.getLogger(__name__)
 STALE_SECONDS = 300
 # An import whose worker died this many times is failed instead of being retried forever.
 MAX_ATTEMPTS = 3
+# How often a waiter looks at the database for an import ended by another process (a worker of
+# `run.py --only worker`); an import ended in this process wakes it at once.
+WAIT_POLL_SECONDS = 0.25
+PENDING = (Import.QUEUED, Import.RUNNING)
+
+# Bumped and announced whenever an import ends in this process, so waiters need not poll for it.
+_ended = threading.Condition()
+_ended_count = 0
+
+
+def _announce_ended() -> None:
+    global _ended_count
+    with _ended:
+        _ended_count += 1
+        _ended.notify_all()
 
 
 def claim_next() -> int | None:
@@ -83,6 +104,7 @@ def requeue_stale(older_than_seconds: int = STALE_SECONDS) -> int:
                 runner.finish_failed(import_id, [RowError(message=(
                     f"取込処理が{attempts}回中断されたため、取込を中止しました。"
                     "ファイルの内容を確認して再取込してください。"))], None, None, None)
+                _announce_ended()
                 count += 1
             continue
         result = db.session.execute(
@@ -103,4 +125,55 @@ def process_next() -> Import | None:
     import_id = claim_next()
     if import_id is None:
         return None
-    return runner.run_import(import_id)
+    try:
+        return runner.run_import(import_id)
+    finally:
+        _announce_ended()
+
+
+def _status(import_id: int) -> str | None:
+    db.session.rollback()  # a new transaction, so commits of other threads and processes are seen
+    return db.session.scalar(select(Import.status).where(Import.id == import_id))
+
+
+def _fresh(import_id: int) -> Import:
+    imp = db.session.get(Import, import_id, populate_existing=True)
+    if imp is None:
+        raise NotFound(f"取込 #{import_id} は存在しません。")
+    return imp
+
+
+def wait_for(import_id: int, timeout: float) -> Import:
+    """Wait at most `timeout` seconds for the import to leave queued/running; return it as it is then.
+
+    A worker of this process wakes the wait as soon as it ends an import; one of another process
+    is noticed at the next look at the database (every WAIT_POLL_SECONDS). The caller's session
+    must hold nothing uncommitted: each look starts a new transaction.
+    """
+    deadline = time.monotonic() + max(0.0, timeout)
+    while True:
+        with _ended:
+            seen = _ended_count
+        status = _status(import_id)
+        left = deadline - time.monotonic()
+        if status not in PENDING or left <= 0:
+            return _fresh(import_id)
+        with _ended:
+            _ended.wait_for(lambda seen=seen: _ended_count != seen, min(WAIT_POLL_SECONDS, left))
+
+
+def run_until_ended(import_id: int, _seconds: float | None = None) -> Import:
+    """Run the queue here, through the worker's own step, until the import has ended; return it.
+
+    For a process without a worker (the CLI). Imports are claimed oldest first as the worker
+    claims them, so files of the same name still replace each other in the order they came;
+    an import claimed by a worker of another process is waited for instead. No time limit (the
+    second argument, so it can stand in for `wait_for`, is ignored): this process does the work.
+    """
+    stale_seconds = int(current_app.config.get("CLAIM_STALE_SECONDS", STALE_SECONDS))
+    requeue_stale(stale_seconds)
+    while _status(import_id) in PENDING:
+        if process_next() is None:  # nothing left to claim: ours is running in another process
+            wait_for(import_id, WAIT_POLL_SECONDS * 4)
+            requeue_stale(stale_seconds)  # as the worker does between polls, should that process die
+    return _fresh(import_id)

@@ -18,9 +18,11 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import func, select
 
+from .. import config
 from ..errors import MAX_ERRORS_PER_FILE, ImportRejected, RowError, error_total
 from ..extensions import db
-from ..importer.filename import FILENAME_MESSAGE, Period, parse_filename
+from ..formats import shown_number
+from ..importer.filename import FILENAME_MESSAGE, Period, parse_filename, period_label
 from ..models import Account, GraphColumn, Import, IntegrationSettings, OutboxMail, Result
 from . import outbox
 
@@ -37,14 +39,8 @@ SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".numbers")
 def _local(value: dt.datetime | None) -> str:
     if value is None:
         return ""
-    zone = current_app.config.get("TIMEZONE", "Asia/Tokyo")
+    zone = config.get(current_app, "TIMEZONE")
     return value.replace(tzinfo=dt.timezone.utc).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _number(value: float) -> str:
-    if float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:,.4f}".rstrip("0").rstrip(".")
 
 
 def _link(imp: Import) -> str:
@@ -59,7 +55,7 @@ def _context(imp: Import) -> tuple[Account, IntegrationSettings | None]:
 
 
 def _header_lines(account: Account, imp: Import) -> list[str]:
-    zone = current_app.config.get("TIMEZONE", "Asia/Tokyo")
+    zone = config.get(current_app, "TIMEZONE")
     return [
         f"アカウント: {account.name} ({account.slug})",
         f"受付経路: {imp.channel_label}",
@@ -175,13 +171,7 @@ def success_report(imp: Import, period: Period | None = None) -> OutboxMail | No
         .order_by(GraphColumn.position, GraphColumn.id)
     ).all()
     totals = import_totals(imp.id, [column.id for column in columns])
-    if period is not None:
-        period_label = period.label
-    elif imp.period_date is not None:
-        period_label = (f"{imp.period_date.year}年{imp.period_date.month}月"
-                        + (f"{imp.period_date.day}日" if imp.period_kind == "day" else ""))
-    else:
-        period_label = "-"
+    shown_period = period.label if period is not None else (period_label(imp.period_kind, imp.period_date) or "-")
     kind = "日次" if imp.period_kind == "day" else "月次"
     lines = [
         f"{account.name} 様",
@@ -189,14 +179,14 @@ def success_report(imp: Import, period: Period | None = None) -> OutboxMail | No
         "CSVファイルを取り込みました。",
         "",
         *_header_lines(account, imp),
-        f"期間: {period_label}({kind})",
+        f"期間: {shown_period}({kind})",
         f"取込行数: {imp.row_count:,}行",
         "",
         "■ 項目別の合計",
     ]
     for column in columns:
         total = totals.get(column.id)
-        shown = _number(total) + (column.unit or "") if total is not None else "(値なし)"
+        shown = shown_number(total, column.unit or "") if total is not None else "(値なし)"
         lines.append(f"{column.name}: {shown}")
     lines.append("")
     if imp.replaced_import_id:

@@ -8,13 +8,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import literal, select, union_all
 
 from ..errors import Invalid, NotFound
 from ..extensions import db
-from ..importer.filename import Period, parse_period
+from ..importer.filename import Period, month_bounds, parse_period
 from ..importer.layout import KEY_HEADERS, NOTE_HEADER
-from ..models import GraphColumn, IntegrationSettings, Member, Result
+from ..models import GraphColumn, Import, IntegrationSettings, ManualResult, Member, Result
 from . import totals as month_totals
 
 EXPORT_ENCODINGS = ("cp932", "utf-8", "utf-8-sig")
@@ -39,11 +39,9 @@ class MonthTable:
 
 def _month_bounds(year: int, month: int) -> tuple[dt.date, dt.date]:
     try:
-        first = dt.date(year, month, 1)
+        return month_bounds(year, month)
     except ValueError:
         raise Invalid("年月が正しくありません。", field="month") from None
-    following = dt.date(year + (month == 12), month % 12 + 1, 1)
-    return first, following
 
 
 def columns_of(account_id: int) -> list[GraphColumn]:
@@ -104,12 +102,22 @@ def export_csv(account_id: int, period_key: str, encoding: str = "cp932") -> byt
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([KEY_HEADERS[member_key], *(column.name for column in columns), NOTE_HEADER])
+    # The period's imports (each one range of the results' key) and its hand-typed results,
+    # by member; within a member, imported lines in file order, then the hand-typed ones.
+    imports = select(Import.id).where(Import.account_id == account_id, Import.period_kind == period.kind,
+                                      Import.period_date == period.date)
+    stored = union_all(
+        select(Result.member_id, Result.values, Result.note, literal(0).label("source"),
+               Result.import_id.label("first"), Result.line.label("second"))
+        .where(Result.import_id.in_(imports)),
+        select(ManualResult.member_id, ManualResult.values, ManualResult.note, literal(1), ManualResult.id, literal(0))
+        .where(ManualResult.account_id == account_id, ManualResult.period_kind == period.kind,
+               ManualResult.period_date == period.date),
+    ).subquery()
     rows = db.session.execute(
-        select(Member.no, Member.employee_id, Result.values, Result.note)
-        .join(Member, Member.id == Result.member_id)
-        .where(Result.account_id == account_id, Result.period_kind == period.kind,
-               Result.period_date == period.date)
-        .order_by(Member.no, Result.id)
+        select(Member.no, Member.employee_id, stored.c["values"], stored.c.note)
+        .join(Member, Member.id == stored.c.member_id)
+        .order_by(Member.no, stored.c.source, stored.c.first, stored.c.second)
         .execution_options(yield_per=5000)
     )
     for no, employee_id, values, note in rows:
@@ -128,8 +136,8 @@ def export_csv(account_id: int, period_key: str, encoding: str = "cp932") -> byt
 
 
 def add_manual(account_id: int, member_id: int, period: Period, values: dict[int, float],
-               note: str | None = None) -> Result:
-    """Store a hand-typed result (import_id NULL: imports never replace it)."""
+               note: str | None = None) -> ManualResult:
+    """Store a hand-typed result (imports never replace it)."""
     member = db.session.get(Member, member_id)
     if member is None or member.account_id != account_id:
         raise NotFound("メンバーが見つかりません。")
@@ -140,8 +148,8 @@ def add_manual(account_id: int, member_id: int, period: Period, values: dict[int
     stored = {str(column_id): float(value) for column_id, value in values.items() if value is not None}
     if not stored:
         raise Invalid("値を1つ以上入力してください。", field="values")
-    result = Result(account_id=account_id, import_id=None, member_id=member_id, period_kind=period.kind,
-                    period_date=period.date, line=None, values=stored, note=(note or "").strip() or None)
+    result = ManualResult(account_id=account_id, member_id=member_id, period_kind=period.kind,
+                          period_date=period.date, values=stored, note=(note or "").strip() or None)
     db.session.add(result)
     month_totals.record_manual(account_id, member_id, period.date, stored)
     db.session.commit()

@@ -6,14 +6,11 @@ through app/db/bulk.py; who runs an import is decided by services/queue.py.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import datetime as dt
-import gc
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, insert, select
@@ -30,29 +27,6 @@ from . import accounts, claims, columns, files, members, reports, totals
 log = logging.getLogger(__name__)
 
 SYSTEM_ERROR_MESSAGE = "取込中にシステムエラーが発生しました。しばらくしてから再取込してください。"
-
-
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    """Return glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # glibc only
-    except (OSError, AttributeError):
-        return None
-
-
-_malloc_trim = _load_malloc_trim()
-
-
-def _release_memory() -> None:
-    """Hand memory freed by a file's bytes back to the OS once they are decoded.
-
-    glibc keeps a freed multi-megabyte block in the heap once it has raised its mmap threshold,
-    so without this the bytes that have come and gone still count in the process's resident
-    size while the rows are built (measured: 100.7 → 91.1 MiB peak for the 9.3 MB reference
-    file of bench/import_bench.py). Storing needs no trim since the bytes go in 1 MiB pieces.
-    """
-    if _malloc_trim is not None:
-        _malloc_trim(0)
 
 
 def _settings(account_id: int) -> IntegrationSettings | None:
@@ -87,10 +61,7 @@ def prepare(account_id: int, filename: str, data: bytes) -> Prepared:
         errors.extend(error.errors)
         return Prepared(period, None, None, errors)
     column_ids = columns.ids_by_name(account_id)
-    # Rows of plain integers come as their cells' text: _store_rows writes that text as JSON
-    # directly, and dry runs and drains only count rows.
-    reader = CsvReader(text, columns=column_ids, member_key=member_key, members=members.ids_by_key(account_id, member_key),
-                       integers_as_text=True)
+    reader = CsvReader(text, columns=column_ids, member_key=member_key, members=members.ids_by_key(account_id, member_key))
     return Prepared(period, encoding, reader, errors, column_ids)
 
 
@@ -101,16 +72,7 @@ def _content(import_id: int) -> bytes | bytearray:
 
 def drain(batches: Iterator[list]) -> int:
     """Consume a reader's batches only to count the rows (and let the reader collect every error)."""
-    count = 0
-    collecting = gc.isenabled()
-    gc.disable()  # no cycles are made per row; see _store_rows
-    try:
-        for batch in batches:
-            count += len(batch)
-    finally:
-        if collecting:
-            gc.enable()
-    return count
+    return sum(len(batch) for batch in batches)
 
 
 def replace_previous_import(account_id: int, filename: str, import_id: int) -> int | None:
@@ -153,7 +115,6 @@ def run_import(import_id: int) -> Import:
         # The stored bytes are read here and referenced only by _prepare, so they are freed
         # once decoded: peak memory is the decoded text of the file, not text + bytes.
         prepared = prepare(account_id, filename, _content(import_id))
-        _release_memory()  # the bytes, now that only the decoded text is needed
         errors = prepared.errors
         if prepared.reader is not None:
             if errors:  # the name is wrong: still read the rows so the report lists every error
@@ -178,50 +139,31 @@ def run_import(import_id: int) -> Import:
 def _store_rows(imp: Import, prepared: Prepared) -> tuple[int | None, int, list[RowError]]:
     """Delete the previous import's results and insert this file's rows in batches (no commit).
 
-    The hot loop builds one small tuple per row and hands batches straight to the driver
-    (see bulk.Inserter): per-row ORM objects or SQLAlchemy's per-row parameter processing would
-    cost more than parsing the file. Values are written as JSON text (repr of a finite float
-    is valid JSON), exactly as the JSON column type would store them. Memory stays flat:
-    at most a few batches exist at once, never a list of all rows.
+    The reader's batches go straight to the driver (app/db/bulk.py): per-row ORM objects or
+    SQLAlchemy's per-row parameter processing would cost more than parsing the file. Memory
+    stays flat: one batch exists at a time, never a list of all rows.
     Returns (replaced import id, rows read, errors of values that cannot be stored).
     """
     period = prepared.period
     assert period is not None and prepared.reader is not None
-    bulk.skip_foreign_key_checks(db.session.connection())
     replaced = replace_previous_import(imp.account_id, imp.filename, imp.id)
     inserter = bulk.Inserter(db.session.connection(), imp, period)
     reader = prepared.reader
-    writer = bulk.BackgroundWriter(inserter.insert) if inserter.multi_rows else None
-    flush = writer.submit if writer else inserter.insert
     count = 0
     storing = True
     unstorable: list[RowError] = []
-    values_json = None
-    # The loop makes a few objects per row and no reference cycles: with the collector on,
-    # its generation scans (over every object of the app, too) only cost time. The pause is
-    # process-wide but lasts one file; cycles made meanwhile by other threads wait until then.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        for batch in reader.batches():
-            count += len(batch)
-            if not storing:
-                continue
-            if reader.errors:
-                storing = False  # the file is already lost; keep reading for the error list but stop writing
-                continue
-            if values_json is None:
-                values_json = bulk.ValuesJson(reader)
-            try:
-                flush(values_json.rows(batch))
-            except bulk.Unstorable as error:
-                unstorable.extend(_unstorable(error.row, prepared.columns))
-                storing = False
-    finally:
-        if collecting:
-            gc.enable()
-        if writer is not None:
-            writer.close()  # before anyone else (commit, rollback) uses the connection
+    for batch in reader.batches():
+        count += len(batch)
+        if not storing:
+            continue
+        if reader.errors:
+            storing = False  # the file is already lost; keep reading for the error list but stop writing
+            continue
+        try:
+            inserter.insert(batch)
+        except bulk.Unstorable as error:
+            unstorable.extend(_unstorable(error.row, prepared.columns))
+            storing = False
     return replaced, count, unstorable
 
 

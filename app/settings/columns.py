@@ -7,7 +7,7 @@ from ..errors import Invalid, NotFound
 from ..models import GraphColumn
 from ..services import columns as column_service
 from . import bp
-from .forms import ActionForm, ColumnForm, apply_errors
+from .forms import ActionForm, ColumnForm, saved
 
 
 @bp.route("/columns")
@@ -25,17 +25,10 @@ def columns():
 @admin_required
 def column_new():
     form = ColumnForm()
-    if form.validate_on_submit():
-        try:
-            column = column_service.add_column(
-                current_user.account_id, form.name.data, form.unit.data, form.position.data or None
-            )
-        except Invalid as error:
-            if not apply_errors(form, error):
-                flash(error.message, "error")
-        else:
-            flash(f"グラフ列「{column.name}」を追加しました。", "success")
-            return redirect(url_for("settings.columns"))
+    if saved(form, lambda: column_service.add_column(current_user.account_id, form.name.data, form.unit.data,
+                                                     form.position.data or None),
+             lambda column: f"グラフ列「{column.name}」を追加しました。"):
+        return redirect(url_for("settings.columns"))
     return render_template("settings/columns_form.html", tab="columns", form=form, column=None)
 
 
@@ -44,17 +37,10 @@ def column_new():
 def column_edit(column_id: int):
     column = owned_or_404(GraphColumn, column_id)
     form = ColumnForm(obj=column)
-    if form.validate_on_submit():
-        try:
-            column_service.update_column(
-                current_user.account_id, column.id, form.name.data, form.unit.data, form.position.data or None
-            )
-        except Invalid as error:
-            if not apply_errors(form, error):
-                flash(error.message, "error")
-        else:
-            flash(f"グラフ列「{column.name}」を更新しました。", "success")
-            return redirect(url_for("settings.columns"))
+    if saved(form, lambda: column_service.update_column(current_user.account_id, column.id, form.name.data,
+                                                        form.unit.data, form.position.data or None),
+             lambda _: f"グラフ列「{column.name}」を更新しました。"):
+        return redirect(url_for("settings.columns"))
     return render_template(
         "settings/columns_form.html", tab="columns", form=form, column=column, action_form=ActionForm()
     )

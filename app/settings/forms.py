@@ -1,10 +1,15 @@
 """Forms of the 設定 tabs メンバー設定, グラフ設定 and ユーザー.
 
 The services hold the rules (they also serve the CLI); these forms carry the fields and
-CSRF, and `apply_errors` puts a service's Invalid onto the matching fields.
+CSRF, `apply_errors` puts a service's Invalid onto the matching fields, and `saved` runs one
+submitted form through its service.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from flask import flash
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import PasswordField, SelectField, StringField, SubmitField
@@ -85,3 +90,21 @@ def apply_errors(form: FlaskForm, error: Invalid) -> bool:
         field.errors = list(field.errors) + list(messages)
         matched = True
     return matched
+
+
+def saved(form: FlaskForm, save: Callable[[], Any], message: Callable[[Any], str]) -> bool:
+    """Run `save()` for a valid submitted form and flash `message(result)`; return whether it saved.
+
+    A service's Invalid goes onto the form's fields (or is flashed when no field matches), so
+    the form is shown again with the user's input and the reason.
+    """
+    if not form.validate_on_submit():
+        return False
+    try:
+        result = save()
+    except Invalid as error:
+        if not apply_errors(form, error):
+            flash(error.message, "error")
+        return False
+    flash(message(result), "success")
+    return True

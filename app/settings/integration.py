@@ -122,7 +122,9 @@ def integration_check_now():
         flash("送信内容を確認できませんでした。ページを読み込み直してからもう一度お試しください。", "error")
     else:
         try:
-            flash(ftpcheck.check_account(current_user.account_id).message, "success")
+            result = ftpcheck.check_account(current_user.account_id)
+            # Imports the worker has not ended within the wait are filed by a later check: say so.
+            flash(result.message, "warning" if result.running else "success")
         except RenkeiError as e:
             flash(e.message, "error")
     return redirect(url_for("settings.integration") + "#ftp-section")

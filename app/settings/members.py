@@ -7,7 +7,7 @@ from ..errors import ImportRejected, Invalid, error_total
 from ..models import Member
 from ..services import members as member_service
 from . import bp
-from .forms import ActionForm, MemberForm, MemberImportForm, apply_errors
+from .forms import ActionForm, MemberForm, MemberImportForm, saved
 
 
 @bp.route("/members")
@@ -25,15 +25,9 @@ def members():
 @admin_required
 def member_new():
     form = MemberForm()
-    if form.validate_on_submit():
-        try:
-            member = member_service.create_member(current_user.account_id, **_fields(form))
-        except Invalid as error:
-            if not apply_errors(form, error):
-                flash(error.message, "error")
-        else:
-            flash(f"メンバー「{member.name}」(No.{member.no})を追加しました。", "success")
-            return redirect(url_for("settings.members"))
+    if saved(form, lambda: member_service.create_member(current_user.account_id, **_fields(form)),
+             lambda member: f"メンバー「{member.name}」(No.{member.no})を追加しました。"):
+        return redirect(url_for("settings.members"))
     return render_template("settings/members_form.html", tab="members", form=form, member=None)
 
 
@@ -42,15 +36,9 @@ def member_new():
 def member_edit(member_id: int):
     member = owned_or_404(Member, member_id)
     form = MemberForm(obj=member)
-    if form.validate_on_submit():
-        try:
-            member_service.update_member(current_user.account_id, member.id, **_fields(form))
-        except Invalid as error:
-            if not apply_errors(form, error):
-                flash(error.message, "error")
-        else:
-            flash(f"メンバー「{member.name}」(No.{member.no})を更新しました。", "success")
-            return redirect(url_for("settings.members"))
+    if saved(form, lambda: member_service.update_member(current_user.account_id, member.id, **_fields(form)),
+             lambda _: f"メンバー「{member.name}」(No.{member.no})を更新しました。"):
+        return redirect(url_for("settings.members"))
     return render_template(
         "settings/members_form.html", tab="members", form=form, member=member, action_form=ActionForm()
     )

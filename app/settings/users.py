@@ -7,7 +7,7 @@ from ..errors import Invalid, NotFound
 from ..models import User
 from ..services import users as user_service
 from . import bp
-from .forms import ActionForm, UserForm, apply_errors
+from .forms import ActionForm, UserForm, saved
 
 
 @bp.route("/users")
@@ -22,17 +22,10 @@ def users():
 @admin_required
 def user_new():
     form = UserForm()
-    if form.validate_on_submit():
-        try:
-            user = user_service.create_user(
-                current_user.account_id, form.email.data, form.password.data, form.role.data
-            )
-        except Invalid as error:
-            if not apply_errors(form, error):
-                flash(error.message, "error")
-        else:
-            flash(f"ユーザー {user.email}({user.role_label})を追加しました。", "success")
-            return redirect(url_for("settings.users"))
+    if saved(form, lambda: user_service.create_user(current_user.account_id, form.email.data, form.password.data,
+                                                    form.role.data),
+             lambda user: f"ユーザー {user.email}({user.role_label})を追加しました。"):
+        return redirect(url_for("settings.users"))
     return render_template("settings/users_form.html", tab="users", form=form)
 
 

@@ -12,7 +12,7 @@ from app.extensions import db
 from app.models import Import, Result
 from app.services import files, integration, members, queue, results
 
-from . import BAD_ROWS, GOOD_ROWS, api_account, auth, csv_bytes, make_api_account  # noqa: F401
+from tests.fixtures.api import BAD_ROWS, GOOD_ROWS, api_options, auth, csv_bytes
 
 READ_PATHS = ["/api/v1/imports", "/api/v1/imports/1", "/api/v1/results?period=201805", "/api/v1/members",
               "/api/v1/columns"]
@@ -78,8 +78,8 @@ def test_a_wrong_token_reveals_nothing_about_accounts(app, client, make_account)
     with_no_account = {path: _comparable(client.get(path, headers=wrong)) for path in READ_PATHS}
     no_account_upload = _comparable(upload(client, wrong))
 
-    make_api_account(make_account, "acme")
-    make_api_account(make_account, "other", mode="mail")
+    make_account("acme", **api_options())
+    make_account("other", **api_options(mode="mail"))
     # A different wrong token, and one that is only a prefix of nothing: answers are byte-identical.
     for token in ("not-a-real-token-0123456789", "x"):
         for path in READ_PATHS:
@@ -126,19 +126,19 @@ def test_a_reissued_token_replaces_the_old_one(client, api_account):
 
 @pytest.mark.parametrize("path", READ_PATHS)
 def test_reads_are_403_when_integration_is_disabled(client, app, make_account, path):
-    account = make_api_account(make_account, integration=False)
+    account = make_account("acme", **api_options(integration=False))
     assert_error(client.get(path, headers=account.headers), 403, "integration_disabled")
 
 
 def test_upload_is_403_when_integration_is_disabled(client, make_account):
-    account = make_api_account(make_account, integration=False)
+    account = make_account("acme", **api_options(integration=False))
     assert_error(upload(client, account.headers), 403, "integration_disabled")
     assert imports_of(account.id) == []
 
 
 @pytest.mark.parametrize("mode", ["mail", "ftp"])
 def test_upload_is_403_when_the_mode_is_not_api_but_reads_work(client, make_account, mode):
-    account = make_api_account(make_account, mode=mode)
+    account = make_account("acme", **api_options(mode=mode))
     body = assert_error(upload(client, account.headers), 403, "mode_not_api")
     assert "API連動" in body["error"]["message"]
     assert imports_of(account.id) == []
@@ -147,7 +147,7 @@ def test_upload_is_403_when_the_mode_is_not_api_but_reads_work(client, make_acco
 
 
 def test_upload_is_409_when_stopped_but_reads_work(client, make_account):
-    account = make_api_account(make_account, status="stopped")
+    account = make_account("acme", **api_options(status="stopped"))
     body = assert_error(upload(client, account.headers, query="?wait=1"), 409, "integration_stopped")
     assert "連動稼働停止" in body["error"]["message"]
     assert imports_of(account.id) == []
@@ -198,7 +198,7 @@ def test_the_filename_parameter_wins_over_the_part_name_and_loses_its_folder(cli
     assert response.get_json()["filename"] == "20180501.csv"
 
 
-def test_wait_imports_now_and_answers_200(client, api_account):
+def test_wait_answers_200_when_the_worker_has_imported_it(client, api_account, api_worker):
     response = upload(client, api_account.headers, query="?wait=1")
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
@@ -217,7 +217,7 @@ def test_wait_imports_now_and_answers_200(client, api_account):
     assert db.session.scalar(select(db.func.count()).select_from(Result)) == 1
 
 
-def test_wait_failure_is_422_with_every_error_and_keeps_old_data(client, api_account):
+def test_wait_failure_is_422_with_every_error_and_keeps_old_data(client, api_account, api_worker):
     first = upload(client, api_account.headers, query="?wait=1").get_json()
     response = upload(client, api_account.headers, csv_bytes(BAD_ROWS), query="?wait=1")
     body = assert_error(response, 422, "import_rejected")
@@ -234,10 +234,29 @@ def test_wait_failure_is_422_with_every_error_and_keeps_old_data(client, api_acc
     assert detail["errors"] == body["errors"]
 
 
-def test_wait_with_a_bad_file_name_is_422_naming_both_forms(client, api_account):
+def test_wait_with_a_bad_file_name_is_422_naming_both_forms(client, api_account, api_worker):
     response = upload(client, api_account.headers, filename="sales.csv", query="?wait=1")
     body = assert_error(response, 422)
     assert "yyyymmdd.csv" in body["errors"][0]["message"] and "yyyymm00.csv" in body["errors"][0]["message"]
+
+
+def test_wait_answers_202_still_running_when_no_worker_ends_the_import_in_time(app, client, api_account):
+    """No worker runs here: ?wait=1 must not import the file itself, and says so when the wait is over."""
+    app.config["IMPORT_WAIT_SECONDS"] = 0
+    response = upload(client, api_account.headers, query="?wait=1")
+
+    assert response.status_code == 202, response.get_data(as_text=True)
+    body = response.get_json()
+    assert response.headers["Location"] == f"/api/v1/imports/{body['id']}"
+    assert body["status"] == "queued" and body["finished_at"] is None and "errors" not in body
+    assert body["message"].startswith("取込はまだ実行中です。結果は Location のURLで確認してください。 / ")
+    assert [i.status for i in imports_of(api_account.id)] == [Import.QUEUED]
+    assert db.session.scalar(select(db.func.count()).select_from(Result)) == 0
+
+    # The worker's step imports it; the Location then shows the outcome.
+    assert queue.process_next().id == body["id"]
+    detail = client.get(response.headers["Location"], headers=api_account.headers).get_json()
+    assert detail["status"] == "succeeded" and detail["row_count"] == 2
 
 
 @pytest.mark.parametrize("case", ["no_filename", "empty", "no_file_field", "file_as_text", "bad_wait",
@@ -303,7 +322,7 @@ def test_a_file_exactly_at_the_cap_is_accepted(client, api_account, small_cap):
 
 
 def test_import_history_newest_first_paged_and_scoped(client, api_account, make_account):
-    other = make_api_account(make_account, "other")
+    other = make_account("other", **api_options())
     ids = [upload(client, api_account.headers, filename=f"201805{d:02d}.csv").get_json()["id"] for d in range(1, 6)]
     upload(client, other.headers)
 
@@ -332,7 +351,7 @@ def test_bad_history_parameters_are_400(client, api_account, query):
 
 
 def test_another_accounts_import_is_404(client, api_account, make_account):
-    other = make_api_account(make_account, "other")
+    other = make_account("other", **api_options())
     theirs = upload(client, other.headers).get_json()["id"]
     body = assert_error(client.get(f"/api/v1/imports/{theirs}", headers=api_account.headers), 404, "not_found")
     assert "other" not in body["error"]["message"]
@@ -340,7 +359,7 @@ def test_another_accounts_import_is_404(client, api_account, make_account):
     assert_error(client.get("/api/v1/imports/99999999999999999999999", headers=api_account.headers), 404)
 
 
-def test_results_of_a_day_and_of_a_month(client, api_account):
+def test_results_of_a_day_and_of_a_month(client, api_account, api_worker):
     def post(rows, name):
         response = upload(client, api_account.headers, csv_bytes(rows), filename=name, query="?wait=1")
         assert response.status_code == 200, response.get_data(as_text=True)
@@ -390,7 +409,7 @@ def test_bad_periods_are_400_naming_both_forms(client, api_account, query):
 
 
 def test_members_and_columns(client, api_account, make_account):
-    make_api_account(make_account, "other")
+    make_account("other", **api_options())
     body = client.get("/api/v1/members", headers=api_account.headers).get_json()
     assert [(m["no"], m["employee_id"], m["name"], m["active"]) for m in body["members"]] == [
         (1, "E001", "髙橋 一郎", True), (2, "E002", "佐藤 花子", True), (3, "E003", "鈴木 次郎", True)]
@@ -443,8 +462,8 @@ def test_a_too_long_file_name_is_400(client, api_account):
 
 def test_the_rate_limit_answers_429_with_retry_after_per_token(app, client, make_account):
     app.config["API_RATE_PER_MINUTE"] = 3
-    first = make_api_account(make_account, "acme")
-    second = make_api_account(make_account, "other")
+    first = make_account("acme", **api_options())
+    second = make_account("other", **api_options())
     for _ in range(3):
         assert client.get("/api/v1/columns", headers=first.headers).status_code == 200
     response = client.get("/api/v1/members", headers=first.headers)

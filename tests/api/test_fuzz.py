@@ -9,10 +9,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from . import api_account, api_server  # noqa: F401
 
 
-def test_schemathesis_finds_no_server_error(app, api_server, api_account, tmp_path):
+def test_schemathesis_finds_no_server_error(app, api_server, api_account, api_worker, tmp_path):
+    # ?wait=1 calls wait for the worker, as on a server.
     # Its ignored_auth check sends wrong tokens on purpose; the address must not get banned meanwhile.
     app.config["BAN_THRESHOLD"] = 1_000_000
     command = [

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 
-import pytest
 from jsonschema.exceptions import ValidationError
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
@@ -12,7 +11,7 @@ from referencing.jsonschema import DRAFT202012
 
 from app.api.openapi import document
 
-from . import BAD_ROWS, api_account, csv_bytes, make_api_account  # noqa: F401
+from tests.fixtures.api import BAD_ROWS, api_options, csv_bytes
 
 DOC_URI = "urn:renkei-openapi"
 
@@ -84,7 +83,8 @@ def _upload(client, headers, query="", rows=None):
                        data={"file": (io.BytesIO(csv_bytes(rows)), "20180516.csv")})
 
 
-def test_every_documented_status_of_every_operation_answers_as_documented(app, client, make_account, api_account):
+def test_every_documented_status_of_every_operation_answers_as_documented(app, client, make_account, api_account,
+                                                                           api_worker):
     """Call each operation so that it gives each of its documented answers; check status, body and headers."""
     doc = document()
     h = api_account.headers
@@ -103,11 +103,14 @@ def test_every_documented_status_of_every_operation_answers_as_documented(app, c
     call("/imports", "post", 413, _upload(client, h))
     app.config["MAX_UPLOAD_BYTES"] = 1024 * 1024
     call("/imports", "post", 401, _upload(client, {}))
-    mail = make_api_account(make_account, "mailco", mode="mail")
+    mail = make_account("mailco", **api_options(mode="mail"))
     call("/imports", "post", 403, _upload(client, mail.headers))
-    stopped = make_api_account(make_account, "stopco", status="stopped")
+    stopped = make_account("stopco", **api_options(status="stopped"))
     call("/imports", "post", 409, _upload(client, stopped.headers))
-    disabled = make_api_account(make_account, "offco", integration=False)
+    disabled = make_account("offco", **api_options(integration=False))
+    api_worker.stop()  # ?wait=1 with no worker to end the import within the wait: 202 with a message
+    app.config["IMPORT_WAIT_SECONDS"] = 0
+    call("/imports", "post", 202, _upload(client, h, "?wait=1"))
 
     reads = {
         "/imports": ("/api/v1/imports?limit=2", "/api/v1/imports?limit=0"),
@@ -127,7 +130,7 @@ def test_every_documented_status_of_every_operation_answers_as_documented(app, c
     call("/openapi.json", "get", 200, client.get("/api/v1/openapi.json"))
 
     app.config["API_RATE_PER_MINUTE"] = 1
-    limited = make_api_account(make_account, "busyco")
+    limited = make_account("busyco", **api_options())
     for path, (good, _) in reads.items():
         client.get(good, headers=limited.headers)
         call(path, "get", 429, client.get(good, headers=limited.headers))

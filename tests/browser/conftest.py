@@ -1,6 +1,6 @@
 """Browser fixtures: the real app served by waitress on a free port, and Debian's chromium through Playwright.
 
-CSRF is ON here (as in production). The database is a migrated one from tests/conftest.py's
+CSRF is ON here (as in production). The database is a migrated one from tests/fixtures/database.py's
 `new_database` (SQLite or PostgreSQL, as the suite runs), shared by the tests of a module;
 each test resets the integration settings it relies on through the service.
 """
@@ -14,6 +14,7 @@ import pytest
 
 from app import create_app
 from app.extensions import db
+from tests.fixtures.accounts import PASSWORD, create_test_account
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -21,7 +22,6 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
-PASSWORD = "password-123"
 
 
 @dataclass
@@ -39,7 +39,7 @@ def renkei_server(tmp_path_factory, new_database):
     import waitress
 
     from app.models import User
-    from app.services import accounts, users
+    from app.services import users
 
     folder = tmp_path_factory.mktemp("browser")
     database_url = new_database(folder)
@@ -49,17 +49,14 @@ def renkei_server(tmp_path_factory, new_database):
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SECRET_KEY": "browser-test-secret",
         "WTF_CSRF_ENABLED": True,
-        "LOGIN_FAIL_DELAY": 0,
+        "LOGIN_FAIL_DELAY": 1.0,  # held by the recording sleeper of tests/fixtures/bans.py
         "SMTP_RELAY": None,
         "PUBLIC_URL": "http://renkei.test",
         "FTP_PUBLIC_HOST": "ftp.renkei.test",
     })
     with app.app_context():
-        account, _ = accounts.create_account("acme", "アクメ株式会社", "admin@acme.example", PASSWORD)
-        account.integration_enabled = True
-        db.session.commit()
-        users.create_user(account.id, "viewer@acme.example", PASSWORD, User.VIEWER)
-        account_id = account.id
+        account_id = create_test_account("acme", name="アクメ株式会社", password=PASSWORD).id
+        users.create_user(account_id, "viewer@acme.example", PASSWORD, User.VIEWER)
         db.session.remove()
 
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)

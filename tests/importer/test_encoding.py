@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-import shutil
 import subprocess
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from app.errors import ImportRejected
 from app.importer import encoding
 from app.importer.encoding import decode
+from tests.fixtures.encodings import PRODUCERS, produce
 
 # Characters Excel writes in cp932 that Python's shift_jis codec cannot handle or maps differently.
 CP932_TEXT = (
@@ -146,28 +146,6 @@ def test_unknown_pin_is_a_programming_error() -> None:
 # -- EUC-JP and ISO-2022-JP with the NEC / IBM extensions, as real producers write them ------
 
 EXTENDED_TEXT = "社員ID,売上,備考\r\nE001,100,髙﨑①㈱～№\r\nE002,200,高崎 ⅰⅱ Ⅲ ∵ ￢ ∥ －\r\n"
-
-# (command, what decode reports). glibc iconv has EUCJP-MS but neither CP51932 nor
-# ISO-2022-JP-MS / CP50220; nkf writes those (`nkf --oc=...`).
-PRODUCERS = {
-    "nkf -e": (["nkf", "-W", "-e", "-x"], "euc-jp"),
-    "nkf CP51932": (["nkf", "-W", "--oc=CP51932", "-x"], "euc-jp"),
-    "nkf eucJP-ms": (["nkf", "-W", "--oc=eucJP-ms", "-x"], "euc-jp"),
-    "iconv EUCJP-MS": (["iconv", "-f", "UTF-8", "-t", "EUCJP-MS"], "euc-jp"),
-    "nkf -j": (["nkf", "-W", "-j", "-x"], "iso2022-jp"),
-    "nkf CP50220": (["nkf", "-W", "--oc=CP50220"], "iso2022-jp"),
-    "nkf CP50221": (["nkf", "-W", "--oc=CP50221", "-x"], "iso2022-jp"),
-    "nkf CP50222": (["nkf", "-W", "--oc=CP50222", "-x"], "iso2022-jp"),
-}
-
-
-def produce(command: list[str], text: str) -> bytes:
-    """Convert UTF-8 `text` with a real converter (nkf or iconv), failing clearly without it."""
-    if shutil.which(command[0]) is None:
-        pytest.fail(f"{command[0]} is not installed (Debian package {command[0]}; .ci/run installs it)")
-    done = subprocess.run(command, input=text.encode("utf-8"), capture_output=True, check=True, timeout=60)
-    return done.stdout
-
 
 def cp932_characters(*, user_defined: bool) -> list[str]:
     """Every character cp932 has (double-byte and half-width katakana), in code order."""

@@ -5,7 +5,7 @@ import pytest
 
 from app.errors import RowError
 from app.importer.layout import CsvReader, parse_all
-from tests.importer.helpers import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_text
+from tests.fixtures.importer import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_text
 
 
 def _parse(header: list[str], member_key: str = "no", columns: dict[str, int] = COLUMNS) -> tuple[list, list[RowError]]:

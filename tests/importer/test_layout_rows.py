@@ -7,7 +7,7 @@ import pytest
 
 from app.importer.encoding import decode
 from app.importer.layout import NO_DATA_MESSAGE, CsvReader, Row, parse_all
-from tests.importer.helpers import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_bytes, csv_text
+from tests.fixtures.importer import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_bytes, csv_text
 
 SPEC_EXAMPLE = "社員ID,売上,粗利,件数,備考\r\nE001,120000,30000,2,\r\nE002,\"50,000\",12000,1,A社 新規\r\n"
 
@@ -165,10 +165,10 @@ def test_rows_is_a_lazy_stream_and_errors_are_complete_at_the_end() -> None:
 @pytest.mark.parametrize("plain", [True, False], ids=["plain lines", "quoted cells"])
 def test_a_big_file_comes_in_batches_read_as_they_are_needed(plain: bool) -> None:
     # Memory holds one batch of rows, never the whole file: the error at the end is not known
-    # when the first batch arrives, whichever path (fast or cell by cell) reads the lines.
+    # when the first batch arrives, plain lines or quoted cells alike.
     good = [["1", "1"] if plain else ["1", "1,000"]] * 30_000
     text = csv_text([["No.", "売上"], *good, ["999", "2"], ["7", "3"]])
-    reader = CsvReader(text, columns=COLUMNS, member_key="no", members=MEMBERS_BY_NO, integers_as_text=True)
+    reader = CsvReader(text, columns=COLUMNS, member_key="no", members=MEMBERS_BY_NO)
     stream = reader.batches()
     first = next(stream)
     assert first[0][0] == 2 and len(first) < 30_000 and reader.errors == []

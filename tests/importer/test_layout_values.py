@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from app.importer.layout import BAD_SEPARATOR, NOT_A_NUMBER, parse_all, parse_value
-from tests.importer.helpers import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_text
+from tests.fixtures.importer import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_text
 
 ACCEPTED = [
     ("0", 0.0),

@@ -5,7 +5,7 @@ import pytest
 
 from app.importer.encoding import decode
 from app.importer.members import HEADER_MESSAGE, MemberRow, parse_members
-from tests.importer.helpers import csv_bytes, csv_text
+from tests.fixtures.importer import csv_bytes, csv_text
 
 HEADER = ["No.", "社員ID", "氏名", "部署", "メールアドレス"]
 

@@ -1,4 +1,4 @@
-"""The bad-CSV corpus (tests/reliability/corpus.py) through the one ingest path, case by case.
+"""The bad-CSV corpus (tests/fixtures/corpus.py) through the one ingest path, case by case.
 
 Every malformed file must end as a FAILED import with Japanese error records that point at
 the line / column / value, an error report in the outbox, no rows stored, and the earlier
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
@@ -19,8 +18,8 @@ from app.errors import MAX_ERRORS_PER_FILE, ImportRejected, RowError
 from app.extensions import db
 from app.importer.filename import parse_filename
 from app.models import Import, ImportErrorRecord, OutboxMail, Result
-from app.services import columns, files, ingest, integration, members, results, runner
-from tests.reliability.corpus import (
+from app.services import files, ingest, members, results, runner
+from tests.fixtures.corpus import (
     COLUMNS, CSV_CASES, ERROR_TO, FORMULAS, GOOD_CSV, GOOD_NAME, INACTIVE_MEMBER, MEMBERS, CsvCase,
 )
 
@@ -28,18 +27,12 @@ from tests.reliability.corpus import (
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 
 
-def corpus_account(make_account) -> SimpleNamespace:
-    """The account the corpus is written for (see corpus.py)."""
-    account, email, _ = make_account("acme")
-    for no, employee_id, name in MEMBERS:
-        members.create_member(account.id, no, employee_id, name, "営業部")
-    inactive = members.create_member(account.id, *INACTIVE_MEMBER, "営業部")
-    members.set_active(account.id, inactive.id, False)
-    for name, unit in COLUMNS:
-        columns.add_column(account.id, name, unit)
-    integration.update_settings(account.id, {"mode": "api", "status": "active", "error_to": [ERROR_TO]},
-                                actor="test")
-    return SimpleNamespace(id=account.id, email=email)
+def corpus_account(make_account):
+    """The account the corpus is written for (see tests/fixtures/corpus.py); INACTIVE_MEMBER is deactivated."""
+    made = make_account("acme", members=[(*m, "営業部") for m in (*MEMBERS, INACTIVE_MEMBER)], columns=COLUMNS,
+                        mode="api", status="active", error_to=[ERROR_TO])
+    members.set_active(made.id, made.member[INACTIVE_MEMBER[0]], False)
+    return made
 
 
 @pytest.fixture
@@ -59,7 +52,7 @@ def snapshot(import_id: int) -> list[tuple]:
     """The stored results of one import, in a comparable form."""
     return [tuple(row) for row in db.session.execute(
         select(Result.member_id, Result.period_date, Result.line, Result.values, Result.note)
-        .where(Result.import_id == import_id).order_by(Result.id)
+        .where(Result.import_id == import_id).order_by(Result.line)
     )]
 
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from app.errors import MAX_ERRORS_PER_FILE
-from tests.reliability.procs import (ROOT, AccountSpec, RenkeiProcess, _env, login, scalar, setup_accounts)
+from tests.fixtures.processes import (ROOT, AccountSpec, RenkeiProcess, child_env, login, scalar, setup_accounts)
 
 MIB = 1024 * 1024
 RSS_BOUND = 200 * MIB
@@ -75,7 +75,7 @@ def test_a_10_mib_results_file_with_every_line_wrong_stays_bounded(server, tmp_p
     csv_path = tmp_path / "20180516.csv"
     lines = error_heavy_results(csv_path, 10 * MIB)
 
-    env = _env()
+    env = child_env()
     env["RENKEI_DATA_DIR"] = str(server.data_dir)
     returncode, stderr, rss = run_measured(
         [sys.executable, "-m", "flask", "--app", "app", "import-csv", "acme", str(csv_path)], env)

@@ -39,12 +39,12 @@ from typing import Callable
 import pytest
 import requests
 
-from tests.reliability.procs import (
+from tests.fixtures.processes import (
     ROOT, SENDER, Account, AccountSpec, RenkeiProcess, expire_claims, flask_cli, good_rows, log_problems, login,
-    query, results_csv, scalar, setup_accounts, wait_until,
+    query, results_csv, scalar, setup_accounts,
 )
-from tests.reliability.procs import renkei_processes  # noqa: F401  (a fixture)
-from tests.smtp_sink import ReceivedMail, SmtpSink, _FreePortController
+from tests.fixtures.smtp_sink import ReceivedMail, SmtpSink, _FreePortController
+from tests.fixtures.waiting import wait_for
 
 WAIT = 60  # seconds any awaited state may take (the waits end as soon as it holds)
 BIG_ROWS = 200_000
@@ -135,7 +135,7 @@ class Cluster:
         def done():
             rows = self.imports_of(account, filename)
             return rows if len(rows) >= count and all(r[1] not in ("queued", "running") for r in rows) else None
-        return wait_until(done, WAIT, lambda: f"{filename}: {self.imports_of(account, filename)}\n"
+        return wait_for(done, WAIT, lambda: f"{filename}: {self.imports_of(account, filename)}\n"
                                               f"{self.server.log_tail(30)}")
 
     def stored_rows(self, import_id: int) -> int:
@@ -143,14 +143,14 @@ class Cluster:
 
     def check_reports(self) -> dict:
         """Check every finished import has one report, delivered once (a mail in flight at a kill: at most twice)."""
-        wait_until(lambda: scalar(self.db, "SELECT count(*) FROM outbox WHERE status != 'sent'") == 0, WAIT,
+        wait_for(lambda: scalar(self.db, "SELECT count(*) FROM outbox WHERE status != 'sent'") == 0, WAIT,
                    lambda: f"outbox: {query(self.db, 'SELECT id, status, attempts, last_error FROM outbox')}")
         finished = [row[0] for row in query(self.db,
                                             "SELECT id FROM imports WHERE status IN ('succeeded', 'failed')")]
         per_import = dict(query(self.db, "SELECT import_id, count(*) FROM outbox GROUP BY import_id"))
         assert {i: per_import.get(i, 0) for i in finished} == {i: 1 for i in finished}, per_import
         outbox_ids = [row[0] for row in query(self.db, "SELECT id FROM outbox")]
-        wait_until(lambda: set(self.sink.deliveries()) >= set(outbox_ids), WAIT, "relay did not get every mail")
+        wait_for(lambda: set(self.sink.deliveries()) >= set(outbox_ids), WAIT, "relay did not get every mail")
         deliveries = self.sink.deliveries()
         for mail_id in outbox_ids:
             allowed = 2 if mail_id in self.in_flight else 1
@@ -302,7 +302,7 @@ def test_kill_during_smtp_data_then_the_retry_is_imported_once(cluster, moment):
         client.sock.sendall(raw[: len(raw) // 2])
     else:
         client.sock.sendall(raw + b".\r\n")
-        wait_until(lambda: cluster.imports_of(cluster.mail, filename), WAIT, "the message was not stored")
+        wait_for(lambda: cluster.imports_of(cluster.mail, filename), WAIT, "the message was not stored")
     cluster.kill()
     if moment == "half-data":
         try:
@@ -343,7 +343,7 @@ def test_kill_right_after_250_then_the_file_is_imported_once(cluster):
     cluster.restart()
     imports = cluster.wait_finished(cluster.mail, filename)
     spool_folder = cluster.data_dir / "spool" / "mail"
-    wait_until(lambda: not list(spool_folder.glob("*.entry")), WAIT, "the spool was not drained")
+    wait_for(lambda: not list(spool_folder.glob("*.entry")), WAIT, "the spool was not drained")
     assert cluster.imports_of(cluster.mail, filename) == imports  # the drain is done: the count is final
     assert len(imports) == 1, imports
     import_id, status, row_count, channel = imports[0]
@@ -371,7 +371,7 @@ def test_kill_during_ftp_upload_leaves_no_partial_file_and_the_retry_is_imported
     conn = ftp.transfercmd(f"STOR {filename}")
     conn.sendall(half)
     # Kill once the server has written the half to its staging file: mid-transfer, bytes on disk.
-    wait_until(lambda: any(p.stat().st_size == len(half) for p in staging.glob("*.part")), WAIT,
+    wait_for(lambda: any(p.stat().st_size == len(half) for p in staging.glob("*.part")), WAIT,
                "the server did not write the first half")
     cluster.kill()
     conn.close()
@@ -433,7 +433,7 @@ def test_kill_mid_import_keeps_old_or_new_rows_and_the_import_completes_once(clu
         assert response.status_code == 202, response.text
         new_id = response.json()["id"]
         status_sql, by_id = "SELECT status FROM imports WHERE id = :id", {"id": new_id}
-        wait_until(lambda: scalar(cluster.db, status_sql, by_id) == "running" and written() > 4_000_000, WAIT,
+        wait_for(lambda: scalar(cluster.db, status_sql, by_id) == "running" and written() > 4_000_000, WAIT,
                    "the big import did not start writing")
         cluster.kill()
         killed_status = scalar(cluster.db, status_sql, by_id)
@@ -473,7 +473,7 @@ def test_kill_while_the_outbox_is_sending_then_every_report_is_delivered(cluster
     for name in names:
         cluster.wait_finished(cluster.api, name)
     # The first report has reached the relay, which has not answered yet; the others wait behind it.
-    wait_until(lambda: len(cluster.sink.messages) >= 1, WAIT, "no report reached the relay")
+    wait_for(lambda: len(cluster.sink.messages) >= 1, WAIT, "no report reached the relay")
     outbox = query(cluster.db, "SELECT id, status, claimed_at IS NOT NULL, attempts FROM outbox ORDER BY id")
     assert len(outbox) == len(names)
     held = next(iter(cluster.sink.deliveries()))
@@ -523,7 +523,7 @@ def test_kill_mid_ftp_check_then_the_uploaded_file_is_imported_once(cluster):
 
     button = threading.Thread(target=press_check_now, daemon=True)
     button.start()
-    wait_until(lambda: [r for r in cluster.imports_of(cluster.ftp, filename) if r[1] == "running"]
+    wait_for(lambda: [r for r in cluster.imports_of(cluster.ftp, filename) if r[1] == "running"]
                and written() > 4_000_000, WAIT, "the check's import did not start writing")
     cluster.kill()
     button.join(WAIT)

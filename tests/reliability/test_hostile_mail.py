@@ -29,12 +29,14 @@ from app.extensions import db
 from app.models import Import, OutboxMail
 from app.services import files
 from servers.mailparse import parse_head
-from tests.conftest import _config
-from tests.reliability.corpus import (
+from tests.fixtures.accounts import create_test_account
+from tests.fixtures.corpus import (
     GOOD_CSV, b64_lines, csv_bytes, csv_part, disposition, mail_head, multipart, nested_mail, simple_mail,
     zip_bomb,
 )
-from tests.smtp_sink import RawSmtp, SmtpSink
+from tests.fixtures.database import app_config
+from tests.fixtures.smtp_sink import RawSmtp, SmtpSink
+from tests.fixtures.waiting import wait_for
 
 SENDER = "sales@partner.example"
 ERROR_TO = "errors@acme.example"
@@ -53,27 +55,19 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def env(new_database, tmp_path_factory):
     """An enabled mail-mode account, the worker, a sink relay and the SMTP server on a free port."""
-    from app.services import accounts, columns, integration, members
     from servers import smtp
     from servers.worker import Worker
 
     folder = tmp_path_factory.mktemp("hostile-mail")
     db_file = new_database(folder)
     relay = SmtpSink().start()
-    app = create_app({**_config(folder, db_file), "SMTP_PORT": 0, "HOST": "127.0.0.1",
+    app = create_app({**app_config(folder, db_file), "SMTP_PORT": 0, "HOST": "127.0.0.1",
                       "SMTP_MAX_BYTES": MAX_BYTES, "SMTP_TIMEOUT": 30, "SMTP_RELAY": relay.url})
     with app.app_context():
-        account, _ = accounts.create_account("acme", "アクメ株式会社", "admin@acme.example", "password-123")
-        account.integration_enabled = True
-        db.session.commit()
-        for no, name in ((1, "髙橋 一郎"), (2, "佐藤 花子")):
-            members.create_member(account.id, no, f"E00{no}", name)
-        for name, unit in (("売上", "円"), ("粗利", "円"), ("件数", "件")):
-            columns.add_column(account.id, name, unit)
-        settings = integration.update_settings(
-            account.id, {"mode": "mail", "status": "active", "senders": [SENDER], "error_to": [ERROR_TO]},
-            actor="test")
-        account_id, address = account.id, integration.inbound_address(settings)
+        made = create_test_account("acme", name="アクメ株式会社", members=[(1, "E001", "髙橋 一郎"), (2, "E002", "佐藤 花子")],
+                                   columns=(("売上", "円"), ("粗利", "円"), ("件数", "件")), mode="mail",
+                                   status="active", senders=[SENDER], error_to=[ERROR_TO])
+        account_id, address = made.id, made.address
         db.session.remove()
     worker = Worker(app, poll_seconds=0.1)
     worker.start()
@@ -129,13 +123,12 @@ def last_import_id(env) -> int:
 
 def wait_finished(env, last_id: int, count: int) -> list[SimpleNamespace]:
     """The imports after `last_id` once `count` of them exist and all have ended (bounded)."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
+    def finished():
         rows = imports_after(env, last_id)
-        if len(rows) >= count and all(r.status not in (Import.QUEUED, Import.RUNNING) for r in rows):
-            return rows
-        assert time.monotonic() < deadline, f"timed out waiting for {count} finished import(s): {rows}"
-        time.sleep(0.05)
+        return rows if len(rows) >= count and all(r.status not in (Import.QUEUED, Import.RUNNING) for r in rows) else None
+
+    return wait_for(finished, TIMEOUT, what=lambda: f"{count} finished import(s): {imports_after(env, last_id)}",
+                    interval=0.05)
 
 
 def assert_still_serving(env) -> None:

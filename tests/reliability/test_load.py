@@ -33,12 +33,12 @@ from email.utils import make_msgid
 import pytest
 import requests
 
-from tests.reliability.procs import (
+from tests.fixtures.processes import (
     ROOT, SENDER, AccountSpec, RenkeiProcess, bad_rows, flask_cli, good_rows, log_problems, login, query,
-    results_csv, setup_accounts, wait_until,
+    results_csv, setup_accounts,
 )
-from tests.reliability.procs import renkei_processes  # noqa: F401  (a fixture)
-from tests.smtp_sink import SmtpSink
+from tests.fixtures.smtp_sink import SmtpSink
+from tests.fixtures.waiting import wait_for
 
 DURATION = float(os.environ.get("RENKEI_LOAD_SECONDS", "60"))
 PACE = float(os.environ.get("RENKEI_LOAD_PACE", "0.3"))
@@ -283,11 +283,11 @@ def _load(tmp_path, database_url: str, renkei_processes, sink: SmtpSink) -> None
         assert result.returncode in (0, 1), result.stdout + result.stderr
         return not [n for n in _ftp_home_files(data_dir, ftp.ftp_username) if n.lower().endswith(".csv")]
 
-    wait_until(ftp_checked, max(1, deadline - time.monotonic()), "FTP files left in the home after check-now")
-    wait_until(lambda: query(db, "SELECT count(*) FROM imports WHERE status IN ('queued','running')")[0][0] == 0,
+    wait_for(ftp_checked, max(1, deadline - time.monotonic()), "FTP files left in the home after check-now")
+    wait_for(lambda: query(db, "SELECT count(*) FROM imports WHERE status IN ('queued','running')")[0][0] == 0,
                max(1, deadline - time.monotonic()),
                lambda: f"queue not empty: {query(db, 'SELECT status, count(*) FROM imports GROUP BY status')}")
-    wait_until(lambda: query(db, "SELECT count(*) FROM outbox WHERE status != 'sent'")[0][0] == 0,
+    wait_for(lambda: query(db, "SELECT count(*) FROM outbox WHERE status != 'sent'")[0][0] == 0,
                max(1, deadline - time.monotonic()),
                lambda: "outbox not delivered: "
                f"{query(db, 'SELECT status, count(*) FROM outbox GROUP BY status')}")

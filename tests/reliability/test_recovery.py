@@ -21,13 +21,13 @@ from email.message import EmailMessage
 
 import requests
 
-from tests.conftest import ON_POSTGRESQL
-from tests.reliability.procs import (
-    ROOT, SENDER, AccountSpec, RenkeiProcess, good_rows, log_problems, query, results_csv, scalar, setup_accounts,
-    wait_until,
+from tests.fixtures.database import ON_POSTGRESQL
+from tests.fixtures.processes import (
+    ROOT, SENDER, AccountSpec, RenkeiProcess, good_rows, log_problems, query, results_csv, scalar,
+    setup_accounts,
 )
-from tests.reliability.procs import renkei_processes  # noqa: F401  (a fixture)
-from tests.smtp_sink import SmtpSink
+from tests.fixtures.smtp_sink import SmtpSink
+from tests.fixtures.waiting import wait_for
 
 WAIT = 60  # seconds an awaited state may take (each wait ends as soon as it holds)
 RESTART_TARGET = 30  # every accepted file imported within this many seconds of the restart
@@ -101,7 +101,7 @@ def test_after_kill9_mid_import_every_accepted_file_is_imported_soon_after_the_r
         # Killed while importing a large file from the API, with a large mail accepted (250) meanwhile:
         # on SQLite the mail is still in the spool (its drain waits for the import's write lock).
         api_id = _post(server, api.api_token, "20240701.csv", results_csv(good_rows(BIG_ROWS, seed=1)))
-        wait_until(_writing(server, api_id), WAIT, lambda: f"the API import did not start\n{server.log_tail(30)}")
+        wait_for(_writing(server, api_id), WAIT, lambda: f"the API import did not start\n{server.log_tail(30)}")
         _send_mail(server, mail.inbound_address, "20240702.csv", results_csv(good_rows(BIG_ROWS, seed=2)))
         server.kill9()
         at_kill = _imports(server)
@@ -112,20 +112,20 @@ def test_after_kill9_mid_import_every_accepted_file_is_imported_soon_after_the_r
         restarted = time.monotonic()
         server.start()
         api_done = "SELECT status FROM imports WHERE id = :id"
-        wait_until(lambda: scalar(server.db_url, api_done, {"id": api_id}) == "succeeded", WAIT,
+        wait_for(lambda: scalar(server.db_url, api_done, {"id": api_id}) == "succeeded", WAIT,
                    lambda: f"{_imports(server)}\n{server.log_tail(30)}")
         first_restart = time.monotonic() - restarted
         assert first_restart < RESTART_TARGET, (first_restart, _imports(server))
-        mail_id = wait_until(lambda: scalar(server.db_url, "SELECT id FROM imports WHERE filename = '20240702.csv'"),
+        mail_id = wait_for(lambda: scalar(server.db_url, "SELECT id FROM imports WHERE filename = '20240702.csv'"),
                              WAIT, "the mail was not drained")
-        wait_until(_writing(server, mail_id), WAIT, lambda: f"the mail import did not start\n{server.log_tail(30)}")
+        wait_for(_writing(server, mail_id), WAIT, lambda: f"the mail import did not start\n{server.log_tail(30)}")
         server.kill9()
 
         # Restart 2: the mail's file, whose import was killed, is imported at once.
         restarted = time.monotonic()
         server.start()
         finished = lambda: (rows := _imports(server)) and all(r[1] == "succeeded" for r in rows) and rows  # noqa: E731
-        rows = wait_until(finished, WAIT, lambda: f"{_imports(server)}\n{server.log_tail(30)}")
+        rows = wait_for(finished, WAIT, lambda: f"{_imports(server)}\n{server.log_tail(30)}")
         seconds = time.monotonic() - restarted
         assert seconds < RESTART_TARGET, (seconds, rows)
         assert [r[:3] for r in rows] == [("20240701.csv", "succeeded", BIG_ROWS),
@@ -163,7 +163,7 @@ def test_a_killed_workers_claim_is_taken_over_by_another_worker_within_seconds(
     second.start()
 
     import_id = _post(first, api.api_token, "20240801.csv", results_csv(good_rows(BIG_ROWS, seed=3)))
-    wait_until(_writing(first, import_id), WAIT, lambda: f"the import did not start\n{first.log_tail(30)}")
+    wait_for(_writing(first, import_id), WAIT, lambda: f"the import did not start\n{first.log_tail(30)}")
     by_id = {"id": import_id}
     holder = scalar(first.db_url, "SELECT claimed_by FROM imports WHERE id = :id", by_id)
     pid = int(holder.rsplit(":", 2)[1])
@@ -176,9 +176,9 @@ def test_a_killed_workers_claim_is_taken_over_by_another_worker_within_seconds(
         status, claimed_by = query(first.db_url, "SELECT status, claimed_by FROM imports WHERE id = :id", by_id)[0]
         return status == "succeeded" or (claimed_by or "").split(":")[1:2] == [str(survivor.pid)]
 
-    wait_until(taken_over, WAIT, lambda: f"{_imports(first)}\n{survivor.log_tail(30)}")
+    wait_for(taken_over, WAIT, lambda: f"{_imports(first)}\n{survivor.log_tail(30)}")
     takeover = time.monotonic() - at_kill
-    wait_until(lambda: scalar(first.db_url, "SELECT status FROM imports WHERE id = :id", by_id) == "succeeded",
+    wait_for(lambda: scalar(first.db_url, "SELECT status FROM imports WHERE id = :id", by_id) == "succeeded",
                WAIT, lambda: f"{_imports(first)}\n{survivor.log_tail(30)}")
     imported = time.monotonic() - at_kill
     assert takeover < TAKEOVER_TARGET, takeover

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.procs import RenkeiProcess
+from tests.fixtures.processes import RenkeiProcess
 
 MIB = 1024 * 1024
 CAP = 1 * MIB

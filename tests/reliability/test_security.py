@@ -25,8 +25,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Member, Result
 from app.services import bans, columns, ingest, integration, members, results, runner as import_runner
-from tests.servers.ftp_fixtures import ftp_account, ftp_start  # noqa: F401 (fixtures)
-from tests.web.test_scoping import OBJECT_FACTORIES, build
+from tests.fixtures.scoping import OBJECT_FACTORIES, build
 
 TOKEN_INPUT = re.compile(r'<input[^>]*name="csrf_token"[^>]*>')
 POST_FORM = re.compile(r"<form\b[^>]*method=[\"']?post[^>]*>(.*?)</form>", re.IGNORECASE | re.DOTALL)
@@ -294,15 +293,24 @@ def test_api_token_guessing_is_banned_everywhere(app, client, ftp_account, ftp_s
     assert ftp_is_refused(server).startswith("421")
 
 
-def test_failed_logins_are_slowed_down(app, client, make_account):
+def test_failed_logins_are_held_for_the_configured_delay(app, client, make_account, login_sleeps):
     _, email, _ = make_account("alpha")
-    app.config["LOGIN_FAIL_DELAY"] = 0.3
+    app.config["LOGIN_FAIL_DELAY"] = 2.5
+    assert client.post("/login", data={"email": email, "password": "wrong"}).status_code == 401
+    assert api_status(client, "wrong-token") == 401
+    assert client.post("/login", data={"email": email, "password": "password-123"}).status_code == 302
+    assert login_sleeps == [2.5, 2.5]  # each failure held, the good login not
+
+
+def test_the_real_sleeper_really_waits(app, client, make_account, real_login_sleep):
+    _, email, _ = make_account("alpha")
+    app.config["LOGIN_FAIL_DELAY"] = 0.05  # tiny: only proves that production's sleeper is wall time
     started = time.monotonic()
     assert client.post("/login", data={"email": email, "password": "wrong"}).status_code == 401
-    assert time.monotonic() - started >= 0.3
+    assert time.monotonic() - started >= 0.05
     started = time.monotonic()
     assert api_status(client, "wrong-token") == 401
-    assert time.monotonic() - started >= 0.3
+    assert time.monotonic() - started >= 0.05
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,17 +15,11 @@ import pytest
 from app.extensions import db
 from app.models import Import, IntegrationSettings
 from app.services import ftpcheck, ingest
-from tests.servers.ftp_fixtures import (  # noqa: F401 (fixtures are used by name)
-    FTP_BAD_CSV,
-    ftp_account,
-    ftp_connect,
-    ftp_csv,
-    ftp_files,
-    ftp_server,
-    ftp_start,
-    ftp_tls_files,
-    ftp_upload,
-)
+from tests.fixtures.ftp import FTP_BAD_CSV, ftp_csv, ftp_files, ftp_upload
+from tests.fixtures.waiting import wait_for
+
+# Checks only receive files: the import worker runs, as on a server, and imports them.
+pytestmark = pytest.mark.usefixtures("import_worker")
 
 
 def staging(app) -> list[str]:
@@ -42,16 +36,6 @@ def staged_bytes(app) -> int:
 def imports() -> list[Import]:
     db.session.rollback()
     return list(db.session.scalars(db.select(Import).order_by(Import.id)))
-
-
-def wait_until(predicate, timeout: float = 10.0):
-    """Poll a condition that another thread makes true (a server's file or socket state)."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the server")
-        time.sleep(0.01)
-    return value
 
 
 def set_settings(account_id: int, **fields) -> None:
@@ -133,20 +117,20 @@ def test_a_reupload_during_the_check_is_imported_by_the_next_check(app, client, 
     new_bytes = ftp_csv([["No.", "売上", "件数", "備考"], ["1", "777,777", "7", "再送"]])
     uploader = ftp_connect(ftp_server)
     assert ftp_upload(uploader, "20180701.csv", old_bytes).startswith("226")
-    real_import_now = ingest.import_now
+    real_receive = ingest.receive
     reuploaded = []
 
-    def import_while_the_file_is_uploaded_again(*args, **kwargs):
-        # The check has read the old bytes and is inside the import: the uploader sends the file again.
+    def receive_while_the_file_is_uploaded_again(*args, **kwargs):
+        # The check has read the old bytes and hands them on: the uploader sends the file again.
         if not reuploaded:
             if how == "STOR":
                 reuploaded.append(ftp_upload(uploader, "20180701.csv", new_bytes))
             else:
                 ftp_upload(uploader, "20180701.csv.filepart", new_bytes)
                 reuploaded.append(uploader.rename("20180701.csv.filepart", "20180701.csv"))
-        return real_import_now(*args, **kwargs)
+        return real_receive(*args, **kwargs)
 
-    monkeypatch.setattr(ingest, "import_now", import_while_the_file_is_uploaded_again)
+    monkeypatch.setattr(ingest, "receive", receive_while_the_file_is_uploaded_again)
     first = ftpcheck.check_account(ftp_account.id)
     monkeypatch.undo()
 
@@ -429,7 +413,7 @@ def test_upload_reset_half_way_is_discarded(app, ftp_account, ftp_server, ftp_co
     client.voidcmd("TYPE I")
     conn = client.transfercmd("STOR 20180516.csv")
     conn.sendall(data[: len(data) // 2])
-    wait_until(lambda: staged_bytes(app) == len(data) // 2)
+    wait_for(lambda: staged_bytes(app) == len(data) // 2, 10, what="the partial upload in staging")
     # Close abruptly: SO_LINGER 0 makes close() send a reset instead of a normal end.
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     conn.close()
@@ -447,7 +431,7 @@ def test_upload_aborted_with_abor_is_discarded(app, ftp_account, ftp_server, ftp
     client.voidcmd("TYPE I")
     conn = client.transfercmd("STOR 20180516.csv")
     conn.sendall(data[: len(data) // 2])
-    wait_until(lambda: staged_bytes(app) == len(data) // 2)
+    wait_for(lambda: staged_bytes(app) == len(data) // 2, 10, what="the partial upload in staging")
     client.putcmd("ABOR")
     with pytest.raises(ftplib.error_temp, match="^426"):
         client.getresp()
@@ -464,11 +448,11 @@ def test_client_dying_mid_upload_is_discarded(app, ftp_account, ftp_server, ftp_
     client.voidcmd("TYPE I")
     conn = client.transfercmd("STOR 20180516.csv")
     conn.sendall(data[: len(data) // 2])
-    wait_until(lambda: staged_bytes(app) == len(data) // 2)
+    wait_for(lambda: staged_bytes(app) == len(data) // 2, 10, what="the partial upload in staging")
     # A killed client: the kernel closes both connections, control first (lower descriptor).
     client.close()
     conn.close()
-    wait_until(lambda: staging(app) == [])
+    wait_for(lambda: staging(app) == [], 10, what="an empty staging folder")
     assert ftp_files(ftp_account.home) == []
     assert ftpcheck.check_account(ftp_account.id).files == []
 
@@ -480,7 +464,7 @@ def test_upload_cut_by_server_stop_is_discarded(app, ftp_account, ftp_start, ftp
     client.voidcmd("TYPE I")
     conn = client.transfercmd("STOR 20180516.csv")
     conn.sendall(data[: len(data) // 2])
-    wait_until(lambda: staged_bytes(app) == len(data) // 2)
+    wait_for(lambda: staged_bytes(app) == len(data) // 2, 10, what="the partial upload in staging")
     server.stop()
     conn.close()
     assert ftp_files(ftp_account.home) == []
@@ -505,7 +489,7 @@ def test_file_being_uploaded_slowly_is_left_for_the_next_check(app, ftp_account,
     uploader = threading.Thread(target=upload_slowly)
     uploader.start()
     try:
-        wait_until(lambda: staged_bytes(app) == 10)
+        wait_for(lambda: staged_bytes(app) == 10, 10, what="the partial upload in staging")
         first = ftpcheck.check_account(ftp_account.id)
         assert first.files == []
         assert ftp_files(ftp_account.home) == []
@@ -522,7 +506,7 @@ def test_upload_over_the_size_cap_is_refused_and_discarded(app, ftp_account, ftp
     client = ftp_connect(server)
     with pytest.raises((ftplib.error_perm, OSError)):
         ftp_upload(client, "20180516.csv", b"x" * 200_000)
-    wait_until(lambda: staging(app) == [])
+    wait_for(lambda: staging(app) == [], 10, what="an empty staging folder")
     assert ftp_files(ftp_account.home) == []
     # A fresh session: when the client's send fails first (OSError), the 552 reply is still
     # unread on the old control connection and would answer the next command.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from servers.mailparse import MailRejected, MailUnreadable, base_name, parse_head, parse_mail
-from tests.servers.conftest import (
+from tests.fixtures.smtp import (
     smtp_csv,
     smtp_disposition_plain,
     smtp_disposition_rfc2047,

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 from app.extensions import db
 from servers.recipients import RecipientCache, _listen_for_recipient_changes
 from servers.smtpservices import _AppServices
-from tests.servers.conftest import SMTP_SENDER
+from tests.fixtures.smtp import SMTP_SENDER
 
 
 def rcpt(server, address: str) -> int:

@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Import, OutboxMail
-from tests.servers.conftest import SMTP_SENDER
+from tests.fixtures.smtp import SMTP_SENDER
+from tests.fixtures.waiting import wait_for
 
 
 def send(server, message) -> None:
@@ -28,12 +29,12 @@ def reports(account_id: int, count: int) -> list[OutboxMail] | None:
 
 
 def test_an_excel_file_sent_by_mail_is_named_with_excel_advice_and_no_same_name_advice(
-    smtp_server, smtp_account, smtp_mail, smtp_wait
+    smtp_server, smtp_account, smtp_mail
 ):
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address,
                                 [("売上報告.xlsx", b"PK\x03\x04 not really"), ("説明.pdf", b"%PDF-1.4")])
     send(smtp_server, message)
-    [mail] = smtp_wait(lambda: reports(smtp_account.id, 1), message="the error report")
+    [mail] = wait_for(lambda: reports(smtp_account.id, 1), what="the error report")
     body = mail.body
     assert mail.kind == "error" and "(CSV添付なし)" in mail.subject
     assert "同じファイル名で送り直してください" not in body
@@ -44,10 +45,10 @@ def test_an_excel_file_sent_by_mail_is_named_with_excel_advice_and_no_same_name_
     assert "・「説明.pdf」: CSVファイル(.csv)ではないため取り込んでいません。" in body
 
 
-def test_a_wrong_file_name_asks_for_a_new_name_not_the_same_one(smtp_server, smtp_account, smtp_mail, smtp_wait):
+def test_a_wrong_file_name_asks_for_a_new_name_not_the_same_one(smtp_server, smtp_account, smtp_mail):
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("売上5月.csv", smtp_mail.csv())])
     send(smtp_server, message)
-    [mail] = smtp_wait(lambda: reports(smtp_account.id, 1), message="the error report")
+    [mail] = wait_for(lambda: reports(smtp_account.id, 1), what="the error report")
     assert "同じファイル名で" not in mail.body
     assert "ファイル名「売上5月.csv」からは期間が分かりません。" in mail.body
     assert "yyyymmdd.csv(日次、例 20180516.csv)" in mail.body
@@ -55,22 +56,22 @@ def test_a_wrong_file_name_asks_for_a_new_name_not_the_same_one(smtp_server, smt
 
 
 def test_an_error_inside_the_file_still_asks_to_resend_under_the_same_name_and_names_the_ignored_files(
-    smtp_server, smtp_account, smtp_mail, smtp_wait
+    smtp_server, smtp_account, smtp_mail
 ):
     bad = smtp_mail.csv([["No.", "売上"], ["1", "abc"]])
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", bad), ("memo.txt", b"x")])
     send(smtp_server, message)
-    [mail] = smtp_wait(lambda: reports(smtp_account.id, 1), message="the error report")
+    [mail] = wait_for(lambda: reports(smtp_account.id, 1), what="the error report")
     assert "エラーを直して、同じファイル名で送り直してください。" in mail.body
     assert "2行目 列「売上」 値「abc」" in mail.body
     assert "■ 取り込まなかった添付ファイル\n・「memo.txt」: CSVファイル(.csv)ではないため取り込んでいません。" in mail.body
 
 
-def test_the_success_report_names_the_attachments_it_ignored(smtp_server, smtp_account, smtp_mail, smtp_wait):
+def test_the_success_report_names_the_attachments_it_ignored(smtp_server, smtp_account, smtp_mail):
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address,
                                 [("20180516.csv", smtp_mail.csv()), ("20180516.xlsx", b"PK\x03\x04")])
     send(smtp_server, message)
-    [mail] = smtp_wait(lambda: reports(smtp_account.id, 1), message="the success report")
+    [mail] = wait_for(lambda: reports(smtp_account.id, 1), what="the success report")
     imp = db.session.scalar(select(Import).where(Import.account_id == smtp_account.id))
     assert imp.status == Import.SUCCEEDED and mail.kind == "success"
     assert "■ 取り込まなかった添付ファイル\n・「20180516.xlsx」: Excelなどの表計算ファイルのため取り込んでいません。" in mail.body

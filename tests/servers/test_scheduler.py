@@ -10,10 +10,10 @@ import pytest
 
 from app.extensions import db
 from app.models import Import
-from app.services import accounts, checktimes, ftpcheck, ingest, integration
+from app.services import accounts, checktimes, ftpcheck, ingest, integration, queue
 from servers import scheduler as scheduler_module
 from servers.scheduler import FtpCheckScheduler
-from tests.servers.ftp_fixtures import ftp_account, ftp_csv  # noqa: F401
+from tests.fixtures.ftp import ftp_csv
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 MONDAY = dt.datetime(2026, 11, 30, 0, 0, tzinfo=TOKYO)  # a Monday
@@ -52,20 +52,20 @@ class Recorder:
 def week_accounts(app, make_account):
     """Accounts with distinct schedules, plus three that must never fire."""
     ids = {}
-    weekdays = make_account("weekdays")[0].id
+    weekdays = make_account("weekdays").id
     ftp_settings(weekdays, ftp_days=["mon", "tue", "wed", "thu", "fri"], ftp_start="09:00", ftp_end="18:00",
                  ftp_interval=60, ftp_delay=5)
     ids["weekdays"] = weekdays
-    weekend = make_account("weekend")[0].id
+    weekend = make_account("weekend").id
     ftp_settings(weekend, ftp_days=["sat", "sun"], ftp_start="22:00", ftp_end="23:30", ftp_interval=30, ftp_delay=29)
     ids["weekend"] = weekend
     # Sunday's 23:30 slot, 45 minutes late, is checked on Monday at 00:15.
-    late = make_account("late")[0].id
+    late = make_account("late").id
     ftp_settings(late, ftp_days=["sun"], ftp_start="23:30", ftp_end="23:30", ftp_interval=60, ftp_delay=45)
     ids["late"] = late
     for slug, change in [("stopped", {"status": "stopped"}), ("mail", {"mode": "mail", "senders": ["a@b.example"]}),
                          ("disabled", None)]:
-        account_id = make_account(slug)[0].id
+        account_id = make_account(slug).id
         ftp_settings(account_id, ftp_days=list(checktimes.WEEKDAYS), ftp_start="00:00", ftp_end="23:55",
                      ftp_interval=5, ftp_delay=0)
         if change:
@@ -115,7 +115,7 @@ def test_late_tick_catches_up_missed_minutes_once(app, week_accounts):
     assert recorder.fired == [(weekdays, at(0, "09:05")), (weekdays, at(0, "11:05"))]
 
 
-def test_due_check_runs_and_imports_the_uploaded_file(app, ftp_account):
+def test_due_check_runs_and_imports_the_uploaded_file(app, ftp_account, import_worker):
     app.config["FTP_QUIET_SECONDS"] = 0
     home = ftpcheck.home_path(ftp_account.username, create=True)
     put(home, "20180516.csv", ftp_csv(), at(0, "09:03"))
@@ -133,19 +133,41 @@ def test_due_check_runs_and_imports_the_uploaded_file(app, ftp_account):
     assert [p.name for p in (home / "processed").iterdir()] == ["20180516_20261130-090501.csv"]
 
 
-def test_a_long_check_is_not_overlapped_by_the_next_one(app, ftp_account, monkeypatch):
+def test_a_due_check_files_what_the_worker_ended_after_the_previous_check(app, ftp_account):
+    """No worker runs here and the check does not wait: the file is received, then filed by the next due check."""
+    app.config.update(FTP_QUIET_SECONDS=0, IMPORT_WAIT_SECONDS=0)
+    home = ftpcheck.home_path(ftp_account.username, create=True)
+    put(home, "20180516.csv", ftp_csv(), at(0, "09:03"))
+    now = [at(0, "09:05")]
+    results: list[ftpcheck.CheckResult] = []
+    ticker = FtpCheckScheduler(app, clock=lambda: now[0],
+                               dispatch=lambda account_id, minute: results.append(ticker.run_check(account_id)))
+    assert ticker.tick() == [(ftp_account.id, at(0, "09:05"))]
+    assert (results[0].files, results[0].running) == ([], ["20180516.csv"])
+    assert (home / "20180516.csv").exists()
+
+    assert queue.process_next().status == "succeeded"  # the worker's step, after that check
+    now[0] = at(0, "10:05")
+    assert ticker.tick() == [(ftp_account.id, at(0, "10:05"))]
+    assert [(f.name, f.succeeded) for f in results[1].files] == [("20180516.csv", True)]
+    assert [p.name for p in (home / "processed").iterdir()] == ["20180516_20261130-100500.csv"]
+    db.session.rollback()
+    assert [(i.filename, i.status) for i in db.session.scalars(db.select(Import))] == [("20180516.csv", "succeeded")]
+
+
+def test_a_long_check_is_not_overlapped_by_the_next_one(app, ftp_account, monkeypatch, import_worker):
     app.config["FTP_QUIET_SECONDS"] = 0
     home = ftpcheck.home_path(ftp_account.username, create=True)
     put(home, "20180516.csv", ftp_csv(), at(0, "09:04"))
     inside, release = threading.Event(), threading.Event()
-    real_import_now = ingest.import_now
+    real_receive = ingest.receive
 
-    def slow_import_now(*args, **kwargs):
+    def slow_receive(*args, **kwargs):
         inside.set()
         release.wait(10)
-        return real_import_now(*args, **kwargs)
+        return real_receive(*args, **kwargs)
 
-    monkeypatch.setattr(ingest, "import_now", slow_import_now)
+    monkeypatch.setattr(ingest, "receive", slow_receive)
     ticker = FtpCheckScheduler(app, clock=lambda: at(0, "09:05"))
     results = []
     first = threading.Thread(target=lambda: results.append(ticker.run_check(ftp_account.id)))
@@ -191,7 +213,7 @@ def test_start_and_stop_the_scheduler_thread(app):
     assert not running._thread.is_alive()
 
 
-def test_a_file_dated_after_the_clock_is_imported_by_a_later_due_check(app, ftp_account):
+def test_a_file_dated_after_the_clock_is_imported_by_a_later_due_check(app, ftp_account, import_worker):
     # The file's mtime is a week ahead of the scheduler's clock (clock skew, a client that set it).
     app.config["FTP_QUIET_SECONDS"] = 0
     home = ftpcheck.home_path(ftp_account.username, create=True)

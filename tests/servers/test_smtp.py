@@ -25,8 +25,9 @@ from app.services import files, spool
 from servers.mailhandler import MailHandler
 from servers.recipients import Recipient
 from servers.spooldrain import MailImporter
-from tests.servers.conftest import SMTP_ERROR_TO, SMTP_SENDER, SMTP_SUCCESS_TO, smtp_message
-from tests.smtp_sink import RawSmtp
+from tests.fixtures.smtp import SMTP_ERROR_TO, SMTP_SENDER, SMTP_SUCCESS_TO, smtp_message
+from tests.fixtures.smtp_sink import RawSmtp
+from tests.fixtures.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,14 +65,14 @@ def send_raw(server, raw: bytes, to: str, sender: str = SMTP_SENDER):
 
 
 def test_smtplib_cp932_csv_is_imported_and_success_mail_reaches_relay(
-    smtp_server, smtp_account, smtp_relay, smtp_wait, smtp_mail
+    smtp_server, smtp_account, smtp_relay, smtp_mail
 ):
     csv_bytes = smtp_mail.csv()
     message = smtp_mail.message("営業部 <Sales@Partner.Example>", smtp_account.address, [("20180516.csv", csv_bytes)])
     refused = send(smtp_server, message)
     assert refused == {}
 
-    rows = smtp_wait(lambda: finished(smtp_account.id, 1), message="the import")
+    rows = wait_for(lambda: finished(smtp_account.id, 1), what="the import")
     assert [(i.filename, i.status, i.channel, i.sender) for i in rows] == [
         ("20180516.csv", Import.SUCCEEDED, "mail", "sales@partner.example")
     ]
@@ -86,7 +87,7 @@ def test_smtplib_cp932_csv_is_imported_and_success_mail_reaches_relay(
     assert "取込行数: 2行" in report.text
 
 
-def test_swaks_attachment_is_imported(smtp_server, smtp_account, smtp_relay, smtp_wait, smtp_mail, tmp_path):
+def test_swaks_attachment_is_imported(smtp_server, smtp_account, smtp_relay, smtp_mail, tmp_path):
     swaks = shutil.which("swaks") or "/usr/bin/swaks"
     csv_file = tmp_path / "20180500.csv"
     csv_file.write_bytes(smtp_mail.csv())
@@ -98,14 +99,14 @@ def test_swaks_attachment_is_imported(smtp_server, smtp_account, smtp_relay, smt
     assert result.returncode == 0, result.stdout + result.stderr
     assert "250 2.0.0 OK: queued" in result.stdout
 
-    rows = smtp_wait(lambda: finished(smtp_account.id, 1), message="the import")
+    rows = wait_for(lambda: finished(smtp_account.id, 1), what="the import")
     assert [(i.filename, i.status, i.period_kind) for i in rows] == [("20180500.csv", Import.SUCCEEDED, "month")]
     assert smtp_relay.wait_for(1)
     assert "20180500.csv" in smtp_relay.messages[0].subject
 
 
 def test_two_csvs_become_two_imports_in_order_other_attachments_noted(
-    smtp_server, smtp_account, smtp_wait, smtp_mail
+    smtp_server, smtp_account, smtp_mail
 ):
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [
         ("20180516.csv", smtp_mail.csv()),
@@ -113,7 +114,7 @@ def test_two_csvs_become_two_imports_in_order_other_attachments_noted(
         ("20180517.CSV", smtp_mail.csv()),
     ])
     send(smtp_server, message)
-    rows = smtp_wait(lambda: finished(smtp_account.id, 2), message="two imports")
+    rows = wait_for(lambda: finished(smtp_account.id, 2), what="two imports")
     assert [(i.filename, i.status) for i in rows] == [
         ("20180516.csv", Import.SUCCEEDED), ("20180517.CSV", Import.SUCCEEDED)
     ]
@@ -123,7 +124,7 @@ def test_two_csvs_become_two_imports_in_order_other_attachments_noted(
 
 @pytest.mark.parametrize("processes", [0, 1], ids=["parse-in-thread", "parse-in-process"])
 @pytest.mark.parametrize("encoding", ["rfc2231", "rfc2047-utf8", "rfc2047-iso2022jp"])
-def test_japanese_attachment_name_is_stored(encoding, processes, smtp_start, smtp_account, smtp_mail, smtp_wait):
+def test_japanese_attachment_name_is_stored(encoding, processes, smtp_start, smtp_account, smtp_mail):
     server = smtp_start(SMTP_PARSE_PROCESSES=processes)  # no worker: the name is stored at receipt
     assert (server.parse_pool is not None) == bool(processes)
     name = "売上データ_20180516.csv"
@@ -134,16 +135,16 @@ def test_japanese_attachment_name_is_stored(encoding, processes, smtp_start, smt
     }[encoding]()
     raw = smtp_mail.raw(sender=SMTP_SENDER, to=smtp_account.address, parts=[(disposition, smtp_mail.csv())])
     send_raw(server, raw, smtp_account.address)
-    rows = smtp_wait(lambda: stored(smtp_account.id, 1), message="the spool drain")
+    rows = wait_for(lambda: stored(smtp_account.id, 1), what="the spool drain")
     assert [(i.filename, i.status) for i in rows] == [(name, Import.QUEUED)]
 
 
 def test_mail_without_csv_makes_a_failed_import_and_an_error_report(
-    smtp_server, smtp_account, smtp_relay, smtp_wait, smtp_mail
+    smtp_server, smtp_account, smtp_relay, smtp_mail
 ):
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("report.xlsx", b"PK"), ("説明.pdf", b"%PDF")])
     send(smtp_server, message)
-    rows = smtp_wait(lambda: finished(smtp_account.id, 1))
+    rows = wait_for(lambda: finished(smtp_account.id, 1))
     assert [(i.filename, i.status) for i in rows] == [("(CSV添付なし)", Import.FAILED)]
     assert "添付されていません" in rows[0].errors[0].message
     assert "report.xlsx" in rows[0].note
@@ -229,26 +230,19 @@ def test_stopped_or_other_mode_accepts_discards_and_records(
     assert [(i.status, i.filename, i.size) for i in rows] == [(Import.DISCARDED, "20180516.csv", 0)]
     assert reason in rows[0].note
     assert files.read(rows[0].id) is None
-    assert db.session.scalar(select(Result.id)) is None
+    assert db.session.scalar(select(Result.line)) is None
 
 
 def other_mail_account(make_account, slug: str, senders: list[str]):
     """A second mail-mode account with its own sender list; returns (account id, issued address)."""
-    from app.services import columns, integration, members
-
-    account, _, _ = make_account(slug)
-    members.create_member(account.id, 1, "E001", "髙橋 一郎", "営業部")
-    members.create_member(account.id, 2, "E002", "佐藤 花子", "営業部")
-    for name, unit in (("売上", "円"), ("粗利", "円"), ("件数", "件")):
-        columns.add_column(account.id, name, unit)
-    settings = integration.update_settings(
-        account.id, {"mode": "mail", "status": "active", "senders": senders, "error_to": [SMTP_ERROR_TO]},
-        actor="test")
-    return account.id, integration.inbound_address(settings)
+    made = make_account(slug, members=[(1, "E001", "髙橋 一郎", "営業部"), (2, "E002", "佐藤 花子", "営業部")],
+                        columns=(("売上", "円"), ("粗利", "円"), ("件数", "件")), mode="mail", status="active",
+                        senders=senders, error_to=[SMTP_ERROR_TO])
+    return made.id, made.address
 
 
 def test_one_mail_to_two_accounts_is_imported_once_per_account(smtp_server, smtp_account, make_account,
-                                                               smtp_mail, smtp_wait):
+                                                               smtp_mail):
     other_id, other_address = other_mail_account(make_account, "other", [SMTP_SENDER])
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())])
     with smtplib.SMTP("127.0.0.1", smtp_server.port, timeout=10) as client:
@@ -261,18 +255,18 @@ def test_one_mail_to_two_accounts_is_imported_once_per_account(smtp_server, smtp
         assert code == 550 and text.startswith(b"5.1.1")  # an unknown one is still refused, per RCPT
         assert client.data(message.as_bytes())[0] == 250
     for account_id in (smtp_account.id, other_id):
-        rows = smtp_wait(lambda: finished(account_id, 1), message=f"the import of account #{account_id}")
+        rows = wait_for(lambda: finished(account_id, 1), what=f"the import of account #{account_id}")
         assert [(i.filename, i.status, i.sender) for i in rows] == [
             ("20180516.csv", Import.SUCCEEDED, SMTP_SENDER)]
     assert spool.pending(spool.mail_folder(smtp_server.drainer.folder.parents[1])) == []
 
 
 def test_a_sender_refused_by_one_account_does_not_block_the_other(smtp_server, smtp_account, make_account,
-                                                                 smtp_mail, smtp_wait):
+                                                                 smtp_mail):
     other_id, other_address = other_mail_account(make_account, "other", ["someone@else.example"])
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())])
     assert send_to(smtp_server, message, [other_address, smtp_account.address]) == {}  # 250: one account took it
-    rows = smtp_wait(lambda: finished(smtp_account.id, 1))
+    rows = wait_for(lambda: finished(smtp_account.id, 1))
     assert [(i.filename, i.status) for i in rows] == [("20180516.csv", Import.SUCCEEDED)]
     [refused] = imports(other_id)
     assert (refused.status, refused.filename, refused.sender, refused.size) == (
@@ -298,7 +292,7 @@ def send_to(server, message, recipients: list[str], sender: str = SMTP_SENDER):
 # Durability and duplicates
 
 
-def test_the_same_eml_sent_twice_is_imported_twice(smtp_server, smtp_account, smtp_wait, smtp_mail, tmp_path):
+def test_the_same_eml_sent_twice_is_imported_twice(smtp_server, smtp_account, smtp_mail, tmp_path):
     # mutt's bounce and a saved .eml sent again keep the Message-ID: each delivery is a new import,
     # the second replacing the first by the same-name rule (the error report asks for a resend).
     files = [("20180516.csv", smtp_mail.csv()), ("20180517.csv", smtp_mail.csv())]
@@ -306,9 +300,9 @@ def test_the_same_eml_sent_twice_is_imported_twice(smtp_server, smtp_account, sm
     eml.write_bytes(smtp_mail.message(SMTP_SENDER, smtp_account.address, files,
                                       message_id="<same@partner.example>").as_bytes())
     send_raw(smtp_server, eml.read_bytes(), smtp_account.address)
-    smtp_wait(lambda: finished(smtp_account.id, 2))
+    wait_for(lambda: finished(smtp_account.id, 2))
     send_raw(smtp_server, eml.read_bytes(), smtp_account.address)
-    rows = smtp_wait(lambda: finished(smtp_account.id, 4), message="the second delivery's imports")
+    rows = wait_for(lambda: finished(smtp_account.id, 4), what="the second delivery's imports")
     assert [(i.filename, i.status) for i in rows] == [
         ("20180516.csv", Import.SUCCEEDED), ("20180517.csv", Import.SUCCEEDED),
         ("20180516.csv", Import.SUCCEEDED), ("20180517.csv", Import.SUCCEEDED),
@@ -359,7 +353,7 @@ def test_a_mail_entry_of_an_earlier_version_keeps_its_message_id_keys(app, smtp_
     assert [i.filename for i in imports(smtp_account.id)] == ["20180516.csv"]
 
 
-def test_smtp_smuggling_yields_one_message(app, smtp_start, smtp_account, smtp_mail, smtp_wait):
+def test_smtp_smuggling_yields_one_message(app, smtp_start, smtp_account, smtp_mail):
     server = smtp_start()
     smuggled = smtp_mail.raw(sender=SMTP_SENDER, to=smtp_account.address,
                              parts=[(smtp_mail.plain("20180517.csv"), b"smuggled")], message_id="<s2@x>")
@@ -382,14 +376,14 @@ def test_smtp_smuggling_yields_one_message(app, smtp_start, smtp_account, smtp_m
         assert session.command(b"QUIT").startswith("221")
     finally:
         session.close()
-    smtp_wait(lambda: stored(smtp_account.id, 1), message="the spool drain")
+    wait_for(lambda: stored(smtp_account.id, 1), what="the spool drain")
     server.stop()  # the drain has nothing more to store: a smuggled second message would be in the DB now
     db.session.rollback()
     assert [i.filename for i in imports(smtp_account.id)] == ["20180516.csv"]
     assert spool.pending(spool.mail_folder(app.config["DATA_DIR"])) == []
 
 
-def test_kill_9_right_after_250_then_restart_imports_exactly_once(app, smtp_account, smtp_mail, smtp_wait,
+def test_kill_9_right_after_250_then_restart_imports_exactly_once(app, smtp_account, smtp_mail,
                                                                  smtp_start):
     """The SMTP server runs in its own process (no worker); SIGKILL it on 250, then import."""
     env = dict(os.environ)
@@ -445,8 +439,8 @@ def test_kill_9_right_after_250_then_restart_imports_exactly_once(app, smtp_acco
     worker = Worker(app, poll_seconds=0.1)
     worker.start()
     try:
-        rows = smtp_wait(lambda: finished(smtp_account.id, 1))
-        smtp_wait(lambda: not spool.pending(spool.mail_folder(app.config["DATA_DIR"])), message="the drained spool")
+        rows = wait_for(lambda: finished(smtp_account.id, 1))
+        wait_for(lambda: not spool.pending(spool.mail_folder(app.config["DATA_DIR"])), what="the drained spool")
     finally:
         worker.stop()
     db.session.rollback()
@@ -460,23 +454,22 @@ def spool_entry(folder, account_id: int, filename: str, data: bytes) -> Path:
 
 
 def test_spool_entry_left_by_a_crash_is_imported_when_the_server_starts(app, smtp_start, smtp_account,
-                                                                        smtp_mail, smtp_wait):
+                                                                        smtp_mail):
     folder = spool.mail_folder(app.config["DATA_DIR"])
     first = spool_entry(folder, smtp_account.id, "20180516.csv", smtp_mail.csv())
     spool_entry(folder, smtp_account.id, "20180517.csv", smtp_mail.csv())
     assert spool.read(first).account_ids == (smtp_account.id,)
 
     smtp_start()  # no mail sent: only the leftovers
-    rows = smtp_wait(lambda: stored(smtp_account.id, 2), message="the leftover entries")
+    rows = wait_for(lambda: stored(smtp_account.id, 2), what="the leftover entries")
     assert [(i.filename, i.status, i.channel, i.sender) for i in rows] == [
         ("20180516.csv", Import.QUEUED, "mail", SMTP_SENDER), ("20180517.csv", Import.QUEUED, "mail", SMTP_SENDER)
     ]
     assert files.read(rows[0].id) == smtp_mail.csv()
-    smtp_wait(lambda: not spool.pending(folder), message="the entries to be deleted")
+    wait_for(lambda: not spool.pending(folder), what="the entries to be deleted")
 
 
-def test_unrenamed_temporary_spool_file_is_ignored_and_removed(app, smtp_start, smtp_account, smtp_mail,
-                                                                smtp_wait):
+def test_unrenamed_temporary_spool_file_is_ignored_and_removed(app, smtp_start, smtp_account, smtp_mail):
     folder = spool.mail_folder(app.config["DATA_DIR"])
     partial = folder / (spool.TEMP_PREFIX + "00000000000000000001-000000-cut.entry")
     partial.write_bytes(b'{"account_id": %d, "filename": "20180515.csv"' % smtp_account.id)  # cut mid-header
@@ -484,14 +477,13 @@ def test_unrenamed_temporary_spool_file_is_ignored_and_removed(app, smtp_start, 
 
     smtp_start()
     assert not partial.exists()  # cleaned before the server accepts mail
-    rows = smtp_wait(lambda: stored(smtp_account.id, 1), message="the whole entry")
-    smtp_wait(lambda: not spool.pending(folder), message="the entry to be deleted")
+    rows = wait_for(lambda: stored(smtp_account.id, 1), what="the whole entry")
+    wait_for(lambda: not spool.pending(folder), what="the entry to be deleted")
     db.session.rollback()
     assert [i.filename for i in imports(smtp_account.id)] == [i.filename for i in rows] == ["20180516.csv"]
 
 
-def test_database_failure_during_drain_keeps_the_entry_and_retries(app, smtp_start, smtp_account, smtp_mail,
-                                                                   smtp_wait, monkeypatch):
+def test_database_failure_during_drain_keeps_the_entry_and_retries(app, smtp_start, smtp_account, smtp_mail, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
     from app.services import ingest
@@ -509,10 +501,10 @@ def test_database_failure_during_drain_keeps_the_entry_and_retries(app, smtp_sta
     server = smtp_start()
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())])
     assert send(server, message) == {}
-    rows = smtp_wait(lambda: stored(smtp_account.id, 1), message="the retried drain")
+    rows = wait_for(lambda: stored(smtp_account.id, 1), what="the retried drain")
     assert [(i.filename, i.status) for i in rows] == [("20180516.csv", Import.QUEUED)]
     assert len(seen) == 3 and seen[0] == seen[1] == seen[2] and len(seen[0]) == 1  # the same entry, kept
-    smtp_wait(lambda: not spool.pending(spool.mail_folder(app.config["DATA_DIR"])), message="the entry deleted")
+    wait_for(lambda: not spool.pending(spool.mail_folder(app.config["DATA_DIR"])), what="the entry deleted")
 
 
 def test_drain_keeps_the_entry_when_store_fails_and_stores_in_order(tmp_path):
@@ -566,7 +558,7 @@ def test_one_file_entry_of_still_earlier_versions_is_set_aside_not_imported(app,
 # Limits and TLS
 
 
-def test_oversize_message_gets_552_and_is_recorded_as_refused(smtp_start, smtp_account, smtp_mail, smtp_wait):
+def test_oversize_message_gets_552_and_is_recorded_as_refused(smtp_start, smtp_account, smtp_mail):
     server = smtp_start(SMTP_MAX_BYTES=50_000)
     big = smtp_mail.csv([["No.", "売上"]] + [["1", "1"]] * 20_000)
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", big)])
@@ -594,12 +586,12 @@ def test_oversize_message_gets_552_and_is_recorded_as_refused(smtp_start, smtp_a
         assert session.reply().startswith("552 5.3.4")
     finally:
         session.close()
-    rows = smtp_wait(lambda: stored(smtp_account.id, 2), message="the refusal records")
+    rows = wait_for(lambda: stored(smtp_account.id, 2), what="the refusal records")
     assert [(i.status, i.filename, i.size) for i in rows] == [(Import.REFUSED, "(メール)", 0)] * 2
     assert "上限(50,000バイト)を超えている" in rows[0].note and SMTP_SENDER in rows[0].note
 
 
-def test_connection_cap_answers_421(smtp_start, smtp_wait):
+def test_connection_cap_answers_421(smtp_start):
     server = smtp_start(SMTP_MAX_CONNECTIONS=2)
     first = smtplib.SMTP("127.0.0.1", server.port, timeout=10)
     second = smtplib.SMTP("127.0.0.1", server.port, timeout=10)
@@ -609,7 +601,7 @@ def test_connection_cap_answers_421(smtp_start, smtp_wait):
         assert error.value.smtp_code == 421
     finally:
         first.quit()
-    smtp_wait(lambda: server.active_connections < 2, timeout=10, message="the session to end")
+    wait_for(lambda: server.active_connections < 2, timeout=10, what="the session to end")
     third = smtplib.SMTP("127.0.0.1", server.port, timeout=10)
     assert third.noop()[0] == 250
     third.quit()
@@ -635,7 +627,7 @@ def test_idle_session_is_closed(smtp_start):
         assert sock.recv(1024) == b""  # the server hung up on its own, well before our timeout
 
 
-def test_starttls_delivery(smtp_start, smtp_worker, smtp_account, smtp_tls_files, smtp_wait, smtp_mail):
+def test_starttls_delivery(smtp_start, smtp_worker, smtp_account, smtp_tls_files, smtp_mail):
     cert, key = smtp_tls_files
     server = smtp_start(SMTP_TLS_CERT=cert, SMTP_TLS_KEY=key, SMTP_REQUIRE_TLS="1")
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())])
@@ -647,7 +639,7 @@ def test_starttls_delivery(smtp_start, smtp_worker, smtp_account, smtp_tls_files
         client.starttls(context=context)
         client.ehlo()
         client.send_message(message)
-    rows = smtp_wait(lambda: finished(smtp_account.id, 1))
+    rows = wait_for(lambda: finished(smtp_account.id, 1))
     assert rows[0].status == Import.SUCCEEDED
 
 
@@ -856,8 +848,7 @@ CLIENTS = {"mutt": send_with_mutt, "s-nail": send_with_s_nail, "msmtp": send_wit
 
 @pytest.mark.parametrize("accounts", [1, 2], ids=["one-account", "two-accounts"])
 @pytest.mark.parametrize("client", list(CLIENTS))
-def test_real_client_sends_a_csv_attachment(client, accounts, smtp_server, smtp_account, make_account, smtp_mail,
-                                            smtp_wait, tmp_path):
+def test_real_client_sends_a_csv_attachment(client, accounts, smtp_server, smtp_account, make_account, smtp_mail, tmp_path):
     targets = [(smtp_account.id, smtp_account.address)]
     if accounts == 2:
         targets.append(other_mail_account(make_account, "other", [SMTP_SENDER]))
@@ -868,7 +859,7 @@ def test_real_client_sends_a_csv_attachment(client, accounts, smtp_server, smtp_
     csv_file.write_bytes(csv_bytes)
     CLIENTS[client](smtp_server.port, [address for _, address in targets], csv_file, tmp_path)
     for account_id, _ in targets:
-        rows = smtp_wait(lambda: finished(account_id, 1), message=f"the import of account #{account_id}")
+        rows = wait_for(lambda: finished(account_id, 1), what=f"the import of account #{account_id}")
         assert [(i.filename, i.status, i.sender, i.row_count) for i in rows] == [
             ("20180516.csv", Import.SUCCEEDED, SMTP_SENDER, 40)]
         assert files.read(rows[0].id) == csv_bytes
@@ -878,31 +869,31 @@ def test_real_client_sends_a_csv_attachment(client, accounts, smtp_server, smtp_
 # Bare LF and long lines: accepted up to the size cap, as Postfix does
 
 
-def test_smtplib_sendmail_with_lf_only_bytes_is_imported(smtp_server, smtp_account, smtp_mail, smtp_wait):
+def test_smtplib_sendmail_with_lf_only_bytes_is_imported(smtp_server, smtp_account, smtp_mail):
     csv_bytes = smtp_mail.csv([["No.", "売上", "粗利", "件数", "備考"]]
                               + [[str(n % 3 + 1), "1", "1", "1", "x" * 40] for n in range(400)])
     raw = lf_mail([smtp_account.address], csv_bytes)
     assert len(raw) > 10_000
     assert send_raw(smtp_server, raw, smtp_account.address) == {}  # smtplib sends the LF bytes unchanged
-    rows = smtp_wait(lambda: finished(smtp_account.id, 1))
+    rows = wait_for(lambda: finished(smtp_account.id, 1))
     assert [(i.filename, i.status, i.row_count) for i in rows] == [("20180516.csv", Import.SUCCEEDED, 400)]
     assert files.read(rows[0].id) == csv_bytes
 
 
-def test_a_dot_stuffed_line_after_a_bare_lf_keeps_its_one_dot(smtp_server, smtp_account, smtp_mail, smtp_wait):
+def test_a_dot_stuffed_line_after_a_bare_lf_keeps_its_one_dot(smtp_server, smtp_account, smtp_mail):
     # smtplib doubles a leading dot after LF too; the server reads LF as a line end for that as well.
     data = b"No.,\x94\x84\x8f\xe3,\x91\x65\x97\x98,\x8c\x8f\x90\x94,\x94\xf5\x8d\x6c\n1,1,1,1,ok\n.2,1,1,1,x\n"
     raw = (f"From: {SMTP_SENDER}\nTo: {smtp_account.address}\nSubject: dots\nMIME-Version: 1.0\n"
            "Content-Type: text/csv\nContent-Transfer-Encoding: 8bit\n"
            'Content-Disposition: attachment; filename="20180516.csv"\n\n').encode() + data
     send_raw(smtp_server, raw, smtp_account.address)
-    rows = smtp_wait(lambda: stored(smtp_account.id, 1))
+    rows = wait_for(lambda: stored(smtp_account.id, 1))
     # smtplib ends the data with a CRLF of its own when it does not end in one: one empty line more.
     stored_bytes = files.read(rows[0].id)
     assert stored_bytes == data.replace(b"\n", b"\r\n") + b"\r\n"
 
 
-def test_an_unwrapped_200_kb_base64_line_is_imported(smtp_server, smtp_account, smtp_mail, smtp_wait):
+def test_an_unwrapped_200_kb_base64_line_is_imported(smtp_server, smtp_account, smtp_mail):
     import base64
 
     csv_bytes = smtp_mail.csv([["No.", "売上", "粗利", "件数", "備考"]]
@@ -914,5 +905,5 @@ def test_an_unwrapped_200_kb_base64_line_is_imported(smtp_server, smtp_account, 
            '--b\r\nContent-Type: text/csv\r\nContent-Transfer-Encoding: base64\r\n'
            'Content-Disposition: attachment; filename="20180516.csv"\r\n\r\n').encode() + line + b"\r\n--b--\r\n"
     assert send_raw(smtp_server, raw, smtp_account.address) == {}
-    rows = smtp_wait(lambda: finished(smtp_account.id, 1))
+    rows = wait_for(lambda: finished(smtp_account.id, 1))
     assert [(i.filename, i.status, i.row_count) for i in rows] == [("20180516.csv", Import.SUCCEEDED, 1400)]

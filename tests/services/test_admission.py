@@ -117,12 +117,10 @@ def test_an_account_without_settings_admits_nothing(make_account):
 
 
 @pytest.fixture
-def slept(app):
-    """The sleeper the app holds failed logins with, recording instead of waiting."""
-    calls: list[float] = []
+def slept(app, login_sleeps):
+    """What failed logins were held for (bans.sleep records instead of waiting: tests/fixtures/bans.py)."""
     app.config.update(LOGIN_FAIL_DELAY=7.5, BAN_THRESHOLD=3)
-    app.extensions[bans.SLEEPER] = calls.append
-    return calls
+    return login_sleeps
 
 
 def test_guarded_login_holds_only_failures_and_bans_at_the_threshold(app, slept):

@@ -6,8 +6,8 @@ import time
 
 from app.extensions import db
 from app.models import Import
-from app.services import ftpcheck, integration
-from tests.servers.ftp_fixtures import FTP_BAD_CSV, ftp_account, ftp_csv  # noqa: F401
+from app.services import ftpcheck, integration, queue
+from tests.fixtures.ftp import FTP_BAD_CSV, ftp_csv
 
 
 def _put(home, name: str, data: bytes) -> None:
@@ -52,7 +52,7 @@ def test_cli_check_now_exit_1_when_a_file_fails_or_mode_is_not_ftp(app, runner, 
     assert runner.invoke(args=["integration", "check-now", "nobody"]).exit_code == 1
 
 
-def test_check_now_button(app, client, login, ftp_account):
+def test_check_now_button(app, client, login, ftp_account, import_worker):
     app.config["FTP_QUIET_SECONDS"] = 0
     home = ftpcheck.home_path(ftp_account.username, create=True)
     _put(home, "20180516.csv", ftp_csv())
@@ -64,3 +64,28 @@ def test_check_now_button(app, client, login, ftp_account):
     response = client.post("/settings/integration/check-now", follow_redirects=True)
     assert "1件のファイルを取り込みました" in response.get_data(as_text=True)
     assert _statuses() == [("20180516.csv", Import.SUCCEEDED)]
+    # The worker imported it; the button's check filed it once the import had ended.
+    assert not (home / "20180516.csv").exists()
+    [filed] = (home / "processed").iterdir()
+    assert filed.name.startswith("20180516_") and filed.read_bytes() == ftp_csv()
+
+
+def test_check_now_button_says_when_the_worker_has_not_ended_the_import_yet(app, client, login, ftp_account):
+    """No worker runs here: the button's check only receives the file, and says the import is still running."""
+    app.config.update(FTP_QUIET_SECONDS=0, IMPORT_WAIT_SECONDS=0)
+    home = ftpcheck.home_path(ftp_account.username, create=True)
+    _put(home, "20180516.csv", ftp_csv())
+    login("admin@acme.example")
+
+    page = client.post("/settings/integration/check-now", follow_redirects=True).get_data(as_text=True)
+
+    assert 'class="flash flash-warning"' in page
+    assert "1件はまだ取込中です。取込が終わったファイルは次回のチェックで processed/ または error/ に移します。" in page
+    assert _statuses() == [("20180516.csv", Import.QUEUED)]
+    assert (home / "20180516.csv").exists()
+
+    queue.process_next()  # the worker's step
+    page = client.post("/settings/integration/check-now", follow_redirects=True).get_data(as_text=True)
+    assert "1件のファイルを取り込みました(成功 1件、エラー 0件)" in page
+    assert _statuses() == [("20180516.csv", Import.SUCCEEDED)]
+    assert not (home / "20180516.csv").exists() and len(list((home / "processed").iterdir())) == 1

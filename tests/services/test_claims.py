@@ -19,8 +19,8 @@ from sqlalchemy import select, update
 from app.extensions import db
 from app.models import Import, Result
 from app.services import claims, ingest, queue, runner
-from tests.services.test_ingest import csv_file, setup_account
-from tests.waiting import wait_for
+from tests.fixtures.ingest import csv_file, ingest_options
+from tests.fixtures.waiting import wait_for
 
 # A child that locks the lock file as a live holder does, says so, and waits until it is killed.
 _HOLDER = ("import fcntl, os, sys\n"
@@ -68,7 +68,7 @@ class _ChildHolder:
 
 
 def test_a_claim_of_a_killed_process_is_requeued_at_once_and_a_live_ones_never(app, make_account):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
     child = _ChildHolder(app.config["DATA_DIR"])
     try:
@@ -93,7 +93,7 @@ def test_a_claim_of_a_killed_process_is_requeued_at_once_and_a_live_ones_never(a
 
 
 def test_a_claim_whose_lease_ran_out_is_requeued_and_one_with_a_lease_is_left(app, make_account):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
     elsewhere = f"other-machine:4242:{uuid.uuid4().hex}"  # no lock file on this data folder
     now = dt.datetime.utcnow()
@@ -109,7 +109,7 @@ def test_a_claim_whose_lease_ran_out_is_requeued_and_one_with_a_lease_is_left(ap
 
 
 def test_a_claim_of_this_process_is_never_requeued_however_old(app, make_account):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
     assert queue.claim_next() == imp.id
     db.session.execute(update(Import).where(Import.id == imp.id).values(
@@ -120,7 +120,7 @@ def test_a_claim_of_this_process_is_never_requeued_however_old(app, make_account
 
 
 def test_the_claim_names_this_process_and_its_lock_file_is_held(app, make_account):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
     assert queue.claim_next() == imp.id
     holder_id = db.session.scalar(select(Import.claimed_by).where(Import.id == imp.id))
@@ -141,7 +141,7 @@ def test_the_claim_names_this_process_and_its_lock_file_is_held(app, make_accoun
 def test_the_lease_is_renewed_while_the_holder_lives_on_postgresql(app, make_account):
     """PostgreSQL: the heartbeat moves lease_until on; SQLite claims carry no lease (the lock file tells)."""
     app.config["CLAIM_LEASE_SECONDS"] = 1  # heartbeat every 0.2 s
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
     assert queue.claim_next() == imp.id
     lease = select(Import.lease_until).where(Import.id == imp.id)
@@ -151,14 +151,14 @@ def test_the_lease_is_renewed_while_the_holder_lives_on_postgresql(app, make_acc
         return
     assert first is not None
     wait_for(lambda: db.session.scalar(lease) > first + dt.timedelta(seconds=1), timeout=20,
-             message="the heartbeat to renew the lease")
+             what="the heartbeat to renew the lease")
     runner.run_import(imp.id)
     db.session.rollback()
     assert db.session.scalar(lease) is None
 
 
 def test_an_import_whose_claim_was_taken_back_meanwhile_is_not_finished_twice(app, make_account):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
     assert queue.claim_next() == imp.id
     # Its lease ran out while the database was out of reach; another worker took it.
@@ -166,12 +166,12 @@ def test_an_import_whose_claim_was_taken_back_meanwhile_is_not_finished_twice(ap
     _claim_as(imp.id, other)
     done = runner.run_import(imp.id)
     assert (done.status, done.claimed_by) == (Import.RUNNING, other)
-    assert db.session.scalar(select(Result.id).where(Result.import_id == imp.id)) is None
+    assert db.session.scalar(select(Result.line).where(Result.import_id == imp.id)) is None
 
 
 def test_lock_files_of_dead_holders_are_swept_but_not_those_claims_name(app, make_account, monkeypatch):
     monkeypatch.setattr(claims, "SWEEP_AGE_SECONDS", 0)
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     folder = Path(app.config["DATA_DIR"]) / claims.FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     named, unnamed = uuid.uuid4().hex, uuid.uuid4().hex

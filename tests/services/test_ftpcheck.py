@@ -11,17 +11,24 @@ import pytest
 from app.errors import Invalid, NotFound
 from app.extensions import db
 from app.models import Import, IntegrationSettings
-from app.services import accounts, ftpcheck, ingest
-from tests.servers.ftp_fixtures import FTP_BAD_CSV, ftp_account, ftp_csv, ftp_files  # noqa: F401
+from app.services import accounts, files, ftpcheck, ingest, queue
+from tests.fixtures.ftp import FTP_BAD_CSV, ftp_csv, ftp_files
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 CHECK_TIME = dt.datetime(2026, 11, 28, 9, 15, tzinfo=TOKYO)
 
 
 @pytest.fixture
-def home(app, ftp_account):
+def bare_home(app, ftp_account):
+    """The account's FTP home, with no worker running: what a check receives stays queued."""
     app.config["FTP_QUIET_SECONDS"] = 0
     return ftpcheck.home_path(ftp_account.username, create=True)
+
+
+@pytest.fixture
+def home(bare_home, import_worker):
+    """The account's FTP home with the import worker running, as on a server."""
+    return bare_home
 
 
 def put(home, name: str, data: bytes, age_seconds: float = 60, now: dt.datetime = CHECK_TIME) -> None:
@@ -124,15 +131,15 @@ def test_a_check_while_another_runs_is_skipped(home, ftp_account, monkeypatch):
     put(home, "20180516.csv", ftp_csv())
     put(home, "20180517.csv", ftp_csv())
     inside, release = threading.Event(), threading.Event()
-    real_import_now = ingest.import_now
+    real_receive = ingest.receive
     app = ftpcheck.current_app._get_current_object()
 
-    def slow_import_now(*args, **kwargs):
+    def slow_receive(*args, **kwargs):
         inside.set()
         release.wait(10)
-        return real_import_now(*args, **kwargs)
+        return real_receive(*args, **kwargs)
 
-    monkeypatch.setattr(ingest, "import_now", slow_import_now)
+    monkeypatch.setattr(ingest, "receive", slow_receive)
     results = []
 
     def first_check():
@@ -159,7 +166,7 @@ def test_unexpected_error_leaves_the_file_for_the_next_check(home, ftp_account, 
     def broken(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(ingest, "import_now", broken)
+    monkeypatch.setattr(ingest, "receive", broken)
     result = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
     assert (result.files, result.waiting) == ([], ["20180516.csv"])
     assert ftp_files(home) == ["20180516.csv"]
@@ -249,13 +256,13 @@ def test_a_file_replaced_inside_the_rename_window_is_given_back_its_name(app, ho
 
 def test_a_file_deleted_during_its_import_is_kept_in_processed_and_nothing_waits(home, ftp_account, monkeypatch):
     put(home, "20180516.csv", ftp_csv())
-    real_import_now = ingest.import_now
+    real_receive = ingest.receive
 
-    def import_while_the_uploader_deletes_it(*args, **kwargs):
+    def receive_while_the_uploader_deletes_it(*args, **kwargs):
         (home / "20180516.csv").unlink()
-        return real_import_now(*args, **kwargs)
+        return real_receive(*args, **kwargs)
 
-    monkeypatch.setattr(ingest, "import_now", import_while_the_uploader_deletes_it)
+    monkeypatch.setattr(ingest, "receive", receive_while_the_uploader_deletes_it)
     result = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
     assert [(f.name, f.succeeded, f.moved_to) for f in result.files] == [
         ("20180516.csv", True, "processed/20180516_20261128-091500.csv")]
@@ -282,3 +289,86 @@ def test_only_admitted_accounts_are_due_at_their_check_time(ftp_account, change,
     check_minute = dt.datetime(2026, 11, 28, 10, 5, tzinfo=TOKYO)  # hourly from 09:00, 5 minutes late
     assert ftpcheck.accounts_due(check_minute) == ([ftp_account.id] if due else [])
     assert ftpcheck.accounts_due(check_minute + dt.timedelta(minutes=1)) == []
+
+
+# ---------------------------------------------------------------------------------------
+# The check only receives: the worker imports, and a check files what has ended
+
+
+def test_without_a_worker_a_check_leaves_the_file_until_a_later_check_finds_its_import_ended(app, bare_home,
+                                                                                         ftp_account):
+    app.config["IMPORT_WAIT_SECONDS"] = 0
+    put(bare_home, "20180516.csv", ftp_csv())
+
+    first = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
+
+    # Received and stored, not imported: no import ran inside the check.
+    assert (first.files, first.running, first.waiting) == ([], ["20180516.csv"], [])
+    assert "1件はまだ取込中です" in first.message and "processed/" in first.message
+    assert imports() == [("20180516.csv", Import.QUEUED, "ftp")]
+    assert ftp_files(bare_home) == ["20180516.csv"] and ftp_files(bare_home / "processed") == []
+
+    still = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(minutes=5))
+    assert still.running == ["20180516.csv"] and len(imports()) == 1  # not received twice
+
+    assert queue.process_next().status == Import.SUCCEEDED  # the worker's step
+    later = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(hours=1))
+    assert [(f.name, f.succeeded, f.moved_to) for f in later.files] == [
+        ("20180516.csv", True, "processed/20180516_20261128-101500.csv")]
+    assert later.running == [] and later.message == "1件のファイルを取り込みました(成功 1件、エラー 0件)。"
+    assert imports() == [("20180516.csv", Import.SUCCEEDED, "ftp")]
+    assert ftp_files(bare_home) == []
+
+
+def test_a_file_replaced_before_its_import_was_filed_leaves_a_copy_of_the_original(app, bare_home, ftp_account):
+    app.config["IMPORT_WAIT_SECONDS"] = 0
+    put(bare_home, "20180516.csv", FTP_BAD_CSV)
+    assert ftpcheck.check_account(ftp_account.id, now=CHECK_TIME).running == ["20180516.csv"]
+    put(bare_home, "20180516.csv", ftp_csv(), age_seconds=30)  # the sender fixed the file meanwhile
+    assert queue.process_next().status == Import.FAILED
+
+    second = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(hours=1))
+
+    assert [(f.name, f.succeeded, f.moved_to) for f in second.files] == [
+        ("20180516.csv", False, "error/20180516_20261128-101500.csv")]
+    assert (bare_home / "error" / "20180516_20261128-101500.csv").read_bytes() == FTP_BAD_CSV
+    assert second.running == ["20180516.csv"]  # the new file: received, the worker has not run it
+    assert imports() == [("20180516.csv", Import.FAILED, "ftp"), ("20180516.csv", Import.QUEUED, "ftp")]
+
+    queue.process_next()
+    third = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(hours=2))
+    assert [(f.name, f.succeeded) for f in third.files] == [("20180516.csv", True)]
+    assert (bare_home / "processed" / "20180516_20261128-111500.csv").read_bytes() == ftp_csv()
+    assert ftp_files(bare_home) == [] and third.running == []
+
+
+def test_a_file_deleted_before_its_import_was_filed_leaves_a_copy_in_processed(app, bare_home, ftp_account):
+    app.config["IMPORT_WAIT_SECONDS"] = 0
+    put(bare_home, "20180516.csv", ftp_csv())
+    [received] = [f for f in ftpcheck.check_account(ftp_account.id, now=CHECK_TIME).running]
+    (bare_home / "20180516.csv").unlink()
+    done = queue.process_next()
+
+    later = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(hours=1))
+
+    assert [(f.name, f.import_id, f.moved_to) for f in later.files] == [
+        (received, done.id, "processed/20180516_20261128-101500.csv")]
+    assert (bare_home / "processed" / "20180516_20261128-101500.csv").read_bytes() == files.read(done.id)
+    assert ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(hours=2)).files == []
+
+
+def test_a_future_dated_file_still_importing_is_not_received_again(app, bare_home, ftp_account):
+    # Its mtime is ahead of the clock, so "stored after it was written" cannot tell it is the same file.
+    app.config.update(FTP_QUIET_SECONDS=10, IMPORT_WAIT_SECONDS=0)
+    put(bare_home, "20180516.csv", ftp_csv(), age_seconds=-86400)
+    ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
+    assert ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(seconds=11)).running == [
+        "20180516.csv"]
+
+    again = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(minutes=5))
+
+    assert again.running == ["20180516.csv"] and imports() == [("20180516.csv", Import.QUEUED, "ftp")]
+    queue.process_next()
+    filed = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(minutes=10))
+    assert [(f.name, f.succeeded) for f in filed.files] == [("20180516.csv", True)]
+    assert imports() == [("20180516.csv", Import.SUCCEEDED, "ftp")] and ftp_files(bare_home) == []

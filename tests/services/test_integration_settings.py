@@ -10,8 +10,8 @@ from app.errors import Invalid
 from app.extensions import db
 from app.models import IntegrationSettings, SettingsChange
 from app.services import integration as service
-from tests.importer.test_addresses import INVALID as INVALID_ADDRESSES
-from tests.importer.test_addresses import VALID as VALID_ADDRESSES
+from tests.fixtures.addresses import INVALID as INVALID_ADDRESSES
+from tests.fixtures.addresses import VALID as VALID_ADDRESSES
 
 BASE = {"error_to": ["ops@example.com"], "senders": ["erp@example.com"]}
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Import, Result
 from app.services import ingest, queue
-from tests.services.test_ingest import csv_file, setup_account
+from tests.fixtures.ingest import csv_file, ingest_options
 
 WORKERS = 2
 FILES = 30
@@ -100,7 +100,7 @@ def _queue_files(acc) -> dict[int, int]:
 
 
 def test_two_worker_processes_import_every_queued_file_exactly_once(app, make_account, database_url):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     queued = _queue_files(acc)
     db.session.remove()
 

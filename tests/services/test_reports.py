@@ -11,8 +11,7 @@ from app.extensions import db
 from app.models import Import, OutboxMail, utcnow
 from app.services import ingest, outbox, reports, runner
 from servers.mailer import parse_relay_url, relay_sender
-from tests.services.test_ingest import csv_file, run, setup_account
-from tests.smtp_sink import smtp_sink  # noqa: F401  (fixture)
+from tests.fixtures.ingest import csv_file, ingest_options, run
 
 MAIL_FROM = "renkei@renkei.test"
 
@@ -35,7 +34,7 @@ def closed_port() -> int:
 
 
 def test_failure_report_lists_every_error_with_line_column_value(app, make_account):
-    acc = setup_account(make_account, error_to=("a@acme.example", "b@acme.example"))
+    acc = make_account("acme", **ingest_options(error_to=["a@acme.example", "b@acme.example"]))
     imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, "abc", 1, 1, ""], [77, 1, 1, 1, ""]]),
                          channel="mail", sender="taro@example.com")
     db.session.execute(db.update(Import).where(Import.id == imp.id)
@@ -59,7 +58,7 @@ def test_failure_report_lists_every_error_with_line_column_value(app, make_accou
 
 
 def test_error_mail_is_capped_and_points_to_the_page(app, make_account):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     rows = [[1, f"x{n}", 1, 1, ""] for n in range(reports.MAX_ERRORS_IN_MAIL + 5)]
     imp = run(acc, "20180516.csv", csv_file(rows))
     assert imp.error_count == reports.MAX_ERRORS_IN_MAIL + 5
@@ -71,11 +70,11 @@ def test_error_mail_is_capped_and_points_to_the_page(app, make_account):
 
 
 def test_success_report_only_when_addresses_are_set(app, make_account):
-    quiet = setup_account(make_account, "quiet")
+    quiet = make_account("quiet", **ingest_options())
     run(quiet, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]))
     assert mails() == []
 
-    acc = setup_account(make_account, success_to=("boss@acme.example",))
+    acc = make_account("acme", **ingest_options(success_to=["boss@acme.example"]))
     first = run(acc, "20180516.csv", csv_file([[1, "120,000", 30000, 2, ""], [2, "50,000", 12000.5, 1, ""]]))
     [mail] = mails()
     assert mail.kind == "success" and mail.to_addrs == ["boss@acme.example"]
@@ -95,21 +94,21 @@ def test_success_report_only_when_addresses_are_set(app, make_account):
 
 
 def test_no_report_for_refused_or_discarded_mail(app, make_account):
-    acc = setup_account(make_account, success_to=("boss@acme.example",))
+    acc = make_account("acme", **ingest_options(success_to=["boss@acme.example"]))
     ingest.record_refusal(acc.id, channel="mail", filename="20180516.csv", sender="x@y", status="discarded",
                           note="停止中")
     assert mails() == []
 
 
-def test_reports_arrive_through_a_real_relay_in_japanese(app, make_account, smtp_sink):
-    acc = setup_account(make_account, success_to=("boss@acme.example",))
+def test_reports_arrive_through_a_real_relay_in_japanese(app, make_account, smtp_relay):
+    acc = make_account("acme", **ingest_options(success_to=["boss@acme.example"]))
     run(acc, "20180516.csv", csv_file([[1, 100, 10, 1, ""]]))
     failed = run(acc, "20180517.csv", csv_file([[1, 100, "▲x", 1, ""]]))
 
-    assert outbox.deliver_due(relay_sender(smtp_sink.url, MAIL_FROM)) == 2
-    assert smtp_sink.wait_for(2)
+    assert outbox.deliver_due(relay_sender(smtp_relay.url, MAIL_FROM)) == 2
+    assert smtp_relay.wait_for(2)
 
-    success, error = smtp_sink.messages
+    success, error = smtp_relay.messages
     assert success.rcpt_tos == ["boss@acme.example"] and success.mail_from == MAIL_FROM
     assert success.subject.startswith("【取込完了】acme 株式会社 20180516.csv")
     assert "売上: 100円" in success.text
@@ -123,8 +122,8 @@ def test_reports_arrive_through_a_real_relay_in_japanese(app, make_account, smtp
     assert all(m.status == "sent" and m.sent_at and m.attempts == 1 for m in mails())
 
 
-def test_relay_outage_loses_nothing_and_sends_once_when_back(app, make_account, smtp_sink):
-    acc = setup_account(make_account, success_to=("boss@acme.example",))
+def test_relay_outage_loses_nothing_and_sends_once_when_back(app, make_account, smtp_relay):
+    acc = make_account("acme", **ingest_options(success_to=["boss@acme.example"]))
     run(acc, "20180516.csv", csv_file([[1, 100, 10, 1, ""]]))
     run(acc, "20180517.csv", csv_file([[1, "bad", 10, 1, ""]]))
     down = relay_sender(f"smtp://127.0.0.1:{closed_port()}", MAIL_FROM)
@@ -133,7 +132,7 @@ def test_relay_outage_loses_nothing_and_sends_once_when_back(app, make_account, 
     assert outbox.deliver_due(down, now=t0) == 0
     assert [(m.status, m.attempts) for m in mails()] == [("pending", 1), ("pending", 1)]
     assert all(m.last_error and m.next_attempt_at == t0 + dt.timedelta(seconds=30) for m in mails())
-    up = relay_sender(smtp_sink.url, MAIL_FROM)
+    up = relay_sender(smtp_relay.url, MAIL_FROM)
     assert outbox.deliver_due(up, now=t0 + dt.timedelta(seconds=10)) == 0  # not due yet
     assert outbox.deliver_due(down, now=t0 + dt.timedelta(seconds=31)) == 0
     assert [m.attempts for m in mails()] == [2, 2]
@@ -141,14 +140,14 @@ def test_relay_outage_loses_nothing_and_sends_once_when_back(app, make_account, 
 
     assert outbox.deliver_due(up, now=t0 + dt.timedelta(hours=1)) == 2
     assert outbox.deliver_due(up, now=t0 + dt.timedelta(hours=2)) == 0
-    assert smtp_sink.wait_for(2)
-    assert len(smtp_sink.messages) == 2
-    assert sorted(m.subject[:6] for m in smtp_sink.messages) == ["【取込エラー", "【取込完了】"]
+    assert smtp_relay.wait_for(2)
+    assert len(smtp_relay.messages) == 2
+    assert sorted(m.subject[:6] for m in smtp_relay.messages) == ["【取込エラー", "【取込完了】"]
     assert [(m.status, m.attempts) for m in mails()] == [("sent", 3), ("sent", 3)]
 
 
 def test_mail_is_given_up_after_max_attempts(app, make_account):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     run(acc, "20180517.csv", csv_file([[1, "bad", 10, 1, ""]]))
 
     def refuse(mail):
@@ -165,7 +164,7 @@ def test_mail_is_given_up_after_max_attempts(app, make_account):
 
 
 def test_claim_due_never_hands_out_one_mail_twice(app, make_account):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     run(acc, "20180517.csv", csv_file([[1, "bad", 10, 1, ""]]))
     now = after_queueing()
     first = outbox.claim_due(now)

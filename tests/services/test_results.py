@@ -9,11 +9,11 @@ from app.extensions import db
 from app.importer.filename import parse_period
 from app.models import Member
 from app.services import results
-from tests.services.test_ingest import csv_file, run, setup_account, stored
+from tests.fixtures.ingest import csv_file, ingest_options, run, stored
 
 
 def test_month_table_adds_daily_results_and_the_monthly_file(app, make_account):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     run(acc, "20180501.csv", csv_file([[1, 100, 10, 1, ""], [2, 50, 5, "", ""]]))
     run(acc, "20180531.csv", csv_file([[1, 200, 20, 2, ""], [1, 1, 0, 0, "2行目も足す"]]))
     run(acc, "20180500.csv", csv_file([[1, 1000, "", "", ""], [3, 7, 7, 7, ""]]))
@@ -36,7 +36,7 @@ def test_month_table_adds_daily_results_and_the_monthly_file(app, make_account):
 
 
 def test_month_table_leaves_out_inactive_members(app, make_account):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     run(acc, "20180501.csv", csv_file([[1, 100, 1, 1, ""], [2, 50, 1, 1, ""]]))
     db.session.execute(update(Member).where(Member.id == acc.member[2]).values(active=False))
     db.session.commit()
@@ -48,7 +48,7 @@ def test_month_table_leaves_out_inactive_members(app, make_account):
 
 
 def test_export_writes_the_import_layout(app, make_account):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     run(acc, "20180516.csv", csv_file([
         [2, "1,234,567", "-20", "", "=HYPERLINK(\"http://x\")"],
         [1, "12.5", "△3", 1, "@cmd"],
@@ -70,13 +70,13 @@ def test_export_writes_the_import_layout(app, make_account):
 
 
 def test_export_uses_the_employee_id_when_that_is_the_key(app, make_account):
-    acc = setup_account(make_account, member_key="employee_id")
+    acc = make_account("acme", **ingest_options(member_key="employee_id"))
     run(acc, "20180516.csv", csv_file([["007", 1, 2, 3, ""]], header=["社員ID", "売上", "粗利", "件数", "備考"]))
     assert results.export_csv(acc.id, "20180516") == "社員ID,売上,粗利,件数,備考\r\n007,1,2,3,\r\n".encode("cp932")
 
 
 def test_export_round_trips_through_the_importer(app, make_account):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     first = run(acc, "20180516.csv", csv_file([[2, "1,000", "-0.25", "", "a,\"b\"\nc"], [1, 3, 4, 5, "㈱①"]]))
     before = [row[:3] for row in stored(acc)]
     for encoding in ("cp932", "utf-8"):
@@ -87,7 +87,7 @@ def test_export_round_trips_through_the_importer(app, make_account):
 
 
 def test_export_refuses_what_cp932_cannot_hold(app, make_account):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     results.add_manual(acc.id, acc.member[1], parse_period("20180516"), {acc.column["売上"]: 1}, note="絵文字😀")
     with pytest.raises(Invalid, match="utf-8"):
         results.export_csv(acc.id, "20180516", "cp932")
@@ -99,12 +99,12 @@ def test_export_refuses_what_cp932_cannot_hold(app, make_account):
 
 
 def test_add_manual_checks_member_and_columns_of_the_account(app, make_account):
-    acc = setup_account(make_account)
-    other = setup_account(make_account, "other")
+    acc = make_account("acme", **ingest_options())
+    other = make_account("other", **ingest_options())
     period = parse_period("201805")
     result = results.add_manual(acc.id, acc.member[1], period, {acc.column["件数"]: 2}, note=" 手入力 ")
-    assert (result.import_id, result.period_kind, result.values, result.note) == (
-        None, "month", {str(acc.column["件数"]): 2.0}, "手入力")
+    assert (result.period_kind, result.values, result.note) == (
+        "month", {str(acc.column["件数"]): 2.0}, "手入力")
     with pytest.raises(NotFound):
         results.add_manual(acc.id, other.member[1], period, {acc.column["件数"]: 2})
     with pytest.raises(Invalid):

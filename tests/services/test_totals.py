@@ -17,9 +17,9 @@ from sqlalchemy import func, select, update
 from app.api.queries import results_json
 from app.extensions import db, init_migrations
 from app.importer.filename import parse_period
-from app.models import Import, ImportTotal, Member, MonthTotal, Result
+from app.models import Import, ImportTotal, ManualResult, Member, MonthTotal, Result
 from app.services import results
-from tests.services.test_ingest import csv_file, run, setup_account
+from tests.fixtures.ingest import csv_file, ingest_options, run
 
 MEMBERS = tuple((no, f"E{no:03d}", f"社員{no}") for no in range(1, 9))
 FILES = ["20180501.csv", "20180502.csv", "20180515.csv", "20180531.csv", "20180500.csv",
@@ -54,13 +54,16 @@ def _history(acc, rng: random.Random) -> None:
 
 def _row_sums(acc, first: dt.date, following: dt.date, kind: str | None = None):
     """{member id: {column id: sum}} and {member id: lines} straight from the stored rows."""
-    query = select(Result.member_id, Result.values).where(
-        Result.account_id == acc.id, Result.period_date >= first, Result.period_date < following)
-    if kind:
-        query = query.where(Result.period_kind == kind)
     sums: dict[int, dict[int, float]] = {}
     lines: dict[int, int] = {}
-    for member_id, values in db.session.execute(query):
+    stored = []
+    for model in (Result, ManualResult):  # imported lines and hand-typed results alike
+        query = select(model.member_id, model.values).where(
+            model.account_id == acc.id, model.period_date >= first, model.period_date < following)
+        if kind:
+            query = query.where(model.period_kind == kind)
+        stored += db.session.execute(query).all()
+    for member_id, values in stored:
         lines[member_id] = lines.get(member_id, 0) + 1
         target = sums.setdefault(member_id, {})
         for key, value in values.items():
@@ -102,7 +105,7 @@ def _check_against_rows(acc) -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_board_and_api_equal_the_sums_of_the_stored_rows(app, make_account, seed):
-    acc = setup_account(make_account, members=MEMBERS)
+    acc = make_account("acme", **ingest_options(members=MEMBERS))
     _history(acc, random.Random(seed))
     _check_against_rows(acc)
 
@@ -117,7 +120,7 @@ def test_board_and_api_equal_the_sums_of_the_stored_rows(app, make_account, seed
 
 
 def test_failed_and_replaced_imports_leave_no_totals(app, make_account):
-    acc = setup_account(make_account, members=MEMBERS)
+    acc = make_account("acme", **ingest_options(members=MEMBERS))
     first = run(acc, "20180516.csv", csv_file([[1, 100, 1, 1, ""], [2, 5, "", "", ""]]))
     assert first.status == "succeeded"
     assert db.session.scalar(select(func.count()).select_from(ImportTotal).where(ImportTotal.import_id == first.id))

@@ -1,8 +1,6 @@
 """The worker thread end to end: receive -> wake -> import -> report mail through a real relay."""
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import select
 
@@ -10,34 +8,19 @@ from app.extensions import db
 from app.models import Import, OutboxMail
 from app.services import ingest, queue, runner
 from servers.worker import Worker
-from tests.services.test_ingest import csv_file, setup_account
-from tests.smtp_sink import smtp_sink  # noqa: F401  (fixture)
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.ingest import csv_file, ingest_options
 
 TIMEOUT = 15.0
 
 
-def wait_until(predicate, timeout: float = TIMEOUT) -> bool:
-    """Poll `predicate` on fresh reads until it holds; bounded by `timeout` (the worker has no event to await)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        db.session.rollback()
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-
-
 def wait_for_status(import_id: int, statuses: set[str], timeout: float = TIMEOUT) -> str:
-    """Wait until the import's status is one of `statuses`; return the last status seen."""
-    seen = []
+    """Wait until the import's status is one of `statuses`; return it."""
+    def status() -> str | None:
+        found = db.session.scalar(select(Import.status).where(Import.id == import_id))
+        return found if found in statuses else None
 
-    def done() -> bool:
-        seen.append(db.session.scalar(select(Import.status).where(Import.id == import_id)))
-        return seen[-1] in statuses
-
-    wait_until(done, timeout)
-    return seen[-1]
+    return wait_for(status, timeout, what=f"import #{import_id} to be {' or '.join(sorted(statuses))}")
 
 
 @pytest.fixture
@@ -54,9 +37,9 @@ def worker_factory(app):
         worker.stop(timeout=10)
 
 
-def test_worker_imports_received_files_and_sends_reports(app, make_account, smtp_sink, worker_factory):
-    app.config["SMTP_RELAY"] = smtp_sink.url
-    acc = setup_account(make_account, success_to=("boss@acme.example",))
+def test_worker_imports_received_files_and_sends_reports(app, make_account, smtp_relay, worker_factory):
+    app.config["SMTP_RELAY"] = smtp_relay.url
+    acc = make_account("acme", **ingest_options(success_to=["boss@acme.example"]))
     # A long poll interval: only wake() can make this test pass in time.
     worker = worker_factory(poll_seconds=3600)
     worker.start()
@@ -67,14 +50,15 @@ def test_worker_imports_received_files_and_sends_reports(app, make_account, smtp
 
     assert wait_for_status(good.id, {"succeeded", "failed"}) == "succeeded"
     assert wait_for_status(bad.id, {"succeeded", "failed"}) == "failed"
-    assert smtp_sink.wait_for(2, TIMEOUT)
-    assert sorted(m.subject.split("】")[0] for m in smtp_sink.messages) == ["【取込エラー", "【取込完了"]
+    assert smtp_relay.wait_for(2, TIMEOUT)
+    assert sorted(m.subject.split("】")[0] for m in smtp_relay.messages) == ["【取込エラー", "【取込完了"]
     # The relay has the mails; the worker records "sent" right after.
-    assert wait_until(lambda: set(db.session.scalars(select(OutboxMail.status))) == {"sent"})
+    wait_for(lambda: set(db.session.scalars(select(OutboxMail.status))) == {"sent"}, TIMEOUT,
+             what="every report mail sent")
 
 
 def test_receive_alone_wakes_a_running_worker(app, make_account, worker_factory):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     worker = worker_factory(poll_seconds=3600)
     worker.start()
     imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
@@ -82,7 +66,7 @@ def test_receive_alone_wakes_a_running_worker(app, make_account, worker_factory)
 
 
 def test_without_relay_mails_stay_in_the_outbox(app, make_account, worker_factory):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     worker = worker_factory(poll_seconds=3600)
     worker.start()
     imp = ingest.receive(acc.id, "20180516.csv", b"No.,x\r\n", channel="api")
@@ -93,7 +77,7 @@ def test_without_relay_mails_stay_in_the_outbox(app, make_account, worker_factor
 
 
 def test_worker_survives_a_failing_job(app, make_account, worker_factory, monkeypatch):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     real = queue.process_next
     calls = []
 
@@ -112,7 +96,7 @@ def test_worker_survives_a_failing_job(app, make_account, worker_factory, monkey
 
 
 def test_stop_finishes_the_import_in_progress(app, make_account, worker_factory, monkeypatch):
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     import threading
 
     started, release = threading.Event(), threading.Event()
@@ -141,7 +125,7 @@ def test_a_hanging_relay_does_not_hold_up_imports(app, make_account, worker_fact
 
     import servers.worker as worker_module
 
-    acc = setup_account(make_account)
+    acc = make_account("acme", **ingest_options())
     sending, release = threading.Event(), threading.Event()
 
     def hanging_relay(url, mail_from):
@@ -162,4 +146,5 @@ def test_a_hanging_relay_does_not_hold_up_imports(app, make_account, worker_fact
         assert wait_for_status(second.id, {"succeeded"}) == "succeeded"
     finally:
         release.set()
-    assert wait_until(lambda: db.session.scalars(select(OutboxMail.status)).all() == ["sent"])
+    wait_for(lambda: db.session.scalars(select(OutboxMail.status)).all() == ["sent"], TIMEOUT,
+             what="the report mail sent")

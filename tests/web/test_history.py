@@ -10,6 +10,7 @@ import pytest
 from app.extensions import db
 from app.models import Import, Result, User
 from app.services import files, ingest, runner, users
+from tests.fixtures.ingest import import_file
 
 GOOD = "No.,売上,件数\r\n1,120000,2\r\n2,\"50,000\",1\r\n".encode("cp932")
 # Three errors: unknown member (line 2), not a number (line 3), unknown member again (line 4).
@@ -24,8 +25,8 @@ def _viewer(account, client):
 
 
 def test_history_lists_imports_newest_first_with_badges(client, board):
-    ok = ingest.import_now(board.id, "20180516.csv", GOOD, channel="cli", sender="cli-user")
-    bad = ingest.import_now(board.id, "20180517.csv", BAD, channel="api", sender="system-x")
+    ok = import_file(board.id, "20180516.csv", GOOD, channel="cli", sender="cli-user")
+    bad = import_file(board.id, "20180517.csv", BAD, channel="api", sender="system-x")
     queued = ingest.receive(board.id, "20180518.csv", GOOD, channel="mail", sender="sales@acme.example")
 
     html = client.get("/imports").get_data(as_text=True)
@@ -44,8 +45,8 @@ def test_history_lists_imports_newest_first_with_badges(client, board):
 
 
 def test_history_filters(client, board):
-    ingest.import_now(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
-    ingest.import_now(board.id, "20180517.csv", BAD, channel="api", sender=None)
+    import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    import_file(board.id, "20180517.csv", BAD, channel="api", sender=None)
     old = ingest.receive(board.id, "20170101.csv", GOOD, channel="mail", sender="a@b.example")
     old.received_at = dt.datetime(2017, 1, 1, 3, 0)  # 12:00 in Tokyo
     db.session.commit()
@@ -85,7 +86,7 @@ def test_history_empty_state_explains_channels(client, board):
 
 
 def test_detail_shows_every_field_and_every_error(client, board):
-    imp = ingest.import_now(board.id, "20180517.csv", BAD, channel="api", sender="system-x")
+    imp = import_file(board.id, "20180517.csv", BAD, channel="api", sender="system-x")
     html = client.get(f"/imports/{imp.id}").get_data(as_text=True)
 
     assert "20180517.csv" in html and "system-x" in html and "API" in html
@@ -99,8 +100,8 @@ def test_detail_shows_every_field_and_every_error(client, board):
 
 
 def test_detail_links_the_replaced_import(client, board):
-    first = ingest.import_now(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
-    second = ingest.import_now(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    first = import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    second = import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
     assert second.replaced_import_id == first.id
     html = client.get(f"/imports/{second.id}").get_data(as_text=True)
     assert f'href="/imports/{first.id}"' in html
@@ -123,7 +124,7 @@ def test_queued_import_page_refreshes_itself(client, board):
 
 def test_download_returns_original_bytes_with_japanese_name(client, board):
     name = "5月売上 データ.csv"
-    imp = ingest.import_now(board.id, name, BAD, channel="web", sender="admin@acme.example")
+    imp = import_file(board.id, name, BAD, channel="web", sender="admin@acme.example")
     response = client.get(f"/imports/{imp.id}/download")
 
     assert response.status_code == 200
@@ -145,7 +146,7 @@ def test_download_of_a_refusal_is_404(client, board):
 
 
 def test_reimport_queues_the_same_bytes(client, board):
-    imp = ingest.import_now(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    imp = import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
     response = client.post(f"/imports/{imp.id}/reimport")
 
     assert response.status_code == 302
@@ -160,11 +161,11 @@ def test_reimport_queues_the_same_bytes(client, board):
     # The worker would run it; it replaces the earlier import's rows.
     done = runner.run_import(new_id)
     assert done.status == Import.SUCCEEDED and done.replaced_import_id == imp.id
-    assert db.session.scalar(db.select(db.func.count(Result.id))) == 2
+    assert db.session.scalar(db.select(db.func.count()).select_from(Result)) == 2
 
 
 def test_reimport_is_for_admins_only(client, board):
-    imp = ingest.import_now(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    imp = import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
     _viewer(board, client)
     html = client.get(f"/imports/{imp.id}").get_data(as_text=True)
     assert 'action="/imports/%d/reimport"' % imp.id not in html
@@ -173,7 +174,7 @@ def test_reimport_is_for_admins_only(client, board):
 
 
 def test_reimport_needs_the_csrf_token(app, client, board):
-    imp = ingest.import_now(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    imp = import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
     app.config["WTF_CSRF_ENABLED"] = True
     assert client.post(f"/imports/{imp.id}/reimport").status_code == 400
     html = client.get(f"/imports/{imp.id}").get_data(as_text=True)

@@ -10,7 +10,8 @@ import pytest
 
 from app.importer.filename import parse_filename
 from app.main.chart import EMPTY_MESSAGE, bars, format_value
-from app.services import columns, ingest, members, results
+from app.services import columns, members, results
+from tests.fixtures.ingest import import_file
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -28,7 +29,7 @@ def board(make_account, login):
 
 
 def _import(account_id: int, name: str, text: str) -> None:
-    imp = ingest.import_now(account_id, name, text.encode("cp932"), channel="cli", sender=None)
+    imp = import_file(account_id, name, text.encode("cp932"), channel="cli", sender=None)
     assert imp.status == "succeeded", [e.message for e in imp.errors]
 
 

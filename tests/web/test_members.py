@@ -41,7 +41,7 @@ def upload(client, data: bytes, filename: str = "members.csv"):
 def error_rows(html: str) -> list[tuple[str, str, str, str]]:
     """The (line, column, value, message) rows of the error table, as the user reads them."""
     section = html.split('id="import-errors"', 1)[1]
-    cells = re.findall(r"<tr>\s*<td class=\"num\">(.*?)</td>\s*<td>(.*?)</td>\s*<td>(.*?)</td>\s*<td[^>]*>(.*?)</td>",
+    cells = re.findall(r"<tr>\s*<td class=\"num\">(.*?)</td>\s*<td>(.*?)</td>\s*<td[^>]*>(.*?)</td>\s*<td[^>]*>(.*?)</td>",
                        section, re.S)
     return [tuple(c.strip() for c in row) for row in cells]
 
@@ -245,7 +245,7 @@ def test_viewer_sees_the_list_but_cannot_change_anything(client, make_account, l
 
 
 def test_member_addresses_follow_the_one_address_rule_in_the_form_and_the_csv(client, admin):
-    from tests.importer.test_addresses import INVALID, VALID
+    from tests.fixtures.addresses import INVALID, VALID
 
     for no, (typed, _) in enumerate(VALID, start=1):
         response = client.post("/settings/members/new", data={"no": str(no), "name": f"メンバー{no}", "email": typed})

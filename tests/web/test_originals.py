@@ -9,6 +9,7 @@ from app.extensions import db
 from app.models import Import, ImportFile
 from app.services import files, ingest, runner
 from servers.scheduler import FilePurge, FtpCheckScheduler, RunningScheduler
+from tests.fixtures.ingest import import_file
 
 GOOD = "No.,売上,件数\r\n1,120000,2\r\n2,\"50,000\",1\r\n".encode("cp932")
 GONE = "保存期間(400日)を過ぎたため元のファイルは削除されました"
@@ -21,7 +22,7 @@ def _pieces(import_id: int) -> int:
 
 def test_an_original_in_many_pieces_downloads_byte_for_byte_and_reimports(client, board, monkeypatch):
     monkeypatch.setattr(files, "CHUNK_SIZE", 7)  # GOOD is then several pieces
-    imp = ingest.import_now(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    imp = import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
     assert imp.status == Import.SUCCEEDED and imp.row_count == 2  # the import read the pieces back
     assert _pieces(imp.id) == -(-len(GOOD) // 7) > 1
 
@@ -49,7 +50,7 @@ def test_any_bytes_and_an_empty_file_come_back_unchanged(client, board):
 
 
 def _received(account_id: int, name: str, when: dt.datetime) -> int:
-    imp = ingest.import_now(account_id, name, GOOD, channel="cli", sender=None)
+    imp = import_file(account_id, name, GOOD, channel="cli", sender=None)
     imp.received_at = when  # naive UTC, as stored
     db.session.commit()
     return imp.id

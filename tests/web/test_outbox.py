@@ -7,7 +7,8 @@ import pytest
 
 from app.extensions import db
 from app.models import OutboxMail
-from app.services import columns, ingest, members, outbox
+from app.services import columns, members, outbox
+from tests.fixtures.ingest import import_file
 
 GOOD = "No.,売上\r\n1,120000\r\n".encode("cp932")
 BAD = "No.,売上\r\n99,<b>100</b>\r\n".encode("cp932")
@@ -27,8 +28,8 @@ def board(make_account, login):
 
 
 def test_outbox_lists_report_mails_newest_first(client, board):
-    ingest.import_now(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
-    ingest.import_now(board.id, "20180517.csv", BAD, channel="cli", sender=None)
+    import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    import_file(board.id, "20180517.csv", BAD, channel="cli", sender=None)
 
     html = client.get("/outbox").get_data(as_text=True)
 
@@ -40,7 +41,7 @@ def test_outbox_lists_report_mails_newest_first(client, board):
 
 
 def test_outbox_shows_delivery_state(client, board):
-    ingest.import_now(board.id, "20180517.csv", BAD, channel="cli", sender=None)
+    import_file(board.id, "20180517.csv", BAD, channel="cli", sender=None)
     mail = db.session.scalars(db.select(OutboxMail)).one()
     mail.status = OutboxMail.FAILED
     mail.attempts = 20
@@ -53,7 +54,7 @@ def test_outbox_shows_delivery_state(client, board):
 
 
 def test_mail_page_shows_the_body_escaped(client, board):
-    ingest.import_now(board.id, "20180517.csv", BAD, channel="cli", sender=None)
+    import_file(board.id, "20180517.csv", BAD, channel="cli", sender=None)
     mail = db.session.scalars(db.select(OutboxMail)).one()
 
     html = client.get(f"/outbox/{mail.id}").get_data(as_text=True)

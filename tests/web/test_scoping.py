@@ -4,65 +4,22 @@
 - a user of account B asking for any URL that carries the id of an object of account A
   gets 404 (GET and POST, where the rule allows them).
 
-A new URL argument must be added to OBJECT_FACTORIES below; the test fails loudly until then.
+A new URL argument must be added to OBJECT_FACTORIES (tests/fixtures/scoping.py); the test fails
+loudly until then.
 """
 from __future__ import annotations
 
-import hashlib
 from urllib.parse import urlsplit
 
 import pytest
 
 from app.extensions import db
-from app.models import Import, OutboxMail, User
-from app.services import columns as column_service
-from app.services import files
+from app.models import Import, User
 from app.services import members as member_service
-from app.services import users as user_service
+from tests.fixtures.scoping import OBJECT_FACTORIES, build
 
 # Endpoints that answer without a login on purpose.
 PUBLIC_ENDPOINTS = {"static", "auth.login"}
-
-
-def _member(account):
-    return member_service.create_member(account.id, 1, "E001", "山田 太郎").id
-
-
-def _column(account):
-    return column_service.add_column(account.id, "売上", "円").id
-
-
-def _user(account):
-    return user_service.create_user(account.id, f"viewer@{account.slug}.example", "password-123", User.VIEWER).id
-
-
-def _import(account):
-    content = "社員ID,売上\r\nE001,100\r\n".encode()
-    record = Import(account_id=account.id, channel="web", filename="20180516.csv", sender="admin@a.example",
-                    status=Import.FAILED, size=len(content), sha256=hashlib.sha256(content).hexdigest(),
-                    error_count=0)
-    db.session.add(record)
-    db.session.flush()
-    files.store(record.id, content)
-    db.session.commit()
-    return record.id
-
-
-def _mail(account):
-    mail = OutboxMail(account_id=account.id, kind="error", to_addrs=["ops@a.example"], subject="件名", body="本文")
-    db.session.add(mail)
-    db.session.commit()
-    return mail.id
-
-
-# URL argument name -> how to make one object of an account and return its id.
-OBJECT_FACTORIES = {
-    "member_id": _member,
-    "column_id": _column,
-    "user_id": _user,
-    "import_id": _import,
-    "mail_id": _mail,
-}
 
 
 def scoped_rules(app):
@@ -75,18 +32,6 @@ def scoped_rules(app):
 
 def methods_of(rule) -> list[str]:
     return [m for m in ("GET", "POST") if m in rule.methods]
-
-
-def build(app, rule, ids: dict[str, int]) -> str:
-    unknown = sorted(set(rule.arguments) - set(ids))
-    assert not unknown, (
-        f"{rule.rule} ({rule.endpoint}) takes {unknown}: add them to OBJECT_FACTORIES in "
-        f"tests/web/test_scoping.py so the scoping check covers this route"
-    )
-    with app.test_request_context():
-        from flask import url_for
-
-        return url_for(rule.endpoint, **{name: ids[name] for name in rule.arguments})
 
 
 @pytest.fixture

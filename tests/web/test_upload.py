@@ -22,7 +22,7 @@ def _post(client, name: str, data: bytes, dry_run: bool = False):
 
 def _counts() -> tuple[int, int]:
     imports = db.session.scalar(db.select(db.func.count(Import.id)))
-    results = db.session.scalar(db.select(db.func.count(Result.id)))
+    results = db.session.scalar(db.select(db.func.count()).select_from(Result))
     return imports, results
 
 

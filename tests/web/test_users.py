@@ -8,8 +8,8 @@ import pytest
 from app.extensions import db
 from app.models import User
 from app.services import users as user_service
-from tests.importer.test_addresses import INVALID as INVALID_ADDRESSES
-from tests.importer.test_addresses import VALID as VALID_ADDRESSES
+from tests.fixtures.addresses import INVALID as INVALID_ADDRESSES
+from tests.fixtures.addresses import VALID as VALID_ADDRESSES
 
 
 @pytest.fixture
