@@ -1,6 +1,6 @@
 """Admission: may this account receive a file on this channel now, and what happens otherwise?
 
-One decision for every channel; the adapters (servers/smtp.py, servers/ftp.py,
+One decision for every channel; the adapters (servers/mailhandler.py, servers/ftpauth.py,
 services/ftpcheck.py, api/routes.py) only map its outcome to their protocol's answer.
 
 The rules, in this order (the first that applies decides):

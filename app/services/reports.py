@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # The mail lists what is stored for the import: the first MAX_ERRORS_PER_FILE errors.
 MAX_ERRORS_IN_MAIL = MAX_ERRORS_PER_FILE
 # How the SMTP channel writes the ignored attachments into the import's note today
-# (servers/smtp.py _ignored_note): this prefix, then the names joined by ", ".
+# (servers/spooldrain.py _ignored_note): this prefix, then the names joined by ", ".
 # Spreadsheet files a sender may attach instead of the CSV saved from them.
 SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".numbers")
 
