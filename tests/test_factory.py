@@ -130,6 +130,28 @@ def test_sqlite_settings_apply_to_the_apps_engine_only(tmp_path):
         other.dispose()
 
 
+def test_a_sqlite_connection_is_not_pinged_each_time_it_leaves_the_pool(tmp_path):
+    # The ping is for server connections that can drop; on a SQLite file it is one query per checkout.
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'a.db'}"})
+    statements: list[str] = []
+    with app.app_context():
+        with db.engine.connect() as conn:
+            conn.connection.driver_connection.set_trace_callback(statements.append)
+        for _ in range(3):
+            with db.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 42")
+        db.engine.dispose()
+    assert [s for s in statements if "42" in s] == ["SELECT 42"] * 3
+    assert not [s for s in statements if s.strip().upper() == "SELECT 1"], statements
+
+
+def test_a_postgresql_app_pings_its_connections():
+    app = create_app({"TESTING": True, "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://renkei@127.0.0.1:1/none"})
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {"pool_pre_ping": True}
+
+
 def test_the_factory_configures_no_logging(tmp_path):
     # Logging is the entry points' choice (run.py: INFO; `flask …`: warnings), not the factory's.
     code = "import logging; from app import create_app; create_app(); print(logging.getLogger().handlers)"
