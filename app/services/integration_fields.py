@@ -1,0 +1,138 @@
+"""The fields of 外部連携設定: their Japanese labels and how each is read from form or CLI text.
+
+Each parser takes what a person typed (NFKC-normalised first, so full-width digits, ＠ and
+letters typed with a Japanese IME work) and returns the stored value or raises ValueError
+with the Japanese message shown next to the field. services/integration.py decides which
+fields a change needs and saves them.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any, Iterable
+
+from ..enums import LinkStatus, Mode
+from ..importer.addresses import InvalidAddress, normalize_address
+from . import checktimes
+
+MODES = {Mode.MAIL: "メール添付連動", Mode.FTP: "FTP連動", Mode.API: "API連動"}
+STATUSES = {LinkStatus.ACTIVE: "連動稼働", LinkStatus.STOPPED: "連動稼働停止"}
+MEMBER_KEYS = {"no": "メンバー設定のNo.", "employee_id": "メンバー設定の社員ID"}
+ENCODINGS = {"auto": "自動", "cp932": "Shift_JIS(cp932)", "utf-8": "UTF-8"}
+WEEKDAY_LABELS = dict(zip(checktimes.WEEKDAYS, "月火水木金土日"))
+INTERVAL_LABELS = {5: "5分", 10: "10分", 15: "15分", 30: "30分", 60: "1時間", 120: "2時間"}
+
+FIELD_LABELS = {
+    "mode": "データ連動方式",
+    "status": "データ連動ステータス",
+    "member_key": "メンバー識別ID",
+    "encoding": "文字コード",
+    "error_to": "エラー報告メールアドレス",
+    "success_to": "正常更新報告メールアドレス",
+    "senders": "送信元メールアドレス",
+    "ftp_days": "データ連動曜日",
+    "ftp_start": "データ連動時間(開始)",
+    "ftp_end": "データ連動時間(終了)",
+    "ftp_interval": "データ連動間隔",
+    "ftp_delay": "○分遅らせてチェック",
+}
+FTP_FIELDS = ("ftp_days", "ftp_start", "ftp_end", "ftp_interval", "ftp_delay")
+MAX_ADDRESSES = 50
+
+# Separators a user may put between addresses: newline, tab (a pasted Excel row), comma,
+# semicolon and the Japanese 、 (NFKC already turned full-width ，； into ASCII). Not spaces:
+# "taro yamada@example.com" is reported as one wrong address, not as two.
+_SEPARATORS = re.compile(r"[\r\n\t,;、]+")
+
+
+def split_addresses(value: str | Iterable[str] | None) -> list[str]:
+    """Split a list and/or newline-, comma-separated text into stripped, non-empty entries."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in items:
+        text = unicodedata.normalize("NFKC", str(item or ""))
+        out.extend(part.strip() for part in _SEPARATORS.split(text) if part.strip())
+    return out
+
+
+def parse_addresses(field: str, value: Any) -> tuple[list[str], list[str]]:
+    """Validate addresses; return (normalized unique addresses, error messages)."""
+    addresses: list[str] = []
+    seen: set[str] = set()
+    errors: list[str] = []
+    for raw in split_addresses(value):
+        try:
+            normalized = normalize_address(raw)
+        except InvalidAddress:
+            errors.append(f"「{raw}」はメールアドレスとして正しくありません。")
+            continue
+        if normalized.casefold() not in seen:
+            seen.add(normalized.casefold())
+            addresses.append(normalized)
+    if len(addresses) > MAX_ADDRESSES:
+        errors.append(f"{FIELD_LABELS[field]}は{MAX_ADDRESSES}件までにしてください。")
+    return addresses, errors
+
+
+def _parse_choice(field: str, value: Any, choices: dict) -> str:
+    text = str(value or "").strip().lower()
+    if text not in choices:
+        allowed = "・".join(f"{label}({key})" for key, label in choices.items())
+        raise ValueError(f"{FIELD_LABELS[field]}は {allowed} から選んでください。")
+    return text
+
+
+def _parse_days(value: Any) -> list[str]:
+    japanese = {label: key for key, label in WEEKDAY_LABELS.items()}
+    chosen: set[str] = set()
+    for part in split_addresses(value):
+        key = japanese.get(part, part.lower()[:3])
+        if key not in WEEKDAY_LABELS:
+            raise ValueError(f"曜日「{part}」は正しくありません(mon〜sun または 月〜日)。")
+        chosen.add(key)
+    # Stored in calendar order so that comparing and showing the list is stable.
+    return [day for day in checktimes.WEEKDAYS if day in chosen]
+
+
+def _parse_time(value: Any) -> str:
+    text = unicodedata.normalize("NFKC", str(value or "")).strip()
+    if not text:
+        raise ValueError("時刻を入力してください。")
+    return checktimes.format_hhmm(checktimes.parse_hhmm(text))
+
+
+def _parse_minutes(value: Any, what: str) -> int:
+    text = unicodedata.normalize("NFKC", str(value if value is not None else "")).strip()
+    if not re.fullmatch(r"\d{1,4}", text):
+        raise ValueError(f"{what}を分単位の数字で入力してください。")
+    return int(text)
+
+
+def _parse_interval(value: Any) -> int:
+    minutes = _parse_minutes(value, "データ連動間隔")
+    if problem := checktimes.interval_error(minutes):
+        raise ValueError(problem)
+    return minutes
+
+
+def _parse_delay(value: Any) -> int:
+    minutes = _parse_minutes(value, "遅らせる時間")
+    if problem := checktimes.delay_error(minutes):
+        raise ValueError(problem)
+    return minutes
+
+
+SCALAR_PARSERS = {
+    "mode": lambda v: _parse_choice("mode", v, MODES),
+    "status": lambda v: _parse_choice("status", v, STATUSES),
+    "member_key": lambda v: _parse_choice("member_key", v, MEMBER_KEYS),
+    "encoding": lambda v: _parse_choice("encoding", v, ENCODINGS),
+    "ftp_days": _parse_days,
+    "ftp_start": _parse_time,
+    "ftp_end": _parse_time,
+    "ftp_interval": _parse_interval,
+    "ftp_delay": _parse_delay,
+}
+ADDRESS_FIELDS = ("error_to", "success_to", "senders")
