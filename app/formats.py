@@ -18,3 +18,13 @@ def shown_number(value: float | int, unit: str = "") -> str:
         if text == "-0":  # -0.001 rounds to nothing: no sign on a zero
             text = "0"
     return f"{text}{unit}"
+
+
+def shown_cells(values) -> list[str]:
+    """shown_number of each value, "" for None: a table's cells in one call.
+
+    A 5,000-member board has 35,000 cells; the integer case (almost all of them) is written
+    inline, so a cell costs one f-string rather than a function call and a filter.
+    """
+    return ["" if value is None else f"{int(value):,}" if type(value) is float and value.is_integer()
+            else shown_number(value) for value in values]

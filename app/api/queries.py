@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from ..extensions import db
 from ..importer.filename import Period, month_bounds
 from ..models import GraphColumn, Import, ImportErrorRecord, ManualResult, Member
 from ..services import columns as columns_service
 from ..services import members as members_service
+from ..services import monthgrid
 from ..services import totals as totals_service
 # import_json is re-exported: the routes call queries.import_json (the shape itself lives in shapes.py).
 from .shapes import import_json, number  # noqa: F401
@@ -54,17 +56,22 @@ def get_import(account_id: int, import_id: int) -> Import | None:
     return db.session.scalar(select(Import).where(Import.id == import_id, Import.account_id == account_id))
 
 
+# The API's representation of one member (メンバー): its keys and the Member columns they come from.
+MEMBER_FIELDS = (("id", Member.id), ("no", Member.no), ("employee_id", Member.employee_id), ("name", Member.name),
+                 ("department", Member.department), ("email", Member.email), ("active", Member.active))
+_MEMBER_KEYS = tuple(key for key, _ in MEMBER_FIELDS)
+
+
 def member_json(member: Member) -> dict[str, Any]:
     """The API's representation of one member (メンバー)."""
-    return {
-        "id": member.id,
-        "no": member.no,
-        "employee_id": member.employee_id,
-        "name": member.name,
-        "department": member.department,
-        "email": member.email,
-        "active": bool(member.active),
-    }
+    return member_row_json(tuple(getattr(member, key) for key in _MEMBER_KEYS))
+
+
+def member_row_json(row: Sequence[Any]) -> dict[str, Any]:
+    """The same from a row of MEMBER_FIELDS' columns, in their order."""
+    data = dict(zip(_MEMBER_KEYS, row))
+    data["active"] = bool(data["active"])
+    return data
 
 
 def column_json(column: GraphColumn) -> dict[str, Any]:
@@ -98,9 +105,43 @@ def results_json(account_id: int, period: Period) -> dict[str, Any]:
     """
     first, following = _period_bounds(period)
     columns = columns_service.list_columns(account_id)
-    known = {c.id for c in columns}
+    ids = [c.id for c in columns]
+    if period.kind == "day":
+        rows = _day_grid(account_id, period.date, ids)
+    else:
+        # One row per member, pivoted by the database (services/monthgrid.py): a month of
+        # 5,000 members is 5,000 tuples here, not 40,000 rows and 5,000 ORM objects.
+        rows = monthgrid.month_grid(account_id, first, ids, [column for _, column in MEMBER_FIELDS],
+                                    with_inactive_results=True)
+    names = [c.name for c in columns]
+    fields = len(MEMBER_FIELDS)
+    totals: list[float | None] = [None] * len(columns)
+    out_members = []
+    for row in rows:
+        values = row[fields + 1:]
+        for index, value in enumerate(values):
+            if value is not None:
+                totals[index] = value if totals[index] is None else totals[index] + value
+        member = member_row_json(row[:fields])
+        member["lines"] = row[fields] or 0
+        member["values"] = dict(zip(names, map(number, values)))
+        out_members.append(member)
+    return {
+        "period": period.key,
+        "period_kind": period.kind,
+        "from": first.isoformat(),
+        "to": (following - dt.timedelta(days=1)).isoformat(),
+        "columns": [column_json(c) for c in columns],
+        "members": out_members,
+        "totals": dict(zip(names, map(number, totals))),
+    }
+
+
+def _day_grid(account_id: int, day: dt.date, column_ids: list[int]) -> list[tuple]:
+    """The day's rows in month_grid's shape: (*MEMBER_FIELDS, line count, one sum per column id), by No."""
     sums: dict[int, dict[int, float]] = {}
     lines: dict[int, int] = {}
+    known = set(column_ids)
 
     def add(member_id: int, column_id: int, total: float, line_count: int) -> None:
         if column_id == totals_service.LINES:
@@ -110,45 +151,27 @@ def results_json(account_id: int, period: Period) -> dict[str, Any]:
             target = sums.setdefault(member_id, {})
             target[column_id] = target.get(column_id, 0.0) + total
 
-    if period.kind == "day":
-        for row in totals_service.day_rows(account_id, period.date):
-            add(*row)
-        # Hand-typed results of the day are not in any import's totals: the day's few are summed here.
-        manual = db.session.execute(
-            select(ManualResult.member_id, ManualResult.values)
-            .where(ManualResult.account_id == account_id, ManualResult.period_kind == "day",
-                   ManualResult.period_date == period.date)
-        )
-        for member_id, values in manual:
-            add(member_id, totals_service.LINES, 0.0, 1)
-            for key, value in (values or {}).items():
-                if value is not None:
-                    add(member_id, int(key), value, 1)
-    else:
-        for row in totals_service.month_rows(account_id, first):
-            add(*row)
-    members = db.session.scalars(
-        select(Member)
-        .where(Member.account_id == account_id, or_(Member.active.is_(True), Member.id.in_(list(sums) or [-1])))
-        .order_by(Member.no)
+    for row in totals_service.day_rows(account_id, day):
+        add(*row)
+    # Hand-typed results of the day are not in any import's totals: the day's few are summed here.
+    manual = db.session.execute(
+        select(ManualResult.member_id, ManualResult.values)
+        .where(ManualResult.account_id == account_id, ManualResult.period_kind == "day",
+               ManualResult.period_date == day)
     )
-    totals: dict[int, float] = {}
-    out_members = []
+    for member_id, values in manual:
+        add(member_id, totals_service.LINES, 0.0, 1)
+        for key, value in (values or {}).items():
+            if value is not None:
+                add(member_id, int(key), value, 1)
+    members = db.session.execute(
+        select(*(column for _, column in MEMBER_FIELDS))
+        .where(Member.account_id == account_id).order_by(Member.no)
+    )
+    out = []
     for member in members:
-        member_sums = sums.get(member.id, {})
-        for column_id, value in member_sums.items():
-            totals[column_id] = totals.get(column_id, 0.0) + value
-        out_members.append({
-            **member_json(member),
-            "lines": lines.get(member.id, 0),
-            "values": {c.name: number(member_sums.get(c.id)) for c in columns},
-        })
-    return {
-        "period": period.key,
-        "period_kind": period.kind,
-        "from": first.isoformat(),
-        "to": (following - dt.timedelta(days=1)).isoformat(),
-        "columns": [column_json(c) for c in columns],
-        "members": out_members,
-        "totals": {c.name: number(totals.get(c.id)) for c in columns},
-    }
+        member_id, active = member[0], member[-1]
+        if active or member_id in sums:
+            member_sums = sums.get(member_id, {})
+            out.append((*member, lines.get(member_id), *(member_sums.get(c) for c in column_ids)))
+    return out

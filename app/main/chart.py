@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-from ..formats import shown_number
+from ..formats import shown_cells
 
 # Geometry in viewBox units; the SVG scales to its container's width (class "chart").
 # Narrow on purpose: on a phone the whole drawing shrinks, and a wide one would make the text unreadable.
@@ -33,11 +33,6 @@ TEXT_FILL = "#1f2933"
 EMPTY_MESSAGE = "表示できるデータがありません"
 
 
-def format_value(value: float, unit: str = "") -> str:
-    """Return the value as every screen and mail shows it (app/formats.py), with its unit."""
-    return shown_number(value, unit)
-
-
 def bars(labels: Sequence[str], values: Sequence[float | None], unit: str = "", title: str = "") -> Markup:
     """Return SVG markup drawing one horizontal bar per label; None counts as 0, negatives go left of the axis."""
     if len(labels) != len(values):
@@ -57,36 +52,33 @@ def bars(labels: Sequence[str], values: Sequence[float | None], unit: str = "", 
     zero_x = plot_left + (0.0 - low) * scale
     height = TOP + ROW_HEIGHT * len(numbers) + BOTTOM
 
+    # One f-string per bar, the number texts made in one pass and each text escaped once: a
+    # 5,000-member month draws 5,000 bars, and per-piece appends and calls were a third of the page.
+    label_x = _n(LABEL_WIDTH)
+    texts = f'dominant-baseline="middle" font-size="{FONT_SIZE}" fill="{TEXT_FILL}"'
     parts = [_open(height, title)]
-    for index, (label, number) in enumerate(zip(labels, numbers)):
+    for index, (label, number, shown) in enumerate(zip(labels, numbers, shown_cells(numbers))):
         y = TOP + index * ROW_HEIGHT
-        bar_y = y + (ROW_HEIGHT - BAR_HEIGHT) / 2
-        text_y = y + ROW_HEIGHT / 2
+        text_y = _n(y + ROW_HEIGHT / 2)
         length = abs(number) * scale
         negative = number < 0
         bar_x = zero_x - length if negative else zero_x
-        shown = format_value(number, unit)
+        shown = escape(shown + unit)
         full_label = str(label)
-        parts.append(f'<g class="bar-row{" negative" if negative else ""}">')
-        parts.append(f"<title>{escape(full_label)}: {escape(shown)}</title>")
-        parts.append(
-            f'<text class="bar-label" x="{_n(LABEL_WIDTH)}" y="{_n(text_y)}" text-anchor="end" '
-            f'dominant-baseline="middle" font-size="{FONT_SIZE}" fill="{TEXT_FILL}">'
-            f"{escape(_shorten(full_label))}</text>"
-        )
-        parts.append(
-            f'<rect class="bar" x="{_n(bar_x)}" y="{_n(bar_y)}" width="{_n(length)}" height="{BAR_HEIGHT}" '
-            f'fill="{NEGATIVE_FILL if negative else POSITIVE_FILL}"/>'
-        )
+        name = escape(full_label)
+        short = _shorten(full_label)
         if negative:
-            value_x, anchor = bar_x - 4, "end"
+            row_class, fill, value_x, anchor = "bar-row negative", NEGATIVE_FILL, bar_x - 4, "end"
         else:
-            value_x, anchor = bar_x + length + 4, "start"
+            row_class, fill, value_x, anchor = "bar-row", POSITIVE_FILL, bar_x + length + 4, "start"
         parts.append(
-            f'<text class="bar-value" x="{_n(value_x)}" y="{_n(text_y)}" text-anchor="{anchor}" '
-            f'dominant-baseline="middle" font-size="{FONT_SIZE}" fill="{TEXT_FILL}">{escape(shown)}</text>'
+            f'<g class="{row_class}"><title>{name}: {shown}</title>'
+            f'<text class="bar-label" x="{label_x}" y="{text_y}" text-anchor="end" {texts}>'
+            f'{name if short == full_label else escape(short)}</text>'
+            f'<rect class="bar" x="{_n(bar_x)}" y="{_n(y + (ROW_HEIGHT - BAR_HEIGHT) / 2)}" width="{_n(length)}" '
+            f'height="{BAR_HEIGHT}" fill="{fill}"/>'
+            f'<text class="bar-value" x="{_n(value_x)}" y="{text_y}" text-anchor="{anchor}" {texts}>{shown}</text></g>'
         )
-        parts.append("</g>")
     parts.append(
         f'<line class="axis" x1="{_n(zero_x)}" y1="{TOP - 4}" x2="{_n(zero_x)}" '
         f'y2="{_n(height - BOTTOM + 4)}" stroke="{AXIS_STROKE}" stroke-width="1"/>'

@@ -4,9 +4,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 from sqlalchemy import literal, select, union_all
 
@@ -15,6 +15,7 @@ from ..extensions import db
 from ..importer.filename import Period, month_bounds, parse_period
 from ..importer.layout import KEY_HEADERS, NOTE_HEADER
 from ..models import GraphColumn, Import, IntegrationSettings, ManualResult, Member, Result
+from . import monthgrid
 from . import totals as month_totals
 
 EXPORT_ENCODINGS = ("cp932", "utf-8", "utf-8-sig")
@@ -22,16 +23,35 @@ EXPORT_ENCODINGS = ("cp932", "utf-8", "utf-8-sig")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+class BoardMember(NamedTuple):
+    """What the board shows of a member."""
+
+    id: int
+    no: int
+    name: str
+    department: str | None
+
+
 @dataclass
 class MonthTable:
-    """A month of results: active members by No., columns in order, sums per (member, column)."""
+    """A month of results: active members by No., columns in order, and the grid of their sums.
+
+    `values[i][j]` is members[i]'s sum in columns[j], None where nothing is stored.
+    """
 
     year: int
     month: int
-    members: list[Member]
+    members: list[BoardMember]
     columns: list[GraphColumn]
-    totals: dict[tuple[int, int], float] = field(default_factory=dict)
+    values: list[tuple[float | None, ...]] = field(default_factory=list)
     column_totals: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def totals(self) -> dict[tuple[int, int], float]:
+        """The stored sums by (member id, column id)."""
+        return {(member.id, column.id): value
+                for member, row in zip(self.members, self.values)
+                for column, value in zip(self.columns, row) if value is not None}
 
     def value(self, member_id: int, column_id: int) -> float | None:
         return self.totals.get((member_id, column_id))
@@ -58,19 +78,17 @@ def month_table(account_id: int, year: int, month: int) -> MonthTable:
     are the sums of what the table shows.
     """
     first, _following = _month_bounds(year, month)
-    members = list(db.session.scalars(
-        select(Member).where(Member.account_id == account_id, Member.active.is_(True)).order_by(Member.no)
-    ))
     columns = columns_of(account_id)
-    member_ids = {member.id for member in members}
-    column_ids = {column.id for column in columns}
-    totals: dict[tuple[int, int], float] = {}
-    column_totals: dict[int, float] = defaultdict(float)
-    for member_id, column_id, total, _lines in month_totals.month_rows(account_id, first):
-        if member_id in member_ids and column_id in column_ids:
-            totals[(member_id, column_id)] = total
-            column_totals[column_id] += total
-    return MonthTable(year, month, members, columns, totals, dict(column_totals))
+    rows = monthgrid.month_grid(account_id, first, [column.id for column in columns],
+                                (Member.id, Member.no, Member.name, Member.department))
+    members = [BoardMember(*row[:4]) for row in rows]
+    values = [tuple(row[5:]) for row in rows]  # row[4] is the line count, which the board does not show
+    column_totals: dict[int, float] = {}
+    for column, cells in zip(columns, zip(*values)):
+        present = [cell for cell in cells if cell is not None]
+        if present:
+            column_totals[column.id] = sum(present)
+    return MonthTable(year, month, members, columns, values, column_totals)
 
 
 def format_number(value: float) -> str:

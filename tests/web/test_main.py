@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from app.importer.filename import parse_filename
-from app.main.chart import EMPTY_MESSAGE, bars, format_value
+from app.main.chart import EMPTY_MESSAGE, bars
 from app.services import columns, members, results
 from tests.fixtures.ingest import import_file
 
@@ -230,7 +230,9 @@ def test_chart_rejects_mismatched_lengths():
 @pytest.mark.parametrize(
     "value, unit, expected",
     [(1234567, "円", "1,234,567円"), (-5000, "", "-5,000"), (12.5, "件", "12.5件"), (0.125, "", "0.12"),
-     (1000.0, "", "1,000")],
+     (1000.0, "", "1,000"), (-0.001, "円", "0円")],
 )
-def test_format_value(value, unit, expected):
-    assert format_value(value, unit) == expected
+def test_chart_shows_values_as_every_screen_does(value, unit, expected):
+    root = _parse(bars(["a"], [value], unit=unit))
+    assert [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "bar-value"] == [expected]
+    assert next(root.iter(f"{SVG}g")).find(f"{SVG}title").text == f"a: {expected}"
