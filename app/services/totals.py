@@ -128,16 +128,9 @@ def record_manual(account_id: int, member_id: int, period_date: dt.date, values:
                                        "column_id": column_id, "total": total})
 
 
-def month_rows(account_id: int, month: dt.date) -> list[tuple[int, int, float, int]]:
-    """(member id, column id, total, line count) of a month; column id LINES holds the member's lines."""
-    return list(db.session.execute(
-        select(MonthTotal.member_id, MonthTotal.column_id, MonthTotal.total, MonthTotal.line_count)
-        .where(MonthTotal.account_id == account_id, MonthTotal.period_month == month)
-    ))
-
-
 def day_rows(account_id: int, day: dt.date) -> list[tuple[int, int, float, int]]:
-    """The same for one day: its daily imports' totals (hand-typed results are not in them)."""
+    """(member id, column id, total, line count) of one day's daily imports (hand-typed results are not in
+    them); column id LINES holds the member's lines. A month is read by services/monthgrid.py."""
     from sqlalchemy import func
 
     return list(db.session.execute(
