@@ -27,7 +27,11 @@ _SAFE_DIGITS = 308
 _MINUS_SIGNS = frozenset("-\u2212△▲")
 _INFINITY = float("inf")
 # Valid rows are handed out in lists of about this many (the importer's insert batches).
-BATCH_ROWS = 4000
+# Small enough that a batch's dicts and tuples die young: with 4,000 they outlived two young
+# collections, landed in the oldest generation and set off full collections of the whole heap
+# (measured on the 200,000-row file: 0.42-0.49 s CPU in the cyclic GC per import at 4,000,
+# 0.21 s at 1,000, 0.06 s at 500 and at 250), with no process-wide GC setting touched.
+BATCH_ROWS = 500
 
 
 @dataclass(slots=True)
