@@ -13,7 +13,7 @@ from ..importer.filename import Period
 from ..importer.layout import Row, RowTuple
 from ..models import Import, Result
 
-# Rows per batch: large enough to amortise each call into the driver, small enough to keep memory flat.
+# Error records per insert (result rows come in the reader's batches, layout.BATCH_ROWS).
 BATCH_SIZE = 4000
 
 # In this order in every insert tuple.

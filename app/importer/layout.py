@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,11 +26,12 @@ _SAFE_DIGITS = 308
 # NFKC already turns full-width "－" (U+FF0D) and "﹣" into "-"; U+2212 has no decomposition.
 _MINUS_SIGNS = frozenset("-\u2212△▲")
 _INFINITY = float("inf")
-# One plain value cell, which float() reads exactly as parse_value does: ASCII digits, with a
-# leading "-" only before a non-zero number ("-0" must become 0, not -0.0, so parse_value reads it).
-_PLAIN_CELL = r"(?:-(?=0*[1-9]))?[0-9]+"
 # Valid rows are handed out in lists of about this many (the importer's insert batches).
-BATCH_ROWS = 4000
+# Small enough that a batch's dicts and tuples die young: with 4,000 they outlived two young
+# collections, landed in the oldest generation and set off full collections of the whole heap
+# (measured on the 200,000-row file: 0.42-0.49 s CPU in the cyclic GC per import at 4,000,
+# 0.21 s at 1,000, 0.06 s at 500 and at 250), with no process-wide GC setting touched.
+BATCH_ROWS = 500
 
 
 @dataclass(slots=True)
@@ -93,6 +93,16 @@ def parse_value(cell: str) -> float | None:
     if value == _INFINITY:
         raise ValueError(TOO_LARGE)
     return -value if negative and value else value  # "-0" is 0, not -0.0
+
+
+def _plain(joined: str) -> bool:
+    """True when float() reads each cell of these cells joined together exactly as parse_value does.
+
+    Only ASCII digits and "-" (float() rejects a "-" anywhere but first, and an empty cell), and no
+    cell starting with "-0", which float() reads as -0.0 where parse_value gives 0. Any other
+    cell (a comma, a space, a full-width digit, △) goes through parse_value.
+    """
+    return joined.isascii() and (joined.isdigit() or ("-0" not in joined and joined.replace("-", "").isdigit()))
 
 
 def _is_digits(text: str) -> bool:
@@ -208,9 +218,6 @@ class CsvReader:
             width = len(self.header)
             member_of = self._members.get
             get_values = _getter(value_indexes)
-            # The cells joined by "," with exactly len-1 commas: a cell holding a comma ("1,234")
-            # adds one, so a match means every cell is plain (no comma, no space, not empty).
-            plain = re.compile(",".join([_PLAIN_CELL] * len(value_indexes))).fullmatch
             for record in reader:
                 line = last + 1
                 last = reader.line_num
@@ -230,10 +237,14 @@ class CsvReader:
                         continue  # only spaces: as blank as an empty line
                     member_id = self._member(record[0], line)
                 cells = get_values(record)
-                joined = ",".join(cells)
-                if len(joined) <= _SAFE_DIGITS and plain(joined):
-                    values = dict(zip(column_ids, map(float, cells)))
-                else:
+                values = None
+                joined = "".join(cells)
+                if len(joined) <= _SAFE_DIGITS and _plain(joined):
+                    try:
+                        values = dict(zip(column_ids, map(float, cells)))
+                    except ValueError:
+                        pass  # an empty cell or a misplaced "-": parse_value says what is wrong
+                if values is None:
                     values = self._values(cells, line, column_ids, names)
                 if member_id is None or values is None:
                     continue

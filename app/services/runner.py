@@ -121,10 +121,10 @@ def run_import(import_id: int) -> Import:
                 drain(prepared.reader.batches())
                 errors = errors + prepared.reader.errors
             else:
-                replaced, rows, unstorable = _store_rows(imp, prepared)
+                replaced, rows, unstorable, sums = _store_rows(imp, prepared)
                 errors = prepared.reader.errors + unstorable
                 if not errors:
-                    totals.record_import(imp.id, account_id, prepared.period.date, prepared.columns.values())
+                    totals.record_import(imp.id, account_id, prepared.period.date, sums)
             # The decoded text is not needed for the outcome and the report: free it now.
             prepared.reader = None
     except Exception:
@@ -136,13 +136,14 @@ def run_import(import_id: int) -> Import:
     return _finish_succeeded(imp, prepared, rows, replaced, started_at, started)
 
 
-def _store_rows(imp: Import, prepared: Prepared) -> tuple[int | None, int, list[RowError]]:
+def _store_rows(imp: Import, prepared: Prepared) -> tuple[int | None, int, list[RowError], totals.ImportSums]:
     """Delete the previous import's results and insert this file's rows in batches (no commit).
 
     The reader's batches go straight to the driver (app/db/bulk.py): per-row ORM objects or
     SQLAlchemy's per-row parameter processing would cost more than parsing the file. Memory
     stays flat: one batch exists at a time, never a list of all rows.
-    Returns (replaced import id, rows read, errors of values that cannot be stored).
+    The per-member sums are taken from the same batches (no second read of the stored rows).
+    Returns (replaced import id, rows read, errors of values that cannot be stored, the sums).
     """
     period = prepared.period
     assert period is not None and prepared.reader is not None
@@ -152,7 +153,10 @@ def _store_rows(imp: Import, prepared: Prepared) -> tuple[int | None, int, list[
     count = 0
     storing = True
     unstorable: list[RowError] = []
+    sums = totals.ImportSums(())
     for batch in reader.batches():
+        if not count:
+            sums = totals.ImportSums(reader.value_column_ids)  # known once the reader has read the header
         count += len(batch)
         if not storing:
             continue
@@ -164,7 +168,9 @@ def _store_rows(imp: Import, prepared: Prepared) -> tuple[int | None, int, list[
         except bulk.Unstorable as error:
             unstorable.extend(_unstorable(error.row, prepared.columns))
             storing = False
-    return replaced, count, unstorable
+            continue
+        sums.add(batch)
+    return replaced, count, unstorable, sums
 
 
 def _unstorable(row: Row, columns: dict[str, int]) -> list[RowError]:

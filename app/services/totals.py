@@ -4,20 +4,22 @@ Two small tables, both written in the transaction that writes or deletes the row
 
 - `import_totals`: per succeeded import, member and graph column, the sum of the column's
   values and how many lines held one; column id 0 holds the member's line count (any values).
-  Written from the import's own rows right after they are inserted; deleted with the import's
-  rows when a later file of the same name replaces them.
+  Summed from the import's rows as the runner inserts them (`ImportSums`), written in the same
+  transaction; deleted with the import's rows when a later file of the same name replaces them.
 - `month_totals`: the same per account, calendar month, member and column, over every import
   of the month (daily files and the monthly file) plus the results typed by hand. An import
   adds its totals, the import it replaces subtracts its own, a hand-typed result adds its
   values; rows whose line count drops to 0 are deleted, so a row exists exactly when a value does.
 
-Sums are of floats in a different order than a row-by-row sum, so they are equal for integer
-values (below 2**53) and equal within float rounding otherwise.
+An import's sums add each member's values in file order. Month sums add import sums, so they
+equal a row-by-row sum exactly for integer values (below 2**53) and within float rounding
+(the last bits) otherwise.
 """
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from operator import add
 
 from sqlalchemy import Date, bindparam, delete, select, text
 
@@ -31,43 +33,59 @@ def month_of(date: dt.date) -> dt.date:
     return date.replace(day=1)
 
 
-def _dialect() -> str:
-    return db.session.get_bind().dialect.name
+class ImportSums:
+    """The sums and line counts of an import per member and graph column, taken from its rows as they stream.
 
-
-def _cell(dialect: str, column_id: int) -> str:
-    """SQL for one graph column's value in a result's JSON (NULL when the line has none)."""
-    key = int(column_id)  # an integer id, written into the SQL as digits only
-    if dialect == "postgresql":
-        return f"(r.\"values\" ->> '{key}')::float8"
-    return f"json_extract(r.\"values\", '$.\"{key}\"')"
-
-
-def record_import(import_id: int, account_id: int, period_date: dt.date, column_ids: Iterable[int]) -> None:
-    """Sum the just-inserted rows of an import into import_totals and add them to its month (no commit).
-
-    One pass over the import's rows in the database, one group per member: the JSON of a row is
-    read once per graph column by the database's own JSON functions, and no Python runs per row.
+    The runner hands over each batch it inserts; nothing re-reads the stored rows. Each member
+    keeps one running sum per column of the file, added to line by line in file order.
     """
-    ids = sorted(set(column_ids))
-    dialect = _dialect()
-    cells = "".join(f", SUM({_cell(dialect, c)}), COUNT({_cell(dialect, c)})" for c in ids)
-    rows = db.session.execute(
-        text(f"SELECT r.member_id, COUNT(*){cells} FROM results r WHERE r.import_id = :import_id "
-             "GROUP BY r.member_id"),
-        {"import_id": import_id},
-    )
-    out = []
-    for member_id, lines, *sums in rows:
-        out.append({"import_id": import_id, "member_id": member_id, "column_id": LINES, "total": 0.0,
-                    "line_count": lines})
-        for index, column_id in enumerate(ids):
-            count = sums[2 * index + 1]
-            if count:
-                out.append({"import_id": import_id, "member_id": member_id, "column_id": column_id,
-                            "total": float(sums[2 * index]), "line_count": count})
-    if out:
-        db.session.execute(ImportTotal.__table__.insert(), out)
+
+    def __init__(self, column_ids: Sequence[int]):
+        """column_ids: the file's graph columns in header order, the order of every row's values."""
+        self._column_ids = tuple(column_ids)
+        self._index = {column_id: index for index, column_id in enumerate(self._column_ids)}
+        # member id -> [lines, lines with every column, running sums, lines per column among the others]
+        self._members: dict[int, list] = {}
+
+    def add(self, batch: Iterable[tuple]) -> None:
+        """Take one batch of the reader's (line, member id, values, note) tuples."""
+        width, members = len(self._column_ids), self._members
+        for _line, member_id, values, _note in batch:
+            member = members.get(member_id)
+            if member is None:
+                member = members[member_id] = [0, 0, [0.0] * width, [0] * width]
+            member[0] += 1
+            if len(values) == width:
+                # A line with every column (most lines): its values come in the sums' order, so
+                # one map adds them all at C speed.
+                member[1] += 1
+                member[2] = list(map(add, member[2], values.values()))
+            else:
+                sums, counts, index = member[2], member[3], self._index
+                for column_id, value in values.items():
+                    sums[index[column_id]] += value
+                    counts[index[column_id]] += 1
+
+    def rows(self) -> Iterator[tuple[int, int, float, int]]:
+        """(member id, column id, total, line count), LINES first for each member; columns without a value are absent."""
+        for member_id, (lines, full, sums, counts) in self._members.items():
+            yield member_id, LINES, 0.0, lines
+            for column_id, total, count in zip(self._column_ids, sums, counts):
+                if full + count:
+                    yield member_id, column_id, total, full + count
+
+
+def record_import(import_id: int, account_id: int, period_date: dt.date, sums: ImportSums) -> None:
+    """Write an import's sums into import_totals and add them to its month (no commit)."""
+    rows = [(import_id, *row) for row in sums.rows()]
+    if rows:
+        # Tens of thousands of rows (members × columns): plain tuples to the driver's executemany,
+        # since SQLAlchemy's per-row parameter dicts would cost more than the sums themselves.
+        connection = db.session.connection()
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        connection.exec_driver_sql(
+            "INSERT INTO import_totals (import_id, member_id, column_id, total, line_count) "
+            f"VALUES ({', '.join([mark] * 5)})", rows)
     _add_to_month(account_id, month_of(period_date), [import_id], sign=1)
 
 

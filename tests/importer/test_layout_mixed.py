@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.importer.layout import CsvReader
+from app.importer.layout import CsvReader, parse_value
 from tests.fixtures.importer import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_text
 
 PLAIN_VALUES = ["0", "7", "120000", "-1234", "999999999999999", "007"]
@@ -88,3 +88,21 @@ def test_rows_always_hold_a_dict_of_floats() -> None:
                     (3, 207, {1: 0.0, 3: 999999999999999.0}, None),
                     (4, 202, {1: 1234.0, 2: -5.0, 3: 0.0}, None)]
     assert str(rows[2][2][3]) == "0.0"  # "-0" is 0, not -0.0
+
+
+# Cells of ASCII digits and "-" only, which the quick check lets through to float() as the
+# whole row: each must still be read (or refused) exactly as parse_value reads it alone.
+DIGITS_AND_MINUS = ["-0", "-00", "-05", "-0.0", "-", "--5", "5-", "1-2", "-1-", "", "1_000", "-12", "0"]
+
+
+def test_cells_of_digits_and_minus_are_read_as_parse_value_reads_them():
+    for cell in DIGITS_AND_MINUS:
+        rows, errors = read(csv_text([["No.", "売上", "粗利", "件数"], ["1", "5", cell, "-7"]]), "no")
+        try:
+            expected = parse_value(cell)
+        except ValueError as error:
+            assert (rows, errors) == ([], [(2, "粗利", cell, str(error))]), cell
+            continue
+        values = {1: 5.0, 3: -7.0} | ({} if expected is None else {2: expected})
+        assert rows == [(2, 101, values, None)], cell
+        assert {key: str(value) for key, value in rows[0][2].items()} == {key: str(value) for key, value in values.items()}, cell

@@ -19,6 +19,7 @@ from app.extensions import db, init_migrations
 from app.importer.filename import parse_period
 from app.models import Import, ImportTotal, ManualResult, Member, MonthTotal, Result
 from app.services import results
+from app.services.totals import LINES, ImportSums
 from tests.fixtures.ingest import csv_file, ingest_options, run
 
 MEMBERS = tuple((no, f"E{no:03d}", f"社員{no}") for no in range(1, 9))
@@ -139,3 +140,46 @@ def test_failed_and_replaced_imports_leave_no_totals(app, make_account):
     assert month == [(acc.member[3], 0, 0, 1), (acc.member[3], acc.column["売上"], 40, 1)]
     assert results.month_table(acc.id, 2018, 5).totals == {(acc.member[3], acc.column["売上"]): 40}
     assert db.session.get(Import, failed.id).status == "failed"
+
+
+def test_board_equals_a_row_by_row_sum_of_the_file(app, make_account):
+    """Non-integer values, empty cells and columns in another order than the account's: the board,
+    the month API and the day API show what adding the file's values line by line gives."""
+    acc = make_account("acme", **ingest_options(members=MEMBERS))
+    rng = random.Random(13)
+    header = ["No.", "件数", "備考", "売上", "粗利"]
+    lines = []
+    for _ in range(300):
+        cells = [rng.choice(["", f"{rng.randint(-999, 999)}.{rng.randint(0, 99):02d}", str(rng.randint(0, 9))])
+                 for _ in range(3)]
+        lines.append([rng.randint(1, 7), cells[0], "メモ", cells[1], cells[2]])
+    imp = run(acc, "20180516.csv", csv_file(lines, header=header))
+    assert imp.status == "succeeded"
+
+    want: dict[tuple[int, int], float] = {}
+    counts: dict[int, int] = {}
+    for no, *cells in lines:  # file order, one line after another
+        member_id = acc.member[no]
+        counts[member_id] = counts.get(member_id, 0) + 1
+        for name, cell in zip(["件数", "備考", "売上", "粗利"], cells):
+            if name != "備考" and cell != "":
+                key = (member_id, acc.column[name])
+                want[key] = want.get(key, 0.0) + float(cell)
+    assert results.month_table(acc.id, 2018, 5).totals == want
+    names = {column_id: name for name, column_id in acc.column.items()}
+    for key in ("201805", "20180516"):
+        answer = results_json(acc.id, parse_period(key))
+        got = {m["id"]: (m["lines"], {k: v for k, v in m["values"].items() if v is not None})
+               for m in answer["members"] if m["lines"]}
+        assert got == {member_id: (lines_, {names[c]: v for (m, c), v in want.items() if m == member_id})
+                       for member_id, lines_ in counts.items()}, key
+
+
+def test_import_sums_add_line_by_line_in_file_order():
+    sums = ImportSums([5, 3])
+    sums.add([(2, 10, {5: 0.1, 3: 1.0}, None), (3, 11, {}, "only a note")])
+    sums.add([(4, 10, {3: 2.0}, None), (5, 10, {5: 0.2, 3: 1e16}, None), (6, 10, {5: 0.3, 3: -1e16}, None)])
+    assert sorted(sums.rows()) == [
+        (10, LINES, 0.0, 4), (10, 3, ((1.0 + 2.0) + 1e16) - 1e16, 4), (10, 5, (0.1 + 0.2) + 0.3, 3),
+        (11, LINES, 0.0, 1),
+    ]
