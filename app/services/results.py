@@ -46,16 +46,6 @@ class MonthTable:
     values: list[tuple[float | None, ...]] = field(default_factory=list)
     column_totals: dict[int, float] = field(default_factory=dict)
 
-    @property
-    def totals(self) -> dict[tuple[int, int], float]:
-        """The stored sums by (member id, column id)."""
-        return {(member.id, column.id): value
-                for member, row in zip(self.members, self.values)
-                for column, value in zip(self.columns, row) if value is not None}
-
-    def value(self, member_id: int, column_id: int) -> float | None:
-        return self.totals.get((member_id, column_id))
-
 
 def _month_bounds(year: int, month: int) -> tuple[dt.date, dt.date]:
     try:

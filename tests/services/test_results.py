@@ -9,7 +9,7 @@ from app.extensions import db
 from app.importer.filename import parse_period
 from app.models import Member
 from app.services import results
-from tests.fixtures.ingest import csv_file, ingest_options, run, stored
+from tests.fixtures.ingest import csv_file, ingest_options, month_sums, run, stored
 
 
 def test_month_table_adds_daily_results_and_the_monthly_file(app, make_account):
@@ -26,12 +26,12 @@ def test_month_table_adds_daily_results_and_the_monthly_file(app, make_account):
     sales, profit, deals = acc.column["売上"], acc.column["粗利"], acc.column["件数"]
     assert [m.no for m in table.members] == [1, 2, 3]
     assert [c.name for c in table.columns] == ["売上", "粗利", "件数"]
-    assert table.value(acc.member[1], sales) == 100 + 200 + 1 + 1000
-    assert table.value(acc.member[1], profit) == 30
-    assert table.value(acc.member[1], deals) == 3
-    assert table.value(acc.member[2], sales) == 50.5
-    assert table.value(acc.member[2], deals) is None
-    assert table.value(acc.member[3], deals) == 7
+    assert month_sums(table).get((acc.member[1], sales)) == 100 + 200 + 1 + 1000
+    assert month_sums(table).get((acc.member[1], profit)) == 30
+    assert month_sums(table).get((acc.member[1], deals)) == 3
+    assert month_sums(table).get((acc.member[2], sales)) == 50.5
+    assert month_sums(table).get((acc.member[2], deals)) is None
+    assert month_sums(table).get((acc.member[3], deals)) == 7
     assert table.column_totals == {sales: 1301 + 50.5 + 7, profit: 30 + 5 + 7, deals: 3 + 7}
 
 
