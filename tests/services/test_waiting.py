@@ -20,6 +20,22 @@ def status_of(import_id: int) -> str:
     return db.session.scalar(select(Import.status).where(Import.id == import_id))
 
 
+def waiting_in_a_thread(app, import_id: int) -> tuple[threading.Thread, list[str]]:
+    """A thread already inside queue.wait_for(import_id, 3600); the status it returns lands in the list."""
+    answers: list[str] = []
+    started = threading.Event()
+
+    def waiter():
+        with app.app_context():
+            started.set()
+            answers.append(queue.wait_for(import_id, 3600).status)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert started.wait(10)
+    return thread, answers
+
+
 def test_wait_for_without_a_worker_answers_with_the_import_still_queued(app, make_account):
     acc = make_account("acme", **ingest_options())
     received = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
@@ -35,17 +51,7 @@ def test_wait_for_is_woken_when_a_worker_of_this_process_ends_the_import(app, ma
     monkeypatch.setattr(queue, "WAIT_POLL_SECONDS", 3600)
     acc = make_account("acme", **ingest_options())
     received = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
-    answers: list[str] = []
-    started = threading.Event()
-
-    def waiter():
-        with app.app_context():
-            started.set()
-            answers.append(queue.wait_for(received.id, 3600).status)
-
-    thread = threading.Thread(target=waiter)
-    thread.start()
-    assert started.wait(10)
+    thread, answers = waiting_in_a_thread(app, received.id)
     assert queue.process_next().id == received.id  # the worker's step, here in the test's thread
     thread.join(10)
     assert not thread.is_alive() and answers == [Import.SUCCEEDED]
@@ -55,17 +61,7 @@ def test_wait_for_notices_an_import_ended_by_another_process(app, make_account, 
     monkeypatch.setattr(queue, "WAIT_POLL_SECONDS", 0.01)
     acc = make_account("acme", **ingest_options())
     received = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]), channel="api")
-    answers: list[str] = []
-    started = threading.Event()
-
-    def waiter():
-        with app.app_context():
-            started.set()
-            answers.append(queue.wait_for(received.id, 3600).status)
-
-    thread = threading.Thread(target=waiter)
-    thread.start()
-    assert started.wait(10)
+    thread, answers = waiting_in_a_thread(app, received.id)
     # What a worker of another process leaves: a committed status, and no announcement here.
     db.session.execute(update(Import).where(Import.id == received.id).values(status=Import.FAILED))
     db.session.commit()
