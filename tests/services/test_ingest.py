@@ -238,6 +238,30 @@ def test_large_file_goes_in_batches_and_an_error_on_the_last_line_stores_nothing
     assert db.session.scalar(select(func.count()).select_from(Result).where(Result.import_id == imp.id)) == len(rows)
 
 
+def test_sqlite_inserts_many_rows_per_statement(app, make_account):
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL writes the rows with COPY")
+    acc = make_account("acme", **ingest_options())
+    statements: list[str] = []
+
+    def trace(dbapi_connection, record, proxy):
+        dbapi_connection.set_trace_callback(statements.append)
+
+    sa_event.listen(db.engine, "checkout", trace)
+    try:
+        rows = [[n % 3 + 1, n, "" if n % 5 else n * 2, 1, f"メモ{n}" if n % 2 else ""] for n in range(250)]
+        imp = run(acc, "20180516.csv", csv_file(rows))
+    finally:
+        sa_event.remove(db.engine, "checkout", trace)
+    inserts = [statement for statement in statements if statement.startswith("INSERT INTO results")]
+    # One batch of 250 rows: statements of 100, 100 and 50 rows, not one statement per row.
+    assert imp.status == Import.SUCCEEDED and len(inserts) == 3
+    got = stored(acc, "20180516")  # the import's account and period in every row
+    assert len(got) == 250
+    assert got[7][:3] == (2, {"売上": 7.0, "件数": 1.0}, "メモ7")
+    assert got[10][:3] == (2, {"売上": 10.0, "粗利": 20.0, "件数": 1.0}, None)
+
+
 def test_unexpected_error_fails_the_import_and_rolls_back(app, make_account, monkeypatch):
     acc = make_account("acme", **ingest_options())
     good = run(acc, "20180516.csv", csv_file([[1, 1, 1, 1, ""]]))
