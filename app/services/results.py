@@ -12,7 +12,7 @@ from sqlalchemy import literal, select, union_all
 
 from ..errors import Invalid, NotFound
 from ..extensions import db
-from ..importer.filename import Period, month_bounds, parse_period
+from ..importer.filename import Period, parse_period
 from ..importer.layout import KEY_HEADERS, NOTE_HEADER
 from ..models import GraphColumn, Import, IntegrationSettings, ManualResult, Member, Result
 from . import monthgrid
@@ -47,9 +47,10 @@ class MonthTable:
     column_totals: dict[int, float] = field(default_factory=dict)
 
 
-def _month_bounds(year: int, month: int) -> tuple[dt.date, dt.date]:
+def _month_start(year: int, month: int) -> dt.date:
+    # Only the 1st: the day after 9999-12 is no date, yet the month can hold results.
     try:
-        return month_bounds(year, month)
+        return dt.date(year, month, 1)
     except ValueError:
         raise Invalid("年月が正しくありません。", field="month") from None
 
@@ -67,7 +68,7 @@ def month_table(account_id: int, year: int, month: int) -> MonthTable:
     Results of inactive members and of deleted columns are left out, so the column totals
     are the sums of what the table shows.
     """
-    first, _following = _month_bounds(year, month)
+    first = _month_start(year, month)
     columns = columns_of(account_id)
     rows = monthgrid.month_grid(account_id, first, [column.id for column in columns],
                                 (Member.id, Member.no, Member.name, Member.department))
