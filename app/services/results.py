@@ -12,6 +12,7 @@ from sqlalchemy import literal, select, union_all
 
 from ..errors import Invalid, NotFound
 from ..extensions import db
+from ..importer.cells import starts_like_formula
 from ..importer.filename import Period, parse_period
 from ..importer.layout import KEY_HEADERS, NOTE_HEADER
 from ..models import GraphColumn, Import, IntegrationSettings, ManualResult, Member, Result
@@ -19,8 +20,6 @@ from . import monthgrid
 from . import totals as month_totals
 
 EXPORT_ENCODINGS = ("cp932", "utf-8", "utf-8-sig")
-# Spreadsheet programs run a text cell starting with one of these as a formula.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class BoardMember(NamedTuple):
@@ -91,7 +90,7 @@ def format_number(value: float) -> str:
 
 def _safe_text(text: str | None) -> str:
     """Neutralise a text cell a spreadsheet would run as a formula, with a leading single quote."""
-    if text and text.startswith(_FORMULA_STARTS):
+    if starts_like_formula(text):
         return "'" + text
     return text or ""
 
