@@ -130,6 +130,8 @@ SETTINGS: tuple[Setting, ...] = (
     _S("API_RATE_PER_MINUTE", "int", 60, "API calls per token and minute (0 = no limit)"),
     _S("SMTP_MAX_BYTES", "int", 25 * MiB, "largest mail"),
     _S("SMTP_MAX_CONNECTIONS", "int", 50, "concurrent SMTP sessions (over it: 421)"),
+    _S("SMTP_MAX_CONNECTIONS_PER_IP", "int", 10, "concurrent SMTP sessions per client address (over it: 421; 0 = no cap)"),
+    _S("SMTP_MAIL_TIMEOUT", "float", 30.0, "seconds a session may go without MAIL, from connect or its last mail (then 421)"),
     _S("SMTP_MAX_COMMANDS", "int", 100, "times one command may be sent in a session"),
     # RFC 5321 4.5.3.2.7: a server should wait at least 5 minutes.
     _S("SMTP_TIMEOUT", "float", 300.0, "idle seconds before an SMTP session is closed"),

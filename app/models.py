@@ -330,7 +330,8 @@ class AuthFailure(db.Model):
 
     One row per `scope` and `key`: "address" counts the failures from one remote address,
     "login" those against one login name (from anywhere), "pair" those of one address against
-    one login name (the part a good login of that name from that address forgives).
+    one login name (the part a good login of that name from that address forgives), "next"
+    when one address may try one login name (or API token) again after a failure (banned_until).
     """
 
     __tablename__ = "auth_failures"

@@ -30,10 +30,6 @@ PERMISSIONS = "elmwdf"
 CHMOD_PERM = "M"
 
 
-def _no_sleep(seconds: float) -> None:
-    """pyftpdlib delays a failed login's answer itself (auth_failed_timeout)."""
-
-
 class DatabaseAuthorizer(DummyAuthorizer):
     """Checks logins against the accounts' hashed FTP passwords and the shared ban list."""
 
@@ -49,10 +45,11 @@ class DatabaseAuthorizer(DummyAuthorizer):
         address = handler.remote_ip
         try:
             with self.app.app_context():
-                # No sleep here: pyftpdlib holds the failed answer (auth_failed_timeout) without blocking.
+                # pyftpdlib holds the failed answer (auth_failed_timeout) on the session's own loop.
                 result = bans.guarded_login(address, bans.login_key("ftp", username),
-                                            lambda: integration.verify_ftp_password(username, password),
-                                            sleep=_no_sleep)
+                                            lambda: integration.verify_ftp_password(username, password))
+                if result.verdict is bans.Verdict.TOO_SOON:
+                    raise AuthenticationFailed("authentication failed.")
                 if result.verdict is bans.Verdict.BANNED:
                     handler.attempted_logins = handler.max_login_attempts
                     raise AuthenticationFailed("too many failed logins; try again later.")

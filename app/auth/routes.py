@@ -1,6 +1,7 @@
+import math
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..errors import Invalid
@@ -23,6 +24,25 @@ def _safe_next(target: str | None) -> str:
     return url_for("main.index")
 
 
+BANNED_TEXT = ("ログインの失敗が続いたため、このアドレスまたはこのメールアドレスでのログインを一時的に止めています。"
+               "{wait}後にもう一度お試しください。")
+TOO_SOON_TEXT = "ログインに失敗した直後のため、{wait}後にもう一度お試しください。"
+
+
+def wait_text(seconds: int) -> str:
+    """A wait as a person reads it: "約15分", "30秒"."""
+    if seconds >= 120:
+        return f"約{math.ceil(seconds / 60)}分"
+    return f"{max(1, seconds)}秒"
+
+
+def _refused(text: str, seconds: int):
+    """The temporary refusal of a login: 429, how long it lasts, and Retry-After with the seconds actually left."""
+    seconds = max(1, seconds)
+    page = render_template("error.html", code=429, message=text.format(wait=wait_text(seconds)))
+    return page, 429, {"Retry-After": str(seconds)}
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if current_user.is_authenticated:
@@ -32,8 +52,10 @@ def login():
     if form.validate_on_submit():
         result = bans.guarded_login(address, bans.login_key("web", form.email.data),
                                     lambda: users.authenticate(form.email.data, form.password.data))
+        if result.verdict is bans.Verdict.TOO_SOON:
+            return _refused(TOO_SOON_TEXT, result.retry_after)
         if result.verdict is bans.Verdict.BANNED or result.ban_started:
-            abort(429)
+            return _refused(BANNED_TEXT, result.retry_after)
         if not result.passed:
             current_app.logger.info("web login failed address=%s", address)
             flash("メールアドレスまたはパスワードが正しくありません。", "error")
