@@ -49,6 +49,12 @@ def _parse_flag(text: str) -> bool:
     raise ValueError(text)
 
 
+def _parse_networks(text: str):
+    from .proxies import parse_networks
+
+    return parse_networks(text)
+
+
 # type name -> (parser of text, what the error says the value should be)
 TYPES: dict[str, tuple[Callable[[str], Any], str]] = {
     "int": (_parse_int, "整数"),
@@ -56,6 +62,7 @@ TYPES: dict[str, tuple[Callable[[str], Any], str]] = {
     "float": (_parse_float, "数値"),
     "flag": (_parse_flag, "1/0 (true/false, yes/no, on/off)"),
     "str": (str.strip, "文字列"),
+    "networks": (_parse_networks, "IPアドレスまたはCIDRのカンマ区切り(例: 127.0.0.1, 10.0.0.0/8。段数の数値ではありません)"),
 }
 
 
@@ -87,6 +94,8 @@ class Setting:
             text = str(value)
         elif self.type == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        elif self.type == "networks" and isinstance(value, (list, tuple)):
+            text = ",".join(str(v) for v in value)
         else:
             text = str(value)
         parser, expected = TYPES[self.type]
@@ -128,6 +137,10 @@ SETTINGS: tuple[Setting, ...] = (
     # Limits of the channels.
     _S("MAX_UPLOAD_BYTES", "int", 25 * MiB, "largest upload (screen, API)"),
     _S("API_RATE_PER_MINUTE", "int", 60, "API calls per token and minute (0 = no limit)"),
+    # The web port's flood limits (servers/webguard.py); a trusted proxy has no per-address cap.
+    _S("WEB_MAX_CONNECTIONS", "int", 100, "concurrent web connections (over it new ones wait to be accepted)"),
+    _S("WEB_MAX_CONNECTIONS_PER_IP", "int", 20, "concurrent web connections per client address (over it: 503; 0 = no cap)"),
+    _S("WEB_HEADER_TIMEOUT", "float", 10.0, "seconds a web client has to send a request's line and headers"),
     _S("SMTP_MAX_BYTES", "int", 25 * MiB, "largest mail"),
     _S("SMTP_MAX_CONNECTIONS", "int", 50, "concurrent SMTP sessions (over it: 421)"),
     _S("SMTP_MAX_CONNECTIONS_PER_IP", "int", 10, "concurrent SMTP sessions per client address (over it: 421; 0 = no cap)"),
@@ -161,8 +174,8 @@ SETTINGS: tuple[Setting, ...] = (
     # to end a received import before answering that it is still running.
     _S("IMPORT_WAIT_SECONDS", "float", 60.0, "how long ?wait=1 and FTP checks wait for an import to end"),
     # Behind a proxy without it, every client shares the proxy's address and one ban would
-    # lock everybody out.
-    _S("TRUSTED_PROXIES", "int", 0, "reverse proxies whose X-Forwarded-For/-Proto to trust"),
+    # lock everybody out (app/proxies.py).
+    _S("TRUSTED_PROXIES", "networks", (), "addresses/CIDRs of reverse proxies whose X-Forwarded-For/-Proto to believe"),
     _S("SESSION_COOKIE_SECURE", "flag", False, "Secure attribute on cookies (behind HTTPS)",
        env="RENKEI_SECURE_COOKIES"),
 )

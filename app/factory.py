@@ -55,11 +55,10 @@ def create_app(config: dict | None = None) -> Flask:
     if app.config.get("MAX_CONTENT_LENGTH") is None:
         app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"] + FORM_OVERHEAD_BYTES
 
-    if app.config["TRUSTED_PROXIES"] > 0:
-        from werkzeug.middleware.proxy_fix import ProxyFix
+    if app.config["TRUSTED_PROXIES"]:
+        from .proxies import TrustedProxies
 
-        hops = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        app.wsgi_app = TrustedProxies(app.wsgi_app, app.config["TRUSTED_PROXIES"])
 
     db.init_app(app)
     _register_sqlite_listeners(app)

@@ -5,9 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from app import config as config_module
 from app import create_app
 from app.extensions import db
 
@@ -50,15 +52,25 @@ def test_trusted_proxy_setting_uses_the_forwarded_address(tmp_path, new_database
     from app.models import AuthFailure
 
     app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x", "WTF_CSRF_ENABLED": False,
-                      "LOGIN_FAIL_DELAY": 0, "TRUSTED_PROXIES": 1,
+                      "LOGIN_FAIL_DELAY": 0, "TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8",
                       "SQLALCHEMY_DATABASE_URI": new_database(tmp_path)})
     client = app.test_client()
-    client.post("/login", data={"email": "x@example.com", "password": "wrong-password"},
-                headers={"X-Forwarded-For": "203.0.113.7"})
+    wrong = {"email": "x@example.com", "password": "wrong-password"}
+    # From a trusted proxy: the right-most address no trusted proxy wrote (the client's own entry is ignored).
+    client.post("/login", data=wrong, headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.7, 10.0.0.5"})
+    # From anyone else the header is not believed.
+    client.post("/login", data=wrong, headers={"X-Forwarded-For": "203.0.113.8"},
+                environ_base={"REMOTE_ADDR": "192.0.2.9"})
     with app.app_context():
-        counted = db.session.scalars(db.select(AuthFailure.key).where(AuthFailure.scope == "address")).all()
-        assert counted == ["203.0.113.7"]
+        counted = db.session.scalars(db.select(AuthFailure.key).where(AuthFailure.scope == "address")
+                                     .order_by(AuthFailure.key)).all()
+        assert counted == ["192.0.2.9", "203.0.113.7"]
         db.engine.dispose()
+
+
+def test_trusted_proxies_are_addresses_not_a_count(tmp_path):
+    with pytest.raises(config_module.ConfigError, match="RENKEI_TRUSTED_PROXIES"):
+        create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x", "TRUSTED_PROXIES": "1"})
 
 
 def test_flask_db_commands_migrate_an_empty_database(tmp_path):
