@@ -55,10 +55,10 @@ def create_app(config: dict | None = None) -> Flask:
     if app.config.get("MAX_CONTENT_LENGTH") is None:
         app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"] + FORM_OVERHEAD_BYTES
 
-    if app.config["TRUSTED_PROXIES"]:
-        from .proxies import TrustedProxies
+    # X-Forwarded-For is believed only from RENKEI_TRUSTED_PROXIES (read at each request).
+    from .proxies import TrustedProxies
 
-        app.wsgi_app = TrustedProxies(app.wsgi_app, app.config["TRUSTED_PROXIES"])
+    app.wsgi_app = TrustedProxies(app.wsgi_app, lambda: app.config["TRUSTED_PROXIES"])
 
     db.init_app(app)
     _register_sqlite_listeners(app)

@@ -10,7 +10,7 @@ bans, the per-address caps and the rate limits.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -61,17 +61,21 @@ def client_address(peer: str | None, forwarded_for: str | None, networks: tuple[
 
 
 class TrustedProxies:
-    """WSGI middleware: REMOTE_ADDR and the scheme from the trusted proxies' X-Forwarded-For/-Proto."""
+    """WSGI middleware: REMOTE_ADDR and the scheme from the trusted proxies' X-Forwarded-For/-Proto.
 
-    def __init__(self, app, networks: tuple[Network, ...]):
+    `networks()` gives the trusted networks at each request (the app's TRUSTED_PROXIES).
+    """
+
+    def __init__(self, app, networks: Callable[[], tuple[Network, ...]]):
         self.app = app
         self.networks = networks
 
     def __call__(self, environ, start_response):
         peer = environ.get("REMOTE_ADDR")
-        if trusted(peer, self.networks):
+        networks = self.networks()
+        if networks and trusted(peer, networks):
             environ["renkei.proxy_peer"] = peer
-            environ["REMOTE_ADDR"] = client_address(peer, environ.get("HTTP_X_FORWARDED_FOR"), self.networks)
+            environ["REMOTE_ADDR"] = client_address(peer, environ.get("HTTP_X_FORWARDED_FOR"), networks)
             proto = (environ.get("HTTP_X_FORWARDED_PROTO") or "").split(",")[-1].strip().lower()
             if proto in ("http", "https"):
                 environ["wsgi.url_scheme"] = proto

@@ -36,7 +36,10 @@ class WebServer:
         self._server = waitress.create_server(
             app, map=self._map, host=host, port=port, threads=threads, ident="Renkei",
             max_request_body_size=body_cap + 1,  # waitress refuses >= its size
-            connection_limit=config.get(app, "WEB_MAX_CONNECTIONS"))
+            connection_limit=config.get(app, "WEB_MAX_CONNECTIONS"),
+            # waitress would drop every X-Forwarded-* header (it trusts no proxy here): the app's
+            # TrustedProxies middleware (app/proxies.py) decides whom to believe.
+            clear_untrusted_proxy_headers=False)
         sockets = [s for s in self._map.values() if isinstance(s, BaseWSGIServer)]
         for adj in {id(s.adj): s.adj for s in [self._server, *sockets]}.values():
             # Set after parsing: waitress reads both as whole seconds. The loop wakes at least this

@@ -6,17 +6,15 @@ default (RENKEI_WEB_MAX_CONNECTIONS=100).
 """
 from __future__ import annotations
 
-import http.client
 import socket
-import threading
 import time
 
 import pytest
 
 from servers.web import WebServer
+from tests.fixtures.floods import Trickle, bound_http
 
 SLOW = 60
-REQUEST_START = b"GET /login HTTP/1.1\r\nHost: renkei.test\r\nX-Slow: "
 
 
 @pytest.fixture
@@ -36,42 +34,9 @@ def web_start(app):
             server.stop()
 
 
-class Trickle:
-    """Slow-header clients: each connection sends a request line, then one header byte a second."""
-
-    def __init__(self, port: int, sources: list[str]):
-        self.sockets = []
-        for source in sources:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
-            sock.sendall(REQUEST_START)
-            self.sockets.append(sock)
-        self.closed = 0  # connections the server ended (a 503, a reset, or an orderly close)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        open_ones = list(self.sockets)
-        while open_ones and not self._stop.wait(1.0):  # the attacker's pace, not a wait for an outcome
-            still = []
-            for sock in open_ones:
-                try:
-                    sock.sendall(b"x")
-                    still.append(sock)
-                except OSError:
-                    self.closed += 1
-            open_ones = still
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for sock in self.sockets:
-            sock.close()
-
-
 def get_page(port: int, source: str = "127.0.0.2") -> tuple[int, bool, float]:
     began = time.monotonic()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    connection = bound_http(port, source, timeout=10)
     try:
         connection.request("GET", "/login")
         response = connection.getresponse()
@@ -119,7 +84,7 @@ def test_slow_headers_from_many_addresses_are_cut_at_the_deadline(web_start):
 def test_a_kept_alive_connection_gets_a_new_deadline_per_request(web_start):
     server = web_start(WEB_HEADER_TIMEOUT=0.5)
     port = int(server.listeners[0].rsplit(":", 1)[1].strip("/"))
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection = bound_http(port, "127.0.0.1", timeout=10)
     try:
         for _ in range(3):
             connection.request("GET", "/login")
@@ -128,3 +93,20 @@ def test_a_kept_alive_connection_gets_a_new_deadline_per_request(web_start):
             response.read()
     finally:
         connection.close()
+
+
+def test_a_trusted_proxy_has_no_per_address_cap(web_start, app):
+    from app.proxies import parse_networks
+
+    app.config["TRUSTED_PROXIES"] = parse_networks("127.0.0.3")
+    server = web_start(WEB_MAX_CONNECTIONS_PER_IP=2, WEB_HEADER_TIMEOUT=60)
+    port = int(server.listeners[0].rsplit(":", 1)[1].strip("/"))
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(a, 0))
+            for a in ["127.0.0.3"] * 3 + ["127.0.0.4"] * 2]
+    try:
+        assert get_page(port, "127.0.0.3")[:2] == (200, True)  # the proxy's fourth connection
+        status, _, _ = get_page(port, "127.0.0.4")  # anyone else's third
+        assert status == 503
+    finally:
+        for sock in held:
+            sock.close()
