@@ -106,7 +106,7 @@ def _listening(port: int) -> bool:
         return False
 
 
-def https(port: int, source: str = "127.0.0.2", cafile: str | None = None) -> http.client.HTTPSConnection:
+def https(port: int, source: str = "127.0.0.2", cafile: str | None = None):
     return bound_http(port, source, context=ssl.create_default_context(cafile=cafile), timeout=10)
 
 
