@@ -156,6 +156,7 @@ SETTINGS: tuple[Setting, ...] = (
     _S("FTP_MAX_BYTES", "int", 100 * MiB, "largest FTP upload"),
     _S("FTP_MAX_CONS", "int", 256, "concurrent FTP connections"),
     _S("FTP_MAX_CONS_PER_IP", "int", 10, "concurrent FTP connections per address"),
+    _S("FTP_LOGIN_TIMEOUT", "float", 30.0, "seconds from connect to login before an FTP session is closed (421)"),
     _S("FTP_PASSIVE_PORTS", "str", None, "passive port range, e.g. 60000-60100; none = any the OS picks"),
     _S("FTP_PUBLIC_HOST", "str", None, "address in PASV replies and the FTP server name on screens; none = HOST"),
     _S("FTP_TLS_CERT", "str", None, "explicit FTPS (AUTH TLS) certificate"),
