@@ -126,7 +126,7 @@ SETTINGS: tuple[Setting, ...] = (
     _S("TIMEZONE", "str", DEFAULT_TIMEZONE, "time zone of schedules, screens and mails"),
     _S("SECRET_KEY", "str", None, "session signing key; default generated once into the data folder"),
     # Login protection, shared by web, FTP and API (see services/bans.py).
-    _S("LOGIN_FAIL_DELAY", "float", 1.0, "seconds before a failed login is answered"),
+    _S("LOGIN_FAIL_DELAY", "float", 1.0, "seconds after a failed login before its address may try that login again"),
     _S("BAN_THRESHOLD", "int", 10, "failures after which an address is refused for a while"),
     _S("BAN_WINDOW_SECONDS", "int", 600, "window in which an address's failures are counted"),
     _S("BAN_SECONDS", "int", 900, "how long a banned address is refused"),

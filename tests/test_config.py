@@ -107,6 +107,8 @@ def test_server_defaults_are_the_declared_ones():
     assert smtp.DEFAULT_MAX_CONNECTIONS == config.BY_KEY["SMTP_MAX_CONNECTIONS"].default
     assert smtp.DEFAULT_MAX_COMMANDS == config.BY_KEY["SMTP_MAX_COMMANDS"].default
     assert smtp.DEFAULT_TIMEOUT == config.BY_KEY["SMTP_TIMEOUT"].default
+    assert smtp.DEFAULT_MAX_CONNECTIONS_PER_ADDRESS == config.BY_KEY["SMTP_MAX_CONNECTIONS_PER_IP"].default
+    assert smtp.DEFAULT_MAIL_TIMEOUT == config.BY_KEY["SMTP_MAIL_TIMEOUT"].default
     assert recipients.DEFAULT_RECIPIENT_CACHE_SECONDS == config.BY_KEY["SMTP_RECIPIENT_CACHE_SECONDS"].default
     assert ftpsession.DEFAULT_MAX_BYTES == config.BY_KEY["FTP_MAX_BYTES"].default
     assert ftp.DEFAULT_MAX_CONS == config.BY_KEY["FTP_MAX_CONS"].default

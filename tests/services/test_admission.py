@@ -181,3 +181,15 @@ def test_web_and_api_answer_a_failure_at_once_and_a_try_too_soon_with_429(app, c
         429, "8", "rate_limited")
     delayed.advance(6)
     assert client.post("/login", data={"email": "admin@acme.example", "password": "password-123"}).status_code == 302
+
+
+def test_the_api_ban_answers_the_seconds_actually_left(app, client, login_clock):
+    app.config.update(BAN_THRESHOLD=2, BAN_SECONDS=900)
+    wrong = {"Authorization": "Bearer wrong-token"}
+    assert [client.get("/api/v1/members", headers=wrong).status_code for _ in range(3)] == [401, 401, 429]
+    login_clock.advance(100.2)
+    for headers in (wrong, {}):  # with a token or without one
+        response = client.get("/api/v1/members", headers=headers)
+        assert (response.status_code, response.json["error"]["code"], response.headers["Retry-After"]) == (
+            429, "banned", "800")
+        assert "残り800秒" in response.json["error"]["message"]
