@@ -136,7 +136,8 @@ def begin(address: str, login: str | None = None, now: dt.datetime | None = None
         db.session.rollback()
         raise
     allowed = address_count <= cfg["BAN_THRESHOLD"] and login_count <= cfg["LOGIN_BAN_THRESHOLD"]
-    retry_after = 0 if allowed else seconds_left(ban_end(address, login, now), now)
+    # Over a threshold: the ban its failure starts may not be written yet; then its whole length.
+    retry_after = 0 if allowed else (seconds_left(ban_end(address, login, now), now) or int(cfg["BAN_SECONDS"]))
     return Attempt(address, login, now, allowed, retry_after, False, address_count, login_count)
 
 
