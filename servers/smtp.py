@@ -43,6 +43,7 @@ from aiosmtpd.smtp import SMTP, syntax
 
 from app import config
 
+from .caps import AddressCounts
 from .mailhandler import CHANNEL, MailHandler, _peer
 from .mailparse import parse_mail
 from .smtpservices import build_drainer, build_handler
@@ -81,29 +82,6 @@ class _Busy(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport.write(BUSY_REPLY)  # type: ignore[attr-defined]
         transport.close()
-
-
-class AddressCounts:
-    """Open sessions per peer address, touched only on the server's loop thread."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.open: dict[str, int] = {}
-
-    def enter(self, address: str) -> bool:
-        """Count a new session of `address`; False (nothing counted) when the address is at its cap."""
-        count = self.open.get(address, 0)
-        if self.limit > 0 and count >= self.limit:
-            return False
-        self.open[address] = count + 1
-        return True
-
-    def leave(self, address: str) -> None:
-        count = self.open.get(address, 0) - 1
-        if count > 0:
-            self.open[address] = count
-        else:
-            self.open.pop(address, None)
 
 
 class _Session(SMTP):

@@ -21,35 +21,20 @@ import time
 
 from app import proxies
 
+from .caps import AddressCounts
+
 log = logging.getLogger("servers.web")
 
 BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
                  b"Retry-After: 10\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 
 
-class Guard:
+class Guard(AddressCounts):
     """The limits and the open connections per address of one web server (touched on its loop thread)."""
 
     def __init__(self, per_address: int, header_timeout: float, trusted: tuple = ()):
-        self.per_address = per_address
+        super().__init__(per_address, exempt=lambda address: proxies.trusted(address, trusted))
         self.header_timeout = header_timeout
-        self.trusted = trusted
-        self.open: dict[str, int] = {}
-
-    def enter(self, address: str) -> bool:
-        """Count a new connection of `address`; False (nothing counted) when it is over its cap."""
-        count = self.open.get(address, 0)
-        if self.per_address > 0 and count >= self.per_address and not proxies.trusted(address, self.trusted):
-            return False
-        self.open[address] = count + 1
-        return True
-
-    def leave(self, address: str) -> None:
-        count = self.open.get(address, 0) - 1
-        if count > 0:
-            self.open[address] = count
-        else:
-            self.open.pop(address, None)
 
     @property
     def cleanup_interval(self) -> float:
