@@ -138,6 +138,10 @@ SETTINGS: tuple[Setting, ...] = (
     _S("SMTP_TLS_CERT", "str", None, "STARTTLS certificate (PEM)"),
     _S("SMTP_TLS_KEY", "str", None, "STARTTLS key (PEM)"),
     _S("SMTP_REQUIRE_TLS", "flag", False, "refuse MAIL before STARTTLS"),
+    # DKIM and SPF checks of received mail (app/services/senderauth.py), in the spool drain.
+    _S("DNS_SERVER", "str", None, "DNS server of the DKIM/SPF look-ups, host or host:port; none = the system resolver"),
+    _S("DNS_TIMEOUT_SECONDS", "float", 3.0, "seconds one DNS look-up may take (SPF: 4 times this in all)"),
+    _S("DNS_CACHE_SECONDS", "float", 300.0, "longest time a DNS answer is reused (shorter when its TTL says so)"),
     _S("FTP_MAX_BYTES", "int", 100 * MiB, "largest FTP upload"),
     _S("FTP_MAX_CONS", "int", 256, "concurrent FTP connections"),
     _S("FTP_MAX_CONS_PER_IP", "int", 10, "concurrent FTP connections per address"),

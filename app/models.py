@@ -8,7 +8,7 @@ from flask_login import UserMixin
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .enums import Channel, ImportStatus, LinkStatus, MailStatus, Mode, Role
+from .enums import Channel, ImportStatus, LinkStatus, MailStatus, Mode, Role, SenderAuth
 from .extensions import db
 
 
@@ -139,6 +139,13 @@ class Import(db.Model):
     ignored_attachments: Mapped[list[str] | None] = mapped_column(JSON)
     # When the retention job (RENKEI_KEEP_FILES_DAYS) deleted the original bytes; the row itself stays.
     file_deleted_at: Mapped[dt.datetime | None]
+    # Mail only: who delivered it (SMTP envelope sender, peer address, HELO name) and what DKIM/SPF said.
+    mail_from: Mapped[str | None] = mapped_column(String(320))
+    peer_address: Mapped[str | None] = mapped_column(String(64))
+    helo_name: Mapped[str | None] = mapped_column(String(255))
+    dkim_result: Mapped[str | None] = mapped_column(String(16))
+    dkim_domain: Mapped[str | None] = mapped_column(String(255))
+    spf_result: Mapped[str | None] = mapped_column(String(16))
 
     account: Mapped[Account] = relationship()
     errors: Mapped[list[ImportErrorRecord]] = relationship(
@@ -266,6 +273,9 @@ class IntegrationSettings(db.Model):
     error_to: Mapped[list[str]] = mapped_column(JSON, default=list)
     success_to: Mapped[list[str]] = mapped_column(JSON, default=list)
     senders: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # 送信元サーバー: IP addresses / networks (CIDR) mail may come from; empty = any.
+    sender_networks: Mapped[list[str]] = mapped_column(JSON, default=list)
+    sender_auth: Mapped[str] = mapped_column(String(8), default=SenderAuth.NONE)
     inbound_local: Mapped[str | None] = mapped_column(String(64), unique=True)
     ftp_username: Mapped[str | None] = mapped_column(String(64), unique=True)
     ftp_password_hash: Mapped[str | None] = mapped_column(String(255))
