@@ -122,8 +122,8 @@ _RULES: dict[Channel, dict[Reason, tuple[Outcome, str]]] = {
         Reason.BOUNCE: (Outcome.REFUSE, "エンベロープの送信者が空(エラー通知メール)のため受信を拒否しました"),
         Reason.ENVELOPE: (Outcome.REFUSE,
                           "エンベロープの送信者が送信元メールアドレスに登録されていないため受信を拒否しました: {envelope}"),
-        Reason.UNAUTHENTICATED: (Outcome.REFUSE, "送信元の認証({required})に合格しなかったため、メールを取り込みませんでした"
-                                 "(DKIM: {dkim}、SPF: {spf})。送信元のメールサーバーでDKIM署名またはSPFを設定してください。"),
+        Reason.UNAUTHENTICATED: (Outcome.REFUSE, ("送信元の認証({required})に合格しなかったため、メールを取り込みませんでした"
+                                 "(DKIM: {dkim}、SPF: {spf})。送信元のメールサーバーでDKIM署名またはSPFを設定してください。")),
         Reason.STOPPED: (Outcome.DISCARD, "データ連動ステータスが連動稼働停止のため、メールを破棄しました"),
     },
     Channel.FTP: {
