@@ -166,6 +166,7 @@ def authenticated(standing: Standing, auth: Authentication, sender: str) -> Admi
     A DKIM pass counts only for a signature of the From: domain (or a parent of it); an SPF pass
     is for the envelope sender's domain, which admission already required to be an allowed sender.
     """
+    from .integration_fields import SENDER_AUTHS
     from .senderauth import aligned
 
     required = standing.sender_auth or SenderAuth.NONE
@@ -179,11 +180,7 @@ def authenticated(standing: Standing, auth: Authentication, sender: str) -> Admi
     outcome, text = _RULES[Channel.MAIL][Reason.UNAUTHENTICATED]
     dkim_shown = auth.dkim if auth.dkim != "pass" or dkim_pass else f"pass (d={auth.dkim_domain}、差出人と不一致)"
     return Admission(outcome, Reason.UNAUTHENTICATED,
-                     text.format(required=SENDER_AUTH_LABELS.get(required, required), dkim=dkim_shown, spf=auth.spf))
-
-
-SENDER_AUTH_LABELS = {SenderAuth.NONE: "確認しない", SenderAuth.DKIM: "DKIM必須", SenderAuth.SPF: "SPF必須",
-                      SenderAuth.EITHER: "DKIMまたはSPF必須"}
+                     text.format(required=SENDER_AUTHS.get(required, required), dkim=dkim_shown, spf=auth.spf))
 
 
 def _reason(standing: Standing, channel: Channel, sender: str | None | object, envelope: str | None | object,

@@ -39,6 +39,14 @@ NEGATIVE_SECONDS = 60.0  # how long "no such name / no record" is reused (capped
 SPF_LOOKUPS_BUDGET = 4  # an SPF check may take this many times the per-look-up timeout in all
 
 
+# How the import's page names each result.
+RESULT_LABELS = {
+    "pass": "合格(pass)", "fail": "不合格(fail)", "softfail": "不合格の疑い(softfail)",
+    "neutral": "判定なし(neutral)", "none": "なし(none)", "temperror": "一時的なエラー(temperror)",
+    "permerror": "設定の誤り(permerror)",
+}
+
+
 class DnsTemporaryError(Exception):
     """The look-up did not get an answer in time (or no server could answer): try again later."""
 

@@ -33,7 +33,7 @@ def _render(form: IntegrationForm, status: int = 200):
             settings=settings,
             mode=mode,
             readonly=not current_user.is_admin,
-            inbound_address=service.inbound_address(settings),
+            inbound_address=service.shown_inbound_address(settings, full=current_user.is_admin),
             ftp_server=service.ftp_server(),
             api_endpoint=service.api_endpoint(),
             next_checks=service.next_checks(settings),
