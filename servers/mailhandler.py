@@ -261,7 +261,8 @@ def _origin(session, envelope) -> Origin:
     """Who delivers this transaction: envelope sender ("" for a bounce), peer IP address, HELO name."""
     peer = getattr(session, "peer", None)
     address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-    return Origin(mail_from=(getattr(envelope, "mail_from", None) or "").strip(), peer_address=address,
+    mail_from = (getattr(envelope, "mail_from", None) or "").strip()
+    return Origin(mail_from="" if mail_from == "<>" else mail_from, peer_address=address,
                   helo_name=str(getattr(session, "host_name", None) or ""))
 
 
