@@ -272,3 +272,36 @@ def test_intranet_addresses_are_saved_from_the_page(client, admin):
     db.session.refresh(settings)
     assert (settings.senders, settings.error_to, settings.success_to) == (
         ["erp@sales.local", "x@host.lan"], ["it@corp.internal"], ["admin@acme.test"])
+
+
+def test_the_inbound_address_is_shown_in_full_to_admins_only(client, make_account, login):
+    made = make_account("acme")
+    users.create_user(made.id, "viewer@acme.example", "password-123", User.VIEWER)
+    local = made.address.split("@")[0]
+    login(made.email)
+    assert made.address in text(client.get(URL))
+    client.post("/logout")
+    login("viewer@acme.example")
+    html = text(client.get(URL))
+    assert local not in html and local[2:] not in html
+    assert f'value="{local[:2]}***@{made.address.split("@")[1]}"' in html
+    assert "一部だけを表示" in html
+
+
+def test_sender_networks_and_sender_auth_are_saved_and_bad_networks_explained(client, admin):
+    response = client.post(URL, data=form_data(sender_networks="192.0.2.0/24\n10.0.0.300\nmail.example.com",
+                                               sender_auth="dkim"))
+    assert response.status_code == 422
+    block = field_block(text(response), "sender_networks")
+    assert "「10.0.0.300」「mail.example.com」はIPアドレスまたはネットワーク" in block
+    assert service.get_settings(admin.id).sender_networks == []
+
+    response = client.post(URL, data=form_data(sender_networks="192.0.2.9/24\n2001:DB8::1\n127.0.0.1",
+                                               sender_auth="either"))
+    assert response.status_code == 302
+    settings = service.get_settings(admin.id)
+    assert settings.sender_networks == ["192.0.2.0/24", "2001:db8::1", "127.0.0.1"]
+    assert settings.sender_auth == "either"
+    html = text(client.get(URL))
+    assert '<option selected value="either">DKIMまたはSPF必須</option>' in html
+    assert "送信元サーバー: (なし) → 192.0.2.0/24, 2001:db8::1, 127.0.0.1" in html
