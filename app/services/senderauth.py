@@ -37,6 +37,9 @@ MAX_SIGNATURES = 5
 CACHE_ENTRIES = 1024  # beyond this many names the cache starts over (bounded memory)
 NEGATIVE_SECONDS = 60.0  # how long "no such name / no record" is reused (capped by the cache time)
 SPF_LOOKUPS_BUDGET = 4  # an SPF check may take this many times the per-look-up timeout in all
+# After a look-up timed out, every look-up is a temporary error at once for this long: a box
+# without DNS pays one timeout per period, not one per message.
+DOWN_SECONDS = 30.0
 
 
 # How the import's page names each result.
@@ -99,7 +102,8 @@ class DnsClient:
     """DNS answers for DKIM and SPF: one resolver, a per-look-up timeout, answers reused within their TTL.
 
     The cache keeps an answer for min(its TTL, `max_seconds`), a missing name or record for
-    min(NEGATIVE_SECONDS, `max_seconds`), and never a timeout. Thread-safe.
+    min(NEGATIVE_SECONDS, `max_seconds`), and never a timeout; after a timeout the server counts
+    as down for DOWN_SECONDS (temperror at once). Thread-safe.
     """
 
     def __init__(self, server: str | None = None, timeout: float = 3.0, max_seconds: float = 300.0,
@@ -119,6 +123,7 @@ class DnsClient:
         self.clock = clock
         self._cache: dict[tuple[str, str], tuple[float, list]] = {}
         self._lock = threading.Lock()
+        self._down_until = 0.0
 
     def query(self, name: str, rdtype: str, timeout: float | None = None) -> list:
         """The records of `name` (a list of dnspython rdata; [] when there are none); DnsTemporaryError on timeout."""
@@ -130,6 +135,8 @@ class DnsClient:
             return hit[1]
         if self.resolver is None:
             raise DnsTemporaryError("no DNS resolver is configured")
+        if now < self._down_until:
+            raise DnsTemporaryError("the DNS server did not answer a moment ago")
         lifetime = min(timeout or self.timeout, self.timeout)
         try:
             answer = self.resolver.resolve(key[0] + ".", key[1], lifetime=lifetime, search=False,
@@ -138,7 +145,12 @@ class DnsClient:
             ttl = float(answer.rrset.ttl) if answer.rrset is not None else NEGATIVE_SECONDS
         except dns.resolver.NXDOMAIN:
             records, ttl = [], NEGATIVE_SECONDS
-        except (dns.exception.Timeout, dns.resolver.NoNameservers, OSError) as error:
+        except dns.exception.Timeout as error:
+            self._down_until = self.clock() + DOWN_SECONDS
+            log.warning("DNS look-up timed out name=%s type=%s; DNS treated as down for %.0f s", key[0], key[1],
+                        DOWN_SECONDS)
+            raise DnsTemporaryError(str(error)) from error
+        except (dns.resolver.NoNameservers, OSError) as error:
             raise DnsTemporaryError(str(error)) from error
         with self._lock:
             if len(self._cache) >= CACHE_ENTRIES:
