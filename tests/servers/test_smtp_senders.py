@@ -59,6 +59,18 @@ def test_a_forged_from_is_refused_at_rcpt_and_recorded(smtp_server, smtp_account
     assert "attacker@evil.example" in row.note
 
 
+def test_a_refusal_at_rcpt_shows_who_tried_in_the_history(smtp_server, smtp_account, mail, client, login):
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(smtp_server, mail(), smtp_account.address, envelope="attacker@evil.example", helo="evil.example")
+    [row] = imports(smtp_account.id)
+    login(smtp_account.email)
+    history = client.get("/imports").get_data(as_text=True)
+    assert "attacker@evil.example" in history and "拒否" in history
+    page = client.get(f"/imports/{row.id}").get_data(as_text=True)
+    for shown in ("attacker@evil.example", "127.0.0.1", "HELO: evil.example", "エンベロープの送信者が送信元メールアドレスに"):
+        assert shown in page
+
+
 def test_a_bounce_is_refused(smtp_server, smtp_account, mail):
     with pytest.raises(smtplib.SMTPRecipientsRefused) as error:
         send(smtp_server, mail(), smtp_account.address, envelope="")
