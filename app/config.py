@@ -49,6 +49,16 @@ def _parse_flag(text: str) -> bool:
     raise ValueError(text)
 
 
+def _parse_dns_server(text: str) -> str:
+    from .services.senderauth import parse_server
+
+    try:
+        parse_server(text)
+    except (ValueError, IndexError):
+        raise ValueError(text) from None
+    return text.strip()
+
+
 # type name -> (parser of text, what the error says the value should be)
 TYPES: dict[str, tuple[Callable[[str], Any], str]] = {
     "int": (_parse_int, "整数"),
@@ -56,6 +66,7 @@ TYPES: dict[str, tuple[Callable[[str], Any], str]] = {
     "float": (_parse_float, "数値"),
     "flag": (_parse_flag, "1/0 (true/false, yes/no, on/off)"),
     "str": (str.strip, "文字列"),
+    "dns_server": (_parse_dns_server, "IPアドレス、またはIPアドレス:ポート(例: 192.0.2.53、192.0.2.53:5353、[2001:db8::53]:53)"),
 }
 
 
@@ -139,7 +150,7 @@ SETTINGS: tuple[Setting, ...] = (
     _S("SMTP_TLS_KEY", "str", None, "STARTTLS key (PEM)"),
     _S("SMTP_REQUIRE_TLS", "flag", False, "refuse MAIL before STARTTLS"),
     # DKIM and SPF checks of received mail (app/services/senderauth.py), in the spool drain.
-    _S("DNS_SERVER", "str", None, "DNS server of the DKIM/SPF look-ups, host or host:port; none = the system resolver"),
+    _S("DNS_SERVER", "dns_server", None, "DNS server of the DKIM/SPF look-ups, host or host:port; none = the system resolver"),
     _S("DNS_TIMEOUT_SECONDS", "float", 3.0, "seconds one DNS look-up may take (SPF: 4 times this in all)"),
     _S("DNS_CACHE_SECONDS", "float", 300.0, "longest time a DNS answer is reused (shorter when its TTL says so)"),
     _S("FTP_MAX_BYTES", "int", 100 * MiB, "largest FTP upload"),
