@@ -200,3 +200,39 @@ def test_signed_in_pages_are_not_stored_by_caches(app, client, clock, account, l
         response = client.get(url)
         assert response.status_code == 200, url
         assert response.headers["Cache-Control"] == "no-store", url
+
+
+def test_the_lifetimes_follow_the_settings(tmp_path, new_database):
+    from app import create_app
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path), "SESSION_MAX_DAYS": "2"})
+    assert app.permanent_session_lifetime.total_seconds() == 2 * 86400
+    assert app.config["WTF_CSRF_TIME_LIMIT"] == 2 * 86400
+
+
+def test_the_session_version_migration_goes_up_and_down(tmp_path, new_database):
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import inspect, text
+
+    from app import create_app
+    from app.extensions import init_migrations
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
+    init_migrations(app)
+    with app.app_context():
+        upgrade(revision="0008")
+        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
+                                "VALUES (1, 'a', 'A', false, '2020-01-01')"))
+        db.session.execute(text("INSERT INTO users (id, account_id, email, password_hash, role, created_at) "
+                                "VALUES (1, 1, 'a@a.example', 'x', 'admin', '2020-01-01')"))
+        db.session.commit()
+        upgrade()
+        assert db.session.scalar(text("SELECT session_version FROM users WHERE id = 1")) == 0
+        db.session.commit()
+        downgrade(revision="0008")
+        assert "session_version" not in {c["name"] for c in inspect(db.engine).get_columns("users")}
+        assert db.session.scalar(text("SELECT email FROM users WHERE id = 1")) == "a@a.example"
+        db.session.remove()
+        db.engine.dispose()
