@@ -112,10 +112,6 @@ def _csrf_field() -> str:
 
 
 def _check_session() -> None:
-    # The user and CSRF token Flask-Login and Flask-WTF keep on `g` are this request's own,
-    # also where requests share one app context (the test client inside a test's context).
-    g.pop("_login_user", None)
-    g.pop(_csrf_field(), None)
     # Load the user of a signed-in session before CSRFProtect looks at it (see init_app).
     if "_user_id" in session and request.endpoint != "static" and request.blueprint != "api":
         current_user._get_current_object()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from flask.testing import FlaskClient
 from flask_login.utils import encode_cookie
 
 from app.extensions import db
@@ -30,6 +31,24 @@ class Clock:
 
     def advance(self, *, minutes: float = 0, hours: float = 0, days: float = 0) -> None:
         self.now += minutes * 60 + hours * 3600 + days * 86400
+
+
+class OwnContextClient(FlaskClient):
+    """A test client whose every request runs in an app context of its own, as on a server.
+
+    The suite's tests run inside one app context, whose `g` would otherwise carry the user
+    Flask-Login loaded for one request into the next, whatever cookie that one sends.
+    """
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
+@pytest.fixture
+def client(app):
+    app.test_client_class = OwnContextClient
+    return app.test_client()
 
 
 @pytest.fixture
