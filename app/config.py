@@ -36,6 +36,13 @@ def _parse_days(text: str) -> int:
     return value
 
 
+def _parse_positive(text: str) -> int:
+    value = int(text.strip())
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
 def _parse_float(text: str) -> float:
     return float(text.strip())
 
@@ -63,6 +70,7 @@ def _parse_dns_server(text: str) -> str:
 TYPES: dict[str, tuple[Callable[[str], Any], str]] = {
     "int": (_parse_int, "整数"),
     "days": (_parse_days, "0以上の整数(日数、0は無期限)"),
+    "positive": (_parse_positive, "1以上の整数"),
     "float": (_parse_float, "数値"),
     "flag": (_parse_flag, "1/0 (true/false, yes/no, on/off)"),
     "str": (str.strip, "文字列"),
@@ -94,7 +102,7 @@ class Setting:
         """The value as this key's type; ConfigError naming the variable when it is not one."""
         if self.type == "flag" and isinstance(value, bool):
             return value
-        if self.type in ("int", "days") and isinstance(value, int) and not isinstance(value, bool):
+        if self.type in ("int", "days", "positive") and isinstance(value, int) and not isinstance(value, bool):
             text = str(value)
         elif self.type == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -176,6 +184,10 @@ SETTINGS: tuple[Setting, ...] = (
     # Behind a proxy without it, every client shares the proxy's address and one ban would
     # lock everybody out.
     _S("TRUSTED_PROXIES", "int", 0, "reverse proxies whose X-Forwarded-For/-Proto to trust"),
+    # A signed-in browser session ends after this long without a request, and this long after
+    # its login whatever happens (app/auth/sessions.py); its CSRF tokens end with it.
+    _S("SESSION_IDLE_MINUTES", "positive", 8 * 60, "minutes without a request before a web session ends"),
+    _S("SESSION_MAX_DAYS", "positive", 7, "days after its login a web session ends, however active"),
     _S("SESSION_COOKIE_SECURE", "flag", False, "Secure attribute on cookies (behind HTTPS)",
        env="RENKEI_SECURE_COOKIES"),
 )
