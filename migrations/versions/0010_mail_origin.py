@@ -5,14 +5,14 @@ spf_result, all empty for other channels and for mail received before this revis
 integration_settings: sender_networks (JSON list of addresses/CIDRs, empty = any) and
 sender_auth (none | dkim | spf | either, none by default: nothing changes for existing accounts).
 
-Revision ID: 0009_i14_mail
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0009_i14_mail'
-down_revision = '0008'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
