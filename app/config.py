@@ -36,6 +36,13 @@ def _parse_days(text: str) -> int:
     return value
 
 
+def _parse_positive(text: str) -> int:
+    value = int(text.strip())
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
 def _parse_float(text: str) -> float:
     return float(text.strip())
 
@@ -55,14 +62,26 @@ def _parse_networks(text: str):
     return parse_networks(text)
 
 
+def _parse_dns_server(text: str) -> str:
+    from .services.senderauth import parse_server
+
+    try:
+        parse_server(text)
+    except (ValueError, IndexError):
+        raise ValueError(text) from None
+    return text.strip()
+
+
 # type name -> (parser of text, what the error says the value should be)
 TYPES: dict[str, tuple[Callable[[str], Any], str]] = {
     "int": (_parse_int, "整数"),
     "days": (_parse_days, "0以上の整数(日数、0は無期限)"),
+    "positive": (_parse_positive, "1以上の整数"),
     "float": (_parse_float, "数値"),
     "flag": (_parse_flag, "1/0 (true/false, yes/no, on/off)"),
     "str": (str.strip, "文字列"),
     "networks": (_parse_networks, "IPアドレスまたはCIDRのカンマ区切り(例: 127.0.0.1, 10.0.0.0/8。段数の数値ではありません)"),
+    "dns_server": (_parse_dns_server, "IPアドレス、またはIPアドレス:ポート(例: 192.0.2.53、192.0.2.53:5353、[2001:db8::53]:53)"),
 }
 
 
@@ -90,7 +109,7 @@ class Setting:
         """The value as this key's type; ConfigError naming the variable when it is not one."""
         if self.type == "flag" and isinstance(value, bool):
             return value
-        if self.type in ("int", "days") and isinstance(value, int) and not isinstance(value, bool):
+        if self.type in ("int", "days", "positive") and isinstance(value, int) and not isinstance(value, bool):
             text = str(value)
         elif self.type == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -153,6 +172,10 @@ SETTINGS: tuple[Setting, ...] = (
     _S("SMTP_TLS_CERT", "str", None, "STARTTLS certificate (PEM)"),
     _S("SMTP_TLS_KEY", "str", None, "STARTTLS key (PEM)"),
     _S("SMTP_REQUIRE_TLS", "flag", False, "refuse MAIL before STARTTLS"),
+    # DKIM and SPF checks of received mail (app/services/senderauth.py), in the spool drain.
+    _S("DNS_SERVER", "dns_server", None, "DNS server of the DKIM/SPF look-ups, host or host:port; none = the system resolver"),
+    _S("DNS_TIMEOUT_SECONDS", "float", 3.0, "seconds one DNS look-up may take (SPF: 4 times this in all)"),
+    _S("DNS_CACHE_SECONDS", "float", 300.0, "longest time a DNS answer is reused (shorter when its TTL says so)"),
     _S("FTP_MAX_BYTES", "int", 100 * MiB, "largest FTP upload"),
     _S("FTP_MAX_CONS", "int", 256, "concurrent FTP connections"),
     _S("FTP_MAX_CONS_PER_IP", "int", 10, "concurrent FTP connections per address"),
@@ -177,6 +200,10 @@ SETTINGS: tuple[Setting, ...] = (
     # Behind a proxy without it, every client shares the proxy's address and one ban would
     # lock everybody out (app/proxies.py).
     _S("TRUSTED_PROXIES", "networks", (), "addresses/CIDRs of reverse proxies whose X-Forwarded-For/-Proto to believe"),
+    # A signed-in browser session ends after this long without a request, and this long after
+    # its login whatever happens (app/auth/sessions.py); its CSRF tokens end with it.
+    _S("SESSION_IDLE_MINUTES", "positive", 8 * 60, "minutes without a request before a web session ends"),
+    _S("SESSION_MAX_DAYS", "positive", 7, "days after its login a web session ends, however active"),
     _S("SESSION_COOKIE_SECURE", "flag", False, "Secure attribute on cookies (behind HTTPS)",
        env="RENKEI_SECURE_COOKIES"),
 )

@@ -2,19 +2,15 @@ import math
 from urllib.parse import urlsplit
 
 from flask import current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 
 from ..errors import Invalid
-from ..extensions import db, login_manager
-from ..models import User
+from ..extensions import login_manager
 from ..services import bans, users
-from . import bp
+from . import bp, sessions
 from .forms import LoginForm, PasswordChangeForm
 
-
-@login_manager.user_loader
-def load_user(user_id: str):
-    return db.session.get(User, int(user_id))
+login_manager.user_loader(sessions.load_user)
 
 
 def _safe_next(target: str | None) -> str:
@@ -60,7 +56,7 @@ def login():
             current_app.logger.info("web login failed address=%s", address)
             flash("メールアドレスまたはパスワードが正しくありません。", "error")
             return render_template("auth/login.html", form=form), 401
-        login_user(result.subject)
+        sessions.begin(result.subject)
         return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)
 
@@ -68,7 +64,9 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
-    logout_user()
+    # Logout ends every session of the user (a copied cookie, another browser): docs/decisions.md.
+    users.end_sessions(current_user._get_current_object())
+    sessions.end()
     flash("ログアウトしました。", "info")
     return redirect(url_for("auth.login"))
 
@@ -83,6 +81,8 @@ def password():
         except Invalid as e:
             getattr(form, e.field or "current").errors.append(e.message)
         else:
+            # The new password ended every session; this browser goes on in a new one.
+            sessions.begin(current_user._get_current_object())
             flash("パスワードを変更しました。", "success")
             return redirect(url_for("main.index"))
     return render_template("auth/password.html", form=form)

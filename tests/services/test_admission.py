@@ -193,3 +193,53 @@ def test_the_api_ban_answers_the_seconds_actually_left(app, client, login_clock)
         assert (response.status_code, response.json["error"]["code"], response.headers["Retry-After"]) == (
             429, "banned", "800")
         assert "残り800秒" in response.json["error"]["message"]
+
+
+# ---------------------------------------------------------------------------- who may send (mail)
+
+MAIL_STANDING = Standing(enabled=True, mode="mail", status="active", senders=frozenset({SENDER}))
+
+
+@pytest.mark.parametrize("envelope, peer, networks, reason", [
+    (SENDER, "127.0.0.1", (), None),
+    ("SALES@partner.example", "127.0.0.1", ("127.0.0.0/8",), None),
+    ("attacker@evil.example", "127.0.0.1", (), Reason.ENVELOPE),
+    ("", "127.0.0.1", (), Reason.BOUNCE),
+    (None, "127.0.0.1", (), Reason.BOUNCE),
+    (SENDER, "127.0.0.1", ("10.0.0.0/8", "192.0.2.7"), Reason.NETWORK),
+    (SENDER, "::ffff:10.1.2.3", ("10.0.0.0/8",), None),
+    (SENDER, "2001:db8::5", ("10.0.0.0/8", "2001:db8::/32"), None),
+    ("attacker@evil.example", "10.9.9.9", ("127.0.0.0/8",), Reason.NETWORK),  # the network rule comes first
+])
+def test_envelope_sender_and_peer(envelope, peer, networks, reason):
+    standing = Standing(enabled=True, mode="mail", status="active", senders=frozenset({SENDER}), networks=networks)
+    decision = admit(standing, Channel.MAIL, envelope=envelope, peer=peer)
+    assert decision.reason is reason
+    assert decision.outcome is (Outcome.ACCEPT if reason is None else Outcome.REFUSE)
+
+
+def test_another_mode_discards_without_checking_envelope_or_peer():
+    standing = Standing(enabled=True, mode="ftp", status="active", networks=("10.0.0.0/8",))
+    assert admit(standing, Channel.MAIL, envelope="", peer="127.0.0.1").reason is Reason.MODE
+
+
+@pytest.mark.parametrize("required, dkim, domain, spf, accepted", [
+    ("none", "none", None, "none", True),
+    ("dkim", "pass", "partner.example", "fail", True),
+    ("dkim", "pass", "evil.example", "pass", False),  # a signature of another domain is no DKIM pass
+    ("dkim", "none", None, "pass", False),
+    ("spf", "none", None, "pass", True),
+    ("spf", "pass", "partner.example", "softfail", False),
+    ("either", "fail", "partner.example", "pass", True),
+    ("either", "temperror", None, "temperror", False),
+])
+def test_required_sender_authentication(required, dkim, domain, spf, accepted):
+    from dataclasses import replace
+
+    from app.services.senderauth import Authentication
+
+    standing = replace(MAIL_STANDING, sender_auth=required)
+    decision = admission.authenticated(standing, Authentication(dkim=dkim, dkim_domain=domain, spf=spf), SENDER)
+    assert decision.accepted is accepted
+    if not accepted:
+        assert decision.reason is Reason.UNAUTHENTICATED and f"SPF: {spf}" in decision.text
