@@ -8,7 +8,7 @@ them keep everybody else out. Two rules, on waitress' own loop (no thread, no ex
 - per address: a peer with RENKEI_WEB_MAX_CONNECTIONS_PER_IP connections open gets a bare
   `503` on the next one, which is closed at once. The trusted reverse proxies
   (RENKEI_TRUSTED_PROXIES) are not capped: every client behind them has their address (the
-  proxy caps per client itself, see deploy/nginx.conf).
+  proxy caps per client itself, see docs/nginx.conf).
 - header deadline: a request's line and headers must be complete RENKEI_WEB_HEADER_TIMEOUT
   seconds after the connection was accepted, or after the first byte of a later request on a
   kept-alive connection; otherwise the connection is closed, however steadily bytes arrive.

@@ -1,8 +1,8 @@
-"""The documented production layout: Debian's nginx with deploy/nginx.conf in front of Renkei's web server.
+"""The documented production layout: Debian's nginx with docs/nginx.conf in front of Renkei's web server.
 
 nginx runs unprivileged-safe from a temporary prefix (`-p`, `-c`, `daemon off`, its pid, logs
 and temporary files there), on free loopback ports, with a certificate made for the test. The
-site file is deploy/nginx.conf itself with only its ports, certificate paths and upstream
+site file is docs/nginx.conf itself with only its ports, certificate paths and upstream
 replaced, so a change to the shipped file is what is tested.
 """
 from __future__ import annotations
@@ -36,8 +36,8 @@ def free_port() -> int:
 
 
 def site_config(web_port: int, http_port: int, https_port: int, cert: str, key: str) -> str:
-    """deploy/nginx.conf with the test's ports and files; each replaced directive must be there."""
-    text = (ROOT / "deploy" / "nginx.conf").read_text(encoding="utf-8")
+    """docs/nginx.conf with the test's ports and files; each replaced directive must be there."""
+    text = (ROOT / "docs" / "nginx.conf").read_text(encoding="utf-8")
     replacements = [
         (r"^\s*listen \[::\]:.*\n", ""),  # the loopback of the test is IPv4
         (r"server 127\.0\.0\.1:8000;", f"server 127.0.0.1:{web_port};"),
@@ -48,7 +48,7 @@ def site_config(web_port: int, http_port: int, https_port: int, cert: str, key: 
     ]
     for pattern, replacement in replacements:
         text, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
-        assert count >= 1, f"deploy/nginx.conf has no {pattern!r}"
+        assert count >= 1, f"docs/nginx.conf has no {pattern!r}"
     return text
 
 
@@ -129,8 +129,8 @@ def test_login_page_over_https_and_the_client_address_is_the_forwarded_one(proxi
 
 def test_a_body_over_the_upload_cap_gets_413_from_nginx(proxied, smtp_tls_files, app):
     port, _ = proxied
-    # deploy/nginx.conf's cap is Renkei's own (MAX_UPLOAD_BYTES plus the form's framing).
-    conf = (ROOT / "deploy" / "nginx.conf").read_text(encoding="utf-8")
+    # docs/nginx.conf's cap is Renkei's own (MAX_UPLOAD_BYTES plus the form's framing).
+    conf = (ROOT / "docs" / "nginx.conf").read_text(encoding="utf-8")
     kib = int(re.search(r"^\s*client_max_body_size (\d+)k;", conf, re.MULTILINE).group(1))
     cap = app.config["MAX_CONTENT_LENGTH"]
     assert kib * 1024 == cap
