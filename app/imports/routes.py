@@ -17,6 +17,7 @@ from ..extensions import db
 from ..importer.filename import base_name, period_label
 from ..models import Import, ImportErrorRecord, OutboxMail
 from ..services import files, ingest
+from ..services.senderauth import RESULT_LABELS
 from . import bp
 from .forms import HistoryFilterForm, ReimportForm, UploadForm
 
@@ -119,6 +120,7 @@ def history_detail(import_id: int):
         pending=pending,
         refresh_seconds=REFRESH_SECONDS,
         form=ReimportForm(),
+        auth_labels=RESULT_LABELS,
     )
 
 
