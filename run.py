@@ -11,6 +11,7 @@ import inspect
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ from dotenv import load_dotenv
 from servers.web import url_host
 
 log = logging.getLogger("renkei.run")
+
+# What Renkei writes is its own: files 0600, folders 0700 (the database holds password hashes,
+# every received file and the members' addresses; the data folder also holds the secret key).
+PRIVATE_UMASK = 0o077
 
 # Seconds a part may take to stop. The worker gets longer: it finishes the import in progress.
 STOP_TIMEOUT = 15.0
@@ -145,6 +150,17 @@ def migrate_database(app) -> None:
     log.info("database ready url=%s", _safe_db_url(app.config["SQLALCHEMY_DATABASE_URI"]))
 
 
+def warn_if_data_folder_is_open(app) -> None:
+    """Warn when the data folder can be entered or read by group or others (Renkei leaves its mode alone)."""
+    folder = Path(app.config["DATA_DIR"])
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    if mode & 0o077:
+        # Not changed here: the operator made the folder with this mode, perhaps for a backup user.
+        log.warning("データフォルダ %s は他のユーザーからも開けます (mode %04o)。chmod 700 %s で閉じてください"
+                    " / data folder is open to group or others (mode %04o); close it with chmod 700",
+                    folder, mode, folder, mode)
+
+
 def _safe_db_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -249,6 +265,8 @@ def print_startup(app, started: list[tuple[str, Any]], demo) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run Renkei until Ctrl-C or SIGTERM; return the exit code."""
+    # First: the data folder, the database, the spool and FTP uploads are all made after this.
+    os.umask(PRIVATE_UMASK)
     load_dotenv()
     args = parse_args(argv)
     apply_flags(args)
@@ -274,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:  # a setting of the wrong type: say which, without a traceback
         print(f"起動できませんでした (could not start): {error}", file=sys.stderr, flush=True)
         return 1
+    warn_if_data_folder_is_open(app)
     migrate_database(app)
     from app.services.demo import create_demo_account
 

@@ -36,6 +36,13 @@ def _parse_days(text: str) -> int:
     return value
 
 
+def _parse_positive(text: str) -> int:
+    value = int(text.strip())
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
 def _parse_float(text: str) -> float:
     return float(text.strip())
 
@@ -49,13 +56,32 @@ def _parse_flag(text: str) -> bool:
     raise ValueError(text)
 
 
+def _parse_networks(text: str):
+    from .proxies import parse_networks
+
+    return parse_networks(text)
+
+
+def _parse_dns_server(text: str) -> str:
+    from .services.senderauth import parse_server
+
+    try:
+        parse_server(text)
+    except (ValueError, IndexError):
+        raise ValueError(text) from None
+    return text.strip()
+
+
 # type name -> (parser of text, what the error says the value should be)
 TYPES: dict[str, tuple[Callable[[str], Any], str]] = {
     "int": (_parse_int, "整数"),
     "days": (_parse_days, "0以上の整数(日数、0は無期限)"),
+    "positive": (_parse_positive, "1以上の整数"),
     "float": (_parse_float, "数値"),
     "flag": (_parse_flag, "1/0 (true/false, yes/no, on/off)"),
     "str": (str.strip, "文字列"),
+    "networks": (_parse_networks, "IPアドレスまたはCIDRのカンマ区切り(例: 127.0.0.1, 10.0.0.0/8。段数の数値ではありません)"),
+    "dns_server": (_parse_dns_server, "IPアドレス、またはIPアドレス:ポート(例: 192.0.2.53、192.0.2.53:5353、[2001:db8::53]:53)"),
 }
 
 
@@ -83,10 +109,12 @@ class Setting:
         """The value as this key's type; ConfigError naming the variable when it is not one."""
         if self.type == "flag" and isinstance(value, bool):
             return value
-        if self.type in ("int", "days") and isinstance(value, int) and not isinstance(value, bool):
+        if self.type in ("int", "days", "positive") and isinstance(value, int) and not isinstance(value, bool):
             text = str(value)
         elif self.type == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        elif self.type == "networks" and isinstance(value, (list, tuple)):
+            text = ",".join(str(v) for v in value)
         else:
             text = str(value)
         parser, expected = TYPES[self.type]
@@ -117,7 +145,7 @@ SETTINGS: tuple[Setting, ...] = (
     _S("TIMEZONE", "str", DEFAULT_TIMEZONE, "time zone of schedules, screens and mails"),
     _S("SECRET_KEY", "str", None, "session signing key; default generated once into the data folder"),
     # Login protection, shared by web, FTP and API (see services/bans.py).
-    _S("LOGIN_FAIL_DELAY", "float", 1.0, "seconds before a failed login is answered"),
+    _S("LOGIN_FAIL_DELAY", "float", 1.0, "seconds after a failed login before its address may try that login again"),
     _S("BAN_THRESHOLD", "int", 10, "failures after which an address is refused for a while"),
     _S("BAN_WINDOW_SECONDS", "int", 600, "window in which an address's failures are counted"),
     _S("BAN_SECONDS", "int", 900, "how long a banned address is refused"),
@@ -128,8 +156,14 @@ SETTINGS: tuple[Setting, ...] = (
     # Limits of the channels.
     _S("MAX_UPLOAD_BYTES", "int", 25 * MiB, "largest upload (screen, API)"),
     _S("API_RATE_PER_MINUTE", "int", 60, "API calls per token and minute (0 = no limit)"),
+    # The web port's flood limits (servers/webguard.py); a trusted proxy has no per-address cap.
+    _S("WEB_MAX_CONNECTIONS", "int", 100, "concurrent web connections (over it new ones wait to be accepted)"),
+    _S("WEB_MAX_CONNECTIONS_PER_IP", "int", 20, "concurrent web connections per client address (over it: 503; 0 = no cap)"),
+    _S("WEB_HEADER_TIMEOUT", "float", 10.0, "seconds a web client has to send a request's line and headers"),
     _S("SMTP_MAX_BYTES", "int", 25 * MiB, "largest mail"),
     _S("SMTP_MAX_CONNECTIONS", "int", 50, "concurrent SMTP sessions (over it: 421)"),
+    _S("SMTP_MAX_CONNECTIONS_PER_IP", "int", 10, "concurrent SMTP sessions per client address (over it: 421; 0 = no cap)"),
+    _S("SMTP_MAIL_TIMEOUT", "float", 30.0, "seconds a session may go without MAIL, from connect or its last mail (then 421)"),
     _S("SMTP_MAX_COMMANDS", "int", 100, "times one command may be sent in a session"),
     # RFC 5321 4.5.3.2.7: a server should wait at least 5 minutes.
     _S("SMTP_TIMEOUT", "float", 300.0, "idle seconds before an SMTP session is closed"),
@@ -138,9 +172,14 @@ SETTINGS: tuple[Setting, ...] = (
     _S("SMTP_TLS_CERT", "str", None, "STARTTLS certificate (PEM)"),
     _S("SMTP_TLS_KEY", "str", None, "STARTTLS key (PEM)"),
     _S("SMTP_REQUIRE_TLS", "flag", False, "refuse MAIL before STARTTLS"),
+    # DKIM and SPF checks of received mail (app/services/senderauth.py), in the spool drain.
+    _S("DNS_SERVER", "dns_server", None, "DNS server of the DKIM/SPF look-ups, host or host:port; none = the system resolver"),
+    _S("DNS_TIMEOUT_SECONDS", "float", 3.0, "seconds one DNS look-up may take (SPF: 4 times this in all)"),
+    _S("DNS_CACHE_SECONDS", "float", 300.0, "longest time a DNS answer is reused (shorter when its TTL says so)"),
     _S("FTP_MAX_BYTES", "int", 100 * MiB, "largest FTP upload"),
     _S("FTP_MAX_CONS", "int", 256, "concurrent FTP connections"),
     _S("FTP_MAX_CONS_PER_IP", "int", 10, "concurrent FTP connections per address"),
+    _S("FTP_LOGIN_TIMEOUT", "float", 30.0, "seconds from connect to login before an FTP session is closed (421)"),
     _S("FTP_PASSIVE_PORTS", "str", None, "passive port range, e.g. 60000-60100; none = any the OS picks"),
     _S("FTP_PUBLIC_HOST", "str", None, "address in PASV replies and the FTP server name on screens; none = HOST"),
     _S("FTP_TLS_CERT", "str", None, "explicit FTPS (AUTH TLS) certificate"),
@@ -159,8 +198,12 @@ SETTINGS: tuple[Setting, ...] = (
     # to end a received import before answering that it is still running.
     _S("IMPORT_WAIT_SECONDS", "float", 60.0, "how long ?wait=1 and FTP checks wait for an import to end"),
     # Behind a proxy without it, every client shares the proxy's address and one ban would
-    # lock everybody out.
-    _S("TRUSTED_PROXIES", "int", 0, "reverse proxies whose X-Forwarded-For/-Proto to trust"),
+    # lock everybody out (app/proxies.py).
+    _S("TRUSTED_PROXIES", "networks", (), "addresses/CIDRs of reverse proxies whose X-Forwarded-For/-Proto to believe"),
+    # A signed-in browser session ends after this long without a request, and this long after
+    # its login whatever happens (app/auth/sessions.py); its CSRF tokens end with it.
+    _S("SESSION_IDLE_MINUTES", "positive", 8 * 60, "minutes without a request before a web session ends"),
+    _S("SESSION_MAX_DAYS", "positive", 7, "days after its login a web session ends, however active"),
     _S("SESSION_COOKIE_SECURE", "flag", False, "Secure attribute on cookies (behind HTTPS)",
        env="RENKEI_SECURE_COOKIES"),
 )

@@ -24,6 +24,15 @@ class LinkStatus(StrEnum):
     STOPPED = "stopped"
 
 
+class SenderAuth(StrEnum):
+    """送信元の認証: what a mail from an allowed sender must pass (integration_settings.sender_auth)."""
+
+    NONE = "none"      # nothing beyond the addresses (and 送信元サーバー, when set)
+    DKIM = "dkim"      # a DKIM signature of the From: domain that verifies
+    SPF = "spf"        # SPF pass for the envelope sender's domain and the peer address
+    EITHER = "either"  # DKIM or SPF, either one
+
+
 class Channel(StrEnum):
     """Where an import came from (imports.channel): the three modes, the screen and the command line."""
 

@@ -34,7 +34,6 @@ def create_app(config: dict | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
-        WTF_CSRF_TIME_LIMIT=None,
         JSON_AS_ASCII=False,
     )
     if config:
@@ -55,14 +54,16 @@ def create_app(config: dict | None = None) -> Flask:
     if app.config.get("MAX_CONTENT_LENGTH") is None:
         app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"] + FORM_OVERHEAD_BYTES
 
-    if app.config["TRUSTED_PROXIES"] > 0:
-        from werkzeug.middleware.proxy_fix import ProxyFix
+    # X-Forwarded-For is believed only from RENKEI_TRUSTED_PROXIES (read at each request).
+    from .proxies import TrustedProxies
 
-        hops = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+    app.wsgi_app = TrustedProxies(app.wsgi_app, lambda: app.config["TRUSTED_PROXIES"])
 
     db.init_app(app)
     _register_sqlite_listeners(app)
+    from .auth import sessions
+
+    sessions.init_app(app)  # before CSRFProtect: an ended session's CSRF token is refused
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -173,4 +174,13 @@ def _register_security_headers(app: Flask) -> None:
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
         )
+        # A signed-in page shows the account's data: no cache (browser, proxy) may keep it.
+        if response.mimetype == "text/html" and request.endpoint != "static" and _signed_in():
+            response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+
+def _signed_in() -> bool:
+    from flask_login import current_user
+
+    return current_user.is_authenticated

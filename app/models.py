@@ -6,9 +6,9 @@ from typing import Any
 
 from flask_login import UserMixin
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
-from .enums import Channel, ImportStatus, LinkStatus, MailStatus, Mode, Role
+from .enums import Channel, ImportStatus, LinkStatus, MailStatus, Mode, Role, SenderAuth
 from .extensions import db
 
 
@@ -40,9 +40,27 @@ class User(UserMixin, db.Model):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default=ADMIN)
+    # Carried by every signed-in session (get_id); a session of another version is signed out
+    # (app/auth/sessions.py). Bumped by a logout, a new password and a new role.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     account: Mapped[Account] = relationship()
+
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the session: the id and the session version."""
+        return f"{self.id}:{self.session_version or 0}"
+
+    def end_sessions(self) -> None:
+        """Sign out every session of this user made before (committed by the caller)."""
+        self.session_version = (self.session_version or 0) + 1
+
+    @validates("password_hash", "role")
+    def _ends_sessions_when_changed(self, key: str, value: str) -> str:
+        # Whatever code changes a stored user's password or role, the sessions opened with the old one end.
+        if self.id is not None and getattr(self, key) != value:
+            self.end_sessions()
+        return value
 
     @property
     def is_admin(self) -> bool:
@@ -139,6 +157,13 @@ class Import(db.Model):
     ignored_attachments: Mapped[list[str] | None] = mapped_column(JSON)
     # When the retention job (RENKEI_KEEP_FILES_DAYS) deleted the original bytes; the row itself stays.
     file_deleted_at: Mapped[dt.datetime | None]
+    # Mail only: who delivered it (SMTP envelope sender, peer address, HELO name) and what DKIM/SPF said.
+    mail_from: Mapped[str | None] = mapped_column(String(320))
+    peer_address: Mapped[str | None] = mapped_column(String(64))
+    helo_name: Mapped[str | None] = mapped_column(String(255))
+    dkim_result: Mapped[str | None] = mapped_column(String(16))
+    dkim_domain: Mapped[str | None] = mapped_column(String(255))
+    spf_result: Mapped[str | None] = mapped_column(String(16))
 
     account: Mapped[Account] = relationship()
     errors: Mapped[list[ImportErrorRecord]] = relationship(
@@ -266,6 +291,9 @@ class IntegrationSettings(db.Model):
     error_to: Mapped[list[str]] = mapped_column(JSON, default=list)
     success_to: Mapped[list[str]] = mapped_column(JSON, default=list)
     senders: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # 送信元サーバー: IP addresses / networks (CIDR) mail may come from; empty = any.
+    sender_networks: Mapped[list[str]] = mapped_column(JSON, default=list)
+    sender_auth: Mapped[str] = mapped_column(String(8), default=SenderAuth.NONE)
     inbound_local: Mapped[str | None] = mapped_column(String(64), unique=True)
     ftp_username: Mapped[str | None] = mapped_column(String(64), unique=True)
     ftp_password_hash: Mapped[str | None] = mapped_column(String(255))
@@ -330,7 +358,8 @@ class AuthFailure(db.Model):
 
     One row per `scope` and `key`: "address" counts the failures from one remote address,
     "login" those against one login name (from anywhere), "pair" those of one address against
-    one login name (the part a good login of that name from that address forgives).
+    one login name (the part a good login of that name from that address forgives), "next"
+    when one address may try one login name (or API token) again after a failure (banned_until).
     """
 
     __tablename__ = "auth_failures"

@@ -13,11 +13,15 @@ Decisions (where docs/spec.md is silent):
   No download (RETR), no append (APPE); MFMT (set mtime), STOU (server-named upload) and
   REST (resume) are not offered at all, so clients do not try them. curl -T and lftp
   `put` need none of them.
+- Floods: at most FTP_MAX_CONS_PER_IP sessions per address and FTP_MAX_CONS in all (421
+  beyond), and a session not logged in FTP_LOGIN_TIMEOUT seconds after connecting gets `421`
+  and is closed, however busy it keeps itself: idle sessions from many addresses fill the
+  global cap for that long only, so a client retrying after its 421 gets in.
 - Replies are pyftpdlib's standard English FTP texts: FTP clients show them verbatim and
   not every client decodes UTF-8 replies.
 
 Settings (app.config key, else the RENKEI_<key> environment variable): FTP_PORT,
-HOST, FTP_MAX_BYTES (100 MiB), FTP_MAX_CONS_PER_IP (10), FTP_MAX_CONS (256),
+HOST, FTP_MAX_BYTES (100 MiB), FTP_MAX_CONS_PER_IP (10), FTP_MAX_CONS (256), FTP_LOGIN_TIMEOUT (30 s),
 FTP_PASSIVE_PORTS (e.g. "60000-60100"; default: any port the OS picks), FTP_PUBLIC_HOST (address given in PASV replies),
 FTP_TLS_CERT / FTP_TLS_KEY (explicit FTPS, AUTH TLS), FTP_REQUIRE_TLS (require TLS on
 control and data channels), LOGIN_FAIL_DELAY.
@@ -92,6 +96,7 @@ def build_handler(app: Flask, staging_dir: str) -> type[FTPHandler]:
         "banner": "Renkei FTP ready.",
         "auth_failed_timeout": config.get(app, "LOGIN_FAIL_DELAY"),
         "max_login_attempts": 3,
+        "login_timeout": config.get(app, "FTP_LOGIN_TIMEOUT"),
         "passive_ports": parse_port_range(config.get(app, "FTP_PASSIVE_PORTS")),
         # PASV replies carry an IPv4 address, so a host name is resolved once here.
         "masquerade_address": socket.gethostbyname(public_host) if public_host else None,

@@ -5,9 +5,11 @@ Decisions (where docs/spec.md is silent):
   LOGIN_FAIL_DELAY seconds (pyftpdlib's auth_failed_timeout, which does not block other
   sessions), the failure is counted in the ban list shared with the web login, and a
   banned address is refused at connect and at login. A correct password is then admitted
-  by `services.admission` (channel ftp): integration disabled or mode not FTP is refused
-  without counting as a failure; a 連動稼働停止 status is HOLD, so the login is allowed and
-  files wait for the first check after re-activation.
+  by `services.admission` (channel ftp) within the same check: integration disabled or mode
+  not FTP is a failed login like a wrong password (same answer, same delay, counted, nothing
+  forgiven), so a client cannot tell a right password from a wrong one; only the log says
+  why. A 連動稼働停止 status is HOLD, so the login is allowed and files wait for the first
+  check after re-activation.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.exceptions import AuthenticationFailed
 from pyftpdlib.handlers import FTPHandler
 
+from app.models import IntegrationSettings
 from app.services import bans, ftpcheck, integration
 from app.services.admission import Channel, Outcome, admit
 
@@ -30,8 +33,21 @@ PERMISSIONS = "elmwdf"
 CHMOD_PERM = "M"
 
 
-def _no_sleep(seconds: float) -> None:
-    """pyftpdlib delays a failed login's answer itself (auth_failed_timeout)."""
+def _admitted(username: str, password: str) -> IntegrationSettings | None:
+    """The account's settings when the password is right and the account takes FTP now, else None.
+
+    A right password still needs the account to take FTP files (a stopped status: HOLD, files
+    wait); refused, it is answered as a wrong one and only the log records why.
+    """
+    settings = integration.verify_ftp_password(username, password)
+    if settings is None:
+        return None
+    admission = admit(settings.account, Channel.FTP, settings=settings)
+    if admission.outcome not in (Outcome.ACCEPT, Outcome.HOLD):
+        log.info("ftp login refused account=%s reason=%s mode=%s", settings.account.slug, admission.reason,
+                 settings.mode)
+        return None
+    return settings
 
 
 class DatabaseAuthorizer(DummyAuthorizer):
@@ -49,10 +65,11 @@ class DatabaseAuthorizer(DummyAuthorizer):
         address = handler.remote_ip
         try:
             with self.app.app_context():
-                # No sleep here: pyftpdlib holds the failed answer (auth_failed_timeout) without blocking.
+                # pyftpdlib holds the failed answer (auth_failed_timeout) on the session's own loop.
                 result = bans.guarded_login(address, bans.login_key("ftp", username),
-                                            lambda: integration.verify_ftp_password(username, password),
-                                            sleep=_no_sleep)
+                                            lambda: _admitted(username, password))
+                if result.verdict is bans.Verdict.TOO_SOON:
+                    raise AuthenticationFailed("authentication failed.")
                 if result.verdict is bans.Verdict.BANNED:
                     handler.attempted_logins = handler.max_login_attempts
                     raise AuthenticationFailed("too many failed logins; try again later.")
@@ -62,15 +79,8 @@ class DatabaseAuthorizer(DummyAuthorizer):
                     log.info("ftp login failed user=%s address=%s", username, address)
                     raise AuthenticationFailed("authentication failed.")
                 settings = result.subject
-                account = settings.account
-                # A right password still needs the account to take FTP files (a stopped status: HOLD, files wait).
-                admission = admit(account, Channel.FTP, settings=settings)
-                if admission.outcome not in (Outcome.ACCEPT, Outcome.HOLD):
-                    log.info("ftp login refused account=%s reason=%s mode=%s", account.slug, admission.reason,
-                             settings.mode)
-                    raise AuthenticationFailed("FTP linkage is not enabled for this account.")
                 home = ftpcheck.home_path(settings.ftp_username, create=True)
-                slug = account.slug
+                slug = settings.account.slug
         except AuthenticationFailed:
             raise
         except Exception:

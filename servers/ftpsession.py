@@ -173,6 +173,22 @@ class RenkeiHandlerMixin:
 
     app: Flask
     staging_dir: str
+    login_timeout: float = 0.0  # seconds from connect to a good login, then 421 (0 = only the idle timeout)
+    _login_deadline = None
+
+    def handle(self) -> None:
+        """Greet, and give the client `login_timeout` seconds to log in, however busy it keeps itself."""
+        super().handle()
+        if self.login_timeout > 0 and not self._closed and not self._closing:
+            self._login_deadline = self.ioloop.call_later(self.login_timeout, self._login_timed_out,
+                                                          _errback=self.handle_error)
+
+    def _login_timed_out(self) -> None:
+        self._login_deadline = None
+        if not self.authenticated and not self._closed and not self._closing:
+            log.info("ftp session closed reason=no-login-in-time address=%s", self.remote_ip)
+            self.respond("421 Login timed out.")
+            self.close_when_done()
 
     def ftp_STOR(self, file: str, mode: str = "w") -> str | None:
         """Receive into a staging file; the data channel moves it into place when the upload ends normally."""
@@ -261,6 +277,10 @@ class RenkeiHandlerMixin:
         super().log_transfer(cmd, self._uploads.get(filename, filename), receive, completed, elapsed, bytes)
 
     def close(self) -> None:
+        if self._login_deadline is not None:
+            if not self._login_deadline.cancelled:
+                self._login_deadline.cancel()
+            self._login_deadline = None
         super().close()
         # Whatever the session left in staging (a STOR never connected, a transfer cut by the close).
         for staged in list(self._uploads):

@@ -17,6 +17,13 @@ Decisions (where docs/spec.md is silent):
   message (spooled or discarded), `550 5.7.1` only when every account refused it. A refusal
   next to an acceptance is in that account's 取込履歴 only (the sender, having `250`, does not
   see it).
+- Who may send (rules of `admission`, decided at RCPT, per recipient, where Postfix rejects a
+  sender): the peer outside the account's 送信元サーバー, a bounce `<>` and an envelope sender
+  (MAIL FROM) that is not one of its 送信元メールアドレス get `550 5.7.1` for that RCPT and are
+  recorded (refused, "(メール)", the envelope sender, peer and HELO) once per account and
+  transaction. A mode other than mail does not check them (its mail is discarded after DATA).
+- The envelope sender, peer address and HELO name go into the spool entry; the drain records
+  them on each import with what DKIM and SPF said (servers/spooldrain.py).
 - Every DB call and spool write runs in the loop's executor; an unexpected error answers
   `451 4.3.0` and the client retries. Nothing was spooled then (a failed write removes its
   entry), so the retry is the one delivery; a refusal recorded for another account of the same
@@ -28,12 +35,14 @@ Decisions (where docs/spec.md is silent):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from app.enums import ImportStatus
 from app.services.admission import Channel, Outcome, Reason, admit
+from app.services.senderauth import Origin
 
 from .mailparse import (
     MailRejected,
@@ -51,6 +60,12 @@ CHANNEL = Channel.MAIL
 NO_CSV_NAME = "(CSV添付なし)"
 UNNAMED = "(メール)"  # the history's file name when the mail's files are not known
 NO_SUCH_USER = "550 5.1.1 Recipient address rejected: no such user"
+# The RCPT answers of the sender checks (admission's rule 3, before DATA).
+SENDER_REPLIES = {
+    Reason.NETWORK: "550 5.7.1 Client host not authorized to send to this address",
+    Reason.BOUNCE: "550 5.7.1 Bounces are not accepted at this address",
+    Reason.ENVELOPE: "550 5.7.1 Sender not authorized for this address",
+}
 
 
 class MailHandler:
@@ -62,8 +77,9 @@ class MailHandler:
     Injected callables (they run in a worker thread, never on the event loop):
     - resolve_recipient(address) -> Recipient | None (None: unknown address; a disabled account has enabled=False);
       a RecipientCache's fresh answers are read on the loop (its `cached`)
-    - spool_mail(account_ids, raw, *, sender) -> None, once the whole message is stored durably for them all
-    - record_refusal(account_id, *, filename, sender, status, note) -> None
+    - spool_mail(account_ids, raw, *, sender, origin) -> None, once the whole message is stored durably for them all
+    - record_refusal(account_id, *, filename, sender, status, note, trace) -> None (trace: Import columns
+      of the mail's origin, Origin.columns())
     - parse(raw) -> ParsedMail (only to name the files of a refused or discarded mail; rare)
     """
 
@@ -97,6 +113,10 @@ class MailHandler:
             log.info("smtp refused channel=%s rcpt=%s reason=%s peer=%s", CHANNEL, address,
                      "unknown-recipient" if recipient is None else "integration-disabled", _peer(session))
             return NO_SUCH_USER
+        origin = _origin(session, envelope)
+        admission = admit(recipient.standing, Channel.MAIL, envelope=origin.mail_from, peer=origin.peer_address)
+        if admission.reason in SENDER_REPLIES:
+            return await self._refuse_sender(recipient, admission.text, admission.reason, origin, envelope)
         recipients: dict[int, Recipient] = getattr(envelope, "renkei_recipients", None) or {}
         recipients.setdefault(recipient.account_id, recipient)  # several addresses of one account count once
         envelope.renkei_recipients = recipients
@@ -104,13 +124,31 @@ class MailHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
 
+    async def _refuse_sender(self, recipient: Recipient, text: str, reason: Reason, origin: Origin,
+                             envelope) -> str:
+        """Record a sender refused at RCPT (once per account and transaction) and answer `550 5.7.1`."""
+        refused: set[int] = getattr(envelope, "renkei_refused", None) or set()
+        envelope.renkei_refused = refused
+        log.info("smtp refused account=%s channel=%s reason=%s mail_from=%s peer=%s helo=%s", recipient.label,
+                 CHANNEL, reason, origin.mail_from or "<>", origin.peer_address, origin.helo_name or "-")
+        if recipient.account_id not in refused:
+            refused.add(recipient.account_id)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, functools.partial(
+                    self.record_refusal, recipient.account_id, filename=UNNAMED, sender=None,
+                    status=ImportStatus.REFUSED, note=text, trace=origin.columns()))
+            except Exception:
+                log.exception("smtp refusal not recorded account=%s channel=%s", recipient.label, CHANNEL)
+                return "451 4.3.0 Temporary server error, try again later"
+        return SENDER_REPLIES[reason]
+
     async def handle_DATA(self, server, session, envelope) -> str:
         """Check and spool the message (off the loop); answer only after it is durable."""
         recipients = list(envelope.renkei_recipients.values())
         raw = bytes(envelope.original_content or b"")
         try:
             return await asyncio.get_running_loop().run_in_executor(
-                None, self.deliver, recipients, raw, _peer(session)
+                None, functools.partial(self.deliver, recipients, raw, _peer(session), origin=_origin(session, envelope))
             )
         except Exception:
             log.exception("smtp delivery failed account=%s channel=%s", ",".join(r.label for r in recipients),
@@ -122,7 +160,8 @@ class MailHandler:
         log.exception("smtp session error channel=%s", CHANNEL, exc_info=error)
         return "451 4.3.0 Temporary server error, try again later"
 
-    def deliver(self, recipients: Recipient | list[Recipient], raw: bytes, peer: str = "-") -> str:
+    def deliver(self, recipients: Recipient | list[Recipient], raw: bytes, peer: str = "-",
+                origin: Origin | None = None) -> str:
         """Apply each account's rules to one received message and return the one SMTP reply (blocking).
 
         Each account decides on its own (mode, From: in its sender list, status). The reply is
@@ -134,6 +173,7 @@ class MailHandler:
         """
         if isinstance(recipients, Recipient):
             recipients = [recipients]
+        trace = origin.columns() if origin is not None else None
         raw = normalise_line_ends(raw)
         head = parse_head(raw)
         names = _LazyNames(self, raw)
@@ -145,17 +185,17 @@ class MailHandler:
             if admission.outcome is Outcome.ACCEPT:
                 accepted.append(recipient)
             elif admission.outcome is Outcome.DISCARD:
-                self._discard(recipient, names, head.sender, admission.text, peer)
+                self._discard(recipient, names, head.sender, admission.text, peer, trace)
                 discarded = True
             elif admission.reason is Reason.UNREADABLE_SENDER:
                 self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status=ImportStatus.REFUSED,
-                                    note=f"{admission.text}: {head.rejection}")
+                                    note=f"{admission.text}: {head.rejection}", trace=trace)
                 log.info("smtp refused account=%s channel=%s reason=bad-from peer=%s", recipient.label, CHANNEL,
                          peer)
                 refusal = refusal or "550 5.7.1 Sender not authorized: unreadable From header"
             elif admission.reason is Reason.SENDER:
                 self.record_refusal(recipient.account_id, filename=names(), sender=head.sender, status=ImportStatus.REFUSED,
-                                    note=admission.text)
+                                    note=admission.text, trace=trace)
                 log.info("smtp refused account=%s channel=%s file=%s sender=%s reason=sender-not-registered peer=%s",
                          recipient.label, CHANNEL, names(), head.sender, peer)
                 refusal = refusal or "550 5.7.1 Sender not authorized for this address"
@@ -167,7 +207,7 @@ class MailHandler:
             return "250 2.0.0 OK" if discarded or refusal is None else refusal
 
         assert head.sender is not None
-        self.spool_mail([r.account_id for r in accepted], raw, sender=head.sender)
+        self.spool_mail([r.account_id for r in accepted], raw, sender=head.sender, origin=origin)
         for recipient in accepted:
             log.info("smtp accepted account=%s channel=%s sender=%s bytes=%d peer=%s", recipient.label, CHANNEL,
                      head.sender, len(raw), peer)
@@ -181,9 +221,11 @@ class MailHandler:
             self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status=ImportStatus.REFUSED, note=note)
             log.info("smtp refused account=%s channel=%s reason=%s peer=%s", recipient.label, CHANNEL, reason, peer)
 
-    def _discard(self, recipient: Recipient, names: _LazyNames, sender: str | None, reason: str, peer: str) -> None:
+    def _discard(self, recipient: Recipient, names: _LazyNames, sender: str | None, reason: str, peer: str,
+                 trace: dict | None) -> None:
         names = names()
-        self.record_refusal(recipient.account_id, filename=names, sender=sender, status=ImportStatus.DISCARDED, note=reason)
+        self.record_refusal(recipient.account_id, filename=names, sender=sender, status=ImportStatus.DISCARDED,
+                            note=reason, trace=trace)
         log.info("smtp discarded account=%s channel=%s file=%s sender=%s reason=%s peer=%s", recipient.label,
                  CHANNEL, names, sender or "-", reason, peer)
 
@@ -213,6 +255,15 @@ def _names(mail: ParsedMail) -> str:
         return NO_CSV_NAME
     names = ", ".join(a.filename for a in mail.csvs)
     return names if len(names) <= 255 else names[:252] + "..."
+
+
+def _origin(session, envelope) -> Origin:
+    """Who delivers this transaction: envelope sender ("" for a bounce), peer IP address, HELO name."""
+    peer = getattr(session, "peer", None)
+    address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+    mail_from = (getattr(envelope, "mail_from", None) or "").strip()
+    return Origin(mail_from="" if mail_from == "<>" else mail_from, peer_address=address,
+                  helo_name=str(getattr(session, "host_name", None) or ""))
 
 
 def _peer(session) -> str:

@@ -25,11 +25,13 @@ class Recipient:
     status: str  # active | stopped
     senders: frozenset[str]  # 送信元メールアドレス, lower case
     enabled: bool = True  # 外部連携設定
+    networks: tuple[str, ...] = ()  # 送信元サーバー (empty = any)
 
     @property
     def standing(self) -> Standing:
         """What admission decides on (a snapshot taken at RCPT: DATA needs no database)."""
-        return Standing(enabled=self.enabled, mode=self.mode, status=self.status, senders=self.senders)
+        return Standing(enabled=self.enabled, mode=self.mode, status=self.status, senders=self.senders,
+                        networks=self.networks)
 
 
 # A recipient answer (a Recipient, or None for an unknown address) is reused for this long.

@@ -43,6 +43,7 @@ from aiosmtpd.smtp import SMTP, syntax
 
 from app import config
 
+from .caps import AddressCounts
 from .mailhandler import CHANNEL, MailHandler, _peer
 from .mailparse import parse_mail
 from .smtpservices import build_drainer, build_handler
@@ -59,6 +60,8 @@ TOO_BIG_NOTE = (
 # Defaults of the limits; each one is overridable by app.config or a RENKEI_* variable.
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 DEFAULT_MAX_CONNECTIONS = 50
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 10  # Postfix's smtpd_client_connection_count_limit is 50
+DEFAULT_MAIL_TIMEOUT = 30.0  # seconds a session may go without MAIL (from connect or its last mail's end)
 DEFAULT_MAX_COMMANDS = 100  # per command name and session (aiosmtpd command_call_limit)
 DEFAULT_TIMEOUT = 300.0  # RFC 5321 4.5.3.2.7: a server should wait at least 5 minutes
 EXECUTOR_THREADS = 8
@@ -68,11 +71,16 @@ EXECUTOR_THREADS = 8
 # The server: our own loop thread, so port 0 works and the connection cap sits in the factory.
 
 
+BUSY_REPLY = b"421 4.7.0 Too many connections, try again later\r\n"
+ADDRESS_BUSY_REPLY = b"421 4.7.0 Too many connections from your address, try again later\r\n"
+MAIL_TIMEOUT_REPLY = b"421 4.4.2 No mail transaction in time, closing connection\r\n"
+
+
 class _Busy(asyncio.Protocol):
     """Answers a connection beyond the cap with 421 and hangs up."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.write(b"421 4.7.0 Too many connections, try again later\r\n")  # type: ignore[attr-defined]
+        transport.write(BUSY_REPLY)  # type: ignore[attr-defined]
         transport.close()
 
 
@@ -88,17 +96,64 @@ class _Session(SMTP):
 
     A message refused by the protocol after DATA (over the cap) never reaches the handler; it
     is recorded here (per account of its RCPTs) so the sender's attempt is in 取込履歴.
+
+    Floods: a peer address with `addresses.limit` sessions open gets `421 4.7.0` (only the
+    excess connection), and a session that has not begun a mail (MAIL accepted) within
+    `mail_timeout` seconds of its start or of its last mail's end gets `421 4.4.2` and is
+    closed, however busy it keeps itself meanwhile (NOOP, RSET, EHLO).
     """
 
     def __init__(self, handler, *, on_close: Callable[[], None], on_refused: Callable[..., Any] | None = None,
-                 **kwargs):
+                 addresses: AddressCounts | None = None, mail_timeout: float = 0.0, **kwargs):
         limit = kwargs.get("data_size_limit")
         if limit:
             self.line_length_limit = int(limit) + 3  # read by SMTP.__init__ (the reader's buffer limit)
+        self._mail_timeout = mail_timeout
+        self._mail_deadline: asyncio.TimerHandle | None = None
         super().__init__(handler, **kwargs)
         self._on_close: Callable[[], None] | None = on_close
         self._on_refused = on_refused
         self._in_data = False
+        self._addresses = addresses
+        self._address: str | None = None  # counted in _addresses while the session lasts
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._addresses is not None and self.transport is None:  # not the STARTTLS re-entry
+            peer = transport.get_extra_info("peername")
+            address = str(peer[0]) if peer else "unknown"
+            if not self._addresses.enter(address):
+                log.warning("smtp connection refused channel=%s reason=too-many-connections-from address=%s",
+                            CHANNEL, address)
+                self._refused = True
+                transport.write(ADDRESS_BUSY_REPLY)  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._address = address
+        super().connection_made(transport)
+
+    def _set_post_data_state(self) -> None:
+        super()._set_post_data_state()  # a new envelope: no mail in progress
+        if self._mail_deadline is None:  # connect, a mail's end or RSET after MAIL; EHLO keeps the running one
+            self._arm_mail_deadline()
+
+    def _arm_mail_deadline(self) -> None:
+        if self._mail_timeout > 0:
+            self._mail_deadline = self.loop.call_later(self._mail_timeout, self._mail_timed_out)
+
+    def _mail_timed_out(self) -> None:
+        self._mail_deadline = None
+        if self.transport is not None and not self._in_data:
+            log.info("smtp session closed channel=%s reason=no-mail-in-time peer=%s", CHANNEL, _peer(self.session))
+            self.transport.write(MAIL_TIMEOUT_REPLY)  # type: ignore[attr-defined]
+            self.transport.close()
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str) -> None:
+        await super().smtp_MAIL(arg)
+        if self.envelope.mail_from is not None and self._mail_deadline is not None:
+            self._mail_deadline.cancel()  # a mail has begun: the idle timeout alone applies until it ends
+            self._mail_deadline = None
 
     async def push(self, status: str) -> None:
         if self._in_data and (status.startswith("500 Line too long") or status.startswith("552")):
@@ -129,8 +184,15 @@ class _Session(SMTP):
             log.exception("smtp refusal not recorded channel=%s", CHANNEL)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._mail_deadline is not None:
+            self._mail_deadline.cancel()
+            self._mail_deadline = None
+        if self._address is not None and self._addresses is not None:
+            self._addresses.leave(self._address)
+            self._address = None
         try:
-            super().connection_lost(error)
+            if not self._refused:  # a refused connection never started aiosmtpd's session
+                super().connection_lost(error)
         finally:
             if self._on_close is not None:
                 on_close, self._on_close = self._on_close, None
@@ -143,6 +205,8 @@ class Limits:
 
     max_bytes: int = DEFAULT_MAX_BYTES
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+    mail_timeout: float = DEFAULT_MAIL_TIMEOUT
     max_commands: int = DEFAULT_MAX_COMMANDS
     timeout: float = DEFAULT_TIMEOUT
 
@@ -173,6 +237,7 @@ class RunningSmtp:
         self.require_tls = bool(tls_context and require_tls)
         self.hostname = hostname or "localhost"
         self.active_connections = 0
+        self.addresses = AddressCounts(limits.max_connections_per_address)
         self._loop = asyncio.new_event_loop()
         self._executor = ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="smtp-store")
         self._loop.set_default_executor(self._executor)
@@ -202,8 +267,9 @@ class RunningSmtp:
             if self.parse_pool is not None:
                 self.parse_pool.shutdown()
             raise self._error
-        log.info("smtp listening on %s:%s (max %d bytes, %d connections, tls %s)", self.host, self.port,
-                 self.limits.max_bytes, self.limits.max_connections,
+        log.info("smtp listening on %s:%s (max %d bytes, %d connections, %d per address, tls %s)", self.host,
+                 self.port, self.limits.max_bytes, self.limits.max_connections,
+                 self.limits.max_connections_per_address,
                  "required" if self.require_tls else ("on" if self.tls_context else "off"))
         return self
 
@@ -244,6 +310,8 @@ class RunningSmtp:
             self.handler,
             on_close=self._connection_closed,
             on_refused=getattr(self.handler, "refuse_unreceived", None),
+            addresses=self.addresses,
+            mail_timeout=self.limits.mail_timeout,
             loop=self._loop,
             hostname=self.hostname,
             ident="Renkei ESMTP",
@@ -292,6 +360,8 @@ def start(app) -> RunningSmtp:
     limits = Limits(
         max_bytes=config.get(app, "SMTP_MAX_BYTES"),
         max_connections=config.get(app, "SMTP_MAX_CONNECTIONS"),
+        max_connections_per_address=config.get(app, "SMTP_MAX_CONNECTIONS_PER_IP"),
+        mail_timeout=config.get(app, "SMTP_MAIL_TIMEOUT"),
         max_commands=config.get(app, "SMTP_MAX_COMMANDS"),
         timeout=config.get(app, "SMTP_TIMEOUT"),
     )

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from app import config
 from app.services import spool
 from app.services.admission import Standing
+from app.services.senderauth import DnsClient, Origin, Verifier
 
 from .mailhandler import CHANNEL, MailHandler
 from .mailparse import ParsedMail, parse_mail
@@ -28,7 +29,20 @@ class _AppServices:
 
     def __init__(self, app, parse: Callable[[bytes], ParsedMail] = parse_mail):
         self.app = app
-        self.importer = MailImporter(ingest=self.receive, record_failure=self.record_failure, parse=parse)
+        dns = DnsClient(config.get(app, "DNS_SERVER"), timeout=config.get(app, "DNS_TIMEOUT_SECONDS"),
+                        max_seconds=config.get(app, "DNS_CACHE_SECONDS"))
+        self.importer = MailImporter(ingest=self.receive, record_failure=self.record_failure, parse=parse,
+                                     authenticate=Verifier(dns).verify, standing=self.standing)
+
+    def standing(self, account_id: int) -> Standing:
+        """What admission reads of the account now (the drain applies its 送信元の認証)."""
+        from app.extensions import db
+        from app.models import Account
+        from app.services import integration
+
+        with self.app.app_context():
+            account = db.session.get(Account, account_id)
+            return Standing.of(account, integration.get_settings(account_id)) if account else Standing(False, "", "")
 
     def resolve_recipient(self, address: str) -> Recipient | None:
         from app.services import integration
@@ -39,7 +53,7 @@ class _AppServices:
                 return None
             standing = Standing.of(account, integration.get_settings(account.id))
             return Recipient(account_id=account.id, label=account.slug, mode=standing.mode, status=standing.status,
-                             senders=standing.senders, enabled=standing.enabled)
+                             senders=standing.senders, enabled=standing.enabled, networks=standing.networks)
 
     def store_spooled(self, entry: spool.Entry) -> None:
         """Move one spool entry into the database (the drain's store): a mail is parsed into its imports."""
@@ -50,35 +64,38 @@ class _AppServices:
             account_ids = [a for a in (entry.account_ids or (entry.account_id,)) if db.session.get(Account, a)]
         if not account_ids:
             raise spool.Unstorable(f"account(s) {entry.account_ids or entry.account_id} no longer exist")
+        origin = Origin(**entry.origin) if entry.origin else None
         self.importer.import_mail(account_ids, entry.data, sender=entry.sender or "",
-                                  label=",".join(f"#{a}" for a in account_ids), delivery=entry.delivery)
+                                  label=",".join(f"#{a}" for a in account_ids), delivery=entry.delivery, origin=origin)
 
     def receive(self, account_id: int, filename: str, data: bytes, *, sender: str | None,
-                dedupe_key: str | None, note: str | None, ignored: list[str] | None = None) -> None:
+                dedupe_key: str | None, note: str | None, ignored: list[str] | None = None,
+                trace: dict | None = None) -> None:
         """Store one file as a queued import (a repeat of its dedupe key stores nothing)."""
         from app.services import ingest
 
         with self.app.app_context():
             imp = ingest.receive(account_id, filename, data, channel=CHANNEL, sender=sender,
-                                 dedupe_key=dedupe_key, note=note, ignored=ignored)
+                                 dedupe_key=dedupe_key, note=note, ignored=ignored, trace=trace)
             log.info("smtp spool drained account=#%s channel=%s file=%s import=#%s", imp.account_id, CHANNEL,
                      imp.filename, imp.id)
 
     def record_refusal(self, account_id: int, *, filename: str, sender: str | None, status: str,
-                       note: str | None) -> None:
+                       note: str | None, trace: dict | None = None) -> None:
         from app.services import ingest
 
         with self.app.app_context():
             ingest.record_refusal(account_id, channel=CHANNEL, filename=filename, sender=sender, status=status,
-                                  note=note)
+                                  note=note, trace=trace)
 
     def record_failure(self, account_id: int, *, filename: str, sender: str | None, message: str,
-                       dedupe_key: str | None, note: str | None, ignored: list[str] | None = None) -> None:
+                       dedupe_key: str | None, note: str | None, ignored: list[str] | None = None,
+                       trace: dict | None = None) -> None:
         from app.services import ingest
 
         with self.app.app_context():
             ingest.record_failure(account_id, channel=CHANNEL, filename=filename, sender=sender, message=message,
-                                  dedupe_key=dedupe_key, note=note, ignored=ignored)
+                                  dedupe_key=dedupe_key, note=note, ignored=ignored, trace=trace)
 
 
 def build_drainer(app, parse: Callable[[bytes], ParsedMail] = parse_mail) -> SpoolDrainer:

@@ -9,9 +9,14 @@ Decisions (where docs/spec.md is silent):
   "(CSV添付なし)" with one error, so the error report goes to エラー報告メールアドレス.
 - A mail the full parse cannot read (nested too deep) was already answered `250`: it becomes a
   failed import "(メール)" with one error and an error report (the sender learns it that way).
+- DKIM and SPF are verified here, after `250` (DNS look-ups must not delay the answer), before
+  the imports: each import records them with the envelope sender, peer and HELO. An account
+  whose 送信元の認証 is not met gets, instead of its imports, one failed import with that reason
+  and an error report (to its エラー報告メールアドレス, never to the sender).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import threading
@@ -22,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from app.services import spool
+from app.services.admission import Standing, authenticated
+from app.services.senderauth import Authentication, Origin
 
-from .mailhandler import CHANNEL, NO_CSV_NAME, UNNAMED
+from .mailhandler import CHANNEL, NO_CSV_NAME, UNNAMED, _names
 from .mailparse import MailRejected, MailUnreadable, ParsedMail, parse_head, parse_mail
 from .priority import lower_this_process, lower_this_thread
 
@@ -51,6 +58,10 @@ class MailImporter:
     - record_failure(account_id, *, filename, sender, message, dedupe_key, note, ignored) -> None
       (a failed import with one error and its error report: the sender already had its `250`)
     - parse(raw) -> ParsedMail, raising MailUnreadable (default: mailparse.parse_mail in the calling thread)
+    - authenticate(raw, origin) -> Authentication (DKIM and SPF; None: not checked)
+    - standing(account_id) -> Standing (the account's 送信元の認証 is read from it; None: not applied)
+    Both ingest and record_failure also get `trace`: the Import columns of the mail's origin and its
+    DKIM/SPF results.
 
     `ignored` is the list of the names of every attachment that was not imported (e.g. an .xlsx):
     it is stored on each import of the mail (Import.ignored_attachments) for the report mail.
@@ -61,13 +72,17 @@ class MailImporter:
     """
 
     def __init__(self, *, ingest: Callable[..., Any], record_failure: Callable[..., Any],
-                 parse: Callable[[bytes], ParsedMail] = parse_mail):
+                 parse: Callable[[bytes], ParsedMail] = parse_mail,
+                 authenticate: Callable[[bytes, Origin], Authentication] | None = None,
+                 standing: Callable[[int], Standing] | None = None):
         self.ingest = ingest
         self.record_failure = record_failure
         self.parse = parse
+        self.authenticate = authenticate
+        self.standing = standing
 
     def import_mail(self, account_ids: int | list[int], raw: bytes, *, sender: str, label: str = "-",
-                    delivery: str | None = None) -> int:
+                    delivery: str | None = None, origin: Origin | None = None) -> int:
         """Store the imports of one accepted message for each account; return how many records were written.
 
         `delivery` is the spool entry's id; without it (an entry of an earlier version) the keys
@@ -75,31 +90,49 @@ class MailImporter:
         """
         if isinstance(account_ids, int):
             account_ids = [account_ids]
+        auth = None
+        if self.authenticate is not None and origin is not None and origin.peer_address:
+            auth = self.authenticate(raw, origin)
+            log.info("smtp sender auth account=%s channel=%s mail_from=%s peer=%s dkim=%s (%s) spf=%s", label, CHANNEL,
+                     origin.mail_from, origin.peer_address, auth.dkim, auth.dkim_domain or "-", auth.spf)
+        trace = {**(origin.columns() if origin else {}), **(auth.columns() if auth else {})} or None
         try:
             mail = self.parse(raw)
         except (MailUnreadable, RecursionError) as error:
             reason = getattr(error, "reason", None) or "メールの構造を読み取れません"
-            return self._unreadable(account_ids, raw, sender, f"{reason}。{UNREADABLE_ADVICE}", label, delivery)
+            return self._unreadable(account_ids, raw, sender, f"{reason}。{UNREADABLE_ADVICE}", label, delivery,
+                                    trace)
         except MailRejected as error:
             # Cannot happen for a From: that passed the check before 250; kept so a change in the
             # parser never turns an accepted mail into a silent loss.
             return self._unreadable(account_ids, raw, sender,
-                                    f"差出人を確認できません: {error.reason}。{UNREADABLE_ADVICE}", label, delivery)
+                                    f"差出人を確認できません: {error.reason}。{UNREADABLE_ADVICE}", label, delivery,
+                                    trace)
         except Exception:
             # Parsing is pure: an unexpected error would recur on every retry and hold up every
             # mail behind this one in the spool, so it is reported instead of retried.
             log.exception("smtp parse failed account=%s channel=%s sender=%s", label, CHANNEL, sender)
             return self._unreadable(account_ids, raw, sender, f"メールの形式を解釈できませんでした。{UNREADABLE_ADVICE}",
-                                    label, delivery)
+                                    label, delivery, trace)
 
         prefix = f"mail:{delivery}" if delivery else f"mail:{mail.identity}"
         note = _ignored_note(mail)
         ignored = list(mail.ignored) or None
         written = 0
         for account_id in account_ids:
+            if auth is not None and self.standing is not None:
+                verdict = authenticated(self.standing(account_id), auth, mail.sender)
+                if not verdict.accepted:
+                    self.record_failure(account_id, filename=_names(mail), sender=sender, message=verdict.text,
+                                        dedupe_key=f"{prefix}:unauthenticated", note=note, ignored=ignored,
+                                        trace=trace)
+                    log.info("smtp refused account=#%s channel=%s sender=%s reason=unauthenticated dkim=%s spf=%s",
+                             account_id, CHANNEL, sender, auth.dkim, auth.spf)
+                    written += 1
+                    continue
             if not mail.csvs:
                 self.record_failure(account_id, filename=NO_CSV_NAME, sender=sender, message=NO_CSV_MESSAGE,
-                                    dedupe_key=f"{prefix}:nocsv", note=note, ignored=ignored)
+                                    dedupe_key=f"{prefix}:nocsv", note=note, ignored=ignored, trace=trace)
                 log.info("smtp no csv account=%s channel=%s sender=%s ignored=%s", label, CHANNEL, sender,
                          ",".join(mail.ignored) or "-")
                 written += 1
@@ -108,19 +141,20 @@ class MailImporter:
                 key = f"{prefix}:{index}:{attachment.sha256}"
                 if attachment.truncated:
                     self.record_failure(account_id, filename=attachment.filename, sender=sender,
-                                        message=TRUNCATED_MESSAGE, dedupe_key=key, note=note, ignored=ignored)
+                                        message=TRUNCATED_MESSAGE, dedupe_key=key, note=note, ignored=ignored,
+                                        trace=trace)
                 else:
                     self.ingest(account_id, attachment.filename, attachment.data, sender=sender, dedupe_key=key,
-                                note=note, ignored=ignored)
+                                note=note, ignored=ignored, trace=trace)
                 written += 1
         return written
 
     def _unreadable(self, account_ids: list[int], raw: bytes, sender: str, message: str, label: str,
-                    delivery: str | None) -> int:
+                    delivery: str | None, trace: dict | None = None) -> int:
         key = f"mail:{delivery or parse_head(raw).identity}:unreadable"
         for account_id in account_ids:
             self.record_failure(account_id, filename=UNNAMED, sender=sender, message=message, dedupe_key=key,
-                                note=None, ignored=None)
+                                note=None, ignored=None, trace=trace)
             log.info("smtp unreadable account=%s channel=%s sender=%s", label, CHANNEL, sender)
         return len(account_ids)
 
@@ -183,9 +217,10 @@ class SpoolDrainer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def write_mail(self, account_ids: list[int], raw: bytes, *, sender: str) -> None:
+    def write_mail(self, account_ids: list[int], raw: bytes, *, sender: str, origin: Origin | None = None) -> None:
         """Spool one whole message for its accounts durably (the handler's `spool_mail`), then wake the drain."""
-        spool.write_mail(self.folder, account_ids=list(account_ids), sender=sender, raw=raw)
+        spool.write_mail(self.folder, account_ids=list(account_ids), sender=sender, raw=raw,
+                         origin=dataclasses.asdict(origin) if origin is not None else None)
         self._wake.set()
 
     def wake(self) -> None:

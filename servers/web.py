@@ -1,4 +1,6 @@
-"""The web part: waitress serving the UI and the API from a thread; start(app) for run.py."""
+"""The web part: waitress serving the UI and the API from a thread; start(app) for run.py.
+
+The connection caps and the header deadline are servers/webguard.py's."""
 from __future__ import annotations
 
 import logging
@@ -18,6 +20,10 @@ class WebServer:
         from waitress.server import BaseWSGIServer
         from waitress.trigger import trigger
 
+        from app import config
+
+        from .webguard import Guard, guard_listener, guarded_channel
+
         # Our own socket map, so that stop() can close exactly this server's sockets.
         self._map: dict = {}
         # Waitress reads a whole body (spooling it to a temporary file) before the app sees the
@@ -25,12 +31,25 @@ class WebServer:
         # waitress itself refuses a larger body (by Content-Length before reading it, chunked
         # as soon as it passes the cap), with the app's own 413 message.
         body_cap = app.config["MAX_CONTENT_LENGTH"]
-        self._server = waitress.create_server(app, map=self._map, host=host, port=port, threads=threads, ident="Renkei",
-                                              max_request_body_size=body_cap + 1)  # waitress refuses >= its size
+        self.guard = Guard(config.get(app, "WEB_MAX_CONNECTIONS_PER_IP"), config.get(app, "WEB_HEADER_TIMEOUT"),
+                           config.get(app, "TRUSTED_PROXIES"))
+        self._server = waitress.create_server(
+            app, map=self._map, host=host, port=port, threads=threads, ident="Renkei",
+            max_request_body_size=body_cap + 1,  # waitress refuses >= its size
+            connection_limit=config.get(app, "WEB_MAX_CONNECTIONS"),
+            # waitress would drop every X-Forwarded-* header (it trusts no proxy here): the app's
+            # TrustedProxies middleware (app/proxies.py) decides whom to believe.
+            clear_untrusted_proxy_headers=False)
         sockets = [s for s in self._map.values() if isinstance(s, BaseWSGIServer)]
-        channel = _channel_refusing_large_bodies(app)
+        for adj in {id(s.adj): s.adj for s in [self._server, *sockets]}.values():
+            # Set after parsing: waitress reads both as whole seconds. The loop wakes at least this
+            # often, so its maintenance (and the header deadline) runs in time.
+            adj.cleanup_interval = self.guard.cleanup_interval
+            adj.asyncore_loop_timeout = min(1.0, self.guard.cleanup_interval)
+        channel = guarded_channel(_channel_refusing_large_bodies(app), self.guard)
         for listener in sockets:
             listener.channel_class = channel
+            guard_listener(listener, self.guard)
         self._listeners = sockets
         self._trigger = next(s for s in self._map.values() if isinstance(s, trigger))
         self.listeners = [f"http://{url_host(s.effective_host)}:{s.effective_port}/" for s in sockets]

@@ -17,4 +17,5 @@ pytest_plugins = [
     "tests.fixtures.api",
     "tests.fixtures.processes",
     "tests.fixtures.worker",
+    "tests.fixtures.dnsserver",
 ]

@@ -184,6 +184,17 @@ def test_members_import_bad_csv_lists_every_error_and_stores_nothing(runner, acm
     assert member_service.list_members(acme.id) == []
 
 
+def test_members_import_refuses_formula_keys_and_stores_nothing(runner, acme, tmp_path):
+    path = tmp_path / "members.csv"
+    path.write_bytes((HEADER + '1,"=HYPERLINK(""http://evil.example"")",山田,,\r\n2,-2+3,田中,,\r\n').encode("cp932"))
+    result = runner.invoke(args=["members", "import", "acme", str(path)])
+    assert result.exit_code == 1
+    text = output(result)
+    assert "2 件のエラー" in text
+    assert text.count("社員IDは「=」「+」「-」「@」で始められません") == 2
+    assert member_service.list_members(acme.id) == []
+
+
 def test_members_import_missing_file_is_a_usage_error(runner, acme, tmp_path):
     result = runner.invoke(args=["members", "import", "acme", str(tmp_path / "none.csv")])
     assert result.exit_code != 0
@@ -201,10 +212,12 @@ def test_columns_add(runner, acme):
     ]
 
 
-@pytest.mark.parametrize("name, message", [("売上", "「売上」という列は既にあります。"), ("備考", "使えません")])
+@pytest.mark.parametrize("name, message", [("売上", "「売上」という列は既にあります。"), ("備考", "使えません"),
+                                           ("=1+1", "グラフ列の名前は「=」「+」「-」「@」で始められません"),
+                                           ("-2+3", "で始められません"), ("@SUM(1+1)", "で始められません")])
 def test_columns_add_bad_name_exits_1(runner, acme, name, message):
     column_service.add_column(acme.id, "売上")
-    result = runner.invoke(args=["columns", "add", "acme", name])
+    result = runner.invoke(args=["columns", "add", "acme", "--", name])  # "--": a name may start with "-"
     assert result.exit_code == 1
     assert message in output(result)
     assert len(column_service.list_columns(acme.id)) == 1

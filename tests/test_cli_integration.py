@@ -10,7 +10,7 @@ from app.services import integration as service
 
 SPEC_KEYS = {
     "enabled", "mode", "status", "member_key", "encoding", "error_to", "success_to", "senders",
-    "inbound_address", "ftp_server", "ftp_username", "ftp_days", "ftp_start", "ftp_end",
+    "sender_networks", "sender_auth", "inbound_address", "ftp_server", "ftp_username", "ftp_days", "ftp_start", "ftp_end",
     "ftp_interval", "ftp_delay", "api_endpoint", "next_checks",
 }
 
@@ -92,6 +92,20 @@ def test_set_bad_choice_and_unknown_account_exit_non_zero(runner, account):
     result = runner.invoke(args=["integration", "set", "nobody", "--status", "stopped"])
     assert result.exit_code == 1
     assert runner.invoke(args=["integration", "show", "nobody"]).exit_code == 1
+
+
+def test_set_sender_networks_and_sender_auth(runner, account):
+    result = runner.invoke(args=["integration", "set", "acme", "--sender-networks", "127.0.0.0/8, 192.0.2.1",
+                                 "--sender-auth", "spf", "--senders", "erp@example.com",
+                                 "--error-to", "ops@example.com"])
+    assert result.exit_code == 0, result.output
+    data = show(runner)
+    assert data["sender_networks"] == ["127.0.0.0/8", "192.0.2.1"] and data["sender_auth"] == "spf"
+    result = runner.invoke(args=["integration", "set", "acme", "--sender-networks", "192.0.2.0/33"])
+    assert result.exit_code == 1
+    assert "「192.0.2.0/33」はIPアドレスまたはネットワーク" in result.stderr
+    assert runner.invoke(args=["integration", "set", "acme", "--sender-networks", ""]).exit_code == 0
+    assert show(runner)["sender_networks"] == []
 
 
 def test_set_without_options_is_an_error(runner, account):

@@ -63,6 +63,7 @@ def test_declared_defaults_without_environment(tmp_path):
     assert values["MAIL_FROM"] == "renkei@renkei.localhost"
     assert values["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'renkei.db'}"
     assert values["SESSION_COOKIE_SECURE"] is False
+    assert (values["SESSION_IDLE_MINUTES"], values["SESSION_MAX_DAYS"]) == (480, 7)
 
 
 def test_environment_values_are_parsed_as_their_type(tmp_path):
@@ -79,6 +80,8 @@ def test_environment_values_are_parsed_as_their_type(tmp_path):
 @pytest.mark.parametrize("variable, value, says", [
     ("RENKEI_SMTP_PORT", "25x", "整数"),
     ("RENKEI_KEEP_FILES_DAYS", "-1", "0以上の整数"),
+    ("RENKEI_SESSION_IDLE_MINUTES", "0", "1以上の整数"),
+    ("RENKEI_SESSION_MAX_DAYS", "-7", "1以上の整数"),
     ("RENKEI_LOGIN_FAIL_DELAY", "one", "数値"),
     ("RENKEI_SECURE_COOKIES", "maybe", "1/0"),
 ])
@@ -107,6 +110,8 @@ def test_server_defaults_are_the_declared_ones():
     assert smtp.DEFAULT_MAX_CONNECTIONS == config.BY_KEY["SMTP_MAX_CONNECTIONS"].default
     assert smtp.DEFAULT_MAX_COMMANDS == config.BY_KEY["SMTP_MAX_COMMANDS"].default
     assert smtp.DEFAULT_TIMEOUT == config.BY_KEY["SMTP_TIMEOUT"].default
+    assert smtp.DEFAULT_MAX_CONNECTIONS_PER_ADDRESS == config.BY_KEY["SMTP_MAX_CONNECTIONS_PER_IP"].default
+    assert smtp.DEFAULT_MAIL_TIMEOUT == config.BY_KEY["SMTP_MAIL_TIMEOUT"].default
     assert recipients.DEFAULT_RECIPIENT_CACHE_SECONDS == config.BY_KEY["SMTP_RECIPIENT_CACHE_SECONDS"].default
     assert ftpsession.DEFAULT_MAX_BYTES == config.BY_KEY["FTP_MAX_BYTES"].default
     assert ftp.DEFAULT_MAX_CONS == config.BY_KEY["FTP_MAX_CONS"].default

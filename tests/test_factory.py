@@ -5,9 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from app import config as config_module
 from app import create_app
 from app.extensions import db
 
@@ -50,15 +52,25 @@ def test_trusted_proxy_setting_uses_the_forwarded_address(tmp_path, new_database
     from app.models import AuthFailure
 
     app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x", "WTF_CSRF_ENABLED": False,
-                      "LOGIN_FAIL_DELAY": 0, "TRUSTED_PROXIES": 1,
+                      "LOGIN_FAIL_DELAY": 0, "TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8",
                       "SQLALCHEMY_DATABASE_URI": new_database(tmp_path)})
     client = app.test_client()
-    client.post("/login", data={"email": "x@example.com", "password": "wrong-password"},
-                headers={"X-Forwarded-For": "203.0.113.7"})
+    wrong = {"email": "x@example.com", "password": "wrong-password"}
+    # From a trusted proxy: the right-most address no trusted proxy wrote (the client's own entry is ignored).
+    client.post("/login", data=wrong, headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.7, 10.0.0.5"})
+    # From anyone else the header is not believed.
+    client.post("/login", data=wrong, headers={"X-Forwarded-For": "203.0.113.8"},
+                environ_base={"REMOTE_ADDR": "192.0.2.9"})
     with app.app_context():
-        counted = db.session.scalars(db.select(AuthFailure.key).where(AuthFailure.scope == "address")).all()
-        assert counted == ["203.0.113.7"]
+        counted = db.session.scalars(db.select(AuthFailure.key).where(AuthFailure.scope == "address")
+                                     .order_by(AuthFailure.key)).all()
+        assert counted == ["192.0.2.9", "203.0.113.7"]
         db.engine.dispose()
+
+
+def test_trusted_proxies_are_addresses_not_a_count(tmp_path):
+    with pytest.raises(config_module.ConfigError, match="RENKEI_TRUSTED_PROXIES"):
+        create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x", "TRUSTED_PROXIES": "1"})
 
 
 def test_flask_db_commands_migrate_an_empty_database(tmp_path):
@@ -271,3 +283,47 @@ def test_results_are_clustered_by_import_with_no_other_index(app):
         with db.engine.connect() as conn:
             sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'results'").scalar()
         assert sql.rstrip().upper().endswith("WITHOUT ROWID"), sql
+
+
+def test_migration_0010_adds_the_mail_origin_and_sender_rules_and_takes_them_back(tmp_path, new_database):
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import inspect, text
+
+    from app.extensions import init_migrations
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
+    init_migrations(app)
+    with app.app_context():
+        upgrade(revision="0009")
+        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
+                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
+        db.session.execute(text(
+            "INSERT INTO integration_settings (id, account_id, mode, status, member_key, encoding, error_to, "
+            "success_to, senders, ftp_days, ftp_start, ftp_end, ftp_interval, ftp_delay, updated_at) VALUES "
+            "(1, 1, 'mail', 'active', 'no', 'auto', '[]', '[]', '[\"s@x.example\"]', '[]', '09:00', '18:00', 60, 0, "
+            "'2020-01-01')"))
+        db.session.execute(text(
+            "INSERT INTO imports (id, account_id, channel, filename, sender, status, received_at, attempts, "
+            "row_count, error_count, size) VALUES (1, 1, 'mail', '20180516.csv', 's@x.example', 'failed', "
+            "'2020-01-01', 0, 0, 1, 0)"))
+        db.session.execute(text("INSERT INTO import_errors (import_id, message) VALUES (1, 'エラー')"))
+        db.session.commit()
+
+        upgrade()
+        row = db.session.execute(text("SELECT sender_networks, sender_auth FROM integration_settings")).one()
+        # PostgreSQL's JSON column comes back decoded, SQLite's as its text.
+        networks = row[0] if isinstance(row[0], list) else json.loads(row[0])
+        assert (networks, row[1]) == ([], "none")
+        old = db.session.execute(text("SELECT sender, mail_from, peer_address, dkim_result FROM imports")).one()
+        assert tuple(old) == ("s@x.example", None, None, None)
+        assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
+        db.session.commit()
+
+        downgrade(revision="0009")
+        columns = {c["name"] for c in inspect(db.engine).get_columns("imports")}
+        assert not columns & {"mail_from", "peer_address", "helo_name", "dkim_result", "dkim_domain", "spf_result"}
+        assert "sender_auth" not in {c["name"] for c in inspect(db.engine).get_columns("integration_settings")}
+        assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
+        senders = db.session.scalar(text("SELECT senders FROM integration_settings"))
+        assert (senders if isinstance(senders, list) else json.loads(senders)) == ["s@x.example"]

@@ -1,9 +1,12 @@
 """`python run.py` as an operator runs it: a real process on free ports, stopped by SIGTERM or Ctrl-C."""
 from __future__ import annotations
 
+import ftplib
+import io
 import queue
 import re
 import signal
+import smtplib
 import socket
 import sqlite3
 import subprocess
@@ -11,12 +14,24 @@ import sys
 import threading
 import time
 from contextlib import closing
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.fixtures.processes import READY_RE, ROOT, START_TIMEOUT, child_env, web_login
+from tests.fixtures.processes import (
+    READY_RE,
+    ROOT,
+    SENDER,
+    START_TIMEOUT,
+    AccountSpec,
+    RenkeiProcess,
+    child_env,
+    results_csv,
+    setup_accounts,
+    web_login,
+)
 from tests.fixtures.waiting import wait_for
 
 PASSWORD_RE = re.compile(r"パスワード \(password\): (\S+)")
@@ -267,3 +282,86 @@ def test_a_setting_of_the_wrong_type_stops_the_start_naming_the_variable(tmp_pat
     assert done.returncode == 1
     assert "RENKEI_SMTP_MAX_CONNECTIONS は整数で指定してください。値: 'many'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+class _WritesHeld:
+    """Hold the database's write lock (readers go on), so a spooled mail stays in the spool until release()."""
+
+    def __init__(self, database: Path | str) -> None:
+        if isinstance(database, str):  # PostgreSQL: no insert into imports until released
+            from sqlalchemy import create_engine, text
+            from sqlalchemy.pool import NullPool
+
+            self._engine = create_engine(database, poolclass=NullPool)
+            self._conn = self._engine.connect()
+            self._transaction = self._conn.begin()
+            self._conn.execute(text("LOCK TABLE imports IN SHARE ROW EXCLUSIVE MODE"))
+        else:
+            self._engine = None
+            self._conn = sqlite3.connect(database, isolation_level=None)
+            self._conn.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        if self._engine is not None:
+            self._transaction.rollback()
+            self._conn.close()
+            self._engine.dispose()
+        else:
+            self._conn.execute("ROLLBACK")
+            self._conn.close()
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_files_at_rest_are_private_in_an_existing_open_data_folder(tmp_path, empty_database_url, renkei_processes):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    data_dir.chmod(0o755)  # made by the operator, as `mkdir` makes folders
+    server = RenkeiProcess(data_dir, tmp_path / "run.log", database_url=empty_database_url)
+    renkei_processes.append(server)
+    server.start()
+    assert (f"データフォルダ {data_dir} は他のユーザーからも開けます (mode 0755)。chmod 700 {data_dir} で閉じてください"
+            " / data folder is open to group or others (mode 0755); close it with chmod 700") in server.log_text()
+    assert _mode(data_dir) == 0o755  # the operator's folder keeps its mode
+    accounts = setup_accounts(data_dir, [AccountSpec("mailco", "mail"), AccountSpec("ftpco", "ftp")],
+                              empty_database_url)
+
+    # A mail waits in the spool while the database takes no writes: the spooled message is 0600.
+    spool = data_dir / "spool" / "mail"
+    held = _WritesHeld(_database(data_dir, empty_database_url))
+    try:
+        mail = EmailMessage()
+        mail["From"] = SENDER
+        mail["To"] = accounts["mailco"].inbound_address
+        mail["Subject"] = "実績"
+        mail.add_attachment(results_csv([(1, 100, 10, 1)]), maintype="text", subtype="csv", filename="20180516.csv")
+        with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as client:
+            client.send_message(mail)
+        entries = list(spool.glob("*.entry"))
+        assert len(entries) == 1, list(spool.iterdir())
+        assert _mode(entries[0]) == 0o600
+    finally:
+        held.release()
+    wait_for(lambda: not list(spool.glob("*.entry")), 30, what="the spool to be drained", interval=0.1)
+
+    # A file received over FTP is 0600 in the account's FTP home.
+    ftp_account = accounts["ftpco"]
+    ftp = ftplib.FTP(timeout=30)
+    ftp.connect("127.0.0.1", server.port("ftp"))
+    ftp.login(ftp_account.ftp_username, ftp_account.ftp_password)
+    assert ftp.storbinary("STOR 20180517.csv", io.BytesIO(results_csv([(1, 100, 10, 1)]))).startswith("226")
+    ftp.quit()
+    received = data_dir / "ftp" / ftp_account.ftp_username / "20180517.csv"
+    assert _mode(received) == 0o600
+
+    # Every file in the data folder (the database and its WAL when on SQLite, the key, locks, …) is 0600,
+    # every folder run.py made is 0700.
+    files = [path for path in data_dir.rglob("*") if path.is_file()]
+    if not empty_database_url:
+        assert {"renkei.db", "renkei.db-wal"} <= {path.name for path in files}
+    assert {path.name: oct(_mode(path)) for path in files if _mode(path) != 0o600} == {}
+    for folder in (spool, data_dir / "spool", data_dir / "ftp-uploading"):
+        assert _mode(folder) == 0o700, folder
+    assert server.stop() == 0, server.log_tail()

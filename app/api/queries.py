@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..importer.filename import Period, month_bounds
+from ..importer.filename import Period
 from ..models import GraphColumn, Import, ImportErrorRecord, ManualResult, Member
 from ..services import columns as columns_service
 from ..services import members as members_service
@@ -89,13 +89,6 @@ def list_columns(account_id: int) -> list[dict[str, Any]]:
     return [column_json(c) for c in columns_service.list_columns(account_id)]
 
 
-def _period_bounds(period: Period) -> tuple[dt.date, dt.date]:
-    """First day and the day after the last day the period covers."""
-    if period.kind == "day":
-        return period.date, period.date + dt.timedelta(days=1)
-    return month_bounds(period.date.year, period.date.month)
-
-
 def results_json(account_id: int, period: Period) -> dict[str, Any]:
     """Stored values per member and graph column for a day, or for a month as the board sums it.
 
@@ -103,7 +96,7 @@ def results_json(account_id: int, period: Period) -> dict[str, Any]:
     file's results (and results typed by hand), added up. Members listed are the active ones
     and any inactive member that has results in the period; values of deleted columns are left out.
     """
-    first, following = _period_bounds(period)
+    first = period.date
     columns = columns_service.list_columns(account_id)
     ids = [c.id for c in columns]
     if period.kind == "day":
@@ -130,7 +123,7 @@ def results_json(account_id: int, period: Period) -> dict[str, Any]:
         "period": period.key,
         "period_kind": period.kind,
         "from": first.isoformat(),
-        "to": (following - dt.timedelta(days=1)).isoformat(),
+        "to": period.last_day.isoformat(),
         "columns": [column_json(c) for c in columns],
         "members": out_members,
         "totals": dict(zip(names, map(number, totals))),

@@ -118,10 +118,17 @@ def _token_key(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _banned() -> ApiError:
-    seconds = str(current_app.config["BAN_SECONDS"])
-    return ApiError(429, "banned", "認証の失敗が続いたため、このアドレスからのアクセスを一時的に止めています。",
-                    "Too many failed attempts from this address; try again later.", {"Retry-After": seconds})
+def _banned(seconds: int) -> ApiError:
+    """The temporary ban's answer, with the seconds actually left in Retry-After."""
+    return ApiError(429, "banned", f"認証の失敗が続いたため、このアドレスからのアクセスを一時的に止めています"
+                    f"(残り{seconds}秒)。", "Too many failed attempts from this address; try again later.",
+                    {"Retry-After": str(max(1, seconds))})
+
+
+def _too_soon(seconds: int) -> ApiError:
+    return ApiError(429, "rate_limited", f"認証に失敗した直後のため、{seconds}秒後にお試しください。",
+                    "An attempt from this address failed just now; try again later.",
+                    {"Retry-After": str(max(1, seconds))})
 
 
 # How each admission reason is answered (the Japanese text is the admission's).
@@ -137,15 +144,18 @@ def authenticate(*, upload: bool = False) -> Account:
     address = request.remote_addr or "unknown"
     token = _bearer_token()
     if token is None:
-        if bans.is_banned(address):
-            raise _banned()
+        ends = bans.ban_end(address)
+        if ends is not None:
+            raise _banned(bans.seconds_left(ends, bans.clock()))
         raise ApiError(401, "unauthorized", "APIトークンが必要です(Authorization: Bearer <トークン>)。",
                        "An API token is required (Authorization: Bearer <token>).",
                        {"WWW-Authenticate": REALM})
     # Counted before the token is looked up, so concurrent guesses cannot pass the threshold.
     result = bans.guarded_login(address, None, lambda: integration.account_for_token(token))
     if result.verdict is bans.Verdict.BANNED:
-        raise _banned()
+        raise _banned(result.retry_after)
+    if result.verdict is bans.Verdict.TOO_SOON:
+        raise _too_soon(result.retry_after)
     if not result.passed:
         # The same answer for every wrong token: it must not tell whether any account exists.
         raise ApiError(401, "unauthorized", "APIトークンが正しくありません。", "The API token is invalid.",

@@ -56,6 +56,9 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--member-key", type=click.Choice(list(service.MEMBER_KEYS)), help="メンバー識別ID")
 @click.option("--encoding", type=click.Choice(list(service.ENCODINGS)), help="文字コード")
 @click.option("--senders", help="送信元メールアドレス(カンマ区切り)")
+@click.option("--sender-networks", help="送信元サーバー: IPアドレスかネットワーク(CIDR)、カンマ区切り(''で制限なし)")
+@click.option("--sender-auth", type=click.Choice([str(key) for key in service.SENDER_AUTHS]),
+              help="送信元の認証: none(確認しない), dkim, spf, either(DKIMまたはSPF)")
 @click.option("--error-to", help="エラー報告メールアドレス(カンマ区切り)")
 @click.option("--success-to", help="正常更新報告メールアドレス(カンマ区切り)")
 @click.option("--ftp-days", help="データ連動曜日 mon,tue,…,sun")
@@ -72,6 +75,8 @@ def set_(slug: str, **options) -> None:
         "member_key": options["member_key"],
         "encoding": options["encoding"],
         "senders": _csv(options["senders"]),
+        "sender_networks": _csv(options["sender_networks"]),
+        "sender_auth": options["sender_auth"],
         "error_to": _csv(options["error_to"]),
         "success_to": _csv(options["success_to"]),
         "ftp_days": _csv(options["ftp_days"]),

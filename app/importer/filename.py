@@ -1,6 +1,7 @@
 """The period a CSV file covers, from its name (docs/spec.md section 2, "Names")."""
 from __future__ import annotations
 
+import calendar
 import datetime
 from dataclasses import dataclass
 
@@ -28,6 +29,13 @@ class Period:
         return period_key(self.kind, self.date)
 
     @property
+    def last_day(self) -> datetime.date:
+        """Return the last day the period covers (a day: itself); 9999-12 ends on 9999-12-31."""
+        if self.kind == "day":
+            return self.date
+        return self.date.replace(day=calendar.monthrange(self.date.year, self.date.month)[1])
+
+    @property
     def label(self) -> str:
         """Return "2018年5月16日" for a day, "2018年5月" for a month."""
         return period_label(self.kind, self.date)
@@ -46,12 +54,6 @@ def period_label(kind: str | None, date: datetime.date | None) -> str:
         return ""
     month = f"{date.year}年{date.month}月"
     return f"{month}{date.day}日" if kind == "day" else month
-
-
-def month_bounds(year: int, month: int) -> tuple[datetime.date, datetime.date]:
-    """The month's first day and the first day of the next month; ValueError if there is no such month."""
-    first = datetime.date(year, month, 1)
-    return first, datetime.date(year + (month == 12), month % 12 + 1, 1)
 
 
 def last_component(name: str | None) -> str:

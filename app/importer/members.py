@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.errors import ErrorList, RowError, error_total
 from app.importer.addresses import is_address
+from app.importer.cells import formula_message, starts_like_formula
 from app.importer.layout import key_header_kind, normalize, records, trim_trailing
 
 HEADER = ("No.", "社員ID", "氏名", "部署", "メールアドレス")
@@ -117,7 +118,10 @@ def _member_row(line: int, record: list[str], errors: list[RowError],
     # 社員ID is kept exactly as written (leading zeros matter); only surrounding spaces go.
     employee_id = raw_employee_id.strip() or None
     if employee_id is not None:
-        if employee_id in lines_by_employee_id:
+        if starts_like_formula(employee_id):
+            errors.append(RowError(message=formula_message("社員ID"), line=line, column="社員ID",
+                                   value=raw_employee_id))
+        elif employee_id in lines_by_employee_id:
             errors.append(RowError(message=f"社員IDが{lines_by_employee_id[employee_id]}行目と重複しています",
                                    line=line, column="社員ID", value=raw_employee_id))
         else:

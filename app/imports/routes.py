@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from .. import queryargs
 from ..auth.access import admin_required, owned_or_404
 from ..enums import Channel
 from ..errors import ImportRejected, RenkeiError, RowError
@@ -16,6 +17,7 @@ from ..extensions import db
 from ..importer.filename import base_name, period_label
 from ..models import Import, ImportErrorRecord, OutboxMail
 from ..services import files, ingest
+from ..services.senderauth import RESULT_LABELS
 from . import bp
 from .forms import HistoryFilterForm, ReimportForm, UploadForm
 
@@ -51,7 +53,7 @@ def history():
     if form.validate():
         query, filtered = _apply_filters(query, form)
     query = query.order_by(Import.received_at.desc(), Import.id.desc())
-    page = db.paginate(query, page=request.args.get("page", 1, type=int), per_page=PER_PAGE, error_out=False)
+    page = queryargs.paginate(query, PER_PAGE)
     args = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template("imports/history.html", form=form, page=page, args=args, filtered=filtered)
 
@@ -70,12 +72,14 @@ def _apply_filters(query, form: HistoryFilterForm):
         # autoescape: a user typing % or _ means those characters, not SQL wildcards.
         query = query.where(Import.filename.contains(name, autoescape=True))
         filtered = True
-    # Dates are the user's local calendar days; the database holds naive UTC.
+    # Dates are the user's local calendar days; the database holds naive UTC. Clamped one day
+    # inside the date range, so a day's start in any time zone and "the day after" are dates.
     if form.date_from.data:
-        query = query.where(Import.received_at >= _local_day_start_utc(form.date_from.data))
+        query = query.where(Import.received_at >= _local_day_start_utc(queryargs.clamp_day(form.date_from.data)))
         filtered = True
     if form.date_to.data:
-        query = query.where(Import.received_at < _local_day_start_utc(form.date_to.data + dt.timedelta(days=1)))
+        following = queryargs.clamp_day(form.date_to.data) + dt.timedelta(days=1)
+        query = query.where(Import.received_at < _local_day_start_utc(following))
         filtered = True
     return query, filtered
 
@@ -99,9 +103,9 @@ def history_detail(import_id: int):
         .order_by(Import.id)
     ).all()
     pending = record.status in (Import.QUEUED, Import.RUNNING)
-    errors = db.paginate(
+    errors = queryargs.paginate(
         db.select(ImportErrorRecord).where(ImportErrorRecord.import_id == record.id).order_by(ImportErrorRecord.id),
-        page=request.args.get("page", 1, type=int), per_page=ERRORS_PER_PAGE, error_out=False,
+        ERRORS_PER_PAGE,
     )
     return render_template(
         "imports/detail.html",
@@ -116,6 +120,7 @@ def history_detail(import_id: int):
         pending=pending,
         refresh_seconds=REFRESH_SECONDS,
         form=ReimportForm(),
+        auth_labels=RESULT_LABELS,
     )
 
 
@@ -231,7 +236,7 @@ def outbox():
         .where(OutboxMail.account_id == current_user.account_id)
         .order_by(OutboxMail.created_at.desc(), OutboxMail.id.desc())
     )
-    page = db.paginate(query, page=request.args.get("page", 1, type=int), per_page=PER_PAGE, error_out=False)
+    page = queryargs.paginate(query, PER_PAGE)
     return render_template(
         "imports/outbox.html",
         page=page,

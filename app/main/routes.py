@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from zoneinfo import ZoneInfo
 
-from flask import current_app, render_template, request
+from flask import current_app, flash, render_template, request
 from flask_login import current_user, login_required
 from markupsafe import Markup
 
+from .. import queryargs
 from ..formats import shown_cells
 from ..services import results
 from . import bp
 from .chart import bars
-
-_MONTH_RE = re.compile(r"^(\d{4})-(\d{1,2})$")
 
 
 @bp.route("/")
@@ -35,8 +33,8 @@ def index():
         )
     rows = [(member, number_cells(values)) for member, values in zip(table.members, table.values)]
     footer = number_cells([table.column_totals.get(c.id, 0) for c in table.columns])
-    prev_year, prev_month = _shift(year, month, -1)
-    next_year, next_month = _shift(year, month, +1)
+    prev_year, prev_month = queryargs.shift_month(year, month, -1)
+    next_year, next_month = queryargs.shift_month(year, month, +1)
     return render_template(
         "main/index.html",
         table=table,
@@ -66,11 +64,12 @@ def number_cells(values) -> Markup:
 
 def _requested_month() -> tuple[int, int]:
     """Return (year, month) from ?month=YYYY-MM; the current month in the app's time zone otherwise."""
-    match = _MONTH_RE.match(request.args.get("month", "").strip())
-    if match:
-        year, month = int(match.group(1)), int(match.group(2))
-        if 1 <= month <= 12 and 1900 <= year <= 9999:
-            return year, month
+    raw = request.args.get("month", "")
+    wanted = queryargs.month(raw)
+    if wanted is not None:
+        return wanted
+    if raw.strip():
+        flash(queryargs.MONTH_MESSAGE, "error")
     today = _today()
     return today.year, today.month
 
@@ -83,12 +82,6 @@ def _today() -> dt.date:
 def _current_month_key() -> str:
     today = _today()
     return f"{today.year:04d}-{today.month:02d}"
-
-
-def _shift(year: int, month: int, delta: int) -> tuple[int, int]:
-    """Return the month `delta` months away."""
-    index = year * 12 + (month - 1) + delta
-    return index // 12, index % 12 + 1
 
 
 def _picked_column(columns):

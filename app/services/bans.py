@@ -14,21 +14,25 @@ attempts neither collide nor slip past the threshold; those beyond it are refuse
 A good login gives back its own attempt and forgives only the failures of its own login name
 from its own address (a user's typos); failures against other names stay counted.
 
-`guarded_login` is the one road of a login on every channel (web, API token, FTP): banned? →
-count the attempt → verify → on failure hold the answer LOGIN_FAIL_DELAY seconds → on success
-forgive. The channel only maps its Login to an answer.
+`guarded_login` is the one road of a login on every channel (web, API token, FTP): banned or
+too soon? → count the attempt → verify → on failure note when this address may try this login
+again (LOGIN_FAIL_DELAY seconds on) → on success forgive. The channel only maps its Login to an
+answer. The delay is not slept: a worker thread (one of waitress' few) answers at once, and an
+attempt of the same address and login before its time is refused unchecked and uncounted, with
+the seconds left (Retry-After), as a ban is. So a guesser gets one try per delay per address
+and login, and bad logins from many addresses slow nobody else.
 """
 from __future__ import annotations
 
 import datetime as dt
-import time
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
 
 from flask import current_app
-from sqlalchemy import and_, case, delete, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 
 from ..extensions import db
 from ..models import AuthFailure, utcnow
@@ -36,13 +40,14 @@ from ..models import AuthFailure, utcnow
 ADDRESS = "address"
 LOGIN = "login"
 PAIR = "pair"
+NEXT = "next"  # key: the pair's; banned_until: when this address may try this login (or token) again
 
 T = TypeVar("T")
 
 
-def sleep(seconds: float) -> None:
-    """Hold a failed login's answer. A module attribute so tests can replace it and not wait wall time."""
-    time.sleep(seconds)
+def clock() -> dt.datetime:
+    """Now, naive UTC as stored. A module attribute so tests can set the time (tests/fixtures/bans.py)."""
+    return utcnow()
 
 _table = AuthFailure.__table__
 _KEY_LENGTH = _table.c.key.type.length
@@ -55,12 +60,31 @@ def login_key(channel: str, name: str) -> str:
 
 def is_banned(address: str, login: str | None = None, now: dt.datetime | None = None) -> bool:
     """Tell whether `address` (or, when given, the login name `login`) is refused right now."""
-    now = now or utcnow()
+    return ban_end(address, login, now) is not None
+
+
+def ban_end(address: str, login: str | None = None, now: dt.datetime | None = None) -> dt.datetime | None:
+    """When the ban of `address` (or of the login name `login`) in force now ends; None when there is none."""
+    now = now or clock()
     which = and_(_table.c.scope == ADDRESS, _table.c.key == address)
     if login is not None:
         which = or_(which, and_(_table.c.scope == LOGIN, _table.c.key == login))
-    found = db.session.execute(select(_table.c.scope).where(which, _table.c.banned_until > now).limit(1)).first()
-    return found is not None
+    return db.session.execute(select(func.max(_table.c.banned_until)).where(which, _table.c.banned_until > now)
+                              ).scalar()
+
+
+def seconds_left(until: dt.datetime | None, now: dt.datetime) -> int:
+    """Whole seconds from `now` to `until`, rounded up (a Retry-After); 0 when it has passed."""
+    if until is None or until <= now:
+        return 0
+    return max(1, math.ceil((until - now).total_seconds()))
+
+
+def _next_allowed(address: str, login: str | None, now: dt.datetime) -> dt.datetime | None:
+    """When `address` may try `login` again after its last failure; None when it may now."""
+    t = _table.c
+    return db.session.execute(select(t.banned_until).where(
+        t.scope == NEXT, t.key == _pair_key(address, login or ""), t.banned_until > now)).scalar()
 
 
 @dataclass
@@ -71,6 +95,8 @@ class Attempt:
     login: str | None
     at: dt.datetime
     allowed: bool
+    retry_after: int = 0  # when not allowed: the seconds until it may be tried again
+    too_soon: bool = False  # not allowed because the last failure of this address and login was just now
     address_count: int = 0  # this attempt's place in its address's count, and in its login's
     login_count: int = 0
 
@@ -87,11 +113,16 @@ def begin(address: str, login: str | None = None, now: dt.datetime | None = None
     """Count a login attempt from `address` (against `login`, when it names one) before checking it.
 
     Counting first makes the threshold exact under concurrency: attempts beyond it are refused
-    unchecked (`allowed` False), however many arrive at once. A banned attempt is not counted.
+    unchecked (`allowed` False), however many arrive at once. A banned attempt is not counted,
+    nor one before the time its address and login may try again.
     """
-    now = now or utcnow()
-    if is_banned(address, login, now):
-        return Attempt(address, login, now, allowed=False)
+    now = now or clock()
+    ends = ban_end(address, login, now)
+    if ends is not None:
+        return Attempt(address, login, now, allowed=False, retry_after=seconds_left(ends, now))
+    again = _next_allowed(address, login, now)
+    if again is not None:
+        return Attempt(address, login, now, allowed=False, retry_after=seconds_left(again, now), too_soon=True)
     cfg = current_app.config
     login_count = 0
     try:
@@ -105,7 +136,9 @@ def begin(address: str, login: str | None = None, now: dt.datetime | None = None
         db.session.rollback()
         raise
     allowed = address_count <= cfg["BAN_THRESHOLD"] and login_count <= cfg["LOGIN_BAN_THRESHOLD"]
-    return Attempt(address, login, now, allowed, address_count, login_count)
+    # Over a threshold: the ban its failure starts may not be written yet; then its whole length.
+    retry_after = 0 if allowed else (seconds_left(ban_end(address, login, now), now) or int(cfg["BAN_SECONDS"]))
+    return Attempt(address, login, now, allowed, retry_after, False, address_count, login_count)
 
 
 def _failed(attempt: Attempt) -> bool:
@@ -119,6 +152,9 @@ def _failed(attempt: Attempt) -> bool:
         if attempt.login is not None and attempt.login_count >= cfg["LOGIN_BAN_THRESHOLD"]:
             _ban(LOGIN, attempt.login, attempt.at, cfg["LOGIN_BAN_SECONDS"])
             banned = True
+        delay = failure_delay()
+        if delay > 0:
+            _set_next(_pair_key(attempt.address, attempt.login or ""), attempt.at, delay)
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -140,6 +176,9 @@ def _succeeded(attempt: Attempt) -> None:
             given_back = [] if pair is None else [
                 (ADDRESS, attempt.address, pair.failures, pair.window_start),
                 (LOGIN, attempt.login, pair.failures, pair.window_start)]
+        # This address may try this login again at once (a typo, then the right password).
+        db.session.execute(delete(_table).where(t.scope == NEXT,
+                                                t.key == _pair_key(attempt.address, attempt.login or "")))
         for scope, key, count, since in given_back:
             # Only a counter whose window holds all of them can give them back.
             db.session.execute(
@@ -153,8 +192,9 @@ def _succeeded(attempt: Attempt) -> None:
 
 class Verdict(StrEnum):
     PASSED = "passed"    # the credentials were right
-    FAILED = "failed"    # wrong: counted, and the answer was held
+    FAILED = "failed"    # wrong: counted; the next try of this address and login waits LOGIN_FAIL_DELAY
     BANNED = "banned"    # refused unchecked: the address or the login name is banned, or over its threshold
+    TOO_SOON = "too_soon"  # refused unchecked: this address's last failure with this login was just now
 
 
 @dataclass(frozen=True)
@@ -164,6 +204,7 @@ class Login(Generic[T]):
     verdict: Verdict
     subject: T | None = None
     ban_started: bool = False  # a failure that reached a threshold: its answer is the ban
+    retry_after: int = 0  # BANNED, TOO_SOON or a started ban: whole seconds until a new try may pass
 
     @property
     def passed(self) -> bool:
@@ -171,34 +212,39 @@ class Login(Generic[T]):
 
 
 def guarded_login(address: str, login: str | None, verify: Callable[[], T | None], *,
-                  sleep: Callable[[float], None] | None = None, now: dt.datetime | None = None) -> Login[T]:
-    """Check one login from `address` against the bans: count it, run `verify`, hold a failure, forgive a success.
+                  now: dt.datetime | None = None) -> Login[T]:
+    """Check one login from `address` against the bans: count it, run `verify`, note a failure, forgive a success.
 
     `login` is the counted login name (`login_key(...)`), None when nothing names one (an API
-    token). `verify()` returns the logged-in subject, or None for wrong credentials. `sleep`
-    holds a failed answer for LOGIN_FAIL_DELAY seconds (default: this module's `sleep`); FTP
-    passes a no-op, since pyftpdlib delays its answer without blocking.
+    token). `verify()` returns the logged-in subject, or None for wrong credentials. Nothing
+    here waits: a failure is answered at once and the same address and login may try again
+    LOGIN_FAIL_DELAY seconds later (TOO_SOON before that, with the seconds left).
     """
     attempt = begin(address, login, now)
     if not attempt.allowed:
-        return Login(Verdict.BANNED)
+        verdict = Verdict.TOO_SOON if attempt.too_soon else Verdict.BANNED
+        return Login(verdict, retry_after=attempt.retry_after)
     subject = verify()
     if subject is None:
         started = attempt.failed()
-        (sleep or _module_sleep())(failure_delay())
-        return Login(Verdict.FAILED, ban_started=started)
+        left = seconds_left(ban_end(address, login, attempt.at), attempt.at) if started else 0
+        return Login(Verdict.FAILED, ban_started=started, retry_after=left)
     attempt.succeeded()
     return Login(Verdict.PASSED, subject)
 
 
-def _module_sleep() -> Callable[[float], None]:
-    """This module's `sleep` as it is now (a parameter named `sleep` hides it in guarded_login)."""
-    return sleep
-
-
 def failure_delay() -> float:
-    """Seconds to hold a failed login's answer, so guessing is slow."""
+    """Seconds after a failed login before the same address may try the same login again."""
     return float(current_app.config["LOGIN_FAIL_DELAY"])
+
+
+def _set_next(key: str, now: dt.datetime, seconds: float) -> None:
+    """Note that `key` (an address and login) may be tried again `seconds` after `now`."""
+    t = _table.c
+    until = now + dt.timedelta(seconds=seconds)
+    stmt = (_insert().values(scope=NEXT, key=key, failures=0, window_start=now, banned_until=until)
+            .on_conflict_do_update(index_elements=[t.scope, t.key], set_={"window_start": now, "banned_until": until}))
+    db.session.execute(stmt)
 
 
 def _pair_key(address: str, login: str) -> str:

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from ..errors import Invalid, NotFound
 from ..extensions import db
+from ..importer.cells import formula_message, starts_like_formula
 from ..importer.layout import key_header_kind, normalize
 from ..models import GraphColumn
 
@@ -112,6 +113,8 @@ def _clean(account_id: int, column_id: int | None, name: str | None, unit: str |
     # key_header_kind also catches the spellings the importer reads as a key ("NO", "№", "社員ＩＤ").
     elif clean_name in RESERVED_NAMES or key_header_kind(clean_name) is not None:
         problems["name"] = [f"「{clean_name}」はCSVの特別な列名なので、グラフ列の名前には使えません。"]
+    elif starts_like_formula(clean_name):
+        problems["name"] = [f"{formula_message('グラフ列の名前')}。"]
     else:
         query = db.select(GraphColumn.id).where(GraphColumn.account_id == account_id, GraphColumn.name == clean_name)
         if column_id is not None:

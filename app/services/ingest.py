@@ -75,14 +75,16 @@ def _notify() -> None:
 
 
 def receive(account_id: int, filename: str, data: bytes, *, channel: str, sender: str | None = None,
-            dedupe_key: str | None = None, note: str | None = None, ignored: list[str] | None = None) -> Import:
+            dedupe_key: str | None = None, note: str | None = None, ignored: list[str] | None = None,
+            trace: dict[str, str | None] | None = None) -> Import:
     """Store a received file durably as a queued import and return it (committed before returning).
 
     `ignored`: the names of the other attachments of the same mail that were not imported
-    (stored as Import.ignored_attachments, listed by the report mail).
+    (stored as Import.ignored_attachments, listed by the report mail). `trace`: a mail's origin
+    and DKIM/SPF results (TRACE_COLUMNS of Import).
     """
     imp, created = _store(account_id, filename, data, channel=channel, sender=sender, dedupe_key=dedupe_key,
-                          note=note, status=Import.QUEUED, ignored=ignored)
+                          note=note, status=Import.QUEUED, ignored=ignored, trace=trace)
     if created:
         _notify()
     return imp
@@ -90,7 +92,7 @@ def receive(account_id: int, filename: str, data: bytes, *, channel: str, sender
 
 def record_failure(account_id: int, *, channel: str, filename: str, sender: str | None, message: str,
                    dedupe_key: str | None = None, note: str | None = None, data: bytes | None = None,
-                   ignored: list[str] | None = None) -> Import:
+                   ignored: list[str] | None = None, trace: dict[str, str | None] | None = None) -> Import:
     """Record a delivery that cannot be imported at all (e.g. too large) as a failed import with one error.
 
     The error report goes to the outbox in the same commit. A repeat with the same dedupe key
@@ -98,7 +100,7 @@ def record_failure(account_id: int, *, channel: str, filename: str, sender: str 
     without a CSV: "(CSV添付なし)").
     """
     imp, created = _store(account_id, filename, data, channel=channel, sender=sender, dedupe_key=dedupe_key,
-                          note=note, status=Import.RUNNING, ignored=ignored)
+                          note=note, status=Import.RUNNING, ignored=ignored, trace=trace)
     if not created:
         return imp
     return runner.finish_failed(imp.id, [RowError(message=message)], None, None, None)
@@ -106,7 +108,7 @@ def record_failure(account_id: int, *, channel: str, filename: str, sender: str 
 
 def _store(account_id: int, filename: str, data: bytes | None, *, channel: str, sender: str | None,
            dedupe_key: str | None, note: str | None, status: str,
-           ignored: list[str] | None = None) -> tuple[Import, bool]:
+           ignored: list[str] | None = None, trace: dict[str, str | None] | None = None) -> tuple[Import, bool]:
     """Insert and commit the Import row; return (import, True), or (the earlier one with this dedupe key, False)."""
     if dedupe_key:
         existing = _by_dedupe_key(account_id, dedupe_key)
@@ -120,7 +122,7 @@ def _store(account_id: int, filename: str, data: bytes | None, *, channel: str, 
         account_id=account_id, channel=channel, filename=base_name(filename), sender=sender,
         status=status, received_at=now, **claim, attempts=1 if status == Import.RUNNING else 0,
         size=len(data or b""), sha256=hashlib.sha256(data).hexdigest() if data is not None else None,
-        dedupe_key=dedupe_key, note=note, ignored_attachments=list(ignored) if ignored else None,
+        dedupe_key=dedupe_key, note=note, ignored_attachments=list(ignored) if ignored else None, **_trace(trace),
     )
     db.session.add(imp)
     try:
@@ -149,18 +151,26 @@ def _by_dedupe_key(account_id: int, dedupe_key: str) -> Import | None:
 
 
 def record_refusal(account_id: int, *, channel: str, filename: str, sender: str | None, status: str,
-                   note: str | None) -> Import:
-    """Record a refused or discarded delivery in the history, without its content."""
+                   note: str | None, trace: dict[str, str | None] | None = None) -> Import:
+    """Record a refused or discarded delivery in the history, without its content (`trace` as for receive)."""
     if status not in (Import.REFUSED, Import.DISCARDED):
         raise ValueError(f"status must be refused or discarded, not {status!r}")
     now = utcnow()
     imp = Import(account_id=account_id, channel=channel, filename=base_name(filename), sender=sender,
-                 status=status, received_at=now, finished_at=now, note=note, size=0)
+                 status=status, received_at=now, finished_at=now, note=note, size=0, **_trace(trace))
     db.session.add(imp)
     db.session.commit()
     log.info("%s account=%s channel=%s file=%s sender=%s note=%s", status, accounts.label(account_id),
              channel, imp.filename, sender or "-", note or "-")
     return imp
+
+
+TRACE_COLUMNS = ("mail_from", "peer_address", "helo_name", "dkim_result", "dkim_domain", "spf_result")
+
+
+def _trace(trace: dict[str, str | None] | None) -> dict[str, str | None]:
+    """The Import columns of a mail's origin and DKIM/SPF results (other keys are ignored)."""
+    return {key: trace[key] for key in TRACE_COLUMNS if key in (trace or {})}
 
 
 def dry_run(account_id: int, filename: str, data: bytes) -> DryRun:

@@ -38,8 +38,8 @@ from ..models import Account, IntegrationSettings, SettingsChange
 from . import accounts, checktimes
 # The fields' labels are read from here by the tab, the CLI and the forms, too.
 from .integration_fields import (ADDRESS_FIELDS, ENCODINGS, FIELD_LABELS, FTP_FIELDS, INTERVAL_LABELS,  # noqa: F401
-                                 MEMBER_KEYS, MODES, SCALAR_PARSERS, STATUSES, WEEKDAY_LABELS,
-                                 parse_addresses, split_addresses)
+                                 MAIL_ONLY_FIELDS, MEMBER_KEYS, MODES, SCALAR_PARSERS, SENDER_AUTHS, STATUSES,
+                                 WEEKDAY_LABELS, parse_addresses, split_addresses)
 
 NEXT_CHECK_COUNT = 5
 
@@ -70,6 +70,18 @@ def get_settings(account_id: int) -> IntegrationSettings:
 def inbound_address(settings: IntegrationSettings) -> str:
     """The issued 送信先メールアドレス of the account."""
     return f"{settings.inbound_local}@{current_app.config['MAIL_DOMAIN']}"
+
+
+def shown_inbound_address(settings: IntegrationSettings, *, full: bool) -> str:
+    """The inbound address as a screen shows it: in full to admins, masked (`sp***@domain`) to viewers."""
+    address = inbound_address(settings)
+    return address if full else mask_address(address)
+
+
+def mask_address(address: str) -> str:
+    """An address with all but the first two characters of its local part hidden (the local part is the secret)."""
+    local, at, domain = address.partition("@")
+    return f"{local[:2]}***{at}{domain}" if local else address
 
 
 def ftp_server() -> str:
@@ -111,6 +123,8 @@ def as_dict(account: Account, settings: IntegrationSettings, now: dt.datetime | 
         "error_to": list(settings.error_to or []),
         "success_to": list(settings.success_to or []),
         "senders": list(settings.senders or []),
+        "sender_networks": list(settings.sender_networks or []),
+        "sender_auth": settings.sender_auth,
         "inbound_address": inbound_address(settings),
         "ftp_server": ftp_server(),
         "ftp_username": settings.ftp_username,
@@ -222,7 +236,7 @@ def _forgive_blanks_of_other_modes(
     """
     unused = set(FTP_FIELDS) if mode != Mode.FTP else set()
     if mode != Mode.MAIL:
-        unused.add("senders")
+        unused.update(MAIL_ONLY_FIELDS)
     for field in unused & set(errors):
         if _blank(changes.get(field)):
             errors.pop(field)
@@ -241,7 +255,7 @@ def _blank(value: Any) -> bool:
 
 def _show(field: str, value: Any) -> str:
     """A value as the change history shows it (labels, not codes)."""
-    if field in ADDRESS_FIELDS:
+    if field in ADDRESS_FIELDS or field == "sender_networks":
         return ", ".join(value) if value else "(なし)"
     if field == "ftp_days":
         return "・".join(WEEKDAY_LABELS[d] for d in value) if value else "(なし)"
@@ -249,7 +263,8 @@ def _show(field: str, value: Any) -> str:
         return INTERVAL_LABELS.get(value, f"{value}分")
     if field == "ftp_delay":
         return f"{value}分"
-    labels = {"mode": MODES, "status": STATUSES, "member_key": MEMBER_KEYS, "encoding": ENCODINGS}.get(field)
+    labels = {"mode": MODES, "status": STATUSES, "member_key": MEMBER_KEYS, "encoding": ENCODINGS,
+              "sender_auth": SENDER_AUTHS}.get(field)
     return labels.get(value, str(value)) if labels else str(value)
 
 

@@ -7,11 +7,12 @@ fields a change needs and saves them.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from typing import Any, Iterable
 
-from ..enums import LinkStatus, Mode
+from ..enums import LinkStatus, Mode, SenderAuth
 from ..importer.addresses import InvalidAddress, normalize_address
 from . import checktimes
 
@@ -19,6 +20,8 @@ MODES = {Mode.MAIL: "メール添付連動", Mode.FTP: "FTP連動", Mode.API: "A
 STATUSES = {LinkStatus.ACTIVE: "連動稼働", LinkStatus.STOPPED: "連動稼働停止"}
 MEMBER_KEYS = {"no": "メンバー設定のNo.", "employee_id": "メンバー設定の社員ID"}
 ENCODINGS = {"auto": "自動", "cp932": "Shift_JIS(cp932)", "utf-8": "UTF-8"}
+SENDER_AUTHS = {SenderAuth.NONE: "確認しない", SenderAuth.DKIM: "DKIM必須", SenderAuth.SPF: "SPF必須",
+                SenderAuth.EITHER: "DKIMまたはSPF必須"}
 WEEKDAY_LABELS = dict(zip(checktimes.WEEKDAYS, "月火水木金土日"))
 INTERVAL_LABELS = {5: "5分", 10: "10分", 15: "15分", 30: "30分", 60: "1時間", 120: "2時間"}
 
@@ -30,6 +33,8 @@ FIELD_LABELS = {
     "error_to": "エラー報告メールアドレス",
     "success_to": "正常更新報告メールアドレス",
     "senders": "送信元メールアドレス",
+    "sender_networks": "送信元サーバー",
+    "sender_auth": "送信元の認証",
     "ftp_days": "データ連動曜日",
     "ftp_start": "データ連動時間(開始)",
     "ftp_end": "データ連動時間(終了)",
@@ -38,6 +43,7 @@ FIELD_LABELS = {
 }
 FTP_FIELDS = ("ftp_days", "ftp_start", "ftp_end", "ftp_interval", "ftp_delay")
 MAX_ADDRESSES = 50
+MAIL_ONLY_FIELDS = ("senders", "sender_networks", "sender_auth")
 
 # Separators a user may put between addresses: newline, tab (a pasted Excel row), comma,
 # semicolon and the Japanese 、 (NFKC already turned full-width ，； into ASCII). Not spaces:
@@ -124,11 +130,34 @@ def _parse_delay(value: Any) -> int:
     return minutes
 
 
+def parse_networks(value: Any) -> list[str]:
+    """送信元サーバー: IP addresses or networks (CIDR), IPv4 or IPv6, stored in their normal form."""
+    networks: list[str] = []
+    wrong: list[str] = []
+    for part in split_addresses(value):
+        try:
+            network = ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            wrong.append(f"「{part}」")
+            continue
+        text = str(network.network_address) if network.num_addresses == 1 else str(network)
+        if text not in networks:
+            networks.append(text)
+    if wrong:
+        raise ValueError(f"{''.join(wrong)}はIPアドレスまたはネットワーク(例: 192.0.2.10、192.0.2.0/24、"
+                         "2001:db8::/32)として正しくありません。")
+    if len(networks) > MAX_ADDRESSES:
+        raise ValueError(f"送信元サーバーは{MAX_ADDRESSES}件までにしてください。")
+    return networks
+
+
 SCALAR_PARSERS = {
     "mode": lambda v: _parse_choice("mode", v, MODES),
     "status": lambda v: _parse_choice("status", v, STATUSES),
     "member_key": lambda v: _parse_choice("member_key", v, MEMBER_KEYS),
     "encoding": lambda v: _parse_choice("encoding", v, ENCODINGS),
+    "sender_networks": parse_networks,
+    "sender_auth": lambda v: _parse_choice("sender_auth", v, SENDER_AUTHS),
     "ftp_days": _parse_days,
     "ftp_start": _parse_time,
     "ftp_end": _parse_time,

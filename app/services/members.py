@@ -6,6 +6,7 @@ from sqlalchemy import insert, select, update
 from ..errors import ErrorList, ImportRejected, Invalid, NotFound, RowError
 from ..extensions import db
 from ..importer.addresses import InvalidAddress, normalize_address
+from ..importer.cells import formula_message, starts_like_formula
 from ..importer.members import MAX_NO, NO_MESSAGE, parse_no
 from ..models import Member
 
@@ -191,6 +192,8 @@ def _clean(
     eid = _blank_to_none(employee_id)
     if eid and len(eid) > 64:
         problems["employee_id"] = ["社員IDは64文字以内で入力してください。"]
+    elif starts_like_formula(eid):
+        problems["employee_id"] = [f"{formula_message('社員ID')}。"]
     elif eid and _taken(account_id, member_id, Member.employee_id, eid):
         problems["employee_id"] = [f"社員ID「{eid}」は既に使われています。"]
     clean_name = (name or "").strip()

@@ -12,15 +12,14 @@ from sqlalchemy import literal, select, union_all
 
 from ..errors import Invalid, NotFound
 from ..extensions import db
-from ..importer.filename import Period, month_bounds, parse_period
+from ..importer.cells import starts_like_formula
+from ..importer.filename import Period, parse_period
 from ..importer.layout import KEY_HEADERS, NOTE_HEADER
 from ..models import GraphColumn, Import, IntegrationSettings, ManualResult, Member, Result
 from . import monthgrid
 from . import totals as month_totals
 
 EXPORT_ENCODINGS = ("cp932", "utf-8", "utf-8-sig")
-# Spreadsheet programs run a text cell starting with one of these as a formula.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class BoardMember(NamedTuple):
@@ -47,9 +46,10 @@ class MonthTable:
     column_totals: dict[int, float] = field(default_factory=dict)
 
 
-def _month_bounds(year: int, month: int) -> tuple[dt.date, dt.date]:
+def _month_start(year: int, month: int) -> dt.date:
+    # Only the 1st: the day after 9999-12 is no date, yet the month can hold results.
     try:
-        return month_bounds(year, month)
+        return dt.date(year, month, 1)
     except ValueError:
         raise Invalid("年月が正しくありません。", field="month") from None
 
@@ -67,7 +67,7 @@ def month_table(account_id: int, year: int, month: int) -> MonthTable:
     Results of inactive members and of deleted columns are left out, so the column totals
     are the sums of what the table shows.
     """
-    first, _following = _month_bounds(year, month)
+    first = _month_start(year, month)
     columns = columns_of(account_id)
     rows = monthgrid.month_grid(account_id, first, [column.id for column in columns],
                                 (Member.id, Member.no, Member.name, Member.department))
@@ -90,7 +90,7 @@ def format_number(value: float) -> str:
 
 def _safe_text(text: str | None) -> str:
     """Neutralise a text cell a spreadsheet would run as a formula, with a leading single quote."""
-    if text and text.startswith(_FORMULA_STARTS):
+    if starts_like_formula(text):
         return "'" + text
     return text or ""
 

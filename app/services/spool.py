@@ -64,6 +64,8 @@ class Entry:
     kind: str = MAIL
     account_ids: tuple[int, ...] = ()  # a mail: every account it was accepted for (account_id first)
     delivery: str | None = None  # a mail: the random id of this delivery (None in earlier versions' entries)
+    # Who delivered it: {"mail_from", "peer_address", "helo_name"} (None in earlier versions' entries).
+    origin: dict[str, str] | None = None
 
 
 class SpoolCorrupt(Exception):
@@ -97,7 +99,8 @@ def _next_name() -> str:
     return f"{stamp:020d}-{count:06d}-{uuid.uuid4().hex}{ENTRY_SUFFIX}"
 
 
-def write_mail(folder: Path, *, account_ids: list[int], sender: str, raw: bytes) -> Path:
+def write_mail(folder: Path, *, account_ids: list[int], sender: str, raw: bytes,
+               origin: dict[str, str] | None = None) -> Path:
     """Write one whole received message for one or more accounts durably (fsync file, rename, fsync folder).
 
     A fresh random delivery id goes into the header, so the drain's dedupe keys belong to this
@@ -106,7 +109,8 @@ def write_mail(folder: Path, *, account_ids: list[int], sender: str, raw: bytes)
     if not account_ids:
         raise ValueError("a mail entry needs at least one account")
     return _write(folder, {"kind": MAIL, "account_id": account_ids[0], "account_ids": list(account_ids),
-                           "delivery": uuid.uuid4().hex, "sender": sender}, raw)
+                           "delivery": uuid.uuid4().hex, "sender": sender,
+                           **({"origin": dict(origin)} if origin else {})}, raw)
 
 
 def _write(folder: Path, meta: dict[str, Any], data: bytes) -> Path:
@@ -149,7 +153,8 @@ def read(path: Path) -> Entry:
         account_ids = tuple(int(a) for a in meta.get("account_ids") or [account_id])
         return Entry(path=path, account_id=account_id, data=data, sender=meta.get("sender"),
                      received_at=str(meta.get("received_at") or ""), account_ids=account_ids,
-                     delivery=str(meta["delivery"]) if meta.get("delivery") else None)
+                     delivery=str(meta["delivery"]) if meta.get("delivery") else None,
+                     origin={str(k): str(v) for k, v in meta["origin"].items()} if meta.get("origin") else None)
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise SpoolCorrupt(f"{path.name}: {error}") from error
 

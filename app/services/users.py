@@ -1,4 +1,4 @@
-"""Users of an account: creation, authentication, password change, removal."""
+"""Users of an account: creation, authentication, password change, sign-out everywhere, removal."""
 from __future__ import annotations
 
 from functools import cache
@@ -29,7 +29,7 @@ def authenticate(email: str, password: str) -> User | None:
 
 
 def create_user(account_id: int, email: str, password: str, role: str = User.ADMIN) -> User:
-    """Add a login to the account; emails are unique across the server."""
+    """Add a login to the account; emails are unique across the server (without saying where one is used)."""
     try:
         email = normalize_address(email).lower()
     except InvalidAddress:
@@ -38,8 +38,12 @@ def create_user(account_id: int, email: str, password: str, role: str = User.ADM
         raise Invalid("権限が正しくありません。", field="role")
     if len(password) < 8:
         raise Invalid("パスワードは8文字以上にしてください。", field="password")
-    if db.session.scalar(db.select(User.id).where(User.email == email)):
-        raise Invalid(f"メールアドレス {email} は既に使われています。", field="email")
+    taken_by = db.session.scalar(db.select(User.account_id).where(User.email == email))
+    if taken_by == account_id:
+        raise Invalid(f"メールアドレス {email} は既にこのアカウントのユーザーです。", field="email")
+    if taken_by is not None:
+        # Logins are unique server-wide, but whether another account has this one is not this account's business.
+        raise Invalid(f"メールアドレス {email} は使用できません。別のメールアドレスを指定してください。", field="email")
     user = User(account_id=account_id, email=email, password_hash=generate_password_hash(password), role=role)
     db.session.add(user)
     db.session.commit()
@@ -59,7 +63,13 @@ def change_password(user: User, current: str, new: str) -> None:
         raise Invalid("現在のパスワードが正しくありません。", field="current")
     if len(new) < 8:
         raise Invalid("パスワードは8文字以上にしてください。", field="new")
-    user.password_hash = generate_password_hash(new)
+    user.password_hash = generate_password_hash(new)  # ends the user's sessions (User.session_version)
+    db.session.commit()
+
+
+def end_sessions(user: User) -> None:
+    """Sign the user out everywhere: every session made before stops working."""
+    user.end_sessions()
     db.session.commit()
 
 

@@ -1,7 +1,7 @@
 """The 外部連携設定 tab (docs/spec.md section 3): one form for every mode, plus the re-issue buttons."""
 from __future__ import annotations
 
-from flask import abort, flash, make_response, redirect, render_template, request, session, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..auth.access import integration_required
@@ -11,18 +11,14 @@ from ..services import integration as service
 from . import bp
 from .integration_forms import IntegrationForm, ReissueForm
 
-# Secrets issued by the last POST, shown once by the next GET and then dropped from the session.
-_ISSUED_KEY = "integration_issued"
-
 
 def _require_admin() -> None:
     if not current_user.is_admin:
         abort(403)
 
 
-def _render(form: IntegrationForm, status: int = 200):
+def _render(form: IntegrationForm, status: int = 200, issued: dict[str, str] | None = None):
     settings = service.get_settings(current_user.account_id)
-    issued = session.pop(_ISSUED_KEY, None) or {}
     mode = form.mode.data if form.mode.data in service.MODES else settings.mode
     response = make_response(
         render_template(
@@ -33,11 +29,11 @@ def _render(form: IntegrationForm, status: int = 200):
             settings=settings,
             mode=mode,
             readonly=not current_user.is_admin,
-            inbound_address=service.inbound_address(settings),
+            inbound_address=service.shown_inbound_address(settings, full=current_user.is_admin),
             ftp_server=service.ftp_server(),
             api_endpoint=service.api_endpoint(),
             next_checks=service.next_checks(settings),
-            issued=issued,
+            issued=issued or {},
             changes=service.recent_changes(current_user.account_id),
             modes=service.MODES,
             weekday_labels=service.WEEKDAY_LABELS,
@@ -45,7 +41,7 @@ def _render(form: IntegrationForm, status: int = 200):
         ),
         status,
     )
-    # The page may carry a just-issued secret: keep it out of every cache.
+    # The page may carry a just-issued secret: keep it out of every cache (the browser's history too).
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -69,6 +65,16 @@ def integration():
         return _render(form, 422)
     flash("外部連携設定を保存しました。", "success")
     return redirect(url_for("settings.integration"))
+
+
+def _render_issued(issued: dict[str, str]):
+    """The tab with a just-issued secret, as this POST's own answer.
+
+    Never carried to a next page: the session is a cookie, signed but readable by anyone who
+    holds it (docs/decisions.md).
+    """
+    settings = service.get_settings(current_user.account_id)
+    return _render(IntegrationForm(formdata=None, obj=settings), issued=issued)
 
 
 def _confirmed_reissue() -> bool:
@@ -97,20 +103,22 @@ def integration_reissue_address():
 @integration_required
 def integration_ftp_password():
     _require_admin()
-    if _confirmed_reissue():
-        session[_ISSUED_KEY] = {"ftp_password": service.issue_ftp_password(current_user.account_id, current_user.email)}
-        flash("FTPサーバー PWを発行しました。この画面を離れると二度と表示されません。控えてください。", "success")
-    return redirect(url_for("settings.integration") + "#ftp-section")
+    if not _confirmed_reissue():
+        return redirect(url_for("settings.integration") + "#ftp-section")
+    password = service.issue_ftp_password(current_user.account_id, current_user.email)
+    flash("FTPサーバー PWを発行しました。この画面を離れると二度と表示されません。控えてください。", "success")
+    return _render_issued({"ftp_password": password})
 
 
 @bp.route("/integration/api-token", methods=["POST"])
 @integration_required
 def integration_api_token():
     _require_admin()
-    if _confirmed_reissue():
-        session[_ISSUED_KEY] = {"api_token": service.issue_api_token(current_user.account_id, current_user.email)}
-        flash("APIトークンを発行しました。この画面を離れると二度と表示されません。控えてください。", "success")
-    return redirect(url_for("settings.integration") + "#api-section")
+    if not _confirmed_reissue():
+        return redirect(url_for("settings.integration") + "#api-section")
+    token = service.issue_api_token(current_user.account_id, current_user.email)
+    flash("APIトークンを発行しました。この画面を離れると二度と表示されません。控えてください。", "success")
+    return _render_issued({"api_token": token})
 
 
 @bp.route("/integration/check-now", methods=["POST"])

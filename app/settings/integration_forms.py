@@ -39,6 +39,8 @@ class IntegrationForm(FlaskForm):
     error_to = AddressListField("エラー報告メールアドレス")
     success_to = AddressListField("正常更新報告メールアドレス")
     senders = AddressListField("送信元メールアドレス")
+    sender_networks = AddressListField("送信元サーバー")
+    sender_auth = SelectField("送信元の認証", choices=_choices(service.SENDER_AUTHS), validate_choice=False)
     ftp_days = SelectMultipleField("データ連動曜日", choices=_choices(service.WEEKDAY_LABELS), validate_choice=False)
     ftp_start = StringField("開始")
     ftp_end = StringField("終了")

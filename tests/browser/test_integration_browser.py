@@ -202,7 +202,8 @@ def test_reissued_ftp_password_is_shown_once(new_page, renkei_server, screenshot
         assert service.verify_ftp_password("acme", password) is not None
         db.session.remove()
 
-    page.reload()
+    # The password came in the POST's own answer; the tab opened again shows it no more.
+    page.goto(renkei_server.url + "/settings/integration")
     expect(page.locator("#ftp_password")).to_have_text("●●●● (再発行すると表示されます)")
     assert password not in page.content()
 

@@ -137,3 +137,21 @@ def test_a_no_with_thousands_of_digits_is_a_row_error_not_a_crash():
     rows, errors = parse_members("No.,社員ID,氏名,部署,メールアドレス\n" + "9" * 5000 + ",E1,山田,,\n")
     assert rows == []
     assert [(e.line, e.column) for e in errors] == [(2, "No.")]
+
+
+FORMULA_KEYS = ["=HYPERLINK(\"http://evil.example\")", "@SUM(1+1)", "+81", "-2+3", "-123", "=1+1"]
+
+
+@pytest.mark.parametrize("key", FORMULA_KEYS)
+def test_a_key_starting_like_a_formula_is_a_row_error(key: str) -> None:
+    members, errors = parse_members(csv_text([HEADER, ["1", "E1", "先頭", "", ""], ["2", key, "山田", "", ""]]))
+    assert [member.no for member in members] == [1]
+    (error,) = errors
+    assert (error.line, error.column, error.value) == (3, "社員ID", key)
+    assert "社員IDは「=」「+」「-」「@」で始められません(表計算ソフトで開いたときに数式として実行されるため)" == error.message
+
+
+@pytest.mark.parametrize("key", ["E-001", "00-12", "＝ABC", "A=B"])
+def test_keys_with_those_characters_elsewhere_are_fine(key: str) -> None:
+    members, errors = parse_members(csv_text([HEADER, ["1", key, "山田", "", ""]]))
+    assert not errors and [member.employee_id for member in members] == [key]

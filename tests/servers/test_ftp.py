@@ -178,6 +178,55 @@ def test_login_refused_when_not_in_ftp_mode_or_integration_disabled(app, ftp_acc
         ftp_connect(ftp_server)
 
 
+def login_reply(server, user: str, password: str) -> str:
+    """The server's answer to connect and USER/PASS (a refusal's text), with ftplib."""
+    client = ftplib.FTP()
+    try:
+        client.connect("127.0.0.1", server.port, timeout=10)
+        return client.login(user, password)
+    except ftplib.Error as error:
+        return str(error)
+    finally:
+        client.close()
+
+
+def service_mode(ftp_username: str) -> str:
+    db.session.rollback()
+    return db.session.scalar(db.select(IntegrationSettings.mode).where(IntegrationSettings.ftp_username == ftp_username))
+
+
+@pytest.mark.parametrize("change", [{"mode": "mail"}, {"mode": "api"}, "disable"])
+def test_a_right_password_of_an_account_not_taking_ftp_is_answered_as_a_wrong_one(app, ftp_account, ftp_start,
+                                                                                  change, caplog):
+    if change == "disable":
+        from app.services import accounts
+
+        accounts.set_integration_enabled(ftp_account.slug, False)
+    else:
+        set_settings(ftp_account.id, **change)
+    app.config.update(BAN_THRESHOLD=3)
+    server = ftp_start()
+    with caplog.at_level("INFO", logger="servers.ftp"):
+        right = login_reply(server, ftp_account.username, ftp_account.password)
+    wrong = login_reply(server, ftp_account.username, "wrong-password")
+    assert right == wrong == "530 Authentication failed."
+    # Counted like a wrong one too: the third refusal bans the address, so no count tells them apart.
+    login_reply(server, ftp_account.username, ftp_account.password)
+    assert login_reply(server, ftp_account.username, ftp_account.password).startswith("421")
+    # Only the log says why.
+    reason = "disabled" if change == "disable" else "mode"
+    assert f"ftp login refused account=acme reason={reason}" in caplog.text
+
+
+def test_the_demo_accounts_ftp_login_is_refused_while_it_is_in_mail_mode(app, ftp_server):
+    from app.services import demo
+
+    made = demo.create_demo_account(app)
+    assert service_mode(made.ftp_username) == "mail"
+    right = login_reply(ftp_server, made.ftp_username, made.ftp_password)
+    assert right == login_reply(ftp_server, made.ftp_username, "wrong-password") == "530 Authentication failed."
+
+
 def test_repeated_failures_ban_the_address_for_ftp_and_web(app, client, ftp_account, ftp_start, ftp_connect):
     app.config.update(BAN_THRESHOLD=3)
     server = ftp_start()

@@ -161,19 +161,21 @@ def test_mail_without_csv_makes_a_failed_import_and_an_error_report(
 
 
 def test_unregistered_sender_gets_550_and_only_a_refusal_is_recorded(smtp_server, smtp_account, smtp_mail):
+    # Envelope and From: both a stranger (what swaks --from does): refused at RCPT, before any data.
     message = smtp_mail.message("stranger@elsewhere.example", smtp_account.address, [("20180516.csv", b"secret")])
-    with pytest.raises(smtplib.SMTPDataError) as error:
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as error:
         send(smtp_server, message, sender="stranger@elsewhere.example")
-    assert error.value.smtp_code == 550 and b"5.7.1" in error.value.smtp_error
+    [(code, text)] = error.value.recipients.values()
+    assert code == 550 and text.startswith(b"5.7.1")
 
     db.session.rollback()
     rows = imports(smtp_account.id)
-    assert [(i.status, i.sender, i.size) for i in rows] == [(Import.REFUSED, "stranger@elsewhere.example", 0)]
+    assert [(i.status, i.mail_from, i.size) for i in rows] == [(Import.REFUSED, "stranger@elsewhere.example", 0)]
     assert files.read(rows[0].id) is None
     assert "stranger@elsewhere.example" in rows[0].note
 
 
-def test_envelope_sender_does_not_matter_only_the_from_header(smtp_server, smtp_account, smtp_mail):
+def test_a_registered_envelope_sender_does_not_excuse_a_stranger_in_from(smtp_server, smtp_account, smtp_mail):
     # Registered address in the envelope, a stranger in From: → refused.
     message = smtp_mail.message("stranger@elsewhere.example", smtp_account.address, [("20180516.csv", b"x")])
     with pytest.raises(smtplib.SMTPDataError) as error:
@@ -265,12 +267,14 @@ def test_a_sender_refused_by_one_account_does_not_block_the_other(smtp_server, s
                                                                  smtp_mail):
     other_id, other_address = other_mail_account(make_account, "other", ["someone@else.example"])
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())])
-    assert send_to(smtp_server, message, [other_address, smtp_account.address]) == {}  # 250: one account took it
+    # The other account refuses the envelope sender at its RCPT; the message goes to the first one only.
+    refused_rcpts = send_to(smtp_server, message, [other_address, smtp_account.address])
+    assert list(refused_rcpts) == [other_address] and refused_rcpts[other_address][0] == 550
     rows = wait_for(lambda: finished(smtp_account.id, 1))
     assert [(i.filename, i.status) for i in rows] == [("20180516.csv", Import.SUCCEEDED)]
     [refused] = imports(other_id)
-    assert (refused.status, refused.filename, refused.sender, refused.size) == (
-        Import.REFUSED, "20180516.csv", SMTP_SENDER, 0)
+    assert (refused.status, refused.filename, refused.mail_from, refused.size) == (
+        Import.REFUSED, "(メール)", SMTP_SENDER, 0)
     assert "送信元メールアドレスに登録されていない" in refused.note and SMTP_SENDER in refused.note
 
     # Refused by every account: 550, and each account records it.
@@ -684,7 +688,7 @@ def test_handler_spools_the_whole_message_once_with_its_sender(smtp_mail):
                         parts=[(smtp_mail.plain("a.csv"), b"1"), (smtp_mail.plain("b.csv"), b"2")])
     reply = fakes.handler().deliver(RECIPIENT, raw)
     assert reply.startswith("250")
-    assert fakes.calls == [("spool", ([7], raw), {"sender": "sales@partner.example"})]
+    assert fakes.calls == [("spool", ([7], raw), {"sender": "sales@partner.example", "origin": None})]
 
 
 def test_handler_does_not_parse_the_attachments_before_250(smtp_mail):
@@ -760,6 +764,7 @@ def test_handler_rcpt_refuses_unknown_and_accepts_known():
         return await fakes.handler().handle_RCPT(None, None, envelope, "sp-x@renkei.localhost", [])
 
     envelope = Envelope()
+    envelope.mail_from = "sales@partner.example"
     assert run_coroutine(rcpt(Fakes(None), envelope)).startswith("550 5.1.1")
     assert envelope.rcpt_tos == []
     assert run_coroutine(rcpt(Fakes(RECIPIENT), envelope)).startswith("250")

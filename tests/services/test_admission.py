@@ -117,26 +117,46 @@ def test_an_account_without_settings_admits_nothing(make_account):
 
 
 @pytest.fixture
-def slept(app, login_sleeps):
-    """What failed logins were held for (bans.sleep records instead of waiting: tests/fixtures/bans.py)."""
-    app.config.update(LOGIN_FAIL_DELAY=7.5, BAN_THRESHOLD=3)
-    return login_sleeps
+def delayed(app, login_clock):
+    """A 7.5 s delay between a failed login and the next try, on the test's clock (tests/fixtures/bans.py)."""
+    app.config.update(LOGIN_FAIL_DELAY=7.5, BAN_THRESHOLD=3, BAN_SECONDS=900)
+    return login_clock
 
 
-def test_guarded_login_holds_only_failures_and_bans_at_the_threshold(app, slept):
+def test_guarded_login_delays_only_after_failures_and_bans_at_the_threshold(app, delayed):
     key = bans.login_key("web", "me@acme.example")
     assert bans.guarded_login("192.0.2.1", key, lambda: "me").subject == "me"
-    first, second, third = (bans.guarded_login("192.0.2.1", key, lambda: None) for _ in range(3))
-    assert [r.verdict for r in (first, second, third)] == [bans.Verdict.FAILED] * 3
-    assert [r.ban_started for r in (first, second, third)] == [False, False, True]
-    assert slept == [7.5, 7.5, 7.5]
-    # Banned: refused without checking the credentials and without holding the answer.
+    assert bans.guarded_login("192.0.2.1", key, lambda: "me").passed  # a success sets no delay
+    answers = []
+    for _ in range(3):
+        answers.append(bans.guarded_login("192.0.2.1", key, lambda: None))
+        delayed.advance(7.5)
+    assert [r.verdict for r in answers] == [bans.Verdict.FAILED] * 3
+    assert [(r.ban_started, r.retry_after) for r in answers] == [(False, 0), (False, 0), (True, 900)]
+    # Banned: refused without checking the credentials, with the seconds actually left.
     checked = []
     banned = bans.guarded_login("192.0.2.1", key, lambda: checked.append(1) or "me")
-    assert (banned.verdict, banned.subject, checked, slept) == (bans.Verdict.BANNED, None, [], [7.5] * 3)
+    assert (banned.verdict, banned.subject, banned.retry_after, checked) == (bans.Verdict.BANNED, None, 893, [])
 
 
-def test_a_good_login_forgives_its_own_failures(app, slept):
+def test_a_try_before_the_delay_is_refused_unchecked_uncounted_with_the_seconds_left(app, delayed):
+    key = bans.login_key("web", "me@acme.example")
+    assert bans.guarded_login("192.0.2.1", key, lambda: None).verdict is bans.Verdict.FAILED
+    checked = []
+    delayed.advance(5)
+    for _ in range(5):  # however many: none is counted towards the ban
+        early = bans.guarded_login("192.0.2.1", key, lambda: checked.append(1) or "me")
+        assert (early.verdict, early.retry_after) == (bans.Verdict.TOO_SOON, 3)
+    assert checked == []
+    # Other addresses and other logins of this address are not delayed.
+    assert bans.guarded_login("192.0.2.2", key, lambda: "me").passed
+    assert bans.guarded_login("192.0.2.1", bans.login_key("web", "you@acme.example"), lambda: "you").passed
+    delayed.advance(2.5)
+    assert bans.guarded_login("192.0.2.1", key, lambda: "me").passed
+
+
+def test_a_good_login_forgives_its_own_failures(app):
+    app.config.update(BAN_THRESHOLD=3)
     key = bans.login_key("ftp", "acme")
     for _ in range(2):
         bans.guarded_login("192.0.2.1", key, lambda: None)
@@ -144,17 +164,82 @@ def test_a_good_login_forgives_its_own_failures(app, slept):
     assert [bans.guarded_login("192.0.2.1", key, lambda: None).ban_started for _ in range(3)] == [False, False, True]
 
 
-def test_an_explicit_sleeper_wins_over_the_apps(app, slept):
-    mine: list[float] = []
-    bans.guarded_login("192.0.2.1", None, lambda: None, sleep=mine.append)
-    assert (mine, slept) == ([7.5], [])
-
-
-def test_web_and_api_failures_are_held_by_the_injected_sleeper(app, client, make_account, slept):
+def test_web_and_api_answer_a_failure_at_once_and_a_try_too_soon_with_429(app, client, make_account, delayed):
     make_account("acme")
-    response = client.post("/login", data={"email": "admin@acme.example", "password": "wrong"})
+    wrong = {"email": "admin@acme.example", "password": "wrong"}
+    response = client.post("/login", data=wrong)
     assert response.status_code == 401
     assert "メールアドレスまたはパスワードが正しくありません。" in response.get_data(as_text=True)
+    delayed.advance(2)
+    response = client.post("/login", data={"email": "admin@acme.example", "password": "password-123"})
+    assert (response.status_code, response.headers["Retry-After"]) == (429, "6")
+    assert "ログインに失敗した直後のため、6秒後にもう一度お試しください。" in response.get_data(as_text=True)
     response = client.get("/api/v1/members", headers={"Authorization": "Bearer wrong-token"})
     assert response.status_code == 401
-    assert slept == [7.5, 7.5]
+    response = client.get("/api/v1/members", headers={"Authorization": "Bearer wrong-token"})
+    assert (response.status_code, response.headers["Retry-After"], response.json["error"]["code"]) == (
+        429, "8", "rate_limited")
+    delayed.advance(6)
+    assert client.post("/login", data={"email": "admin@acme.example", "password": "password-123"}).status_code == 302
+
+
+def test_the_api_ban_answers_the_seconds_actually_left(app, client, login_clock):
+    app.config.update(BAN_THRESHOLD=2, BAN_SECONDS=900)
+    wrong = {"Authorization": "Bearer wrong-token"}
+    assert [client.get("/api/v1/members", headers=wrong).status_code for _ in range(3)] == [401, 401, 429]
+    login_clock.advance(100.2)
+    for headers in (wrong, {}):  # with a token or without one
+        response = client.get("/api/v1/members", headers=headers)
+        assert (response.status_code, response.json["error"]["code"], response.headers["Retry-After"]) == (
+            429, "banned", "800")
+        assert "残り800秒" in response.json["error"]["message"]
+
+
+# ---------------------------------------------------------------------------- who may send (mail)
+
+MAIL_STANDING = Standing(enabled=True, mode="mail", status="active", senders=frozenset({SENDER}))
+
+
+@pytest.mark.parametrize("envelope, peer, networks, reason", [
+    (SENDER, "127.0.0.1", (), None),
+    ("SALES@partner.example", "127.0.0.1", ("127.0.0.0/8",), None),
+    ("attacker@evil.example", "127.0.0.1", (), Reason.ENVELOPE),
+    ("", "127.0.0.1", (), Reason.BOUNCE),
+    (None, "127.0.0.1", (), Reason.BOUNCE),
+    (SENDER, "127.0.0.1", ("10.0.0.0/8", "192.0.2.7"), Reason.NETWORK),
+    (SENDER, "::ffff:10.1.2.3", ("10.0.0.0/8",), None),
+    (SENDER, "2001:db8::5", ("10.0.0.0/8", "2001:db8::/32"), None),
+    ("attacker@evil.example", "10.9.9.9", ("127.0.0.0/8",), Reason.NETWORK),  # the network rule comes first
+])
+def test_envelope_sender_and_peer(envelope, peer, networks, reason):
+    standing = Standing(enabled=True, mode="mail", status="active", senders=frozenset({SENDER}), networks=networks)
+    decision = admit(standing, Channel.MAIL, envelope=envelope, peer=peer)
+    assert decision.reason is reason
+    assert decision.outcome is (Outcome.ACCEPT if reason is None else Outcome.REFUSE)
+
+
+def test_another_mode_discards_without_checking_envelope_or_peer():
+    standing = Standing(enabled=True, mode="ftp", status="active", networks=("10.0.0.0/8",))
+    assert admit(standing, Channel.MAIL, envelope="", peer="127.0.0.1").reason is Reason.MODE
+
+
+@pytest.mark.parametrize("required, dkim, domain, spf, accepted", [
+    ("none", "none", None, "none", True),
+    ("dkim", "pass", "partner.example", "fail", True),
+    ("dkim", "pass", "evil.example", "pass", False),  # a signature of another domain is no DKIM pass
+    ("dkim", "none", None, "pass", False),
+    ("spf", "none", None, "pass", True),
+    ("spf", "pass", "partner.example", "softfail", False),
+    ("either", "fail", "partner.example", "pass", True),
+    ("either", "temperror", None, "temperror", False),
+])
+def test_required_sender_authentication(required, dkim, domain, spf, accepted):
+    from dataclasses import replace
+
+    from app.services.senderauth import Authentication
+
+    standing = replace(MAIL_STANDING, sender_auth=required)
+    decision = admission.authenticated(standing, Authentication(dkim=dkim, dkim_domain=domain, spf=spf), SENDER)
+    assert decision.accepted is accepted
+    if not accepted:
+        assert decision.reason is Reason.UNAUTHENTICATED and f"SPF: {spf}" in decision.text

@@ -161,7 +161,7 @@ def test_unknown_field_is_refused(account):
 def test_as_dict_has_exactly_the_spec_keys(account, app):
     keys = {
         "enabled", "mode", "status", "member_key", "encoding", "error_to", "success_to", "senders",
-        "inbound_address", "ftp_server", "ftp_username", "ftp_days", "ftp_start", "ftp_end",
+        "sender_networks", "sender_auth", "inbound_address", "ftp_server", "ftp_username", "ftp_days", "ftp_start", "ftp_end",
         "ftp_interval", "ftp_delay", "api_endpoint", "next_checks",
     }
     data = service.as_dict(account, stored(account))

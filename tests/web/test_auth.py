@@ -89,17 +89,25 @@ def test_password_change(client, account, login):
     assert client.post("/login", data={"email": "admin@acme.example", "password": "new-password-1"}).status_code == 302
 
 
-def test_ban_after_threshold_failures_even_with_the_right_password(app, client, account):
-    app.config["BAN_THRESHOLD"] = 3
+def test_ban_after_threshold_failures_even_with_the_right_password(app, client, account, login_clock):
+    app.config.update(BAN_THRESHOLD=3, BAN_SECONDS=900)
     bad = {"email": "admin@acme.example", "password": "wrong-password"}
     assert client.post("/login", data=bad).status_code == 401
     assert client.post("/login", data=bad).status_code == 401
     banned = client.post("/login", data=bad)
-    assert banned.status_code == 429
-    assert "リクエストが多すぎます" in banned.get_data(as_text=True)
+    assert (banned.status_code, banned.headers["Retry-After"]) == (429, "900")
+    assert "一時的に止めています。約15分後にもう一度お試しください。" in banned.get_data(as_text=True)
+    login_clock.advance(299.5)  # Retry-After is the time actually left, rounded up
     good = client.post("/login", data={"email": "admin@acme.example", "password": "password-123"})
-    assert good.status_code == 429
+    assert (good.status_code, good.headers["Retry-After"]) == (429, "601")
+    assert "約11分後" in good.get_data(as_text=True)
+    login_clock.advance(590)
+    good = client.post("/login", data={"email": "admin@acme.example", "password": "password-123"})
+    assert (good.status_code, good.headers["Retry-After"]) == (429, "11")
+    assert "11秒後にもう一度お試しください。" in good.get_data(as_text=True)
     assert client.get("/").status_code == 302
+    login_clock.advance(11)
+    assert client.post("/login", data={"email": "admin@acme.example", "password": "password-123"}).status_code == 302
 
 
 def test_a_good_login_forgets_earlier_failures(app, client, account):
@@ -137,7 +145,7 @@ def test_one_login_guessed_from_many_addresses_is_banned_for_everyone(app, clien
     good = {"email": "admin@acme.example", "password": "password-123"}
     response = client.post("/login", data=good, environ_base={"REMOTE_ADDR": "192.0.2.50"})
     assert response.status_code == 429
-    assert "リクエストが多すぎます" in response.get_data(as_text=True)
+    assert "一時的に止めています" in response.get_data(as_text=True)
     # The same name in another case is the same name.
     upper = {"email": "ADMIN@ACME.example", "password": "password-123"}
     assert client.post("/login", data=upper, environ_base={"REMOTE_ADDR": "192.0.2.51"}).status_code == 429

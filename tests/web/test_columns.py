@@ -48,6 +48,21 @@ def test_reserved_or_empty_names_are_refused(client, admin, name):
     assert stored(admin.id) == []
 
 
+@pytest.mark.parametrize("name", ["=1+1", "-2+3", "+1", "@SUM(1+1)", "＝1+1", "－1"])
+def test_names_a_spreadsheet_would_run_as_a_formula_are_refused(client, admin, name):
+    html = client.post("/settings/columns/new", data={"name": name}).get_data(as_text=True)
+    assert "グラフ列の名前は「=」「+」「-」「@」で始められません(表計算ソフトで開いたときに数式として実行されるため)。" in html
+    assert stored(admin.id) == []
+
+
+def test_a_column_cannot_be_renamed_to_a_formula(client, admin):
+    column = column_service.add_column(admin.id, "売上", "円")
+    html = client.post(f"/settings/columns/{column.id}/edit", data={"name": "=HYPERLINK(\"x\")", "unit": "円"}
+                       ).get_data(as_text=True)
+    assert "で始められません" in html
+    assert stored(admin.id) == [("売上", "円", 1)]
+
+
 def test_position_must_be_a_number(client, admin):
     html = client.post("/settings/columns/new", data={"name": "売上", "position": "first"}).get_data(as_text=True)
     assert "表示順は0以上の整数で入力してください。" in html

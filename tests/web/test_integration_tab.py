@@ -1,7 +1,10 @@
 """The 外部連携設定 tab through the test client: access, saving, no-JS style posts, re-issue buttons."""
 from __future__ import annotations
 
+import base64
+import json
 import re
+import zlib
 from html import unescape
 
 import pytest
@@ -197,11 +200,12 @@ def test_viewer_sees_read_only_and_gets_403_on_every_post(client, viewer):
 
 
 def test_ftp_password_is_shown_once_and_stored_hashed(client, admin):
+    # Shown in the POST's own answer, which no cache keeps.
     response = client.post(URL + "/ftp-password", data={"confirm": "y"})
-    assert response.status_code == 302
-    first = client.get(URL)
-    html = text(first)
-    assert first.headers["Cache-Control"] == "no-store"
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    html = text(response)
+    assert "FTPサーバー PWを発行しました。" in html
     password = re.search(r'id="ftp_password" class="secret" value="([^"]+)"', html).group(1)
     assert service.verify_ftp_password("acme", password) is not None
     again = text(client.get(URL))
@@ -223,11 +227,47 @@ def test_reissue_requires_confirmation_without_js(client, admin):
 
 
 def test_api_token_shown_once_with_a_curl_example(client, admin):
-    html = text(client.post(URL + "/api-token", data={"confirm": "y"}, follow_redirects=True))
+    response = client.post(URL + "/api-token", data={"confirm": "y"})
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    html = text(response)
     token = re.search(r'id="api_token" class="secret" value="([^"]+)"', html).group(1)
     assert f'-H "Authorization: Bearer {token}"' in html
     assert service.account_for_token(token).id == admin.id
     assert token not in text(client.get(URL))
+
+
+def session_cookies(response) -> list[str]:
+    """The values of the Flask session cookies a response sets."""
+    return [header.split(";", 1)[0].split("=", 1)[1] for header in response.headers.getlist("Set-Cookie")
+            if header.startswith("session=")]
+
+
+def cookie_text(app, value: str) -> str:
+    """A session cookie as anyone holding it reads it: its payload, unsigned and inflated (no key needed)."""
+    payload = value.lstrip(".").split(".", 1)[0]
+    data = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    text = (zlib.decompress(data) if value.startswith(".") else data).decode("utf-8")
+    # The same through Flask's own serializer, so the payload read above is the whole session.
+    signed = app.session_interface.get_signing_serializer(app).loads(value)
+    assert json.loads(text) == json.loads(app.session_interface.serializer.dumps(dict(signed)))
+    return text
+
+
+@pytest.mark.parametrize("action, field", [("/ftp-password", "ftp_password"), ("/api-token", "api_token")])
+def test_no_issued_secret_is_ever_in_a_cookie(app, client, make_account, action, field):
+    make_account("acme")
+    # The whole flow: log in, open the tab, issue, come back, log out; every response's cookies.
+    responses = [client.post("/login", data={"email": "admin@acme.example", "password": "password-123"}),
+                 client.get(URL)]
+    issued = client.post(URL + action, data={"confirm": "y"})
+    responses += [issued, client.get(URL), client.get("/"), client.post("/logout")]
+    secret = re.search(rf'id="{field}" class="secret" value="([^"]+)"', text(issued)).group(1)
+    cookies = [value for response in responses for value in session_cookies(response)]
+    assert cookies, "the flow sets session cookies"
+    for value in cookies:
+        assert secret not in cookie_text(app, value)
+    assert all(secret not in header for response in responses for header in response.headers.getlist("Set-Cookie"))
 
 
 def test_history_lists_the_latest_twenty(client, admin):
@@ -272,3 +312,36 @@ def test_intranet_addresses_are_saved_from_the_page(client, admin):
     db.session.refresh(settings)
     assert (settings.senders, settings.error_to, settings.success_to) == (
         ["erp@sales.local", "x@host.lan"], ["it@corp.internal"], ["admin@acme.test"])
+
+
+def test_the_inbound_address_is_shown_in_full_to_admins_only(client, make_account, login):
+    made = make_account("acme")
+    users.create_user(made.id, "viewer@acme.example", "password-123", User.VIEWER)
+    local = made.address.split("@")[0]
+    login(made.email)
+    assert made.address in text(client.get(URL))
+    client.post("/logout")
+    login("viewer@acme.example")
+    html = text(client.get(URL))
+    assert local not in html and local[2:] not in html
+    assert f'value="{local[:2]}***@{made.address.split("@")[1]}"' in html
+    assert "一部だけを表示" in html
+
+
+def test_sender_networks_and_sender_auth_are_saved_and_bad_networks_explained(client, admin):
+    response = client.post(URL, data=form_data(sender_networks="192.0.2.0/24\n10.0.0.300\nmail.example.com",
+                                               sender_auth="dkim"))
+    assert response.status_code == 422
+    block = field_block(text(response), "sender_networks")
+    assert "「10.0.0.300」「mail.example.com」はIPアドレスまたはネットワーク" in block
+    assert service.get_settings(admin.id).sender_networks == []
+
+    response = client.post(URL, data=form_data(sender_networks="192.0.2.9/24\n2001:DB8::1\n127.0.0.1",
+                                               sender_auth="either"))
+    assert response.status_code == 302
+    settings = service.get_settings(admin.id)
+    assert settings.sender_networks == ["192.0.2.0/24", "2001:db8::1", "127.0.0.1"]
+    assert settings.sender_auth == "either"
+    html = text(client.get(URL))
+    assert '<option selected value="either">DKIMまたはSPF必須</option>' in html
+    assert "送信元サーバー: (なし) → 192.0.2.0/24, 2001:db8::1, 127.0.0.1" in html

@@ -91,6 +91,29 @@ def test_add_member_shows_every_field_error_and_stores_nothing(client, admin):
     assert len(stored(admin.id)) == 1
 
 
+@pytest.mark.parametrize("key", ["=HYPERLINK(\"http://evil.example\")", "@SUM(1+1)", "-2+3", "-123", "+81"])
+def test_an_employee_id_a_spreadsheet_would_run_is_refused(client, admin, key):
+    html = client.post("/settings/members/new", data={"no": "1", "employee_id": key, "name": "山田"}
+                       ).get_data(as_text=True)
+    assert "社員IDは「=」「+」「-」「@」で始められません(表計算ソフトで開いたときに数式として実行されるため)。" in html
+    assert stored(admin.id) == []
+
+
+def test_an_employee_id_cannot_be_changed_to_a_formula(client, admin):
+    member = member_service.create_member(admin.id, 1, "E001", "山田")
+    html = client.post(f"/settings/members/{member.id}/edit", data={"no": "1", "employee_id": "=1+1", "name": "山田"}
+                       ).get_data(as_text=True)
+    assert "社員IDは「=」「+」「-」「@」で始められません" in html
+    assert stored(admin.id) == [(1, "E001", "山田", None, None, True)]
+
+
+def test_the_member_csv_refuses_a_formula_key_and_stores_nothing(client, admin):
+    html = upload(client, (HEADER + "1,E001,山田,,\r\n2,@SUM(1+1),田中,,\r\n").encode("cp932")).get_data(as_text=True)
+    assert "取り込めませんでした(1 件のエラー)" in html
+    assert "社員IDは「=」「+」「-」「@」で始められません" in html and "@SUM(1+1)" in html
+    assert stored(admin.id) == []
+
+
 @pytest.mark.parametrize("no", ["0", "-1", "abc", "", "1.5"])
 def test_no_must_be_a_positive_integer(client, admin, no):
     html = client.post("/settings/members/new", data={"no": no, "name": "山田"}).get_data(as_text=True)

@@ -46,7 +46,8 @@ def test_add_user_who_can_then_log_in(client, admin):
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"email": "admin@acme.example", "password": "secret-pass", "role": "admin"}, "は既に使われています"),
+        ({"email": "admin@acme.example", "password": "secret-pass", "role": "admin"},
+         "メールアドレス admin@acme.example は既にこのアカウントのユーザーです。"),
         ({"email": "new@acme.example", "password": "short", "role": "admin"}, "パスワードは8文字以上にしてください。"),
         ({"email": "not an address", "password": "secret-pass", "role": "admin"}, "メールアドレス「not an address」の形式が正しくありません。"),
         ({"email": "", "password": "secret-pass", "role": "admin"}, "メールアドレスを入力してください。"),
@@ -57,6 +58,17 @@ def test_add_user_errors(client, admin, data, message):
     response = client.post("/settings/users/new", data=data)
     assert response.status_code == 200
     assert message in response.get_data(as_text=True)
+    assert stored(admin.id) == [("admin@acme.example", "admin")]
+
+
+def test_another_accounts_login_is_refused_without_saying_it_is_used_elsewhere(client, admin, make_account):
+    make_account("beta")
+    response = client.post("/settings/users/new",
+                           data={"email": "Admin@Beta.example", "password": "secret-pass", "role": "viewer"})
+    html = unescape(response.get_data(as_text=True))
+    assert response.status_code == 200
+    assert "メールアドレス admin@beta.example は使用できません。別のメールアドレスを指定してください。" in html
+    assert "既に" not in html and "beta 株式会社" not in html
     assert stored(admin.id) == [("admin@acme.example", "admin")]
 
 
