@@ -72,6 +72,11 @@ def shift_month(year: int, number: int, delta: int) -> tuple[int, int]:
     return min(max(shifted, FIRST_MONTH), LAST_MONTH)
 
 
+def search_text(raw: str | None) -> str:
+    """A text filter without the characters no stored name holds (NUL, which PostgreSQL refuses)."""
+    return (raw or "").replace("\x00", "").strip()
+
+
 def clamp_day(day: dt.date) -> dt.date:
     """A filter's day within FIRST_DAY..LAST_DAY (0001-01-01 means the same as 0001-01-02 here)."""
     return min(max(day, FIRST_DAY), LAST_DAY)

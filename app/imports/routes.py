@@ -67,7 +67,7 @@ def _apply_filters(query, form: HistoryFilterForm):
     if form.channel.data:
         query = query.where(Import.channel == form.channel.data)
         filtered = True
-    name = (form.filename.data or "").strip()
+    name = queryargs.search_text(form.filename.data)
     if name:
         # autoescape: a user typing % or _ means those characters, not SQL wildcards.
         query = query.where(Import.filename.contains(name, autoescape=True))
