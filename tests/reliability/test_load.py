@@ -9,9 +9,10 @@ queue must drain, every successful import's rows be stored, every report mail be
 once, no answer be 5xx and the process log hold no error. The figures are printed (`-s`)
 and written to test-output/load-figures.json.
 
-Client pacing (RENKEI_LOAD_PACE, seconds between a client's operations, default 0.3) keeps
-the backlog drainable by one worker on a small CI machine within the minute the test allows
-after the load; the clients still run concurrently for the whole duration.
+Client pacing (RENKEI_LOAD_PACE, seconds between a client's operations, default 0.6) keeps
+the backlog drainable on a small CI machine within the time the test allows after the load
+(DRAIN_SECONDS); the clients still run concurrently for the whole duration. At 0.3 the ten
+SMTP clients sent ~1,300 mails a minute, more than a busy 2-core box drains in five.
 """
 from __future__ import annotations
 
@@ -41,16 +42,19 @@ from tests.fixtures.smtp_sink import SmtpSink
 from tests.fixtures.waiting import wait_for
 
 DURATION = float(os.environ.get("RENKEI_LOAD_SECONDS", "60"))
-PACE = float(os.environ.get("RENKEI_LOAD_PACE", "0.3"))
-# After the load: at most this long to import what is left and deliver every report.
-DRAIN_SECONDS = 55
+PACE = float(os.environ.get("RENKEI_LOAD_PACE", "0.6"))
+# After the load: at most this long to import what is left and deliver every report. A bound
+# on liveness, not a speed figure (the drain's time is printed with the figures): the backlog
+# the load leaves depends on the box's speed and on what else runs on it.
+DRAIN_SECONDS = 300
 SMTP_CLIENTS, FTP_CLIENTS, API_CLIENTS, BROWSERS = 10, 3, 3, 5
 BAD_EVERY = 10
 PAGES = ["", "imports", "outbox", "settings/members", "settings/columns", "settings/integration", "upload"]
 FIGURES_FILE = ROOT / "test-output" / "load-figures.json"
 MESSAGE_ID = re.compile(r"<renkei-outbox-(\d+)-")
 
-pytestmark = pytest.mark.slow
+# The load (60 s) and the drain's bound exceed pytest.ini's 300 s per test.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(DURATION + DRAIN_SECONDS + 240)]
 
 
 @dataclass
