@@ -8,6 +8,9 @@ import re
 from app.errors import ImportRejected, RowError
 
 _UTF8_BOM = codecs.BOM_UTF8
+# Excel's 「Unicode テキスト」 is UTF-16LE with a BOM (tab separated, CRLF); big-endian is read too.
+_UTF16_BOMS = ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+_UTF32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)  # FF FE 00 00 would pass for UTF-16LE
 
 # Names an account may pin, mapped to the one codec we use for each.
 # Python's "shift_jis" codec is never used: Excel writes cp932 (①, ～, ㈱, 髙, 﨑, Ⅰ, №).
@@ -30,14 +33,63 @@ UNKNOWN_ENCODING_MESSAGE = (
 
 def decode(data: bytes, pinned: str | None = None) -> tuple[str, str]:
     """Decode a CSV file's bytes; return (text, encoding name) or raise ImportRejected."""
-    _reject_binary(data)
-    if pinned is None or pinned.strip().lower() in ("", "auto"):
-        return _decode_auto(data)
-    codec = _PINNED.get(pinned.strip().lower())
-    if codec is None:
+    auto = pinned is None or pinned.strip().lower() in ("", "auto")
+    codec = None if auto else _PINNED.get(pinned.strip().lower())
+    if not auto and codec is None:
         # A setting we do not know is a programming error, not a user's file problem.
         raise ValueError(f"unknown pinned encoding: {pinned!r}")
+    utf16 = _utf16_codec(data)
+    if utf16 is not None:
+        if codec is not None:
+            raise _utf16_but_pinned(codec)
+        return _decode_utf16(data, utf16)
+    _reject_binary(data)
+    if codec is None:
+        return _decode_auto(data)
     return _decode_pinned(data, codec)
+
+
+def _utf16_codec(data: bytes) -> str | None:
+    """The UTF-16 codec a file's BOM names, or None (no UTF-16 BOM, or a UTF-32 one)."""
+    if data.startswith(_UTF32_BOMS):
+        return None
+    for bom, codec in _UTF16_BOMS:
+        if data.startswith(bom):
+            return codec
+    return None
+
+
+def _decode_utf16(data: bytes, codec: str) -> tuple[str, str]:
+    """Decode UTF-16 after its BOM exactly: a lone surrogate or a missing last byte refuses the file."""
+    body = memoryview(data)[2:]
+    even = len(body) - len(body) % 2
+    try:
+        text = codecs.decode(body[:even], codec)
+    except UnicodeDecodeError as error:
+        line = codecs.decode(body[:error.start], codec).count("\n") + 1
+        message = (f"UTF-16 のファイルですが、対になっていないサロゲート(壊れた文字)があります"
+                   f"(ファイル先頭から {error.start + 2 + 1} バイト目)。"
+                   "文字が変わらないように、保存し直して送ってください。")
+        raise ImportRejected([RowError(message=message, line=line)]) from None
+    if even != len(body):
+        message = (f"UTF-16 のファイルですが、バイト数が奇数で最後の文字が欠けています"
+                   f"(ファイル先頭から {len(data)} バイト目)。"
+                   "ファイルが途中で切れていないか確認し、保存し直して送ってください。")
+        raise ImportRejected([RowError(message=message, line=text.count("\n") + 1)])
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        message = ("UTF-16 のファイルですが、NUL文字(U+0000)を含んでいます。"
+                   "テキストではないファイルか、UTF-32 など別の形式で保存されています。")
+        raise ImportRejected([RowError(message=message, line=line)])
+    return text, codec
+
+
+def _utf16_but_pinned(codec: str) -> ImportRejected:
+    """A UTF-16 file (its BOM says so) sent to an account that pinned another encoding."""
+    label = _PINNED_LABEL[codec]
+    message = (f"UTF-16(Excelの「Unicode テキスト」)のファイルですが、外部連携設定の文字コードが{label}に"
+               f"指定されています。文字コードを「自動」にするか、{label} で保存して送ってください。")
+    return ImportRejected([RowError(message=message)])
 
 
 def _reject_binary(data: bytes) -> None:
@@ -46,9 +98,9 @@ def _reject_binary(data: bytes) -> None:
         message = ("ZIP形式のファイル(Excelの.xlsxなど)です。Excelで「CSV(コンマ区切り)」形式で保存して送ってください。")
     elif data.startswith(b"\xd0\xcf\x11\xe0"):
         message = "Excel(.xls)形式のファイルです。Excelで「CSV(コンマ区切り)」形式で保存して送ってください。"
-    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        message = ("UTF-16(Excelの「Unicode テキスト」)のファイルは取り込めません。"
-                   "Shift_JIS(cp932) または UTF-8 の CSV で保存してください。")
+    elif data.startswith(_UTF32_BOMS):
+        message = ("UTF-32 のファイルは取り込めません。"
+                   "Shift_JIS(cp932)・UTF-8 の CSV か、Excelの「Unicode テキスト」(UTF-16)で保存してください。")
     elif b"\x00" in data:
         message = ("NULバイトを含むバイナリファイルです。CSVではないファイル(ZIP・Excel形式など)か、"
                    "UTF-16で保存されています。Shift_JIS(cp932) または UTF-8 の CSV で保存してください。")

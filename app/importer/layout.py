@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,15 +17,34 @@ KEY_HEADERS = {"no": "No.", "employee_id": "社員ID"}
 KEY_SETTINGS = {"no": "メンバー設定のNo.", "employee_id": "メンバー設定の社員ID"}
 
 NO_DATA_MESSAGE = "データ行がありません。1行目の見出しの下に、メンバーごとの行を入れてください。"
-NOT_A_NUMBER = "数値ではありません(使える形: 1234、1,234、-100、△100、▲100、12.5)"
+NOT_A_NUMBER = "数値ではありません(使える形: 1234、1,234、12.5、-100、△100、▲100、(100)、￥1,234、1,234円。全角も可)"
 BAD_SEPARATOR = "桁区切りのカンマの位置が正しくありません(例 1,234,567)"
 TOO_LARGE = "数値が大きすぎます"
+TRAILING_MINUS = ("末尾の「-」はマイナスとして読みません(領収書などでは金額の終わりを示す記号のため)。"
+                  "マイナスの値は -5,000、△5,000、(5,000) のように書いてください")
+LONE_DASH = ("「-」だけでは数値になりません。ゼロは 0、値がなければ空欄にしてください"
+             "(Excelの会計表示形式では 0 が「-」と表示されます)")
+PERCENT = "パーセントの値です。数値の列には「%」を付けずに数値で入力してください(例 12% は 12 または 0.12)"
+DATE = "日付のようです。数値の列には数値を入力してください(日付はファイル名 yyyymmdd で指定します)"
+SEMICOLON_SEPARATOR = ("区切り文字がセミコロン(;)です。カンマ(,)かタブで区切ってください"
+                       "(Excelでは「CSV(コンマ区切り)」または「テキスト(タブ区切り)」で保存)")
 # Up to this many digits a number is always below the largest float (about 1.8e308);
 # a longer one may overflow to inf, which is not JSON and would make the period unreadable.
 _SAFE_DIGITS = 308
 
 # NFKC already turns full-width "－" (U+FF0D) and "﹣" into "-"; U+2212 has no decomposition.
 _MINUS_SIGNS = frozenset("-\u2212△▲")
+# A yen sign before the number: ¥ (NFKC of full-width ￥) and the backslash a cp932 yen sign
+# decodes to (0x5C; also NFKC of full-width ＼).
+_YEN_SIGNS = frozenset("\u00a5\\")
+_YEN_SUFFIX = "円"
+# Non-ASCII characters a value cell may hold besides the full-width forms block and the minus
+# signs: ¥ and 円, and 年 月 日 only so that a date gets its own message.
+_VALUE_EXTRA = frozenset("\u00a5円年月日")
+_ASCII_DIGITS = frozenset("0123456789")
+# What a number column's cell looks like when it holds a date (after NFKC).
+_DATE = re.compile(r"\d{1,4}[/-]\d{1,2}[/-]\d{1,4}|\d{4}\.\d{1,2}\.\d{1,2}|\d{1,2}/\d{1,2}"
+                   r"|(?:\d{1,4}\s*年\s*)?\d{1,2}\s*月(?:\s*\d{1,2}\s*日)?", re.ASCII)
 _INFINITY = float("inf")
 # Valid rows are handed out in lists of about this many (the importer's insert batches).
 # Small enough that a batch's dicts and tuples die young: with 4,000 they outlived two young
@@ -71,28 +91,79 @@ def parse_value(cell: str) -> float | None:
     else:
         # NFKC maps full-width digits, signs, comma, period and U+3000, but also "①" or "²"
         # to digits; only the full-width forms block (U+FF00-U+FFEF) is a plausible typing.
-        if any(char > "\x7f" and not ("\uff00" <= char <= "\uffef" or char in _MINUS_SIGNS or char.isspace())
+        if any(char > "\x7f" and not ("\uff00" <= char <= "\uffef" or char in _MINUS_SIGNS
+                                      or char in _VALUE_EXTRA or char.isspace())
                for char in cell):
             raise ValueError(NOT_A_NUMBER)
         text = unicodedata.normalize("NFKC", cell).strip()
     if not text:
         return None
-    negative = text[0] in _MINUS_SIGNS
-    if negative:
-        text = text[1:].lstrip()
-    whole, point, fraction = text.partition(".")
+    if text[0] in _ASCII_DIGITS and text[-1] in _ASCII_DIGITS:
+        number, negative = text, False  # no sign, yen or parentheses to take off
+    else:
+        number, negative = _unwrap(text)
+    whole, point, fraction = number.partition(".")
+    digits = whole.replace(",", "") if "," in whole else whole
+    # Checking the characters ourselves keeps float() from accepting "1e5", "nan", "inf", "1_000".
+    if not _is_digits(digits) or (point and not _is_digits(fraction)):
+        raise ValueError(_not_a_number(text))
     if "," in whole:
         groups = whole.split(",")
         if not (1 <= len(groups[0]) <= 3 and all(len(group) == 3 for group in groups[1:])):
             raise ValueError(BAD_SEPARATOR)
-        whole = "".join(groups)
-    # Checking the characters ourselves keeps float() from accepting "1e5", "nan", "inf", "1_000".
-    if not _is_digits(whole) or (point and not _is_digits(fraction)):
-        raise ValueError(NOT_A_NUMBER)
-    value = float(f"{whole}.{fraction}" if point else whole)
+    value = float(f"{digits}.{fraction}" if point else digits)
     if value == _INFINITY:
         raise ValueError(TOO_LARGE)
     return -value if negative and value else value  # "-0" is 0, not -0.0
+
+
+def _unwrap(text: str) -> tuple[str, bool]:
+    """Take the marks off a number: (the digits part, negative).
+
+    The forms: one minus sign (- − △ ▲) before or after a yen sign (¥ or the backslash of a
+    cp932 file) or Excel's accounting parentheses "(5,000)", which may hold the yen sign or 円;
+    円 after the number instead of a yen sign before it. Spaces between are fine. Whatever is
+    left that is not a number is refused by the caller.
+    """
+    negative = yen = False
+    if text.endswith(_YEN_SUFFIX):
+        text, yen = text[:-1].rstrip(), True
+    if text[:1] in _MINUS_SIGNS:
+        text, negative = text[1:].lstrip(), True
+    if text[:1] in _YEN_SIGNS and not yen:
+        text, yen = text[1:].lstrip(), True
+    if len(text) >= 2 and text[0] == "(" and text[-1] == ")":
+        if negative:
+            return text, False  # "-(5,000)": two minus signs, refused
+        text, negative = text[1:-1].strip(), True
+        if text.endswith(_YEN_SUFFIX) and not yen:
+            text, yen = text[:-1].rstrip(), True
+        if text[:1] in _YEN_SIGNS and not yen:
+            text = text[1:].lstrip()
+        return text, negative
+    if text[:1] in _MINUS_SIGNS and not negative:
+        text, negative = text[1:].lstrip(), True  # "¥-5,000"
+    return text, negative
+
+
+def _not_a_number(text: str) -> str:
+    """The message for a (normalised, trimmed) cell that is not a number: what it looks like."""
+    if text.endswith("%"):
+        return PERCENT
+    if _DATE.fullmatch(text):
+        return DATE
+    if text.lstrip("".join(_YEN_SIGNS)).strip() in _MINUS_SIGNS:
+        return LONE_DASH  # "-", "¥-": how Excel's accounting format shows a zero
+    rest = text[:-1].rstrip()
+    # One trailing sign only: "5--" is no number either way (and no deep recursion on "5-----").
+    if text[-1] in _MINUS_SIGNS and rest and rest[-1] not in _MINUS_SIGNS:
+        try:
+            parse_value(rest)
+        except ValueError:
+            pass
+        else:
+            return TRAILING_MINUS
+    return NOT_A_NUMBER
 
 
 def _plain(joined: str) -> bool:
@@ -128,6 +199,36 @@ def physical_lines(text: str, start: int = 0) -> Iterator[str]:
         start = end + 1
 
 
+def separator(text: str, errors: list[RowError]) -> str | None:
+    """The field separator, told from the header line (the first one with more than separators and spaces).
+
+    Tabs and no commas: a tab-separated text (Excel's 「テキスト(タブ区切り)」 and 「Unicode テキスト」).
+    Semicolons and neither commas nor tabs: refused into `errors` (None), with the line. Anything
+    else is CSV. Quotes, line numbers and every other rule are the same for both separators.
+    """
+    start, line, length = 0, 1, len(text)
+    find = text.find
+    while start < length:
+        # A line ends at \n, \r\n or a lone \r, as physical_lines counts them.
+        end = find("\n", start)
+        end = length if end < 0 else end
+        carriage = find("\r", start, end)
+        if carriage >= 0 and carriage + 1 < end:
+            end = carriage
+        header = text[start:end]
+        if header.replace(",", "").replace(";", "").replace("\ufeff", "").strip():
+            if "," in header:
+                return ","
+            if "\t" in header:
+                return "\t"
+            if ";" in header:
+                errors.append(RowError(message=SEMICOLON_SEPARATOR, line=line))
+                return None
+            return ","
+        start, line = end + 1, line + 1
+    return ","
+
+
 def csv_error(line: int, error: csv.Error) -> RowError:
     """Translate the csv module's complaint about the record starting at `line`."""
     if "end of data" in str(error):
@@ -141,7 +242,10 @@ def csv_error(line: int, error: csv.Error) -> RowError:
 
 def records(text: str, errors: list[RowError]) -> Iterator[tuple[int, list[str]]]:
     """Yield (starting line, cells) for every non-blank record; a CSV syntax error ends it, into errors."""
-    reader = csv.reader(physical_lines(text), strict=True)
+    delimiter = separator(text, errors)
+    if delimiter is None:
+        return
+    reader = csv.reader(physical_lines(text), strict=True, delimiter=delimiter)
     last = 0
     try:
         for record in reader:
@@ -196,7 +300,10 @@ class CsvReader:
         self.errors = errors
         self.header = []
         self.value_column_ids = []
-        reader = csv.reader(physical_lines(self._text), strict=True)
+        delimiter = separator(self._text, errors)
+        if delimiter is None:
+            return
+        reader = csv.reader(physical_lines(self._text), strict=True, delimiter=delimiter)
         last = 0  # the physical line where the previous record ended
         batch: list[RowTuple] = []
         count = 0  # data records, valid or not

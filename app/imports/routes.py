@@ -34,6 +34,8 @@ ENCODING_LABELS = {
     "utf-8-sig": "UTF-8(BOM付き)",
     "euc-jp": "EUC-JP",
     "iso2022-jp": "ISO-2022-JP",
+    "utf-16-le": "UTF-16LE(BOM付き)",
+    "utf-16-be": "UTF-16BE(BOM付き)",
 }
 
 

@@ -74,10 +74,10 @@ def test_neither_encoding_is_rejected(data: bytes) -> None:
         (b"No.,a\r\n1,2\x00\r\n", "NULバイト"),
         (b"PK\x03\x04\x14\x00\x06\x00" + b"\x00" * 30, "ZIP"),
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 30, ".xls"),
-        ("No.\t売上\r\n".encode("utf-16"), "UTF-16"),
+        ("No.\t売上\r\n".encode("utf-32"), "UTF-32"),
         ("No.,売上\r\n".encode("utf-16-be"), "NULバイト"),
     ],
-    ids=["nul", "zip", "xls", "utf-16-bom", "utf-16-no-bom"],
+    ids=["nul", "zip", "xls", "utf-32-bom", "utf-16-no-bom"],
 )
 @pytest.mark.parametrize("pinned", [None, "cp932", "utf-8"])
 def test_binary_files_are_rejected(data: bytes, expected: str, pinned: str | None) -> None:
@@ -257,3 +257,107 @@ def test_unreadable_extended_japanese_is_refused_naming_the_encoding(data: bytes
     assert label in error.message
     assert "Shift_JIS(cp932) または UTF-8 で保存し直して" in error.message
     assert error.line == line
+
+
+# -- UTF-16 with a BOM: Excel's 「Unicode テキスト」 ------------------------------------------
+
+UTF16_TEXT = "No.\t売上\t備考\r\n1\t100\t①～㈱髙﨑Ⅰ№ 😀\r\n2\t200\tｱｲｳ\r\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (UTF16_TEXT.encode("utf-16-le").join([b"\xff\xfe", b""]), "utf-16-le"),
+        (b"\xfe\xff" + UTF16_TEXT.encode("utf-16-be"), "utf-16-be"),
+        (UTF16_TEXT.encode("utf-16"), "utf-16-le"),  # Python writes the machine's order (little-endian here)
+    ],
+    ids=["le", "be", "python-utf-16"],
+)
+def test_utf16_with_a_bom_is_decoded(data: bytes, name: str) -> None:
+    assert decode(data) == (UTF16_TEXT, name)
+    assert decode(data, "auto") == (UTF16_TEXT, name)
+
+
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [(["iconv", "-f", "UTF-8", "-t", "UTF-16"], "utf-16-le"),  # glibc iconv writes a BOM and little-endian
+     (["nkf", "-W", "-w16L", "-x"], "utf-16-le"), (["nkf", "-W", "-w16B", "-x"], "utf-16-be")],
+    ids=["iconv UTF-16", "nkf -w16L", "nkf -w16B"],
+)
+def test_utf16_written_by_real_converters_is_decoded(command: list[str], name: str) -> None:
+    data = produce(command, UTF16_TEXT)
+    assert data[:2] in (b"\xff\xfe", b"\xfe\xff")  # guards the fixture: the converter wrote a BOM
+    assert decode(data) == (UTF16_TEXT, name)
+
+
+def test_every_cp932_character_round_trips_through_utf16() -> None:
+    # iconv, not nkf: nkf passes characters through JIS and writes ～ － ￥ as U+301C U+2212 U+00A5.
+    chars = cp932_characters(user_defined=True)
+    text = "\r\n".join(chars) + "\r\n"
+    assert decode(produce(["iconv", "-f", "UTF-8", "-t", "UTF-16"], text)) == (text, "utf-16-le")
+    assert decode(b"\xfe\xff" + text.encode("utf-16-be")) == (text, "utf-16-be")
+
+
+@pytest.mark.parametrize(
+    ("body", "offset", "line"),
+    [
+        # A high surrogate followed by a letter, a low surrogate alone, a high one at the very end.
+        ("No.\t売上\r\n1\t".encode("utf-16-le") + b"\x3d\xd8" + "x\r\n".encode("utf-16-le"), 22, 2),
+        ("No.\r\n".encode("utf-16-le") + b"\x00\xde" + "\r\n".encode("utf-16-le"), 12, 2),
+        ("No.\r\n1\r\n2\r\n".encode("utf-16-le") + b"\x3d\xd8", 24, 4),
+    ],
+    ids=["high-then-letter", "lone-low", "high-at-end"],
+)
+def test_utf16_lone_surrogate_is_refused_with_position(body: bytes, offset: int, line: int) -> None:
+    with pytest.raises(ImportRejected) as caught:
+        decode(b"\xff\xfe" + body)
+    (error,) = caught.value.errors
+    assert "UTF-16" in error.message and "サロゲート" in error.message
+    assert f"ファイル先頭から {offset + 1} バイト目" in error.message
+    assert error.line == line
+
+
+def test_utf16_lone_surrogate_position_in_big_endian() -> None:
+    data = b"\xfe\xff" + "No.\r\n".encode("utf-16-be") + b"\xdc\x00"
+    with pytest.raises(ImportRejected) as caught:
+        decode(data)
+    assert "ファイル先頭から 13 バイト目" in caught.value.errors[0].message
+
+
+def test_utf16_odd_byte_count_is_refused_with_position() -> None:
+    data = "No.\t売上\r\n1\t2\r\n".encode("utf-16") + b"\x31"
+    with pytest.raises(ImportRejected) as caught:
+        decode(data)
+    (error,) = caught.value.errors
+    assert "バイト数が奇数" in error.message
+    assert f"ファイル先頭から {len(data)} バイト目" in error.message
+    assert error.line == 3
+
+
+def test_utf16_surrogate_pair_is_one_character() -> None:
+    assert decode("No.\r\n1\t😀\r\n".encode("utf-16"))[0] == "No.\r\n1\t😀\r\n"
+
+
+def test_utf16_with_a_nul_character_is_refused() -> None:
+    with pytest.raises(ImportRejected) as caught:
+        decode("No.\r\n1\x00\r\n".encode("utf-16"))
+    (error,) = caught.value.errors
+    assert "NUL" in error.message and error.line == 2
+
+
+@pytest.mark.parametrize(("pinned", "label"), [("cp932", "Shift_JIS(cp932)"), ("utf-8", "UTF-8")])
+@pytest.mark.parametrize("data", [UTF16_TEXT.encode("utf-16"), b"\xfe\xff" + UTF16_TEXT.encode("utf-16-be")],
+                         ids=["le", "be"])
+def test_utf16_file_with_a_pinned_encoding_is_refused_naming_both(data: bytes, pinned: str, label: str) -> None:
+    with pytest.raises(ImportRejected) as caught:
+        decode(data, pinned)
+    (error,) = caught.value.errors
+    assert error.message.startswith("UTF-16(Excelの「Unicode テキスト」)のファイルですが")
+    assert f"文字コードが{label}に指定されています" in error.message
+    assert "「自動」" in error.message
+
+
+def test_utf16_without_a_bom_is_still_refused_as_binary() -> None:
+    with pytest.raises(ImportRejected) as caught:
+        decode(produce(["nkf", "-W", "-w16L0", "-x"], UTF16_TEXT))
+    assert "UTF-16" in caught.value.errors[0].message and "NUL" in caught.value.errors[0].message

@@ -3,7 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from app.importer.layout import BAD_SEPARATOR, NOT_A_NUMBER, parse_all, parse_value
+from app.importer.layout import (
+    BAD_SEPARATOR,
+    DATE,
+    LONE_DASH,
+    NOT_A_NUMBER,
+    PERCENT,
+    TRAILING_MINUS,
+    parse_all,
+    parse_value,
+)
 from tests.fixtures.importer import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_text
 
 ACCEPTED = [
@@ -34,6 +43,41 @@ ACCEPTED = [
     ("\u3000100\u3000", 100.0),  # full-width spaces
     ("\t100", 100.0),
     ("99999999999", 99999999999.0),
+    # Currency and accounting forms (docs/spec.md section 2, "Layout").
+    ("￥1,200,000", 1200000.0),  # full-width yen sign (U+FFE5)
+    ("¥1,200,000", 1200000.0),  # U+00A5
+    ("\\1,200,000", 1200000.0),  # what a cp932 yen sign (0x5C) decodes to
+    ("＼1,200,000", 1200000.0),  # full-width backslash, NFKC "\\"
+    ("¥ 1,200", 1200.0),
+    ("￥12.5", 12.5),
+    ("1,200,000円", 1200000.0),
+    ("1,200,000 円", 1200000.0),
+    ("(5,000)", -5000.0),  # Excel's accounting format
+    ("( 5,000 )", -5000.0),
+    ("(0)", 0.0),
+    ("(12.5)", -12.5),
+    ("(￥5,000)", -5000.0),
+    ("￥(5,000)", -5000.0),
+    ("(5,000円)", -5000.0),
+    ("(5,000)円", -5000.0),
+    ("-￥5,000", -5000.0),
+    ("￥-5,000", -5000.0),
+    ("\\-5,000", -5000.0),
+    ("-\\5,000", -5000.0),
+    ("△￥5,000", -5000.0),
+    ("￥△5,000", -5000.0),
+    ("▲ ￥ 5,000", -5000.0),
+    ("△5,000円", -5000.0),
+    ("-5,000円", -5000.0),
+    # ... and their full-width forms.
+    ("￥１，２００，０００", 1200000.0),
+    ("１，２００，０００円", 1200000.0),
+    ("（５，０００）", -5000.0),
+    ("（￥５，０００）", -5000.0),
+    ("－￥５，０００", -5000.0),
+    ("￥－５，０００", -5000.0),
+    ("△￥５，０００", -5000.0),
+    ("\u3000￥\u3000１，２００\u3000", 1200.0),
 ]
 REJECTED = [
     ("abc", NOT_A_NUMBER),
@@ -46,21 +90,13 @@ REJECTED = [
     ("Infinity", NOT_A_NUMBER),
     ("1_000", NOT_A_NUMBER),
     ("=1+2", NOT_A_NUMBER),
-    ("¥100", NOT_A_NUMBER),
-    ("￥100", NOT_A_NUMBER),
-    ("100円", NOT_A_NUMBER),
-    ("100%", NOT_A_NUMBER),
     ("+100", NOT_A_NUMBER),
     ("--100", NOT_A_NUMBER),
-    ("1-", NOT_A_NUMBER),
-    ("-", NOT_A_NUMBER),
-    ("△", NOT_A_NUMBER),
     ("12.", NOT_A_NUMBER),
     (".5", NOT_A_NUMBER),
     ("1.2.3", NOT_A_NUMBER),
     ("1 000", NOT_A_NUMBER),
     ("0x10", NOT_A_NUMBER),
-    ("(100)", NOT_A_NUMBER),
     ("²", NOT_A_NUMBER),  # NFKC would say "2", but it is not a digit anyone types for a count
     ("١٢", NOT_A_NUMBER),  # Arabic-Indic digits: float() takes them, the contract does not
     ("12,34", BAD_SEPARATOR),
@@ -70,6 +106,58 @@ REJECTED = [
     ("1,,234", BAD_SEPARATOR),
     ("1,234,", BAD_SEPARATOR),
     ("12.3,4", NOT_A_NUMBER),
+    ("¥1,000円", NOT_A_NUMBER),  # one currency mark, not two
+    ("￥￥1,000", NOT_A_NUMBER),
+    ("-(5,000)", NOT_A_NUMBER),  # two minus signs
+    ("(-5,000)", NOT_A_NUMBER),
+    ("(△5,000)", NOT_A_NUMBER),
+    ("--5,000", NOT_A_NUMBER),
+    ("-￥-5,000", NOT_A_NUMBER),
+    ("(5,000", NOT_A_NUMBER),
+    ("5,000)", NOT_A_NUMBER),
+    ("()", NOT_A_NUMBER),
+    ("￥", NOT_A_NUMBER),
+    ("円", NOT_A_NUMBER),
+    ("\\", NOT_A_NUMBER),
+    ("$100", NOT_A_NUMBER),
+    ("100ドル", NOT_A_NUMBER),
+    ("1,000千円", NOT_A_NUMBER),
+    ("￥1,2345", BAD_SEPARATOR),
+    ("(12,34)", BAD_SEPARATOR),
+    ("12,34円", BAD_SEPARATOR),
+    # A trailing minus marks the end of an amount on a Japanese receipt: never a negative.
+    ("5,000-", TRAILING_MINUS),
+    ("1-", TRAILING_MINUS),
+    ("5000 -", TRAILING_MINUS),
+    ("￥5,000-", TRAILING_MINUS),
+    ("5,000円-", TRAILING_MINUS),
+    ("５，０００－", TRAILING_MINUS),
+    ("5,000△", TRAILING_MINUS),
+    ("5--", NOT_A_NUMBER),
+    # A lone dash: what Excel's accounting format shows for zero.
+    ("-", LONE_DASH),
+    ("△", LONE_DASH),
+    ("￥-", LONE_DASH),
+    ("¥ -", LONE_DASH),
+    ("－", LONE_DASH),
+    # Percent values and dates get their own messages.
+    ("12%", PERCENT),
+    ("12.5%", PERCENT),
+    ("-3%", PERCENT),
+    ("100 %", PERCENT),
+    ("１２％", PERCENT),
+    ("2024/5/1", DATE),
+    ("2024/05/01", DATE),
+    ("2024-05-01", DATE),
+    ("5/1/2024", DATE),
+    ("2024.5.1", DATE),
+    ("5/1", DATE),
+    ("5月1日", DATE),
+    ("2024年5月1日", DATE),
+    ("２０２４年５月１日", DATE),
+    ("5月", DATE),
+    ("1.2.3", NOT_A_NUMBER),  # not a year in front: no date
+    ("3年", NOT_A_NUMBER),
 ]
 
 
@@ -221,3 +309,37 @@ def test_compatibility_characters_are_not_numbers(cell: str) -> None:
     # NFKC would turn these into digits; nobody types them to mean a number.
     with pytest.raises(ValueError):
         parse_value(cell)
+
+
+def test_not_a_number_lists_the_accepted_forms() -> None:
+    for form in ("1,234", "-100", "△100", "▲100", "(100)", "￥1,234", "1,234円", "全角"):
+        assert form in NOT_A_NUMBER
+
+
+@pytest.mark.parametrize("message", [TRAILING_MINUS, LONE_DASH, PERCENT, DATE])
+def test_special_messages_say_what_to_write(message: str) -> None:
+    assert "数値" in message or "マイナス" in message
+    assert message == TRAILING_MINUS or "0" in message or "12" in message or "yyyymmdd" in message
+
+
+def test_trailing_minus_message_explains_receipts_and_negatives() -> None:
+    assert "末尾" in TRAILING_MINUS and "マイナスとして読みません" in TRAILING_MINUS
+    assert "-5,000" in TRAILING_MINUS and "△5,000" in TRAILING_MINUS
+
+
+def test_a_cp932_currency_file_reads_its_backslash_yen() -> None:
+    from app.importer.encoding import decode
+
+    data = "No.,売上,粗利\r\n1,\"\\1,200,000\",\"(5,000)\"\r\n2,\"￥980,000\",△5\r\n".encode("cp932")
+    assert data.count(b"\\") == 1  # guards the fixture: cp932 writes the half-width yen as 0x5C
+    text, _name = decode(data)
+    rows, errors = parse_all(text, columns=COLUMNS, member_key="no", members=MEMBERS_BY_NO)
+    assert errors == []
+    assert [row.values for row in rows] == [{1: 1200000.0, 2: -5000.0}, {1: 980000.0, 2: -5.0}]
+
+
+@pytest.mark.parametrize("cell", ["-" * 5000, "5" + "-" * 5000, "(" * 3000 + "5" + ")" * 3000])
+def test_long_runs_of_marks_are_refused_without_recursion(cell: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_value(cell)
+    assert str(caught.value) == NOT_A_NUMBER
