@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 from app.importer.layout import CsvReader, parse_all
-from tests.fixtures.importer import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_text
+from tests.fixtures.importer import (
+    COLUMNS,
+    MEMBERS_BY_EMPLOYEE_ID,
+    MEMBERS_BY_NO,
+    csv_text,
+)
 
 ALIASES = {"売上金額": 1, "ｱﾗﾘ": 2}  # 売上 and 粗利
 
