@@ -97,6 +97,9 @@ class GraphColumn(db.Model):
     name: Mapped[str] = mapped_column(String(100))
     unit: Mapped[str] = mapped_column(String(20), default="")
     position: Mapped[int] = mapped_column(default=0)
+    # 別名: other headers that mean this column (another system's export), stored NFKC-normalised
+    # like the name; unique with the names and the key aliases within the account (services/columns.py).
+    aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class Import(db.Model):
@@ -155,6 +158,8 @@ class Import(db.Model):
     note: Mapped[str | None] = mapped_column(Text)
     # Names of the attachments of the same mail that were not imported (e.g. an .xlsx), for the report mail.
     ignored_attachments: Mapped[list[str] | None] = mapped_column(JSON)
+    # The headers the file had that name nothing and were skipped (見出しにない列: 無視する), for the page and report.
+    ignored_headers: Mapped[list[str] | None] = mapped_column(JSON)
     # When the retention job (RENKEI_KEEP_FILES_DAYS) deleted the original bytes; the row itself stays.
     file_deleted_at: Mapped[dt.datetime | None]
     # Mail only: who delivered it (SMTP envelope sender, peer address, HELO name) and what DKIM/SPF said.
@@ -288,6 +293,10 @@ class IntegrationSettings(db.Model):
     status: Mapped[str] = mapped_column(String(8), default=LinkStatus.ACTIVE)
     member_key: Mapped[str] = mapped_column(String(16), default="no")
     encoding: Mapped[str] = mapped_column(String(16), default="auto")
+    # メンバー識別IDの見出しの別名: other headers of the member-key column (besides No. / 社員ID).
+    key_aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # 見出しにない列: "error" refuses a file with a header that names nothing, "ignore" skips that column.
+    extra_columns: Mapped[str] = mapped_column(String(8), default="error")
     error_to: Mapped[list[str]] = mapped_column(JSON, default=list)
     success_to: Mapped[list[str]] = mapped_column(JSON, default=list)
     senders: Mapped[list[str]] = mapped_column(JSON, default=list)

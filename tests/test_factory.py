@@ -327,3 +327,49 @@ def test_migration_0010_adds_the_mail_origin_and_sender_rules_and_takes_them_bac
         assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
         senders = db.session.scalar(text("SELECT senders FROM integration_settings"))
         assert (senders if isinstance(senders, list) else json.loads(senders)) == ["s@x.example"]
+
+
+def test_migration_0011_adds_aliases_and_the_extra_columns_setting_and_takes_them_back(tmp_path, new_database):
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import inspect, text
+
+    from app.extensions import init_migrations
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
+    init_migrations(app)
+    with app.app_context():
+        upgrade(revision="0010")
+        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
+                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
+        db.session.execute(text("INSERT INTO graph_columns (id, account_id, name, unit, position) "
+                                "VALUES (1, 1, '売上', '円', 1)"))
+        db.session.execute(text(
+            "INSERT INTO integration_settings (id, account_id, mode, status, member_key, encoding, error_to, "
+            "success_to, senders, sender_networks, sender_auth, ftp_days, ftp_start, ftp_end, ftp_interval, "
+            "ftp_delay, updated_at) VALUES (1, 1, 'mail', 'active', 'no', 'auto', '[]', '[]', '[]', '[]', 'none', "
+            "'[]', '09:00', '18:00', 60, 0, '2020-01-01')"))
+        db.session.execute(text(
+            "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, "
+            "row_count, error_count, size) VALUES (1, 1, 'web', '20180516.csv', 'failed', '2020-01-01', 0, 0, 1, 0)"))
+        db.session.execute(text("INSERT INTO import_errors (import_id, message) VALUES (1, 'エラー')"))
+        db.session.commit()
+
+        upgrade(revision="0011")
+        aliases = db.session.scalar(text("SELECT aliases FROM graph_columns"))
+        assert (aliases if isinstance(aliases, list) else json.loads(aliases)) == []
+        row = db.session.execute(text("SELECT key_aliases, extra_columns FROM integration_settings")).one()
+        assert ((row[0] if isinstance(row[0], list) else json.loads(row[0])), row[1]) == ([], "error")
+        assert db.session.scalar(text("SELECT ignored_headers FROM imports")) is None
+        assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
+        db.session.commit()
+
+        downgrade(revision="0010")
+        inspector = inspect(db.engine)
+        assert "aliases" not in {c["name"] for c in inspector.get_columns("graph_columns")}
+        assert not {"key_aliases", "extra_columns"} & {c["name"] for c in inspector.get_columns("integration_settings")}
+        assert "ignored_headers" not in {c["name"] for c in inspector.get_columns("imports")}
+        assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
+        assert db.session.scalar(text("SELECT name FROM graph_columns")) == "売上"
+        db.session.remove()
+        db.engine.dispose()

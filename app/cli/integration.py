@@ -54,6 +54,9 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--mode", type=click.Choice([str(mode) for mode in service.MODES]), help="データ連動方式")
 @click.option("--status", type=click.Choice([str(status) for status in service.STATUSES]), help="データ連動ステータス")
 @click.option("--member-key", type=click.Choice(list(service.MEMBER_KEYS)), help="メンバー識別ID")
+@click.option("--key-aliases", help="メンバー識別IDの見出しの別名(カンマ区切り、''で消す)")
+@click.option("--extra-columns", type=click.Choice(list(service.EXTRA_COLUMNS)),
+              help="見出しにない列: error(エラーにする), ignore(無視する)")
 @click.option("--encoding", type=click.Choice(list(service.ENCODINGS)), help="文字コード")
 @click.option("--senders", help="送信元メールアドレス(カンマ区切り)")
 @click.option("--sender-networks", help="送信元サーバー: IPアドレスかネットワーク(CIDR)、カンマ区切り(''で制限なし)")
@@ -73,6 +76,8 @@ def set_(slug: str, **options) -> None:
         "mode": options["mode"],
         "status": options["status"],
         "member_key": options["member_key"],
+        "key_aliases": options["key_aliases"],
+        "extra_columns": options["extra_columns"],
         "encoding": options["encoding"],
         "senders": _csv(options["senders"]),
         "sender_networks": _csv(options["sender_networks"]),

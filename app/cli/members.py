@@ -1,4 +1,4 @@
-"""`flask members import` and `flask columns add` (docs/spec.md section 8)."""
+"""`flask members import`, `flask columns add` and `flask columns alias` (docs/spec.md section 8)."""
 from __future__ import annotations
 
 import sys
@@ -15,7 +15,7 @@ from ..services import members as member_service
 from .accounts import fail
 
 members_cli = AppGroup("members", help="メンバー設定の一括登録。")
-columns_cli = AppGroup("columns", help="グラフ列(グラフ設定)の追加。")
+columns_cli = AppGroup("columns", help="グラフ列(グラフ設定)の追加と別名。")
 
 
 @members_cli.command("import")
@@ -49,6 +49,31 @@ def add_column(slug: str, name: str, unit: str) -> None:
         fail(error)
     suffix = f"(単位: {column.unit})" if column.unit else ""
     click.echo(f"{account.slug}: グラフ列「{column.name}」を追加しました{suffix}。表示順 {column.position}")
+
+
+@columns_cli.command("alias")
+@click.argument("slug")
+@click.argument("name")
+@click.argument("aliases", metavar="ALIAS…", nargs=-1)
+@click.option("--clear", is_flag=True, help="今の別名をすべて消してから、指定した別名(なければ何も)を登録します。")
+def alias_column(slug: str, name: str, aliases: tuple[str, ...], clear: bool) -> None:
+    """グラフ列 NAME に別名(ほかのシステムのCSVの見出し)を追加します。
+
+    例: flask columns alias acme 売上 売上金額 売上高 ／ 別名を消す: flask columns alias acme 売上 --clear
+    別名は全角・半角と前後の空白を区別せずに照合します。ほかの列の名前・別名、備考・No.・社員IDは使えません。
+    """
+    if not aliases and not clear:
+        click.echo("エラー: 別名を1つ以上指定してください(すべて消すときは --clear)。", err=True)
+        raise SystemExit(1)
+    try:
+        account = account_service.get_by_slug(slug)
+        column = column_service.find_column(account.id, name)
+        kept = [] if clear else list(column.aliases or [])
+        column = column_service.set_aliases(account.id, column.id, [*kept, *aliases])
+    except RenkeiError as error:
+        fail(error)
+    shown = "、".join(column.aliases) if column.aliases else "(なし)"
+    click.echo(f"{account.slug}: グラフ列「{column.name}」の別名: {shown}")
 
 
 def register(app: Flask) -> None:

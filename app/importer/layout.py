@@ -5,7 +5,7 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -28,6 +28,8 @@ PERCENT = "パーセントの値です。数値の列には「%」を付けず�
 DATE = "日付のようです。数値の列には数値を入力してください(日付はファイル名 yyyymmdd で指定します)"
 SEMICOLON_SEPARATOR = ("区切り文字がセミコロン(;)です。カンマ(,)かタブで区切ってください"
                        "(Excelでは「CSV(コンマ区切り)」または「テキスト(タブ区切り)」で保存)")
+UNKNOWN_ADVICE = ("別の名前のグラフ列の値なら、グラフ設定でその列に別名を登録してください。"
+                  "使わない列なら、外部連携設定の「見出しにない列」を「無視する」にできます。")
 # Up to this many digits a number is always below the largest float (about 1.8e308);
 # a longer one may overflow to inf, which is not JSON and would make the period unreadable.
 _SAFE_DIGITS = 308
@@ -269,19 +271,31 @@ def trim_trailing(cells: list[str]) -> list[str]:
 class CsvReader:
     """Read a decoded results CSV record by record: valid rows out, every problem into `errors`."""
 
-    def __init__(self, text: str, *, columns: dict[str, int], member_key: str, members: dict[str, int]):
+    def __init__(self, text: str, *, columns: dict[str, int], member_key: str, members: dict[str, int],
+                 aliases: dict[str, int] | None = None, key_aliases: Iterable[str] = (),
+                 ignore_unknown: bool = False):
         """columns: graph column name -> column id; member_key: "no" | "employee_id";
-        members: member key text (No. as str(int) e.g. "12", or 社員ID exact text) -> member id (active members only)."""
+        members: member key text (No. as str(int) e.g. "12", or 社員ID exact text) -> member id (active members only);
+        aliases: other header names of the graph columns (別名) -> column id; key_aliases: other headers
+        of the member-key column; ignore_unknown: skip a column whose header names nothing (見出しにない列:
+        無視する) instead of refusing the file; the skipped headers end up in self.ignored_headers."""
         if member_key not in MEMBER_KEYS:
             raise ValueError(f"member_key must be one of {MEMBER_KEYS}, not {member_key!r}")
         self._text = text
         self._member_key = member_key
         self._members = members
         self._columns = {normalize(name): column_id for name, column_id in columns.items()}
-        self._valid_names = "、".join([*columns, NOTE_HEADER])
+        # A name wins over another column's alias (the settings never let both exist; a race might).
+        self._aliases = {key: column_id for alias, column_id in (aliases or {}).items()
+                         if (key := normalize(alias)) and key not in self._columns}
+        self._key_aliases = frozenset(key for alias in key_aliases if (key := normalize(alias)))
+        self._ignore_unknown = ignore_unknown
+        self._valid_names = _valid_names(columns, aliases or {}, member_key, key_aliases)
+        self._key_index = 0
         self.errors: ErrorList = ErrorList()
         self.header: list[str] = []
         self.value_column_ids: list[int] = []
+        self.ignored_headers: list[str] = []
 
     def rows(self) -> Iterator[Row]:
         """Yield valid rows only; once exhausted, self.errors holds the file's errors (capped, all counted)."""
@@ -300,6 +314,7 @@ class CsvReader:
         self.errors = errors
         self.header = []
         self.value_column_ids = []
+        self.ignored_headers = []
         delimiter = separator(self._text, errors)
         if delimiter is None:
             return
@@ -320,7 +335,7 @@ class CsvReader:
             plan = self._read_header(record, line)
             if plan is None:
                 return  # header errors stop the file: rows cannot be understood without it
-            value_indexes, column_ids, names, note_index = plan
+            value_indexes, column_ids, names, note_index, key_index = plan
             self.value_column_ids = list(column_ids)
             width = len(self.header)
             member_of = self._members.get
@@ -337,12 +352,12 @@ class CsvReader:
                 if len(record) != width and not self._fit(record, width, line):
                     self._check_cells(record, line, value_indexes, names)  # report its other errors too
                     continue
-                member_id = member_of(record[0])
+                member_id = member_of(record[key_index])
                 if member_id is None:
                     if not any(cell.strip() for cell in record):
                         count -= 1
                         continue  # only spaces: as blank as an empty line
-                    member_id = self._member(record[0], line)
+                    member_id = self._member(record[key_index], line)
                 cells = get_values(record)
                 values = None
                 joined = "".join(cells)
@@ -365,62 +380,121 @@ class CsvReader:
         if count == 0 and not syntax_error:
             errors.append(RowError(message=NO_DATA_MESSAGE))
 
-    def _read_header(self, record: list[str], line: int) -> tuple[list[int], list[int], list[str], int | None] | None:
-        """Check the header; return (value cell indexes, column ids, header names, note index) or None."""
+    def _read_header(self, record: list[str], line: int) -> tuple[list[int], list[int], list[str], int | None, int] | None:
+        """Check the header; return (value cell indexes, column ids, header names, note index, key index) or None.
+
+        Every header is placed by its name, in any order: the member key (No. / 社員ID per the
+        setting, or a key alias), a graph column (its name or an alias), 備考. A header naming
+        nothing is an error, or skipped (self.ignored_headers) when the account ignores them.
+        """
         header = [cell.strip() for cell in trim_trailing(record)]
         header[0] = header[0].lstrip("\ufeff")  # a second BOM left by a careless converter
         self.header = header
-        errors: list[RowError] = []
-        key_error = self._key_header_error(header[0])
-        if key_error:
-            errors.append(RowError(message=key_error, line=line, column=header[0] or "1列目"))
+        errors: list[tuple[int, RowError]] = []  # (column index, error): reported in column order
+        key_errors = 0
+        key_index: int | None = None
+        other_keys: list[int] = []  # headers naming the member key the account does not use
         indexes: list[int] = []
         column_ids: list[int] = []
         names: list[str] = []
         note_index: int | None = None
-        seen: dict[str, int] = {}
+        seen: dict[str, int] = {}  # normalized header -> its index
+        column_at: dict[int, int] = {}  # graph column id -> the index of its header
         valid = f"使える見出し: {self._valid_names}"
-        for index, name in enumerate(header[1:], start=1):
+        for index, name in enumerate(header):
             where = f"{index + 1}列目"
             normalized = normalize(name)
             if not normalized:
-                errors.append(RowError(message=f"{where}の見出しが空です。{valid}", line=line, column=where))
+                errors.append((index, RowError(message=f"{where}の見出しが空です。{valid}", line=line, column=where)))
                 continue
             if normalized in seen:
-                errors.append(RowError(
+                errors.append((index, RowError(
                     message=f"見出し「{name}」が{seen[normalized] + 1}列目と{where}で重複しています。{valid}",
-                    line=line, column=name))
+                    line=line, column=name)))
                 continue
             seen[normalized] = index
+            kind = key_header_kind(name)
             # A graph column that happens to be named 備考 wins over the note.
             column_id = self._columns.get(normalized)
-            if column_id is not None:
+            if column_id is None:
+                column_id = self._aliases.get(normalized)
+            if kind == self._member_key or (kind is None and normalized in self._key_aliases):
+                if key_index is not None:
+                    key_errors += 1
+                    errors.append((index, RowError(
+                        message=(f"メンバー識別IDの列が{key_index + 1}列目「{header[key_index]}」と{where}「{name}」の"
+                                 "2つあります。どちらか1つにしてください。"),
+                        line=line, column=name)))
+                    continue
+                key_index = index
+            elif column_id is not None:
+                if column_id in column_at:
+                    first = column_at[column_id]
+                    errors.append((index, RowError(
+                        message=(f"「{name}」と{first + 1}列目の「{header[first]}」は同じグラフ列"
+                                 f"「{self._column_name(column_id)}」の見出しです(グラフ設定の別名)。"
+                                 "どちらか1つにしてください。"),
+                        line=line, column=name)))
+                    continue
+                column_at[column_id] = index
                 indexes.append(index)
                 column_ids.append(column_id)
                 names.append(name)
             elif normalized == NOTE_HEADER:
                 note_index = index
+            elif kind is not None:
+                other_keys.append(index)
+            elif self._ignore_unknown:
+                self.ignored_headers.append(name)
             else:
-                errors.append(RowError(message=f"「{name}」はグラフ列にない見出しです。{valid}", line=line, column=name))
-        if not indexes and len(errors) == (1 if key_error else 0):
-            errors.append(RowError(message=f"グラフ列の見出しが1つもありません。{valid}", line=line))
+                errors.append((index, RowError(
+                    message=f"「{name}」はグラフ列にない見出しです。{UNKNOWN_ADVICE}{valid}", line=line, column=name)))
+        for index in other_keys:
+            name = header[index]
+            if key_index is None:
+                key_errors += 1
+                errors.append((index, RowError(message=self._other_key_message(name), line=line, column=name)))
+            elif self._ignore_unknown:
+                self.ignored_headers.append(name)
+            else:
+                errors.append((index, RowError(
+                    message=(f"「{name}」の列は使いません(メンバーは{key_index + 1}列目「{header[key_index]}」で"
+                             f"照合します。外部連携設定のメンバー識別ID: {KEY_SETTINGS[self._member_key]})。"
+                             f"{UNKNOWN_ADVICE}"),
+                    line=line, column=name)))
+        if key_index is None and not other_keys:
+            key_errors += 1
+            errors.append((-1, RowError(message=self._missing_key_message(), line=line)))
+        if not indexes and len(errors) == key_errors:
+            ignored = f"(無視した見出し: {'、'.join(self.ignored_headers)})" if self.ignored_headers else ""
+            errors.append((len(header), RowError(message=f"グラフ列の見出しが1つもありません{ignored}。{valid}",
+                                                 line=line)))
         if errors:
-            self.errors.extend(errors)
+            errors.sort(key=itemgetter(0))  # stable: the missing key first, then column by column
+            self.errors.extend(error for _, error in errors)
             return None
-        return indexes, column_ids, names, note_index
+        assert key_index is not None
+        self._key_index = key_index
+        return indexes, column_ids, names, note_index, key_index
 
-    def _key_header_error(self, name: str) -> str | None:
-        """Return why column 1's header does not name the account's member key, or None."""
+    def _column_name(self, column_id: int) -> str:
+        """The graph column's own name (for a message)."""
+        return next((name for name, known in self._columns.items() if known == column_id), "")
+
+    def _other_key_message(self, name: str) -> str:
+        """The header names the member key the account does not use, and the right one is missing."""
         expected = self._member_key
-        kind = key_header_kind(name)
-        if kind == expected:
-            return None
-        if kind is not None:
-            return (f"1列目の見出しが「{KEY_HEADERS[kind]}」ですが、外部連携設定のメンバー識別IDは"
-                    f"「{KEY_SETTINGS[expected]}」です。1列目の見出しを「{KEY_HEADERS[expected]}」にするか、"
-                    f"メンバー識別IDの設定を変更してください。")
-        return (f"1列目の見出しは「{KEY_HEADERS[expected]}」にしてください"
-                f"(外部連携設定のメンバー識別ID: {KEY_SETTINGS[expected]})。")
+        return (f"見出しが「{KEY_HEADERS[key_header_kind(name)]}」の列がありますが、外部連携設定のメンバー識別IDは"
+                f"「{KEY_SETTINGS[expected]}」です。その列の見出しを「{KEY_HEADERS[expected]}」にするか、"
+                f"メンバー識別IDの設定を変更してください。")
+
+    def _missing_key_message(self) -> str:
+        """No header names the member key: say which one is expected (and its aliases)."""
+        expected = self._member_key
+        aliases = "」「".join(sorted(self._key_aliases))
+        also = f"(または別名「{aliases}」)" if aliases else ""
+        return (f"メンバー識別IDの列がありません。見出しが「{KEY_HEADERS[expected]}」{also}の列を入れてください"
+                f"(外部連携設定のメンバー識別ID: {KEY_SETTINGS[expected]}。どの列でもかまいません)。")
 
     def _fit(self, record: list[str], width: int, line: int) -> bool:
         """Pad a short record, or accept a long one whose extra cells are empty; False if not."""
@@ -437,12 +511,12 @@ class CsvReader:
 
     def _check_cells(self, record: list[str], line: int, value_indexes: list[int], names: list[str]) -> None:
         """Report the member and value errors of a row that is already rejected."""
-        self._member(record[0], line)
+        self._member(record[self._key_index], line)
         self._values([record[index] for index in value_indexes], line, [0] * len(names), names)
 
     def _member(self, cell: str, line: int) -> int | None:
         """Return the member id for a key cell, or record why there is none."""
-        column = self.header[0]
+        column = self.header[self._key_index]
         if self._member_key == "no":
             text = normalize(cell)
             if not text:
@@ -487,6 +561,19 @@ class CsvReader:
         return values if ok else None
 
 
+def _valid_names(columns: dict[str, int], aliases: dict[str, int], member_key: str,
+                 key_aliases: Iterable[str]) -> str:
+    """The headers a file may carry, for the messages: the key, each column (with its aliases), 備考."""
+    alias_names: dict[int, list[str]] = {}
+    for alias, column_id in aliases.items():
+        alias_names.setdefault(column_id, []).append(alias)
+    def shown(name: str, others: list[str]) -> str:
+        return f"{name}(別名 {'・'.join(others)})" if others else name
+    key = shown(KEY_HEADERS[member_key], list(key_aliases))
+    return "、".join([key, *(shown(name, alias_names.get(column_id, [])) for name, column_id in columns.items()),
+                      NOTE_HEADER])
+
+
 def _getter(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
     """Return a C-speed function picking the value cells of a record as a tuple."""
     if len(indexes) == 1:
@@ -496,8 +583,10 @@ def _getter(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
 
 
 def parse_all(text: str, *, columns: dict[str, int], member_key: str,
-              members: dict[str, int]) -> tuple[list[Row], list[RowError]]:
-    """Read a whole file at once (tests, dry runs): (valid rows, the errors as an ErrorList)."""
-    reader = CsvReader(text, columns=columns, member_key=member_key, members=members)
+              members: dict[str, int], **header_rules) -> tuple[list[Row], list[RowError]]:
+    """Read a whole file at once (tests, dry runs): (valid rows, the errors as an ErrorList).
+
+    header_rules: CsvReader's aliases, key_aliases and ignore_unknown."""
+    reader = CsvReader(text, columns=columns, member_key=member_key, members=members, **header_rules)
     rows = list(reader.rows())
     return rows, reader.errors

@@ -1,7 +1,9 @@
 """Graph columns (グラフ設定): the metrics the board shows and the CSV headers the importer accepts."""
 from __future__ import annotations
 
+import re
 import unicodedata
+from collections.abc import Iterable
 
 from sqlalchemy import select
 
@@ -9,10 +11,14 @@ from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..importer.cells import formula_message, starts_like_formula
 from ..importer.layout import key_header_kind, normalize
-from ..models import GraphColumn
+from ..models import GraphColumn, IntegrationSettings
 
 # Headers that mean something else in a results CSV, so no graph column may carry them.
 RESERVED_NAMES = ("備考", "No.", "社員ID")
+MAX_ALIASES = 20
+MAX_NAME_LENGTH = 100
+# Between aliases typed in one field: comma (NFKC turns ， into ,), 、 and line breaks.
+_ALIAS_SEPARATORS = re.compile(r"[\r\n,、]+")
 
 
 def list_columns(account_id: int) -> list[GraphColumn]:
@@ -32,6 +38,106 @@ def ids_by_name(account_id: int) -> dict[str, int]:
     return {name: column_id for name, column_id in rows}
 
 
+def ids_by_alias(account_id: int) -> dict[str, int]:
+    """The account's graph column ids by alias (別名), for the importer."""
+    rows = db.session.execute(select(GraphColumn.aliases, GraphColumn.id).where(GraphColumn.account_id == account_id))
+    return {alias: column_id for aliases, column_id in rows for alias in aliases or []}
+
+
+def key_aliases(account_id: int) -> list[str]:
+    """メンバー識別IDの見出しの別名 of the account (stored on its 外部連携設定)."""
+    stored = db.session.scalar(select(IntegrationSettings.key_aliases).where(IntegrationSettings.account_id == account_id))
+    return list(stored or [])
+
+
+def split_aliases(value: str | Iterable[str] | None) -> list[str]:
+    """Aliases as typed (「売上金額, 売上高」, one per line, or a list): NFKC-normalised, trimmed, no empties."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in items:
+        for part in _ALIAS_SEPARATORS.split(unicodedata.normalize("NFKC", str(item or ""))):
+            alias = normalize(part)
+            if alias and alias not in out:
+                out.append(alias)
+    return out
+
+
+def _header_owners(account_id: int, *, except_column: int | None = None,
+                   with_key_aliases: bool = True) -> dict[str, str]:
+    """Every header the account already gives a meaning to -> what it means (for a message)."""
+    owners: dict[str, str] = {}
+    for column in list_columns(account_id):
+        if column.id == except_column:
+            continue
+        owners[column.name] = f"グラフ列「{column.name}」の名前"
+        for alias in column.aliases or []:
+            owners.setdefault(alias, f"グラフ列「{column.name}」の別名")
+    if with_key_aliases:
+        for alias in key_aliases(account_id):
+            owners.setdefault(alias, "メンバー識別IDの見出しの別名(外部連携設定)")
+    return owners
+
+
+def header_problem(text: str, label: str, owners: dict[str, str]) -> str | None:
+    """Why `text` (normalised) cannot be a new header meaning of the account, or None.
+
+    The one rule of aliases, of the column's own and of the member key's: not a header that
+    already means something (備考, No., 社員ID in any spelling, another column's name or alias).
+    """
+    if len(text) > MAX_NAME_LENGTH:
+        return f"{label}「{text[:20]}…」は{MAX_NAME_LENGTH}文字以内にしてください。"
+    if text in RESERVED_NAMES or key_header_kind(text) is not None:
+        return f"「{text}」はCSVの特別な列名(備考・No.・社員ID)なので、{label}には使えません。"
+    if starts_like_formula(text):
+        return f"{formula_message(label)}(「{text}」)。"
+    if text in owners:
+        return f"「{text}」は既に{owners[text]}です。同じ見出しを2つの意味には使えません。"
+    return None
+
+
+def _clean_aliases(account_id: int, column_id: int | None, name: str, aliases) -> tuple[list[str], list[str]]:
+    """Validate a column's aliases: (the aliases to store, the error messages)."""
+    wanted = [alias for alias in split_aliases(aliases) if alias != name]  # its own name says nothing new
+    owners = _header_owners(account_id, except_column=column_id)
+    problems = [problem for alias in wanted if (problem := header_problem(alias, "別名", owners))]
+    if len(wanted) > MAX_ALIASES:
+        problems.append(f"別名は1つの列に{MAX_ALIASES}個までにしてください。")
+    return wanted, problems
+
+
+def set_aliases(account_id: int, column_id: int, aliases: str | Iterable[str]) -> GraphColumn:
+    """Replace a graph column's aliases (別名); an empty list removes them all."""
+    column = get_column(account_id, column_id)
+    wanted, problems = _clean_aliases(account_id, column.id, column.name, aliases)
+    if problems:
+        raise Invalid(problems[0], field="aliases", errors={"aliases": problems})
+    column.aliases = wanted
+    db.session.commit()
+    return column
+
+
+def clean_key_aliases(account_id: int, value: str | Iterable[str] | None) -> tuple[list[str], list[str]]:
+    """Validate メンバー識別IDの見出しの別名: (the aliases to store, the error messages)."""
+    wanted = split_aliases(value)
+    owners = _header_owners(account_id, with_key_aliases=False)
+    problems = [problem for alias in wanted if (problem := header_problem(alias, "別名", owners))]
+    if len(wanted) > MAX_ALIASES:
+        problems.append(f"別名は{MAX_ALIASES}個までにしてください。")
+    return wanted, problems
+
+
+def find_column(account_id: int, name: str) -> GraphColumn:
+    """The account's graph column of this name (compared after NFKC, like the headers), or NotFound."""
+    wanted = normalize(name or "")
+    column = db.session.scalar(select(GraphColumn).where(GraphColumn.account_id == account_id,
+                                                         GraphColumn.name == wanted))
+    if column is None:
+        raise NotFound(f"グラフ列「{wanted}」はありません。")
+    return column
+
+
 def get_column(account_id: int, column_id: int) -> GraphColumn:
     """Return the account's graph column or raise NotFound (never another account's)."""
     column = db.session.get(GraphColumn, column_id)
@@ -40,9 +146,10 @@ def get_column(account_id: int, column_id: int) -> GraphColumn:
     return column
 
 
-def add_column(account_id: int, name: str, unit: str = "", position: int | None = None) -> GraphColumn:
+def add_column(account_id: int, name: str, unit: str = "", position: int | None = None,
+               aliases: str | Iterable[str] | None = None) -> GraphColumn:
     """Add a graph column; without a position it goes last."""
-    values = _clean(account_id, None, name, unit, position)
+    values = _clean(account_id, None, name, unit, position, aliases)
     if values["position"] is None:
         last = db.session.scalar(
             db.select(db.func.max(GraphColumn.position)).where(GraphColumn.account_id == account_id)
@@ -55,11 +162,12 @@ def add_column(account_id: int, name: str, unit: str = "", position: int | None 
 
 
 def update_column(
-    account_id: int, column_id: int, name: str, unit: str = "", position: int | None = None
+    account_id: int, column_id: int, name: str, unit: str = "", position: int | None = None,
+    aliases: str | Iterable[str] | None = None,
 ) -> GraphColumn:
-    """Rename a graph column or change its unit or 表示順 (position None keeps the current one)."""
+    """Rename a graph column or change its unit, 表示順 or 別名 (position/aliases None keep the current ones)."""
     column = get_column(account_id, column_id)
-    values = _clean(account_id, column.id, name, unit, position)
+    values = _clean(account_id, column.id, name, unit, position, aliases)
     if values["position"] is None:
         values["position"] = column.position
     for key, value in values.items():
@@ -100,8 +208,12 @@ def delete_column(account_id: int, column_id: int) -> None:
     db.session.commit()
 
 
-def _clean(account_id: int, column_id: int | None, name: str | None, unit: str | None, position) -> dict:
-    """Validate a column's fields; return the values to store or raise Invalid with every field's error."""
+def _clean(account_id: int, column_id: int | None, name: str | None, unit: str | None, position,
+           aliases=None) -> dict:
+    """Validate a column's fields; return the values to store or raise Invalid with every field's error.
+
+    aliases None leaves them out of the result (unchanged).
+    """
     problems: dict[str, list[str]] = {}
     # Stored as the importer compares headers (layout.normalize), so the DB's unique constraint
     # and the importer's header match agree.
@@ -121,16 +233,23 @@ def _clean(account_id: int, column_id: int | None, name: str | None, unit: str |
             query = query.where(GraphColumn.id != column_id)
         if db.session.scalar(query.limit(1)) is not None:
             problems["name"] = [f"「{clean_name}」という列は既にあります。"]
+        elif (owner := _header_owners(account_id, except_column=column_id).get(clean_name)) is not None:
+            problems["name"] = [f"「{clean_name}」は既に{owner}です。同じ見出しを2つの意味には使えません。"]
     clean_unit = unicodedata.normalize("NFKC", unit or "").strip()
     if len(clean_unit) > 20:
         problems["unit"] = ["単位は20文字以内で入力してください。"]
     number = _parse_position(position)
     if number is False:
         problems["position"] = ["表示順は0以上の整数で入力してください。"]
+    values = {"name": clean_name, "unit": clean_unit, "position": number}
+    if aliases is not None:
+        values["aliases"], alias_problems = _clean_aliases(account_id, column_id, clean_name, aliases)
+        if alias_problems:
+            problems["aliases"] = alias_problems
     if problems:
         field, messages = next(iter(problems.items()))
         raise Invalid(messages[0], field=field, errors=problems)
-    return {"name": clean_name, "unit": clean_unit, "position": number}
+    return values
 
 
 def _parse_position(value) -> int | None | bool:

@@ -35,9 +35,9 @@ from ..enums import Mode
 from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..models import Account, IntegrationSettings, SettingsChange
-from . import accounts, checktimes
+from . import accounts, checktimes, columns
 # The fields' labels are read from here by the tab, the CLI and the forms, too.
-from .integration_fields import (ADDRESS_FIELDS, ENCODINGS, FIELD_LABELS, FTP_FIELDS, INTERVAL_LABELS,  # noqa: F401
+from .integration_fields import (ADDRESS_FIELDS, ENCODINGS, EXTRA_COLUMNS, FIELD_LABELS, FTP_FIELDS, INTERVAL_LABELS,  # noqa: F401
                                  MAIL_ONLY_FIELDS, MEMBER_KEYS, MODES, SCALAR_PARSERS, SENDER_AUTHS, STATUSES,
                                  WEEKDAY_LABELS, parse_addresses, split_addresses)
 
@@ -119,6 +119,8 @@ def as_dict(account: Account, settings: IntegrationSettings, now: dt.datetime | 
         "mode": settings.mode,
         "status": settings.status,
         "member_key": settings.member_key,
+        "key_aliases": list(settings.key_aliases or []),
+        "extra_columns": settings.extra_columns,
         "encoding": settings.encoding,
         "error_to": list(settings.error_to or []),
         "success_to": list(settings.success_to or []),
@@ -166,8 +168,9 @@ def update_settings(account_id: int, changes: dict[str, Any], actor: str) -> Int
     for field, value in changes.items():
         if value is None:
             continue
-        if field in ADDRESS_FIELDS:
-            parsed, messages = parse_addresses(field, value)
+        if field in ADDRESS_FIELDS or field == "key_aliases":
+            parsed, messages = (columns.clean_key_aliases(account_id, value) if field == "key_aliases"
+                                else parse_addresses(field, value))
             if messages:
                 errors[field] = messages
             else:
@@ -255,7 +258,7 @@ def _blank(value: Any) -> bool:
 
 def _show(field: str, value: Any) -> str:
     """A value as the change history shows it (labels, not codes)."""
-    if field in ADDRESS_FIELDS or field == "sender_networks":
+    if field in ADDRESS_FIELDS or field in ("sender_networks", "key_aliases"):
         return ", ".join(value) if value else "(なし)"
     if field == "ftp_days":
         return "・".join(WEEKDAY_LABELS[d] for d in value) if value else "(なし)"
@@ -264,7 +267,7 @@ def _show(field: str, value: Any) -> str:
     if field == "ftp_delay":
         return f"{value}分"
     labels = {"mode": MODES, "status": STATUSES, "member_key": MEMBER_KEYS, "encoding": ENCODINGS,
-              "sender_auth": SENDER_AUTHS}.get(field)
+              "sender_auth": SENDER_AUTHS, "extra_columns": EXTRA_COLUMNS}.get(field)
     return labels.get(value, str(value)) if labels else str(value)
 
 

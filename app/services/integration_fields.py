@@ -23,12 +23,15 @@ ENCODINGS = {"auto": "自動", "cp932": "Shift_JIS(cp932)", "utf-8": "UTF-8"}
 SENDER_AUTHS = {SenderAuth.NONE: "確認しない", SenderAuth.DKIM: "DKIM必須", SenderAuth.SPF: "SPF必須",
                 SenderAuth.EITHER: "DKIMまたはSPF必須"}
 WEEKDAY_LABELS = dict(zip(checktimes.WEEKDAYS, "月火水木金土日"))
+EXTRA_COLUMNS = {"error": "エラーにする", "ignore": "無視する"}
 INTERVAL_LABELS = {5: "5分", 10: "10分", 15: "15分", 30: "30分", 60: "1時間", 120: "2時間"}
 
 FIELD_LABELS = {
     "mode": "データ連動方式",
     "status": "データ連動ステータス",
     "member_key": "メンバー識別ID",
+    "key_aliases": "メンバー識別IDの見出しの別名",
+    "extra_columns": "見出しにない列",
     "encoding": "文字コード",
     "error_to": "エラー報告メールアドレス",
     "success_to": "正常更新報告メールアドレス",
@@ -156,6 +159,7 @@ SCALAR_PARSERS = {
     "status": lambda v: _parse_choice("status", v, STATUSES),
     "member_key": lambda v: _parse_choice("member_key", v, MEMBER_KEYS),
     "encoding": lambda v: _parse_choice("encoding", v, ENCODINGS),
+    "extra_columns": lambda v: _parse_choice("extra_columns", v, EXTRA_COLUMNS),
     "sender_networks": parse_networks,
     "sender_auth": lambda v: _parse_choice("sender_auth", v, SENDER_AUTHS),
     "ftp_days": _parse_days,

@@ -84,6 +84,17 @@ def _ignored_lines(names: list[str]) -> list[str]:
     return lines
 
 
+def ignored_headers_lines(imp: Import) -> list[str]:
+    """The section naming the columns the import skipped (見出しにない列: 無視する), or nothing."""
+    names = [str(name) for name in imp.ignored_headers or []]
+    if not names:
+        return []
+    return ["", "■ 無視した列(見出しにない列)",
+            "次の見出しの列は、グラフ列・メンバー識別ID・備考のどれでもないため、値を読まずに取り込みました"
+            "(外部連携設定の「見出しにない列: 無視する」)。グラフに出したい列なら、グラフ設定で別名を登録してください。",
+            *(f"・{name}" for name in names)]
+
+
 def _name_is_wrong(filename: str) -> bool:
     try:
         parse_filename(filename)
@@ -193,6 +204,7 @@ def success_report(imp: Import, period: Period | None = None) -> OutboxMail | No
         lines.append(f"同じファイル名の以前の取込 #{imp.replaced_import_id} のデータを削除し、今回のデータに置き換えました。")
     else:
         lines.append("同じファイル名の以前の取込はありません(新しく追加しました)。")
+    lines += ignored_headers_lines(imp)
     ignored = ignored_attachments(imp)
     if ignored:
         lines += ["", "■ 取り込まなかった添付ファイル", *_ignored_lines(ignored)]

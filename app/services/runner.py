@@ -42,6 +42,8 @@ class Prepared:
     reader: CsvReader | None
     errors: list[RowError]
     columns: dict[str, int] = field(default_factory=dict)
+    # The headers the reader skipped (見出しにない列: 無視する), kept when the reader is let go.
+    ignored_headers: list[str] = field(default_factory=list)
 
 
 def prepare(account_id: int, filename: str, data: bytes) -> Prepared:
@@ -61,8 +63,18 @@ def prepare(account_id: int, filename: str, data: bytes) -> Prepared:
         errors.extend(error.errors)
         return Prepared(period, None, None, errors)
     column_ids = columns.ids_by_name(account_id)
-    reader = CsvReader(text, columns=column_ids, member_key=member_key, members=members.ids_by_key(account_id, member_key))
+    reader = CsvReader(text, columns=column_ids, member_key=member_key, members=members.ids_by_key(account_id, member_key),
+                       **header_rules(account_id, settings))
     return Prepared(period, encoding, reader, errors, column_ids)
+
+
+def header_rules(account_id: int, settings: IntegrationSettings | None) -> dict:
+    """CsvReader's header options of the account: the 別名 of its columns and key, and 見出しにない列."""
+    return {
+        "aliases": columns.ids_by_alias(account_id),
+        "key_aliases": list(settings.key_aliases or []) if settings else [],
+        "ignore_unknown": bool(settings and settings.extra_columns == "ignore"),
+    }
 
 
 def _content(import_id: int) -> bytes | bytearray:
@@ -125,6 +137,7 @@ def run_import(import_id: int) -> Import:
                 errors = prepared.reader.errors + unstorable
                 if not errors:
                     totals.record_import(imp.id, account_id, prepared.period.date, sums)
+            prepared.ignored_headers = list(prepared.reader.ignored_headers)
             # The decoded text is not needed for the outcome and the report: free it now.
             prepared.reader = None
     except Exception:
@@ -196,6 +209,7 @@ def _finish_succeeded(imp: Import, prepared: Prepared, rows: int, replaced: int 
     imp.row_count = rows
     imp.error_count = 0
     imp.replaced_import_id = replaced
+    imp.ignored_headers = prepared.ignored_headers or None
     reports.success_report(imp, period)
     db.session.commit()
     log.info("import #%s succeeded account=%s channel=%s file=%s rows=%d replaced=%s in %.2fs",
@@ -225,6 +239,7 @@ def finish_failed(import_id: int, errors: list[RowError], prepared: Prepared | N
     imp.error_count = total
     if prepared is not None:
         imp.encoding = prepared.encoding
+        imp.ignored_headers = prepared.ignored_headers or None
         if prepared.period is not None:
             imp.period_kind, imp.period_date = prepared.period.kind, prepared.period.date
     db.session.execute(

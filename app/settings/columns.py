@@ -1,4 +1,4 @@
-"""設定 > グラフ設定: the graph columns (name, unit, 表示順): list, add, edit, reorder, delete."""
+"""設定 > グラフ設定: the graph columns (name, unit, 表示順, 別名): list, add, edit, reorder, delete."""
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
@@ -26,7 +26,7 @@ def columns():
 def column_new():
     form = ColumnForm()
     if saved(form, lambda: column_service.add_column(current_user.account_id, form.name.data, form.unit.data,
-                                                     form.position.data or None),
+                                                     form.position.data or None, form.aliases.data),
              lambda column: f"グラフ列「{column.name}」を追加しました。"):
         return redirect(url_for("settings.columns"))
     return render_template("settings/columns_form.html", tab="columns", form=form, column=None)
@@ -38,7 +38,8 @@ def column_edit(column_id: int):
     column = owned_or_404(GraphColumn, column_id)
     form = ColumnForm(obj=column)
     if saved(form, lambda: column_service.update_column(current_user.account_id, column.id, form.name.data,
-                                                        form.unit.data, form.position.data or None),
+                                                        form.unit.data, form.position.data or None,
+                                                        form.aliases.data),
              lambda _: f"グラフ列「{column.name}」を更新しました。"):
         return redirect(url_for("settings.columns"))
     return render_template(

@@ -26,6 +26,25 @@ def address_validator(form, field) -> None:
         raise ValidationError(f"メールアドレス「{field.data.strip()}」の形式が正しくありません。")
 
 
+class NameListField(StringField):
+    """Header names typed in one line, separated by commas (「売上金額, 売上高」); stored as a list.
+
+    The service splits and checks the text; what was typed is shown again with its error.
+    """
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        # Absent from the post means "unchanged" (None), not "empty".
+        self.data = valuelist[0] if valuelist else None
+
+    def process_data(self, value) -> None:
+        self.data = value
+
+    def _value(self) -> str:
+        if isinstance(self.data, str):
+            return self.data
+        return ", ".join(self.data or [])
+
+
 class MemberForm(FlaskForm):
     no = StringField("No.", render_kw={"inputmode": "numeric", "autocomplete": "off"})
     employee_id = StringField("社員ID", render_kw={"autocomplete": "off"})
@@ -45,6 +64,7 @@ class ColumnForm(FlaskForm):
     name = StringField("名前")
     unit = StringField("単位")
     position = StringField("表示順", render_kw={"inputmode": "numeric", "autocomplete": "off"})
+    aliases = NameListField("別名(カンマ区切り)", render_kw={"autocomplete": "off"})
     submit = SubmitField("保存する")
 
 

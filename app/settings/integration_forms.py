@@ -7,6 +7,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import TextArea
 
 from ..services import integration as service
+from .forms import NameListField
 
 
 class AddressListField(Field):
@@ -35,6 +36,8 @@ class IntegrationForm(FlaskForm):
     mode = SelectField("データ連動方式", choices=_choices(service.MODES), validate_choice=False)
     status = SelectField("データ連動ステータス", choices=_choices(service.STATUSES), validate_choice=False)
     member_key = SelectField("メンバー識別ID", choices=_choices(service.MEMBER_KEYS), validate_choice=False)
+    key_aliases = NameListField("メンバー識別IDの見出しの別名(カンマ区切り)")
+    extra_columns = SelectField("見出しにない列", choices=_choices(service.EXTRA_COLUMNS), validate_choice=False)
     encoding = SelectField("文字コード", choices=_choices(service.ENCODINGS), validate_choice=False)
     error_to = AddressListField("エラー報告メールアドレス")
     success_to = AddressListField("正常更新報告メールアドレス")

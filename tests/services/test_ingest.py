@@ -123,8 +123,11 @@ def test_import_stores_each_line_with_values_by_column(app, make_account):
 def test_header_order_and_partly_empty_rows_keep_values_in_the_right_columns(app, make_account):
     acc = make_account("acme", **ingest_options())
     data = csv_file([[7, 3, 1, ""], [3, "", 2, 5], [3, 4, 2, 6]], header=["件数", "粗利", "No.", "売上"])
-    # Column 1 must be the key: this file is wrong on purpose, then fixed.
-    assert run(acc, "20180516.csv", data).status == Import.FAILED
+    # The key is found by its header in any column (here column 3).
+    first = run(acc, "20180516.csv", data)
+    assert first.status == Import.SUCCEEDED, [e.message for e in first.errors]
+    assert [(no, values) for no, values, _, _ in stored(acc)] == [
+        (1, {"件数": 7, "粗利": 3}), (2, {"件数": 3, "売上": 5}), (2, {"件数": 3, "粗利": 4, "売上": 6})]
     data = csv_file([[3, 7, 3, 1], [1, "", 2, 5], [2, 4, "", ""]], header=["No.", "件数", "粗利", "売上"])
     imp = run(acc, "20180516.csv", data)
     assert imp.status == Import.SUCCEEDED

@@ -160,7 +160,8 @@ def test_unknown_field_is_refused(account):
 
 def test_as_dict_has_exactly_the_spec_keys(account, app):
     keys = {
-        "enabled", "mode", "status", "member_key", "encoding", "error_to", "success_to", "senders",
+        "enabled", "mode", "status", "member_key", "key_aliases", "extra_columns", "encoding", "error_to",
+        "success_to", "senders",
         "sender_networks", "sender_auth", "inbound_address", "ftp_server", "ftp_username", "ftp_days", "ftp_start", "ftp_end",
         "ftp_interval", "ftp_delay", "api_endpoint", "next_checks",
     }
