@@ -60,7 +60,7 @@ def register(app: Flask) -> None:
     @click.argument("file", type=click.Path(exists=True, dir_okay=False))
     @click.option("--dry-run", is_flag=True, help="検証のみ(何も保存しない)")
     def import_csv(slug: str, file: str, dry_run: bool) -> None:
-        """Import a results CSV through the same path as the channels (exit 1 when rejected)."""
+        """Import a results file (CSV, .xlsx/.xlsm/.xls/.ods) through the same path as the channels (exit 1 when rejected)."""
         account = _account(slug)
         filename = os.path.basename(file)
         try:

@@ -97,6 +97,14 @@ def is_workbook(name: str | None) -> bool:
     return ending(name) in WORKBOOK_ENDINGS
 
 
+def kind_label(name: str | None) -> str:
+    """How messages name a received file: "CSVファイル", "Excelファイル" or "ODSファイル" (CSV when unknown)."""
+    end = ending(name)
+    if end == ".ods":
+        return "ODSファイル"
+    return "Excelファイル" if end in WORKBOOK_ENDINGS else "CSVファイル"
+
+
 def parse_filename(name: str) -> Period:
     """Return the period named by a received file name, or raise ImportRejected."""
     # Only the folder part is dropped here: the rules of a name are checked on what was sent.

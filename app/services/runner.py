@@ -18,8 +18,8 @@ from sqlalchemy import delete, insert, select
 from ..db import bulk, locks
 from ..errors import MAX_ERRORS_PER_FILE, ErrorList, ImportRejected, NotFound, RowError, error_total
 from ..extensions import db
-from ..importer.encoding import decode
 from ..importer import workbook
+from ..importer.encoding import decode
 from ..importer.filename import Period, is_workbook, parse_filename
 from ..importer.layout import CsvReader, RecordReader, Row
 from ..models import Import, ImportErrorRecord, IntegrationSettings, Result, utcnow

@@ -36,6 +36,7 @@ class IntegrationForm(FlaskForm):
     status = SelectField("データ連動ステータス", choices=_choices(service.STATUSES), validate_choice=False)
     member_key = SelectField("メンバー識別ID", choices=_choices(service.MEMBER_KEYS), validate_choice=False)
     encoding = SelectField("文字コード", choices=_choices(service.ENCODINGS), validate_choice=False)
+    sheet_name = StringField("読み込むシート")
     error_to = AddressListField("エラー報告メールアドレス")
     success_to = AddressListField("正常更新報告メールアドレス")
     senders = AddressListField("送信元メールアドレス")
