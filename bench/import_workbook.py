@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from import_bench import COLUMNS, generate, run_measured  # noqa: E402
+from import_bench import COLUMNS, generate, run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -67,7 +67,7 @@ def test_mail_attachment(smtp_server, smtp_account, smtp_mail, ending):
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [(f"20180516.{ending}", workbook(ending))])
     with smtplib.SMTP("127.0.0.1", smtp_server.port, timeout=10) as client:
         client.send_message(message, from_addr=SMTP_SENDER)
-    [imp] = wait_for(lambda: finished(smtp_account.id, 1), what="the workbook import")
+    [imp] = wait_for(lambda: finished(smtp_account.id, 1), timeout=60, what="the workbook import")
     assert (imp.channel, imp.filename, imp.status, imp.row_count) == ("mail", f"20180516.{ending}", "succeeded", 3)
     assert imp.encoding is None and not imp.ignored_attachments
     assert rows_of(smtp_account) == EXPECTED
@@ -79,7 +79,7 @@ def test_mail_workbook_error_report_names_row_and_column_letter(smtp_server, smt
                                 [("20180516.xlsx", (DATA / "errors.xlsx").read_bytes())])
     with smtplib.SMTP("127.0.0.1", smtp_server.port, timeout=10) as client:
         client.send_message(message, from_addr=SMTP_SENDER)
-    [imp] = wait_for(lambda: finished(smtp_account.id, 1), what="the workbook import")
+    [imp] = wait_for(lambda: finished(smtp_account.id, 1), timeout=60, what="the workbook import")
     assert imp.status == Import.FAILED
     mail = wait_for(lambda: db.session.scalar(select(OutboxMail).where(OutboxMail.import_id == imp.id)),
                     what="the error report")
