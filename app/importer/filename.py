@@ -15,8 +15,6 @@ from app.errors import ImportRejected, Invalid, RowError
 TEXT_ENDINGS = (".csv",)
 WORKBOOK_ENDINGS = (".xlsx", ".xlsm", ".xls", ".ods")
 ACCEPTED_ENDINGS = TEXT_ENDINGS + WORKBOOK_ENDINGS
-# "CSV・Excel(.xlsx/.xlsm/.xls)・ODS": how messages name the accepted files.
-ACCEPTED_LABEL = "CSV(.csv)・Excel(.xlsx / .xlsm / .xls)・OpenDocument(.ods)"
 ENDINGS_TEXT = "・".join(ACCEPTED_ENDINGS)  # ".csv・.xlsx・.xlsm・.xls・.ods"
 FILENAME_MESSAGE = (
     "ファイル名は yyyymmdd.csv(日次、例 20180516.csv)または "
