@@ -19,26 +19,40 @@ MAX_MESSAGE_CHARS = 1000
 
 @dataclass(frozen=True)
 class RowError:
-    """One problem in a received file: its own line (header = 1), column name, value and a Japanese message."""
+    """One problem in a received file: its own line (header = 1), column name, value and a Japanese message.
+
+    `letter` is the column as a spreadsheet shows it ("C"): set for workbooks (where `line` is the
+    sheet's row number), never for CSV files, which are shown as before.
+    """
 
     message: str
     line: int | None = None
     column: str | None = None
     value: str | None = None
+    letter: str | None = None
+
+    @property
+    def where_column(self) -> str:
+        """The column as shown: 「C列(売上)」 with a letter (just 「C列」 for an unnamed one), 列「売上」 without."""
+        if self.letter:
+            named = self.column and not self.column.endswith("列目")
+            return f"{self.letter}列({self.column})" if named else f"{self.letter}列"
+        return f"列「{self.column}」" if self.column else ""
 
     def as_text(self) -> str:
         parts = []
         if self.line is not None:
             parts.append(f"{self.line}行目")
-        if self.column:
-            parts.append(f"列「{self.column}」")
+        if self.column or self.letter:
+            parts.append(self.where_column)
         if self.value is not None:
             parts.append(f"値「{self.value}」")
         where = " ".join(parts)
         return f"{where}: {self.message}" if where else self.message
 
     def as_dict(self) -> dict:
-        return {"line": self.line, "column": self.column, "value": self.value, "message": self.message}
+        return {"line": self.line, "column": self.column, "column_letter": self.letter, "value": self.value,
+                "message": self.message}
 
     def clipped(self) -> RowError:
         """Return this error with its texts cut to what is stored and shown (a cell may be 128 KiB long)."""
@@ -46,7 +60,7 @@ class RowError:
                                   _clip(self.message, MAX_MESSAGE_CHARS))
         if (value, column, message) == (self.value, self.column, self.message):
             return self
-        return RowError(message=message or "", line=self.line, column=column, value=value)
+        return RowError(message=message or "", line=self.line, column=column, value=value, letter=self.letter)
 
 
 def _clip(text: str | None, limit: int) -> str | None:

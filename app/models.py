@@ -208,6 +208,8 @@ class ImportErrorRecord(db.Model):
     import_id: Mapped[int] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), index=True)
     line: Mapped[int | None]
     column: Mapped[str | None] = mapped_column(String(255))
+    # "C" for an error in a workbook (the column as a spreadsheet shows it); None for CSV files.
+    column_letter: Mapped[str | None] = mapped_column(String(3))
     value: Mapped[str | None] = mapped_column(Text)
     message: Mapped[str] = mapped_column(Text)
 
@@ -303,6 +305,8 @@ class IntegrationSettings(db.Model):
     # 送信元サーバー: IP addresses / networks (CIDR) mail may come from; empty = any.
     sender_networks: Mapped[list[str]] = mapped_column(JSON, default=list)
     sender_auth: Mapped[str] = mapped_column(String(8), default=SenderAuth.NONE)
+    # 読み込むシート: the sheet of a workbook to read (Excel allows 31 characters); "" = the first sheet.
+    sheet_name: Mapped[str] = mapped_column(String(31), default="", server_default="")
     inbound_local: Mapped[str | None] = mapped_column(String(64), unique=True)
     ftp_username: Mapped[str | None] = mapped_column(String(64), unique=True)
     ftp_password_hash: Mapped[str | None] = mapped_column(String(255))

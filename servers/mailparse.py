@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
 
-from app.importer.filename import base_name
+from app.importer.filename import base_name, is_accepted
 
 # Old-style syntax and internationalised (RFC 6532) local parts are fine; anything else is ambiguous.
 _TOLERATED_DEFECTS = (email_errors.ObsoleteHeaderDefect, email_errors.NonASCIILocalPartDefect)
@@ -41,7 +41,7 @@ class MailUnreadable(Exception):
 
 @dataclass(frozen=True)
 class Attachment:
-    """One CSV attachment: its base name, its decoded bytes and their sha256.
+    """One results-file attachment (filename.ACCEPTED_ENDINGS: CSV or a workbook): its base name, its decoded bytes and their sha256.
 
     `truncated` is set when the part is the last one of a multipart whose closing boundary
     never came: the message may have been cut off, so the file must not be imported.
@@ -142,7 +142,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         csvs: list[Attachment] = []
         ignored: list[str] = []
         for part, name, truncated in _attachments(message):
-            if name and name.lower().endswith(".csv"):
+            if name and is_accepted(name):
                 data = _payload(part)
                 csvs.append(Attachment(name, data, hashlib.sha256(data).hexdigest(), truncated))
             else:

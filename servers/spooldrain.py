@@ -26,6 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from app.importer.filename import ENDINGS_TEXT
 from app.services import spool
 from app.services.admission import Standing, authenticated
 from app.services.senderauth import Authentication, Origin
@@ -38,15 +39,15 @@ log = logging.getLogger("servers.smtp")  # the log lines keep the logger name th
 
 UNREADABLE_ADVICE = (
     "このメールの添付ファイルは1つも取り込んでいません。"
-    "転送や入れ子にせず、CSVファイルを直接添付した新しいメールで送り直してください。"
+    "転送や入れ子にせず、CSV・Excelなどのファイルを直接添付した新しいメールで送り直してください。"
 )
 TRUNCATED_MESSAGE = (
     "添付ファイルがメールの途中で切れている可能性があるため、取り込みませんでした"
     "(マルチパートの終わりの区切りがありません)。同じファイルをもう一度送ってください。"
 )
 NO_CSV_MESSAGE = (
-    "メールにCSVファイルが添付されていませんでした。"
-    "ファイル名が「.csv」で終わるファイル(例: 20180516.csv)を添付して送り直してください。"
+    "メールに取り込めるファイル(CSV・Excel・ODS)が添付されていませんでした。"
+    f"ファイル名が {ENDINGS_TEXT} のいずれかで終わるファイル(例: 20180516.csv、20180516.xlsx)を添付して送り直してください。"
 )
 
 
@@ -162,7 +163,7 @@ class MailImporter:
 def _ignored_note(mail: ParsedMail) -> str | None:
     if not mail.ignored:
         return None
-    return "CSV以外の添付ファイルは無視しました: " + ", ".join(mail.ignored)
+    return "取り込めない形式の添付ファイルは無視しました: " + ", ".join(mail.ignored)
 
 
 class ParsePool:

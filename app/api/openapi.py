@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..importer.filename import ENDINGS_TEXT
+
 MAX_ID = 2**63 - 1
 
 
@@ -112,7 +114,7 @@ _DOCUMENT: dict[str, Any] = {
             "post": {
                 "tags": ["imports"],
                 "operationId": "createImport",
-                "summary": "CSVファイルを送る / upload a CSV file",
+                "summary": "実績ファイル(CSV・Excel・ODS)を送る / upload a results file (CSV, Excel, ODS)",
                 "description": (
                     "ファイルは multipart の `file` フィールド、または本文そのもの(`?filename=` 必須)で送ります。"
                     "通常は受信して `202` と取込の JSON・`Location` を返し、取込は順番に実行されます。"
@@ -125,7 +127,8 @@ _DOCUMENT: dict[str, Any] = {
                 ),
                 "parameters": [
                     {"name": "filename", "in": "query", "required": False,
-                     "description": ("ファイル名 (yyyymmdd.csv または yyyymm00.csv)。本文で送るときは必須、"
+                     "description": ("ファイル名 (yyyymmdd.csv または yyyymm00.csv。拡張子は "
+                                     f"{ENDINGS_TEXT})。本文で送るときは必須、"
                                      "multipart では部品のファイル名より優先 / file name; required for a raw body"),
                      "schema": {"type": "string", "maxLength": 255, "examples": ["20180516.csv"]}},
                     {"name": "wait", "in": "query", "required": False,
@@ -141,7 +144,8 @@ _DOCUMENT: dict[str, Any] = {
                                 "type": "object",
                                 "required": ["file"],
                                 "properties": {"file": {"type": "string", "format": "binary",
-                                                        "description": "CSVファイル / the CSV file"}},
+                                                        "description": ("CSV・Excel(.xlsx/.xlsm/.xls)・ODSファイル / "
+                                                                        "the CSV or workbook file")}},
                             },
                             "encoding": {"file": {"contentType": "text/csv, application/octet-stream"}},
                         },
@@ -322,8 +326,10 @@ _DOCUMENT: dict[str, Any] = {
                 "type": "object",
                 "required": ["line", "column", "value", "message"],
                 "properties": {
-                    "line": _nullable("integer", description="ファイルの行番号 (見出し = 1)"),
+                    "line": _nullable("integer", description="ファイルの行番号 (見出し = 1)。Excel・ODSではシートの行番号"),
                     "column": _nullable("string", description="列名"),
+                    "column_letter": _nullable("string", description=(
+                        "Excel・ODSファイルの列 (例 C、シートの表示どおり)。CSVでは null / the sheet column of a workbook")),
                     "value": _nullable("string", description="問題の値"),
                     "message": {"type": "string", "description": "日本語のメッセージ"},
                 },

@@ -27,12 +27,14 @@ def errors_page(import_id: int, *, limit: int, offset: int) -> dict[str, Any]:
     where = ImportErrorRecord.import_id == import_id
     stored = db.session.scalar(select(func.count()).select_from(ImportErrorRecord).where(where)) or 0
     rows = db.session.execute(
-        select(ImportErrorRecord.line, ImportErrorRecord.column, ImportErrorRecord.value, ImportErrorRecord.message)
+        select(ImportErrorRecord.line, ImportErrorRecord.column, ImportErrorRecord.column_letter,
+               ImportErrorRecord.value, ImportErrorRecord.message)
         .where(where).order_by(ImportErrorRecord.id).limit(limit).offset(offset)
     )
     return {
-        "errors": [{"line": line, "column": column, "value": value, "message": message}
-                   for line, column, value, message in rows],
+        # column_letter: "C" for a workbook's error (the column as the spreadsheet shows it), else null.
+        "errors": [{"line": line, "column": column, "column_letter": letter, "value": value, "message": message}
+                   for line, column, letter, value, message in rows],
         "errors_stored": stored,
         "errors_limit": limit,
         "errors_offset": offset,

@@ -33,9 +33,13 @@ def _newest_imports(account_id: int, limit: int | None = None) -> list[Import]:
 
 
 def _error_line(filename: str, error: RowError) -> str:
-    """One error as `ファイル名:行:列:値: message` (empty parts stay empty, like compilers do)."""
+    """One error as `ファイル名:行:列:値: message` (empty parts stay empty, like compilers do).
+
+    A workbook's column is shown as the spreadsheet does, with its letter: `C列(売上)`.
+    """
     line = "" if error.line is None else str(error.line)
-    return f"{filename}:{line}:{error.column or ''}:{error.value or ''}: {error.message}"
+    column = error.where_column if error.letter else (error.column or "")
+    return f"{filename}:{line}:{column}:{error.value or ''}: {error.message}"
 
 
 def _read(path: str) -> bytes:
@@ -56,7 +60,7 @@ def register(app: Flask) -> None:
     @click.argument("file", type=click.Path(exists=True, dir_okay=False))
     @click.option("--dry-run", is_flag=True, help="検証のみ(何も保存しない)")
     def import_csv(slug: str, file: str, dry_run: bool) -> None:
-        """Import a results CSV through the same path as the channels (exit 1 when rejected)."""
+        """Import a results file (CSV, .xlsx/.xlsm/.xls/.ods) through the same path as the channels (exit 1 when rejected)."""
         account = _account(slug)
         filename = os.path.basename(file)
         try:
@@ -80,7 +84,8 @@ def register(app: Flask) -> None:
         if imp.status != Import.SUCCEEDED:
             for record in imp.errors:
                 click.echo(_error_line(filename, RowError(message=record.message, line=record.line,
-                                                          column=record.column, value=record.value)), err=True)
+                                                          column=record.column, value=record.value,
+                                                          letter=record.column_letter)), err=True)
             shown = f"、表示は最初の{len(imp.errors)}件" if imp.error_count > len(imp.errors) else ""
             _fail(f"取込 #{imp.id} エラー: {filename} エラー {imp.error_count}件{shown}(以前のデータはそのままです)")
         replaced = f"、取込 #{imp.replaced_import_id} を置換" if imp.replaced_import_id else ""

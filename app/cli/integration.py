@@ -69,6 +69,7 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--ftp-end", help="データ連動時間の終了 HH:MM")
 @click.option("--ftp-interval", help="データ連動間隔(分): 5, 10, 15, 30, 60, 120")
 @click.option("--ftp-delay", help="○分遅らせてチェック(0〜59、間隔より小さく)")
+@click.option("--sheet-name", help="読み込むシート: Excel・ODSファイルのシート名(''で最初のシート)")
 def set_(slug: str, **options) -> None:
     """外部連携設定を変更します(画面と同じ検証)。"""
     account = _account(slug)
@@ -89,6 +90,7 @@ def set_(slug: str, **options) -> None:
         "ftp_end": options["ftp_end"],
         "ftp_interval": options["ftp_interval"],
         "ftp_delay": options["ftp_delay"],
+        "sheet_name": options["sheet_name"],
     }
     changes = {key: value for key, value in changes.items() if value is not None}
     if not changes:

@@ -1,4 +1,8 @@
-"""The period a CSV file covers, from its name (docs/spec.md section 2, "Names")."""
+"""The period a results file covers, from its name, and which endings are accepted (docs/spec.md section 2, "Names").
+
+ACCEPTED_ENDINGS is the one list every channel asks (mail attachments, FTP candidates, API,
+手動取込, `flask import-csv`): a channel never keeps its own list of endings.
+"""
 from __future__ import annotations
 
 import calendar
@@ -7,9 +11,15 @@ from dataclasses import dataclass
 
 from app.errors import ImportRejected, Invalid, RowError
 
+# The endings of a results file, lower case: CSV text, then the workbooks read by app/importer/workbook.py.
+TEXT_ENDINGS = (".csv",)
+WORKBOOK_ENDINGS = (".xlsx", ".xlsm", ".xls", ".ods")
+ACCEPTED_ENDINGS = TEXT_ENDINGS + WORKBOOK_ENDINGS
+ENDINGS_TEXT = "・".join(ACCEPTED_ENDINGS)  # ".csv・.xlsx・.xlsm・.xls・.ods"
 FILENAME_MESSAGE = (
     "ファイル名は yyyymmdd.csv(日次、例 20180516.csv)または "
     "yyyymm00.csv(月次、例 20180500.csv)の形式にしてください。"
+    f"拡張子は {ENDINGS_TEXT} のいずれかです(例 20180516.xlsx)。"
 )
 MAX_NAME = 255  # imports.filename is String(255)
 PERIOD_MESSAGE = "期間は yyyymmdd(日次、例 20180516)または yyyymm(月次、例 201805)で指定してください。"
@@ -69,11 +79,36 @@ def base_name(name: str | None) -> str:
     return "".join(c for c in name if c.isprintable()).strip()[:MAX_NAME]
 
 
+def ending(name: str | None) -> str | None:
+    """Return the accepted ending a file name has (lower case, e.g. ".xlsx"), or None."""
+    lower = last_component(name).lower()
+    return next((end for end in ACCEPTED_ENDINGS if lower.endswith(end)), None)
+
+
+def is_accepted(name: str | None) -> bool:
+    """True when a file name ends with one of ACCEPTED_ENDINGS (any letter case): a file to import."""
+    return ending(name) is not None
+
+
+def is_workbook(name: str | None) -> bool:
+    """True for a name ending with one of WORKBOOK_ENDINGS (read by app/importer/workbook.py, not decoded)."""
+    return ending(name) in WORKBOOK_ENDINGS
+
+
+def kind_label(name: str | None) -> str:
+    """How messages name a received file: "CSVファイル", "Excelファイル" or "ODSファイル" (CSV when unknown)."""
+    end = ending(name)
+    if end == ".ods":
+        return "ODSファイル"
+    return "Excelファイル" if end in WORKBOOK_ENDINGS else "CSVファイル"
+
+
 def parse_filename(name: str) -> Period:
     """Return the period named by a received file name, or raise ImportRejected."""
     # Only the folder part is dropped here: the rules of a name are checked on what was sent.
     base = last_component(name)
-    period = _period_from_digits(base[:-4], base) if base[-4:].lower() == ".csv" else None
+    end = ending(base)
+    period = _period_from_digits(base[:-len(end)], base) if end else None
     if period is None:
         raise ImportRejected([RowError(message=FILENAME_MESSAGE, value=base)])
     return period

@@ -7,6 +7,7 @@ from wtforms import BooleanField, DateField, SelectField, StringField
 from wtforms.fields import SelectChoice
 from wtforms.validators import Length, Optional, ValidationError
 
+from ..importer.filename import ACCEPTED_ENDINGS
 from ..models import Import
 
 
@@ -38,12 +39,13 @@ class HistoryFilterForm(FlaskForm):
 
 
 class UploadForm(FlaskForm):
-    """手動取込: one CSV file, optionally only checked (検証のみ) without storing anything."""
+    """手動取込: one results file (CSV or a workbook), optionally only checked (検証のみ) without storing anything."""
 
     file = FileField(
-        "CSVファイル",
+        "ファイル(CSV・Excel・ODS)",
         validators=[FileRequired("ファイルを選択してください。")],
-        render_kw={"accept": ".csv,text/csv"},
+        # The accepted endings are filename.py's one list (the browser's picker only; the server checks the name).
+        render_kw={"accept": ",".join([*ACCEPTED_ENDINGS, "text/csv"])},
     )
     dry_run = BooleanField("検証のみ(取り込まずにエラーだけを確認する)")
 

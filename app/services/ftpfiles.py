@@ -2,7 +2,7 @@
 
 services/ftpcheck.py decides what a check does with them; this module only knows the folder.
 
-- Candidates: regular files (not symlinks) directly in the home whose name ends with `.csv`
+- Candidates: regular files (not symlinks) directly in the home whose name ends with an accepted ending (`.csv`, `.xlsx`, `.xlsm`, `.xls`, `.ods`: filename.ACCEPTED_ENDINGS)
   (any case), does not start with "." and whose size and mtime have not changed for
   FTP_QUIET_SECONDS (default 10 s). Names ending in .tmp, .part or .filepart are never read.
 - An mtime ahead of the check's clock says nothing about how long the file has been quiet, so it
@@ -28,8 +28,8 @@ from pathlib import Path
 from flask import current_app
 
 from .. import config
-
 from ..errors import Invalid
+from ..importer.filename import is_accepted
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,9 @@ def home_path(username: str, create: bool = False) -> Path:
 
 
 def is_candidate_name(name: str) -> bool:
-    """True for names a check may read: `*.csv`, not hidden, not a temporary upload name."""
+    """True for names a check may read: an accepted ending (filename.ACCEPTED_ENDINGS), not hidden, not a temporary upload name."""
     lower = name.lower()
-    return lower.endswith(".csv") and not name.startswith(".") and not lower.endswith(IGNORED_SUFFIXES)
+    return is_accepted(name) and not name.startswith(".") and not lower.endswith(IGNORED_SUFFIXES)
 
 
 def quiet_seconds() -> float:

@@ -122,6 +122,7 @@ def as_dict(account: Account, settings: IntegrationSettings, now: dt.datetime | 
         "key_aliases": list(settings.key_aliases or []),
         "extra_columns": settings.extra_columns,
         "encoding": settings.encoding,
+        "sheet_name": settings.sheet_name or "",
         "error_to": list(settings.error_to or []),
         "success_to": list(settings.success_to or []),
         "senders": list(settings.senders or []),
@@ -266,6 +267,8 @@ def _show(field: str, value: Any) -> str:
         return INTERVAL_LABELS.get(value, f"{value}分")
     if field == "ftp_delay":
         return f"{value}分"
+    if field == "sheet_name":
+        return f"「{value}」" if value else "(最初のシート)"
     labels = {"mode": MODES, "status": STATUSES, "member_key": MEMBER_KEYS, "encoding": ENCODINGS,
               "sender_auth": SENDER_AUTHS, "extra_columns": EXTRA_COLUMNS}.get(field)
     return labels.get(value, str(value)) if labels else str(value)

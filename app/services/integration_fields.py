@@ -43,6 +43,7 @@ FIELD_LABELS = {
     "ftp_end": "データ連動時間(終了)",
     "ftp_interval": "データ連動間隔",
     "ftp_delay": "○分遅らせてチェック",
+    "sheet_name": "読み込むシート",
 }
 FTP_FIELDS = ("ftp_days", "ftp_start", "ftp_end", "ftp_interval", "ftp_delay")
 MAX_ADDRESSES = 50
@@ -154,6 +155,23 @@ def parse_networks(value: Any) -> list[str]:
     return networks
 
 
+# Excel's limits on a sheet name: 31 characters, none of these.
+SHEET_NAME_MAX = 31
+_SHEET_FORBIDDEN = set(":\\/?*[]")
+
+
+def parse_sheet_name(value: Any) -> str:
+    """読み込むシート: a sheet name as Excel allows it (trimmed; empty = the first sheet)."""
+    text = str(value or "").strip()
+    if len(text) > SHEET_NAME_MAX:
+        raise ValueError(f"読み込むシートは{SHEET_NAME_MAX}文字以内にしてください(Excelのシート名の上限です)。")
+    bad = sorted({char for char in text if char in _SHEET_FORBIDDEN or not char.isprintable()})
+    if bad:
+        shown = " ".join(repr(char)[1:-1] for char in bad)
+        raise ValueError(f"読み込むシートに使えない文字があります: {shown}(シート名に : \\ / ? * [ ] は使えません)。")
+    return text
+
+
 SCALAR_PARSERS = {
     "mode": lambda v: _parse_choice("mode", v, MODES),
     "status": lambda v: _parse_choice("status", v, STATUSES),
@@ -167,5 +185,6 @@ SCALAR_PARSERS = {
     "ftp_end": _parse_time,
     "ftp_interval": _parse_interval,
     "ftp_delay": _parse_delay,
+    "sheet_name": parse_sheet_name,
 }
 ADDRESS_FIELDS = ("error_to", "success_to", "senders")

@@ -22,7 +22,8 @@ from .. import config
 from ..errors import MAX_ERRORS_PER_FILE, ImportRejected, RowError, error_total
 from ..extensions import db
 from ..formats import shown_number
-from ..importer.filename import FILENAME_MESSAGE, Period, parse_filename, period_label
+from ..importer.filename import (FILENAME_MESSAGE, Period, is_workbook, kind_label, parse_filename,
+                                 period_label)
 from ..models import Account, GraphColumn, Import, IntegrationSettings, OutboxMail, Result
 from . import outbox
 
@@ -32,8 +33,8 @@ log = logging.getLogger(__name__)
 MAX_ERRORS_IN_MAIL = MAX_ERRORS_PER_FILE
 # How the SMTP channel writes the ignored attachments into the import's note today
 # (servers/spooldrain.py _ignored_note): this prefix, then the names joined by ", ".
-# Spreadsheet files a sender may attach instead of the CSV saved from them.
-SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".numbers")
+# Spreadsheet files that are not read (the accepted ones are filename.WORKBOOK_ENDINGS).
+SPREADSHEET_SUFFIXES = (".xlsb", ".numbers")
 
 
 def _local(value: dt.datetime | None) -> str:
@@ -76,11 +77,11 @@ def _ignored_lines(names: list[str]) -> list[str]:
     lines = []
     for name in names:
         if name.lower().endswith(SPREADSHEET_SUFFIXES):
-            lines.append(f"・「{name}」: Excelなどの表計算ファイルのため取り込んでいません。"
-                         "Excelの「名前を付けて保存」で「CSV(コンマ区切り)」を選んで保存し、"
-                         "そのCSVファイル(例: 20180516.csv)を添付して送ってください。")
+            lines.append(f"・「{name}」: 読み取れない形式の表計算ファイルのため取り込んでいません。"
+                         "「名前を付けて保存」で「Excel ブック(*.xlsx)」または「CSV(コンマ区切り)」を選んで保存し、"
+                         "そのファイル(例: 20180516.xlsx)を添付して送ってください。")
         else:
-            lines.append(f"・「{name}」: CSVファイル(.csv)ではないため取り込んでいません。")
+            lines.append(f"・「{name}」: 取り込める形式(CSV・Excel・ODS)のファイルではないため取り込んでいません。")
     return lines
 
 
@@ -109,8 +110,8 @@ def _failure_advice(imp: Import, ignored: list[str]) -> list[str]:
         # Nothing was received that could be imported (no CSV attached, an unreadable or cut mail).
         lines = ["ファイルは取り込んでいません。以前に取り込んだデータはそのまま残っています。"]
         if ignored:
-            lines.append("添付ファイルはありましたが、CSVファイル(.csv)がありませんでした。")
-        lines.append("下記のエラーの内容に従って、CSVファイルを添付して送り直してください。")
+            lines.append("添付ファイルはありましたが、取り込める形式(CSV・Excel・ODS)のファイルがありませんでした。")
+        lines.append("下記のエラーの内容に従って、CSVファイルまたはExcelファイルを添付して送り直してください。")
         return lines
     if _name_is_wrong(imp.filename):
         return [
@@ -134,7 +135,7 @@ def failure_report(imp: Import, errors: list[RowError]) -> OutboxMail | None:
     total = max(error_total(errors), imp.error_count or 0)
     ignored = ignored_attachments(imp)
     intro = ("ファイルを取り込めませんでした。" if imp.sha256 is None
-             else "CSVファイルの取込でエラーが見つかったため、このファイルは取り込みませんでした。")
+             else f"{kind_label(imp.filename)}の取込でエラーが見つかったため、このファイルは取り込みませんでした。")
     lines = [
         f"{account.name} 様",
         "",
@@ -144,7 +145,8 @@ def failure_report(imp: Import, errors: list[RowError]) -> OutboxMail | None:
         *_header_lines(account, imp),
         f"エラー件数: {total:,}件",
         "",
-        "■ エラー一覧(行番号は見出し行を1行目として数えています)",
+        "■ エラー一覧(行番号・列はシートの表示どおりです)" if is_workbook(imp.filename)
+        else "■ エラー一覧(行番号は見出し行を1行目として数えています)",
     ]
     shown = errors[:MAX_ERRORS_IN_MAIL]
     lines.extend(error.as_text() for error in shown)
@@ -187,7 +189,7 @@ def success_report(imp: Import, period: Period | None = None) -> OutboxMail | No
     lines = [
         f"{account.name} 様",
         "",
-        "CSVファイルを取り込みました。",
+        f"{kind_label(imp.filename)}を取り込みました。",
         "",
         *_header_lines(account, imp),
         f"期間: {shown_period}({kind})",

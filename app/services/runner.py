@@ -18,9 +18,10 @@ from sqlalchemy import delete, insert, select
 from ..db import bulk, locks
 from ..errors import MAX_ERRORS_PER_FILE, ErrorList, ImportRejected, NotFound, RowError, error_total
 from ..extensions import db
+from ..importer import workbook
 from ..importer.encoding import decode
-from ..importer.filename import Period, parse_filename
-from ..importer.layout import CsvReader, Row
+from ..importer.filename import Period, is_workbook, parse_filename
+from ..importer.layout import CsvReader, RecordReader, Row
 from ..models import Import, ImportErrorRecord, IntegrationSettings, Result, utcnow
 from . import accounts, claims, columns, files, members, reports, totals
 
@@ -39,7 +40,7 @@ class Prepared:
 
     period: Period | None
     encoding: str | None
-    reader: CsvReader | None
+    reader: CsvReader | None  # a RecordReader for a workbook
     errors: list[RowError]
     columns: dict[str, int] = field(default_factory=dict)
     # The headers the reader skipped (見出しにない列: 無視する), kept when the reader is let go.
@@ -47,7 +48,11 @@ class Prepared:
 
 
 def prepare(account_id: int, filename: str, data: bytes) -> Prepared:
-    """Parse the name and decode the bytes; collect their errors instead of stopping at the first."""
+    """Parse the name and decode the bytes; collect their errors instead of stopping at the first.
+
+    A workbook (filename.is_workbook) is opened by app/importer/workbook.py instead of decoded;
+    its encoding is recorded as None.
+    """
     settings = _settings(account_id)
     pinned = settings.encoding if settings else "auto"
     member_key = settings.member_key if settings else "no"
@@ -57,6 +62,16 @@ def prepare(account_id: int, filename: str, data: bytes) -> Prepared:
         period = parse_filename(filename)
     except ImportRejected as error:
         errors.extend(error.errors)
+    if is_workbook(filename):
+        try:
+            records = workbook.sheet_records(data, settings.sheet_name if settings else "")
+        except ImportRejected as error:
+            errors.extend(error.errors)
+            return Prepared(period, None, None, errors)
+        column_ids = columns.ids_by_name(account_id)
+        reader = RecordReader(records, columns=column_ids, member_key=member_key,
+                              members=members.ids_by_key(account_id, member_key))
+        return Prepared(period, None, reader, errors, column_ids)
     try:
         text, encoding = decode(data, pinned)
     except ImportRejected as error:
@@ -247,8 +262,8 @@ def finish_failed(import_id: int, errors: list[RowError], prepared: Prepared | N
         execution_options={"synchronize_session": False},
     )
     records = [
-        {"import_id": import_id, "line": error.line, "column": error.column, "value": error.value,
-         "message": error.message}
+        {"import_id": import_id, "line": error.line, "column": error.column, "column_letter": error.letter,
+         "value": error.value, "message": error.message}
         for error in errors
     ]
     for start in range(0, len(records), bulk.BATCH_SIZE):

@@ -39,6 +39,7 @@ class IntegrationForm(FlaskForm):
     key_aliases = NameListField("メンバー識別IDの見出しの別名(カンマ区切り)")
     extra_columns = SelectField("見出しにない列", choices=_choices(service.EXTRA_COLUMNS), validate_choice=False)
     encoding = SelectField("文字コード", choices=_choices(service.ENCODINGS), validate_choice=False)
+    sheet_name = StringField("読み込むシート")
     error_to = AddressListField("エラー報告メールアドレス")
     success_to = AddressListField("正常更新報告メールアドレス")
     senders = AddressListField("送信元メールアドレス")

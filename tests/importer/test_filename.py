@@ -50,7 +50,8 @@ def test_accepted_names(name: str, kind: str, date: datetime.date, base: str, ke
         ("2018051a.csv", "2018051a.csv"),
         ("２０１８０５１６.csv", "２０１８０５１６.csv"),  # full-width digits
         ("20180516.txt", "20180516.txt"),  # wrong extension
-        ("20180516.xlsx", "20180516.xlsx"),
+        ("20180516.xlsb", "20180516.xlsb"),  # a workbook format that is not read
+        ("20180516.xlsx.txt", "20180516.xlsx.txt"),
         ("20180516.csv.txt", "20180516.csv.txt"),
         ("20180516", "20180516"),  # no extension
         ("20180516csv", "20180516csv"),
@@ -115,3 +116,17 @@ def test_period_key_of_a_stored_period_matches_the_file_name():
     from app.importer.filename import period_key
     assert period_key("day", parse_filename("00010101.csv").date) == "00010101"
     assert period_key("month", parse_filename("20180500.csv").date) == "201805"
+
+
+@pytest.mark.parametrize("name", ["20180516.xlsx", "20180516.XLSM", "20180516.xls", "20180516.ods", "20180500.xlsx"])
+def test_workbook_endings_are_accepted_names(name: str) -> None:
+    from app.importer.filename import is_accepted, is_workbook
+    period = parse_filename(name)
+    assert period.key == ("201805" if name.startswith("20180500") else "20180516")
+    assert is_accepted(name) and is_workbook(name)
+
+
+def test_the_name_message_lists_every_accepted_ending() -> None:
+    from app.importer.filename import ACCEPTED_ENDINGS, FILENAME_MESSAGE
+    assert all(ending in FILENAME_MESSAGE for ending in ACCEPTED_ENDINGS)
+    assert ACCEPTED_ENDINGS == (".csv", ".xlsx", ".xlsm", ".xls", ".ods")

@@ -28,21 +28,22 @@ def reports(account_id: int, count: int) -> list[OutboxMail] | None:
     return rows if len(rows) >= count else None
 
 
-def test_an_excel_file_sent_by_mail_is_named_with_excel_advice_and_no_same_name_advice(
+def test_an_unread_spreadsheet_sent_by_mail_is_named_with_advice_and_no_same_name_advice(
     smtp_server, smtp_account, smtp_mail
 ):
+    # .xlsx/.xlsm/.xls/.ods are imported (tests/servers/test_workbook_channels.py); .xlsb is not read.
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address,
-                                [("売上報告.xlsx", b"PK\x03\x04 not really"), ("説明.pdf", b"%PDF-1.4")])
+                                [("売上報告.xlsb", b"PK\x03\x04 not really"), ("説明.pdf", b"%PDF-1.4")])
     send(smtp_server, message)
     [mail] = wait_for(lambda: reports(smtp_account.id, 1), what="the error report")
     body = mail.body
     assert mail.kind == "error" and "(CSV添付なし)" in mail.subject
     assert "同じファイル名で送り直してください" not in body
     assert "同じファイル名で以前に取り込んだ" not in body
-    assert "CSVファイルを添付して送り直してください" in body
-    assert ("・「売上報告.xlsx」: Excelなどの表計算ファイルのため取り込んでいません。"
-            "Excelの「名前を付けて保存」で「CSV(コンマ区切り)」を選んで保存し") in body
-    assert "・「説明.pdf」: CSVファイル(.csv)ではないため取り込んでいません。" in body
+    assert "CSVファイルまたはExcelファイルを添付して送り直してください" in body
+    assert ("・「売上報告.xlsb」: 読み取れない形式の表計算ファイルのため取り込んでいません。"
+            "「名前を付けて保存」で「Excel ブック(*.xlsx)」または「CSV(コンマ区切り)」を選んで保存し") in body
+    assert "・「説明.pdf」: 取り込める形式(CSV・Excel・ODS)のファイルではないため取り込んでいません。" in body
 
 
 def test_a_wrong_file_name_asks_for_a_new_name_not_the_same_one(smtp_server, smtp_account, smtp_mail):
@@ -64,14 +65,16 @@ def test_an_error_inside_the_file_still_asks_to_resend_under_the_same_name_and_n
     [mail] = wait_for(lambda: reports(smtp_account.id, 1), what="the error report")
     assert "エラーを直して、同じファイル名で送り直してください。" in mail.body
     assert "2行目 列「売上」 値「abc」" in mail.body
-    assert "■ 取り込まなかった添付ファイル\n・「memo.txt」: CSVファイル(.csv)ではないため取り込んでいません。" in mail.body
+    assert ("■ 取り込まなかった添付ファイル\n・「memo.txt」: 取り込める形式(CSV・Excel・ODS)のファイルではないため"
+            "取り込んでいません。") in mail.body
 
 
 def test_the_success_report_names_the_attachments_it_ignored(smtp_server, smtp_account, smtp_mail):
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address,
-                                [("20180516.csv", smtp_mail.csv()), ("20180516.xlsx", b"PK\x03\x04")])
+                                [("20180516.csv", smtp_mail.csv()), ("20180516.numbers", b"PK\x03\x04")])
     send(smtp_server, message)
     [mail] = wait_for(lambda: reports(smtp_account.id, 1), what="the success report")
     imp = db.session.scalar(select(Import).where(Import.account_id == smtp_account.id))
     assert imp.status == Import.SUCCEEDED and mail.kind == "success"
-    assert "■ 取り込まなかった添付ファイル\n・「20180516.xlsx」: Excelなどの表計算ファイルのため取り込んでいません。" in mail.body
+    assert ("■ 取り込まなかった添付ファイル\n・「20180516.numbers」: 読み取れない形式の表計算ファイルのため"
+            "取り込んでいません。") in mail.body

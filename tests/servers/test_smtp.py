@@ -142,14 +142,14 @@ def test_japanese_attachment_name_is_stored(encoding, processes, smtp_start, smt
 def test_mail_without_csv_makes_a_failed_import_and_an_error_report(
     smtp_server, smtp_account, smtp_relay, smtp_mail
 ):
-    message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("report.xlsx", b"PK"), ("説明.pdf", b"%PDF")])
+    message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("report.xlsb", b"PK"), ("説明.pdf", b"%PDF")])
     send(smtp_server, message)
     rows = wait_for(lambda: finished(smtp_account.id, 1))
     assert [(i.filename, i.status) for i in rows] == [("(CSV添付なし)", Import.FAILED)]
     assert "添付されていません" in rows[0].errors[0].message
-    assert "report.xlsx" in rows[0].note
+    assert "report.xlsb" in rows[0].note
     # Every ignored attachment is stored on the import itself, for the report mail.
-    assert rows[0].ignored_attachments == ["report.xlsx", "説明.pdf"]
+    assert rows[0].ignored_attachments == ["report.xlsb", "説明.pdf"]
     assert smtp_relay.wait_for(1)
     assert len(imports(smtp_account.id)) == 1
     assert smtp_relay.messages[0].rcpt_tos == [SMTP_ERROR_TO]
@@ -320,7 +320,7 @@ def test_one_spool_entry_drained_twice_is_stored_once(app, smtp_account, smtp_ma
 
     folder = spool.mail_folder(app.config["DATA_DIR"])
     raw = smtp_mail.message(SMTP_SENDER, smtp_account.address,
-                            [("20180516.csv", smtp_mail.csv()), ("report.xlsx", b"PK")],
+                            [("20180516.csv", smtp_mail.csv()), ("report.xlsb", b"PK")],
                             message_id="<crash@partner.example>").as_bytes()
     path = spool.write_mail(folder, account_ids=[smtp_account.id], sender=SMTP_SENDER, raw=raw)
     entry = spool.read(path)
@@ -330,7 +330,7 @@ def test_one_spool_entry_drained_twice_is_stored_once(app, smtp_account, smtp_ma
     services.store_spooled(entry)  # the delete was lost: drained once more
     db.session.rollback()
     assert [(i.filename, i.status, i.ignored_attachments) for i in imports(smtp_account.id)] == [
-        ("20180516.csv", Import.QUEUED, ["report.xlsx"])]
+        ("20180516.csv", Import.QUEUED, ["report.xlsb"])]
     # The same bytes spooled again (a second delivery) are a second import.
     services.store_spooled(spool.read(spool.write_mail(folder, account_ids=[smtp_account.id], sender=SMTP_SENDER,
                                                        raw=raw)))
