@@ -663,8 +663,9 @@ class RecordReader(CsvReader):
     """
 
     def __init__(self, records: Iterator[tuple[int, list]], *, columns: dict[str, int], member_key: str,
-                 members: dict[str, int]):
-        super().__init__("", columns=columns, member_key=member_key, members=members)
+                 members: dict[str, int], **header_rules):
+        """As CsvReader's, with `records` instead of the text; header_rules: aliases, key_aliases, ignore_unknown."""
+        super().__init__("", columns=columns, member_key=member_key, members=members, **header_rules)
         self._records = records
 
     def batches(self) -> Iterator[list[RowTuple]]:
@@ -674,6 +675,7 @@ class RecordReader(CsvReader):
         self.errors = errors
         self.header = []
         self.value_column_ids = []
+        self.ignored_headers = []
         records = iter(self._records)
         first = next(records, None)
         if first is None:
@@ -688,7 +690,7 @@ class RecordReader(CsvReader):
         plan = self._read_header(header, line)
         if plan is None:
             return
-        value_indexes, column_ids, names, note_index = plan
+        value_indexes, column_ids, names, note_index, key_index = plan
         self.value_column_ids = list(column_ids)
         width = len(self.header)
         batch: list[RowTuple] = []
@@ -702,7 +704,7 @@ class RecordReader(CsvReader):
                 continue
             if len(record) < width:
                 record = list(record) + [""] * (width - len(record))
-            member_id = self._record_member(record[0], line)
+            member_id = self._record_member(record[key_index], line)
             values = self._record_values(record, line, value_indexes, column_ids, names)
             if member_id is None or values is None:
                 continue
@@ -716,7 +718,7 @@ class RecordReader(CsvReader):
     def _record_member(self, cell: object, line: int) -> int | None:
         if isinstance(cell, BadCell):
             self.errors.append(RowError(message=f"{cell.kind}。{KEY_HEADERS[self._member_key]}を入力してください",
-                                        line=line, column=self.header[0], value=cell.text))
+                                        line=line, column=self.header[self._key_index], value=cell.text))
             return None
         text = number_text(cell) if isinstance(cell, float) else cell
         member_id = self._members.get(text)

@@ -70,7 +70,7 @@ def prepare(account_id: int, filename: str, data: bytes) -> Prepared:
             return Prepared(period, None, None, errors)
         column_ids = columns.ids_by_name(account_id)
         reader = RecordReader(records, columns=column_ids, member_key=member_key,
-                              members=members.ids_by_key(account_id, member_key))
+                              members=members.ids_by_key(account_id, member_key), **header_rules(account_id, settings))
         return Prepared(period, None, reader, errors, column_ids)
     try:
         text, encoding = decode(data, pinned)
