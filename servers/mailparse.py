@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
 
+from app.importer.archive import is_archive_name
 from app.importer.filename import base_name
 
 # Old-style syntax and internationalised (RFC 6532) local parts are fine; anything else is ambiguous.
@@ -142,7 +143,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         csvs: list[Attachment] = []
         ignored: list[str] = []
         for part, name, truncated in _attachments(message):
-            if name and name.lower().endswith(".csv"):
+            if name and (name.lower().endswith(".csv") or is_archive_name(name)):
                 data = _payload(part)
                 csvs.append(Attachment(name, data, hashlib.sha256(data).hexdigest(), truncated))
             else:

@@ -52,7 +52,7 @@ _IMPORT_PROPERTIES: dict[str, Any] = {
     "channel": {"type": "string", "enum": ["mail", "ftp", "api", "web", "cli"],
                 "description": "受信経路 / how the file arrived"},
     "sender": _nullable("string", description="送信元 (APIでは呼び出し元IPアドレス) / sender"),
-    "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "discarded", "refused"]},
+    "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "discarded", "refused", "unpacked"]},
     "status_label": {"type": "string", "description": "状態の日本語表記 (成功, エラー …)"},
     "received_at": {"type": "string", "format": "date-time", "description": "受信時刻 (UTC, ISO 8601, Z)"},
     "finished_at": _nullable("string", format="date-time", description="完了時刻 (UTC, ISO 8601, Z)"),
@@ -181,7 +181,7 @@ _DOCUMENT: dict[str, Any] = {
                      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID // 200}},
                     {"name": "status", "in": "query", "required": False,
                      "schema": {"type": "string",
-                                "enum": ["queued", "running", "succeeded", "failed", "discarded", "refused"]}},
+                                "enum": ["queued", "running", "succeeded", "failed", "discarded", "refused", "unpacked"]}},
                 ],
                 "responses": {
                     "200": _json(_ref("ImportList"), "取込履歴 / import history"),

@@ -43,7 +43,7 @@ class UploadForm(FlaskForm):
     file = FileField(
         "CSVファイル",
         validators=[FileRequired("ファイルを選択してください。")],
-        render_kw={"accept": ".csv,text/csv"},
+        render_kw={"accept": ".csv,text/csv,.zip,.gz"},
     )
     dry_run = BooleanField("検証のみ(取り込まずにエラーだけを確認する)")
 

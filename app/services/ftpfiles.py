@@ -28,8 +28,8 @@ from pathlib import Path
 from flask import current_app
 
 from .. import config
-
 from ..errors import Invalid
+from ..importer.archive import is_archive_name
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,9 @@ def home_path(username: str, create: bool = False) -> Path:
 
 
 def is_candidate_name(name: str) -> bool:
-    """True for names a check may read: `*.csv`, not hidden, not a temporary upload name."""
+    """True for names a check may read: `*.csv` or an archive (.zip, .gz), not hidden, not a temporary upload name."""
     lower = name.lower()
-    return lower.endswith(".csv") and not name.startswith(".") and not lower.endswith(IGNORED_SUFFIXES)
+    return (lower.endswith(".csv") or is_archive_name(name)) and not name.startswith(".") and not lower.endswith(IGNORED_SUFFIXES)
 
 
 def quiet_seconds() -> float:

@@ -24,7 +24,7 @@ from ..errors import ErrorList, Invalid, NotFound, RowError
 from ..extensions import db
 from ..importer.filename import Period, base_name
 from ..models import Import, utcnow
-from . import accounts, claims, files, runner
+from . import accounts, archives, claims, files, runner
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,13 @@ def receive(account_id: int, filename: str, data: bytes, *, channel: str, sender
     (stored as Import.ignored_attachments, listed by the report mail). `trace`: a mail's origin
     and DKIM/SPF results (TRACE_COLUMNS of Import).
     """
-    imp, created = _store(account_id, filename, data, channel=channel, sender=sender, dedupe_key=dedupe_key,
-                          note=note, status=Import.QUEUED, ignored=ignored, trace=trace)
+    if archives.is_archive_name(filename):
+        # A .zip/.gz: its files are queued as imports of their own in the same commit (services/archives.py).
+        imp, created = archives.receive(account_id, filename, data, channel=channel, sender=sender,
+                                        dedupe_key=dedupe_key, note=note, ignored=ignored, trace=trace, store=_store)
+    else:
+        imp, created = _store(account_id, filename, data, channel=channel, sender=sender, dedupe_key=dedupe_key,
+                              note=note, status=Import.QUEUED, ignored=ignored, trace=trace)
     if created:
         _notify()
     return imp
