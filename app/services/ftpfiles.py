@@ -58,7 +58,8 @@ def home_path(username: str, create: bool = False) -> Path:
 def is_candidate_name(name: str) -> bool:
     """True for names a check may read: `*.csv` or an archive (.zip, .gz), not hidden, not a temporary upload name."""
     lower = name.lower()
-    return (lower.endswith(".csv") or is_archive_name(name)) and not name.startswith(".") and not lower.endswith(IGNORED_SUFFIXES)
+    wanted = lower.endswith(".csv") or is_archive_name(name)
+    return wanted and not name.startswith(".") and not lower.endswith(IGNORED_SUFFIXES)
 
 
 def quiet_seconds() -> float:
