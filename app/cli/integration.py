@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 from flask import Flask
@@ -124,7 +125,7 @@ def zip_password(slug: str, clear: bool, from_stdin: bool) -> None:
         click.echo("ZIPパスワードを削除しました。")
         return
     if from_stdin:
-        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+        password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("ZIPパスワード", hide_input=True, confirmation_prompt=True)
     try:
