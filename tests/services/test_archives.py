@@ -233,20 +233,9 @@ def test_upload_of_a_zip_shows_the_links_both_ways(acc, client, login):
     assert "results.zip" in history and "20180516.csv" not in history
 
 
-def test_api_post_of_a_zip_with_wait(app, make_account, client):
-    from tests.fixtures.api import api_options
-
-    app.config["API_RATE_PER_MINUTE"] = 10_000
-    api = make_account("apico", **api_options())
-    from servers.worker import Worker
-
-    worker = Worker(app, poll_seconds=0.05)
-    worker.start()
-    try:
-        response = client.post("/api/v1/imports?filename=results.zip&wait=1", headers=api.headers,
-                               data=make_zip([("20180516.csv", "No.,売上\r\n1,100\r\n".encode("cp932"))]))
-    finally:
-        worker.stop()
+def test_api_post_of_a_zip_with_wait(app, api_account, import_worker, client):
+    response = client.post("/api/v1/imports?filename=results.zip&wait=1", headers=api_account.headers,
+                           data=make_zip([("20180516.csv", "No.,売上\r\n1,100\r\n".encode("cp932"))]))
     body = response.get_json()
     assert response.status_code == 200, body
     assert body["status"] == "unpacked" and body["filename"] == "results.zip"
