@@ -97,7 +97,7 @@ def test_a_gz_made_by_gzip_is_its_one_file(acc, tmp_path):
 
 
 def test_each_file_is_all_or_nothing_as_if_sent_alone(acc):
-    box, entries = receive_and_run(acc, "mixed.zip", make_zip([("20180516.csv", DAY16), ("20180517.csv", BAD)]))
+    _, entries = receive_and_run(acc, "mixed.zip", make_zip([("20180516.csv", DAY16), ("20180517.csv", BAD)]))
     assert [(e.filename, e.status) for e in entries] == [("20180516.csv", "succeeded"), ("20180517.csv", "failed")]
     assert [no for no, *_ in stored(acc)] == [1]
     assert errors_of(entries[1].id)  # its errors name line and column, as for a file sent alone
@@ -108,7 +108,7 @@ def test_each_file_is_all_or_nothing_as_if_sent_alone(acc):
 def test_a_nested_archive_fails_as_its_own_entry_and_other_names_are_reported(acc):
     data = make_zip([("../../x/20180516.csv", DAY16), ("inner.zip", make_zip(THREE)), ("memo.txt", b"hi"),
                      ("売上.xlsx", b"PK")])
-    box, entries = receive_and_run(acc, "n.zip", data)
+    box, _ = receive_and_run(acc, "n.zip", data)
     assert [(e.filename, e.status) for e in db.session.scalars(
         select(Import).where(Import.archive_id == box.id).order_by(Import.id))] == [
         ("20180516.csv", "succeeded"), ("inner.zip", "failed")]
@@ -241,3 +241,19 @@ def test_api_post_of_a_zip_with_wait(app, api_account, import_worker, client):
     assert body["status"] == "unpacked" and body["filename"] == "results.zip"
     assert [(e["filename"], e["status"], e["archive_id"]) for e in body["entries"]] == [
         ("20180516.csv", "succeeded", body["id"])]
+
+
+def test_the_integration_tab_sets_replaces_and_removes_the_zip_password_never_showing_it(acc, app, client, login):
+    app.config["WTF_CSRF_ENABLED"] = False
+    login(acc.email, acc.password)
+    assert "未設定" in client.get("/settings/integration").get_data(as_text=True)
+    response = client.post("/settings/integration/zip-password", data={"zip_password": "秘密-123", "action": "set"})
+    assert response.status_code == 302
+    html = client.get("/settings/integration").get_data(as_text=True)
+    assert 'id="zip-password-state">設定済み' in html and "秘密-123" not in html
+    assert zippassword.candidates(acc.id)[0] == "秘密-123".encode()
+    assert "ZIPパスワードを設定しました" in html  # the change history
+    client.post("/settings/integration/zip-password", data={"zip_password": "new-pw", "action": "set"})
+    assert zippassword.candidates(acc.id)[0] == b"new-pw"
+    client.post("/settings/integration/zip-password", data={"action": "remove"})
+    assert not zippassword.is_set(acc.id)
