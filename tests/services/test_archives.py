@@ -69,9 +69,10 @@ def acc(make_account):
 
 
 def test_a_zip_of_three_files_is_three_imports_linked_to_the_archive(acc):
-    box, entries = receive_and_run(acc, "results.zip", make_zip(THREE))
+    data = make_zip(THREE)
+    box, entries = receive_and_run(acc, "results.zip", data)
     assert (box.filename, box.status, box.status_label, box.channel) == ("results.zip", "unpacked", "展開済み", "cli")
-    assert files.read(box.id) == make_zip(THREE)  # the archive itself is kept, downloadable, re-importable
+    assert files.read(box.id) == data  # the archive itself is kept, downloadable, re-importable
     assert [(e.filename, e.status, e.archive_id, e.sender, e.row_count) for e in entries] == [
         ("20180516.csv", "succeeded", box.id, SENDER, 1), ("20180517.csv", "succeeded", box.id, SENDER, 1),
         ("20180500.csv", "succeeded", box.id, SENDER, 1)]
