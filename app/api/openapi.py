@@ -65,6 +65,7 @@ _IMPORT_PROPERTIES: dict[str, Any] = {
     "replaced_import_id": _nullable("integer", description="置き換えた以前の同名ファイルの取込ID"),
     "size": {"type": "integer", "minimum": 0, "description": "バイト数 / bytes"},
     "note": _nullable("string"),
+    "archive_id": _nullable("integer", description="展開元のアーカイブ(.zip/.gz)の取込ID / the archive it was unpacked from"),
 }
 
 _MEMBER_PROPERTIES: dict[str, Any] = {
@@ -340,6 +341,9 @@ _DOCUMENT: dict[str, Any] = {
                          "errors_limit": {"type": "integer", "minimum": 1, "maximum": 500},
                          "errors_offset": {"type": "integer", "minimum": 0},
                          "errors_next": _nullable("string", description="エラーの次のページのURL / next page of errors"),
+                         "entries": {"type": "array", "items": _ref("Import"),
+                                     "description": "アーカイブ(状態 unpacked)から展開した各ファイルの取込 / "
+                                                    "the imports of an archive's files"},
                      }},
                 ],
             },

@@ -294,9 +294,6 @@ def create_import() -> Response:
                    "The import is still queued or running; follow the Location URL for its outcome.")
         return json_response({**queries.import_json(imp), "message": message}, 202, location)
     body = _with_errors(imp)
-    if imp.status == Import.UNPACKED:
-        # An archive: the outcome of each of its files (services/archives.py).
-        body["entries"] = [queries.import_json(entry) for entry in archives.entries(imp.id)]
     if status == Import.SUCCEEDED:
         return json_response(body, 200)
     count = imp.error_count or body["errors_stored"] or sum(e["error_count"] for e in body.get("entries", []))
@@ -320,6 +317,9 @@ def _with_errors(imp: Import) -> dict[str, Any]:
     if offset + len(body["errors"]) < body["errors_stored"]:
         following = url_for("api.get_import", import_id=imp.id, errors_limit=limit, errors_offset=offset + limit)
     body["errors_next"] = following
+    if imp.status == Import.UNPACKED:
+        # An archive: each of its files as an import of its own (services/archives.py).
+        body["entries"] = [queries.import_json(entry) for entry in archives.entries(imp.id)]
     return body
 
 

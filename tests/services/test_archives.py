@@ -258,3 +258,12 @@ def test_the_integration_tab_sets_replaces_and_removes_the_zip_password_never_sh
     assert zippassword.candidates(acc.id)[0] == b"new-pw"
     client.post("/settings/integration/zip-password", data={"action": "remove"})
     assert not zippassword.is_set(acc.id)
+
+
+def test_api_get_of_an_archive_lists_its_files_and_a_file_names_its_archive(app, api_account, client):
+    box = ingest.receive(api_account.id, "results.zip", make_zip(THREE), channel="api", sender="127.0.0.1")
+    body = client.get(f"/api/v1/imports/{box.id}", headers=api_account.headers).get_json()
+    assert body["status"] == "unpacked"
+    assert [(e["filename"], e["status"]) for e in body["entries"]] == [(n, "queued") for n, _ in THREE]
+    entry = client.get(f"/api/v1/imports/{body['entries'][0]['id']}", headers=api_account.headers).get_json()
+    assert entry["archive_id"] == box.id and "entries" not in entry
