@@ -134,6 +134,7 @@ def test_an_archive_that_cannot_be_unpacked_is_one_failed_import_and_stores_noth
     assert db.session.scalar(select(db.func.count(Import.id))) == 1 and stored(acc) == []
     mail = db.session.scalar(select(OutboxMail).where(OutboxMail.import_id == box.id))
     assert mail is not None and "bad.zip" in mail.subject and message in mail.body
+    assert "アーカイブ内のファイルは1つも取り込んでいません" in mail.body and "期間が分かりません" not in mail.body
 
 
 def test_a_bomb_over_the_channels_cap_is_refused(acc, app):
