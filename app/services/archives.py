@@ -111,6 +111,37 @@ def _refused(account_id: int, filename: str, data: bytes, message: str, *, store
     return imp, created
 
 
+def dry_run(account_id: int, filename: str, data: bytes, *, check: Callable):
+    """検証のみ of an archive: unpack it and check each file as ingest.dry_run does; errors name their file."""
+    from dataclasses import replace
+
+    from ..errors import ErrorList
+
+    try:
+        unpacked = unpacking.unpack(base_name(filename), data, max_total=cap(Channel.WEB),
+                                    password=zippassword.candidates(account_id))
+    except unpacking.ArchiveRefused as refusal:
+        unpacked = None
+        errors = ErrorList([RowError(message=refusal.message, value=base_name(filename))])
+    results = []
+    if unpacked is not None:
+        errors = ErrorList()
+        if not unpacked.entries:
+            errors.append(RowError(message=NOTHING_MESSAGE, value=base_name(filename)))
+        for entry in unpacked.entries:
+            if entry.error is not None:
+                errors.append(RowError(message=f"「{entry.name}」: {entry.error}", value=entry.name))
+                continue
+            result = check(account_id, entry.name, entry.data)
+            results.append(result)
+            errors.extend(replace(error, message=f"「{entry.name}」: {error.message}") for error in result.errors)
+    from .ingest import DryRun  # ingest imports this module
+
+    first = results[0] if results else None
+    return DryRun(period=first.period if first else None, rows=sum(r.rows for r in results), errors=errors,
+                  encoding=first.encoding if first else None)
+
+
 def entries(archive_id: int) -> list[Import]:
     """The imports unpacked from an archive's import, in the archive's order."""
     return list(db.session.scalars(select(Import).where(Import.archive_id == archive_id).order_by(Import.id)))

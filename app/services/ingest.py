@@ -179,7 +179,9 @@ def _trace(trace: dict[str, str | None] | None) -> dict[str, str | None]:
 
 
 def dry_run(account_id: int, filename: str, data: bytes) -> DryRun:
-    """Validate a file exactly like run_import but store nothing."""
+    """Validate a file exactly like run_import but store nothing (an archive: each of its files)."""
+    if archives.is_archive_name(filename):
+        return archives.dry_run(account_id, filename, data, check=dry_run)
     prepared = runner.prepare(account_id, base_name(filename), data)
     rows = 0
     errors = ErrorList(prepared.errors)

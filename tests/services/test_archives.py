@@ -268,3 +268,21 @@ def test_api_get_of_an_archive_lists_its_files_and_a_file_names_its_archive(app,
     assert [(e["filename"], e["status"]) for e in body["entries"]] == [(n, "queued") for n, _ in THREE]
     entry = client.get(f"/api/v1/imports/{body['entries'][0]['id']}", headers=api_account.headers).get_json()
     assert entry["archive_id"] == box.id and "entries" not in entry
+
+
+def test_dry_run_of_a_zip_checks_each_file_and_names_it_in_its_errors(acc):
+    check = ingest.dry_run(acc.id, "results.zip", make_zip([("20180516.csv", DAY16), ("20180517.csv", BAD)]))
+    assert check.rows == 1 and check.errors  # the row of 20180517.csv is the error
+    assert all(error.message.startswith("「20180517.csv」: ") for error in check.errors)
+    assert db.session.scalar(select(db.func.count(Import.id))) == 0
+    refused = ingest.dry_run(acc.id, "bad.zip", b"not a zip")
+    assert "壊れて" in refused.errors[0].message and refused.rows == 0
+
+
+def test_upload_dry_run_of_a_zip_shows_the_errors_of_its_files(acc, client, login):
+    login(acc.email, acc.password)
+    form = {"file": (io.BytesIO(make_zip([("20180516.csv", DAY16), ("20180517.csv", BAD)])), "r.zip"),
+            "dry_run": "y"}
+    html = client.post("/upload", data=form, content_type="multipart/form-data").get_data(as_text=True)
+    assert "「20180517.csv」: " in html and "何も保存していません" in html
+    assert db.session.scalar(select(db.func.count(Import.id))) == 0
