@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 
 from flask import current_app
@@ -153,8 +154,6 @@ def settled(imp: Import, wait: Callable[[int, float], Import], seconds: float) -
     For an unpacked archive the status that counts is running while a file is still queued or
     running, succeeded when every file succeeded, failed otherwise.
     """
-    import time
-
     if imp.status != Import.UNPACKED:
         return imp, imp.status
     deadline = time.monotonic() + max(0.0, seconds)
