@@ -52,6 +52,7 @@ class ImportStatus(StrEnum):
     FAILED = "failed"
     DISCARDED = "discarded"
     REFUSED = "refused"
+    UNPACKED = "unpacked"  # an archive whose files were queued as imports of their own
 
 
 class MailStatus(StrEnum):

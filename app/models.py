@@ -119,6 +119,7 @@ class Import(db.Model):
     FAILED = ImportStatus.FAILED
     DISCARDED = ImportStatus.DISCARDED
     REFUSED = ImportStatus.REFUSED
+    UNPACKED = ImportStatus.UNPACKED
     STATUS_LABELS = {
         QUEUED: "待機中",
         RUNNING: "取込中",
@@ -126,6 +127,7 @@ class Import(db.Model):
         FAILED: "エラー",
         DISCARDED: "破棄",
         REFUSED: "拒否",
+        UNPACKED: "展開済み",
     }
     CHANNEL_LABELS = {Channel.MAIL: "メール", Channel.FTP: "FTP", Channel.API: "API", Channel.WEB: "画面",
                       Channel.CLI: "コマンド"}
@@ -169,6 +171,8 @@ class Import(db.Model):
     dkim_result: Mapped[str | None] = mapped_column(String(16))
     dkim_domain: Mapped[str | None] = mapped_column(String(255))
     spf_result: Mapped[str | None] = mapped_column(String(16))
+    # A file unpacked from an archive: the archive's own import (services/archives.py).
+    archive_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"), index=True)
 
     account: Mapped[Account] = relationship()
     errors: Mapped[list[ImportErrorRecord]] = relationship(
@@ -318,6 +322,8 @@ class IntegrationSettings(db.Model):
     last_ftp_check_at: Mapped[dt.datetime | None]
     # sha256 of the token: tokens are 256 random bits, so a fast hash is safe and allows lookup.
     api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # ZIPパスワード, encrypted with a key derived from SECRET_KEY (services/zippassword.py); never shown.
+    zip_password: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     account: Mapped[Account] = relationship(back_populates="settings")

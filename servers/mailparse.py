@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
 
-from app.importer.filename import base_name, is_accepted
+from app.importer.filename import base_name, is_received
 
 # Old-style syntax and internationalised (RFC 6532) local parts are fine; anything else is ambiguous.
 _TOLERATED_DEFECTS = (email_errors.ObsoleteHeaderDefect, email_errors.NonASCIILocalPartDefect)
@@ -142,7 +142,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         csvs: list[Attachment] = []
         ignored: list[str] = []
         for part, name, truncated in _attachments(message):
-            if name and is_accepted(name):
+            if name and is_received(name):
                 data = _payload(part)
                 csvs.append(Attachment(name, data, hashlib.sha256(data).hexdigest(), truncated))
             else:

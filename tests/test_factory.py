@@ -373,3 +373,80 @@ def test_migration_0011_adds_aliases_and_the_extra_columns_setting_and_takes_the
         assert db.session.scalar(text("SELECT name FROM graph_columns")) == "売上"
         db.session.remove()
         db.engine.dispose()
+
+
+def test_migration_0013_adds_the_archive_link_and_the_zip_password_and_takes_them_back(tmp_path, new_database):
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import inspect, text
+
+    from app.extensions import init_migrations
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
+    init_migrations(app)
+    with app.app_context():
+        upgrade(revision="0012")
+        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
+                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
+        db.session.execute(text(
+            "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, "
+            "row_count, error_count, size) VALUES (1, 1, 'web', '20180516.csv', 'failed', '2020-01-01', 0, 0, 1, 0)"))
+        db.session.execute(text("INSERT INTO import_errors (import_id, message) VALUES (1, 'エラー')"))
+        db.session.commit()
+
+        upgrade(revision="0013")
+        assert db.session.execute(text("SELECT archive_id FROM imports")).one() == (None,)
+        db.session.execute(text(
+            "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, row_count, "
+            "error_count, size, archive_id) VALUES (2, 1, 'web', '20180517.csv', 'queued', '2020-01-01', 0, 0, 0, 0, 1)"))
+        db.session.commit()
+        indexes = {i["name"] for i in inspect(db.engine).get_indexes("imports")}
+        assert "ix_imports_archive_id" in indexes
+        assert "zip_password" in {c["name"] for c in inspect(db.engine).get_columns("integration_settings")}
+
+        downgrade(revision="0012")
+        assert "archive_id" not in {c["name"] for c in inspect(db.engine).get_columns("imports")}
+        assert "zip_password" not in {c["name"] for c in inspect(db.engine).get_columns("integration_settings")}
+        assert db.session.scalar(text("SELECT count(*) FROM imports")) == 2
+        assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_migration_0012_adds_the_sheet_setting_and_the_error_letter_and_takes_them_back(tmp_path, new_database):
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import inspect, text
+
+    from app.extensions import init_migrations
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
+    init_migrations(app)
+    with app.app_context():
+        upgrade(revision="0011")
+        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
+                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
+        db.session.execute(text(
+            "INSERT INTO integration_settings (id, account_id, mode, status, member_key, encoding, error_to, "
+            "success_to, senders, sender_networks, sender_auth, ftp_days, ftp_start, ftp_end, ftp_interval, "
+            "ftp_delay, updated_at) VALUES (1, 1, 'mail', 'active', 'no', 'auto', '[]', '[]', '[]', '[]', 'none', "
+            "'[]', '09:00', '18:00', 60, 0, '2020-01-01')"))
+        db.session.execute(text(
+            "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, "
+            "row_count, error_count, size) VALUES (1, 1, 'web', '20180516.csv', 'failed', '2020-01-01', 0, 0, 1, 0)"))
+        db.session.execute(text("INSERT INTO import_errors (import_id, message) VALUES (1, 'エラー')"))
+        db.session.commit()
+
+        upgrade(revision="0012")
+        # Accounts from before read the first sheet; stored errors have no letter.
+        assert db.session.scalar(text("SELECT sheet_name FROM integration_settings")) == ""
+        assert db.session.scalar(text("SELECT column_letter FROM import_errors")) is None
+        db.session.commit()
+
+        downgrade(revision="0011")
+        inspector = inspect(db.engine)
+        assert "sheet_name" not in {c["name"] for c in inspector.get_columns("integration_settings")}
+        assert "column_letter" not in {c["name"] for c in inspector.get_columns("import_errors")}
+        assert db.session.scalar(text("SELECT message FROM import_errors")) == "エラー"
+        db.session.remove()
+        db.engine.dispose()

@@ -54,7 +54,7 @@ _IMPORT_PROPERTIES: dict[str, Any] = {
     "channel": {"type": "string", "enum": ["mail", "ftp", "api", "web", "cli"],
                 "description": "受信経路 / how the file arrived"},
     "sender": _nullable("string", description="送信元 (APIでは呼び出し元IPアドレス) / sender"),
-    "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "discarded", "refused"]},
+    "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "discarded", "refused", "unpacked"]},
     "status_label": {"type": "string", "description": "状態の日本語表記 (成功, エラー …)"},
     "received_at": {"type": "string", "format": "date-time", "description": "受信時刻 (UTC, ISO 8601, Z)"},
     "finished_at": _nullable("string", format="date-time", description="完了時刻 (UTC, ISO 8601, Z)"),
@@ -67,6 +67,7 @@ _IMPORT_PROPERTIES: dict[str, Any] = {
     "replaced_import_id": _nullable("integer", description="置き換えた以前の同名ファイルの取込ID"),
     "size": {"type": "integer", "minimum": 0, "description": "バイト数 / bytes"},
     "note": _nullable("string"),
+    "archive_id": _nullable("integer", description="展開元のアーカイブ(.zip/.gz)の取込ID / the archive it was unpacked from"),
 }
 
 _MEMBER_PROPERTIES: dict[str, Any] = {
@@ -185,7 +186,7 @@ _DOCUMENT: dict[str, Any] = {
                      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID // 200}},
                     {"name": "status", "in": "query", "required": False,
                      "schema": {"type": "string",
-                                "enum": ["queued", "running", "succeeded", "failed", "discarded", "refused"]}},
+                                "enum": ["queued", "running", "succeeded", "failed", "discarded", "refused", "unpacked"]}},
                 ],
                 "responses": {
                     "200": _json(_ref("ImportList"), "取込履歴 / import history"),
@@ -346,6 +347,9 @@ _DOCUMENT: dict[str, Any] = {
                          "errors_limit": {"type": "integer", "minimum": 1, "maximum": 500},
                          "errors_offset": {"type": "integer", "minimum": 0},
                          "errors_next": _nullable("string", description="エラーの次のページのURL / next page of errors"),
+                         "entries": {"type": "array", "items": _ref("Import"),
+                                     "description": "アーカイブ(状態 unpacked)から展開した各ファイルの取込 / "
+                                                    "the imports of an archive's files"},
                      }},
                 ],
             },

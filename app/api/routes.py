@@ -33,7 +33,7 @@ from ..auth.access import MAX_ROW_ID
 from ..errors import ImportRejected, Invalid, NotFound, RenkeiError
 from ..importer.filename import PERIOD_MESSAGE, parse_period
 from ..models import Account, Import
-from ..services import bans, ingest, integration, queue
+from ..services import archives, bans, ingest, integration, queue
 from ..services.admission import Channel, Outcome, Reason, admit
 from . import bp, openapi, queries
 
@@ -286,16 +286,17 @@ def create_import() -> Response:
     location = {"Location": url_for("api.get_import", import_id=imp.id)}
     if not wait:
         return json_response(queries.import_json(imp), 202, location)
-    imp = queue.wait_for(imp.id, config.get(current_app, "IMPORT_WAIT_SECONDS"))
-    if imp.status in queue.PENDING:
+    imp, status = archives.settled(queue.wait_for(imp.id, config.get(current_app, "IMPORT_WAIT_SECONDS")),
+                                   queue.wait_for, config.get(current_app, "IMPORT_WAIT_SECONDS"))
+    if status in queue.PENDING:
         # The worker is busy (or not running): the caller follows the Location instead.
         message = ("取込はまだ実行中です。結果は Location のURLで確認してください。 / "
                    "The import is still queued or running; follow the Location URL for its outcome.")
         return json_response({**queries.import_json(imp), "message": message}, 202, location)
     body = _with_errors(imp)
-    if imp.status == Import.SUCCEEDED:
+    if status == Import.SUCCEEDED:
         return json_response(body, 200)
-    count = imp.error_count or body["errors_stored"]
+    count = imp.error_count or body["errors_stored"] or sum(e["error_count"] for e in body.get("entries", []))
     return error_response(
         422, ImportRejected.code, f"取込に失敗しました(エラー {count} 件)。ファイルの内容は保存されていません。",
         f"The import failed with {count} error(s); nothing of the file was stored.", extra=body,
@@ -316,6 +317,9 @@ def _with_errors(imp: Import) -> dict[str, Any]:
     if offset + len(body["errors"]) < body["errors_stored"]:
         following = url_for("api.get_import", import_id=imp.id, errors_limit=limit, errors_offset=offset + limit)
     body["errors_next"] = following
+    if imp.status == Import.UNPACKED:
+        # An archive: each of its files as an import of its own (services/archives.py).
+        body["entries"] = [queries.import_json(entry) for entry in archives.entries(imp.id)]
     return body
 
 

@@ -55,5 +55,6 @@ def import_json(imp: Import) -> dict[str, Any]:
         "replaced_import_id": imp.replaced_import_id,
         "size": imp.size or 0,
         "note": imp.note,
+        "archive_id": imp.archive_id,
     }
     return data

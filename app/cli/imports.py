@@ -16,7 +16,7 @@ from ..enums import Channel
 from ..errors import RenkeiError, RowError, error_total
 from ..extensions import db
 from ..models import Import
-from ..services import accounts, ingest, queue, results
+from ..services import accounts, archives, ingest, queue, results
 
 
 def _fail(message: str) -> NoReturn:
@@ -78,9 +78,29 @@ def register(app: Flask) -> None:
             received = ingest.receive(account.id, filename, _read(file), channel=Channel.CLI, sender="cli")
             # No worker runs in a flask command: this process runs the queue through the worker's
             # own step until its import has ended (or waits for a server's worker that has it).
+            if received.status == Import.UNPACKED:
+                _report_archive(received)
+                return
             imp = queue.run_until_ended(received.id)
         except RenkeiError as error:
             _fail(str(error))
+        _report(imp, filename)
+
+    def _report_archive(archive: Import) -> None:
+        """Run and report each file of an archive (exit 1 when any of them failed)."""
+        click.echo(f"取込 #{archive.id} 展開: {archive.filename}")
+        for name in archive.ignored_attachments or []:
+            click.echo(f"{name}: 取り込める形式(.csv)ではないため取り込んでいません", err=True)
+        failed = 0
+        for entry in archives.entries(archive.id):
+            try:
+                _report(queue.run_until_ended(entry.id), entry.filename)
+            except SystemExit:
+                failed += 1
+        if failed:
+            _fail(f"取込 #{archive.id} {archive.filename}: {failed}件のファイルがエラーです")
+
+    def _report(imp: Import, filename: str) -> None:
         if imp.status != Import.SUCCEEDED:
             for record in imp.errors:
                 click.echo(_error_line(filename, RowError(message=record.message, line=record.line,

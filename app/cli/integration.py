@@ -1,14 +1,15 @@
-"""`flask integration show|set|ftp-password|api-token` (docs/spec.md section 8), all through services.integration."""
+"""`flask integration show|set|ftp-password|api-token|zip-password` (docs/spec.md section 8), all through services.integration."""
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 
 from ..errors import Invalid, RenkeiError
-from ..services import accounts, ftpcheck, queue
+from ..services import accounts, ftpcheck, queue, zippassword
 from ..services import integration as service
 
 integration_cli = AppGroup("integration", help="外部連携設定を表示・変更します。")
@@ -117,6 +118,28 @@ def api_token(slug: str) -> None:
     """APIトークンを発行し、表示します(表示はこの一度だけ)。"""
     account = _account(slug)
     click.echo(service.issue_api_token(account.id, actor="cli"))
+
+
+@integration_cli.command("zip-password")
+@click.argument("slug")
+@click.option("--clear", is_flag=True, help="設定済みのZIPパスワードを削除します")
+@click.option("--stdin", "from_stdin", is_flag=True, help="パスワードを標準入力の1行目から読みます")
+def zip_password(slug: str, clear: bool, from_stdin: bool) -> None:
+    """パスワード付きZIPのパスワードを設定します(暗号化して保存し、二度と表示しません)。"""
+    account = _account(slug)
+    if clear:
+        zippassword.clear(account.id, actor="cli")
+        click.echo("ZIPパスワードを削除しました。")
+        return
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("ZIPパスワード", hide_input=True, confirmation_prompt=True)
+    try:
+        zippassword.set_password(account.id, password, actor="cli")
+    except RenkeiError as e:
+        _fail(e)
+    click.echo("ZIPパスワードを設定しました(設定済み)。")
 
 
 @integration_cli.command("check-now")

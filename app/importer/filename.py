@@ -15,6 +15,9 @@ from app.errors import ImportRejected, Invalid, RowError
 TEXT_ENDINGS = (".csv",)
 WORKBOOK_ENDINGS = (".xlsx", ".xlsm", ".xls", ".ods")
 ACCEPTED_ENDINGS = TEXT_ENDINGS + WORKBOOK_ENDINGS
+# Archives of accepted files, unpacked at receive by app/importer/archive.py (20180516.csv.gz, a .zip).
+ARCHIVE_ENDINGS = (".zip", ".gz")
+RECEIVED_ENDINGS = ACCEPTED_ENDINGS + ARCHIVE_ENDINGS
 ENDINGS_TEXT = "・".join(ACCEPTED_ENDINGS)  # ".csv・.xlsx・.xlsm・.xls・.ods"
 FILENAME_MESSAGE = (
     "ファイル名は yyyymmdd.csv(日次、例 20180516.csv)または "
@@ -88,6 +91,16 @@ def ending(name: str | None) -> str | None:
 def is_accepted(name: str | None) -> bool:
     """True when a file name ends with one of ACCEPTED_ENDINGS (any letter case): a file to import."""
     return ending(name) is not None
+
+
+def is_archive(name: str | None) -> bool:
+    """True for a name ending with one of ARCHIVE_ENDINGS: unpacked, its files imported one by one."""
+    return bool(name) and base_name(name).lower().endswith(ARCHIVE_ENDINGS)
+
+
+def is_received(name: str | None) -> bool:
+    """True for a file a channel takes: an accepted file or an archive of them (RECEIVED_ENDINGS)."""
+    return is_accepted(name) or is_archive(name)
 
 
 def is_workbook(name: str | None) -> bool:

@@ -7,7 +7,7 @@ from wtforms import BooleanField, DateField, SelectField, StringField
 from wtforms.fields import SelectChoice
 from wtforms.validators import Length, Optional, ValidationError
 
-from ..importer.filename import ACCEPTED_ENDINGS
+from ..importer.filename import RECEIVED_ENDINGS
 from ..models import Import
 
 
@@ -45,7 +45,7 @@ class UploadForm(FlaskForm):
         "ファイル(CSV・Excel・ODS)",
         validators=[FileRequired("ファイルを選択してください。")],
         # The accepted endings are filename.py's one list (the browser's picker only; the server checks the name).
-        render_kw={"accept": ",".join([*ACCEPTED_ENDINGS, "text/csv"])},
+        render_kw={"accept": ",".join([*RECEIVED_ENDINGS, "text/csv"])},
     )
     dry_run = BooleanField("検証のみ(取り込まずにエラーだけを確認する)")
 

@@ -16,7 +16,7 @@ from ..errors import ImportRejected, RenkeiError, RowError
 from ..extensions import db
 from ..importer.filename import base_name, period_label
 from ..models import Import, ImportErrorRecord, OutboxMail
-from ..services import files, ingest
+from ..services import archives, files, ingest
 from ..services.senderauth import RESULT_LABELS
 from . import bp
 from .forms import HistoryFilterForm, ReimportForm, UploadForm
@@ -105,6 +105,10 @@ def history_detail(import_id: int):
         .order_by(Import.id)
     ).all()
     pending = record.status in (Import.QUEUED, Import.RUNNING)
+    # The archive it was unpacked from, or the files unpacked from it (services/archives.py).
+    archive = db.session.get(Import, record.archive_id) if record.archive_id else None
+    unpacked = archives.entries(record.id) if record.status == Import.UNPACKED else []
+    pending = pending or any(entry.status in (Import.QUEUED, Import.RUNNING) for entry in unpacked)
     errors = queryargs.paginate(
         db.select(ImportErrorRecord).where(ImportErrorRecord.import_id == record.id).order_by(ImportErrorRecord.id),
         ERRORS_PER_PAGE,
@@ -119,6 +123,8 @@ def history_detail(import_id: int):
         file_gone=files.gone_text() if record.file_deleted_at is not None and not has_content else None,
         replaced=replaced,
         replaced_by=replaced_by,
+        archive=archive,
+        unpacked=unpacked,
         pending=pending,
         refresh_seconds=REFRESH_SECONDS,
         form=ReimportForm(),

@@ -49,7 +49,7 @@ from ..enums import ImportStatus
 from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..models import Account, Import, IntegrationSettings, utcnow
-from . import checktimes, files, ingest, queue
+from . import archives, checktimes, files, ingest, queue
 from .admission import Channel, admit
 from .ftpfiles import (  # noqa: F401
     ERROR,
@@ -237,14 +237,15 @@ def _file_gone(home: Path, pending: Pending, handled: set[str], wait: Wait, dead
         if key in handled or current_id(home / name) == tuple(entry[1:]):
             continue  # looked at in this check, or its file is still there for the next one
         try:
-            imp = wait(int(key), max(0.0, deadline - time.monotonic()))
+            imp, status = archives.settled(wait(int(key), max(0.0, deadline - time.monotonic())), wait,
+                                           deadline - time.monotonic())
         except NotFound:
             del pending[key]
             continue
-        if imp.status in queue.PENDING:
+        if status in queue.PENDING:
             result.running.append(name)
             continue
-        ok = imp.status == Import.SUCCEEDED
+        ok = status == Import.SUCCEEDED
         data = files.read(imp.id)
         del pending[key]
         if data is None:
@@ -297,17 +298,19 @@ def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait
                     handled.add(key)
                     pending[key] = [path.name, *read]
                     save_state(PENDING_FOLDER, username, pending)  # a later check files it, should this one end first
-                    imp = wait(int(key), max(0.0, deadline - time.monotonic()))
+                    # An archive counts once each of its files has ended (services/archives.py).
+                    imp, status = archives.settled(wait(int(key), max(0.0, deadline - time.monotonic())), wait,
+                                                   deadline - time.monotonic())
                 except Exception:
                     db.session.rollback()
                     log.exception("ftp check error account=%s file=%s (left for the next check)", account.slug,
                                   path.name)
                     result.waiting.append(path.name)
                     continue
-                if imp.status in queue.PENDING:
+                if status in queue.PENDING:
                     result.running.append(path.name)  # stays in the home; a later check files it
                     continue
-                ok = imp.status == Import.SUCCEEDED
+                ok = status == Import.SUCCEEDED
                 moved, same = file_away(path, read, data, home / (PROCESSED if ok else ERROR), now)
                 del pending[key]
             result.files.append(CheckedFile(path.name, imp.id, ok, f"{moved.parent.name}/{moved.name}"))

@@ -29,7 +29,7 @@ from flask import current_app
 
 from .. import config
 from ..errors import Invalid
-from ..importer.filename import is_accepted
+from ..importer.filename import is_received
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,10 @@ def home_path(username: str, create: bool = False) -> Path:
 
 
 def is_candidate_name(name: str) -> bool:
-    """True for names a check may read: an accepted ending (filename.ACCEPTED_ENDINGS), not hidden, not a temporary upload name."""
+    """True for names a check may read: an accepted file or an archive of them (filename.is_received), not hidden,
+    not a temporary upload name."""
     lower = name.lower()
-    return is_accepted(name) and not name.startswith(".") and not lower.endswith(IGNORED_SUFFIXES)
+    return is_received(name) and not name.startswith(".") and not lower.endswith(IGNORED_SUFFIXES)
 
 
 def quiet_seconds() -> float:

@@ -22,9 +22,9 @@ from sqlalchemy.exc import IntegrityError
 from ..enums import Channel
 from ..errors import ErrorList, Invalid, NotFound, RowError
 from ..extensions import db
-from ..importer.filename import Period, base_name
+from ..importer.filename import Period, base_name, is_archive
 from ..models import Import, utcnow
-from . import accounts, claims, files, runner
+from . import accounts, archives, claims, files, runner
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,13 @@ def receive(account_id: int, filename: str, data: bytes, *, channel: str, sender
     (stored as Import.ignored_attachments, listed by the report mail). `trace`: a mail's origin
     and DKIM/SPF results (TRACE_COLUMNS of Import).
     """
-    imp, created = _store(account_id, filename, data, channel=channel, sender=sender, dedupe_key=dedupe_key,
-                          note=note, status=Import.QUEUED, ignored=ignored, trace=trace)
+    if is_archive(filename):
+        # A .zip/.gz: its files are queued as imports of their own in the same commit (services/archives.py).
+        imp, created = archives.receive(account_id, filename, data, channel=channel, sender=sender,
+                                        dedupe_key=dedupe_key, note=note, ignored=ignored, trace=trace, store=_store)
+    else:
+        imp, created = _store(account_id, filename, data, channel=channel, sender=sender, dedupe_key=dedupe_key,
+                              note=note, status=Import.QUEUED, ignored=ignored, trace=trace)
     if created:
         _notify()
     return imp
@@ -174,7 +179,9 @@ def _trace(trace: dict[str, str | None] | None) -> dict[str, str | None]:
 
 
 def dry_run(account_id: int, filename: str, data: bytes) -> DryRun:
-    """Validate a file exactly like run_import but store nothing."""
+    """Validate a file exactly like run_import but store nothing (an archive: each of its files)."""
+    if is_archive(filename):
+        return archives.dry_run(account_id, filename, data, check=dry_run)
     prepared = runner.prepare(account_id, base_name(filename), data)
     rows = 0
     errors = ErrorList(prepared.errors)

@@ -22,7 +22,7 @@ from .. import config
 from ..errors import MAX_ERRORS_PER_FILE, ImportRejected, RowError, error_total
 from ..extensions import db
 from ..formats import shown_number
-from ..importer.filename import (FILENAME_MESSAGE, Period, is_workbook, kind_label, parse_filename,
+from ..importer.filename import (FILENAME_MESSAGE, Period, is_archive, is_workbook, kind_label, parse_filename,
                                  period_label)
 from ..models import Account, GraphColumn, Import, IntegrationSettings, OutboxMail, Result
 from . import outbox
@@ -113,6 +113,10 @@ def _failure_advice(imp: Import, ignored: list[str]) -> list[str]:
             lines.append("添付ファイルはありましたが、取り込める形式(CSV・Excel・ODS)のファイルがありませんでした。")
         lines.append("下記のエラーの内容に従って、CSVファイルまたはExcelファイルを添付して送り直してください。")
         return lines
+    if is_archive(imp.filename):
+        # The archive itself was refused (limits, password, broken): none of its files was read.
+        return ["アーカイブ内のファイルは1つも取り込んでいません。以前に取り込んだデータはそのまま残っています。",
+                "下記のエラーの内容に従って、アーカイブを作り直して送り直してください。"]
     if _name_is_wrong(imp.filename):
         return [
             "ファイルの内容は1行も保存されていません。以前に取り込んだデータはそのまま残っています。",
@@ -134,7 +138,7 @@ def failure_report(imp: Import, errors: list[RowError]) -> OutboxMail | None:
         return None
     total = max(error_total(errors), imp.error_count or 0)
     ignored = ignored_attachments(imp)
-    intro = ("ファイルを取り込めませんでした。" if imp.sha256 is None
+    intro = ("ファイルを取り込めませんでした。" if imp.sha256 is None or is_archive(imp.filename)
              else f"{kind_label(imp.filename)}の取込でエラーが見つかったため、このファイルは取り込みませんでした。")
     lines = [
         f"{account.name} 様",

@@ -6,7 +6,7 @@ from flask_login import current_user
 
 from ..auth.access import integration_required
 from ..errors import Invalid, RenkeiError
-from ..services import ftpcheck
+from ..services import ftpcheck, zippassword
 from ..services import integration as service
 from . import bp
 from .integration_forms import IntegrationForm, ReissueForm
@@ -34,6 +34,7 @@ def _render(form: IntegrationForm, status: int = 200, issued: dict[str, str] | N
             api_endpoint=service.api_endpoint(),
             next_checks=service.next_checks(settings),
             issued=issued or {},
+            zip_password_set=zippassword.is_set(current_user.account_id),
             changes=service.recent_changes(current_user.account_id),
             modes=service.MODES,
             weekday_labels=service.WEEKDAY_LABELS,

@@ -6,13 +6,13 @@ import_errors: column_letter ("C": the column as a spreadsheet shows it), empty 
 and for errors stored before this revision.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0012'
-down_revision = '0010'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
