@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.importer.layout import SEMICOLON_SEPARATOR, TRAILING_MINUS
+from app.importer.layout import SEMICOLON_SEPARATOR
+from app.importer.values import TRAILING_MINUS
 from app.models import Import
 from tests.fixtures.encodings import produce
 from tests.fixtures.ingest import csv_file, import_file, ingest_options, stored

@@ -1,15 +1,15 @@
-"""Header and value rules of a results CSV (docs/spec.md section 2, "Layout"), read record by record."""
+"""Header rules of a results file and the CSV reader (docs/spec.md section 2, "Layout"), read record by record."""
 from __future__ import annotations
 
 import csv
 import io
-import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 
 from app.errors import ErrorList, RowError
+from app.importer.values import SAFE_DIGITS, is_digits, is_plain, parse_value
 
 NOTE_HEADER = "備考"
 MEMBER_KEYS = ("no", "employee_id")
@@ -17,37 +17,10 @@ KEY_HEADERS = {"no": "No.", "employee_id": "社員ID"}
 KEY_SETTINGS = {"no": "メンバー設定のNo.", "employee_id": "メンバー設定の社員ID"}
 
 NO_DATA_MESSAGE = "データ行がありません。1行目の見出しの下に、メンバーごとの行を入れてください。"
-NOT_A_NUMBER = "数値ではありません(使える形: 1234、1,234、12.5、-100、△100、▲100、(100)、￥1,234、1,234円。全角も可)"
-BAD_SEPARATOR = "桁区切りのカンマの位置が正しくありません(例 1,234,567)"
-TOO_LARGE = "数値が大きすぎます"
-TRAILING_MINUS = ("末尾の「-」はマイナスとして読みません(領収書などでは金額の終わりを示す記号のため)。"
-                  "マイナスの値は -5,000、△5,000、(5,000) のように書いてください")
-LONE_DASH = ("「-」だけでは数値になりません。ゼロは 0、値がなければ空欄にしてください"
-             "(Excelの会計表示形式では 0 が「-」と表示されます)")
-PERCENT = "パーセントの値です。数値の列には「%」を付けずに数値で入力してください(例 12% は 12 または 0.12)"
-DATE = "日付のようです。数値の列には数値を入力してください(日付はファイル名 yyyymmdd で指定します)"
 SEMICOLON_SEPARATOR = ("区切り文字がセミコロン(;)です。カンマ(,)かタブで区切ってください"
                        "(Excelでは「CSV(コンマ区切り)」または「テキスト(タブ区切り)」で保存)")
 UNKNOWN_ADVICE = ("別の名前のグラフ列の値なら、グラフ設定でその列に別名を登録してください。"
                   "使わない列なら、外部連携設定の「見出しにない列」を「無視する」にできます。")
-# Up to this many digits a number is always below the largest float (about 1.8e308);
-# a longer one may overflow to inf, which is not JSON and would make the period unreadable.
-_SAFE_DIGITS = 308
-
-# NFKC already turns full-width "－" (U+FF0D) and "﹣" into "-"; U+2212 has no decomposition.
-_MINUS_SIGNS = frozenset("-\u2212△▲")
-# A yen sign before the number: ¥ (NFKC of full-width ￥) and the backslash a cp932 yen sign
-# decodes to (0x5C; also NFKC of full-width ＼).
-_YEN_SIGNS = frozenset("\u00a5\\")
-_YEN_SUFFIX = "円"
-# Non-ASCII characters a value cell may hold besides the full-width forms block and the minus
-# signs: ¥ and 円, and 年 月 日 only so that a date gets its own message.
-_VALUE_EXTRA = frozenset("\u00a5円年月日")
-_ASCII_DIGITS = frozenset("0123456789")
-# What a number column's cell looks like when it holds a date (after NFKC).
-_DATE = re.compile(r"\d{1,4}[/-]\d{1,2}[/-]\d{1,4}|\d{4}\.\d{1,2}\.\d{1,2}|\d{1,2}/\d{1,2}"
-                   r"|(?:\d{1,4}\s*年\s*)?\d{1,2}\s*月(?:\s*\d{1,2}\s*日)?", re.ASCII)
-_INFINITY = float("inf")
 # Valid rows are handed out in lists of about this many (the importer's insert batches).
 # Small enough that a batch's dicts and tuples die young: with 4,000 they outlived two young
 # collections, landed in the oldest generation and set off full collections of the whole heap
@@ -84,103 +57,6 @@ def key_header_kind(text: str) -> str | None:
     if folded == "社員id":
         return "employee_id"
     return None
-
-
-def parse_value(cell: str) -> float | None:
-    """Return the number written in a cell, None when it is empty; raise ValueError otherwise."""
-    if cell.isascii():
-        text = cell.strip()
-    else:
-        # NFKC maps full-width digits, signs, comma, period and U+3000, but also "①" or "²"
-        # to digits; only the full-width forms block (U+FF00-U+FFEF) is a plausible typing.
-        if any(char > "\x7f" and not ("\uff00" <= char <= "\uffef" or char in _MINUS_SIGNS
-                                      or char in _VALUE_EXTRA or char.isspace())
-               for char in cell):
-            raise ValueError(NOT_A_NUMBER)
-        text = unicodedata.normalize("NFKC", cell).strip()
-    if not text:
-        return None
-    if text[0] in _ASCII_DIGITS and text[-1] in _ASCII_DIGITS:
-        number, negative = text, False  # no sign, yen or parentheses to take off
-    else:
-        number, negative = _unwrap(text)
-    whole, point, fraction = number.partition(".")
-    digits = whole.replace(",", "") if "," in whole else whole
-    # Checking the characters ourselves keeps float() from accepting "1e5", "nan", "inf", "1_000".
-    if not _is_digits(digits) or (point and not _is_digits(fraction)):
-        raise ValueError(_not_a_number(text))
-    if "," in whole:
-        groups = whole.split(",")
-        if not (1 <= len(groups[0]) <= 3 and all(len(group) == 3 for group in groups[1:])):
-            raise ValueError(BAD_SEPARATOR)
-    value = float(f"{digits}.{fraction}" if point else digits)
-    if value == _INFINITY:
-        raise ValueError(TOO_LARGE)
-    return -value if negative and value else value  # "-0" is 0, not -0.0
-
-
-def _unwrap(text: str) -> tuple[str, bool]:
-    """Take the marks off a number: (the digits part, negative).
-
-    The forms: one minus sign (- − △ ▲) before or after a yen sign (¥ or the backslash of a
-    cp932 file) or Excel's accounting parentheses "(5,000)", which may hold the yen sign or 円;
-    円 after the number instead of a yen sign before it. Spaces between are fine. Whatever is
-    left that is not a number is refused by the caller.
-    """
-    negative = yen = False
-    if text.endswith(_YEN_SUFFIX):
-        text, yen = text[:-1].rstrip(), True
-    if text[:1] in _MINUS_SIGNS:
-        text, negative = text[1:].lstrip(), True
-    if text[:1] in _YEN_SIGNS and not yen:
-        text, yen = text[1:].lstrip(), True
-    if len(text) >= 2 and text[0] == "(" and text[-1] == ")":
-        if negative:
-            return text, False  # "-(5,000)": two minus signs, refused
-        text, negative = text[1:-1].strip(), True
-        if text.endswith(_YEN_SUFFIX) and not yen:
-            text, yen = text[:-1].rstrip(), True
-        if text[:1] in _YEN_SIGNS and not yen:
-            text = text[1:].lstrip()
-        return text, negative
-    if text[:1] in _MINUS_SIGNS and not negative:
-        text, negative = text[1:].lstrip(), True  # "¥-5,000"
-    return text, negative
-
-
-def _not_a_number(text: str) -> str:
-    """The message for a (normalised, trimmed) cell that is not a number: what it looks like."""
-    if text.endswith("%"):
-        return PERCENT
-    if _DATE.fullmatch(text):
-        return DATE
-    if text.lstrip("".join(_YEN_SIGNS)).strip() in _MINUS_SIGNS:
-        return LONE_DASH  # "-", "¥-": how Excel's accounting format shows a zero
-    rest = text[:-1].rstrip()
-    # One trailing sign only: "5--" is no number either way (and no deep recursion on "5-----").
-    if text[-1] in _MINUS_SIGNS and rest and rest[-1] not in _MINUS_SIGNS:
-        try:
-            parse_value(rest)
-        except ValueError:
-            pass
-        else:
-            return TRAILING_MINUS
-    return NOT_A_NUMBER
-
-
-def _plain(joined: str) -> bool:
-    """True when float() reads each cell of these cells joined together exactly as parse_value does.
-
-    Only ASCII digits and "-" (float() rejects a "-" anywhere but first, and an empty cell), and no
-    cell starting with "-0", which float() reads as -0.0 where parse_value gives 0. Any other
-    cell (a comma, a space, a full-width digit, △) goes through parse_value.
-    """
-    return joined.isascii() and (joined.isdigit() or ("-0" not in joined and joined.replace("-", "").isdigit()))
-
-
-def _is_digits(text: str) -> bool:
-    """Return True for a non-empty run of ASCII digits."""
-    return text.isascii() and text.isdigit()
 
 
 def physical_lines(text: str, start: int = 0) -> Iterator[str]:
@@ -361,7 +237,7 @@ class CsvReader:
                 cells = get_values(record)
                 values = None
                 joined = "".join(cells)
-                if len(joined) <= _SAFE_DIGITS and _plain(joined):
+                if len(joined) <= SAFE_DIGITS and is_plain(joined):
                     try:
                         values = dict(zip(column_ids, map(float, cells)))
                     except ValueError:
@@ -521,7 +397,7 @@ class CsvReader:
             text = normalize(cell)
             if not text:
                 message = "No.が空です"
-            elif not _is_digits(text) or not text.strip("0"):
+            elif not is_digits(text) or not text.strip("0"):
                 message = "No.は1以上の整数で入力してください"
             else:
                 # "007" is No. 7; no int() here: a cell of 4,301+ digits would make it raise.
@@ -548,17 +424,20 @@ class CsvReader:
         values: dict[int, float] = {}
         ok = True
         for cell, column_id, name in zip(cells, column_ids, names):
-            if not cell:
-                continue
-            try:
-                value = parse_value(cell)
-            except ValueError as error:
-                self.errors.append(RowError(message=str(error), line=line, column=name, value=cell))
+            if cell and not self._text_value(cell, line, column_id, name, values):
                 ok = False
-                continue
-            if value is not None:
-                values[column_id] = value
         return values if ok else None
+
+    def _text_value(self, cell: str, line: int, column_id: int, name: str, values: dict[int, float]) -> bool:
+        """Put the number of a text cell into values (nothing for a blank one); False, the error recorded, if none."""
+        try:
+            value = parse_value(cell)
+        except ValueError as error:
+            self.errors.append(RowError(message=str(error), line=line, column=name, value=cell))
+            return False
+        if value is not None:
+            values[column_id] = value
+        return True
 
 
 def _valid_names(columns: dict[str, int], aliases: dict[str, int], member_key: str,
@@ -590,166 +469,3 @@ def parse_all(text: str, *, columns: dict[str, int], member_key: str,
     reader = CsvReader(text, columns=columns, member_key=member_key, members=members, **header_rules)
     rows = list(reader.rows())
     return rows, reader.errors
-
-
-# ---------------------------------------------------------------------------- already-split records
-# A workbook (app/importer/workbook.py) is not text: its reader yields records of typed cells and
-# RecordReader applies the same header, member-key and value checks as CsvReader (the header and
-# key logic is CsvReader's own; only the loop over rows differs, because a cell may be a number).
-
-
-@dataclass(frozen=True, slots=True)
-class BadCell:
-    """A cell that holds neither a number nor text: a date, a boolean or an error cell.
-
-    `kind` says what it is (「日付のセルです」), `text` what the cell shows (its value in errors).
-    """
-
-    kind: str
-    text: str
-
-
-# What a cell of a record may be: text, a number as stored (no text round trip), or a BadCell.
-Cell = "str | float | BadCell"
-
-
-def number_text(value: float) -> str:
-    """A number cell as text: 12.0 is "12" (a No. or 社員ID typed as a number), 12.5 is "12.5"."""
-    if value.is_integer() and abs(value) < 1e16:
-        return str(int(value))
-    return repr(value)
-
-
-def cell_text(cell: object) -> str:
-    """Any cell of a record as text (headers, the member key, 備考, errors)."""
-    if isinstance(cell, str):
-        return cell
-    if isinstance(cell, float):
-        return number_text(cell)
-    if isinstance(cell, BadCell):
-        return cell.text
-    return str(cell)
-
-
-def column_letter(index: int) -> str:
-    """The spreadsheet name of a 0-based column: 0 is "A", 25 "Z", 26 "AA"."""
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
-
-
-class _LetteredErrors(ErrorList):
-    """An ErrorList that adds the spreadsheet column letter to each error of a known column."""
-
-    def __init__(self, letters: dict[str, str]):
-        super().__init__()
-        self.letters = letters
-
-    def append(self, error: RowError) -> None:
-        if error.letter is None and error.column is not None and error.column in self.letters:
-            error = RowError(message=error.message, line=error.line, column=error.column, value=error.value,
-                             letter=self.letters[error.column])
-        super().append(error)
-
-
-class RecordReader(CsvReader):
-    """Read records already split into cells, (line, cells): str, float or BadCell; errors name column letters.
-
-    `records` yields every non-blank record in order, cells from column A (index 0) on; the
-    first is the header. Lines are the sheet's row numbers.
-    """
-
-    def __init__(self, records: Iterator[tuple[int, list]], *, columns: dict[str, int], member_key: str,
-                 members: dict[str, int], **header_rules):
-        """As CsvReader's, with `records` instead of the text; header_rules: aliases, key_aliases, ignore_unknown."""
-        super().__init__("", columns=columns, member_key=member_key, members=members, **header_rules)
-        self._records = records
-
-    def batches(self) -> Iterator[list[RowTuple]]:
-        """Yield the valid rows in lists of (line, member id, values, note), as CsvReader.batches does."""
-        letters: dict[str, str] = {}
-        errors = _LetteredErrors(letters)
-        self.errors = errors
-        self.header = []
-        self.value_column_ids = []
-        self.ignored_headers = []
-        records = iter(self._records)
-        first = next(records, None)
-        if first is None:
-            errors.append(RowError(message="空のファイルです。" + NO_DATA_MESSAGE))
-            return
-        line, record = first
-        header = [cell_text(cell) for cell in record]
-        for index, name in enumerate(header):
-            letters[f"{index + 1}列目"] = column_letter(index)
-            letters.setdefault(name.strip(), column_letter(index))
-        letters.setdefault("", "A")  # an empty column-1 header is named by its place only
-        plan = self._read_header(header, line)
-        if plan is None:
-            return
-        value_indexes, column_ids, names, note_index, key_index = plan
-        self.value_column_ids = list(column_ids)
-        width = len(self.header)
-        batch: list[RowTuple] = []
-        count = 0
-        for line, record in records:
-            if len(batch) >= BATCH_ROWS:
-                yield batch
-                batch = []
-            count += 1
-            if len(record) > width and not self._fit([cell_text(cell) for cell in record], width, line):
-                continue
-            if len(record) < width:
-                record = list(record) + [""] * (width - len(record))
-            member_id = self._record_member(record[key_index], line)
-            values = self._record_values(record, line, value_indexes, column_ids, names)
-            if member_id is None or values is None:
-                continue
-            note = (cell_text(record[note_index]).strip() or None) if note_index is not None else None
-            batch.append((line, member_id, values, note))
-        if batch:
-            yield batch
-        if count == 0:
-            errors.append(RowError(message=NO_DATA_MESSAGE))
-
-    def _record_member(self, cell: object, line: int) -> int | None:
-        if isinstance(cell, BadCell):
-            self.errors.append(RowError(message=f"{cell.kind}。{KEY_HEADERS[self._member_key]}を入力してください",
-                                        line=line, column=self.header[self._key_index], value=cell.text))
-            return None
-        text = number_text(cell) if isinstance(cell, float) else cell
-        member_id = self._members.get(text)
-        return member_id if member_id is not None else self._member(text, line)
-
-    def _record_values(self, record: list, line: int, value_indexes: list[int], column_ids: list[int],
-                       names: list[str]) -> dict[int, float] | None:
-        values: dict[int, float] = {}
-        ok = True
-        for index, column_id, name in zip(value_indexes, column_ids, names):
-            cell = record[index]
-            if type(cell) is float:
-                if cell - cell != 0.0:  # inf or nan
-                    self.errors.append(RowError(message=TOO_LARGE, line=line, column=name, value=repr(cell)))
-                    ok = False
-                else:
-                    values[column_id] = cell or 0.0  # -0.0 is 0
-                continue
-            if isinstance(cell, BadCell):
-                self.errors.append(RowError(message=f"{cell.kind}。数値を入力してください", line=line, column=name,
-                                            value=cell.text))
-                ok = False
-                continue
-            if not cell:
-                continue
-            try:
-                value = parse_value(cell)
-            except ValueError as error:
-                self.errors.append(RowError(message=str(error), line=line, column=name, value=cell))
-                ok = False
-                continue
-            if value is not None:
-                values[column_id] = value
-        return values if ok else None

@@ -2,10 +2,10 @@
 
 python-calamine reads all four formats. One sheet is read: the first, or the one named by the
 account's 「読み込むシート」. Each non-blank row becomes (row number, cells) for
-layout.RecordReader, which applies the CSV header, member-key and value rules:
+records.RecordReader, which applies the CSV header, member-key and value rules:
 
 - a number cell is a float as stored (an .xls integer cell too), a text cell is str;
-- a date, time, boolean or error cell is a layout.BadCell (a cell error in a value column);
+- a date, time, boolean or error cell is a records.BadCell (a cell error in a value column);
 - a formula contributes its cached value. calamine returns "" both for an error cell and for a
   formula saved without a value, so for .xlsx/.xlsm the sheet's XML is scanned as well (only
   when it contains a formula or an error cell at all): an error cell becomes a BadCell naming
@@ -28,7 +28,7 @@ from xml.etree import ElementTree
 import python_calamine
 
 from app.errors import ImportRejected, RowError
-from app.importer.layout import BadCell, column_letter
+from app.importer.records import BadCell, column_letter
 
 UNREADABLE_MESSAGE = (
     "ファイルを表計算ファイル(.xlsx / .xlsm / .xls / .ods)として読み取れません。"

@@ -21,7 +21,8 @@ from ..extensions import db
 from ..importer import workbook
 from ..importer.encoding import decode
 from ..importer.filename import Period, is_workbook, parse_filename
-from ..importer.layout import CsvReader, RecordReader, Row
+from ..importer.layout import CsvReader, Row
+from ..importer.records import RecordReader
 from ..models import Import, ImportErrorRecord, IntegrationSettings, Result, utcnow
 from . import accounts, claims, columns, files, members, reports, totals
 

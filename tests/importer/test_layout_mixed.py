@@ -8,7 +8,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.importer.layout import CsvReader, parse_value
+from app.importer.layout import CsvReader
+from app.importer.values import parse_value
 from tests.fixtures.importer import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_text
 
 PLAIN_VALUES = ["0", "7", "120000", "-1234", "999999999999999", "007"]

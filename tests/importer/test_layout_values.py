@@ -3,16 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.importer.layout import (
-    BAD_SEPARATOR,
-    DATE,
-    LONE_DASH,
-    NOT_A_NUMBER,
-    PERCENT,
-    TRAILING_MINUS,
-    parse_all,
-    parse_value,
-)
+from app.importer.layout import parse_all
+from app.importer.values import BAD_SEPARATOR, DATE, LONE_DASH, NOT_A_NUMBER, PERCENT, TRAILING_MINUS, parse_value
 from tests.fixtures.importer import COLUMNS, MEMBERS_BY_EMPLOYEE_ID, MEMBERS_BY_NO, csv_text
 
 ACCEPTED = [

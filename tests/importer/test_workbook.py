@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.errors import ImportRejected, RowError
-from app.importer.layout import RecordReader, parse_all
+from app.importer.layout import parse_all
+from app.importer.records import RecordReader
 from app.importer.workbook import NO_CACHED_VALUE_MESSAGE, sheet_records
 from tests.data.workbooks import make
 

@@ -149,7 +149,7 @@ def test_manual_upload(app, client, make_account, login, ending):
     runner.run_import(imp.id)
     assert rows_of(acc) == EXPECTED
     html = client.get("/upload").get_data(as_text=True)
-    assert 'accept=".csv,.xlsx,.xlsm,.xls,.ods,text/csv"' in html
+    assert 'accept=".csv,.xlsx,.xlsm,.xls,.ods,.zip,.gz,text/csv"' in html
 
 
 def test_manual_dry_run_shows_letters(app, client, make_account, login):
