@@ -108,14 +108,14 @@ def test_each_file_is_all_or_nothing_as_if_sent_alone(acc):
 
 def test_a_nested_archive_fails_as_its_own_entry_and_other_names_are_reported(acc):
     data = make_zip([("../../x/20180516.csv", DAY16), ("inner.zip", make_zip(THREE)), ("memo.txt", b"hi"),
-                     ("売上.xlsx", b"PK")])
+                     ("売上.pdf", b"%PDF")])
     box, _ = receive_and_run(acc, "n.zip", data)
     assert [(e.filename, e.status) for e in db.session.scalars(
         select(Import).where(Import.archive_id == box.id).order_by(Import.id))] == [
         ("20180516.csv", "succeeded"), ("inner.zip", "failed")]
     inner = db.session.scalar(select(Import).where(Import.filename == "inner.zip"))
     assert errors_of(inner.id) == [unpacking.NESTED_MESSAGE]
-    assert box.ignored_attachments == ["n.zip 内の memo.txt", "n.zip 内の 売上.xlsx"]
+    assert box.ignored_attachments == ["n.zip 内の memo.txt", "n.zip 内の 売上.pdf"]
     mail = db.session.scalar(select(OutboxMail).where(OutboxMail.import_id == inner.id))
     assert "n.zip 内の memo.txt" in mail.body and "inner.zip" in mail.subject
 
