@@ -16,7 +16,7 @@ from ..errors import ImportRejected, RenkeiError, RowError
 from ..extensions import db
 from ..importer.filename import base_name, period_label
 from ..models import Import, ImportErrorRecord, OutboxMail
-from ..services import archives, files, ingest
+from ..services import archives, files, ingest, samplefile
 from ..services.senderauth import RESULT_LABELS
 from . import bp
 from .forms import HistoryFilterForm, ReimportForm, UploadForm
@@ -160,6 +160,25 @@ def _download_names(name: str) -> dict[str, str]:
         fallback = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
         return {"filename": fallback or "import.csv", "filename*": f"UTF-8''{quote(name, safe='!#$&+^`|~')}"}
     return {"filename": name}
+
+
+@bp.route("/imports/sample/<fmt>")
+@login_required
+def sample(fmt: str):
+    """見本ファイル of the signed-in user's account: csv (cp932), csv-utf8 (with a BOM) or xlsx; any role."""
+    if fmt not in samplefile.FORMATS:
+        abort(404)
+    name, fallback, content_type = samplefile.FORMATS[fmt]
+    try:
+        data = samplefile.build(current_user.account_id, fmt)
+    except RenkeiError as error:
+        return render_template("error.html", code=422, message=error.message), 422
+    response = Response(data, content_type=content_type)
+    response.headers.set("Content-Disposition", "attachment", filename=fallback,
+                         **{"filename*": f"UTF-8''{quote(name, safe='')}"})
+    # Today's header: never a cached one after the columns changed.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.route("/imports/<int:import_id>/reimport", methods=["POST"])
