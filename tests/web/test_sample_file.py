@@ -227,3 +227,19 @@ def test_a_name_shift_jis_cannot_hold_asks_for_utf8(client, acme):
     assert response.status_code == 422
     assert "Shift_JISで書けない文字" in response.get_data(as_text=True)
     assert "売上😀" in _csv_rows(client.get("/imports/sample/csv-utf8").data, "utf-8-sig")[0]
+
+
+def test_the_error_mail_link_downloads_the_sample(app, client, make_account, login):
+    from app.models import OutboxMail
+    from tests.fixtures.ingest import csv_file, ingest_options
+
+    acc = make_account("delta", **ingest_options())
+    login(acc.email)
+    assert _upload(client, "20180516.csv", csv_file([[1, "abc", 1, 1, ""]])).status_code == 302
+    runner.run_import(db.session.scalars(db.select(Import)).one().id)
+
+    body = db.session.scalars(db.select(OutboxMail)).one().body
+    [link] = [line for line in body.splitlines() if "/imports/sample/" in line]
+    assert link.startswith(app.config["PUBLIC_URL"])
+    rows = _csv_rows(client.get(link.removeprefix(app.config["PUBLIC_URL"])).data, "cp932")
+    assert rows[0] == ["No.", "売上", "粗利", "件数", "備考"]
