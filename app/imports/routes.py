@@ -162,12 +162,27 @@ def _download_names(name: str) -> dict[str, str]:
     return {"filename": name}
 
 
-@bp.route("/imports/sample/<fmt>")
+# 見本ファイル: one URL per format (no URL argument: nothing of another account can be named).
+@bp.route("/imports/sample.csv")
 @login_required
-def sample(fmt: str):
+def sample_csv():
+    return _sample("csv")
+
+
+@bp.route("/imports/sample-utf8.csv")
+@login_required
+def sample_csv_utf8():
+    return _sample("csv-utf8")
+
+
+@bp.route("/imports/sample.xlsx")
+@login_required
+def sample_xlsx():
+    return _sample("xlsx")
+
+
+def _sample(fmt: str):
     """見本ファイル of the signed-in user's account: csv (cp932), csv-utf8 (with a BOM) or xlsx; any role."""
-    if fmt not in samplefile.FORMATS:
-        abort(404)
     name, fallback, content_type = samplefile.FORMATS[fmt]
     try:
         data = samplefile.build(current_user.account_id, fmt)

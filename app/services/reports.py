@@ -52,7 +52,7 @@ def _link(imp: Import) -> str:
 def _sample_link(imp: Import) -> str:
     """The 見本ファイル download (app/imports/routes.py sample): .xlsx for a workbook, else the Shift_JIS CSV."""
     base = current_app.config.get("PUBLIC_URL", "").rstrip("/")
-    return f"{base}/imports/sample/{'xlsx' if is_workbook(imp.filename) else 'csv'}"
+    return f"{base}/imports/sample.{'xlsx' if is_workbook(imp.filename) else 'csv'}"
 
 
 def _context(imp: Import) -> tuple[Account, IntegrationSettings | None]:

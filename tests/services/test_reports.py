@@ -214,8 +214,8 @@ def test_every_error_mail_links_the_sample_file(app, make_account):
 
     bodies = [mail.body for mail in mails()]
     assert len(bodies) == 4
-    assert "■ 見本ファイル" in bodies[0] and "\nhttp://renkei.test/imports/sample/csv\n" in bodies[0]
-    assert "\nhttp://renkei.test/imports/sample/csv\n" in bodies[1]
-    assert "\nhttp://renkei.test/imports/sample/xlsx\n" in bodies[2]
+    assert "■ 見本ファイル" in bodies[0] and "\nhttp://renkei.test/imports/sample.csv\n" in bodies[0]
+    assert "\nhttp://renkei.test/imports/sample.csv\n" in bodies[1]
+    assert "\nhttp://renkei.test/imports/sample.xlsx\n" in bodies[2]
     assert "メンバー設定に存在しないNo.です" in bodies[2]  # the workbook was read and refused by its content
-    assert "\nhttp://renkei.test/imports/sample/csv\n" in bodies[3]
+    assert "\nhttp://renkei.test/imports/sample.csv\n" in bodies[3]

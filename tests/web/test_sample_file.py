@@ -46,7 +46,7 @@ def _stored(acc) -> dict[int, tuple[dict, str | None]]:
 
 
 def test_cp932_csv_has_todays_header_and_two_real_keys(client, acme):
-    response = client.get("/imports/sample/csv")
+    response = client.get("/imports/sample.csv")
 
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/csv; charset=Shift_JIS"
@@ -69,7 +69,7 @@ def test_utf8_csv_starts_with_a_bom_and_follows_the_column_order(client, acme):
                                       str(acme.column["件数"]): 3})
     db.session.commit()
 
-    data = client.get("/imports/sample/csv-utf8").data
+    data = client.get("/imports/sample-utf8.csv").data
 
     assert data.startswith(b"\xef\xbb\xbfNo.,")
     assert _csv_rows(data, "utf-8-sig")[0] == ["No.", "粗利", "売上", "件数", "備考"]
@@ -80,7 +80,7 @@ def test_employee_id_key_gives_the_employee_id_header_and_keys(client, make_acco
                         error_to=["errors@beta.example"], senders=["s@beta.example"])
     login(made.email)
 
-    rows = _csv_rows(client.get("/imports/sample/csv").data, "cp932")
+    rows = _csv_rows(client.get("/imports/sample.csv").data, "cp932")
 
     assert rows == [["社員ID", "売上", "備考"], ["E001", "0", "備考の例(空欄でも可)"], ["E002", "0", ""]]
 
@@ -89,7 +89,7 @@ def test_without_members_one_placeholder_row_says_what_to_do(client, make_accoun
     made = make_account("empty", columns=[("売上", "円")])
     login(made.email)
 
-    rows = _csv_rows(client.get("/imports/sample/csv").data, "cp932")
+    rows = _csv_rows(client.get("/imports/sample.csv").data, "cp932")
 
     assert rows[0] == ["No.", "売上", "備考"]
     assert rows[1][:2] == ["1", "0"] and "メンバー設定に登録したNo.に置き換えて" in rows[1][2]
@@ -97,7 +97,7 @@ def test_without_members_one_placeholder_row_says_what_to_do(client, make_accoun
 
 
 def test_xlsx_reads_back_with_the_header_numbers_and_keys(client, acme):
-    response = client.get("/imports/sample/xlsx")
+    response = client.get("/imports/sample.xlsx")
 
     assert response.headers["Content-Type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     assert unquote(response.headers["Content-Disposition"].split("filename*=UTF-8''")[1]) == "見本.xlsx"
@@ -111,7 +111,7 @@ def test_xlsx_reads_back_with_the_header_numbers_and_keys(client, acme):
 
 
 def test_csv_round_trip_through_the_upload_page(client, acme):
-    rows = _csv_rows(client.get("/imports/sample/csv").data, "cp932")
+    rows = _csv_rows(client.get("/imports/sample.csv").data, "cp932")
     rows[1][1] = "12,345"  # the sender fills in a value
     rows[2][3] = "7"
     buffer = io.StringIO(newline="")
@@ -129,7 +129,7 @@ def test_csv_round_trip_through_the_upload_page(client, acme):
 
 
 def test_xlsx_round_trip_through_the_upload_page(client, acme):
-    data = client.get("/imports/sample/xlsx").data
+    data = client.get("/imports/sample.xlsx").data
     # The sender types a value into cell B2 (売上 of the first example row).
     with zipfile.ZipFile(io.BytesIO(data)) as book:
         parts = {name: book.read(name) for name in book.namelist()}
@@ -155,14 +155,14 @@ def test_xlsx_sheet_is_the_one_the_import_reads(client, make_account, login):
                         error_to=["errors@gamma.example"], senders=["s@gamma.example"])
     login(made.email)
 
-    book = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(client.get("/imports/sample/xlsx").data))
+    book = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(client.get("/imports/sample.xlsx").data))
 
     assert book.sheet_names == ["実績"]
 
 
 @pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice (soffice) is not installed")
 def test_libreoffice_opens_the_xlsx(client, acme, tmp_path):
-    (tmp_path / "sample.xlsx").write_bytes(client.get("/imports/sample/xlsx").data)
+    (tmp_path / "sample.xlsx").write_bytes(client.get("/imports/sample.xlsx").data)
 
     subprocess.run(["soffice", f"-env:UserInstallation=file://{tmp_path}/profile", "--headless",
                     "--convert-to", "csv:Text - txt - csv (StarCalc):44,34,76", "--outdir", str(tmp_path),
@@ -179,29 +179,29 @@ def test_any_role_may_download_and_the_pages_link_it(client, acme):
     client.post("/logout")
     client.post("/login", data={"email": "viewer@acme.example", "password": "password-123"})
 
-    assert client.get("/imports/sample/xlsx").status_code == 200
-    assert _csv_rows(client.get("/imports/sample/csv").data, "cp932")[1][0] == "2"
+    assert client.get("/imports/sample.xlsx").status_code == 200
+    assert _csv_rows(client.get("/imports/sample.csv").data, "cp932")[1][0] == "2"
     html = client.get("/settings/integration").get_data(as_text=True)
-    assert 'href="/imports/sample/csv"' in html and 'href="/imports/sample/xlsx"' in html
+    assert 'href="/imports/sample.csv"' in html and 'href="/imports/sample.xlsx"' in html
     assert "yyyymmdd.csv" in html
 
 
 def test_upload_page_links_the_samples(client, acme):
     html = client.get("/upload").get_data(as_text=True)
     assert "見本ファイル" in html
-    for fmt in ("csv", "csv-utf8", "xlsx"):
-        assert f'href="/imports/sample/{fmt}"' in html
+    for fmt in ("sample.csv", "sample-utf8.csv", "sample.xlsx"):
+        assert f'href="/imports/{fmt}"' in html
 
 
 def test_login_is_required(client, acme):
     client.post("/logout")
-    for fmt in ("csv", "csv-utf8", "xlsx"):
-        response = client.get(f"/imports/sample/{fmt}")
+    for fmt in ("sample.csv", "sample-utf8.csv", "sample.xlsx"):
+        response = client.get(f"/imports/{fmt}")
         assert response.status_code == 302 and "/login" in response.headers["Location"]
 
 
 def test_unknown_format_is_404(client, acme):
-    assert client.get("/imports/sample/pdf").status_code == 404
+    assert client.get("/imports/sample.pdf").status_code == 404
 
 
 def test_another_accounts_data_never_appears(client, make_account, login, acme):
@@ -209,10 +209,10 @@ def test_another_accounts_data_never_appears(client, make_account, login, acme):
     client.post("/logout")
     login(other.email)
 
-    for fmt, encoding in (("csv", "cp932"), ("csv-utf8", "utf-8-sig")):
-        rows = _csv_rows(client.get(f"/imports/sample/{fmt}").data, encoding)
+    for fmt, encoding in (("sample.csv", "cp932"), ("sample-utf8.csv", "utf-8-sig")):
+        rows = _csv_rows(client.get(f"/imports/{fmt}").data, encoding)
         assert rows == [["No.", "他社列", "備考"], ["901", "0", "備考の例(空欄でも可)"]]
-    sheet = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(client.get("/imports/sample/xlsx").data))
+    sheet = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(client.get("/imports/sample.xlsx").data))
     text = repr(sheet.get_sheet_by_index(0).to_python())
     assert "他社列" in text and "売上" not in text and "2.0" not in text
 
@@ -222,11 +222,11 @@ def test_a_name_shift_jis_cannot_hold_asks_for_utf8(client, acme):
     columns.add_column(acme.id, "売上😀", "円")
     db.session.commit()
 
-    response = client.get("/imports/sample/csv")
+    response = client.get("/imports/sample.csv")
 
     assert response.status_code == 422
     assert "Shift_JISで書けない文字" in response.get_data(as_text=True)
-    assert "売上😀" in _csv_rows(client.get("/imports/sample/csv-utf8").data, "utf-8-sig")[0]
+    assert "売上😀" in _csv_rows(client.get("/imports/sample-utf8.csv").data, "utf-8-sig")[0]
 
 
 def test_the_error_mail_link_downloads_the_sample(app, client, make_account, login):
@@ -239,7 +239,7 @@ def test_the_error_mail_link_downloads_the_sample(app, client, make_account, log
     runner.run_import(db.session.scalars(db.select(Import)).one().id)
 
     body = db.session.scalars(db.select(OutboxMail)).one().body
-    [link] = [line for line in body.splitlines() if "/imports/sample/" in line]
+    [link] = [line for line in body.splitlines() if "/imports/sample." in line]
     assert link.startswith(app.config["PUBLIC_URL"])
     rows = _csv_rows(client.get(link.removeprefix(app.config["PUBLIC_URL"])).data, "cp932")
     assert rows[0] == ["No.", "売上", "粗利", "件数", "備考"]
