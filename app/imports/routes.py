@@ -239,7 +239,8 @@ def upload():
             else:
                 flash("受け付けました。取込結果はこのページに表示されます。", "success")
                 return redirect(url_for("imports.history_detail", import_id=record.id))
-    return render_template("imports/upload.html", form=form, outcome=outcome, limit_label=_size_label(limit))
+    return render_template("imports/upload.html", form=form, outcome=outcome, limit_label=_size_label(limit),
+                           sample_header=samplefile.header(current_user.account_id))
 
 
 def _dry_run(filename: str, data: bytes) -> dict:

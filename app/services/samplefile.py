@@ -52,6 +52,11 @@ def _example_keys(account_id: int, key: str) -> list[str | int]:
     return list(found)
 
 
+def header(account_id: int) -> list[str]:
+    """Today's header of the account's results files, as the sample writes it."""
+    return [KEY_HEADERS[member_key(account_id)], *(c.name for c in columns.list_columns(account_id)), NOTE_HEADER]
+
+
 def rows(account_id: int) -> list[list[str | int | None]]:
     """The sample's records: the header, then the example rows (keys as stored, values 0)."""
     key = member_key(account_id)

@@ -183,12 +183,12 @@ def test_any_role_may_download_and_the_pages_link_it(client, acme):
     assert _csv_rows(client.get("/imports/sample.csv").data, "cp932")[1][0] == "2"
     html = client.get("/settings/integration").get_data(as_text=True)
     assert 'href="/imports/sample.csv"' in html and 'href="/imports/sample.xlsx"' in html
-    assert "yyyymmdd.csv" in html
+    assert "yyyymmdd.csv" in html and "今の見出し:<code>No.,売上,件数,粗利,備考</code>" in html
 
 
 def test_upload_page_links_the_samples(client, acme):
     html = client.get("/upload").get_data(as_text=True)
-    assert "見本ファイル" in html
+    assert "見本ファイル" in html and "今の見出し:<code>No.,売上,件数,粗利,備考</code>" in html
     for fmt in ("sample.csv", "sample-utf8.csv", "sample.xlsx"):
         assert f'href="/imports/{fmt}"' in html
 
