@@ -3,8 +3,9 @@
 The header is what the importer expects now: the member key named by メンバー識別ID (No. or
 社員ID), the graph columns in display order, 備考. The example rows use the keys of the
 account's first two active members (by No.) with every value 0, so the file imports as it is
-once it is named yyyymmdd.csv. With fewer members the rows are the ones that exist; with none,
-one row with a placeholder key whose 備考 says to replace it (that row would not import).
+once it is named yyyymmdd.csv. With fewer members the rows are the ones that exist; with none
+(or none with a 社員ID when that is the key), one row with a placeholder key whose 備考 says to
+replace it (that row would not import as it is).
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from . import columns
 EXAMPLE_ROWS = 2
 EXAMPLE_VALUE = 0
 EXAMPLE_NOTE = "備考の例(空欄でも可)"
-PLACEHOLDER_KEYS = {"no": "1", "employee_id": "E001"}
-PLACEHOLDER_NOTE = "メンバーが未登録です。メンバー設定に登録した{label}に置き換えてください"
+PLACEHOLDER_KEYS: dict[str, str | int] = {"no": 1, "employee_id": "E001"}
+PLACEHOLDER_NOTE = "仮の{label}です(有効なメンバーがいないため)。メンバー設定に登録した{label}に置き換えてください"
 # format -> (file name, ASCII fallback name, Content-Type)
 FORMATS = {
     "csv": ("見本_Shift_JIS.csv", "sample_shift_jis.csv", "text/csv; charset=Shift_JIS"),
