@@ -16,7 +16,7 @@ from ..errors import ImportRejected, RenkeiError, RowError
 from ..extensions import db
 from ..importer.filename import base_name, period_label
 from ..models import Import, ImportErrorRecord, OutboxMail
-from ..services import archives, files, ingest
+from ..services import archives, files, ingest, samplefile
 from ..services.senderauth import RESULT_LABELS
 from . import bp
 from .forms import HistoryFilterForm, ReimportForm, UploadForm
@@ -162,6 +162,40 @@ def _download_names(name: str) -> dict[str, str]:
     return {"filename": name}
 
 
+# 見本ファイル: one URL per format (no URL argument: nothing of another account can be named).
+@bp.route("/imports/sample.csv")
+@login_required
+def sample_csv():
+    return _sample("csv")
+
+
+@bp.route("/imports/sample-utf8.csv")
+@login_required
+def sample_csv_utf8():
+    return _sample("csv-utf8")
+
+
+@bp.route("/imports/sample.xlsx")
+@login_required
+def sample_xlsx():
+    return _sample("xlsx")
+
+
+def _sample(fmt: str):
+    """見本ファイル of the signed-in user's account: csv (cp932), csv-utf8 (with a BOM) or xlsx; any role."""
+    name, fallback, content_type = samplefile.FORMATS[fmt]
+    try:
+        data = samplefile.build(current_user.account_id, fmt)
+    except RenkeiError as error:
+        return render_template("error.html", code=422, message=error.message), 422
+    response = Response(data, content_type=content_type)
+    response.headers.set("Content-Disposition", "attachment", filename=fallback,
+                         **{"filename*": f"UTF-8''{quote(name, safe='')}"})
+    # Today's header: never a cached one after the columns changed.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.route("/imports/<int:import_id>/reimport", methods=["POST"])
 @admin_required
 def reimport(import_id: int):
@@ -205,7 +239,8 @@ def upload():
             else:
                 flash("受け付けました。取込結果はこのページに表示されます。", "success")
                 return redirect(url_for("imports.history_detail", import_id=record.id))
-    return render_template("imports/upload.html", form=form, outcome=outcome, limit_label=_size_label(limit))
+    return render_template("imports/upload.html", form=form, outcome=outcome, limit_label=_size_label(limit),
+                           sample_header=samplefile.header(current_user.account_id))
 
 
 def _dry_run(filename: str, data: bytes) -> dict:

@@ -49,6 +49,12 @@ def _link(imp: Import) -> str:
     return f"{base}/imports/{imp.id}"
 
 
+def _sample_link(imp: Import) -> str:
+    """The 見本ファイル download (app/imports/routes.py sample): .xlsx for a workbook, else the Shift_JIS CSV."""
+    base = current_app.config.get("PUBLIC_URL", "").rstrip("/")
+    return f"{base}/imports/sample.{'xlsx' if is_workbook(imp.filename) else 'csv'}"
+
+
 def _context(imp: Import) -> tuple[Account, IntegrationSettings | None]:
     account = db.session.get(Account, imp.account_id)
     settings = db.session.scalar(select(IntegrationSettings).where(IntegrationSettings.account_id == imp.account_id))
@@ -162,7 +168,9 @@ def failure_report(imp: Import, errors: list[RowError]) -> OutboxMail | None:
     if ignored:
         lines += ["", "■ 取り込まなかった添付ファイル", *_ignored_lines(ignored)]
     page = "エラーと元のファイル" if imp.sha256 is not None else "エラー"
-    lines += ["", f"■ 取込履歴({page})", _link(imp), "", "-- ", "Renkei 外部連携"]
+    lines += ["", f"■ 取込履歴({page})", _link(imp),
+              "", "■ 見本ファイル(今の設定どおりの見出しと例の行。ログインしてダウンロードします)", _sample_link(imp),
+              "", "-- ", "Renkei 外部連携"]
     subject = f"【取込エラー】{account.name} {imp.filename}({total:,}件のエラー)"
     return outbox.enqueue(account.id, imp.id, "error", recipients, subject, "\n".join(lines) + "\n")
 

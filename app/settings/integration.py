@@ -6,7 +6,7 @@ from flask_login import current_user
 
 from ..auth.access import integration_required
 from ..errors import Invalid, RenkeiError
-from ..services import ftpcheck, zippassword
+from ..services import ftpcheck, samplefile, zippassword
 from ..services import integration as service
 from . import bp
 from .integration_forms import IntegrationForm, ReissueForm
@@ -39,6 +39,7 @@ def _render(form: IntegrationForm, status: int = 200, issued: dict[str, str] | N
             modes=service.MODES,
             weekday_labels=service.WEEKDAY_LABELS,
             day_names="月火水木金土日",
+            sample_header=samplefile.header(current_user.account_id),
         ),
         status,
     )

@@ -194,3 +194,28 @@ def test_relay_url_is_parsed(url, expected):
 def test_bad_relay_url_is_refused(url):
     with pytest.raises(ValueError):
         parse_relay_url(url)
+
+
+def test_every_error_mail_links_the_sample_file(app, make_account):
+    from app.importer.xlsxwrite import write_xlsx
+
+    acc = make_account("acme", **ingest_options())
+    bad_csv = ingest.receive(acc.id, "20180516.csv", csv_file([[1, "abc", 1, 1, ""]]), channel="mail",
+                             sender="taro@example.com")
+    bad_name = ingest.receive(acc.id, "売上.csv", csv_file([[1, 1, 1, 1, ""]]), channel="mail",
+                              sender="taro@example.com")
+    bad_book = ingest.receive(acc.id, "20180517.xlsx", write_xlsx([["No.", "売上", "粗利", "件数"], [77, 1, 1, 1]]),
+                              channel="mail", sender="taro@example.com")
+    for imp in (bad_csv, bad_name, bad_book):
+        runner.run_import(imp.id)
+    ingest.record_failure(acc.id, channel="mail", filename="(添付なし)", sender="taro@example.com",
+                          message="CSVファイルが添付されていません。")
+    db.session.commit()
+
+    bodies = [mail.body for mail in mails()]
+    assert len(bodies) == 4
+    assert "■ 見本ファイル" in bodies[0] and "\nhttp://renkei.test/imports/sample.csv\n" in bodies[0]
+    assert "\nhttp://renkei.test/imports/sample.csv\n" in bodies[1]
+    assert "\nhttp://renkei.test/imports/sample.xlsx\n" in bodies[2]
+    assert "メンバー設定に存在しないNo.です" in bodies[2]  # the workbook was read and refused by its content
+    assert "\nhttp://renkei.test/imports/sample.csv\n" in bodies[3]
