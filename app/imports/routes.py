@@ -224,6 +224,9 @@ def _dry_run(filename: str, data: bytes) -> dict:
         "rows": result.rows,
         "encoding": encoding_label(result.encoding),
         "period": getattr(period, "label", period) if period is not None else "",
+        "preview": result.preview,
+        # An archive: each of its files with its own preview (its errors are in "errors", named by file).
+        "parts": [{"name": name, "rows": part.rows, "preview": part.preview} for name, part in result.parts],
     }
 
 
