@@ -66,7 +66,7 @@ def test_a_csv_shows_its_rows_as_stored_in_the_column_order_with_totals(client, 
     assert _counts() == (0, 0)
 
 
-@pytest.mark.parametrize("ending", ["xlsx", "ods"])
+@pytest.mark.parametrize("ending", ["xlsx", "xls", "ods"])
 def test_a_workbook_shows_its_rows_as_stored(client, acme, ending):
     html = _dry_run(client, f"20180516.{ending}", (WORKBOOKS / f"20180516.{ending}").read_bytes())
 
