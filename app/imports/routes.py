@@ -17,6 +17,7 @@ from ..extensions import db
 from ..importer.filename import base_name, period_label
 from ..models import Import, ImportErrorRecord, OutboxMail
 from ..services import archives, files, ingest
+from ..services.preview import PREVIEW_ROWS
 from ..services.senderauth import RESULT_LABELS
 from . import bp
 from .forms import HistoryFilterForm, ReimportForm, UploadForm
@@ -205,7 +206,8 @@ def upload():
             else:
                 flash("受け付けました。取込結果はこのページに表示されます。", "success")
                 return redirect(url_for("imports.history_detail", import_id=record.id))
-    return render_template("imports/upload.html", form=form, outcome=outcome, limit_label=_size_label(limit))
+    return render_template("imports/upload.html", form=form, outcome=outcome, limit_label=_size_label(limit),
+                           preview_rows=PREVIEW_ROWS)
 
 
 def _dry_run(filename: str, data: bytes) -> dict:
