@@ -10,6 +10,7 @@ import pytest
 
 from app.extensions import db
 from app.models import Import, Result
+from app.services import ingest
 from app.services.preview import PREVIEW_ROWS
 from tests.data.workbooks import make
 from tests.fixtures.ingest import csv_file, ingest_options
@@ -117,4 +118,13 @@ def test_an_archive_shows_each_file_with_its_own_preview(client, acme):
     assert _cells(html, "tbody") == [["2", "山田 太郎", "100", "1", ""],
                                      ["2", "鈴木 花子", "200", "2", "b"], ["3", "髙橋 一郎", "300", "3", ""]]
     assert _cells(html, "tfoot") == [["合計", "100", "1", ""], ["合計", "500", "5", ""]]
+    assert _counts() == (0, 0)
+
+
+def test_the_dry_run_keeps_only_the_first_rows(app, acme):
+    rows = [[1 + n % 3, n, 1, ""] for n in range(500)]
+    result = ingest.dry_run(acme.id, "20180516.csv", csv_file(rows, header=["No.", "売上", "件数", "備考"]))
+
+    assert result.rows == 500 and len(result.preview.rows) == PREVIEW_ROWS
+    assert result.preview.totals == [sum(range(500)), 500]
     assert _counts() == (0, 0)
