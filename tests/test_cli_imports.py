@@ -93,6 +93,16 @@ def test_imports_list_json(cli, app, make_account, tmp_path):
     assert text.exit_code == 0 and "20180517.csv" in text.stdout and "failed" in text.stdout
 
 
+def test_imports_list_json_has_the_ignored_headers(cli, app, make_account, tmp_path):
+    make_account("acme", **ingest_options(extra_columns="ignore"))
+    data = csv_file([[1, "x", 5, ""]], header=["No.", "部署", "売上", "備考"])
+    assert cli("import-csv", "acme", write(tmp_path, "20180516.csv", data)).exit_code == 0
+
+    items = json.loads(cli("imports", "list", "acme", "--json").stdout)
+    assert [(i["filename"], i["status"], i["ignored_headers"]) for i in items] == [
+        ("20180516.csv", "succeeded", ["部署"])]
+
+
 @pytest.mark.parametrize("encoding", ["cp932", "utf-8"])
 def test_export_then_import_round_trips(cli, app, make_account, tmp_path, encoding):
     acc = make_account("acme", **ingest_options())

@@ -68,6 +68,9 @@ _IMPORT_PROPERTIES: dict[str, Any] = {
     "size": {"type": "integer", "minimum": 0, "description": "バイト数 / bytes"},
     "note": _nullable("string"),
     "archive_id": _nullable("integer", description="展開元のアーカイブ(.zip/.gz)の取込ID / the archive it was unpacked from"),
+    "ignored_headers": {"type": "array", "items": {"type": "string"},
+                        "description": ("見出しにない列を無視する設定で読み飛ばした見出し (ファイルの順) / "
+                                        "the file's headers skipped as extra columns, in file order")},
 }
 
 _MEMBER_PROPERTIES: dict[str, Any] = {

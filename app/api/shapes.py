@@ -56,5 +56,7 @@ def import_json(imp: Import) -> dict[str, Any]:
         "size": imp.size or 0,
         "note": imp.note,
         "archive_id": imp.archive_id,
+        # 見出しにない列: 無視する skipped these headers of the file (import_json of an older import: []).
+        "ignored_headers": [str(name) for name in imp.ignored_headers or []],
     }
     return data

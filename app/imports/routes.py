@@ -17,6 +17,7 @@ from ..extensions import db
 from ..importer.filename import base_name, period_label
 from ..models import Import, ImportErrorRecord, OutboxMail
 from ..services import archives, files, ingest, samplefile
+from ..services.preview import PREVIEW_ROWS
 from ..services.senderauth import RESULT_LABELS
 from . import bp
 from .forms import HistoryFilterForm, ReimportForm, UploadForm
@@ -240,7 +241,7 @@ def upload():
                 flash("受け付けました。取込結果はこのページに表示されます。", "success")
                 return redirect(url_for("imports.history_detail", import_id=record.id))
     return render_template("imports/upload.html", form=form, outcome=outcome, limit_label=_size_label(limit),
-                           sample_header=samplefile.header(current_user.account_id))
+                           sample_header=samplefile.header(current_user.account_id), preview_rows=PREVIEW_ROWS)
 
 
 def _dry_run(filename: str, data: bytes) -> dict:
@@ -259,6 +260,9 @@ def _dry_run(filename: str, data: bytes) -> dict:
         "rows": result.rows,
         "encoding": encoding_label(result.encoding),
         "period": getattr(period, "label", period) if period is not None else "",
+        "preview": result.preview,
+        # An archive: each of its files with its own preview (its errors are in "errors", named by file).
+        "parts": [{"name": name, "rows": part.rows, "preview": part.preview} for name, part in result.parts],
     }
 
 

@@ -124,7 +124,7 @@ def dry_run(account_id: int, filename: str, data: bytes, *, check: Callable):
     except unpacking.ArchiveRefused as refusal:
         unpacked = None
         errors = ErrorList([RowError(message=refusal.message, value=base_name(filename))])
-    results = []
+    results, parts = [], []
     if unpacked is not None:
         errors = ErrorList()
         if not unpacked.entries:
@@ -135,12 +135,13 @@ def dry_run(account_id: int, filename: str, data: bytes, *, check: Callable):
                 continue
             result = check(account_id, entry.name, entry.data)
             results.append(result)
+            parts.append((entry.name, result))
             errors.extend(replace(error, message=f"「{entry.name}」: {error.message}") for error in result.errors)
     from .ingest import DryRun  # ingest imports this module
 
     first = results[0] if results else None
     return DryRun(period=first.period if first else None, rows=sum(r.rows for r in results), errors=errors,
-                  encoding=first.encoding if first else None)
+                  encoding=first.encoding if first else None, parts=parts)
 
 
 def entries(archive_id: int) -> list[Import]:

@@ -25,6 +25,7 @@ from ..extensions import db
 from ..importer.filename import Period, base_name, is_archive
 from ..models import Import, utcnow
 from . import accounts, archives, claims, files, runner
+from .preview import Collector, Preview
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ class DryRun:
     rows: int
     errors: list[RowError] = field(default_factory=ErrorList)  # the first MAX_ERRORS_PER_FILE; .total counts all
     encoding: str | None = None
+    # The first rows as they would be stored, the totals and the ignored headers (None: no rows were read).
+    preview: Preview | None = None
+    # An archive: each file's name and its own DryRun, in the archive's order.
+    parts: list[tuple[str, DryRun]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -185,10 +190,16 @@ def dry_run(account_id: int, filename: str, data: bytes) -> DryRun:
     prepared = runner.prepare(account_id, base_name(filename), data)
     rows = 0
     errors = ErrorList(prepared.errors)
-    if prepared.reader is not None:
-        rows = runner.drain(prepared.reader.batches())
-        errors.extend(prepared.reader.errors)
-    return DryRun(period=prepared.period, rows=rows, errors=errors, encoding=prepared.encoding)
+    shown = None
+    reader = prepared.reader
+    if reader is not None:
+        collector = Collector()
+        for batch in reader.batches():
+            rows += len(batch)
+            collector.add(batch)
+        errors.extend(reader.errors)
+        shown = collector.finish(account_id, reader.value_column_ids, reader.ignored_headers)
+    return DryRun(period=prepared.period, rows=rows, errors=errors, encoding=prepared.encoding, preview=shown)
 
 
 def reimport(account_id: int, import_id: int, actor_email: str) -> Import:

@@ -217,6 +217,19 @@ def test_wait_answers_200_when_the_worker_has_imported_it(client, api_account, a
     assert db.session.scalar(select(db.func.count()).select_from(Result)) == 1
 
 
+def test_the_ignored_headers_are_in_the_import_json(app, client, make_account, api_worker):
+    app.config["API_RATE_PER_MINUTE"] = 10_000
+    acc = make_account("acme", **api_options(extra_columns="ignore"))
+    rows = [["No.", "日付", "売上", "顧客名"], ["1", "5/16", "100", "A社"]]
+    body = upload(client, acc.headers, csv_bytes(rows), query="?wait=1").get_json()
+    assert body["status"] == "succeeded" and body["ignored_headers"] == ["日付", "顧客名"]
+    listed = client.get("/api/v1/imports", headers=acc.headers).get_json()["imports"]
+    assert [item["ignored_headers"] for item in listed] == [["日付", "顧客名"]]
+    # A file without extra headers says so with an empty list.
+    plain = upload(client, acc.headers, csv_bytes([["No.", "売上"], ["1", "5"]]), "20180517.csv", "?wait=1")
+    assert plain.get_json()["ignored_headers"] == []
+
+
 def test_wait_failure_is_422_with_every_error_and_keeps_old_data(client, api_account, api_worker):
     first = upload(client, api_account.headers, query="?wait=1").get_json()
     response = upload(client, api_account.headers, csv_bytes(BAD_ROWS), query="?wait=1")
