@@ -13,7 +13,7 @@ import zipfile
 from collections.abc import Iterable
 from xml.sax.saxutils import escape, quoteattr
 
-from app.importer.layout import column_letter
+from app.importer.records import column_letter
 
 # Characters XML 1.0 cannot hold at all (a control character in a column name or 備考).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
