@@ -163,7 +163,7 @@ def test_as_dict_has_exactly_the_spec_keys(account, app):
         "enabled", "mode", "status", "member_key", "key_aliases", "extra_columns", "encoding", "error_to",
         "success_to", "senders",
         "sender_networks", "sender_auth", "inbound_address", "ftp_server", "ftp_username", "ftp_days", "ftp_start", "ftp_end",
-        "ftp_interval", "ftp_delay", "api_endpoint", "next_checks",
+        "ftp_interval", "ftp_delay", "api_endpoint", "next_checks", "sheet_name",
     }
     data = service.as_dict(account, stored(account))
     assert set(data) == keys
