@@ -5,6 +5,7 @@ import ftplib
 import io
 import queue
 import re
+import shlex
 import signal
 import smtplib
 import socket
@@ -35,6 +36,7 @@ from tests.fixtures.processes import (
 from tests.fixtures.waiting import wait_for
 
 PASSWORD_RE = re.compile(r"パスワード \(password\): (\S+)")
+DEMO_COMMANDS_RE = re.compile(r"<!-- demo-commands:start -->\n```sh\n(.*?)```\n<!-- demo-commands:end -->", re.S)
 STOP_TIMEOUT = 30
 
 
@@ -365,3 +367,46 @@ def test_files_at_rest_are_private_in_an_existing_open_data_folder(tmp_path, emp
     for folder in (spool, data_dir / "spool", data_dir / "ftp-uploading"):
         assert _mode(folder) == 0o700, folder
     assert server.stop() == 0, server.log_tail()
+
+
+def test_the_readmes_demo_commands_import_the_file_by_mail_api_and_ftp(start, tmp_path, empty_database_url):
+    """The README's 「デモアカウントに送ってみる」 lines, run as written (ports and the printed secrets filled in)."""
+    data_dir = tmp_path / "data"
+    run = start(data_dir=data_dir)
+    ready = run.wait_ready()
+    output = run.output()
+    secrets = {
+        "<送信先メールアドレス>": re.search(r"\(inbound address\): (\S+)", output).group(1),
+        "<FTPパスワード>": re.search(r"\(ftp login\): demo / (\S+)", output).group(1),
+    }
+    ports = {f"127.0.0.1:{default}": f"127.0.0.1:{_port_of(ready[part])}"
+             for default, part in (("2525", "smtp"), ("8000", "web"), ("2121", "ftp"))}
+    block = DEMO_COMMANDS_RE.search((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert block, "README.md has no demo-commands block"
+    commands = [line for line in block.group(1).splitlines() if line and not line.startswith("#")]
+    assert any(line.startswith("swaks ") for line in commands) and any(line.startswith("curl -T") for line in commands)
+    work = tmp_path / "work"
+    work.mkdir()
+    # The flask commands find the app as they do in the repository folder, and its data folder as
+    # run.py's; the FTP check does not wait out the quiet period the README mentions.
+    env = {**child_env(empty_database_url), "RENKEI_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT),
+           "HOME": str(work), "LANG": "C.UTF-8", "RENKEI_FTP_QUIET_SECONDS": "0"}
+    for line in commands:
+        command = line
+        for old, new in (*ports.items(), *secrets.items()):
+            command = command.replace(old, new)
+        if command.startswith("flask "):
+            command = f"{shlex.quote(sys.executable)} -m {command}"
+        assert "<" not in command.replace("<<", ""), f"a placeholder left in: {line}"
+        done = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
+        if " api-token " in command:
+            secrets["<APIトークン>"] = done.stdout.strip().splitlines()[-1]
+
+    database = _database(data_dir, empty_database_url)
+    wait_for(lambda: len(_query(database, "SELECT id FROM imports WHERE status = 'succeeded'")) == 4, 30,
+             what=lambda: f"four imports\n{_query(database, 'SELECT channel, filename, status FROM imports')}",
+             interval=0.1)
+    assert sorted(_query(database, "SELECT channel, filename, row_count FROM imports")) == [
+        ("api", "20261201.csv", 2), ("ftp", "20261201.csv", 2), ("mail", "20261201.csv", 2), ("mail", "20261201.csv", 2)]
+    assert run.stop() == 0, run.output()
