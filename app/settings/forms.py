@@ -103,7 +103,6 @@ class RoleForm(FlaskForm):
         validate_choice=False,
         validators=[AnyOf([User.ADMIN, User.VIEWER], message="権限を選んでください。")],
     )
-    submit = SubmitField("権限を変更")
 
 
 class ActionForm(FlaskForm):

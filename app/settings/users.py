@@ -2,6 +2,7 @@
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
+from ..auth import sessions
 from ..auth.access import admin_required, owned_or_404
 from ..errors import Invalid, NotFound
 from ..models import User
@@ -36,12 +37,15 @@ def user_role(user_id: int):
     user = owned_or_404(User, user_id)
     form = RoleForm()
     if form.validate_on_submit():
-        email = user.email
+        email, own = user.email, user.id == current_user.id
         try:
-            user = user_service.set_role(current_user.account_id, user.id, form.role.data, current_user.id)
+            user = user_service.set_role(current_user.account_id, user.id, form.role.data)
         except (Invalid, NotFound) as error:
             flash(error.message, "error")
         else:
+            if own:
+                # The new role ended every session of the user; this browser goes on in a new one.
+                sessions.begin(user)
             flash(f"ユーザー {email} の権限を{user.role_label}にしました。", "success")
     else:
         flash(next(iter(form.role.errors), "送信内容を確認できませんでした。もう一度操作してください。"), "error")
