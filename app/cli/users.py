@@ -54,7 +54,7 @@ def reset_password(email: str) -> None:
 
 @users_cli.command("set-role")
 @click.argument("email")
-@click.argument("role", type=click.Choice(list(User.ROLE_LABELS)))
+@click.argument("role", type=click.Choice([str(role) for role in User.ROLE_LABELS]))
 def set_role(email: str, role: str) -> None:
     """Make the user 管理者 (admin) or 閲覧者 (viewer); the last admin of an account stays admin."""
     try:
