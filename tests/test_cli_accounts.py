@@ -184,6 +184,22 @@ def test_members_import_bad_csv_lists_every_error_and_stores_nothing(runner, acm
     assert member_service.list_members(acme.id) == []
 
 
+def test_members_import_reports_a_csv_syntax_error_and_a_duplicate_together_capped_at_100(runner, acme, tmp_path):
+    path = tmp_path / "members.csv"
+    rows = "1,E1,山田,,\r\n" + '2,"E2"x,田中,,\r\n' + "3,E1,鈴木,,\r\n"  # syntax error on 3, duplicate on 4
+    rows += "".join(f"{no},E{no},,,\r\n" for no in range(10, 130))           # 120 lines without 氏名
+    path.write_bytes((HEADER + rows).encode("cp932"))
+    result = runner.invoke(args=["members", "import", "acme", str(path)])
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert "122 件のエラー" in lines[0]
+    assert lines[1].startswith('  3行目 値「2,"E2"x,田中,,」: CSVの形式が正しくありません')
+    assert lines[2] == "  4行目 列「社員ID」 値「E1」: 社員IDが2行目と重複しています"
+    assert len([line for line in lines if line.startswith("  ") and "行目" in line]) == 100
+    assert lines[-1].startswith("  ほかに 22 件のエラーがあります(最初の 100 件を表示しました)。")
+    assert member_service.list_members(acme.id) == []
+
+
 def test_members_import_refuses_formula_keys_and_stores_nothing(runner, acme, tmp_path):
     path = tmp_path / "members.csv"
     path.write_bytes((HEADER + '1,"=HYPERLINK(""http://evil.example"")",山田,,\r\n2,-2+3,田中,,\r\n').encode("cp932"))

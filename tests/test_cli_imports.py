@@ -146,3 +146,44 @@ def test_import_csv_keeps_extension_kanji_of_euc_jp_and_iso2022jp_files(cli, app
     assert result.exit_code == 0, result.output
     assert [row[2] for row in stored(acc)] == ["髙﨑①㈱～№", "高崎 ∥－"]
     assert db.session.scalars(select(Import)).one().encoding == name
+
+
+def test_export_month_writes_the_month_as_the_board_shows_it(cli, app, make_account, client, login, tmp_path):
+    from app.importer.filename import parse_period
+    from app.services import results
+
+    acc = make_account("acme", **ingest_options())
+    for name, rows in (("20261201.csv", [[1, 100, 10, 1, ""], [2, "0.25", "", "", "日次"]]),
+                       ("20261231.csv", [[1, 200, 20, 2, ""], [1, 3, "", "", ""]]),
+                       ("20261200.csv", [[1, 1000, "", "", "月次"], [3, 7, 7, 7, ""]]),
+                       ("20270101.csv", [[1, 99999, 1, 1, ""]]),      # next month
+                       ("20261130.csv", [[2, 88888, 1, 1, ""]])):     # previous month
+        assert cli("import-csv", "acme", write(tmp_path, name, csv_file(rows))).exit_code == 0
+    results.add_manual(acc.id, acc.member[2], parse_period("20261215"), {acc.column["件数"]: 5})
+
+    month = cli("results", "export", "acme", "202612", "--month", "--encoding", "utf-8")
+
+    assert month.exit_code == 0, month.output
+    lines = month.stdout_bytes.decode("utf-8").splitlines()
+    assert lines == ["No.,売上,粗利,件数,備考", "1,1303,30,3,", "2,0.25,,5,", "3,7,7,7,"]
+    # Each cell is the board's sum (results.month_table is what the board draws) …
+    table = results.month_table(acc.id, 2026, 12)
+    board = {member.no: [results.format_number(v) if v is not None else "" for v in values]
+             for member, values in zip(table.members, table.values)}
+    assert {int(line.split(",")[0]): line.split(",")[1:4] for line in lines[1:]} == board
+    # … and the page shows the same figures.
+    login(acc.email)
+    page = client.get("/?month=2026-12").get_data(as_text=True)
+    assert "1,303" in page and "0.25" in page
+    assert "ボードの表示どおり" in month.stderr and "as the board shows it" in month.stderr
+
+    plain = cli("results", "export", "acme", "202612", "--encoding", "utf-8")
+    assert plain.exit_code == 0
+    assert plain.stdout_bytes.decode("utf-8").splitlines() == ["No.,売上,粗利,件数,備考", "1,1000,,,月次", "3,7,7,7,"]
+    assert "月次ファイル(20261200.csv)の行と手入力の実績だけ" in plain.stderr and "--month" in plain.stderr
+    assert "monthly file's rows" in plain.stderr
+
+    day = cli("results", "export", "acme", "20261201")
+    assert day.exit_code == 0 and "日次ファイル(20261201.csv)" in day.stderr
+    refused = cli("results", "export", "acme", "20261201", "--month")
+    assert refused.exit_code == 1 and "--month には年月を指定してください(例 202612)" in refused.stderr

@@ -8,7 +8,7 @@ from flask.cli import with_appcontext
 
 from .. import logs
 from ..extensions import ensure_database_current, init_migrations
-from . import accounts, imports, integration, members
+from . import accounts, imports, integration, members, users
 
 
 class MigrationCommands(click.Group):
@@ -40,7 +40,7 @@ def _schema_first(callback):
 
 
 def register_cli(app: Flask) -> None:
-    for module in (accounts, members, imports, integration):
+    for module in (accounts, users, members, imports, integration):
         module.register(app)
     # Every command works on an up-to-date schema, also an operator's first one on a new data
     # folder (`flask accounts create …` before the first run.py); `flask db …` manages it itself.

@@ -140,15 +140,22 @@ def register(app: Flask) -> None:
     @results_group.command("export")
     @click.argument("slug")
     @click.argument("period")
+    @click.option("--month", "as_board", is_flag=True,
+                  help="月をボードの表示どおりに(日次ファイル+月次ファイル+手入力の合計)。PERIOD は年月 (201805)")
     @click.option("--encoding", type=click.Choice(list(results.EXPORT_ENCODINGS)), default="cp932",
                   show_default=True)
     @click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None,
                   help="出力ファイル(省略時は標準出力)")
-    def export(slug: str, period: str, encoding: str, output: str | None) -> None:
-        """Write one period's stored results as CSV in the import layout (PERIOD: 20180516 or 201805)."""
+    def export(slug: str, period: str, as_board: bool, encoding: str, output: str | None) -> None:
+        """Write results as CSV in the import layout (PERIOD: 20180516 or 201805).
+
+        Without --month: the rows stored for exactly that period (a month: its monthly file only)
+        and its hand-typed results. With --month: the month as the board shows it. Which of the
+        two was written is said on stderr.
+        """
         account = _account(slug)
         try:
-            data = results.export_csv(account.id, period, encoding)
+            data = results.export_csv(account.id, period, encoding, as_board=as_board)
         except RenkeiError as error:
             _fail(str(error))
         if output:
@@ -159,6 +166,7 @@ def register(app: Flask) -> None:
             stream = click.get_binary_stream("stdout")
             stream.write(data)
             stream.flush()
+        click.echo(results.describe_export(period, as_board), err=True)
 
     app.cli.add_command(imports_group)
     app.cli.add_command(results_group)

@@ -30,6 +30,10 @@ def import_members(slug: str, path: Path) -> None:
         click.echo(f"{path.name}: 取り込めませんでした({error_total(rejected.errors):,} 件のエラー)。何も保存していません。", err=True)
         for error in rejected.errors:
             click.echo(f"  {error.as_text()}", err=True)
+        more = error_total(rejected.errors) - len(rejected.errors)
+        if more:
+            click.echo(f"  ほかに {more:,} 件のエラーがあります(最初の {len(rejected.errors):,} 件を表示しました)。"
+                       f" / {more:,} more errors not listed.", err=True)
         sys.exit(1)
     except RenkeiError as error:
         fail(error)

@@ -14,6 +14,9 @@ HEADER_MESSAGE = "見出し行は「No.,社員ID,氏名,部署,メールアド�
 # members.no is a 32-bit integer on SQLite and PostgreSQL; the form and the CSV load share this.
 MAX_NO = 2**31 - 1
 NO_MESSAGE = "No.は1以上の整数で入力してください"
+# Errors of one member CSV listed at most (every one is counted and the rest said as 「ほかに N 件」):
+# a person fixes a member list by hand, and 100 rows of reasons are already a page.
+MAX_LISTED_ERRORS = 100
 
 
 def parse_no(text: str) -> int | None:
@@ -43,12 +46,14 @@ class MemberReader:
 
     Like the results CSV reader, it holds no list of rows: a caller streams them. What it
     keeps per row is the No. and 社員ID seen so far (for the duplicate checks), not the row.
-    `errors` keeps the first MAX_ERRORS_PER_FILE errors and counts every one.
+    Every line is checked, whatever the lines before it held (a CSV syntax error included), so
+    format errors and duplicates come out together. `errors` keeps the first MAX_LISTED_ERRORS
+    errors, in line order, and counts every one.
     """
 
     def __init__(self, text: str):
         self._text = text
-        self.errors = ErrorList()
+        self.errors = ErrorList(cap=MAX_LISTED_ERRORS)
         self.lines_by_no: dict[int, int] = {}
         self.lines_by_employee_id: dict[str, int] = {}
         self.rows_read = 0

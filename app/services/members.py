@@ -94,8 +94,8 @@ def set_active(account_id: int, member_id: int, active: bool) -> Member:
 def import_members(account_id: int, data: bytes) -> tuple[int, int]:
     """Upsert members by No. from a `No.,社員ID,氏名,部署,メールアドレス` CSV; return (inserted, updated).
 
-    All or nothing: any error raises ImportRejected (the first MAX_ERRORS_PER_FILE errors, every
-    one counted) and stores nothing. The active flag of existing members is left as it is.
+    All or nothing: any error raises ImportRejected with every error of the file found in one
+    reading (the first MAX_LISTED_ERRORS by line, every one counted) and stores nothing. The active flag of existing members is left as it is.
     The file is read twice, row by row, as results files are: once to check every row, once
     to write them in batches. No list of all rows and no ORM object per row is ever built.
     """
@@ -115,16 +115,13 @@ def import_members(account_id: int, data: bytes) -> tuple[int, int]:
         current = existing.get(row.no)
         if current is not None and current[1] != row.employee_id:
             changing.append(current[0])
-    # 社員IDs kept by members the file does not mention must stay unique too.
+    # 社員IDs kept by members the file does not mention must stay unique too. These are known
+    # only once the whole file is read; they join the reader's errors in line order.
     in_file = reader.lines_by_employee_id
-    for no, (_member_id, employee_id) in existing.items():
-        if employee_id and no not in reader.lines_by_no and employee_id in in_file:
-            errors.append(RowError(f"社員IDは既に No.{no} のメンバーが使っています。", in_file[employee_id], "社員ID",
-                                   employee_id))
-    if errors:
-        ordered = ErrorList(sorted(errors, key=lambda e: (e.line or 0)))
-        ordered.total = errors.total
-        raise ImportRejected(ordered)
+    taken = sorted((in_file[employee_id], no, employee_id) for no, (_member_id, employee_id) in existing.items()
+                   if employee_id and no not in reader.lines_by_no and employee_id in in_file)
+    if errors or taken:
+        raise ImportRejected(_with_taken_ids(errors, taken))
 
     inserted = updated = 0
     try:
@@ -149,6 +146,19 @@ def import_members(account_id: int, data: bytes) -> tuple[int, int]:
         db.session.rollback()
         raise
     return inserted, updated
+
+
+def _with_taken_ids(errors: ErrorList, taken: list[tuple[int, int, str]]) -> ErrorList:
+    """The reader's errors and those of 社員IDs other members keep, by line: the first `errors.cap` kept, all counted.
+
+    The reader kept its first errors in line order, so these and the taken IDs hold the
+    file's first errors whatever the cap dropped.
+    """
+    found = [RowError(f"社員IDは既に No.{no} のメンバーが使っています。", line, "社員ID", employee_id)
+             for line, no, employee_id in taken]
+    merged = ErrorList(sorted([*errors, *found], key=lambda error: error.line or 0)[:errors.cap], cap=errors.cap)
+    merged.total = errors.total + len(found)
+    return merged
 
 
 # Members written per statement by import_members.

@@ -95,21 +95,63 @@ def _safe_text(text: str | None) -> str:
     return text or ""
 
 
-def export_csv(account_id: int, period_key: str, encoding: str = "cp932") -> bytes:
-    """Write the stored results of one exact period (day or monthly file) in the import layout.
+def export_csv(account_id: int, period_key: str, encoding: str = "cp932", as_board: bool = False) -> bytes:
+    """Write one period's results in the import layout.
 
-    Hand-typed results of the period are included: the file shows everything stored for it.
+    Without `as_board`: the stored rows of that exact period (the day's file, or the monthly file
+    alone) and its hand-typed results, line by line. With it (a month only): the month as the
+    board shows it, one line per active member with results, each column the board's sum of
+    the daily files, the monthly file and the hand-typed results (docs/spec.md section 8).
     """
     if encoding not in EXPORT_ENCODINGS:
         raise Invalid(f"文字コードは {' / '.join(EXPORT_ENCODINGS)} のいずれかにしてください。", field="encoding")
     period = parse_period(period_key)
+    if as_board and period.kind != "month":
+        raise Invalid(f"--month には年月を指定してください(例 {period.date:%Y%m})。", field="period")
     settings = db.session.scalar(select(IntegrationSettings).where(IntegrationSettings.account_id == account_id))
     member_key = settings.member_key if settings else "no"
     columns = columns_of(account_id)
-    keys = [str(column.id) for column in columns]
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([KEY_HEADERS[member_key], *(column.name for column in columns), NOTE_HEADER])
+    if as_board:
+        _write_board_month(writer, account_id, period, member_key, columns)
+    else:
+        _write_period_rows(writer, account_id, period, member_key, columns)
+    text = buffer.getvalue()
+    try:
+        return text.encode(encoding)
+    except UnicodeEncodeError as error:
+        raise Invalid(
+            f"Shift_JIS(cp932)で表せない文字「{error.object[error.start:error.end]}」があります。"
+            "文字コードに utf-8 を指定してください。", field="encoding"
+        ) from None
+
+
+def describe_export(period_key: str, as_board: bool = False) -> str:
+    """Say which results export_csv writes for these arguments (Japanese, then English)."""
+    period = parse_period(period_key)
+    if as_board:
+        return (f"{period.label}をボードの表示どおりに書き出しました(日次ファイル・月次ファイル・手入力の合計、"
+                "有効なメンバーごとに1行、備考なし)。月次ファイルとして取り込むと日次の分が二重に数えられます。"
+                f" / Exported {period.key} as the board shows it: daily files + monthly file + hand-typed, "
+                "one line per active member.")
+    if period.kind == "month":
+        return (f"{period.label}の月次ファイル({period.name})の行と手入力の実績だけを書き出しました。"
+                "日次ファイルの実績は含みません(ボードの表示どおりの月は --month で書き出せます)。"
+                f" / Exported the monthly file's rows of {period.key} only, not the daily files; "
+                "--month exports the month as the board shows it.")
+    return (f"{period.label}の日次ファイル({period.name})の行と手入力の実績を書き出しました。"
+            f" / Exported the rows of the daily file {period.name} and the hand-typed results.")
+
+
+def _member_cell(member_key: str, no: int, employee_id: str | None) -> str:
+    return str(no) if member_key == "no" else (employee_id or "")
+
+
+def _write_period_rows(writer, account_id: int, period: Period, member_key: str, columns: list[GraphColumn]) -> None:
+    """The exact period's imported lines and hand-typed results, by member."""
+    keys = [str(column.id) for column in columns]
     # The period's imports (each one range of the results' key) and its hand-typed results,
     # by member; within a member, imported lines in file order, then the hand-typed ones.
     imports = select(Import.id).where(Import.account_id == account_id, Import.period_kind == period.kind,
@@ -129,18 +171,20 @@ def export_csv(account_id: int, period_key: str, encoding: str = "cp932") -> byt
         .execution_options(yield_per=5000)
     )
     for no, employee_id, values, note in rows:
-        key = str(no) if member_key == "no" else (employee_id or "")
         values = values or {}
         cells = [format_number(values[k]) if values.get(k) is not None else "" for k in keys]
-        writer.writerow([key, *cells, _safe_text(note)])
-    text = buffer.getvalue()
-    try:
-        return text.encode(encoding)
-    except UnicodeEncodeError as error:
-        raise Invalid(
-            f"Shift_JIS(cp932)で表せない文字「{error.object[error.start:error.end]}」があります。"
-            "文字コードに utf-8 を指定してください。", field="encoding"
-        ) from None
+        writer.writerow([_member_cell(member_key, no, employee_id), *cells, _safe_text(note)])
+
+
+def _write_board_month(writer, account_id: int, period: Period, member_key: str, columns: list[GraphColumn]) -> None:
+    """The month's sums exactly as month_table gives them to the board, for the members with results."""
+    rows = monthgrid.month_grid(account_id, period.date, [column.id for column in columns],
+                                (Member.no, Member.employee_id))
+    for no, employee_id, lines, *sums in rows:
+        if lines is None and all(value is None for value in sums):
+            continue  # a member the board shows with empty cells: nothing to write
+        cells = [format_number(value) if value is not None else "" for value in sums]
+        writer.writerow([_member_cell(member_key, no, employee_id), *cells, ""])
 
 
 def add_manual(account_id: int, member_id: int, period: Period, values: dict[int, float],

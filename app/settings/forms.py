@@ -94,6 +94,17 @@ class UserForm(FlaskForm):
     submit = SubmitField("追加する")
 
 
+class RoleForm(FlaskForm):
+    """The role of another user, changed from their row of the ユーザー list."""
+
+    role = SelectField(
+        "権限",
+        choices=[(User.ADMIN, "管理者"), (User.VIEWER, "閲覧者")],
+        validate_choice=False,
+        validators=[AnyOf([User.ADMIN, User.VIEWER], message="権限を選んでください。")],
+    )
+
+
 class ActionForm(FlaskForm):
     """A bodyless POST (deactivate, delete…): only the CSRF token."""
 

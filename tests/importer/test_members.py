@@ -155,3 +155,25 @@ def test_a_key_starting_like_a_formula_is_a_row_error(key: str) -> None:
 def test_keys_with_those_characters_elsewhere_are_fine(key: str) -> None:
     members, errors = parse_members(csv_text([HEADER, ["1", key, "山田", "", ""]]))
     assert not errors and [member.employee_id for member in members] == [key]
+
+
+def test_reading_goes_on_after_a_csv_syntax_error_so_every_error_comes_out_at_once() -> None:
+    text = ("No.,社員ID,氏名,部署,メールアドレス\r\n"
+            "1,E1,山田,,\r\n"
+            '2,"E2"x,田中,,\r\n'          # line 3: text after a closing quote
+            '3,E3,"鈴木\r\n 次郎",,\r\n'  # lines 4-5: one record with a quoted newline
+            "4,E1,佐藤,,\r\n"             # line 6: 社員ID of line 2
+            '5,E5,"閉じない,,\r\n6,E6,x,,\r\n')  # line 7: unclosed quote swallows the rest
+    members, errors = parse_members(text)
+    assert [member.line for member in members] == [2, 4]
+    assert [(error.line, error.column, error.value) for error in errors] == [
+        (3, None, '2,"E2"x,田中,,'), (6, "社員ID", "E1"), (7, None, '5,E5,"閉じない,,')]
+    assert "CSVの形式" in errors[0].message and "重複" in errors[1].message and "閉じられない" in errors[2].message
+
+
+def test_the_errors_listed_are_capped_and_every_one_counted() -> None:
+    rows = [HEADER, *([str(no), f"E{no}", "", "", ""] for no in range(1, 251))]
+    members, errors = parse_members(csv_text(rows))
+    assert members == []
+    assert len(errors) == 100 and errors.total == 250
+    assert [error.line for error in errors] == list(range(2, 102))

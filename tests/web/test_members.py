@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import re
+from html import unescape
 
 import pytest
 
@@ -226,6 +227,38 @@ def test_import_with_errors_lists_every_error_with_line_numbers_and_stores_nothi
     assert "2行目と重複" in rows[2][3]
     assert "No.50" in rows[4][3]
     assert stored(admin.id) == [(50, "E050", "既存 五十郎", None, None, True)]
+
+
+def test_import_reports_a_format_error_and_a_duplicate_employee_id_together(client, admin):
+    data = (HEADER
+            + "1,E001,一郎,営業,\r\n"                   # line 2: fine
+            + "x,E002,二郎,営業,\r\n"                   # line 3: No. is no number
+            + '3,"E003"z,三郎,営業,\r\n'                # line 4: CSV syntax (text after a closing quote)
+            + "4,E001,四郎,営業,\r\n"                   # line 5: 社員ID repeats line 2
+            + "5,E005,五郎,営業,not-an-address\r\n"     # line 6: email
+            ).encode("utf-8")
+    html = upload(client, data).get_data(as_text=True)
+    assert "取り込めませんでした(4 件のエラー)。何も保存していません。" in html
+    rows = error_rows(html)
+    assert [(line, column, unescape(value)) for line, column, value, _ in rows] == [
+        ("3", "No.", "x"), ("4", "", '3,"E003"z,三郎,営業,'), ("5", "社員ID", "E001"),
+        ("6", "メールアドレス", "not-an-address")]
+    assert "No.は1以上の整数" in rows[0][3] and "CSVの形式が正しくありません" in rows[1][3]
+    assert "社員IDが2行目と重複しています" in rows[2][3]
+    assert "ほかに" not in html
+    assert stored(admin.id) == []
+
+
+def test_import_lists_the_first_100_errors_and_says_how_many_more(client, admin):
+    member_service.create_member(admin.id, 900, "E900", "既存")
+    lines = "".join(f"{no},E{no:03},,営業,\r\n" for no in range(1, 131))  # 130 lines without 氏名
+    data = (HEADER + lines + "131,E900,衝突,,\r\n").encode("utf-8")     # and a 社員ID No.900 keeps
+    html = upload(client, data).get_data(as_text=True)
+    assert "取り込めませんでした(131 件のエラー)" in html
+    rows = error_rows(html)
+    assert len(rows) == 100 and [row[0] for row in rows] == [str(line) for line in range(2, 102)]
+    assert "ほかに 31 件のエラーがあります(最初の 100 件を表示しています)。" in html
+    assert [row[:3] for row in stored(admin.id)] == [(900, "E900", "既存")]
 
 
 def test_import_wrong_header_is_rejected(client, admin):

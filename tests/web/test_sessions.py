@@ -8,12 +8,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from flask.testing import FlaskClient
 from flask_login.utils import encode_cookie
 
 from app.extensions import db
 from app.models import Member, User
 from app.services import users as user_service
+from tests.fixtures.accounts import OwnContextClient
 from tests.web.test_auth import csrf_token
 
 EMAIL = "admin@acme.example"
@@ -31,18 +31,6 @@ class Clock:
 
     def advance(self, *, minutes: float = 0, hours: float = 0, days: float = 0) -> None:
         self.now += minutes * 60 + hours * 3600 + days * 86400
-
-
-class OwnContextClient(FlaskClient):
-    """A test client whose every request runs in an app context of its own, as on a server.
-
-    The suite's tests run inside one app context, whose `g` would otherwise carry the user
-    Flask-Login loaded for one request into the next, whatever cookie that one sends.
-    """
-
-    def open(self, *args, **kwargs):
-        with self.application.app_context():
-            return super().open(*args, **kwargs)
 
 
 @pytest.fixture

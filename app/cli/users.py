@@ -1,0 +1,82 @@
+"""`flask users …`: list an account's logins, reset a password, change a role, remove a login (docs/spec.md section 8)."""
+from __future__ import annotations
+
+import json
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from ..api.shapes import iso_utc
+from ..errors import RenkeiError
+from ..models import User
+from ..services import accounts as account_service
+from ..services import users as user_service
+from .accounts import fail
+
+users_cli = AppGroup("users", help="ユーザー(ログイン)の一覧・パスワード再設定・権限の変更・削除。")
+
+
+@users_cli.command("list")
+@click.argument("slug")
+@click.option("--json", "as_json", is_flag=True, help="JSONで出力")
+def list_(slug: str, as_json: bool) -> None:
+    """List the account's users, admins first: e-mail, role, created (UTC). Last logins are not recorded."""
+    try:
+        account = account_service.get_by_slug(slug)
+    except RenkeiError as error:
+        fail(error)
+    users = user_service.list_users(account.id)
+    items = [{"email": user.email, "role": user.role, "role_label": user.role_label,
+              "created_at": iso_utc(user.created_at)} for user in users]
+    if as_json:
+        click.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        return
+    click.echo("email\trole\tcreated_at")
+    for item in items:
+        click.echo(f"{item['email']}\t{item['role']}({item['role_label']})\t{item['created_at']}")
+
+
+@users_cli.command("reset-password")
+@click.argument("email")
+def reset_password(email: str) -> None:
+    """Give the user a new random password (printed once) and end every session of theirs."""
+    try:
+        user = user_service.find_by_email(email)
+        password = user_service.reset_password(user)
+    except RenkeiError as error:
+        fail(error)
+    click.echo(f"{user.email}({user.account.slug})のパスワードを再設定し、ログイン中のセッションをすべて終了しました。"
+               "パスワードの表示はこの1回だけです。")
+    click.echo(f"email: {user.email}")
+    click.echo(f"new password: {password}")
+
+
+@users_cli.command("set-role")
+@click.argument("email")
+@click.argument("role", type=click.Choice([str(role) for role in User.ROLE_LABELS]))
+def set_role(email: str, role: str) -> None:
+    """Make the user 管理者 (admin) or 閲覧者 (viewer); the last admin of an account stays admin."""
+    try:
+        user = user_service.find_by_email(email)
+        user = user_service.set_role(user.account_id, user.id, role)
+    except RenkeiError as error:
+        fail(error)
+    click.echo(f"{user.email}({user.account.slug})の権限を{user.role_label}にしました (role {user.role})。")
+
+
+@users_cli.command("remove")
+@click.argument("email")
+def remove(email: str) -> None:
+    """Delete the user; the last admin of an account cannot be removed."""
+    try:
+        user = user_service.find_by_email(email)
+        address, slug = user.email, user.account.slug
+        user_service.remove_user(user.account_id, user.id)
+    except RenkeiError as error:
+        fail(error)
+    click.echo(f"{address}({slug})を削除しました (removed)。")
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(users_cli)
