@@ -230,7 +230,7 @@ class Result(db.Model):
     __tablename__ = "results"
     __table_args__ = {"sqlite_with_rowid": False}
 
-    # No foreign keys (migration 0018): only the runner's bulk insert writes these rows, in the
+    # No foreign keys (migration 0017): only the runner's bulk insert writes these rows, in the
     # transaction of their import, with its id and account and a member of that account; and
     # nothing deletes accounts, imports or members. The keys only re-checked that, per row, and
     # tripled the CPU of deleting a replaced import's rows on SQLite. No index on member_id

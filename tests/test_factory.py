@@ -279,7 +279,7 @@ def test_results_are_clustered_by_import_with_no_other_index(app):
     inspector = inspect(db.engine)
     assert inspector.get_pk_constraint("results")["constrained_columns"] == ["import_id", "line"]
     assert inspector.get_indexes("results") == []
-    # Nor foreign keys (migration 0018): the import writing the rows implies them, and on SQLite
+    # Nor foreign keys (migration 0017): the import writing the rows implies them, and on SQLite
     # they tripled the cost of deleting a replaced import's rows.
     assert inspector.get_foreign_keys("results") == []
     if db.engine.dialect.name == "sqlite":
@@ -455,7 +455,7 @@ def test_migration_0012_adds_the_sheet_setting_and_the_error_letter_and_takes_th
         db.engine.dispose()
 
 
-def test_migration_0018_drops_the_results_foreign_keys_and_keeps_every_row(tmp_path, new_database):
+def test_migration_0017_drops_the_results_foreign_keys_and_keeps_every_row(tmp_path, new_database):
     from flask_migrate import downgrade, upgrade
     from sqlalchemy import inspect, text
 
@@ -494,7 +494,7 @@ def test_migration_0018_drops_the_results_foreign_keys_and_keeps_every_row(tmp_p
         db.session.commit()
         assert foreign_keys() == ["accounts", "imports", "members"]
 
-        upgrade(revision="0018")
+        upgrade(revision="0017")
         assert stored() == rows
         assert foreign_keys() == []
         db.session.commit()
