@@ -279,6 +279,9 @@ def test_results_are_clustered_by_import_with_no_other_index(app):
     inspector = inspect(db.engine)
     assert inspector.get_pk_constraint("results")["constrained_columns"] == ["import_id", "line"]
     assert inspector.get_indexes("results") == []
+    # Nor foreign keys (migration 0017): the import writing the rows implies them, and on SQLite
+    # they tripled the cost of deleting a replaced import's rows.
+    assert inspector.get_foreign_keys("results") == []
     if db.engine.dialect.name == "sqlite":
         with db.engine.connect() as conn:
             sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'results'").scalar()
@@ -448,5 +451,56 @@ def test_migration_0012_adds_the_sheet_setting_and_the_error_letter_and_takes_th
         assert "sheet_name" not in {c["name"] for c in inspector.get_columns("integration_settings")}
         assert "column_letter" not in {c["name"] for c in inspector.get_columns("import_errors")}
         assert db.session.scalar(text("SELECT message FROM import_errors")) == "エラー"
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_migration_0017_drops_the_results_foreign_keys_and_keeps_every_row(tmp_path, new_database):
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import inspect, text
+
+    from app.extensions import init_migrations
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
+    init_migrations(app)
+    columns = 'import_id, line, account_id, member_id, period_kind, period_date, "values", note'
+    rows = [(10, 2, 1, 5, "day", "2018-05-16", {"1": 100.0}, "A社"),
+            (10, 3, 1, 6, "day", "2018-05-16", {"1": -5.0, "2": 1.5}, None),
+            (11, 2, 1, 6, "month", "2018-05-01", {}, None)]
+
+    def stored():
+        found = db.session.execute(text(f"SELECT {columns} FROM results ORDER BY import_id, line")).all()
+        return [(r[0], r[1], r[2], r[3], r[4], str(r[5]), _json(r[6]), r[7]) for r in found]
+
+    def foreign_keys():
+        return sorted(key["referred_table"] for key in inspect(db.engine).get_foreign_keys("results"))
+
+    with app.app_context():
+        upgrade(revision="0013")
+        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
+                                "VALUES (1, 'a', 'A', false, '2020-01-01')"))
+        for member_id in (5, 6):
+            db.session.execute(text("INSERT INTO members (id, account_id, no, name, active) VALUES (:id, 1, :id, 'M', true)"),
+                               {"id": member_id})
+        for import_id in (10, 11):
+            db.session.execute(text(
+                "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, row_count, "
+                "error_count, size) VALUES (:id, 1, 'web', '20180516.csv', 'succeeded', '2020-01-01', 0, 0, 0, 0)"),
+                {"id": import_id})
+        for row in rows:
+            db.session.execute(text(f"INSERT INTO results ({columns}) VALUES (:i, :l, :a, :m, :k, :d, :v, :n)"),
+                               dict(zip("ilamkdvn", (*row[:6], json.dumps(row[6]), row[7]))))
+        db.session.commit()
+        assert foreign_keys() == ["accounts", "imports", "members"]
+
+        upgrade(revision="0017")
+        assert stored() == rows
+        assert foreign_keys() == []
+        db.session.commit()
+
+        downgrade(revision="0013")
+        assert stored() == rows
+        assert foreign_keys() == ["accounts", "imports", "members"]
         db.session.remove()
         db.engine.dispose()
