@@ -481,6 +481,7 @@ def test_migration_0016_records_replaced_imports_from_the_existing_links_and_tak
         upgrade(revision="0016")
         stored = dict(db.session.execute(text("SELECT id, replaced_by_id FROM imports ORDER BY id")).all())
         assert stored == {1: 2, 2: 3, 3: None, 4: None, 5: None}
+        db.session.commit()  # PostgreSQL: the downgrade's ALTER TABLE waits for this read's transaction otherwise
         indexes = {i["name"]: i["column_names"] for i in inspect(db.engine).get_indexes("imports")}
         assert indexes["ix_imports_account_period"] == ["account_id", "period_date"]
 
