@@ -411,6 +411,11 @@ def test_results_of_a_day_and_of_a_month(client, api_account, api_worker):
     assert by_no[3]["values"] == {"売上": None, "粗利": None, "件数": 4}  # typed by hand
     assert month["totals"] == {"売上": 1357.5, "粗利": 31, "件数": 8}
 
+    typed = client.get("/api/v1/results?period=20180520", headers=api_account.headers).get_json()
+    by_no = {m["no"]: m for m in typed["members"]}
+    assert by_no[3]["values"] == {"売上": None, "粗利": None, "件数": 4} and by_no[3]["lines"] == 1
+    assert 2 not in by_no and typed["totals"] == {"売上": None, "粗利": None, "件数": 4}
+
     empty = client.get("/api/v1/results?period=20180101", headers=api_account.headers).get_json()
     assert [m["no"] for m in empty["members"]] == [1, 3]  # active members, no values
     assert empty["totals"] == {"売上": None, "粗利": None, "件数": None}
