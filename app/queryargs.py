@@ -31,7 +31,7 @@ LAST_MONTH = (9999, 12)
 MONTH_MESSAGE = "年月は 2018-05 のように指定してください。今月を表示しています。"
 # A day as the board's links write it: 2018-05-16 (an <input type="date"> sends this form too).
 _DAY_RE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})")
-DAY_MESSAGE = "日付は 2018-05-16 のように指定してください。今月を表示しています。"
+DAY_MESSAGE = "日付は 2018-05-16 のように指定してください。月別を表示しています。"
 
 
 def page_number(raw: str | None) -> int:

@@ -17,7 +17,8 @@ def sort_key(raw: str | None, column_ids: Sequence[int]) -> str:
     text = (raw or "").strip()
     if text in TEXT_KEYS:
         return text
-    if text.isascii() and text.isdigit() and int(text) in column_ids:
+    # Length first: int() of a very long digit string is slow, and no column id is that long.
+    if text.isascii() and text.isdigit() and len(text) <= 18 and int(text) in column_ids:
         return str(int(text))
     return "no"
 

@@ -172,7 +172,8 @@ def test_sort_links_keep_the_month_and_the_column_and_turn_the_order(client, sor
     assert f'<input type="hidden" name="sort" value="{sales}">' in html
 
 
-@pytest.mark.parametrize("query", ["&sort=nonsense", "&sort=99999&order=sideways", "&sort=%00&order="])
+@pytest.mark.parametrize("query", ["&sort=nonsense", "&sort=99999&order=sideways", "&sort=%00&order=",
+                                   "&sort=" + "9" * 5000, "&sort=１"])
 def test_an_unknown_sort_shows_the_no_order(client, sortable, query):
     assert _names(_page(client, "?month=2018-05" + query)) == ["山田 太郎", "髙橋 花子", "佐藤 次郎", "鈴木 一郎"]
 
@@ -229,8 +230,10 @@ def test_day_navigation_goes_between_days_and_back_to_the_month(client, acc):
 @pytest.mark.parametrize("raw", ["2018-02-30", "2018-5-1x", "0000-01-01", "１２３４-05-06"])
 def test_a_day_that_is_no_date_shows_the_month_with_a_message(client, acc, raw):
     html = _page(client, f"?day={raw}")
-    assert "日付は 2018-05-16 のように指定してください。今月を表示しています。" in html
-    assert "年月は" not in html
+    assert "日付は 2018-05-16 のように指定してください。月別を表示しています。" in html
+    assert "年月は" not in html and "日の実績" not in html
+    # With a month as well, that month is shown.
+    assert "<h1>2018年4月の実績</h1>" in _page(client, f"?day={raw}&month=2018-04")
 
 
 def test_the_day_view_leaves_out_inactive_members(client, acc):
