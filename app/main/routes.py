@@ -53,8 +53,9 @@ def index():
     place = {"day": day.isoformat()} if day is not None else {"month": _month_key(year, month)}
 
     def link(**changes) -> str:
-        args = {**(changes if ("day" in changes or "month" in changes) else place), **kept}
-        args.update(changes)
+        """This page's URL with `changes` (None drops an argument); naming a day or a month replaces the other."""
+        base = {} if ("day" in changes or "month" in changes) else place
+        args = {**base, **kept, **changes}
         return url_for("main.index", **{name: value for name, value in args.items() if value is not None})
 
     headers = [("no", "No.", False), ("name", "氏名", False), ("department", "部署", False)]
