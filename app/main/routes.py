@@ -54,7 +54,7 @@ def index():
 
     def link(**changes) -> str:
         """This page's URL with `changes` (None drops an argument); naming a day or a month replaces the other."""
-        base = {} if ("day" in changes or "month" in changes) else place
+        base = {name: changes[name] for name in ("day", "month") if name in changes} or place
         args = {**base, **kept, **changes}
         return url_for("main.index", **{name: value for name, value in args.items() if value is not None})
 
