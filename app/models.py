@@ -109,6 +109,8 @@ class Import(db.Model):
     __table_args__ = (
         Index("ix_imports_account_filename", "account_id", "filename"),
         Index("ix_imports_status", "status"),
+        # The board's look-ups by period: a day's daily imports and a month's latest import.
+        Index("ix_imports_account_period", "account_id", "period_date"),
         UniqueConstraint("account_id", "dedupe_key"),
     )
 
@@ -157,6 +159,8 @@ class Import(db.Model):
     # Channel-level identity of a delivery (e.g. Message-ID + content hash) so a repeat is stored once.
     dedupe_key: Mapped[str | None] = mapped_column(String(200))
     replaced_import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"))
+    # The later import whose data replaced this one's (置換済), set in the replacing transaction.
+    replaced_by_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"))
     note: Mapped[str | None] = mapped_column(Text)
     # Names of the attachments of the same mail that were not imported (e.g. an .xlsx), for the report mail.
     ignored_attachments: Mapped[list[str] | None] = mapped_column(JSON)

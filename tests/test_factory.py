@@ -455,6 +455,48 @@ def test_migration_0012_adds_the_sheet_setting_and_the_error_letter_and_takes_th
         db.engine.dispose()
 
 
+def test_migration_0016_records_replaced_imports_from_the_existing_links_and_takes_them_back(tmp_path, new_database):
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import inspect, text
+
+    from app.extensions import init_migrations
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
+    init_migrations(app)
+    with app.app_context():
+        upgrade(revision="0013")
+        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
+                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
+        # 1 replaced by 2, 2 by 3; 4 another name; 5 a failed file of the first name (replaces nothing).
+        for import_id, name, status, replaced in ((1, "20180516.csv", "succeeded", None),
+                                                  (2, "20180516.csv", "succeeded", 1),
+                                                  (3, "20180516.csv", "succeeded", 2),
+                                                  (4, "20180517.csv", "succeeded", None),
+                                                  (5, "20180516.csv", "failed", None)):
+            db.session.execute(text(
+                "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, row_count, "
+                "error_count, size, period_kind, period_date, replaced_import_id) "
+                "VALUES (:id, 1, 'web', :name, :status, '2020-01-01', 0, 0, 0, 0, 'day', '2018-05-16', :replaced)"),
+                {"id": import_id, "name": name, "status": status, "replaced": replaced})
+        db.session.commit()
+
+        upgrade(revision="0016")
+        stored = dict(db.session.execute(text("SELECT id, replaced_by_id FROM imports ORDER BY id")).all())
+        assert stored == {1: 2, 2: 3, 3: None, 4: None, 5: None}
+        db.session.commit()  # PostgreSQL: the downgrade's ALTER TABLE waits for this read's transaction otherwise
+        indexes = {i["name"]: i["column_names"] for i in inspect(db.engine).get_indexes("imports")}
+        assert indexes["ix_imports_account_period"] == ["account_id", "period_date"]
+
+        downgrade(revision="0013")
+        assert "replaced_by_id" not in {c["name"] for c in inspect(db.engine).get_columns("imports")}
+        assert "ix_imports_account_period" not in {i["name"] for i in inspect(db.engine).get_indexes("imports")}
+        assert db.session.execute(text("SELECT id, replaced_import_id FROM imports ORDER BY id")).all() == [
+            (1, None), (2, 1), (3, 2), (4, None), (5, None)]
+        db.session.remove()
+        db.engine.dispose()
+
+
 def test_migration_0017_drops_the_results_foreign_keys_and_keeps_every_row(tmp_path, new_database):
     from flask_migrate import downgrade, upgrade
     from sqlalchemy import inspect, text

@@ -65,6 +65,8 @@ _IMPORT_PROPERTIES: dict[str, Any] = {
     "error_count": {"type": "integer", "minimum": 0,
                     "description": "見つかったエラーの総数 (記録は最初の1,000件まで) / every error found (the first 1,000 are stored)"},
     "replaced_import_id": _nullable("integer", description="置き換えた以前の同名ファイルの取込ID"),
+    "replaced_by_id": _nullable("integer", description=("このデータを置き換えた後の同名ファイルの取込ID (置換済) / "
+                                                        "the later import that replaced this one's data")),
     "size": {"type": "integer", "minimum": 0, "description": "バイト数 / bytes"},
     "note": _nullable("string"),
     "archive_id": _nullable("integer", description="展開元のアーカイブ(.zip/.gz)の取込ID / the archive it was unpacked from"),

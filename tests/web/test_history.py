@@ -109,6 +109,45 @@ def test_detail_links_the_replaced_import(client, board):
     assert f'href="/imports/{second.id}"' in client.get(f"/imports/{first.id}").get_data(as_text=True)
 
 
+def test_a_replaced_import_shows_replaced_and_links_to_the_one_that_replaced_it(client, board):
+    first = import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    second = import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    third = import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    other = import_file(board.id, "20180517.csv", GOOD, channel="cli", sender=None)
+    # Recorded by the replacing import's transaction; an import replaced once keeps its first replacer.
+    assert [db.session.get(Import, i.id).replaced_by_id for i in (first, second, third, other)] == [
+        second.id, third.id, None, None]
+
+    listed = client.get("/imports").get_data(as_text=True)
+    rows = {int(n): row for row, n in re.findall(r'(<tr>(?:(?!</tr>).)*?href="/imports/(\d+)">詳細</a></td>\s*</tr>)',
+                                                  listed, re.S)}
+    assert f'<a class="badge replaced" href="/imports/{second.id}"' in rows[first.id]
+    assert "置換済 → #" + str(second.id) in rows[first.id]
+    assert "置換済" in rows[second.id] and "置換済" not in rows[third.id] and "置換済" not in rows[other.id]
+    assert f'href="/imports/{second.id}" title="置換した取込">(#{second.id} を置換)' in rows[third.id]
+
+    page = client.get(f"/imports/{second.id}").get_data(as_text=True)
+    assert '<span class="badge replaced">置換済</span>' in page
+    by = re.search(r'<dd id="replaced-by-import">(.*?)</dd>', page, re.S).group(1)
+    assert f'href="/imports/{third.id}">#{third.id} 20180516.csv' in by
+    assert f'href="/imports/{third.id}"' in re.search(r'<p class="flash flash-warning" id="replaced-by">(.*?)</p>',
+                                                      page, re.S).group(1)
+    back = re.search(r'<dt>置換した取込</dt><dd id="replaced-import">(.*?)</dd>', page, re.S).group(1)
+    assert f'href="/imports/{first.id}">#{first.id} 20180516.csv' in back
+    # The newest is not replaced and links back to the one it replaced.
+    page = client.get(f"/imports/{third.id}").get_data(as_text=True)
+    assert "置換済" not in page
+    assert f'href="/imports/{second.id}"' in re.search(r'<dd id="replaced-import">(.*?)</dd>', page, re.S).group(1)
+
+
+def test_a_failed_file_of_the_same_name_replaces_nothing(client, board):
+    first = import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    import_file(board.id, "20180516.csv", BAD, channel="cli", sender=None)
+    assert db.session.get(Import, first.id).replaced_by_id is None
+    assert "置換済" not in client.get(f"/imports/{first.id}").get_data(as_text=True)
+    assert "置換済" not in client.get("/imports").get_data(as_text=True)
+
+
 def test_queued_import_page_refreshes_itself(client, board):
     imp = ingest.receive(board.id, "20180516.csv", GOOD, channel="web", sender="admin@acme.example")
     response = client.get(f"/imports/{imp.id}")
