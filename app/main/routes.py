@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from flask import current_app, flash, render_template, request
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from markupsafe import Markup
 
@@ -13,6 +13,13 @@ from ..formats import shown_cells
 from ..services import results
 from . import bp
 from .chart import bars
+
+
+@bp.route("/favicon.ico")
+def favicon():
+    """Send browsers that ask for /favicon.ico by habit (feed readers, bookmarks) to the SVG icon."""
+    # Permanent: the icon's address does not change, so a browser may remember the redirect.
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
 
 
 @bp.route("/")
