@@ -180,7 +180,7 @@ def test_screens_without_a_list_fit_and_tables_that_scroll_say_so(pages, renkei_
         ("main", "/?month=2018-05"), ("history-detail", f"/imports/{board.good_id}"), ("upload", "/upload"),
         ("settings-integration", "/settings/integration"), ("members-import", "/settings/members/import"),
         ("member-new", "/settings/members/new"), ("column-new", "/settings/columns/new"),
-        ("user-new", "/settings/users/new"), ("password", "/password"),
+        ("user-new", "/settings/users/new"), ("password", "/password"), ("outbox-detail", "/outbox/1"),
     ]
     for screen, path in screens:
         page.goto(renkei_server.url + path)
