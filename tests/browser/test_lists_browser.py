@@ -28,6 +28,7 @@ RELAY_ERROR = ("[Errno 111] Connection refused: 中継サーバー mail-relay.in
 class Board:
     good_id: int
     bad_id: int
+    mail_id: int  # the newest report mail
 
 
 def refuse(mail) -> None:
@@ -52,7 +53,7 @@ def board(renkei_server) -> Board:
         good = import_file(aid, "20180516.csv", csv_file([[1, 120000, 30000, 2, ""], [2, 50000, 12000, 1, "A社 新規"]]))
         bad = import_file(aid, "20180517.csv", csv_file([[2, LONG_VALUE, 1, 1, ""], [99, 1, 1, 1, ""]]))
         outbox.deliver_due(refuse)
-        board = Board(good.id, bad.id)
+        board = Board(good.id, bad.id, outbox.list_mails(aid)[0].id)
         db.session.remove()
     return board
 
@@ -180,7 +181,7 @@ def test_screens_without_a_list_fit_and_tables_that_scroll_say_so(pages, renkei_
         ("main", "/?month=2018-05"), ("history-detail", f"/imports/{board.good_id}"), ("upload", "/upload"),
         ("settings-integration", "/settings/integration"), ("members-import", "/settings/members/import"),
         ("member-new", "/settings/members/new"), ("column-new", "/settings/columns/new"),
-        ("user-new", "/settings/users/new"), ("password", "/password"), ("outbox-detail", "/outbox/1"),
+        ("user-new", "/settings/users/new"), ("password", "/password"), ("outbox-detail", f"/outbox/{board.mail_id}"),
     ]
     for screen, path in screens:
         page.goto(renkei_server.url + path)
