@@ -58,11 +58,13 @@ def board(renkei_server) -> Board:
     return board
 
 
-def logged_in(context, server):
-    """A new page of `context`, signed in as the admin through the login form."""
+def logged_in(context, server, shot=None):
+    """A new page of `context`, signed in as the admin through the login form (shot(page) sees the form first)."""
     context.set_default_timeout(10_000)
     page = context.new_page()
     page.goto(server.url + "/login")
+    if shot:
+        shot(page)
     page.fill("#email", server.admin_email)
     page.fill("#password", PASSWORD)
     with page.expect_navigation():
@@ -71,11 +73,12 @@ def logged_in(context, server):
 
 
 @pytest.fixture(scope="module")
-def pages(chromium, renkei_server, board):
+def pages(chromium, renkei_server, board, screenshots):
     """One logged-in admin page per width (JavaScript on, Japanese locale)."""
     opened = {}
     for width, viewport in WIDTHS.items():
-        opened[width] = logged_in(chromium.new_context(viewport=viewport, locale="ja-JP"), renkei_server)
+        opened[width] = logged_in(chromium.new_context(viewport=viewport, locale="ja-JP"), renkei_server,
+                                  lambda page, width=width: shoot(page, screenshots, "login", width))
     yield opened
     for page in opened.values():
         page.context.close()
@@ -182,6 +185,7 @@ def test_screens_without_a_list_fit_and_tables_that_scroll_say_so(pages, renkei_
         ("settings-integration", "/settings/integration"), ("members-import", "/settings/members/import"),
         ("member-new", "/settings/members/new"), ("column-new", "/settings/columns/new"),
         ("user-new", "/settings/users/new"), ("password", "/password"), ("outbox-detail", f"/outbox/{board.mail_id}"),
+        ("not-found", "/imports/999999"),
     ]
     for screen, path in screens:
         page.goto(renkei_server.url + path)
