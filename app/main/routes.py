@@ -5,7 +5,7 @@ import calendar
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from flask import current_app, flash, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from markupsafe import Markup
 
@@ -16,6 +16,13 @@ from . import board, bp
 from .chart import bars
 
 NO_VALUE = "—"  # a member without data in a cell and in the chart: never shown as 0
+
+
+@bp.route("/favicon.ico")
+def favicon():
+    """Send browsers that ask for /favicon.ico by habit (feed readers, bookmarks) to the SVG icon."""
+    # Permanent: the icon's address does not change, so a browser may remember the redirect.
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
 
 
 @bp.route("/")

@@ -68,7 +68,7 @@ def _header_lines(account: Account, imp: Import) -> list[str]:
         f"受付経路: {imp.channel_label}",
         f"ファイル名: {imp.filename}",
         f"送信者: {imp.sender or '-'}",
-        f"受付日時: {_local(imp.received_at)} ({zone})",
+        f"受信日時: {_local(imp.received_at)} ({zone})",
         f"取込番号: #{imp.id}",
     ]
 

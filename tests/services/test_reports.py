@@ -51,7 +51,7 @@ def test_failure_report_lists_every_error_with_line_column_value(app, make_accou
     assert "受付経路: メール" in body
     assert "ファイル名: 20180516.csv" in body
     assert "送信者: taro@example.com" in body
-    assert "受付日時: 2018-05-16 09:05:00 (Asia/Tokyo)" in body
+    assert "受信日時: 2018-05-16 09:05:00 (Asia/Tokyo)" in body
     assert "2行目 列「売上」 値「abc」: 数値ではありません" in body
     assert "3行目 列「No.」 値「77」: メンバー設定に存在しないNo.です" in body
     assert f"http://renkei.test/imports/{imp.id}" in body
