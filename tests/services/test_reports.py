@@ -258,5 +258,6 @@ def test_a_pinned_encoding_is_named_in_the_advice(app, make_account):
                          sender="taro@example.com")
     runner.run_import(imp.id)
     [mail] = mails()
-    assert "・文字コード: 外部連携設定で文字コードが「UTF-8」に決められています。その文字コードで保存し直してください" in mail.body
+    assert ("・文字コード: 外部連携設定で文字コードが「UTF-8」に決められています。"
+            "その文字コードで保存し直してください") in mail.body
     assert HEADER_ADVICE not in mail.body and VALUES_ADVICE not in mail.body
