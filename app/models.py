@@ -172,6 +172,8 @@ class Import(db.Model):
     mail_from: Mapped[str | None] = mapped_column(String(320))
     peer_address: Mapped[str | None] = mapped_column(String(64))
     helo_name: Mapped[str | None] = mapped_column(String(255))
+    # A discarded mail's Subject: (decoded, clipped), for the daily 破棄のお知らせ (services/notices.py).
+    subject: Mapped[str | None] = mapped_column(String(255))
     dkim_result: Mapped[str | None] = mapped_column(String(16))
     dkim_domain: Mapped[str | None] = mapped_column(String(255))
     spf_result: Mapped[str | None] = mapped_column(String(16))
@@ -375,6 +377,20 @@ class OutboxMail(db.Model):
     @property
     def status_label(self) -> str:
         return self.STATUS_LABELS.get(self.status, self.status)
+
+
+class DiscardNotice(db.Model):
+    """The one 破棄のお知らせ of an account for one local day (services/notices.py); the unique key keeps it one."""
+
+    __tablename__ = "discard_notices"
+    __table_args__ = (UniqueConstraint("account_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    day: Mapped[dt.date]
+    mail_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="SET NULL"))
+    discards: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class AuthFailure(db.Model):

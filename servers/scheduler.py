@@ -16,6 +16,8 @@ Decisions (where docs/spec.md is silent):
 - Originals older than KEEP_FILES_DAYS are deleted once per calendar day of the same clock
   (`FilePurge`: on the first tick after start and the first tick of each day; a failed run
   is tried again at the next tick), so a test drives it with a clock, not today's date.
+- The 破棄のお知らせ of the days that ended are queued the same way (`DiscardNotices`: the first
+  tick from 00:05 of each day, and after start; services/notices.py keeps them one per day).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from flask import Flask
 
 from app import config
 from app.errors import RenkeiError
-from app.services import files, ftpcheck
+from app.services import files, ftpcheck, notices
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +137,45 @@ class FilePurge:
             log.exception("deleting old original files failed")
 
 
+class DiscardNotices:
+    """The daily job: queue the 破棄のお知らせ of the days that ended (services/notices.py, one per account and day)."""
+
+    def __init__(self, app: Flask, clock: Clock):
+        self.app = app
+        self.clock = clock
+        self._done_for: dt.date | None = None
+
+    def tick(self, now: dt.datetime | None = None) -> int | None:
+        """Queue the notices once per local day (from 00:05); return how many mails (None: not run)."""
+        now = now or self.clock()
+        day = notices.notice_day(now, config.timezone(self.app))
+        if self._done_for == day:
+            return None
+        with self.app.app_context():
+            queued = notices.send_due(now)
+        self._done_for = day
+        return queued
+
+    def safe_tick(self) -> None:
+        """The scheduled job: errors are logged, never raised (tried again at the next tick)."""
+        try:
+            self.tick()
+        except Exception:
+            log.exception("queueing the discard notices failed")
+
+
 class RunningScheduler:
     """The scheduler thread; `.stop()` ends it after the checks in progress."""
 
-    def __init__(self, checks: FtpCheckScheduler, purge: FilePurge | None = None):
+    def __init__(self, checks: FtpCheckScheduler, purge: FilePurge | None = None,
+                 discard_notices: DiscardNotices | None = None):
         self.checks = checks
         self.purge = purge or FilePurge(checks.app, checks.clock)
+        self.discard_notices = discard_notices or DiscardNotices(checks.app, checks.clock)
         self.scheduler = schedule.Scheduler()
         self.scheduler.every().minute.at(":00").do(checks.safe_tick)
         self.scheduler.every().minute.at(":00").do(self.purge.safe_tick)
+        self.scheduler.every().minute.at(":00").do(self.discard_notices.safe_tick)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="renkei-scheduler", daemon=True)
 
@@ -158,7 +190,7 @@ class RunningScheduler:
 
     def start(self) -> RunningScheduler:
         self._thread.start()
-        log.info("scheduler started (FTP checks every minute, old original files deleted daily)")
+        log.info("scheduler started (FTP checks every minute; old originals deleted, discard notices queued daily)")
         return self
 
     def stop(self, timeout: float = 30.0) -> None:

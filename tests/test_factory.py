@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy.exc import IntegrityError
 
 from app import config as config_module
 from app import create_app
@@ -412,6 +413,42 @@ def test_migration_0013_adds_the_archive_link_and_the_zip_password_and_takes_the
         assert "zip_password" not in {c["name"] for c in inspect(db.engine).get_columns("integration_settings")}
         assert db.session.scalar(text("SELECT count(*) FROM imports")) == 2
         assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_migration_0015_adds_the_subject_and_the_discard_notices_and_takes_them_back(tmp_path, new_database):
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import inspect, text
+
+    from app.extensions import init_migrations
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
+    init_migrations(app)
+    with app.app_context():
+        upgrade(revision="0013")
+        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
+                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
+        db.session.execute(text(
+            "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, "
+            "row_count, error_count, size) VALUES (1, 1, 'mail', '20180516.csv', 'discarded', '2020-01-01', 0, 0, 0, 0)"))
+        db.session.commit()
+
+        upgrade(revision="0015")
+        assert db.session.execute(text("SELECT subject FROM imports")).one() == (None,)
+        db.session.execute(text("INSERT INTO discard_notices (account_id, day, discards, created_at) "
+                                "VALUES (1, '2020-01-01', 1, '2020-01-02')"))
+        db.session.commit()
+        with pytest.raises(IntegrityError):
+            db.session.execute(text("INSERT INTO discard_notices (account_id, day, discards, created_at) "
+                                    "VALUES (1, '2020-01-01', 2, '2020-01-02')"))
+        db.session.rollback()
+
+        downgrade(revision="0013")
+        assert "subject" not in {c["name"] for c in inspect(db.engine).get_columns("imports")}
+        assert "discard_notices" not in inspect(db.engine).get_table_names()
+        assert db.session.scalar(text("SELECT count(*) FROM imports")) == 1
         db.session.remove()
         db.engine.dispose()
 

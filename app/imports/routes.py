@@ -27,7 +27,7 @@ PER_PAGE = 50
 ERRORS_PER_PAGE = 100
 # While the worker has not finished, the page reloads itself (a meta refresh, allowed by the CSP).
 REFRESH_SECONDS = 2
-OUTBOX_KIND_LABELS = {"error": "エラー報告", "success": "正常更新報告"}
+OUTBOX_KIND_LABELS = {"error": "エラー報告", "success": "正常更新報告", "discard": "破棄のお知らせ"}
 # Python codec names as the user knows them (Excel says "Shift_JIS").
 ENCODING_LABELS = {
     "cp932": "Shift_JIS(cp932)",

@@ -49,7 +49,7 @@ from ..enums import ImportStatus
 from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..models import Account, Import, IntegrationSettings, utcnow
-from . import archives, checktimes, files, ingest, queue
+from . import archives, checktimes, files, ingest, queue, reports
 from .admission import Channel, admit
 from .ftpfiles import (  # noqa: F401
     ERROR,
@@ -119,7 +119,7 @@ class CheckResult:
         if self.busy:
             return "前回のチェックがまだ実行中です。終わってから自動で続きます。"
         if self.files:
-            text = f"{len(self.files)}件のファイルを取り込みました(成功 {self.succeeded}件、エラー {self.failed}件)。"
+            text = files_summary(len(self.files), self.succeeded)
         elif self.running:
             text = ""
         else:
@@ -130,6 +130,15 @@ class CheckResult:
         if self.waiting:
             text += f" アップロード中などで {len(self.waiting)}件は次回のチェックに回しました。"
         return text.strip()
+
+
+def files_summary(count: int, succeeded: int) -> str:
+    """How many files were imported and how many failed, in one sentence (never "imported" for a failed one)."""
+    if succeeded == count:
+        return f"{count}件のファイルを取り込みました。"
+    if succeeded == 0:
+        return f"{count}件のファイルはすべてエラーでした(取り込んでいません)。"
+    return f"{count}件のファイルのうち {succeeded}件を取り込み、{count - succeeded}件はエラーでした。"
 
 
 # ---------------------------------------------------------------------------------------
@@ -253,6 +262,7 @@ def _file_gone(home: Path, pending: Pending, handled: set[str], wait: Wait, dead
             continue
         copy = write_copy(home / (PROCESSED if ok else ERROR), name, data, now)
         result.files.append(CheckedFile(name, imp.id, ok, f"{copy.parent.name}/{copy.name}"))
+        reports.filed(imp.id, name, result.files[-1].moved_to)
         log.info("ftp check file=%s import=#%s was replaced or removed before it was filed: a copy of its "
                  "original is %s", name, imp.id, result.files[-1].moved_to)
 
@@ -314,6 +324,7 @@ def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait
                 moved, same = file_away(path, read, data, home / (PROCESSED if ok else ERROR), now)
                 del pending[key]
             result.files.append(CheckedFile(path.name, imp.id, ok, f"{moved.parent.name}/{moved.name}"))
+            reports.filed(imp.id, path.name, result.files[-1].moved_to)  # its report says where, and goes now
             log.info("ftp check account=%s channel=ftp file=%s import=#%s %s -> %s", account.slug, path.name,
                      imp.id, ImportStatus.SUCCEEDED if ok else ImportStatus.FAILED, result.files[-1].moved_to)
             if not same:
