@@ -6,13 +6,13 @@ where several name one. ix_imports_account_period serves the board's look-ups by
 day's daily imports, the month's latest import).
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0016'
-down_revision = '0013'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
