@@ -79,7 +79,7 @@ def test_check_now_button_says_when_the_worker_has_not_ended_the_import_yet(app,
 
     page = client.post("/settings/integration/check-now", follow_redirects=True).get_data(as_text=True)
 
-    assert 'class="flash flash-warning"' in page
+    assert 'class="last-check check-waiting"' in page  # next to the button, styled as "waiting", not success
     assert "1件はまだ取込中です。取込が終わったファイルは次回のチェックで processed/ または error/ に移します。" in page
     assert _statuses() == [("20180516.csv", Import.QUEUED)]
     assert (home / "20180516.csv").exists()
