@@ -142,7 +142,8 @@ class CheckResult:
             text += (f" {len(self.running)}件はまだ取込中です。取込が終わったファイルは次回のチェックで"
                      " processed/ または error/ に移します。")
         if self.waiting or self.temporary:
-            text += f" アップロード中などで {len(self.waiting) + len(self.temporary)}件は次回のチェックに回しました。"
+            # Why and until when is said per file (ftpreport.lines), under this line.
+            text += f" {len(self.waiting) + len(self.temporary)}件はまだ読み込めないため残しました(理由はファイルごとに表示)。"
         return text.strip()
 
 
