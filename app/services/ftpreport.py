@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING
 
 from ..extensions import db
 from ..models import IntegrationSettings
-from .ftpfiles import CHANGING, FAILED, FUTURE, QUIET, REPLACED, quiet_seconds, temporary_suffix
+from .ftpfiles import (
+    CHANGING,
+    FAILED,
+    FUTURE,
+    QUIET,
+    REPLACED,
+    quiet_seconds,
+    temporary_suffix,
+)
 
 if TYPE_CHECKING:
     from .ftpcheck import CheckResult
@@ -89,7 +97,7 @@ def lines(result: CheckResult) -> list[str]:
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def record(settings: IntegrationSettings, result: CheckResult, trigger: str, now: dt.datetime) -> None:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def utc_process(monkeypatch):
 def _uploaded(ftp_account, name: str) -> dt.datetime:
     """A file in the home whose mtime is a whole minute a day ago (recent: LIST shows hours and minutes)."""
     ftp_account.home.mkdir(parents=True, exist_ok=True)
-    when = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0) - dt.timedelta(days=1)
+    when = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(days=1)
     (ftp_account.home / name).write_bytes(b"No.\r\n")
     os.utime(ftp_account.home / name, (when.timestamp(), when.timestamp()))
     return when

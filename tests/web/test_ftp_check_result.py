@@ -58,7 +58,7 @@ def test_check_now_lands_on_its_result_and_says_which_files_wait_and_why(app, cl
     # The server checks again by itself once the quiet period has passed.
     recheck = _settings(ftp_account.id).ftp_recheck_at
     assert recheck is not None
-    assert abs(recheck.replace(tzinfo=dt.timezone.utc).timestamp() - (just_now + 10)) < 5
+    assert abs(recheck.replace(tzinfo=dt.UTC).timestamp() - (just_now + 10)) < 5
 
 
 def test_result_style_follows_the_outcome(app, client, login, ftp_account, import_worker):
@@ -87,7 +87,7 @@ def test_result_style_follows_the_outcome(app, client, login, ftp_account, impor
 def test_last_check_time_is_shown_in_the_configured_zone(app, client, login, ftp_account):
     app.config["FTP_QUIET_SECONDS"] = 0
     # A check whose clock is in UTC (stored as UTC): the tab shows it in TIMEZONE (Asia/Tokyo here).
-    ftpcheck.check_account(ftp_account.id, now=dt.datetime(2026, 11, 28, 0, 15, 30, tzinfo=dt.timezone.utc),
+    ftpcheck.check_account(ftp_account.id, now=dt.datetime(2026, 11, 28, 0, 15, 30, tzinfo=dt.UTC),
                            trigger=ftpreport.RECHECK)
     login("admin@acme.example")
 
@@ -120,8 +120,8 @@ def test_ftp_section_explains_the_home_folder(app, client, login, ftp_account):
     assert "ftp-section" in help_text.ancestors
     assert help_text.items == [
         "ログインした最初のフォルダ(一番上のフォルダ)にファイルをアップロードしてください。サブフォルダの中のファイルは読み込みません。",
-        "読み込んだファイルは、取込に成功すると processed/、失敗すると error/ に、名前の後ろにチェックした日時を付けて移します"
-        "(例: 20180516_20261202-091500.csv、時刻は Asia/Tokyo)。",
+        ("読み込んだファイルは、取込に成功すると processed/、失敗すると error/ に、名前の後ろにチェックした日時を付けて移します"
+         "(例: 20180516_20261202-091500.csv、時刻は Asia/Tokyo)。"),
         "アップロードから10秒たっていないファイルは、書き込みの途中かもしれないため読み込まず、10秒後に自動でもう一度チェックします。",
         "名前が .tmp、.part、.filepart で終わるファイルはアップロード中とみなし、名前が変わる(アップロードが終わる)まで読み込みません。",
     ]
