@@ -89,3 +89,21 @@ def test_check_now_button_says_when_the_worker_has_not_ended_the_import_yet(app,
     assert "1件のファイルを取り込みました(成功 1件、エラー 0件)" in page
     assert _statuses() == [("20180516.csv", Import.SUCCEEDED)]
     assert not (home / "20180516.csv").exists() and len(list((home / "processed").iterdir())) == 1
+
+
+def test_cli_check_now_says_why_each_file_waits_and_is_kept_as_a_manual_check(app, runner, ftp_account):
+    app.config["FTP_QUIET_SECONDS"] = 10
+    home = ftpcheck.home_path(ftp_account.username, create=True)
+    (home / "20180516.csv").write_bytes(ftp_csv())  # just uploaded: inside the quiet period
+    (home / "20180517.csv.tmp").write_bytes(ftp_csv())
+
+    result = runner.invoke(args=["integration", "check-now", ftp_account.slug])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == [
+        "  20180516.csv: アップロードから10秒以内のため、10秒後にもう一度チェックします",
+        "  20180517.csv.tmp: 名前が .tmp で終わるため、アップロードが終わって名前が変わるのを待っています(このままでは読み込みません)",
+    ]
+    settings = integration.get_settings(ftp_account.id)
+    assert settings.last_ftp_check_trigger == "manual" and settings.ftp_recheck_at is not None
+    assert settings.last_ftp_check_result["outcome"] == "waiting"

@@ -7,8 +7,9 @@ import time
 from zoneinfo import ZoneInfo
 
 from app.extensions import db
-from app.models import IntegrationSettings
-from app.services import ftpcheck, ftpreport, integration
+from app.models import IntegrationSettings, User
+from app.services import ftpcheck, ftpreport, integration, users
+from tests.fixtures.accounts import PASSWORD
 from tests.fixtures.ftp import FTP_BAD_CSV, ftp_csv
 from tests.fixtures.html import element
 
@@ -125,3 +126,15 @@ def test_ftp_section_explains_the_home_folder(app, client, login, ftp_account):
         "アップロードから10秒たっていないファイルは、書き込みの途中かもしれないため読み込まず、10秒後に自動でもう一度チェックします。",
         "名前が .tmp、.part、.filepart で終わるファイルはアップロード中とみなし、名前が変わる(アップロードが終わる)まで読み込みません。",
     ]
+
+
+def test_a_viewer_sees_the_last_check_without_the_button(app, client, login, ftp_account):
+    app.config["FTP_QUIET_SECONDS"] = 0
+    ftpcheck.check_account(ftp_account.id, now=CHECK_TIME, trigger=ftpreport.SCHEDULED)
+    users.create_user(ftp_account.id, "viewer@acme.example", PASSWORD, User.VIEWER)
+    login("viewer@acme.example")
+
+    page = client.get("/settings/integration").get_data(as_text=True)
+
+    assert element(page, "check-now-button") is None
+    assert element(page, "last-check").text.startswith("最終チェック: 2026-11-28 09:15:30 (定時チェック)")
