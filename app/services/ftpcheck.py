@@ -2,8 +2,8 @@
 
 Called by the scheduler at the account's check times and for its automatic re-check, by the
 今すぐチェック button and by `flask integration check-now SLUG`; each check is kept as the
-account's last check (services/ftpreport.py says what it tells and when a re-check runs). Which files are ready, how one is read and how it is
-moved are services/ftpfiles.py.
+account's last check (services/ftpreport.py says what it tells and when a re-check runs).
+Which files are ready, how one is read and how it is moved are services/ftpfiles.py.
 
 Decisions (where docs/spec.md is silent):
 - Files are handled one by one in name order: each is read once, received through

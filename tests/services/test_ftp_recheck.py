@@ -10,6 +10,7 @@ from app.models import Import, IntegrationSettings
 from app.services import ftpcheck, ftpreport, integration
 from servers.scheduler import RECHECK_POLL_SECONDS, FtpCheckScheduler, RunningScheduler
 from tests.fixtures.ftp import ftp_csv
+from tests.fixtures.html import element
 
 T = dt.datetime(2026, 11, 28, 9, 15, 30, tzinfo=ZoneInfo("Asia/Tokyo"))
 
@@ -30,8 +31,10 @@ def _imports() -> list[tuple[str, str]]:
     return [(i.filename, i.status) for i in db.session.scalars(db.select(Import).order_by(Import.id))]
 
 
-def test_a_file_within_the_quiet_period_is_checked_again_once_it_has_passed(app, ftp_account, import_worker):
+def test_a_file_within_the_quiet_period_is_checked_again_once_it_has_passed(app, client, login, ftp_account,
+                                                                           import_worker):
     app.config["FTP_QUIET_SECONDS"] = 10
+    login("admin@acme.example")
     home = ftpcheck.home_path(ftp_account.username, create=True)
     _put(home, "20261201.csv", T - dt.timedelta(seconds=2))  # finished uploading 2 s before the scheduled check
 
@@ -39,6 +42,8 @@ def test_a_file_within_the_quiet_period_is_checked_again_once_it_has_passed(app,
 
     assert (first.files, first.waiting, first.reasons) == ([], ["20261201.csv"], {"20261201.csv": "quiet"})
     assert _settings(ftp_account.id).ftp_recheck_at == dt.datetime(2026, 11, 28, 0, 15, 40)  # T + 10 s, UTC
+    page = client.get("/settings/integration").get_data(as_text=True)
+    assert element(page, "ftp-recheck").text == "自動の再チェック予定: 09:15:40"  # TIMEZONE (Asia/Tokyo)
     clock = [T + dt.timedelta(seconds=9)]
     ticker = FtpCheckScheduler(app, clock=lambda: clock[0])
     try:
@@ -53,6 +58,9 @@ def test_a_file_within_the_quiet_period_is_checked_again_once_it_has_passed(app,
     assert [p.name for p in (home / "processed").iterdir()] == ["20261201_20261128-091540.csv"]
     settings = _settings(ftp_account.id)
     assert (settings.last_ftp_check_trigger, settings.ftp_recheck_at) == (ftpreport.RECHECK, None)
+    last = element(client.get("/settings/integration").get_data(as_text=True), "last-check")
+    assert last.classes == {"last-check", "check-success"}
+    assert last.text.startswith("最終チェック: 2026-11-28 09:15:40 (自動の再チェック)")
     assert settings.last_ftp_check_result["outcome"] == ftpreport.SUCCESS
     assert settings.last_ftp_check_at == dt.datetime(2026, 11, 28, 0, 15, 40)
 
