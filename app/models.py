@@ -326,7 +326,12 @@ class IntegrationSettings(db.Model):
     ftp_end: Mapped[str] = mapped_column(String(5), default="18:00")
     ftp_interval: Mapped[int] = mapped_column(default=60)
     ftp_delay: Mapped[int] = mapped_column(default=0)
+    # The last FTP check (services/ftpreport.py): when, who started it, what it said.
     last_ftp_check_at: Mapped[dt.datetime | None]
+    last_ftp_check_trigger: Mapped[str | None] = mapped_column(String(16))
+    last_ftp_check_result: Mapped[dict | None] = mapped_column(JSON)
+    # When the automatic re-check of files still settling runs (at most one pending per account).
+    ftp_recheck_at: Mapped[dt.datetime | None]
     # sha256 of the token: tokens are 256 random bits, so a fast hash is safe and allows lookup.
     api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     # ZIPパスワード, encrypted with a key derived from SECRET_KEY (services/zippassword.py); never shown.

@@ -583,3 +583,38 @@ def test_migration_0017_drops_the_results_foreign_keys_and_keeps_every_row(tmp_p
         assert foreign_keys() == ["accounts", "imports", "members"]
         db.session.remove()
         db.engine.dispose()
+
+
+def test_migration_0014_adds_the_last_check_and_the_recheck_and_takes_them_back(tmp_path, new_database):
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import inspect, text
+
+    from app.extensions import init_migrations
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
+    init_migrations(app)
+    added = {"last_ftp_check_trigger", "last_ftp_check_result", "ftp_recheck_at"}
+    with app.app_context():
+        upgrade(revision="0013")
+        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
+                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
+        db.session.execute(text(
+            "INSERT INTO integration_settings (id, account_id, mode, status, member_key, encoding, error_to, "
+            "success_to, senders, sender_networks, sender_auth, ftp_days, ftp_start, ftp_end, ftp_interval, "
+            "ftp_delay, last_ftp_check_at, updated_at) VALUES (1, 1, 'ftp', 'active', 'no', 'auto', '[]', '[]', "
+            "'[]', '[]', 'none', '[]', '09:00', '18:00', 60, 0, '2020-01-02', '2020-01-01')"))
+        db.session.commit()
+
+        upgrade(revision="0014")
+        # A check from before has its time but no trigger or result; no re-check is pending.
+        assert db.session.execute(text(
+            "SELECT last_ftp_check_trigger, last_ftp_check_result, ftp_recheck_at FROM integration_settings")
+        ).one() == (None, None, None)
+        db.session.commit()
+
+        downgrade(revision="0013")
+        assert not added & {c["name"] for c in inspect(db.engine).get_columns("integration_settings")}
+        assert db.session.scalar(text("SELECT count(*) FROM integration_settings")) == 1
+        db.session.remove()
+        db.engine.dispose()

@@ -1,8 +1,9 @@
 """FTP連動 checks: hand every complete CSV of an account's FTP home to the queue, file it when its import ends.
 
-Called by the scheduler at the account's check times, by the 今すぐチェック button and by
-`flask integration check-now SLUG`. Which files are ready, how one is read and how it is
-moved are services/ftpfiles.py.
+Called by the scheduler at the account's check times and for its automatic re-check, by the
+今すぐチェック button and by `flask integration check-now SLUG`; each check is kept as the
+account's last check (services/ftpreport.py says what it tells and when a re-check runs).
+Which files are ready, how one is read and how it is moved are services/ftpfiles.py.
 
 Decisions (where docs/spec.md is silent):
 - Files are handled one by one in name order: each is read once, received through
@@ -48,12 +49,15 @@ from .. import config
 from ..enums import ImportStatus
 from ..errors import Invalid, NotFound
 from ..extensions import db
-from ..models import Account, Import, IntegrationSettings, utcnow
-from . import archives, checktimes, files, ingest, queue, reports
+from ..models import Account, Import, IntegrationSettings
+from . import archives, checktimes, files, ftpreport, ingest, queue, reports
 from .admission import Channel, admit
 from .ftpfiles import (  # noqa: F401
+    CHANGING,
     ERROR,
+    FAILED,
     PROCESSED,
+    REPLACED,
     SEEN_FOLDER,
     FileId,
     current_id,
@@ -104,6 +108,16 @@ class CheckResult:
     waiting: list[str] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
     busy: bool = False
+    # name -> why it waits (ftpfiles.QUIET, FUTURE, CHANGING, REPLACED, FAILED), for each name in `waiting`.
+    reasons: dict[str, str] = field(default_factory=dict)
+    # Names still carrying a temporary upload ending (.tmp, .part, .filepart): never read as they are.
+    temporary: list[str] = field(default_factory=list)
+
+    def wait(self, name: str, reason: str) -> None:
+        """Leave `name` in the home for a later check, saying why."""
+        if name not in self.reasons:
+            self.waiting.append(name)
+        self.reasons[name] = reason
 
     @property
     def succeeded(self) -> int:
@@ -127,8 +141,9 @@ class CheckResult:
         if self.running:
             text += (f" {len(self.running)}件はまだ取込中です。取込が終わったファイルは次回のチェックで"
                      " processed/ または error/ に移します。")
-        if self.waiting:
-            text += f" アップロード中などで {len(self.waiting)}件は次回のチェックに回しました。"
+        if self.waiting or self.temporary:
+            # Why and until when is said per file (ftpreport.lines), under this line.
+            text += f" {len(self.waiting) + len(self.temporary)}件はまだ読み込めないため残しました(理由はファイルごとに表示)。"
         return text.strip()
 
 
@@ -267,8 +282,12 @@ def _file_gone(home: Path, pending: Pending, handled: set[str], wait: Wait, dead
                  "original is %s", name, imp.id, result.files[-1].moved_to)
 
 
-def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait | None = None) -> CheckResult:
-    """Receive every complete CSV in the account's FTP home in name order; file each under processed/ or error/."""
+def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait | None = None,
+                  trigger: str = ftpreport.MANUAL) -> CheckResult:
+    """Receive every complete CSV in the account's FTP home in name order; file each under processed/ or error/.
+
+    `trigger` (ftpreport.SCHEDULED, MANUAL, RECHECK) is kept with the result as the account's last check.
+    """
     account, settings = _settings_for_check(account_id)
     tz = config.timezone(current_app)
     now = (now or dt.datetime.now(tz)).astimezone(tz)
@@ -283,7 +302,9 @@ def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait
             return result
         home = home_path(username, create=True)
         seen = load_seen(username)
-        ready, result.waiting = scan_home(home, now.timestamp(), quiet_seconds(), seen)
+        ready, settling, result.temporary = scan_home(home, now.timestamp(), quiet_seconds(), seen)
+        for name, reason in settling:
+            result.wait(name, reason)
         save_seen(username, seen)
         pending = _load_pending(username)
         handled: set[str] = set()
@@ -300,7 +321,7 @@ def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait
             with opened:
                 read_now = read_if_stable(opened)
                 if read_now is None:
-                    result.waiting.append(path.name)
+                    result.wait(path.name, CHANGING)
                     continue
                 data, read = read_now
                 try:
@@ -315,7 +336,7 @@ def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait
                     db.session.rollback()
                     log.exception("ftp check error account=%s file=%s (left for the next check)", account.slug,
                                   path.name)
-                    result.waiting.append(path.name)
+                    result.wait(path.name, FAILED)
                     continue
                 if status in queue.PENDING:
                     result.running.append(path.name)  # stays in the home; a later check files it
@@ -332,14 +353,14 @@ def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait
                          "left for the next check, a copy of the imported bytes is %s", account.slug, path.name,
                          result.files[-1].moved_to)
                 if os.path.lexists(path):
-                    result.waiting.append(path.name)
+                    result.wait(path.name, REPLACED)
         _file_gone(home, pending, handled, wait, deadline, now, result)
         save_state(PENDING_FOLDER, username, pending)
         filed = {f.name for f in result.files} - set(result.waiting) - set(result.running)
         if filed & seen.keys():
             save_seen(username, {name: entry for name, entry in seen.items() if name not in filed})
         settings = db.session.get(IntegrationSettings, settings.id)
-        settings.last_ftp_check_at = utcnow()
+        ftpreport.record(settings, result, trigger, now)
         db.session.commit()
     if result.files or result.waiting or result.running:
         log.info("ftp check done account=%s imported=%d failed=%d running=%d waiting=%d", account.slug,
