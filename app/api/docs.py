@@ -10,11 +10,13 @@ Decisions:
 """
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, render_template
+from markupsafe import Markup, escape
 
 from . import bp, openapi
 
@@ -61,6 +63,11 @@ EXAMPLES = (
     Example("ある月の実績", "get", "/results", "period=yyyymm (その月の日次と月次ファイルの合計)",
             (AUTH,), "/results?period=201805"),
 )
+
+
+def paragraphs(text: str) -> list[Markup]:
+    """The document's description text as paragraphs, its `backticks` as <code> (everything else escaped)."""
+    return [Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(part)))) for part in text.split("\n\n") if part]
 
 
 def _resolve(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +155,7 @@ def _operation(doc: dict[str, Any], path: str, method: str, op: dict[str, Any]) 
     security = op.get("security", doc.get("security", []))
     return {
         "id": op["operationId"], "method": method.upper(), "path": path,
-        "summary": op.get("summary", ""), "description": op.get("description", ""),
+        "summary": op.get("summary", ""), "description": paragraphs(op.get("description", "")),
         "auth": bool(security),
         "parameters": [{"name": p["name"], "place": PLACE.get(p["in"], p["in"]), "required": p.get("required", False),
                         "type": type_text(p.get("schema", {})), "description": p.get("description", "")}
@@ -166,7 +173,8 @@ def page_context() -> dict[str, Any]:
     operations = [_operation(doc, path, method, item[method])
                   for path, item in doc["paths"].items() for method in METHODS if method in item]
     return {
-        "info": doc["info"], "base": base, "operations": operations, "schemas": _schemas(doc),
+        "info": doc["info"], "about": paragraphs(doc["info"]["description"]), "base": base,
+        "operations": operations, "schemas": _schemas(doc),
         "examples": [(e, e.command(base)) for e in EXAMPLES], "token": TOKEN,
         "security": doc["components"]["securitySchemes"]["bearerAuth"],
     }

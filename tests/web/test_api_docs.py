@@ -30,7 +30,7 @@ def operations(html: str) -> set[tuple[str, str]]:
 
 def curl_commands(html: str) -> list[list[str]]:
     """Each <pre class="curl"> as the shell would split it (line continuations joined)."""
-    blocks = re.findall(r'<pre class="curl">(.*?)</pre>', html, re.S)
+    blocks = re.findall(r'<pre class="curl">(.*?)</pre>', html, re.DOTALL)
     return [shlex.split(unescape(block).replace("\\\n", " ")) for block in blocks]
 
 
@@ -123,3 +123,8 @@ def test_the_api_section_of_the_integration_tab_links_the_reference(client, make
     html = client.get("/settings/integration").get_data(as_text=True)
     section = html.split('id="api-section"', 1)[1].split("</section>", 1)[0]
     assert f'href="{URL}"' in section and "APIリファレンス" in section
+
+
+def test_the_descriptions_show_code_as_code(page):
+    assert "<code>?wait=1</code>" in page and "<code>Authorization: Bearer &lt;トークン&gt;</code>" in page
+    assert "`" not in page
