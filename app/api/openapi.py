@@ -284,6 +284,16 @@ _DOCUMENT: dict[str, Any] = {
                 "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
             },
         },
+        "/docs": {
+            "get": {
+                "tags": ["meta"],
+                "operationId": "getDocs",
+                "summary": "この文書を読みやすくしたページ (HTML、認証不要) / this document as a web page (no token needed)",
+                "security": [],
+                "responses": {"200": {"description": "APIリファレンス / the API reference",
+                                      "content": {"text/html": {"schema": {"type": "string"}}}}},
+            },
+        },
     },
     "components": {
         "securitySchemes": {
