@@ -6,7 +6,7 @@ Decisions:
   come from this server only.
 - No login: the page holds no secret and is the same for everyone (no account data, not even
   the signed-in user's name in the header). The curl examples use the server's public URL
-  (PUBLIC_URL, as the 外部連携設定 tab does) and the placeholder $RENKEI_TOKEN.
+  (PUBLIC_URL, as the 外部連携設定 tab does) and the placeholder $API_TOKEN.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from . import bp, openapi
 
 METHODS = ("get", "post", "put", "patch", "delete")
 PLACE = {"query": "クエリ", "path": "パス", "header": "ヘッダー"}
-TOKEN = "$RENKEI_TOKEN"
+TOKEN = "$API_TOKEN"
 # What each status code means in general; the operation's own description says the specifics.
 STATUS_MEANING = {
     "200": "成功", "202": "受付済み", "400": "リクエストの誤り", "401": "認証なし・認証失敗",

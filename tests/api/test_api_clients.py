@@ -157,7 +157,7 @@ def test_the_reference_pages_curl_examples_work_as_written(app, api_server, api_
     page = requests.get(f"{api_server}/api/v1/docs", timeout=30).text
     examples = [unescape(block) for block in re.findall(r'<pre class="curl">(.*?)</pre>', page, re.DOTALL)]
     (tmp_path / "20180516.csv").write_bytes(csv_bytes())
-    env = {**os.environ, "RENKEI_TOKEN": api_account.token}
+    env = {**os.environ, "API_TOKEN": api_account.token}
 
     def run(ending: str) -> dict:
         [command] = [e for e in examples if e.rstrip("'").endswith(ending)]

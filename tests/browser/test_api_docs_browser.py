@@ -26,7 +26,7 @@ def test_the_reference_renders_from_this_server_only(chromium, renkei_server, sc
         expect(page.locator("h1")).to_contain_text("Renkei API")
         operations = page.locator("article.api-operation")
         expect(operations).to_have_count(sum(len(item) for item in document()["paths"].values()))
-        expect(page.locator("pre.curl").first).to_contain_text("Authorization: Bearer $RENKEI_TOKEN")
+        expect(page.locator("pre.curl").first).to_contain_text("Authorization: Bearer $API_TOKEN")
         # The stylesheet of the page was applied (it is this server's, not a CDN's).
         assert page.locator(".api-method").first.evaluate("e => getComputedStyle(e).fontWeight") == "700"
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

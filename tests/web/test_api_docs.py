@@ -69,7 +69,7 @@ def test_the_page_lists_every_operation_of_the_openapi_document(page):
 
 def test_the_curl_examples_cover_uploads_status_and_results(page):
     commands = [" ".join(words) for words in curl_commands(page)]
-    token = "Authorization: Bearer $RENKEI_TOKEN"
+    token = "Authorization: Bearer $API_TOKEN"
     assert all(token in command for command in commands)
     assert any(c.endswith(f"{BASE}/api/v1/imports") and "-F file=@20180516.csv" in c for c in commands)
     assert any(c.endswith(f"{BASE}/api/v1/imports?wait=1") for c in commands)
