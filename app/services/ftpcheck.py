@@ -49,7 +49,7 @@ from ..enums import ImportStatus
 from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..models import Account, Import, IntegrationSettings, utcnow
-from . import archives, checktimes, files, ingest, queue
+from . import accounts, archives, checktimes, files, ingest, queue
 from .admission import Channel, admit
 from .ftpfiles import (  # noqa: F401
     ERROR,
@@ -190,7 +190,7 @@ def accounts_due(minute: dt.datetime) -> list[int]:
                 due.append(settings.account_id)
         except ValueError as err:
             # A schedule edited by hand into something invalid: skip that account, not everyone.
-            log.warning("ftp schedule of account #%s is invalid: %s", settings.account_id, err)
+            log.warning("ftp schedule of account=%s is invalid: %s", accounts.label(settings.account_id), err)
     return due
 
 
