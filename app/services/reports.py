@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -21,10 +20,24 @@ from sqlalchemy import func, select
 from .. import config
 from ..errors import MAX_ERRORS_PER_FILE, ImportRejected, RowError, error_total
 from ..extensions import db
-from ..formats import shown_number
-from ..importer.filename import (FILENAME_MESSAGE, Period, is_archive, is_workbook, kind_label, parse_filename,
-                                 period_label)
-from ..models import Account, GraphColumn, Import, IntegrationSettings, OutboxMail, Result
+from ..formats import shown_number, shown_time
+from ..importer.filename import (
+    FILENAME_MESSAGE,
+    Period,
+    is_archive,
+    is_workbook,
+    kind_label,
+    parse_filename,
+    period_label,
+)
+from ..models import (
+    Account,
+    GraphColumn,
+    Import,
+    IntegrationSettings,
+    OutboxMail,
+    Result,
+)
 from . import outbox
 
 log = logging.getLogger(__name__)
@@ -38,10 +51,7 @@ SPREADSHEET_SUFFIXES = (".xlsb", ".numbers")
 
 
 def _local(value: dt.datetime | None) -> str:
-    if value is None:
-        return ""
-    zone = config.get(current_app, "TIMEZONE")
-    return value.replace(tzinfo=dt.timezone.utc).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")
+    return shown_time(value, config.timezone(current_app))
 
 
 def _link(imp: Import) -> str:
