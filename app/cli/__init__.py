@@ -63,4 +63,4 @@ def register_cli(app: Flask) -> None:
     for group in app.cli.commands.values():
         for command in _leaves(group):
             _schema_first(command)
-    app.cli.add_command(MigrationCommands("db", help="データベースのマイグレーション(Flask-Migrate / Alembic)"))
+    app.cli.add_command(MigrationCommands("db", help="データベースのマイグレーション (database migrations, Flask-Migrate / Alembic)"))

@@ -7,14 +7,16 @@ import sys
 from typing import NoReturn
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from .. import config
 from ..api.shapes import import_json
 from ..enums import Channel
 from ..errors import RenkeiError, RowError, error_total
 from ..extensions import db
+from ..formats import shown_time
 from ..models import Import
 from ..services import accounts, archives, ingest, queue, results
 
@@ -58,9 +60,9 @@ def register(app: Flask) -> None:
     @app.cli.command("import-csv")
     @click.argument("slug")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-    @click.option("--dry-run", is_flag=True, help="検証のみ(何も保存しない)")
+    @click.option("--dry-run", is_flag=True, help="検証のみ(何も保存しない) (check only, store nothing)")
     def import_csv(slug: str, file: str, dry_run: bool) -> None:
-        """Import a results file (CSV, .xlsx/.xlsm/.xls/.ods) through the same path as the channels (exit 1 when rejected)."""
+        """実績ファイル (CSV, .xlsx/.xlsm/.xls/.ods) を各経路と同じ処理で取り込みます。拒否されたら終了コード 1 (import a results file through the same path as the channels; exit 1 when rejected)。"""
         account = _account(slug)
         filename = os.path.basename(file)
         try:
@@ -112,14 +114,14 @@ def register(app: Flask) -> None:
         period = import_json(imp)["period"]
         click.echo(f"取込 #{imp.id} 成功: {filename} 期間 {period} {imp.row_count}行{replaced}")
 
-    imports_group = AppGroup("imports", help="取込履歴")
+    imports_group = AppGroup("imports", help="取込履歴 (import history)")
 
     @imports_group.command("list")
     @click.argument("slug")
-    @click.option("--json", "as_json", is_flag=True, help="JSONで出力")
-    @click.option("--limit", type=int, default=None, help="新しい順に最大この件数")
+    @click.option("--json", "as_json", is_flag=True, help="JSONで出力 (API と同じ形) (print JSON, as the API)")
+    @click.option("--limit", type=int, default=None, help="新しい順に最大この件数 (at most this many, newest first)")
     def list_imports(slug: str, as_json: bool, limit: int | None) -> None:
-        """List the account's imports, newest first."""
+        """取込履歴を新しい順に表示します。時刻は RENKEI_TIMEZONE、--json は API と同じ ISO 8601 (list the imports, newest first; times in RENKEI_TIMEZONE, --json as the API)。"""
         account = _account(slug)
         items = _newest_imports(account.id, limit)
         if as_json:
@@ -128,14 +130,14 @@ def register(app: Flask) -> None:
         if not items:
             click.echo("取込履歴はありません。")
             return
+        zone = config.timezone(current_app)  # people read local time; --json is ISO 8601 as the API
         for imp in items:
-            data = import_json(imp)
             click.echo(
-                f"#{imp.id}\t{data['received_at']}\t{imp.channel}\t{imp.status}\t{imp.filename}\t"
+                f"#{imp.id}\t{shown_time(imp.received_at, zone)}\t{imp.channel}\t{imp.status}\t{imp.filename}\t"
                 f"{imp.row_count}行\tエラー{imp.error_count}件\t{imp.sender or '-'}"
             )
 
-    results_group = AppGroup("results", help="実績")
+    results_group = AppGroup("results", help="実績 (results)")
 
     @results_group.command("export")
     @click.argument("slug")
@@ -143,9 +145,9 @@ def register(app: Flask) -> None:
     @click.option("--encoding", type=click.Choice(list(results.EXPORT_ENCODINGS)), default="cp932",
                   show_default=True)
     @click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None,
-                  help="出力ファイル(省略時は標準出力)")
+                  help="出力ファイル(省略時は標準出力) (output file, default stdout)")
     def export(slug: str, period: str, encoding: str, output: str | None) -> None:
-        """Write one period's stored results as CSV in the import layout (PERIOD: 20180516 or 201805)."""
+        """期間の実績を取込と同じ形式の CSV で出力します。PERIOD: 20180516 または 201805 (write one period's results as CSV in the import layout)。"""
         account = _account(slug)
         try:
             data = results.export_csv(account.id, period, encoding)
