@@ -22,7 +22,7 @@ columns_cli = AppGroup("columns", help="グラフ列(グラフ設定)の追加�
 @click.argument("slug")
 @click.argument("path", metavar="FILE.csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_members(slug: str, path: Path) -> None:
-    """CSV のメンバーを No. で追加・更新します。見出し No.,社員ID,氏名,部署,メールアドレス、cp932 または UTF-8 (upsert members by No. from a CSV)。"""
+    """メンバーを CSV から No. で追加・更新します。見出し No.,社員ID,氏名,部署,メールアドレス、cp932 または UTF-8 (upsert members by No. from a CSV)。"""
     try:
         account = account_service.get_by_slug(slug)
         inserted, updated = member_service.import_members(account.id, path.read_bytes())
