@@ -37,7 +37,7 @@ def _imported(app, tmp_path, make_account):
 
 
 def test_imports_list_shows_times_in_the_configured_zone_and_json_as_the_api(app, tmp_path, make_account):
-    acc, imp = _imported(app, tmp_path, make_account)
+    acc, _ = _imported(app, tmp_path, make_account)
     app.config["TIMEZONE"] = "America/New_York"
     runner = app.test_cli_runner()
 
