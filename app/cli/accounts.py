@@ -43,7 +43,7 @@ def list_() -> None:
     """アカウント一覧: slug・名前・外部連携設定・メンバー数 (list accounts: slug, name, integration on/off, member count)。"""
     accounts = account_service.list_accounts()
     if not accounts:
-        click.echo("アカウントはありません。")
+        click.echo("アカウントはありません (no accounts)。")
         return
     click.echo("slug\tname\tintegration\tmembers")
     for account in accounts:

@@ -128,7 +128,7 @@ def register(app: Flask) -> None:
             click.echo(json.dumps([import_json(imp) for imp in items], ensure_ascii=False, indent=2))
             return
         if not items:
-            click.echo("取込履歴はありません。")
+            click.echo("取込履歴はありません (no imports)。")
             return
         zone = config.timezone(current_app)  # people read local time; --json is ISO 8601 as the API
         for imp in items:

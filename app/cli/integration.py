@@ -95,7 +95,7 @@ def set_(slug: str, **options) -> None:
     }
     changes = {key: value for key, value in changes.items() if value is not None}
     if not changes:
-        click.echo("エラー: 変更する項目を1つ以上指定してください(--help で一覧)。", err=True)
+        click.echo("エラー: 変更する項目を1つ以上指定してください(--help で一覧) (give at least one option to change)。", err=True)
         raise SystemExit(1)
     try:
         service.update_settings(account.id, changes, actor="cli")

@@ -63,7 +63,7 @@ def alias_column(slug: str, name: str, aliases: tuple[str, ...], clear: bool) ->
     別名は全角・半角と前後の空白を区別せずに照合します。ほかの列の名前・別名、備考・No.・社員IDは使えません。
     """
     if not aliases and not clear:
-        click.echo("エラー: 別名を1つ以上指定してください(すべて消すときは --clear)。", err=True)
+        click.echo("エラー: 別名を1つ以上指定してください(すべて消すときは --clear) (give at least one alias, or --clear)。", err=True)
         raise SystemExit(1)
     try:
         account = account_service.get_by_slug(slug)
