@@ -76,6 +76,8 @@ def test_every_renkei_command_help_starts_in_japanese_with_english_after(app):
         assert JAPANESE.match(text), (path, text)
         assert re.search(r"\([a-z][a-zA-Z ,;'/.-]+", text), (path, text)  # the English after it
         assert text.split("\n")[0][:10] in result.output
+        if not isinstance(command, click.Group):
+            assert "--verbose" in result.output, path
         checked += 1
     assert checked >= 15
 
