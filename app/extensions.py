@@ -1,5 +1,4 @@
 """Flask extensions, instantiated here only so that no module imports another in a cycle."""
-import logging
 import os
 import re
 
@@ -86,12 +85,4 @@ def ensure_database_current(app: Flask) -> None:
     with app.app_context():
         if database_revisions() == head_revisions():
             return
-        quiet = [logging.getLogger(name) for name in ("alembic", "flask_migrate")]
-        levels = [logger.level for logger in quiet]
-        for logger in quiet:
-            logger.setLevel(logging.WARNING)
-        try:
-            upgrade_database(app)
-        finally:
-            for logger, level in zip(quiet, levels):
-                logger.setLevel(level)
+        upgrade_database(app)  # quietly: logs.configure keeps Alembic's INFO lines out

@@ -16,8 +16,8 @@ from sqlalchemy import event
 
 from . import config as config_module
 from .errors import error_total
-from .formats import shown_number
 from .extensions import csrf, db, login_manager
+from .formats import TIME_FORMAT, shown_number, shown_time
 
 # Bytes a request may carry beyond the upload cap (multipart boundaries, part headers, CSRF token).
 FORM_OVERHEAD_BYTES = 64 * 1024
@@ -121,12 +121,8 @@ def _register_template_helpers(app: Flask) -> None:
     tz = config_module.timezone(app)
 
     @app.template_filter("localtime")
-    def localtime(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-        if value is None:
-            return ""
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return value.astimezone(tz).strftime(fmt)
+    def localtime(value: dt.datetime | None, fmt: str = TIME_FORMAT) -> str:
+        return shown_time(value, tz, fmt)
 
     @app.template_filter("number")
     def number(value) -> str:

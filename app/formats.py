@@ -5,6 +5,22 @@ Pure: imports nothing of the app. CSV exports are not "shown": they write every 
 """
 from __future__ import annotations
 
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+# How a time is shown to people (screens, report mails, the CLI's human output); JSON says ISO 8601 (api/shapes.iso_utc).
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def shown_time(value: dt.datetime | None, zone: ZoneInfo, fmt: str = TIME_FORMAT) -> str:
+    """A stored time (naive = UTC) in the configured zone (RENKEI_TIMEZONE), "" for None."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(zone).strftime(fmt)
+
+
 # Decimals shown at most; more are rounded. One rule for screen and mail (docs/spec.md section 6).
 DECIMALS = 2
 

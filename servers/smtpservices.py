@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 
 from app import config
-from app.services import spool
+from app.services import accounts, spool
 from app.services.admission import Standing
 from app.services.senderauth import DnsClient, Origin, Verifier
 
@@ -77,7 +77,7 @@ class _AppServices:
         with self.app.app_context():
             imp = ingest.receive(account_id, filename, data, channel=CHANNEL, sender=sender,
                                  dedupe_key=dedupe_key, note=note, ignored=ignored, trace=trace)
-            log.info("smtp spool drained account=#%s channel=%s file=%s import=#%s", imp.account_id, CHANNEL,
+            log.info("smtp spool drained account=%s channel=%s file=%s import=#%s", accounts.label(imp.account_id), CHANNEL,
                      imp.filename, imp.id)
 
     def record_refusal(self, account_id: int, *, filename: str, sender: str | None, status: str,

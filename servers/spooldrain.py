@@ -127,8 +127,8 @@ class MailImporter:
                     self.record_failure(account_id, filename=_names(mail), sender=sender, message=verdict.text,
                                         dedupe_key=f"{prefix}:unauthenticated", note=note, ignored=ignored,
                                         trace=trace)
-                    log.info("smtp refused account=#%s channel=%s sender=%s reason=unauthenticated dkim=%s spf=%s",
-                             account_id, CHANNEL, sender, auth.dkim, auth.spf)
+                    log.info("smtp refused account=%s channel=%s sender=%s reason=unauthenticated dkim=%s spf=%s",
+                             label, CHANNEL, sender, auth.dkim, auth.spf)
                     written += 1
                     continue
             if not mail.csvs:

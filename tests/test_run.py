@@ -161,6 +161,8 @@ def test_first_start_migrates_creates_demo_and_stops_on_sigterm(start, tmp_path,
     passwords = PASSWORD_RE.findall(run.output())
     assert len(passwords) == 1, run.output()
     assert "admin@demo.example" in run.output()
+    # The migrations of a new database are applied quietly: no Alembic INFO lines on a normal start.
+    assert "alembic" not in run.output() and "Running upgrade" not in run.output(), run.output()
     assert re.search(r"送信先メールアドレス \(inbound address\): sp-[0-9a-f]+@renkei\.localhost", run.output())
 
     session = requests.Session()

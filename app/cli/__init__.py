@@ -22,21 +22,37 @@ class MigrationCommands(click.Group):
         return commands.make_context(info_name, args, parent=parent, **extra)
 
 
-def _schema_first(callback):
-    """Wrap a command's (or group's) callback so the schema is brought up to date before it runs."""
-    if getattr(callback, "schema_first", False):
-        return callback
+VERBOSE_HELP = "ログ(INFO)も標準エラーに表示します (also log INFO lines on stderr)"
 
-    @functools.wraps(callback or (lambda: None))
+
+def _schema_first(command: click.Command) -> None:
+    """Give a command --verbose and bring the schema up to date before its callback runs."""
+    callback = command.callback
+    if getattr(callback, "schema_first", False):
+        return
+
+    @functools.wraps(callback)
     @with_appcontext
-    def run(*args, **kwargs):
-        # A command prints its own result; the log adds only warnings and errors (run.py logs INFO).
-        logs.configure(logging.WARNING)
+    def run(*args, verbose: bool = False, **kwargs):
+        # A command prints its own result on stdout; the log (stderr) adds only warnings and
+        # errors unless --verbose (run.py logs INFO).
+        logs.configure(logging.INFO if verbose else logging.WARNING,
+                       migrations=logging.INFO if verbose else logging.WARNING)
         ensure_database_current(current_app._get_current_object())
-        return callback(*args, **kwargs) if callback else None
+        return callback(*args, **kwargs)
 
     run.schema_first = True
-    return run
+    command.callback = run
+    command.params.append(click.Option(["--verbose", "-v"], is_flag=True, help=VERBOSE_HELP))
+
+
+def _leaves(command: click.Command):
+    """The commands that run: a group's subcommands (nested), else the command itself."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            yield from _leaves(sub)
+    else:
+        yield command
 
 
 def register_cli(app: Flask) -> None:
@@ -44,6 +60,7 @@ def register_cli(app: Flask) -> None:
         module.register(app)
     # Every command works on an up-to-date schema, also an operator's first one on a new data
     # folder (`flask accounts create …` before the first run.py); `flask db …` manages it itself.
-    for command in app.cli.commands.values():
-        command.callback = _schema_first(command.callback)
-    app.cli.add_command(MigrationCommands("db", help="データベースのマイグレーション(Flask-Migrate / Alembic)"))
+    for group in app.cli.commands.values():
+        for command in _leaves(group):
+            _schema_first(command)
+    app.cli.add_command(MigrationCommands("db", help="データベースのマイグレーション (database migrations, Flask-Migrate / Alembic)"))

@@ -12,7 +12,7 @@ from ..errors import RenkeiError
 from ..services import accounts as account_service
 from ..services import members as member_service
 
-accounts_cli = AppGroup("accounts", help="アカウント(テナント)の作成・一覧・外部連携設定の有効化。")
+accounts_cli = AppGroup("accounts", help="アカウント(テナント)の作成・一覧・外部連携設定の有効化 (create and list accounts, switch integration on or off)。")
 
 
 def fail(error: RenkeiError) -> NoReturn:
@@ -27,7 +27,7 @@ def fail(error: RenkeiError) -> NoReturn:
 @click.option("--admin-email", required=True, help="最初の管理者のメールアドレス")
 @click.option("--admin-password", default=None, help="省略すると生成して表示します")
 def create(slug: str, name: str, admin_email: str, admin_password: str | None) -> None:
-    """Create an account with its first admin and print the login."""
+    """アカウントと最初の管理者を作成し、ログイン情報を表示します (create an account with its first admin and print the login)。"""
     try:
         account, password = account_service.create_account(slug, name, admin_email, admin_password)
     except RenkeiError as error:
@@ -40,10 +40,10 @@ def create(slug: str, name: str, admin_email: str, admin_password: str | None) -
 
 @accounts_cli.command("list")
 def list_() -> None:
-    """List accounts: slug, name, integration on/off, member count."""
+    """アカウント一覧: slug・名前・外部連携設定・メンバー数 (list accounts: slug, name, integration on/off, member count)。"""
     accounts = account_service.list_accounts()
     if not accounts:
-        click.echo("アカウントはありません。")
+        click.echo("アカウントはありません (no accounts)。")
         return
     click.echo("slug\tname\tintegration\tmembers")
     for account in accounts:
@@ -54,14 +54,14 @@ def list_() -> None:
 @accounts_cli.command("enable-integration")
 @click.argument("slug")
 def enable_integration(slug: str) -> None:
-    """Show the 外部連携設定 tab and open the channels for the account."""
+    """外部連携設定タブを表示し、3 経路の受付を始めます (show the integration tab and open the channels)。"""
     _set_integration(slug, True)
 
 
 @accounts_cli.command("disable-integration")
 @click.argument("slug")
 def disable_integration(slug: str) -> None:
-    """Hide the 外部連携設定 tab and close the channels for the account."""
+    """外部連携設定タブを隠し、3 経路の受付を止めます (hide the integration tab and close the channels)。"""
     _set_integration(slug, False)
 
 

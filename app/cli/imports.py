@@ -7,14 +7,16 @@ import sys
 from typing import NoReturn
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from .. import config
 from ..api.shapes import import_json
 from ..enums import Channel
 from ..errors import RenkeiError, RowError, error_total
 from ..extensions import db
+from ..formats import shown_time
 from ..models import Import
 from ..services import accounts, archives, ingest, queue, results
 
@@ -58,9 +60,9 @@ def register(app: Flask) -> None:
     @app.cli.command("import-csv")
     @click.argument("slug")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-    @click.option("--dry-run", is_flag=True, help="検証のみ(何も保存しない)")
+    @click.option("--dry-run", is_flag=True, help="検証のみ(何も保存しない) (check only, store nothing)")
     def import_csv(slug: str, file: str, dry_run: bool) -> None:
-        """Import a results file (CSV, .xlsx/.xlsm/.xls/.ods) through the same path as the channels (exit 1 when rejected)."""
+        """実績ファイル (CSV, .xlsx/.xlsm/.xls/.ods) を各経路と同じ処理で取り込みます。拒否されたら終了コード 1 (import a results file through the same path as the channels; exit 1 when rejected)。"""
         account = _account(slug)
         filename = os.path.basename(file)
         try:
@@ -112,32 +114,32 @@ def register(app: Flask) -> None:
         period = import_json(imp)["period"]
         click.echo(f"取込 #{imp.id} 成功: {filename} 期間 {period} {imp.row_count}行{replaced}")
 
-    imports_group = AppGroup("imports", help="取込履歴")
+    imports_group = AppGroup("imports", help="取込履歴 (import history)")
 
     @imports_group.command("list")
     @click.argument("slug")
-    @click.option("--json", "as_json", is_flag=True, help="JSONで出力")
-    @click.option("--limit", type=int, default=None, help="新しい順に最大この件数")
+    @click.option("--json", "as_json", is_flag=True, help="JSONで出力 (API と同じ形) (print JSON, as the API)")
+    @click.option("--limit", type=int, default=None, help="新しい順に最大この件数 (at most this many, newest first)")
     def list_imports(slug: str, as_json: bool, limit: int | None) -> None:
-        """List the account's imports, newest first."""
+        """取込履歴を新しい順に表示します。時刻は RENKEI_TIMEZONE、--json は API と同じ ISO 8601 (list the imports, newest first; times in RENKEI_TIMEZONE, --json as the API)。"""
         account = _account(slug)
         items = _newest_imports(account.id, limit)
         if as_json:
             click.echo(json.dumps([import_json(imp) for imp in items], ensure_ascii=False, indent=2))
             return
         if not items:
-            click.echo("取込履歴はありません。")
+            click.echo("取込履歴はありません (no imports)。")
             return
-        # The same words as the 取込履歴 screen; times in UTC, as in --json.
-        click.echo("番号\t受信日時(UTC)\t経路\t状態\tファイル名\t行数\tエラー数\t送信者")
+        zone = config.timezone(current_app)  # people read local time; --json is ISO 8601 as the API
+        # The same words as the 取込履歴 screen; times in the configured zone (--json: UTC, as the API).
+        click.echo("番号\t受信日時\t経路\t状態\tファイル名\t行数\tエラー数\t送信者")
         for imp in items:
-            data = import_json(imp)
             click.echo(
-                f"#{imp.id}\t{data['received_at']}\t{imp.channel}\t{imp.status}\t{imp.filename}\t"
+                f"#{imp.id}\t{shown_time(imp.received_at, zone)}\t{imp.channel}\t{imp.status}\t{imp.filename}\t"
                 f"{imp.row_count}行\tエラー{imp.error_count}件\t{imp.sender or '-'}"
             )
 
-    results_group = AppGroup("results", help="実績")
+    results_group = AppGroup("results", help="実績 (results)")
 
     @results_group.command("export")
     @click.argument("slug")
@@ -147,13 +149,13 @@ def register(app: Flask) -> None:
     @click.option("--encoding", type=click.Choice(list(results.EXPORT_ENCODINGS)), default="cp932",
                   show_default=True)
     @click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None,
-                  help="出力ファイル(省略時は標準出力)")
+                  help="出力ファイル(省略時は標準出力) (output file, default stdout)")
     def export(slug: str, period: str, as_board: bool, encoding: str, output: str | None) -> None:
-        """Write results as CSV in the import layout (PERIOD: 20180516 or 201805).
+        """実績を取込と同じ形式の CSV で出力します。PERIOD: 20180516 または 201805 (write results as CSV in the import layout).
 
-        Without --month: the rows stored for exactly that period (a month: its monthly file only)
-        and its hand-typed results. With --month: the month as the board shows it. Which of the
-        two was written is said on stderr.
+        --month なし: その期間のファイルの行 (年月なら月次ファイルだけ) と手入力の実績。--month: ボードの表示どおりの月。
+        どちらを書き出したかを標準エラーに表示します (without --month: the rows stored for exactly that
+        period and its hand-typed results; with --month: the month as the board shows it; stderr says which).
         """
         account = _account(slug)
         try:

@@ -12,7 +12,7 @@ from ..errors import Invalid, RenkeiError
 from ..services import accounts, ftpcheck, ftpreport, queue, zippassword
 from ..services import integration as service
 
-integration_cli = AppGroup("integration", help="外部連携設定を表示・変更します。")
+integration_cli = AppGroup("integration", help="外部連携設定を表示・変更します (show and change the integration settings)。")
 
 
 def _fail(error: RenkeiError) -> None:
@@ -37,7 +37,7 @@ def _account(slug: str):
 @integration_cli.command("show")
 @click.argument("slug")
 def show(slug: str) -> None:
-    """外部連携設定を JSON で表示します。"""
+    """外部連携設定を JSON で表示します (print the integration settings as JSON)。"""
     account = _account(slug)
     settings = service.get_settings(account.id)
     click.echo(json.dumps(service.as_dict(account, settings), ensure_ascii=False, indent=2))
@@ -72,7 +72,7 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--ftp-delay", help="○分遅らせてチェック(0〜59、間隔より小さく)")
 @click.option("--sheet-name", help="読み込むシート: Excel・ODSファイルのシート名(''で最初のシート)")
 def set_(slug: str, **options) -> None:
-    """外部連携設定を変更します(画面と同じ検証)。"""
+    """外部連携設定を変更します(画面と同じ検証) (change the integration settings, validated as on the screen)。"""
     account = _account(slug)
     changes = {
         "mode": options["mode"],
@@ -95,7 +95,7 @@ def set_(slug: str, **options) -> None:
     }
     changes = {key: value for key, value in changes.items() if value is not None}
     if not changes:
-        click.echo("エラー: 変更する項目を1つ以上指定してください(--help で一覧)。", err=True)
+        click.echo("エラー: 変更する項目を1つ以上指定してください(--help で一覧) (give at least one option to change)。", err=True)
         raise SystemExit(1)
     try:
         service.update_settings(account.id, changes, actor="cli")
@@ -107,7 +107,7 @@ def set_(slug: str, **options) -> None:
 @integration_cli.command("ftp-password")
 @click.argument("slug")
 def ftp_password(slug: str) -> None:
-    """FTPサーバー PWを発行し、表示します(表示はこの一度だけ)。"""
+    """FTPサーバー PWを発行し、表示します(表示はこの一度だけ) (issue and print a new FTP password, shown once)。"""
     account = _account(slug)
     click.echo(service.issue_ftp_password(account.id, actor="cli"))
 
@@ -115,7 +115,7 @@ def ftp_password(slug: str) -> None:
 @integration_cli.command("api-token")
 @click.argument("slug")
 def api_token(slug: str) -> None:
-    """APIトークンを発行し、表示します(表示はこの一度だけ)。"""
+    """APIトークンを発行し、表示します(表示はこの一度だけ) (issue and print a new API token, shown once)。"""
     account = _account(slug)
     click.echo(service.issue_api_token(account.id, actor="cli"))
 
@@ -125,7 +125,7 @@ def api_token(slug: str) -> None:
 @click.option("--clear", is_flag=True, help="設定済みのZIPパスワードを削除します")
 @click.option("--stdin", "from_stdin", is_flag=True, help="パスワードを標準入力の1行目から読みます")
 def zip_password(slug: str, clear: bool, from_stdin: bool) -> None:
-    """パスワード付きZIPのパスワードを設定します(暗号化して保存し、二度と表示しません)。"""
+    """パスワード付きZIPのパスワードを設定します(暗号化して保存し、二度と表示しません) (set the ZIP password; stored encrypted, never shown)。"""
     account = _account(slug)
     if clear:
         zippassword.clear(account.id, actor="cli")
@@ -145,7 +145,7 @@ def zip_password(slug: str, clear: bool, from_stdin: bool) -> None:
 @integration_cli.command("check-now")
 @click.argument("slug")
 def check_now(slug: str) -> None:
-    """FTP連動のチェックをすぐに実行します(画面の「今すぐチェック」と同じ)。"""
+    """FTP連動のチェックをすぐに実行します(画面の「今すぐチェック」と同じ) (run the FTP check now, like the button)。"""
     account = _account(slug)
     try:
         # No worker runs in a flask command: the check's imports are run here, through the

@@ -14,15 +14,15 @@ from ..services import columns as column_service
 from ..services import members as member_service
 from .accounts import fail
 
-members_cli = AppGroup("members", help="メンバー設定の一括登録。")
-columns_cli = AppGroup("columns", help="グラフ列(グラフ設定)の追加と別名。")
+members_cli = AppGroup("members", help="メンバー設定の一括登録 (bulk member import)。")
+columns_cli = AppGroup("columns", help="グラフ列(グラフ設定)の追加と別名 (add graph columns, set their aliases)。")
 
 
 @members_cli.command("import")
 @click.argument("slug")
 @click.argument("path", metavar="FILE.csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_members(slug: str, path: Path) -> None:
-    """Upsert members by No. from a CSV (header No.,社員ID,氏名,部署,メールアドレス; cp932 or UTF-8)."""
+    """メンバーを CSV から No. で追加・更新します。見出し No.,社員ID,氏名,部署,メールアドレス、cp932 または UTF-8 (upsert members by No. from a CSV)。"""
     try:
         account = account_service.get_by_slug(slug)
         inserted, updated = member_service.import_members(account.id, path.read_bytes())
@@ -45,7 +45,7 @@ def import_members(slug: str, path: Path) -> None:
 @click.argument("name")
 @click.option("--unit", default="", help="単位(円、件、ポイントなど)")
 def add_column(slug: str, name: str, unit: str) -> None:
-    """Add a graph column at the end of the account's columns."""
+    """グラフ列を最後に追加します (add a graph column at the end)。"""
     try:
         account = account_service.get_by_slug(slug)
         column = column_service.add_column(account.id, name, unit)
@@ -61,13 +61,13 @@ def add_column(slug: str, name: str, unit: str) -> None:
 @click.argument("aliases", metavar="ALIAS…", nargs=-1)
 @click.option("--clear", is_flag=True, help="今の別名をすべて消してから、指定した別名(なければ何も)を登録します。")
 def alias_column(slug: str, name: str, aliases: tuple[str, ...], clear: bool) -> None:
-    """グラフ列 NAME に別名(ほかのシステムのCSVの見出し)を追加します。
+    """グラフ列 NAME に別名(ほかのシステムのCSVの見出し)を追加します (add aliases to graph column NAME)。
 
     例: flask columns alias acme 売上 売上金額 売上高 ／ 別名を消す: flask columns alias acme 売上 --clear
     別名は全角・半角と前後の空白を区別せずに照合します。ほかの列の名前・別名、備考・No.・社員IDは使えません。
     """
     if not aliases and not clear:
-        click.echo("エラー: 別名を1つ以上指定してください(すべて消すときは --clear)。", err=True)
+        click.echo("エラー: 別名を1つ以上指定してください(すべて消すときは --clear) (give at least one alias, or --clear)。", err=True)
         raise SystemExit(1)
     try:
         account = account_service.get_by_slug(slug)

@@ -14,14 +14,14 @@ from ..services import accounts as account_service
 from ..services import users as user_service
 from .accounts import fail
 
-users_cli = AppGroup("users", help="ユーザー(ログイン)の一覧・パスワード再設定・権限の変更・削除。")
+users_cli = AppGroup("users", help="ユーザー(ログイン)の一覧・パスワード再設定・権限の変更・削除 (list users, reset a password, change a role, remove a user)。")
 
 
 @users_cli.command("list")
 @click.argument("slug")
-@click.option("--json", "as_json", is_flag=True, help="JSONで出力")
+@click.option("--json", "as_json", is_flag=True, help="JSONで出力 (print JSON)")
 def list_(slug: str, as_json: bool) -> None:
-    """List the account's users, admins first: e-mail, role, created (UTC). Last logins are not recorded."""
+    """アカウントのユーザーを管理者から順に表示します。最終ログインは記録していません (list the account's users, admins first: e-mail, role, created)。"""
     try:
         account = account_service.get_by_slug(slug)
     except RenkeiError as error:
@@ -40,7 +40,7 @@ def list_(slug: str, as_json: bool) -> None:
 @users_cli.command("reset-password")
 @click.argument("email")
 def reset_password(email: str) -> None:
-    """Give the user a new random password (printed once) and end every session of theirs."""
+    """新しいパスワードを生成して 1 回だけ表示し、そのユーザーのセッションをすべて終了します (give the user a new random password, printed once, and end every session of theirs)。"""
     try:
         user = user_service.find_by_email(email)
         password = user_service.reset_password(user)
@@ -56,7 +56,7 @@ def reset_password(email: str) -> None:
 @click.argument("email")
 @click.argument("role", type=click.Choice([str(role) for role in User.ROLE_LABELS]))
 def set_role(email: str, role: str) -> None:
-    """Make the user 管理者 (admin) or 閲覧者 (viewer); the last admin of an account stays admin."""
+    """ユーザーを管理者または閲覧者にします。アカウントの最後の管理者は管理者のままです (make the user admin or viewer; the last admin of an account stays admin)。"""
     try:
         user = user_service.find_by_email(email)
         user = user_service.set_role(user.account_id, user.id, role)
@@ -68,7 +68,7 @@ def set_role(email: str, role: str) -> None:
 @users_cli.command("remove")
 @click.argument("email")
 def remove(email: str) -> None:
-    """Delete the user; the last admin of an account cannot be removed."""
+    """ユーザーを削除します。アカウントの最後の管理者は削除できません (delete the user; the last admin of an account cannot be removed)。"""
     try:
         user = user_service.find_by_email(email)
         address, slug = user.email, user.account.slug

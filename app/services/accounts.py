@@ -51,7 +51,7 @@ def get_by_slug(slug: str) -> Account:
     """Return the account with this slug or raise NotFound."""
     account = db.session.scalar(db.select(Account).where(Account.slug == slug.strip().lower()))
     if account is None:
-        raise NotFound(f"アカウント「{slug}」は存在しません。")
+        raise NotFound(f'アカウント "{slug}" はありません (no account with slug "{slug}")')
     return account
 
 

@@ -50,7 +50,7 @@ from ..enums import ImportStatus
 from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..models import Account, Import, IntegrationSettings
-from . import archives, checktimes, files, ftpreport, ingest, queue, reports
+from . import accounts, archives, checktimes, files, ftpreport, ingest, queue, reports
 from .admission import Channel, admit
 from .ftpfiles import (  # noqa: F401
     CHANGING,
@@ -214,7 +214,7 @@ def accounts_due(minute: dt.datetime) -> list[int]:
                 due.append(settings.account_id)
         except ValueError as err:
             # A schedule edited by hand into something invalid: skip that account, not everyone.
-            log.warning("ftp schedule of account #%s is invalid: %s", settings.account_id, err)
+            log.warning("ftp schedule of account=%s is invalid: %s", accounts.label(settings.account_id), err)
     return due
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import or_, select, update
 
 from ..extensions import db
 from ..models import OutboxMail, utcnow
+from . import accounts
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def deliver_due(send: Callable[[OutboxMail], None], now: dt.datetime | None = No
         mail.last_error = None
         db.session.commit()
         sent += 1
-        log.info("mail #%s sent kind=%s account=%s import=#%s to=%s", mail.id, mail.kind, mail.account_id,
+        log.info("mail #%s sent kind=%s account=%s import=#%s to=%s", mail.id, mail.kind, accounts.label(mail.account_id),
                  mail.import_id, ",".join(mail.to_addrs))
 
 

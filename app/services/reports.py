@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -21,8 +20,8 @@ from sqlalchemy import func, select
 from .. import config
 from ..errors import MAX_ERRORS_PER_FILE, ImportRejected, RowError, error_total
 from ..extensions import db
-from ..formats import shown_number
 from ..enums import Channel
+from ..formats import shown_number, shown_time
 from ..importer.filename import (FILENAME_MESSAGE, Period, is_archive, is_workbook, kind_label, parse_filename,
                                  period_label)
 from ..importer.layout import KEY_HEADERS, NO_DATA_MESSAGE, UNKNOWN_MEMBER
@@ -40,10 +39,7 @@ SPREADSHEET_SUFFIXES = (".xlsb", ".numbers")
 
 
 def _local(value: dt.datetime | None) -> str:
-    if value is None:
-        return ""
-    zone = config.get(current_app, "TIMEZONE")
-    return value.replace(tzinfo=dt.timezone.utc).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")
+    return shown_time(value, config.timezone(current_app))
 
 
 def _link(imp: Import) -> str:

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from ..errors import Invalid
 from ..extensions import db
 from ..models import IntegrationSettings, SettingsChange
+from . import accounts
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def candidates(account_id: int) -> list[bytes]:
     try:
         text = _fernet().decrypt(settings.zip_password.encode("ascii")).decode("utf-8")
     except (InvalidToken, ValueError):
-        log.warning("the ZIP password of account #%s cannot be decrypted (SECRET_KEY changed?)", account_id)
+        log.warning("the ZIP password of account=%s cannot be decrypted (SECRET_KEY changed?)", accounts.label(account_id))
         return []
     out: list[bytes] = []
     for form in (text, unicodedata.normalize("NFC", text)):
