@@ -12,8 +12,6 @@ import sqlalchemy as sa
 # revision identifiers, used by Alembic.
 revision = '0001'
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

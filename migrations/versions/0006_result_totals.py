@@ -15,8 +15,6 @@ from alembic import op
 
 revision = '0006'
 down_revision = '0005'
-branch_labels = None
-depends_on = None
 
 
 def _sums(dialect, where, group_first):

@@ -16,8 +16,6 @@ from alembic import op
 
 revision = '0007'
 down_revision = '0006'
-branch_labels = None
-depends_on = None
 
 CHUNK = 1024 * 1024  # services/files.CHUNK_SIZE when this was written (readers accept any piece size)
 

@@ -18,8 +18,6 @@ from alembic import op
 
 revision = '0008'
 down_revision = '0007'
-branch_labels = None
-depends_on = None
 
 COLUMNS = 'account_id, member_id, period_kind, period_date, "values", note'
 

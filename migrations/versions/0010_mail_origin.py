@@ -13,8 +13,6 @@ from alembic import op
 
 revision = '0010'
 down_revision = '0009'
-branch_labels = None
-depends_on = None
 
 IMPORT_COLUMNS = (
     ('mail_from', 320), ('peer_address', 64), ('helo_name', 255),
