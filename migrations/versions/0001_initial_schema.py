@@ -1,9 +1,6 @@
 """initial schema
 
-Revision ID: 0001
-Revises: 
 Create Date: 2026-11-28 17:55:24.102428
-
 """
 from alembic import op
 import sqlalchemy as sa

@@ -2,9 +2,6 @@
 
 Results are read by account and period, or by import; the member index only slowed every
 import down (a random-order B-tree insert per row) and served no query.
-
-Revision ID: 0002
-Revises: 0001
 """
 from alembic import op
 

@@ -2,9 +2,6 @@
 
 A claim names its holder process ("host:pid:nonce"); a claim whose holder is dead, or whose
 lease ran out (PostgreSQL), is taken back at once instead of after CLAIM_STALE_SECONDS.
-
-Revision ID: 0003
-Revises: 0002
 """
 import sqlalchemy as sa
 from alembic import op

@@ -2,9 +2,6 @@
 
 The report mail lists them (an .xlsx sent by mail, a PDF next to the CSV); until now they
 were only in the free-text note shown on the import's page.
-
-Revision ID: 0005
-Revises: 0004
 """
 import sqlalchemy as sa
 from alembic import op

@@ -7,9 +7,6 @@ an import whose bytes are kept has a piece 0. file_deleted_at records when the r
 
 The bytes are moved with portable SQL (substr and length work on BLOB and bytea alike), one
 statement per piece index; the downgrade joins the pieces again, one import at a time.
-
-Revision ID: 0007
-Revises: 0006
 """
 import sqlalchemy as sa
 from alembic import op

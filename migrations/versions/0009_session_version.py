@@ -2,9 +2,6 @@
 
 Bumped on logout, password change, role change; a copied session cookie then stops working
 (docs/spec.md section 7).
-
-Revision ID: 0009
-Revises: 0008
 """
 import sqlalchemy as sa
 from alembic import op

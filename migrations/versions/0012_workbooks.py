@@ -4,9 +4,6 @@ integration_settings: sheet_name (the sheet of a workbook to read; empty = the f
 as for every account before this revision).
 import_errors: column_letter ("C": the column as a spreadsheet shows it), empty for CSV files
 and for errors stored before this revision.
-
-Revision ID: 0012
-Revises: 0011
 """
 import sqlalchemy as sa
 from alembic import op

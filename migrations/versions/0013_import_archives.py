@@ -3,9 +3,6 @@
 imports.archive_id: the archive's own import (status "unpacked"), empty for files sent alone.
 integration_settings.zip_password: the password of encrypted zips, encrypted with a key derived
 from SECRET_KEY (services/zippassword.py); empty = none set.
-
-Revision ID: 0013
-Revises: 0012
 """
 import sqlalchemy as sa
 from alembic import op
