@@ -20,16 +20,6 @@ def client(app):
     return app.test_client()
 
 
-@pytest.fixture
-def cli(app):
-    runner = app.test_cli_runner()
-
-    def invoke(*args: str):
-        return runner.invoke(args=list(args))
-
-    return invoke
-
-
 def stored(account_id: int) -> list[tuple[str, str]]:
     db.session.expire_all()
     rows = db.session.scalars(db.select(User).where(User.account_id == account_id).order_by(User.email))

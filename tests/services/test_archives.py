@@ -191,12 +191,6 @@ def test_a_repeated_delivery_with_the_same_key_stores_the_archive_once(acc):
 # CLI, 手動取込 and the import pages, API
 
 
-@pytest.fixture
-def cli(app):
-    runner = app.test_cli_runner()
-    return lambda *args, **kw: runner.invoke(args=list(args), **kw)
-
-
 def test_flask_import_csv_with_a_zip_runs_each_file(acc, cli, tmp_path):
     path = tmp_path / "results.zip"
     path.write_bytes(make_zip([*THREE[:2], ("20180500.csv", BAD)]))
