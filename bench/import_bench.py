@@ -84,6 +84,34 @@ def flask(env: dict, *args: str) -> str:
     return run_measured([sys.executable, "-m", "flask", "--app", "app", *args], env)[2]
 
 
+def setup_renkei(data_dir: Path, member_csv: Path) -> dict:
+    """A fresh data folder with the bench account, its members, columns and settings; return the env."""
+    env = dict(os.environ, RENKEI_DATA_DIR=str(data_dir), RENKEI_SECRET_KEY="bench")
+    env.pop("DATABASE_URL", None)
+    # Renkei is timed as it runs from its second start on: with its modules' bytecode cached
+    # (the set-up commands below write it), as pip did for pandas. Some shells forbid writing it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    flask(env, "db", "upgrade")
+    flask(env, "accounts", "create", "bench", "--name", "ベンチ", "--admin-email", "admin@bench.example",
+          "--admin-password", "bench-password")
+    flask(env, "members", "import", "bench", str(member_csv))
+    for name in COLUMNS:
+        flask(env, "columns", "add", "bench", name)
+    flask(env, "integration", "set", "bench", "--member-key", "employee_id", "--error-to", "admin@bench.example",
+          "--senders", "erp@bench.example")
+    return env
+
+
+def import_fresh(env: dict, data_dir: Path, pristine: Path, path: Path, cwd: Path = ROOT) -> tuple[float, float, str]:
+    """`flask import-csv bench path` into a fresh copy of `pristine` (the state after set-up): (s, MiB, stdout).
+
+    Every run imports into the same state, with no earlier import to replace.
+    """
+    shutil.rmtree(data_dir)
+    shutil.copytree(pristine, data_dir)
+    return run_measured([sys.executable, "-m", "flask", "--app", "app", "import-csv", "bench", str(path)], env, cwd)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
@@ -101,31 +129,13 @@ def main() -> None:
         size_mb = data.stat().st_size / 1e6
         print(f"reference file: {data.name}, {args.rows:,} rows, {size_mb:.1f} MB cp932, {args.members:,} members")
 
-        env = dict(os.environ, RENKEI_DATA_DIR=str(folder / "renkei"), RENKEI_SECRET_KEY="bench")
-        env.pop("DATABASE_URL", None)
-        # Renkei is timed as it runs from its second start on: with its modules' bytecode cached
-        # (the set-up commands below write it), as pip did for pandas. Some shells forbid writing it.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        flask(env, "db", "upgrade")
-        flask(env, "accounts", "create", "bench", "--name", "ベンチ", "--admin-email", "admin@bench.example",
-              "--admin-password", "bench-password")
-        flask(env, "members", "import", "bench", str(member_csv))
-        for name in COLUMNS:
-            flask(env, "columns", "add", "bench", name)
-        flask(env, "integration", "set", "bench", "--member-key", "employee_id", "--error-to", "admin@bench.example",
-              "--senders", "erp@bench.example")
-
-        # Every Renkei run imports into the state right after set-up (no earlier import to replace).
-        data_dir = folder / "renkei"
-        pristine = folder / "renkei-after-setup"
+        data_dir, pristine = folder / "renkei", folder / "renkei-after-setup"
+        env = setup_renkei(data_dir, member_csv)
         shutil.copytree(data_dir, pristine)
         utf8 = folder / "utf8.csv"
 
         def renkei(cwd: Path = ROOT) -> tuple[float, float]:
-            shutil.rmtree(data_dir)
-            shutil.copytree(pristine, data_dir)
-            wall, rss, out = run_measured(
-                [sys.executable, "-m", "flask", "--app", "app", "import-csv", "bench", str(data)], env, cwd)
+            wall, rss, out = import_fresh(env, data_dir, pristine, data, cwd)
             if "成功" not in out:
                 raise SystemExit(f"renkei import did not succeed: {out}")
             return wall, rss

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from import_bench import COLUMNS, NOTES, generate, run_measured  # noqa: E402
+from import_bench import COLUMNS, NOTES, generate, run_measured, setup_renkei  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_SECONDS: list[float] = []  # the worker's CPU time of each warm_import, in order
@@ -74,26 +74,6 @@ def run_peak(argv: list[str], env: dict | None = None) -> tuple[float, float]:
     """Run argv as a whole process; return (seconds, its own peak RSS in MiB)."""
     seconds, _, out = run_measured([sys.executable, "-c", LAUNCH, *argv], env)
     return seconds, float(out.strip().splitlines()[-1])
-
-
-def setup_renkei(folder: Path, member_csv: Path) -> dict:
-    """A fresh data folder with the bench account, its members, columns and settings; return the env."""
-    env = dict(os.environ, RENKEI_DATA_DIR=str(folder), RENKEI_SECRET_KEY="bench")
-    env.pop("DATABASE_URL", None)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-
-    def flask(*args: str) -> None:
-        run_measured([sys.executable, "-m", "flask", "--app", "app", *args], env)
-
-    flask("db", "upgrade")
-    flask("accounts", "create", "bench", "--name", "ベンチ", "--admin-email", "admin@bench.example",
-          "--admin-password", "bench-password")
-    flask("members", "import", "bench", str(member_csv))
-    for name in COLUMNS:
-        flask("columns", "add", "bench", name)
-    flask("integration", "set", "bench", "--member-key", "employee_id", "--error-to", "admin@bench.example",
-          "--senders", "erp@bench.example")
-    return env
 
 
 def make_app(env: dict):
