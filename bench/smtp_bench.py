@@ -105,19 +105,13 @@ def send_all(port: int, messages: list[bytes], to: str, connections: int) -> flo
 
 def bare_server():
     """A bare aiosmtpd server on a free port whose handler only answers 250."""
-    from aiosmtpd.controller import Controller
+    from tests.fixtures.smtp_sink import FreePortController
 
     class Bare:
         async def handle_DATA(self, server, session, envelope):
             return "250 OK"
 
-    class FreePort(Controller):
-        def _trigger_server(self):
-            if self.port == 0 and self.server is not None:
-                self.port = self.server.sockets[0].getsockname()[1]
-            super()._trigger_server()
-
-    controller = FreePort(Bare(), hostname="127.0.0.1", port=0, data_size_limit=64 * 1024 * 1024)
+    controller = FreePortController(Bare(), hostname="127.0.0.1", port=0, data_size_limit=64 * 1024 * 1024)
     controller.start()
     return controller
 
