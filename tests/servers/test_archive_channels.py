@@ -6,13 +6,9 @@ Each file of an archive becomes an import of its own linked to the archive's imp
 from __future__ import annotations
 
 import gzip
-import io
-import shutil
 import smtplib
 import subprocess
-import zipfile
 
-import pytest
 from sqlalchemy import select
 
 from app.extensions import db
@@ -20,19 +16,10 @@ from app.importer import archive as unpacking
 from app.models import ImportErrorRecord, Result
 from app.services import ftpcheck, zippassword
 from tests.fixtures.ftp import ftp_csv, ftp_files, ftp_upload
+from tests.fixtures.importer import make_zip, needs_zip
 from tests.fixtures.ingest import account_imports, ended_imports
 from tests.fixtures.smtp import SMTP_SENDER
 from tests.fixtures.waiting import wait_for
-
-needs_zip = pytest.mark.skipif(shutil.which("zip") is None, reason="the zip command (Debian package zip)")
-
-
-def make_zip(entries: list[tuple[str, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
-        for name, data in entries:
-            out.writestr(name, data)
-    return buffer.getvalue()
 
 
 def send(server, message):

@@ -10,9 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import re
-import shutil
 import subprocess
-import zipfile
 
 import pytest
 from sqlalchemy import select, text
@@ -21,22 +19,13 @@ from app.extensions import db
 from app.importer import archive as unpacking
 from app.models import Import, ImportErrorRecord, IntegrationSettings, OutboxMail
 from app.services import files, ingest, queue, zippassword
+from tests.fixtures.importer import make_zip, needs_zip
 from tests.fixtures.ingest import SENDER, csv_file, ingest_options, stored
-
-needs_zip = pytest.mark.skipif(shutil.which("zip") is None, reason="the zip command (Debian package zip)")
 
 DAY16 = csv_file([[1, 100, 10, 1, "一"]])
 DAY17 = csv_file([[2, 200, 20, 2, "二"]])
 MONTH = csv_file([[3, 300, 30, 3, "三"]])
 BAD = csv_file([[99, 1, 1, 1, ""]])
-
-
-def make_zip(entries: list[tuple[str, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
-        for name, data in entries:
-            out.writestr(name, data)
-    return buffer.getvalue()
 
 
 def zip_command(tmp_path, entries: list[tuple[str, bytes]], *options: str) -> bytes:
