@@ -15,13 +15,6 @@ from app.services import users as user_service
 HEADER = "No.,社員ID,氏名,部署,メールアドレス\r\n"
 
 
-@pytest.fixture
-def admin(make_account, login):
-    account, email, _ = make_account("acme")
-    login(email)
-    return account
-
-
 def stored(account_id: int) -> list[tuple]:
     db.session.expire_all()
     return [
@@ -43,7 +36,7 @@ def error_rows(html: str) -> list[tuple[str, str, str, str]]:
     """The (line, column, value, message) rows of the error table, as the user reads them."""
     section = html.split('id="import-errors"', 1)[1]
     cells = re.findall(r"<tr>\s*<td class=\"num\">(.*?)</td>\s*<td>(.*?)</td>\s*<td[^>]*>(.*?)</td>\s*<td[^>]*>(.*?)</td>",
-                       section, re.S)
+                       section, re.DOTALL)
     return [tuple(c.strip() for c in row) for row in cells]
 
 

@@ -22,13 +22,6 @@ def client(app):
     return app.test_client()
 
 
-@pytest.fixture
-def admin(make_account, login):
-    account, email, _ = make_account("acme")
-    login(email)
-    return account
-
-
 def stored(account_id: int) -> list[tuple[str, str]]:
     db.session.expire_all()
     rows = db.session.scalars(db.select(User).where(User.account_id == account_id).order_by(User.email))
