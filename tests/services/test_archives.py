@@ -8,7 +8,6 @@ tests/servers/test_archive_channels.py.
 from __future__ import annotations
 
 import gzip
-import io
 import re
 import subprocess
 
@@ -20,7 +19,13 @@ from app.importer import archive as unpacking
 from app.models import Import, ImportErrorRecord, IntegrationSettings, OutboxMail
 from app.services import files, ingest, queue, zippassword
 from tests.fixtures.importer import make_zip, needs_zip
-from tests.fixtures.ingest import SENDER, csv_file, ingest_options, stored
+from tests.fixtures.ingest import (
+    SENDER,
+    csv_file,
+    ingest_options,
+    manual_upload,
+    stored,
+)
 
 DAY16 = csv_file([[1, 100, 10, 1, "一"]])
 DAY17 = csv_file([[2, 200, 20, 2, "二"]])
@@ -202,8 +207,7 @@ def test_flask_integration_zip_password(acc, cli):
 
 def test_upload_of_a_zip_shows_the_links_both_ways(acc, client, login):
     login(acc.email, acc.password)
-    response = client.post("/upload", data={"file": (io.BytesIO(make_zip(THREE)), "results.zip")},
-                           content_type="multipart/form-data")
+    response = manual_upload(client, "results.zip", make_zip(THREE))
     assert response.status_code == 302
     box = db.session.scalar(select(Import).where(Import.filename == "results.zip"))
     assert response.headers["Location"].endswith(f"/imports/{box.id}")
@@ -264,8 +268,7 @@ def test_dry_run_of_a_zip_checks_each_file_and_names_it_in_its_errors(acc):
 
 def test_upload_dry_run_of_a_zip_shows_the_errors_of_its_files(acc, client, login):
     login(acc.email, acc.password)
-    form = {"file": (io.BytesIO(make_zip([("20180516.csv", DAY16), ("20180517.csv", BAD)])), "r.zip"),
-            "dry_run": "y"}
-    html = client.post("/upload", data=form, content_type="multipart/form-data").get_data(as_text=True)
+    html = manual_upload(client, "r.zip", make_zip([("20180516.csv", DAY16), ("20180517.csv", BAD)]),
+                         dry_run=True).get_data(as_text=True)
     assert "「20180517.csv」: " in html and "何も保存していません" in html
     assert db.session.scalar(select(db.func.count(Import.id))) == 0
