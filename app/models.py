@@ -218,7 +218,19 @@ class ImportErrorRecord(db.Model):
     message: Mapped[str] = mapped_column(Text)
 
 
-class Result(db.Model):
+class _PeriodValues:
+    """A member's values for one period: what an imported line (Result) and a typed one (ManualResult) hold.
+
+    Values are a JSON object {graph column id: number}.
+    """
+
+    period_kind: Mapped[str] = mapped_column(String(8))
+    period_date: Mapped[dt.date]
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Result(_PeriodValues, db.Model):
     """One line of an imported CSV: a member's values for the import's period.
 
     Values are a JSON object {graph column id: number}, so a 200,000-line file is
@@ -238,13 +250,9 @@ class Result(db.Model):
     # every import a random-order B-tree insert per row. Members are deactivated, never
     # deleted, so the cascade below never has to search by member.
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
-    period_kind: Mapped[str] = mapped_column(String(8))
-    period_date: Mapped[dt.date]
-    values: Mapped[dict[str, Any]] = mapped_column(JSON)
-    note: Mapped[str | None] = mapped_column(Text)
 
 
-class ManualResult(db.Model):
+class ManualResult(_PeriodValues, db.Model):
     """A result typed by hand: a member's values for one period, which imports never touch."""
 
     __tablename__ = "manual_results"
@@ -253,10 +261,6 @@ class ManualResult(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
-    period_kind: Mapped[str] = mapped_column(String(8))
-    period_date: Mapped[dt.date]
-    values: Mapped[dict[str, Any]] = mapped_column(JSON)
-    note: Mapped[str | None] = mapped_column(Text)
 
 
 class ImportTotal(db.Model):
