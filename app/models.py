@@ -263,33 +263,35 @@ class ManualResult(_PeriodValues, db.Model):
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
 
 
-class ImportTotal(db.Model):
-    """Per succeeded import, member and graph column: the sum of the column's values and its lines.
+class _MemberColumnSum:
+    """The last part of a totals key, member and graph column, and what is summed: values and lines.
 
     column_id 0 holds the member's line count (lines with or without values); see services/totals.py.
     No foreign key on column_id: a deleted column's sums stay, as its values stay in the rows.
+    A mixin's columns come after the class's own, so the primary key ends (member_id, column_id).
     """
 
-    __tablename__ = "import_totals"
-
-    import_id: Mapped[int] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
     column_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     total: Mapped[float]
     line_count: Mapped[int]
 
 
-class MonthTotal(db.Model):
+class ImportTotal(_MemberColumnSum, db.Model):
+    """Per succeeded import, member and graph column: the sum of the column's values and its lines."""
+
+    __tablename__ = "import_totals"
+
+    import_id: Mapped[int] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
+
+
+class MonthTotal(_MemberColumnSum, db.Model):
     """Per account, calendar month (its first day), member and column: the month's sum over imports and hand-typed results."""
 
     __tablename__ = "month_totals"
 
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
     period_month: Mapped[dt.date] = mapped_column(primary_key=True)
-    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
-    column_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    total: Mapped[float]
-    line_count: Mapped[int]
 
 
 class IntegrationSettings(db.Model):
