@@ -17,13 +17,7 @@ from app.importer.layout import SEMICOLON_SEPARATOR
 from app.importer.values import TRAILING_MINUS
 from app.models import Import
 from tests.fixtures.encodings import produce
-from tests.fixtures.ingest import (
-    csv_file,
-    import_file,
-    ingest_options,
-    stored,
-    write_file,
-)
+from tests.fixtures.ingest import csv_file, import_file, ingest_options, stored, write_file
 
 DATA = Path(__file__).resolve().parent / "data" / "text"
 # What tests/data/text/results.fods holds, as stored: (No., values, note).

@@ -520,7 +520,7 @@ def test_openapi_document_needs_no_token(client):
 
 
 def test_received_times_are_utc_with_z(client, api_account):
-    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     body = upload(client, api_account.headers).get_json()
     received = dt.datetime.fromisoformat(body["received_at"].replace("Z", "+00:00"))
-    assert before <= received <= dt.datetime.now(dt.UTC)
+    assert before <= received <= dt.datetime.now(dt.timezone.utc)

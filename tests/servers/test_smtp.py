@@ -26,12 +26,7 @@ from servers.mailhandler import MailHandler
 from servers.recipients import Recipient
 from servers.spooldrain import MailImporter
 from tests.fixtures.ingest import account_imports, ended_imports
-from tests.fixtures.smtp import (
-    SMTP_ERROR_TO,
-    SMTP_SENDER,
-    SMTP_SUCCESS_TO,
-    smtp_message,
-)
+from tests.fixtures.smtp import SMTP_ERROR_TO, SMTP_SENDER, SMTP_SUCCESS_TO, smtp_message
 from tests.fixtures.smtp_sink import RawSmtp
 from tests.fixtures.waiting import wait_for
 

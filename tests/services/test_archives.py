@@ -19,13 +19,7 @@ from app.importer import archive as unpacking
 from app.models import Import, ImportErrorRecord, IntegrationSettings, OutboxMail
 from app.services import files, ingest, queue, zippassword
 from tests.fixtures.importer import make_zip, needs_zip
-from tests.fixtures.ingest import (
-    SENDER,
-    csv_file,
-    ingest_options,
-    manual_upload,
-    stored,
-)
+from tests.fixtures.ingest import SENDER, csv_file, ingest_options, manual_upload, stored
 
 DAY16 = csv_file([[1, 100, 10, 1, "一"]])
 DAY17 = csv_file([[2, 200, 20, 2, "二"]])
