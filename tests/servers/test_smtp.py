@@ -29,6 +29,7 @@ from tests.fixtures.ingest import account_imports, ended_imports
 from tests.fixtures.smtp import SMTP_ERROR_TO, SMTP_SENDER, SMTP_SUCCESS_TO, smtp_message
 from tests.fixtures.smtp_sink import RawSmtp
 from tests.fixtures.waiting import wait_for
+from tests.fixtures.worker import running_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -426,16 +427,10 @@ def test_kill_9_right_after_250_then_restart_imports_exactly_once(app, smtp_acco
     assert in_db or in_spool
 
     # The restarted server drains what the killed one had acknowledged: exactly one import.
-    from servers.worker import Worker
-
     smtp_start()
-    worker = Worker(app, poll_seconds=0.1)
-    worker.start()
-    try:
+    with running_worker(app):
         rows = wait_for(lambda: ended_imports(smtp_account.id, 1))
         wait_for(lambda: not spool.pending(spool.mail_folder(app.config["DATA_DIR"])), what="the drained spool")
-    finally:
-        worker.stop()
     db.session.rollback()
     assert [(i.filename, i.status) for i in account_imports(smtp_account.id)] == [("20180516.csv", Import.SUCCEEDED)]
 
