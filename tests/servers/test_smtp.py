@@ -655,10 +655,12 @@ class Fakes:
             record_refusal=lambda *a, **k: self.calls.append(("refusal", a, k)),
         )
 
-    def importer(self) -> MailImporter:
+    def importer(self, **options) -> MailImporter:
+        """A MailImporter whose ingest and record_failure are recorded in `calls`; `options` as for it (parse=…)."""
         return MailImporter(
             ingest=lambda *a, **k: self.calls.append(("ingest", a, k)),
             record_failure=lambda *a, **k: self.calls.append(("failure", a, k)),
+            **options,
         )
 
 
@@ -716,12 +718,12 @@ def test_importer_records_an_unreadable_mail_as_a_failure_with_a_stable_key(smtp
     def unreadable(raw):
         raise MailUnreadable("メールの入れ子(マルチパート)が深すぎるため読み取れません")
 
-    calls = []
-    importer = MailImporter(ingest=lambda *a, **k: calls.append(("ingest", a, k)),
-                            record_failure=lambda *a, **k: calls.append(("failure", a, k)), parse=unreadable)
+    fakes = Fakes(RECIPIENT)
+    importer = fakes.importer(parse=unreadable)
     raw = smtp_mail.raw(sender=SMTP_SENDER, to="x", parts=[(smtp_mail.plain("a.csv"), b"1")])
     importer.import_mail(7, raw, sender=SMTP_SENDER, delivery="d1")
     importer.import_mail(7, raw, sender=SMTP_SENDER, delivery="d1")
+    calls = fakes.calls
     assert [c[0] for c in calls] == ["failure", "failure"]
     assert calls[0][2]["filename"] == "(メール)" and calls[0][2]["sender"] == SMTP_SENDER
     assert "深すぎる" in calls[0][2]["message"] and "送り直してください" in calls[0][2]["message"]
@@ -732,13 +734,11 @@ def test_importer_reports_an_unexpected_parser_error_instead_of_retrying_for_eve
     def broken(raw):
         raise ValueError("a parser bug")
 
-    calls = []
-    importer = MailImporter(ingest=lambda *a, **k: calls.append(("ingest", a, k)),
-                            record_failure=lambda *a, **k: calls.append(("failure", a, k)), parse=broken)
+    fakes = Fakes(RECIPIENT)
     raw = smtp_mail.raw(sender=SMTP_SENDER, to="x", parts=[(smtp_mail.plain("a.csv"), b"1")])
-    assert importer.import_mail(7, raw, sender=SMTP_SENDER) == 1
-    assert [c[0] for c in calls] == ["failure"]
-    assert "解釈できませんでした" in calls[0][2]["message"]
+    assert fakes.importer(parse=broken).import_mail(7, raw, sender=SMTP_SENDER) == 1
+    assert [c[0] for c in fakes.calls] == ["failure"]
+    assert "解釈できませんでした" in fakes.calls[0][2]["message"]
 
 
 def test_handler_rcpt_refuses_unknown_and_accepts_known():
