@@ -29,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +82,19 @@ def run_measured(argv: list[str], env: dict | None = None, cwd: Path = ROOT) -> 
     return wall, usage.ru_maxrss / 1024, out_file.read().decode(errors="replace")
 
 
+@contextmanager
+def scratch_folder(prefix: str, keep: bool = False) -> Iterator[Path]:
+    """A new temporary folder of a benchmark's files, removed at the end unless `keep` (--keep)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        if keep:
+            print(f"kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def flask(env: dict, *args: str) -> str:
     return run_measured([sys.executable, "-m", "flask", "--app", "app", *args], env)[2]
 
@@ -123,8 +138,7 @@ def main() -> None:
     args = parser.parse_args()
     args.repeat = max(1, args.repeat)
 
-    folder = Path(tempfile.mkdtemp(prefix="renkei-bench-"))
-    try:
+    with scratch_folder("renkei-bench-", args.keep) as folder:
         data, member_csv = generate(folder, args.rows, args.members)
         size_mb = data.stat().st_size / 1e6
         print(f"reference file: {data.name}, {args.rows:,} rows, {size_mb:.1f} MB cp932, {args.members:,} members")
@@ -182,11 +196,6 @@ def main() -> None:
         ok_mem = rb_rss <= pb_rss
         print(f"\ntarget time ≤ 1.5 × pandas (best): {'met' if ok_time else 'MISSED'} ({rb_wall / pb_wall:.2f}×); "
               f"target memory ≤ pandas (best): {'met' if ok_mem else 'MISSED'} ({rb_rss / pb_rss:.2f}×)")
-    finally:
-        if args.keep:
-            print(f"kept {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from import_bench import COLUMNS, NOTES, generate, run_measured, setup_renkei  # noqa: E402
+from import_bench import COLUMNS, NOTES, generate, run_measured, scratch_folder, setup_renkei  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_SECONDS: list[float] = []  # the worker's CPU time of each warm_import, in order
@@ -260,15 +259,12 @@ def main() -> None:
     parser.add_argument("--day-rows", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="renkei-warm-"))
-    try:
+    with scratch_folder("renkei-warm-") as folder:
         data, member_csv = generate(folder, args.rows, args.members)
         if not args.no_import:
             import_bench(args, folder, data, member_csv)
         if not args.no_board:
             board_bench(args, folder, member_csv)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from import_bench import generate, import_fresh, setup_renkei
+from import_bench import generate, import_fresh, scratch_folder, setup_renkei
 
 
 def to_xlsx(csv_path: Path, folder: Path) -> Path:
@@ -47,8 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("soffice") is None:
         raise SystemExit("soffice (libreoffice-calc-nogui) is needed to write the xlsx")
-    folder = Path(tempfile.mkdtemp(prefix="renkei-bench-books-"))
-    try:
+    with scratch_folder("renkei-bench-books-") as folder:
         data, member_csv = generate(folder, args.rows, args.members)
         xlsx = to_xlsx(data, folder)
         print(f"files: {data.name} {data.stat().st_size / 1e6:.1f} MB, {xlsx.name} {xlsx.stat().st_size / 1e6:.1f} MB, "
@@ -76,8 +75,6 @@ def main() -> None:
             print(f"{name:5s} best {best[name]:.2f} s  median {median[name]:.2f} s  peak RSS {rss[name]:.0f} MiB")
         ratio = best["xlsx"] / best["csv"]
         print(f"xlsx / csv wall time: {ratio:.2f}x (target <= 3x): {'OK' if ratio <= 3 else 'OVER'}")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

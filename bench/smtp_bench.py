@@ -32,7 +32,6 @@ import shutil
 import smtplib
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from email import policy
@@ -41,6 +40,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from import_bench import scratch_folder  # noqa: E402
 
 SENDER = "bench@partner.example"
 MEMBERS = [(1, "E001", "髙橋 一郎"), (2, "E002", "佐藤 花子"), (3, "E003", "鈴木 次郎"), (4, "E004", "田中 美咲")]
@@ -249,8 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     size = int((args.size_kb or (100 if args.client == "smtp-source" else 1024)) * 1024)
 
     logging.basicConfig(level=logging.WARNING)
-    folder = Path(tempfile.mkdtemp(prefix="renkei-smtp-bench-"))
-    try:
+    with scratch_folder("renkei-smtp-bench-", args.keep) as folder:
         app, account_id, address = setup_app(folder)
         logging.getLogger().setLevel(logging.WARNING)  # one line per message would drown the figures
         if args.client == "smtplib":
@@ -319,11 +319,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.client == "smtplib":
             return 0 if succeeded == expected else 1
         return 0 if failed == expected else 1  # smtp-source mails carry no CSV: each is a failed import
-    finally:
-        if args.keep:
-            print(f"data folder kept: {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
