@@ -109,6 +109,8 @@ class Import(db.Model):
     __table_args__ = (
         Index("ix_imports_account_filename", "account_id", "filename"),
         Index("ix_imports_status", "status"),
+        # The board's look-ups by period: a day's daily imports and a month's latest import.
+        Index("ix_imports_account_period", "account_id", "period_date"),
         UniqueConstraint("account_id", "dedupe_key"),
     )
 
@@ -157,6 +159,8 @@ class Import(db.Model):
     # Channel-level identity of a delivery (e.g. Message-ID + content hash) so a repeat is stored once.
     dedupe_key: Mapped[str | None] = mapped_column(String(200))
     replaced_import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"))
+    # The later import whose data replaced this one's (置換済), set in the replacing transaction.
+    replaced_by_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"))
     note: Mapped[str | None] = mapped_column(Text)
     # Names of the attachments of the same mail that were not imported (e.g. an .xlsx), for the report mail.
     ignored_attachments: Mapped[list[str] | None] = mapped_column(JSON)
@@ -168,6 +172,8 @@ class Import(db.Model):
     mail_from: Mapped[str | None] = mapped_column(String(320))
     peer_address: Mapped[str | None] = mapped_column(String(64))
     helo_name: Mapped[str | None] = mapped_column(String(255))
+    # A discarded mail's Subject: (decoded, clipped), for the daily 破棄のお知らせ (services/notices.py).
+    subject: Mapped[str | None] = mapped_column(String(255))
     dkim_result: Mapped[str | None] = mapped_column(String(16))
     dkim_domain: Mapped[str | None] = mapped_column(String(255))
     spf_result: Mapped[str | None] = mapped_column(String(16))
@@ -242,14 +248,15 @@ class Result(_PeriodValues, db.Model):
     __tablename__ = "results"
     __table_args__ = {"sqlite_with_rowid": False}
 
-    import_id: Mapped[int] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True,
-                                           autoincrement=False)
+    # No foreign keys (migration 0017): only the runner's bulk insert writes these rows, in the
+    # transaction of their import, with its id and account and a member of that account; and
+    # nothing deletes accounts, imports or members. The keys only re-checked that, per row, and
+    # tripled the CPU of deleting a replaced import's rows on SQLite. No index on member_id
+    # either: results are always looked up by import.
+    import_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     line: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    # No index on member_id: results are always looked up by import, and an index would cost
-    # every import a random-order B-tree insert per row. Members are deactivated, never
-    # deleted, so the cascade below never has to search by member.
-    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    account_id: Mapped[int]
+    member_id: Mapped[int]
 
 
 class ManualResult(_PeriodValues, db.Model):
@@ -325,7 +332,12 @@ class IntegrationSettings(db.Model):
     ftp_end: Mapped[str] = mapped_column(String(5), default="18:00")
     ftp_interval: Mapped[int] = mapped_column(default=60)
     ftp_delay: Mapped[int] = mapped_column(default=0)
+    # The last FTP check (services/ftpreport.py): when, who started it, what it said.
     last_ftp_check_at: Mapped[dt.datetime | None]
+    last_ftp_check_trigger: Mapped[str | None] = mapped_column(String(16))
+    last_ftp_check_result: Mapped[dict | None] = mapped_column(JSON)
+    # When the automatic re-check of files still settling runs (at most one pending per account).
+    ftp_recheck_at: Mapped[dt.datetime | None]
     # sha256 of the token: tokens are 256 random bits, so a fast hash is safe and allows lookup.
     api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     # ZIPパスワード, encrypted with a key derived from SECRET_KEY (services/zippassword.py); never shown.
@@ -376,6 +388,20 @@ class OutboxMail(db.Model):
     @property
     def status_label(self) -> str:
         return self.STATUS_LABELS.get(self.status, self.status)
+
+
+class DiscardNotice(db.Model):
+    """The one 破棄のお知らせ of an account for one local day (services/notices.py); the unique key keeps it one."""
+
+    __tablename__ = "discard_notices"
+    __table_args__ = (UniqueConstraint("account_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    day: Mapped[dt.date]
+    mail_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="SET NULL"))
+    discards: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class AuthFailure(db.Model):

@@ -29,6 +29,9 @@ _MONTH_RE = re.compile(r"([0-9]{4})-([0-9]{1,2})")
 FIRST_MONTH = (1, 1)
 LAST_MONTH = (9999, 12)
 MONTH_MESSAGE = "年月は 2018-05 のように指定してください。今月を表示しています。"
+# A day as the board's links write it: 2018-05-16 (an <input type="date"> sends this form too).
+_DAY_RE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})")
+DAY_MESSAGE = "日付は 2018-05-16 のように指定してください。月別を表示しています。"
 
 
 def page_number(raw: str | None) -> int:
@@ -63,6 +66,26 @@ def month(raw: str | None) -> tuple[int, int] | None:
     except Invalid:
         return None
     return period.date.year, period.date.month
+
+
+def day(raw: str | None) -> dt.date | None:
+    """The day of "2018-05-16", or None when absent or not a day a file name can name (yyyymmdd)."""
+    match = _DAY_RE.fullmatch((raw or "").strip())
+    if not match:
+        return None
+    try:
+        period = parse_period(f"{int(match.group(1)):04d}{int(match.group(2)):02d}{int(match.group(3)):02d}")
+    except Invalid:
+        return None
+    return period.date if period.kind == "day" else None
+
+
+def shift_day(day: dt.date, delta: int) -> dt.date:
+    """The day `delta` days away, within the days a file name can name (0001-01-01 to 9999-12-31)."""
+    try:
+        return day + dt.timedelta(days=delta)
+    except OverflowError:
+        return day
 
 
 def shift_month(year: int, number: int, delta: int) -> tuple[int, int]:

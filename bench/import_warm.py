@@ -183,6 +183,7 @@ def import_bench(args, folder: Path, data: Path, member_csv: Path) -> None:
                   ("renkei flask import-csv re-import (whole)", median(whole_again), wp),
                   ("pandas whole process (median)", wp, wp)]
     print(f"\n{rows:,} rows; {args.imports} warm rounds interleaved, {args.whole} whole-process runs")
+    print("ratios: higher is faster (1.00 = as fast as pandas); seconds: lower is faster")
     print(f"{'contender':<44}{'s':>8}{'rows/s':>12}{'× pandas thr.':>15}")
     for name, seconds, reference in lines:
         print(f"{name:<44}{seconds:>8.3f}{rows / seconds:>12,.0f}{reference / seconds:>15.2f}")

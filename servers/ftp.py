@@ -102,6 +102,8 @@ def build_handler(app: Flask, staging_dir: str) -> type[FTPHandler]:
         "masquerade_address": socket.gethostbyname(public_host) if public_host else None,
         "permit_foreign_addresses": False,
         "use_sendfile": False,
+        # MLSD/MLST/MDTM in UTC as RFC 3659 says; LIST shows TIMEZONE (HomeFS.format_list).
+        "use_gmt_times": True,
     }
     if cert:
         attrs.update(certfile=cert, keyfile=key or None, ssl_context=None,

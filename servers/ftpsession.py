@@ -21,6 +21,11 @@ Decisions (where docs/spec.md is silent):
   last upload; the uploader's next run sends it again (the replace rule makes that safe).
 - `CWD ..` at the top, or any path that climbs above the home, is refused with 550 (not
   silently clamped to the top), so a misconfigured client sees the problem at once.
+- Times: LIST shows them in TIMEZONE (like the check's renamed files), whatever the
+  process's TZ; LIST times carry no zone and clients show them as they are. MLSD, MLST and
+  MDTM stay in UTC (pyftpdlib's use_gmt_times, kept on): RFC 3659 defines them as UTC and
+  clients (FileZilla, WinSCP, lftp) convert them to their own zone, so a zone time there
+  would be shown shifted.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import os
 import posixpath
 import secrets
 import socket
+from datetime import datetime
 
 from flask import Flask
 from pyftpdlib.exceptions import _RetryError
@@ -37,6 +43,8 @@ from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import DTPHandler, FTPHandler
 from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED, _ERRNOS_RETRY
 from pyftpdlib.log import logger as ftp_logger
+
+from app import config
 
 log = logging.getLogger("servers.ftp")  # the log lines keep the logger name they had before the split
 
@@ -47,8 +55,42 @@ DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 # File system view of one home
 
 
+class _ZoneStat:
+    """A stat result whose st_mtime is shifted so that UTC formatting shows the wall time of a zone."""
+
+    def __init__(self, st: os.stat_result, zone):
+        self._st = st
+        offset = datetime.fromtimestamp(st.st_mtime, zone).utcoffset()
+        self.st_mtime = st.st_mtime + (offset.total_seconds() if offset else 0)
+
+    def __getattr__(self, name: str):
+        return getattr(self._st, name)
+
+
 class HomeFS(AbstractedFS):
     """The home as "/": a path climbing above it is refused, and the process cwd is never changed."""
+
+    _list_zone = None  # set only while format_list produces a line (see lstat)
+
+    def format_list(self, basedir: str, listing, ignore_err: bool = True):
+        # pyftpdlib formats LIST times with time.gmtime (use_gmt_times); each line's lstat gives
+        # an mtime shifted by TIMEZONE's offset, so the line shows TIMEZONE's wall time.
+        # The zone is set around each step only: the generator is consumed between other commands.
+        lines = super().format_list(basedir, listing, ignore_err)
+        zone = config.timezone(self.cmd_channel.app)
+        while True:
+            self._list_zone = zone
+            try:
+                line = next(lines)
+            except StopIteration:
+                return
+            finally:
+                self._list_zone = None
+            yield line
+
+    def lstat(self, path: str):
+        st = super().lstat(path)
+        return st if self._list_zone is None else _ZoneStat(st, self._list_zone)
 
     def ftp2fs(self, ftppath: str) -> str:
         joined = ftppath if self._isabs(ftppath) else posixpath.join(self.cwd, ftppath)

@@ -45,6 +45,7 @@ from app.services.admission import Channel, Outcome, Reason, admit
 from app.services.senderauth import Origin
 
 from .mailparse import (
+    MailHead,
     MailRejected,
     MailUnreadable,
     ParsedMail,
@@ -185,7 +186,7 @@ class MailHandler:
             if admission.outcome is Outcome.ACCEPT:
                 accepted.append(recipient)
             elif admission.outcome is Outcome.DISCARD:
-                self._discard(recipient, names, head.sender, admission.text, peer, trace)
+                self._discard(recipient, names, head, admission.text, peer, trace)
                 discarded = True
             elif admission.reason is Reason.UNREADABLE_SENDER:
                 self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status=ImportStatus.REFUSED,
@@ -221,31 +222,35 @@ class MailHandler:
             self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status=ImportStatus.REFUSED, note=note)
             log.info("smtp refused account=%s channel=%s reason=%s peer=%s", recipient.label, CHANNEL, reason, peer)
 
-    def _discard(self, recipient: Recipient, names: _LazyNames, sender: str | None, reason: str, peer: str,
+    def _discard(self, recipient: Recipient, names: _LazyNames, head: MailHead, reason: str, peer: str,
                  trace: dict | None) -> None:
-        names = names()
-        self.record_refusal(recipient.account_id, filename=names, sender=sender, status=ImportStatus.DISCARDED,
-                            note=reason, trace=trace)
+        # The subject and every attachment are kept for the daily 破棄のお知らせ (services/notices.py).
+        sender, filename = head.sender, names()
+        self.record_refusal(recipient.account_id, filename=filename, sender=sender, status=ImportStatus.DISCARDED,
+                            note=reason, trace=trace, subject=head.subject, ignored=names.ignored)
         log.info("smtp discarded account=%s channel=%s file=%s sender=%s reason=%s peer=%s", recipient.label,
-                 CHANNEL, names, sender or "-", reason, peer)
+                 CHANNEL, filename, sender or "-", reason, peer)
 
-    def _names_of(self, raw: bytes) -> str:
-        """The file names a refused or discarded mail carried, for the history (a full parse: rare paths only)."""
+    def _names_of(self, raw: bytes) -> tuple[str, list[str]]:
+        """The file names a refused or discarded mail carried, and its other attachments (a full parse: rare paths)."""
         try:
-            return _names(self.parse(raw))
+            mail = self.parse(raw)
         except (MailRejected, MailUnreadable, RecursionError):
-            return UNNAMED
+            return UNNAMED, []
+        return _names(mail), list(mail.ignored)
 
 
 class _LazyNames:
     """The file names of a refused or discarded mail, parsed at most once and only when asked for."""
 
     def __init__(self, handler: MailHandler, raw: bytes):
-        self._handler, self._raw, self._names = handler, raw, None
+        self._handler, self._raw = handler, raw
+        self._names: str | None = None
+        self.ignored: list[str] = []  # the attachments that are not files to import (known after the call)
 
     def __call__(self) -> str:
         if self._names is None:
-            self._names = self._handler._names_of(self._raw)
+            self._names, self.ignored = self._handler._names_of(self._raw)
         return self._names
 
 

@@ -80,6 +80,7 @@ class MailHead:
     sender: str | None  # None when the From: check failed
     rejection: str | None  # MailRejected.reason when it failed
     identity: str  # as ParsedMail.identity
+    subject: str = ""  # the decoded Subject:, at most SUBJECT_CHARS (for the 破棄のお知らせ)
 
 
 _BARE_LF_STUFFED = re.compile(rb"(?<!\r)\n\.\.")
@@ -106,10 +107,23 @@ def parse_head(raw: bytes) -> MailHead:
     message_id = _message_id(message)
     # Hash the whole message only when there is no Message-ID: most mails have one.
     identity = _identity(message_id, None if message_id else hashlib.sha256(raw).hexdigest())
+    subject = _subject(message)
     try:
-        return MailHead(sender=parse_sender(message), rejection=None, identity=identity)
+        return MailHead(sender=parse_sender(message), rejection=None, identity=identity, subject=subject)
     except MailRejected as error:
-        return MailHead(sender=None, rejection=error.reason, identity=identity)
+        return MailHead(sender=None, rejection=error.reason, identity=identity, subject=subject)
+
+
+SUBJECT_CHARS = 255  # imports.subject
+
+
+def _subject(message) -> str:
+    """The Subject: as a reader sees it, on one line; "" when missing or undecodable."""
+    try:
+        text = " ".join(str(message.get("Subject", "") or "").split())
+    except (ValueError, LookupError, TypeError):  # a broken encoded word: the notice shows no subject
+        return ""
+    return text if len(text) <= SUBJECT_CHARS else text[:SUBJECT_CHARS - 1] + "…"
 
 
 def _header_block(raw: bytes) -> bytes:

@@ -5,7 +5,9 @@ active, whether the minute is one of its check times (`checktimes.is_check_time`
 same rule the settings tab lists), and runs `ftpcheck.check_account` for those accounts
 on a small thread pool, so a long check never delays the next tick or another account.
 A check never overlaps the previous one of the same account (ftpcheck's lock: the later
-one is skipped and logged).
+one is skipped and logged). Every RECHECK_POLL_SECONDS it also claims the automatic re-checks
+that are due (`ftpreport.claim_rechecks`: files a check left because they were still settling)
+and runs them on the same pool through the same `run_check`.
 
 Decisions (where docs/spec.md is silent):
 - The clock is injectable (`clock()` returns an aware datetime; default: now in
@@ -16,6 +18,8 @@ Decisions (where docs/spec.md is silent):
 - Originals older than KEEP_FILES_DAYS are deleted once per calendar day of the same clock
   (`FilePurge`: on the first tick after start and the first tick of each day; a failed run
   is tried again at the next tick), so a test drives it with a clock, not today's date.
+- The 破棄のお知らせ of the days that ended are queued the same way (`DiscardNotices`: the first
+  tick from 00:05 of each day, and after start; services/notices.py keeps them one per day).
 """
 from __future__ import annotations
 
@@ -30,12 +34,14 @@ from flask import Flask
 
 from app import config
 from app.errors import RenkeiError
-from app.services import files, ftpcheck
+from app.services import files, ftpcheck, ftpreport, notices
 
 log = logging.getLogger(__name__)
 
 CATCH_UP_MINUTES = 15
 CHECK_THREADS = 4
+# How often due re-checks are looked for: a re-check runs at most this late after its time.
+RECHECK_POLL_SECONDS = 1
 
 Clock = Callable[[], dt.datetime]
 Dispatch = Callable[[int, dt.datetime], None]
@@ -87,16 +93,34 @@ class FtpCheckScheduler:
         except Exception:
             log.exception("scheduler tick failed")
 
+    def recheck_tick(self, now: dt.datetime | None = None) -> list[int]:
+        """Start the re-checks due at `now` (each on the pool, as a check of trigger "recheck"); return their accounts."""
+        with self.app.app_context():
+            due = ftpreport.claim_rechecks(now or self.clock())
+        for account_id in due:
+            self._start(account_id, ftpreport.RECHECK)
+        return due
+
+    def safe_recheck_tick(self) -> None:
+        """The scheduled job: a recheck_tick whose errors are logged, never raised."""
+        try:
+            self.recheck_tick()
+        except Exception:
+            log.exception("ftp re-check tick failed")
+
     def _submit(self, account_id: int, minute: dt.datetime) -> None:
+        self._start(account_id, ftpreport.SCHEDULED)
+
+    def _start(self, account_id: int, trigger: str) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=CHECK_THREADS, thread_name_prefix="renkei-ftpcheck")
-        self._pool.submit(self.run_check, account_id)
+        self._pool.submit(self.run_check, account_id, trigger)
 
-    def run_check(self, account_id: int) -> ftpcheck.CheckResult | None:
+    def run_check(self, account_id: int, trigger: str = ftpreport.SCHEDULED) -> ftpcheck.CheckResult | None:
         """Run one account's check in its own app context; errors are logged, never raised."""
         try:
             with self.app.app_context():
-                return ftpcheck.check_account(account_id, now=self.clock())
+                return ftpcheck.check_account(account_id, now=self.clock(), trigger=trigger)
         except RenkeiError as err:
             # The settings changed between the tick and the check (e.g. stopped): nothing to do.
             log.info("ftp check of account #%s not run: %s", account_id, err)
@@ -135,15 +159,46 @@ class FilePurge:
             log.exception("deleting old original files failed")
 
 
+class DiscardNotices:
+    """The daily job: queue the 破棄のお知らせ of the days that ended (services/notices.py, one per account and day)."""
+
+    def __init__(self, app: Flask, clock: Clock):
+        self.app = app
+        self.clock = clock
+        self._done_for: dt.date | None = None
+
+    def tick(self, now: dt.datetime | None = None) -> int | None:
+        """Queue the notices once per local day (from 00:05); return how many mails (None: not run)."""
+        now = now or self.clock()
+        day = notices.notice_day(now, config.timezone(self.app))
+        if self._done_for == day:
+            return None
+        with self.app.app_context():
+            queued = notices.send_due(now)
+        self._done_for = day
+        return queued
+
+    def safe_tick(self) -> None:
+        """The scheduled job: errors are logged, never raised (tried again at the next tick)."""
+        try:
+            self.tick()
+        except Exception:
+            log.exception("queueing the discard notices failed")
+
+
 class RunningScheduler:
     """The scheduler thread; `.stop()` ends it after the checks in progress."""
 
-    def __init__(self, checks: FtpCheckScheduler, purge: FilePurge | None = None):
+    def __init__(self, checks: FtpCheckScheduler, purge: FilePurge | None = None,
+                 discard_notices: DiscardNotices | None = None):
         self.checks = checks
         self.purge = purge or FilePurge(checks.app, checks.clock)
+        self.discard_notices = discard_notices or DiscardNotices(checks.app, checks.clock)
         self.scheduler = schedule.Scheduler()
         self.scheduler.every().minute.at(":00").do(checks.safe_tick)
         self.scheduler.every().minute.at(":00").do(self.purge.safe_tick)
+        self.scheduler.every().minute.at(":00").do(self.discard_notices.safe_tick)
+        self.scheduler.every(RECHECK_POLL_SECONDS).seconds.do(checks.safe_recheck_tick)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="renkei-scheduler", daemon=True)
 
@@ -158,7 +213,7 @@ class RunningScheduler:
 
     def start(self) -> RunningScheduler:
         self._thread.start()
-        log.info("scheduler started (FTP checks every minute, old original files deleted daily)")
+        log.info("scheduler started (FTP checks every minute; old originals deleted, discard notices queued daily)")
         return self
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -81,12 +81,13 @@ class _AppServices:
                      imp.filename, imp.id)
 
     def record_refusal(self, account_id: int, *, filename: str, sender: str | None, status: str,
-                       note: str | None, trace: dict | None = None) -> None:
+                       note: str | None, trace: dict | None = None, subject: str | None = None,
+                       ignored: list[str] | None = None) -> None:
         from app.services import ingest
 
         with self.app.app_context():
             ingest.record_refusal(account_id, channel=CHANNEL, filename=filename, sender=sender, status=status,
-                                  note=note, trace=trace)
+                                  note=note, trace=trace, subject=subject, ignored=ignored)
 
     def record_failure(self, account_id: int, *, filename: str, sender: str | None, message: str,
                        dedupe_key: str | None, note: str | None, ignored: list[str] | None = None,

@@ -75,6 +75,7 @@ def test_imports_list_json(cli, app, make_account, tmp_path):
         ("20180517.csv", "failed", 0, 1, "cli"), ("20180516.csv", "succeeded", 1, 0, "cli")]
     text = cli("imports", "list", "acme")
     assert text.exit_code == 0 and "20180517.csv" in text.stdout and "failed" in text.stdout
+    assert text.stdout.splitlines()[0].split("\t")[:2] == ["番号", "受信日時(UTC)"]
 
 
 def test_imports_list_json_has_the_ignored_headers(cli, app, make_account, tmp_path):

@@ -1,7 +1,6 @@
 """Read-only queries of the HTTP API and the JSON shapes it answers with (no writes here)."""
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,11 +8,11 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..importer.filename import Period
-from ..models import GraphColumn, Import, ImportErrorRecord, ManualResult, Member
+from ..models import GraphColumn, Import, ImportErrorRecord, Member
 from ..services import columns as columns_service
 from ..services import members as members_service
 from ..services import monthgrid
-from ..services import totals as totals_service
+
 # import_json is re-exported: the routes call queries.import_json (the shape itself lives in shapes.py).
 from .shapes import import_json, number  # noqa: F401
 
@@ -101,13 +100,10 @@ def results_json(account_id: int, period: Period) -> dict[str, Any]:
     first = period.date
     columns = columns_service.list_columns(account_id)
     ids = [c.id for c in columns]
-    if period.kind == "day":
-        rows = _day_grid(account_id, period.date, ids)
-    else:
-        # One row per member, pivoted by the database (services/monthgrid.py): a month of
-        # 5,000 members is 5,000 tuples here, not 40,000 rows and 5,000 ORM objects.
-        rows = monthgrid.month_grid(account_id, first, ids, [column for _, column in MEMBER_FIELDS],
-                                    with_inactive_results=True)
+    # One row per member, pivoted by the database (services/monthgrid.py): a month of
+    # 5,000 members is 5,000 tuples here, not 40,000 rows and 5,000 ORM objects.
+    grid = monthgrid.day_grid if period.kind == "day" else monthgrid.month_grid
+    rows = grid(account_id, first, ids, [column for _, column in MEMBER_FIELDS], with_inactive_results=True)
     names = [c.name for c in columns]
     fields = len(MEMBER_FIELDS)
     totals: list[float | None] = [None] * len(columns)
@@ -130,43 +126,3 @@ def results_json(account_id: int, period: Period) -> dict[str, Any]:
         "members": out_members,
         "totals": dict(zip(names, map(number, totals))),
     }
-
-
-def _day_grid(account_id: int, day: dt.date, column_ids: list[int]) -> list[tuple]:
-    """The day's rows in month_grid's shape: (*MEMBER_FIELDS, line count, one sum per column id), by No."""
-    sums: dict[int, dict[int, float]] = {}
-    lines: dict[int, int] = {}
-    known = set(column_ids)
-
-    def add(member_id: int, column_id: int, total: float, line_count: int) -> None:
-        if column_id == totals_service.LINES:
-            lines[member_id] = lines.get(member_id, 0) + line_count
-            sums.setdefault(member_id, {})
-        elif column_id in known:
-            target = sums.setdefault(member_id, {})
-            target[column_id] = target.get(column_id, 0.0) + total
-
-    for row in totals_service.day_rows(account_id, day):
-        add(*row)
-    # Hand-typed results of the day are not in any import's totals: the day's few are summed here.
-    manual = db.session.execute(
-        select(ManualResult.member_id, ManualResult.values)
-        .where(ManualResult.account_id == account_id, ManualResult.period_kind == "day",
-               ManualResult.period_date == day)
-    )
-    for member_id, values in manual:
-        add(member_id, totals_service.LINES, 0.0, 1)
-        for key, value in (values or {}).items():
-            if value is not None:
-                add(member_id, int(key), value, 1)
-    members = db.session.execute(
-        select(*(column for _, column in MEMBER_FIELDS))
-        .where(Member.account_id == account_id).order_by(Member.no)
-    )
-    out = []
-    for member in members:
-        member_id, active = member[0], member[-1]
-        if active or member_id in sums:
-            member_sums = sums.get(member_id, {})
-            out.append((*member, lines.get(member_id), *(member_sums.get(c) for c in column_ids)))
-    return out

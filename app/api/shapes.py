@@ -53,6 +53,7 @@ def import_json(imp: Import) -> dict[str, Any]:
         "row_count": imp.row_count or 0,
         "error_count": imp.error_count or 0,
         "replaced_import_id": imp.replaced_import_id,
+        "replaced_by_id": imp.replaced_by_id,
         "size": imp.size or 0,
         "note": imp.note,
         "archive_id": imp.archive_id,

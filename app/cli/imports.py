@@ -128,6 +128,8 @@ def register(app: Flask) -> None:
         if not items:
             click.echo("取込履歴はありません。")
             return
+        # The same words as the 取込履歴 screen; times in UTC, as in --json.
+        click.echo("番号\t受信日時(UTC)\t経路\t状態\tファイル名\t行数\tエラー数\t送信者")
         for imp in items:
             data = import_json(imp)
             click.echo(

@@ -9,7 +9,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from ..errors import Invalid, RenkeiError
-from ..services import accounts, ftpcheck, queue, zippassword
+from ..services import accounts, ftpcheck, ftpreport, queue, zippassword
 from ..services import integration as service
 
 integration_cli = AppGroup("integration", help="外部連携設定を表示・変更します。")
@@ -154,6 +154,8 @@ def check_now(slug: str) -> None:
     except RenkeiError as e:
         _fail(e)
     click.echo(result.message)
+    for line in ftpreport.lines(result):
+        click.echo(f"  {line}")
     if result.failed:
         raise SystemExit(1)
 

@@ -16,6 +16,8 @@ MEMBER_KEYS = ("no", "employee_id")
 KEY_HEADERS = {"no": "No.", "employee_id": "社員ID"}
 KEY_SETTINGS = {"no": "メンバー設定のNo.", "employee_id": "メンバー設定の社員ID"}
 
+# The start of the error of a row whose member is not in メンバー設定 (the report mail's advice keys on it).
+UNKNOWN_MEMBER = "メンバー設定に存在しない"
 NO_DATA_MESSAGE = "データ行がありません。1行目の見出しの下に、メンバーごとの行を入れてください。"
 SEMICOLON_SEPARATOR = ("区切り文字がセミコロン(;)です。カンマ(,)かタブで区切ってください"
                        "(Excelでは「CSV(コンマ区切り)」または「テキスト(タブ区切り)」で保存)")
@@ -437,7 +439,7 @@ class CsvReader:
                 member_id = self._members.get(text.lstrip("0"))
                 if member_id is not None:
                     return member_id
-                message = "メンバー設定に存在しないNo.です(無効なメンバーを含む)"
+                message = f"{UNKNOWN_MEMBER}No.です(無効なメンバーを含む)"
         else:
             # 社員ID is compared exactly: leading zeros and letter case matter.
             text = cell.strip()
@@ -447,7 +449,7 @@ class CsvReader:
                 member_id = self._members.get(text)
                 if member_id is not None:
                     return member_id
-                message = "メンバー設定に存在しない社員IDです(無効なメンバーを含む)"
+                message = f"{UNKNOWN_MEMBER}社員IDです(無効なメンバーを含む)"
         self.errors.append(RowError(message=message, line=line, column=column, value=cell))
         return None
 

@@ -27,7 +27,7 @@ PER_PAGE = 50
 ERRORS_PER_PAGE = 100
 # While the worker has not finished, the page reloads itself (a meta refresh, allowed by the CSP).
 REFRESH_SECONDS = 2
-OUTBOX_KIND_LABELS = {"error": "エラー報告", "success": "正常更新報告"}
+OUTBOX_KIND_LABELS = {"error": "エラー報告", "success": "正常更新報告", "discard": "破棄のお知らせ"}
 # Python codec names as the user knows them (Excel says "Shift_JIS").
 ENCODING_LABELS = {
     "cp932": "Shift_JIS(cp932)",
@@ -99,12 +99,9 @@ def _local_day_start_utc(day: dt.date) -> dt.datetime:
 def history_detail(import_id: int):
     record = owned_or_404(Import, import_id)
     has_content = files.exists(record.id)
+    # 置換した取込 (the import whose data this one replaced) and 置換済 (the one that replaced this one's).
     replaced = db.session.get(Import, record.replaced_import_id) if record.replaced_import_id else None
-    replaced_by = db.session.scalars(
-        db.select(Import)
-        .where(Import.account_id == current_user.account_id, Import.replaced_import_id == record.id)
-        .order_by(Import.id)
-    ).all()
+    replaced_by = db.session.get(Import, record.replaced_by_id) if record.replaced_by_id else None
     pending = record.status in (Import.QUEUED, Import.RUNNING)
     # The archive it was unpacked from, or the files unpacked from it (services/archives.py).
     archive = db.session.get(Import, record.archive_id) if record.archive_id else None

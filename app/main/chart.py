@@ -33,16 +33,21 @@ TEXT_FILL = "#1f2933"
 EMPTY_MESSAGE = "表示できるデータがありません"
 
 
-def bars(labels: Sequence[str], values: Sequence[float | None], unit: str = "", title: str = "") -> Markup:
-    """Return SVG markup drawing one horizontal bar per label; None counts as 0, negatives go left of the axis."""
+def bars(labels: Sequence[str], values: Sequence[float | None], unit: str = "", title: str = "",
+         missing: str = "—") -> Markup:
+    """Return SVG markup drawing one horizontal bar per label; negatives go left of the axis.
+
+    None (a member without data) draws no bar and the text `missing`, never a 0: no data is not zero.
+    """
     if len(labels) != len(values):
         raise ValueError("labels and values must have the same length")
-    numbers = [_finite(v) for v in values]
+    numbers = [None if v is None else _finite(v) for v in values]
     if not numbers:
         return _empty(title)
 
-    low = min(0.0, *numbers)
-    high = max(0.0, *numbers)
+    present = [number for number in numbers if number is not None]
+    low = min([0.0, *present])
+    high = max([0.0, *present])
     span = (high - low) or 1.0
     # Value text sits beyond the bar end, so reserve room on each side that has bars.
     left_room = VALUE_MARGIN if low < 0 else 0
@@ -60,6 +65,16 @@ def bars(labels: Sequence[str], values: Sequence[float | None], unit: str = "", 
     for index, (label, number, shown) in enumerate(zip(labels, numbers, shown_cells(numbers))):
         y = TOP + index * ROW_HEIGHT
         text_y = _n(y + ROW_HEIGHT / 2)
+        if number is None:
+            name = escape(str(label))
+            parts.append(
+                f'<g class="bar-row no-data"><title>{name}: {escape(missing)}</title>'
+                f'<text class="bar-label" x="{label_x}" y="{text_y}" text-anchor="end" {texts}>'
+                f'{escape(_shorten(str(label)))}</text>'
+                f'<text class="bar-value" x="{_n(zero_x + 4)}" y="{text_y}" text-anchor="start" {texts}>'
+                f'{escape(missing)}</text></g>'
+            )
+            continue
         length = abs(number) * scale
         negative = number < 0
         bar_x = zero_x - length if negative else zero_x
@@ -107,10 +122,8 @@ def _empty(title: str) -> Markup:
     )
 
 
-def _finite(value: float | None) -> float:
-    """Treat a missing or non-finite value as 0 so one bad number cannot break the drawing."""
-    if value is None:
-        return 0.0
+def _finite(value: float) -> float:
+    """Treat a non-finite value as 0 so one bad number cannot break the drawing."""
     number = float(value)
     return number if math.isfinite(number) else 0.0
 

@@ -115,7 +115,7 @@ ACCEPTED = Admission(Outcome.ACCEPT)
 _RULES: dict[Channel, dict[Reason, tuple[Outcome, str]]] = {
     Channel.MAIL: {
         Reason.DISABLED: (Outcome.DISABLED, "このアカウントでは外部連携設定が有効になっていません。"),
-        Reason.MODE: (Outcome.DISCARD, "データ連動方式がメール添付連動ではないため、メールを破棄しました"),
+        Reason.MODE: (Outcome.DISCARD, "データ連動方式が「{mode}」のため、メールを破棄しました"),
         Reason.SENDER: (Outcome.REFUSE, "送信元メールアドレスに登録されていない差出人のため受信を拒否しました: {sender}"),
         Reason.UNREADABLE_SENDER: (Outcome.REFUSE, "差出人を確認できないため受信を拒否しました"),
         Reason.NETWORK: (Outcome.REFUSE, "送信元サーバーに登録されていないサーバーからのメールのため受信を拒否しました: {peer}"),
@@ -157,7 +157,15 @@ def admit(account: Account | Standing, channel: Channel | str, *, sender: str | 
     if reason is None:
         return ACCEPTED
     outcome, text = _RULES[channel][reason]
-    return Admission(outcome, reason, text.format(sender=sender, envelope=envelope, peer=peer))
+    mode = _mode_label(standing.mode) if reason is Reason.MODE else ""
+    return Admission(outcome, reason, text.format(sender=sender, envelope=envelope, peer=peer, mode=mode))
+
+
+def _mode_label(mode: str) -> str:
+    """The データ連動方式 as the settings tab names it (the discard note says which one took the mail's place)."""
+    from .integration_fields import MODES
+
+    return MODES.get(mode, mode)
 
 
 def authenticated(standing: Standing, auth: Authentication, sender: str) -> Admission:

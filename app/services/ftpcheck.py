@@ -1,8 +1,9 @@
 """FTP連動 checks: hand every complete CSV of an account's FTP home to the queue, file it when its import ends.
 
-Called by the scheduler at the account's check times, by the 今すぐチェック button and by
-`flask integration check-now SLUG`. Which files are ready, how one is read and how it is
-moved are services/ftpfiles.py.
+Called by the scheduler at the account's check times and for its automatic re-check, by the
+今すぐチェック button and by `flask integration check-now SLUG`; each check is kept as the
+account's last check (services/ftpreport.py says what it tells and when a re-check runs).
+Which files are ready, how one is read and how it is moved are services/ftpfiles.py.
 
 Decisions (where docs/spec.md is silent):
 - Files are handled one by one in name order: each is read once, received through
@@ -48,12 +49,15 @@ from .. import config
 from ..enums import ImportStatus
 from ..errors import Invalid, NotFound
 from ..extensions import db
-from ..models import Account, Import, IntegrationSettings, utcnow
-from . import archives, checktimes, files, ingest, queue
+from ..models import Account, Import, IntegrationSettings
+from . import archives, checktimes, files, ftpreport, ingest, queue, reports
 from .admission import Channel, admit
 from .ftpfiles import (  # noqa: F401
+    CHANGING,
     ERROR,
+    FAILED,
     PROCESSED,
+    REPLACED,
     SEEN_FOLDER,
     FileId,
     current_id,
@@ -104,6 +108,16 @@ class CheckResult:
     waiting: list[str] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
     busy: bool = False
+    # name -> why it waits (ftpfiles.QUIET, FUTURE, CHANGING, REPLACED, FAILED), for each name in `waiting`.
+    reasons: dict[str, str] = field(default_factory=dict)
+    # Names still carrying a temporary upload ending (.tmp, .part, .filepart): never read as they are.
+    temporary: list[str] = field(default_factory=list)
+
+    def wait(self, name: str, reason: str) -> None:
+        """Leave `name` in the home for a later check, saying why."""
+        if name not in self.reasons:
+            self.waiting.append(name)
+        self.reasons[name] = reason
 
     @property
     def succeeded(self) -> int:
@@ -119,7 +133,7 @@ class CheckResult:
         if self.busy:
             return "前回のチェックがまだ実行中です。終わってから自動で続きます。"
         if self.files:
-            text = f"{len(self.files)}件のファイルを取り込みました(成功 {self.succeeded}件、エラー {self.failed}件)。"
+            text = files_summary(len(self.files), self.succeeded)
         elif self.running:
             text = ""
         else:
@@ -127,9 +141,19 @@ class CheckResult:
         if self.running:
             text += (f" {len(self.running)}件はまだ取込中です。取込が終わったファイルは次回のチェックで"
                      " processed/ または error/ に移します。")
-        if self.waiting:
-            text += f" アップロード中などで {len(self.waiting)}件は次回のチェックに回しました。"
+        if self.waiting or self.temporary:
+            # Why and until when is said per file (ftpreport.lines), under this line.
+            text += f" {len(self.waiting) + len(self.temporary)}件はまだ読み込めないため残しました(理由はファイルごとに表示)。"
         return text.strip()
+
+
+def files_summary(count: int, succeeded: int) -> str:
+    """How many files were imported and how many failed, in one sentence (never "imported" for a failed one)."""
+    if succeeded == count:
+        return f"{count}件のファイルを取り込みました。"
+    if succeeded == 0:
+        return f"{count}件のファイルはすべてエラーでした(取り込んでいません)。"
+    return f"{count}件のファイルのうち {succeeded}件を取り込み、{count - succeeded}件はエラーでした。"
 
 
 # ---------------------------------------------------------------------------------------
@@ -253,12 +277,17 @@ def _file_gone(home: Path, pending: Pending, handled: set[str], wait: Wait, dead
             continue
         copy = write_copy(home / (PROCESSED if ok else ERROR), name, data, now)
         result.files.append(CheckedFile(name, imp.id, ok, f"{copy.parent.name}/{copy.name}"))
+        reports.filed(imp.id, name, result.files[-1].moved_to)
         log.info("ftp check file=%s import=#%s was replaced or removed before it was filed: a copy of its "
                  "original is %s", name, imp.id, result.files[-1].moved_to)
 
 
-def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait | None = None) -> CheckResult:
-    """Receive every complete CSV in the account's FTP home in name order; file each under processed/ or error/."""
+def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait | None = None,
+                  trigger: str = ftpreport.MANUAL) -> CheckResult:
+    """Receive every complete CSV in the account's FTP home in name order; file each under processed/ or error/.
+
+    `trigger` (ftpreport.SCHEDULED, MANUAL, RECHECK) is kept with the result as the account's last check.
+    """
     account, settings = _settings_for_check(account_id)
     tz = config.timezone(current_app)
     now = (now or dt.datetime.now(tz)).astimezone(tz)
@@ -273,7 +302,9 @@ def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait
             return result
         home = home_path(username, create=True)
         seen = load_seen(username)
-        ready, result.waiting = scan_home(home, now.timestamp(), quiet_seconds(), seen)
+        ready, settling, result.temporary = scan_home(home, now.timestamp(), quiet_seconds(), seen)
+        for name, reason in settling:
+            result.wait(name, reason)
         save_seen(username, seen)
         pending = _load_pending(username)
         handled: set[str] = set()
@@ -290,7 +321,7 @@ def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait
             with opened:
                 read_now = read_if_stable(opened)
                 if read_now is None:
-                    result.waiting.append(path.name)
+                    result.wait(path.name, CHANGING)
                     continue
                 data, read = read_now
                 try:
@@ -305,7 +336,7 @@ def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait
                     db.session.rollback()
                     log.exception("ftp check error account=%s file=%s (left for the next check)", account.slug,
                                   path.name)
-                    result.waiting.append(path.name)
+                    result.wait(path.name, FAILED)
                     continue
                 if status in queue.PENDING:
                     result.running.append(path.name)  # stays in the home; a later check files it
@@ -314,6 +345,7 @@ def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait
                 moved, same = file_away(path, read, data, home / (PROCESSED if ok else ERROR), now)
                 del pending[key]
             result.files.append(CheckedFile(path.name, imp.id, ok, f"{moved.parent.name}/{moved.name}"))
+            reports.filed(imp.id, path.name, result.files[-1].moved_to)  # its report says where, and goes now
             log.info("ftp check account=%s channel=ftp file=%s import=#%s %s -> %s", account.slug, path.name,
                      imp.id, ImportStatus.SUCCEEDED if ok else ImportStatus.FAILED, result.files[-1].moved_to)
             if not same:
@@ -321,14 +353,14 @@ def check_account(account_id: int, now: dt.datetime | None = None, *, wait: Wait
                          "left for the next check, a copy of the imported bytes is %s", account.slug, path.name,
                          result.files[-1].moved_to)
                 if os.path.lexists(path):
-                    result.waiting.append(path.name)
+                    result.wait(path.name, REPLACED)
         _file_gone(home, pending, handled, wait, deadline, now, result)
         save_state(PENDING_FOLDER, username, pending)
         filed = {f.name for f in result.files} - set(result.waiting) - set(result.running)
         if filed & seen.keys():
             save_seen(username, {name: entry for name, entry in seen.items() if name not in filed})
         settings = db.session.get(IntegrationSettings, settings.id)
-        settings.last_ftp_check_at = utcnow()
+        ftpreport.record(settings, result, trigger, now)
         db.session.commit()
     if result.files or result.waiting or result.running:
         log.info("ftp check done account=%s imported=%d failed=%d running=%d waiting=%d", account.slug,

@@ -4,7 +4,9 @@ services/ftpcheck.py decides what a check does with them; this module only knows
 
 - Candidates: regular files (not symlinks) directly in the home whose name ends with an accepted ending (`.csv`, `.xlsx`, `.xlsm`, `.xls`, `.ods`: filename.ACCEPTED_ENDINGS)
   (any case), does not start with "." and whose size and mtime have not changed for
-  FTP_QUIET_SECONDS (default 10 s). Names ending in .tmp, .part or .filepart are never read.
+  FTP_QUIET_SECONDS (default 10 s). Names ending in .tmp, .part or .filepart are never read
+  (clients upload under such a name and rename when done); the scan reports them, so the
+  check's result can say it is waiting for the rename.
 - An mtime ahead of the check's clock says nothing about how long the file has been quiet, so it
   counts as "changed since the last look": what a check saw of such a file is kept in
   `{DATA_DIR}/ftp-seen/<ID>.json`, and a later check that finds it unchanged at least
@@ -37,6 +39,13 @@ PROCESSED = "processed"
 ERROR = "error"
 SEEN_FOLDER = "ftp-seen"
 IGNORED_SUFFIXES = (".tmp", ".part", ".filepart")
+# Why a candidate waits (services/ftpreport.py words them): uploaded less than the quiet period ago,
+# dated ahead of the check's clock, changed while read, re-uploaded during the check, an error.
+QUIET = "quiet"
+FUTURE = "future"
+CHANGING = "changing"
+REPLACED = "replaced"
+FAILED = "failed"
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -77,23 +86,33 @@ def file_id(info: os.stat_result) -> FileId:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
-def scan_home(home: Path, now_ts: float, quiet: float, seen: Seen | None = None) -> tuple[list[Path], list[str]]:
-    """Split the home's candidate files into (ready in name order, names still settling).
+def temporary_suffix(name: str) -> str | None:
+    """The ending (.tmp, .part, .filepart) of a name an upload is still using, else None."""
+    lower = name.lower()
+    return next((suffix for suffix in IGNORED_SUFFIXES if lower.endswith(suffix)), None)
+
+
+def scan_home(home: Path, now_ts: float, quiet: float,
+              seen: Seen | None = None) -> tuple[list[Path], list[tuple[str, str]], list[str]]:
+    """Split the home's files into (ready in name order, (name, why) still settling, temporary upload names).
 
     `seen` holds what earlier checks saw of files whose mtime is ahead of `now_ts`; it is
     updated in place to what this scan saw (the caller keeps it until the next check).
     """
     ready: list[Path] = []
-    waiting: list[str] = []
+    waiting: list[tuple[str, str]] = []
+    temporary: list[str] = []
     previous = dict(seen or {})
     if seen is not None:
         seen.clear()
     try:
         entries = sorted(os.scandir(home), key=lambda e: e.name)
     except FileNotFoundError:
-        return [], []
+        return [], [], []
     for entry in entries:
         if not is_candidate_name(entry.name):
+            if not entry.name.startswith(".") and temporary_suffix(entry.name) and entry.is_file(follow_symlinks=False):
+                temporary.append(entry.name)
             continue
         try:
             info = entry.stat(follow_symlinks=False)
@@ -112,13 +131,13 @@ def scan_home(home: Path, now_ts: float, quiet: float, seen: Seen | None = None)
             if unchanged and now_ts - first_look >= quiet:
                 ready.append(Path(entry.path))
             else:
-                waiting.append(entry.name)
+                waiting.append((entry.name, FUTURE))
             continue
         if now_ts - info.st_mtime < quiet:
-            waiting.append(entry.name)
+            waiting.append((entry.name, QUIET))
             continue
         ready.append(Path(entry.path))
-    return ready, waiting
+    return ready, waiting, temporary
 
 
 def _state_file(folder: str, username: str) -> Path:

@@ -161,13 +161,19 @@ def _by_dedupe_key(account_id: int, dedupe_key: str) -> Import | None:
 
 
 def record_refusal(account_id: int, *, channel: str, filename: str, sender: str | None, status: str,
-                   note: str | None, trace: dict[str, str | None] | None = None) -> Import:
-    """Record a refused or discarded delivery in the history, without its content (`trace` as for receive)."""
+                   note: str | None, trace: dict[str, str | None] | None = None, subject: str | None = None,
+                   ignored: list[str] | None = None) -> Import:
+    """Record a refused or discarded delivery in the history, without its content (`trace` as for receive).
+
+    `subject` and `ignored` (a mail's Subject: and its attachments that are not files to import)
+    are kept for the daily 破棄のお知らせ of discarded mail (services/notices.py).
+    """
     if status not in (Import.REFUSED, Import.DISCARDED):
         raise ValueError(f"status must be refused or discarded, not {status!r}")
     now = utcnow()
     imp = Import(account_id=account_id, channel=channel, filename=base_name(filename), sender=sender,
-                 status=status, received_at=now, finished_at=now, note=note, size=0, **_trace(trace))
+                 status=status, received_at=now, finished_at=now, note=note, size=0,
+                 subject=subject or None, ignored_attachments=list(ignored) if ignored else None, **_trace(trace))
     db.session.add(imp)
     db.session.commit()
     log.info("%s account=%s channel=%s file=%s sender=%s note=%s", status, accounts.label(account_id),

@@ -26,12 +26,15 @@ CLAIM_TIMEOUT_SECONDS = 600
 
 
 def enqueue(account_id: int | None, import_id: int | None, kind: str, to_addrs: list[str], subject: str,
-            body: str) -> OutboxMail:
-    """Add a pending mail to the session; the caller's commit makes it durable (with whatever it reports)."""
+            body: str, not_before: dt.datetime | None = None) -> OutboxMail:
+    """Add a pending mail to the session; the caller's commit makes it durable (with whatever it reports).
+
+    `not_before` holds the mail back until then (an FTP report waits for its file's move, reports.filed).
+    """
     now = utcnow()
     mail = OutboxMail(account_id=account_id, import_id=import_id, kind=kind, to_addrs=list(to_addrs),
                       subject=subject, body=body, status=OutboxMail.PENDING, attempts=0,
-                      created_at=now, next_attempt_at=now)
+                      created_at=now, next_attempt_at=not_before or now)
     db.session.add(mail)
     return mail
 

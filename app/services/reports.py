@@ -22,9 +22,11 @@ from .. import config
 from ..errors import MAX_ERRORS_PER_FILE, ImportRejected, RowError, error_total
 from ..extensions import db
 from ..formats import shown_number
+from ..enums import Channel
 from ..importer.filename import (FILENAME_MESSAGE, Period, is_archive, is_workbook, kind_label, parse_filename,
                                  period_label)
-from ..models import Account, GraphColumn, Import, IntegrationSettings, OutboxMail, Result
+from ..importer.layout import KEY_HEADERS, NO_DATA_MESSAGE, UNKNOWN_MEMBER
+from ..models import Account, GraphColumn, Import, IntegrationSettings, OutboxMail, Result, utcnow
 from . import outbox
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ def _header_lines(account: Account, imp: Import) -> list[str]:
         f"受付経路: {imp.channel_label}",
         f"ファイル名: {imp.filename}",
         f"送信者: {imp.sender or '-'}",
-        f"受付日時: {_local(imp.received_at)} ({zone})",
+        f"受信日時: {_local(imp.received_at)} ({zone})",
         f"取込番号: #{imp.id}",
     ]
 
@@ -110,8 +112,60 @@ def _name_is_wrong(filename: str) -> bool:
     return False
 
 
-def _failure_advice(imp: Import, ignored: list[str]) -> list[str]:
-    """What the sender should do, by the kind of error (no file, file name, content)."""
+# The kinds of error inside a file, in the order their advice is given (see error_kinds).
+ENCODING, HEADER, MEMBER, VALUES = "encoding", "header", "member", "values"
+ENCODING_LABELS = {"cp932": "Shift_JIS(cp932)", "utf-8": "UTF-8"}  # integration_fields.ENCODINGS, pinned ones
+
+
+def error_kinds(imp: Import, errors: list[RowError]) -> list[str]:
+    """The kinds of the errors of a file whose name could be read, each once, in advice order.
+
+    Errors of the whole file that name it (a value, no line: the file name's, a file refused
+    inside an archive) and the system error have their own advice. A CSV whose text could not
+    be decoded has no encoding stored (runner.finish_failed): its errors are the encoding's.
+    Otherwise an error naming a 見出し without a value is the header's, one starting with
+    layout.UNKNOWN_MEMBER a member's, and one on a data row a value's.
+    """
+    from .runner import SYSTEM_ERROR_MESSAGE
+
+    inside = [e for e in errors if e.message != SYSTEM_ERROR_MESSAGE and (e.line is not None or e.value is None)]
+    if not inside:
+        return []
+    if not is_workbook(imp.filename) and imp.encoding is None:
+        return [ENCODING]
+    kinds = set()
+    for error in inside:
+        if error.message.startswith(UNKNOWN_MEMBER):
+            kinds.add(MEMBER)
+        elif "見出し" in error.message and error.value is None and NO_DATA_MESSAGE not in error.message:
+            kinds.add(HEADER)
+        elif error.line is not None:
+            kinds.add(VALUES)
+    return [kind for kind in (ENCODING, HEADER, MEMBER, VALUES) if kind in kinds]
+
+
+def _kind_advice(kinds: list[str], imp: Import, settings: IntegrationSettings | None) -> list[str]:
+    """One line of advice per kind of error found, and none for a kind that did not occur."""
+    key = KEY_HEADERS.get(settings.member_key if settings else "no", "No.")
+    header_row = "見出し行" if is_workbook(imp.filename) else "1行目"
+    pinned = ENCODING_LABELS.get(settings.encoding or "") if settings else None
+    advice = {
+        ENCODING: ("・文字コード: " + (f"外部連携設定で文字コードが「{pinned}」に決められています。その文字コードで"
+                                      if pinned else "ファイルを Shift_JIS(cp932) または UTF-8 で")
+                   + "保存し直してください(Excel では「名前を付けて保存」で「CSV(コンマ区切り)」"
+                     "または「CSV UTF-8(コンマ区切り)」を選びます)。"),
+        HEADER: (f"・見出し: {header_row}の見出しは、{key}・グラフ設定の列名(または登録した別名)・備考にしてください。"
+                 "下の見本ファイルの見出しをそのまま使うと確実です。"),
+        MEMBER: (f"・メンバー: メンバー設定にない(または無効な){key}の行があります。{key}を直すか、"
+                 "管理者にメンバー設定への登録(または有効化)を依頼してください。"),
+        VALUES: "・値: エラー一覧の行と列の値を直してください(グラフ列には数値だけを入れます)。",
+    }
+    return [advice[kind] for kind in kinds]
+
+
+def _failure_advice(imp: Import, ignored: list[str], kinds: list[str],
+                    settings: IntegrationSettings | None) -> list[str]:
+    """What the sender should do, by the kind of error (no file, file name, encoding, header, member, values)."""
     if imp.sha256 is None:
         # Nothing was received that could be imported (no CSV attached, an unreadable or cut mail).
         lines = ["ファイルは取り込んでいません。以前に取り込んだデータはそのまま残っています。"]
@@ -126,11 +180,13 @@ def _failure_advice(imp: Import, ignored: list[str]) -> list[str]:
     if _name_is_wrong(imp.filename):
         return [
             "ファイルの内容は1行も保存されていません。以前に取り込んだデータはそのまま残っています。",
-            f"ファイル名「{imp.filename}」からは期間が分かりません。{FILENAME_MESSAGE}"
-            "ファイル名を直して(ほかのエラーがあればそれも直して)送り直してください。",
+            f"・ファイル名: ファイル名「{imp.filename}」からは期間が分かりません。{FILENAME_MESSAGE}",
+            *_kind_advice(kinds, imp, settings),
+            "ファイル名を直して" + ("(下のエラーも直して)" if kinds else "") + "送り直してください。",
         ]
     return [
         "ファイルの内容は1行も保存されていません。同じファイル名で以前に取り込んだデータはそのまま残っています。",
+        *_kind_advice(kinds, imp, settings),
         "エラーを直して、同じファイル名で送り直してください。",
     ]
 
@@ -150,7 +206,7 @@ def failure_report(imp: Import, errors: list[RowError]) -> OutboxMail | None:
         f"{account.name} 様",
         "",
         intro,
-        *_failure_advice(imp, ignored),
+        *_failure_advice(imp, ignored, error_kinds(imp, errors), settings),
         "",
         *_header_lines(account, imp),
         f"エラー件数: {total:,}件",
@@ -167,12 +223,14 @@ def failure_report(imp: Import, errors: list[RowError]) -> OutboxMail | None:
         )
     if ignored:
         lines += ["", "■ 取り込まなかった添付ファイル", *_ignored_lines(ignored)]
+    lines += _ftp_lines(imp, ERROR_FOLDER)
     page = "エラーと元のファイル" if imp.sha256 is not None else "エラー"
     lines += ["", f"■ 取込履歴({page})", _link(imp),
               "", "■ 見本ファイル(今の設定どおりの見出しと例の行。ログインしてダウンロードします)", _sample_link(imp),
               "", "-- ", "Renkei 外部連携"]
     subject = f"【取込エラー】{account.name} {imp.filename}({total:,}件のエラー)"
-    return outbox.enqueue(account.id, imp.id, "error", recipients, subject, "\n".join(lines) + "\n")
+    return outbox.enqueue(account.id, imp.id, "error", recipients, subject, "\n".join(lines) + "\n",
+                          not_before=_held_until(imp))
 
 
 def import_totals(import_id: int, column_ids: list[int]) -> dict[int, float]:
@@ -222,6 +280,58 @@ def success_report(imp: Import, period: Period | None = None) -> OutboxMail | No
     ignored = ignored_attachments(imp)
     if ignored:
         lines += ["", "■ 取り込まなかった添付ファイル", *_ignored_lines(ignored)]
+    lines += _ftp_lines(imp, PROCESSED_FOLDER)
     lines += ["", "■ 取込履歴", _link(imp), "", "-- ", "Renkei 外部連携"]
     subject = f"【取込完了】{account.name} {imp.filename}({imp.row_count:,}行)"
-    return outbox.enqueue(account.id, imp.id, "success", recipients, subject, "\n".join(lines) + "\n")
+    return outbox.enqueue(account.id, imp.id, "success", recipients, subject, "\n".join(lines) + "\n",
+                          not_before=_held_until(imp))
+
+
+# ---------------------------------------------------------------------------------------
+# FTP: the report says where the file was moved (services/ftpcheck.py moves it after the import ends)
+
+PROCESSED_FOLDER, ERROR_FOLDER = "processed", "error"  # ftpfiles.PROCESSED / ERROR
+FTP_SECTION = "■ FTPのファイル"
+# How long a report of an FTP file waits for the check to move the file (beyond the check's own wait).
+FTP_HOLD_MARGIN_SECONDS = 60
+
+
+def _awaits_move(imp: Import) -> bool:
+    """An FTP file that a check moves once its import ended (a file of an archive moves with its archive)."""
+    return imp.channel == Channel.FTP and imp.archive_id is None
+
+
+def _ftp_lines(imp: Import, folder: str) -> list[str]:
+    """Where the check moves the file; `filed` replaces the second line with the name it got."""
+    if not _awaits_move(imp):
+        return []
+    return ["", FTP_SECTION, f"「{imp.filename}」は、取込が終わったあとのチェックで {folder}/ フォルダに"
+            f"「{imp.filename.rsplit('.', 1)[0]}_移した日時」の名前で移します。"]
+
+
+def _held_until(imp: Import) -> dt.datetime | None:
+    """An FTP report waits for its file's move (at most the check's wait and a margin), so it can say where."""
+    if not _awaits_move(imp):
+        return None
+    wait = float(config.get(current_app, "IMPORT_WAIT_SECONDS"))
+    return utcnow() + dt.timedelta(seconds=wait + FTP_HOLD_MARGIN_SECONDS)
+
+
+def filed(import_id: int, name: str, moved_to: str) -> int:
+    """Write where the check moved an FTP file into its waiting report and send it now; return how many changed.
+
+    A report already sent (the check moved the file after the hold) stays as it was; it said the folder.
+    """
+    changed = 0
+    for mail in db.session.scalars(select(OutboxMail).where(
+            OutboxMail.import_id == import_id, OutboxMail.status == OutboxMail.PENDING,
+            OutboxMail.claimed_at.is_(None), OutboxMail.attempts == 0, OutboxMail.kind.in_(("error", "success")))):
+        lines = mail.body.split("\n")
+        if FTP_SECTION not in lines:
+            continue
+        lines[lines.index(FTP_SECTION) + 1] = f"「{name}」は {moved_to} に移しました。"
+        mail.body = "\n".join(lines)
+        mail.next_attempt_at = utcnow()
+        changed += 1
+    db.session.commit()
+    return changed

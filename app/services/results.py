@@ -33,7 +33,7 @@ class BoardMember(NamedTuple):
 
 @dataclass
 class MonthTable:
-    """A month of results: active members by No., columns in order, and the grid of their sums.
+    """A month (or, with `day`, one day) of results: active members by No., columns in order, and the grid of their sums.
 
     `values[i][j]` is members[i]'s sum in columns[j], None where nothing is stored.
     """
@@ -44,6 +44,7 @@ class MonthTable:
     columns: list[GraphColumn]
     values: list[tuple[float | None, ...]] = field(default_factory=list)
     column_totals: dict[int, float] = field(default_factory=dict)
+    day: dt.date | None = None
 
 
 def _month_start(year: int, month: int) -> dt.date:
@@ -61,6 +62,9 @@ def columns_of(account_id: int) -> list[GraphColumn]:
     ))
 
 
+BOARD_FIELDS = (Member.id, Member.no, Member.name, Member.department)
+
+
 def month_table(account_id: int, year: int, month: int) -> MonthTable:
     """Sum the month's daily results and its monthly file's results per active member and column.
 
@@ -69,8 +73,18 @@ def month_table(account_id: int, year: int, month: int) -> MonthTable:
     """
     first = _month_start(year, month)
     columns = columns_of(account_id)
-    rows = monthgrid.month_grid(account_id, first, [column.id for column in columns],
-                                (Member.id, Member.no, Member.name, Member.department))
+    rows = monthgrid.month_grid(account_id, first, [column.id for column in columns], BOARD_FIELDS)
+    return _table(year, month, columns, rows)
+
+
+def day_table(account_id: int, day: dt.date) -> MonthTable:
+    """One day's results per active member and column: its daily files and hand-typed results, never the monthly file's."""
+    columns = columns_of(account_id)
+    rows = monthgrid.day_grid(account_id, day, [column.id for column in columns], BOARD_FIELDS)
+    return _table(day.year, day.month, columns, rows, day)
+
+
+def _table(year: int, month: int, columns: list[GraphColumn], rows: list[tuple], day: dt.date | None = None) -> MonthTable:
     members = [BoardMember(*row[:4]) for row in rows]
     values = [tuple(row[5:]) for row in rows]  # row[4] is the line count, which the board does not show
     column_totals: dict[int, float] = {}
@@ -78,7 +92,30 @@ def month_table(account_id: int, year: int, month: int) -> MonthTable:
         present = [cell for cell in cells if cell is not None]
         if present:
             column_totals[column.id] = sum(present)
-    return MonthTable(year, month, members, columns, values, column_totals)
+    return MonthTable(year, month, members, columns, values, column_totals, day)
+
+
+def last_update(account_id: int, first: dt.date, last: dt.date, daily_only: bool = False) -> Import | None:
+    """The import that last changed the data of first..last: the succeeded one that finished last.
+
+    A replaced import finished before the one that replaced it, so this is never a replaced one.
+    Results typed by hand carry no time and are not counted.
+    """
+    query = select(Import).where(Import.account_id == account_id, Import.status == Import.SUCCEEDED,
+                                 Import.period_date >= first, Import.period_date <= last)
+    if daily_only:
+        query = query.where(Import.period_kind == "day")
+    return db.session.scalars(query.order_by(Import.finished_at.desc(), Import.id.desc()).limit(1)).first()
+
+
+def days_with_files(account_id: int, first: dt.date, last: dt.date) -> list[dt.date]:
+    """The days of first..last that have a succeeded daily file, in order (the board's day links)."""
+    return list(db.session.scalars(
+        select(Import.period_date).distinct()
+        .where(Import.account_id == account_id, Import.status == Import.SUCCEEDED, Import.period_kind == "day",
+               Import.period_date >= first, Import.period_date <= last)
+        .order_by(Import.period_date)
+    ))
 
 
 def format_number(value: float) -> str:

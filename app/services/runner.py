@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 
 from ..db import bulk, locks
 from ..errors import MAX_ERRORS_PER_FILE, ErrorList, ImportRejected, NotFound, RowError, error_total
@@ -104,7 +104,8 @@ def drain(batches: Iterator[list]) -> int:
 
 
 def replace_previous_import(account_id: int, filename: str, import_id: int) -> int | None:
-    """Delete the results of every earlier succeeded import of this file name; return the latest one's id.
+    """Delete the results of every earlier succeeded import of this file name and mark them replaced by
+    `import_id`; return the latest one's id.
 
     Runs inside the caller's transaction, so the old rows vanish only if the new ones commit.
     """
@@ -125,6 +126,14 @@ def replace_previous_import(account_id: int, filename: str, import_id: int) -> i
     )
     replaced = list(db.session.scalars(earlier.order_by(Import.finished_at.desc(), Import.id.desc())))
     totals.forget_imports(account_id, replaced)
+    if replaced:
+        # 置換済, recorded with the replacement itself (it commits or vanishes with the new rows).
+        # An import replaced before keeps the import that replaced it first.
+        db.session.execute(
+            update(Import).where(Import.id.in_(replaced), Import.replaced_by_id.is_(None))
+            .values(replaced_by_id=import_id),
+            execution_options={"synchronize_session": False},
+        )
     return replaced[0] if replaced else None
 
 

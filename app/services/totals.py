@@ -145,17 +145,3 @@ def record_manual(account_id: int, member_id: int, period_date: dt.date, values:
         db.session.execute(statement, {"account_id": account_id, "month": month, "member_id": member_id,
                                        "column_id": column_id, "total": total})
 
-
-def day_rows(account_id: int, day: dt.date) -> list[tuple[int, int, float, int]]:
-    """(member id, column id, total, line count) of one day's daily imports (hand-typed results are not in
-    them); column id LINES holds the member's lines. A month is read by services/monthgrid.py."""
-    from sqlalchemy import func
-
-    return list(db.session.execute(
-        select(ImportTotal.member_id, ImportTotal.column_id, func.sum(ImportTotal.total),
-               func.sum(ImportTotal.line_count))
-        .join(Import, Import.id == ImportTotal.import_id)
-        .where(Import.account_id == account_id, Import.status == Import.SUCCEEDED,
-               Import.period_kind == "day", Import.period_date == day)
-        .group_by(ImportTotal.member_id, ImportTotal.column_id)
-    ))

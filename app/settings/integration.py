@@ -1,15 +1,20 @@
 """The 外部連携設定 tab (docs/spec.md section 3): one form for every mode, plus the re-issue buttons."""
 from __future__ import annotations
 
-from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
 from ..auth.access import integration_required
 from ..errors import Invalid, RenkeiError
-from ..services import ftpcheck, samplefile, zippassword
+from ..services import ftpcheck, ftpreport, samplefile, zippassword
 from ..services import integration as service
 from . import bp
 from .integration_forms import IntegrationForm, ReissueForm
+
+# Where 今すぐチェック's answer lands: the check's result, next to the button in the FTP section.
+CHECK_RESULT_ANCHOR = "#ftp-check-result"
+# A 今すぐチェック that did not run (refused, busy, bad form) says so next to the button once, on the next page.
+CHECK_NOTICE = "ftp_check_notice"
 
 
 def _require_admin() -> None:
@@ -40,6 +45,9 @@ def _render(form: IntegrationForm, status: int = 200, issued: dict[str, str] | N
             weekday_labels=service.WEEKDAY_LABELS,
             day_names="月火水木金土日",
             sample_header=samplefile.header(current_user.account_id),
+            last_check=ftpreport.last_check(settings),
+            check_notice=session.pop(CHECK_NOTICE, None),
+            quiet_seconds=ftpreport.recheck_delay(),
         ),
         status,
     )
@@ -128,13 +136,16 @@ def integration_api_token():
 def integration_check_now():
     """今すぐチェック: run the account's FTP check at once, like `flask integration check-now`."""
     _require_admin()
+    # The check's result is stored as the account's last check and shown next to the button;
+    # only what is not a check (a refusal, a check already running) travels in the session.
     if not ReissueForm().validate_on_submit():
-        flash("送信内容を確認できませんでした。ページを読み込み直してからもう一度お試しください。", "error")
+        session[CHECK_NOTICE] = {"outcome": ftpreport.ERROR,
+                                 "text": "送信内容を確認できませんでした。ページを読み込み直してからもう一度お試しください。"}
     else:
         try:
-            result = ftpcheck.check_account(current_user.account_id)
-            # Imports the worker has not ended within the wait are filed by a later check: say so.
-            flash(result.message, "warning" if result.running else "success")
+            result = ftpcheck.check_account(current_user.account_id, trigger=ftpreport.MANUAL)
+            if result.busy:
+                session[CHECK_NOTICE] = {"outcome": ftpreport.WAITING, "text": result.message}
         except RenkeiError as e:
-            flash(e.message, "error")
-    return redirect(url_for("settings.integration") + "#ftp-section")
+            session[CHECK_NOTICE] = {"outcome": ftpreport.ERROR, "text": e.message}
+    return redirect(url_for("settings.integration") + CHECK_RESULT_ANCHOR)

@@ -198,7 +198,7 @@ def test_wait_answers_200_when_the_worker_has_imported_it(client, api_account, a
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
     assert body["status"] == "succeeded" and body["row_count"] == 2 and body["errors"] == []
-    assert body["replaced_import_id"] is None and "error" not in body
+    assert body["replaced_import_id"] is None and body["replaced_by_id"] is None and "error" not in body
     db.session.rollback()
     stored = db.session.scalars(select(Result).where(Result.import_id == body["id"]).order_by(Result.line)).all()
     assert [r.line for r in stored] == [2, 3]
@@ -207,7 +207,10 @@ def test_wait_answers_200_when_the_worker_has_imported_it(client, api_account, a
     # The same file name again replaces the earlier import's results.
     rows = [GOOD_ROWS[0], ["3", "7", "1", "1", ""]]
     again = upload(client, api_account.headers, csv_bytes(rows), query="?wait=true").get_json()
-    assert again["replaced_import_id"] == body["id"]
+    assert again["replaced_import_id"] == body["id"] and again["replaced_by_id"] is None
+    # The earlier import now names the one that replaced it (置換済).
+    earlier = client.get(f"/api/v1/imports/{body['id']}", headers=api_account.headers).get_json()
+    assert earlier["replaced_by_id"] == again["id"]
     db.session.rollback()
     assert db.session.scalar(select(db.func.count()).select_from(Result)) == 1
 
@@ -402,6 +405,11 @@ def test_results_of_a_day_and_of_a_month(client, api_account, api_worker):
     assert by_no[2]["values"] == {"売上": 207.5, "粗利": 21, "件数": 2}  # daily + the monthly file
     assert by_no[3]["values"] == {"売上": None, "粗利": None, "件数": 4}  # typed by hand
     assert month["totals"] == {"売上": 1357.5, "粗利": 31, "件数": 8}
+
+    typed = client.get("/api/v1/results?period=20180520", headers=api_account.headers).get_json()
+    by_no = {m["no"]: m for m in typed["members"]}
+    assert by_no[3]["values"] == {"売上": None, "粗利": None, "件数": 4} and by_no[3]["lines"] == 1
+    assert 2 not in by_no and typed["totals"] == {"売上": None, "粗利": None, "件数": 4}
 
     empty = client.get("/api/v1/results?period=20180101", headers=api_account.headers).get_json()
     assert [m["no"] for m in empty["members"]] == [1, 3]  # active members, no values

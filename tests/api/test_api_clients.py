@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
+from html import unescape
 
 import pytest
 import requests
@@ -146,3 +149,23 @@ def test_requests_wrong_token_and_unknown_path(api_server, api_account):
     assert response.status_code == 404 and response.headers["Content-Type"] == "application/json"
     response = requests.delete(f"{api_server}/api/v1/imports", headers=api_account.headers, timeout=30)
     assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_the_reference_pages_curl_examples_work_as_written(app, api_server, api_account, api_worker, tmp_path):
+    """Copy the ?wait=1 upload and the day's results from /api/v1/docs and run them in a shell, as a user would."""
+    app.config["PUBLIC_URL"] = api_server
+    page = requests.get(f"{api_server}/api/v1/docs", timeout=30).text
+    examples = [unescape(block) for block in re.findall(r'<pre class="curl">(.*?)</pre>', page, re.DOTALL)]
+    (tmp_path / "20180516.csv").write_bytes(csv_bytes())
+    env = {**os.environ, "API_TOKEN": api_account.token}
+
+    def run(ending: str) -> dict:
+        [command] = [e for e in examples if e.rstrip("'").endswith(ending)]
+        completed = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True,
+                                   check=True, timeout=60)
+        return json.loads(completed.stdout)
+
+    body = run("/api/v1/imports?wait=1")
+    assert body["status"] == "succeeded" and body["filename"] == "20180516.csv" and body["row_count"] == 2
+    results = run("/api/v1/results?period=20180516")
+    assert results["period"] == "20180516" and results["totals"]["売上"] == 170000

@@ -6,6 +6,7 @@ each test resets the integration settings it relies on through the service.
 """
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,6 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 
 
 @dataclass
@@ -115,7 +115,12 @@ def new_page(chromium, renkei_server):
         context.close()
 
 
-@pytest.fixture
-def screenshots() -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOTS
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory) -> Path:
+    """The folder the browser tests save screenshots in: RENKEI_SCREENSHOT_DIR, else one under pytest's tmp dir."""
+    wanted = os.environ.get("RENKEI_SCREENSHOT_DIR")
+    folder = Path(wanted) if wanted else tmp_path_factory.getbasetemp() / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    # Shown with -s, and in the captured output of a failing test: where to look.
+    print(f"スクリーンショットの保存先 (screenshots): {folder}")
+    return folder

@@ -207,7 +207,7 @@ def test_integration_disabled_refuses_rcpt(smtp_server, smtp_account, smtp_mail)
 
 @pytest.mark.parametrize(
     "changes, reason",
-    [({"status": "stopped"}, "連動稼働停止"), ({"mode": "api"}, "メール添付連動ではない")],
+    [({"status": "stopped"}, "連動稼働停止"), ({"mode": "api"}, "データ連動方式が「API連動」のため")],
 )
 def test_stopped_or_other_mode_accepts_discards_and_records(
     changes, reason, smtp_server, smtp_account, smtp_relay, smtp_mail

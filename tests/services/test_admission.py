@@ -36,9 +36,9 @@ TABLE = [
      f"送信元メールアドレスに登録されていない差出人のため受信を拒否しました: {STRANGER}"),
     # another mode discards without looking at the sender list
     ("mail", True, "ftp", "active", STRANGER, Outcome.DISCARD, Reason.MODE,
-     "データ連動方式がメール添付連動ではないため、メールを破棄しました"),
+     "データ連動方式が「FTP連動」のため、メールを破棄しました"),
     ("mail", True, "api", "stopped", None, Outcome.DISCARD, Reason.MODE,
-     "データ連動方式がメール添付連動ではないため、メールを破棄しました"),
+     "データ連動方式が「API連動」のため、メールを破棄しました"),
     ("mail", False, "mail", "active", SENDER, Outcome.DISABLED, Reason.DISABLED, DISABLED_FTP_MAIL),
     ("mail", False, "mail", "active", PENDING, Outcome.DISABLED, Reason.DISABLED, DISABLED_FTP_MAIL),
     # FTP: a stopped status holds the files (login works, the check leaves them)

@@ -31,7 +31,7 @@ def test_cli_check_now_imports_and_moves(app, runner, ftp_account):
     result = runner.invoke(args=["integration", "check-now", ftp_account.slug])
 
     assert result.exit_code == 0, result.output
-    assert "1件のファイルを取り込みました(成功 1件、エラー 0件)" in result.output
+    assert "1件のファイルを取り込みました。" in result.output
     assert _statuses() == [("20180516.csv", Import.SUCCEEDED)]
     assert not (home / "20180516.csv").exists()
     assert len(list((home / "processed").iterdir())) == 1
@@ -43,7 +43,7 @@ def test_cli_check_now_exit_1_when_a_file_fails_or_mode_is_not_ftp(app, runner, 
     _put(home, "20180516.csv", FTP_BAD_CSV)
     result = runner.invoke(args=["integration", "check-now", ftp_account.slug])
     assert result.exit_code == 1
-    assert "エラー 1件" in result.output
+    assert "1件のファイルはすべてエラーでした" in result.output
 
     integration.update_settings(ftp_account.id, {"mode": "api"}, actor="test")
     result = runner.invoke(args=["integration", "check-now", ftp_account.slug])
@@ -79,13 +79,31 @@ def test_check_now_button_says_when_the_worker_has_not_ended_the_import_yet(app,
 
     page = client.post("/settings/integration/check-now", follow_redirects=True).get_data(as_text=True)
 
-    assert 'class="flash flash-warning"' in page
+    assert 'class="last-check check-waiting"' in page  # next to the button, styled as "waiting", not success
     assert "1件はまだ取込中です。取込が終わったファイルは次回のチェックで processed/ または error/ に移します。" in page
     assert _statuses() == [("20180516.csv", Import.QUEUED)]
     assert (home / "20180516.csv").exists()
 
     queue.process_next()  # the worker's step
     page = client.post("/settings/integration/check-now", follow_redirects=True).get_data(as_text=True)
-    assert "1件のファイルを取り込みました(成功 1件、エラー 0件)" in page
+    assert "1件のファイルを取り込みました。" in page
     assert _statuses() == [("20180516.csv", Import.SUCCEEDED)]
     assert not (home / "20180516.csv").exists() and len(list((home / "processed").iterdir())) == 1
+
+
+def test_cli_check_now_says_why_each_file_waits_and_is_kept_as_a_manual_check(app, runner, ftp_account):
+    app.config["FTP_QUIET_SECONDS"] = 10
+    home = ftpcheck.home_path(ftp_account.username, create=True)
+    (home / "20180516.csv").write_bytes(ftp_csv())  # just uploaded: inside the quiet period
+    (home / "20180517.csv.tmp").write_bytes(ftp_csv())
+
+    result = runner.invoke(args=["integration", "check-now", ftp_account.slug])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == [
+        "  20180516.csv: アップロードから10秒以内のため、10秒後にもう一度チェックします",
+        "  20180517.csv.tmp: 名前が .tmp で終わるため、アップロードが終わって名前が変わるのを待っています(このままでは読み込みません)",
+    ]
+    settings = integration.get_settings(ftp_account.id)
+    assert settings.last_ftp_check_trigger == "manual" and settings.ftp_recheck_at is not None
+    assert settings.last_ftp_check_result["outcome"] == "waiting"

@@ -60,7 +60,7 @@ def test_check_imports_in_name_order_and_files_results_with_time_suffix(home, ft
                          ("20180517.csv", Import.SUCCEEDED, "ftp")]
     assert ftp_files(home) == []
     assert (home / "error" / "20180516_20261128-091500.csv").read_bytes() == FTP_BAD_CSV
-    assert result.message == "3件のファイルを取り込みました(成功 2件、エラー 1件)。"
+    assert result.message == "3件のファイルのうち 2件を取り込み、1件はエラーでした。"
 
 
 def test_same_name_in_the_same_second_does_not_overwrite(home, ftp_account):
@@ -96,7 +96,7 @@ def test_a_file_changed_within_the_quiet_period_waits_for_a_later_check(app, hom
 
     early = ftpcheck.check_account(ftp_account.id, now=now)
     assert (early.files, early.waiting) == ([], ["20180516.csv"])
-    assert "次回のチェック" in early.message
+    assert "1件はまだ読み込めないため残しました" in early.message
     assert ftp_files(home) == ["20180516.csv"] and imports() == []
 
     later = ftpcheck.check_account(ftp_account.id, now=now + dt.timedelta(seconds=11))
@@ -315,7 +315,7 @@ def test_without_a_worker_a_check_leaves_the_file_until_a_later_check_finds_its_
     later = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(hours=1))
     assert [(f.name, f.succeeded, f.moved_to) for f in later.files] == [
         ("20180516.csv", True, "processed/20180516_20261128-101500.csv")]
-    assert later.running == [] and later.message == "1件のファイルを取り込みました(成功 1件、エラー 0件)。"
+    assert later.running == [] and later.message == "1件のファイルを取り込みました。"
     assert imports() == [("20180516.csv", Import.SUCCEEDED, "ftp")]
     assert ftp_files(bare_home) == []
 
@@ -372,3 +372,29 @@ def test_a_future_dated_file_still_importing_is_not_received_again(app, bare_hom
     filed = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME + dt.timedelta(minutes=10))
     assert [(f.name, f.succeeded) for f in filed.files] == [("20180516.csv", True)]
     assert imports() == [("20180516.csv", Import.SUCCEEDED, "ftp")] and ftp_files(bare_home) == []
+
+
+def test_the_report_of_an_ftp_file_says_where_it_was_moved_and_waits_for_the_move(home, ftp_account):
+    from app.models import OutboxMail, utcnow
+
+    put(home, "20180516.csv", FTP_BAD_CSV)
+    result = ftpcheck.check_account(ftp_account.id, now=CHECK_TIME)
+    assert [f.moved_to for f in result.files] == ["error/20180516_20261128-091500.csv"]
+    db.session.rollback()
+    [mail] = db.session.scalars(db.select(OutboxMail)).all()
+    assert mail.kind == "error"
+    assert "■ FTPのファイル\n「20180516.csv」は error/20180516_20261128-091500.csv に移しました。\n" in mail.body
+    assert "移した日時" not in mail.body
+    assert mail.next_attempt_at <= utcnow()  # held for the move, then sent at once
+
+
+def test_a_report_of_an_ftp_file_not_yet_moved_names_the_folder_and_is_held(bare_home, ftp_account):
+    from app.models import OutboxMail, utcnow
+    from app.services import runner
+
+    imp = ingest.receive(ftp_account.id, "20180516.csv", FTP_BAD_CSV, channel="ftp", sender="ftp:x")
+    runner.run_import(imp.id)
+    [mail] = db.session.scalars(db.select(OutboxMail)).all()
+    assert ("「20180516.csv」は、取込が終わったあとのチェックで error/ フォルダに「20180516_移した日時」の名前で"
+            "移します。") in mail.body
+    assert mail.next_attempt_at > utcnow() + dt.timedelta(seconds=30)

@@ -51,7 +51,7 @@ def test_failure_report_lists_every_error_with_line_column_value(app, make_accou
     assert "受付経路: メール" in body
     assert "ファイル名: 20180516.csv" in body
     assert "送信者: taro@example.com" in body
-    assert "受付日時: 2018-05-16 09:05:00 (Asia/Tokyo)" in body
+    assert "受信日時: 2018-05-16 09:05:00 (Asia/Tokyo)" in body
     assert "2行目 列「売上」 値「abc」: 数値ではありません" in body
     assert "3行目 列「No.」 値「77」: メンバー設定に存在しないNo.です" in body
     assert f"http://renkei.test/imports/{imp.id}" in body
@@ -219,3 +219,45 @@ def test_every_error_mail_links_the_sample_file(app, make_account):
     assert "\nhttp://renkei.test/imports/sample.xlsx\n" in bodies[2]
     assert "メンバー設定に存在しないNo.です" in bodies[2]  # the workbook was read and refused by its content
     assert "\nhttp://renkei.test/imports/sample.csv\n" in bodies[3]
+
+
+ENCODING_ADVICE = "・文字コード:"
+HEADER_ADVICE = "・見出し:"
+MEMBER_ADVICE = "・メンバー:"
+VALUES_ADVICE = "・値:"
+ADVICE = (ENCODING_ADVICE, HEADER_ADVICE, MEMBER_ADVICE, VALUES_ADVICE)
+
+
+@pytest.mark.parametrize("filename, data, wanted", [
+    ("20180516.csv", b"No.,\x83\xff,\xff\xfe\x80\r\n1,\x81\xff\xe3\x80,1\r\n", (ENCODING_ADVICE,)),
+    ("20180516.csv", csv_file([[1, 1, 1, 1, ""]], header=["No.", "売上", "粗利", "件数", "未知"]), (HEADER_ADVICE,)),
+    ("20180516.csv", csv_file([[77, 1, 1, 1, ""]]), (MEMBER_ADVICE,)),
+    ("20180516.csv", csv_file([[1, "abc", 1, 1, ""]]), (VALUES_ADVICE,)),
+    ("20180516.csv", csv_file([[77, "abc", 1, 1, ""]]), (MEMBER_ADVICE, VALUES_ADVICE)),
+    ("売上5月.csv", csv_file([[1, 1, 1, 1, ""]]), ()),
+    ("売上5月.csv", csv_file([[77, 1, 1, 1, ""]]), (MEMBER_ADVICE,)),
+])
+def test_the_error_report_gives_the_advice_of_each_kind_of_error_found_and_no_other(
+    app, make_account, filename, data, wanted
+):
+    acc = make_account("acme", **ingest_options())
+    imp = ingest.receive(acc.id, filename, data, channel="mail", sender="taro@example.com")
+    runner.run_import(imp.id)
+    [mail] = mails()
+    assert [advice for advice in ADVICE if advice in mail.body] == list(wanted), mail.body
+    named_wrong = filename.startswith("売上")
+    assert ("・ファイル名: ファイル名「売上5月.csv」からは期間が分かりません。" in mail.body) is named_wrong
+    assert ("同じファイル名で送り直してください" in mail.body) is not named_wrong
+    if MEMBER_ADVICE in wanted:
+        assert "メンバー設定にない(または無効な)No.の行があります。" in mail.body
+
+
+def test_a_pinned_encoding_is_named_in_the_advice(app, make_account):
+    acc = make_account("acme", **ingest_options(encoding="utf-8"))
+    imp = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 1, 1, 1, "髙橋"]], encoding="cp932"), channel="mail",
+                         sender="taro@example.com")
+    runner.run_import(imp.id)
+    [mail] = mails()
+    assert ("・文字コード: 外部連携設定で文字コードが「UTF-8」に決められています。"
+            "その文字コードで保存し直してください") in mail.body
+    assert HEADER_ADVICE not in mail.body and VALUES_ADVICE not in mail.body

@@ -44,8 +44,8 @@ def test_worker_imports_received_files_and_sends_reports(app, make_account, smtp
     worker = worker_factory(poll_seconds=3600)
     worker.start()
 
-    good = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 100, 10, 1, ""]]), channel="ftp", sender="ftp")
-    bad = ingest.receive(acc.id, "20180517.csv", csv_file([[1, "x", 10, 1, ""]]), channel="ftp", sender="ftp")
+    good = ingest.receive(acc.id, "20180516.csv", csv_file([[1, 100, 10, 1, ""]]), channel="api", sender="api")
+    bad = ingest.receive(acc.id, "20180517.csv", csv_file([[1, "x", 10, 1, ""]]), channel="api", sender="api")
     worker.wake()
 
     assert wait_for_status(good.id, {"succeeded", "failed"}) == "succeeded"

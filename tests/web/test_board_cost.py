@@ -13,6 +13,7 @@ from __future__ import annotations
 import cProfile
 import pstats
 import random
+import re
 
 from markupsafe import escape
 
@@ -76,10 +77,49 @@ def test_board_and_month_api_cost_grows_little_per_member(app, client, make_acco
 
 def test_number_cells_are_what_the_template_would_show():
     # number_cells writes the cells without escaping them (numbers hold no markup) and formats
-    # integers inline: both must give exactly what `{{ value|number }}` in a <td> gave.
+    # integers inline: both must give exactly what `{{ value|number }}` in a <td> gave; no value is "—".
     rng = random.Random(7)
     values = [None, 0.0, -0.0, 1.0, -1.0, 12.5, 0.125, 0.005, -0.001, -0.005, 999.999, 1234567.891, 2.0 ** 53,
               1e20, -1e300, float("inf"), float("-inf"), float("nan"), 3, -7, 10 ** 30]
     values += [rng.uniform(-1e9, 1e9) for _ in range(200)] + [float(rng.randint(-10**12, 10**12)) for _ in range(200)]
-    want = "".join(f'<td class="num">{"" if v is None else escape(shown_number(v))}</td>' for v in values)
+    want = "".join(f'<td class="num">{"—" if v is None else escape(shown_number(v))}</td>' for v in values)
     assert str(number_cells(values)) == want
+
+
+def test_the_day_view_reads_totals_never_the_result_rows(app, client, make_account, login):
+    from sqlalchemy import event
+
+    from app.extensions import db
+
+    acc = make_account("acme", columns=COLUMNS, member_key="no", mode="api", status="active",
+                       error_to=["errors@acme.example"], api_token=True)
+    login(acc.email)
+    _add_members(acc, 1, 30, 1)
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        for query in ("/?day=2018-05-01", "/?day=2018-05-02&sort=name", "/?month=2018-05"):
+            html = client.get(query).get_data(as_text=True)
+            assert html.count("<tr>") == 1 + 30
+        assert client.get("/api/v1/results?period=20180501", headers=acc.headers).status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert statements and not [s for s in statements if re.search(r"\bresults\b", s)]
+
+
+def test_day_view_cost_grows_little_per_member(app, client, make_account, login):
+    # The day view sorted by a graph column: the same bound as the month (the sort is one pass in C).
+    acc = make_account("acme", columns=COLUMNS, member_key="no", mode="api", status="active",
+                       error_to=["errors@acme.example"], api_token=True)
+    login(acc.email)
+    page = {}
+    small, big = 50, 550
+    for first, last, seed in ((1, small, 1), (small + 1, big, 1)):
+        _add_members(acc, first, last, seed)
+        page[last] = _calls(lambda: client.get(f"/?day=2018-05-01&sort={acc.column['売上']}"))
+    per_member = (page[big] - page[small]) / (big - small)
+    assert per_member < PAGE_CALLS_PER_MEMBER, per_member

@@ -41,7 +41,7 @@ def test_history_lists_imports_newest_first_with_badges(client, board):
     assert f"/imports/{ok.id}" in html and f"/imports/{bad.id}" in html and f"/imports/{queued.id}" in html
     # Row and error counts are shown.
     row = re.search(r"<tr>(?:(?!</tr>).)*20180517\.csv.*?</tr>", html, re.S).group(0)
-    assert '<td class="num">3</td>' in row
+    assert '<td data-label="エラー数" class="num">3</td>' in row
 
 
 def test_history_filters(client, board):
@@ -91,7 +91,7 @@ def test_detail_shows_every_field_and_every_error(client, board):
 
     assert "20180517.csv" in html and "system-x" in html and "API" in html
     assert "2018年5月17日" in html and "Shift_JIS(cp932)" in html
-    rows = re.findall(r"<tr>\s*<td class=\"num\">(\d+)</td>\s*<td>([^<]*)</td>\s*<td class=\"value\">([^<]*)</td>", html)
+    rows = re.findall(r"<tr>\s*<td[^>]*>(\d+)</td>\s*<td[^>]*>([^<]*)</td>\s*<td[^>]*>([^<]*)</td>", html)
     assert ("2", "No.", "99") in rows
     assert ("3", "売上", "abc") in rows
     assert ("4", "No.", "77") in rows
@@ -107,6 +107,45 @@ def test_detail_links_the_replaced_import(client, board):
     assert f'href="/imports/{first.id}"' in html
     # The older one points forward to the import that replaced it.
     assert f'href="/imports/{second.id}"' in client.get(f"/imports/{first.id}").get_data(as_text=True)
+
+
+def test_a_replaced_import_shows_replaced_and_links_to_the_one_that_replaced_it(client, board):
+    first = import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    second = import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    third = import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    other = import_file(board.id, "20180517.csv", GOOD, channel="cli", sender=None)
+    # Recorded by the replacing import's transaction; an import replaced once keeps its first replacer.
+    assert [db.session.get(Import, i.id).replaced_by_id for i in (first, second, third, other)] == [
+        second.id, third.id, None, None]
+
+    listed = client.get("/imports").get_data(as_text=True)
+    rows = {int(n): row for row, n in re.findall(r'(<tr>(?:(?!</tr>).)*?href="/imports/(\d+)">詳細</a></td>\s*</tr>)',
+                                                  listed, re.S)}
+    assert f'<a class="badge replaced" href="/imports/{second.id}"' in rows[first.id]
+    assert "置換済 → #" + str(second.id) in rows[first.id]
+    assert "置換済" in rows[second.id] and "置換済" not in rows[third.id] and "置換済" not in rows[other.id]
+    assert f'href="/imports/{second.id}" title="置換した取込">(#{second.id} を置換)' in rows[third.id]
+
+    page = client.get(f"/imports/{second.id}").get_data(as_text=True)
+    assert '<span class="badge replaced">置換済</span>' in page
+    by = re.search(r'<dd id="replaced-by-import">(.*?)</dd>', page, re.S).group(1)
+    assert f'href="/imports/{third.id}">#{third.id} 20180516.csv' in by
+    assert f'href="/imports/{third.id}"' in re.search(r'<p class="flash flash-warning" id="replaced-by">(.*?)</p>',
+                                                      page, re.S).group(1)
+    back = re.search(r'<dt>置換した取込</dt><dd id="replaced-import">(.*?)</dd>', page, re.S).group(1)
+    assert f'href="/imports/{first.id}">#{first.id} 20180516.csv' in back
+    # The newest is not replaced and links back to the one it replaced.
+    page = client.get(f"/imports/{third.id}").get_data(as_text=True)
+    assert "置換済" not in page
+    assert f'href="/imports/{second.id}"' in re.search(r'<dd id="replaced-import">(.*?)</dd>', page, re.S).group(1)
+
+
+def test_a_failed_file_of_the_same_name_replaces_nothing(client, board):
+    first = import_file(board.id, "20180516.csv", GOOD, channel="cli", sender=None)
+    import_file(board.id, "20180516.csv", BAD, channel="cli", sender=None)
+    assert db.session.get(Import, first.id).replaced_by_id is None
+    assert "置換済" not in client.get(f"/imports/{first.id}").get_data(as_text=True)
+    assert "置換済" not in client.get("/imports").get_data(as_text=True)
 
 
 def test_queued_import_page_refreshes_itself(client, board):

@@ -79,13 +79,14 @@ def test_chart_shows_members_and_bars_for_the_picked_column(client, board):
     labels = [t.text for t in svg.iter(f"{SVG}text") if t.get("class") == "bar-label"]
     values = [t.text for t in svg.iter(f"{SVG}text") if t.get("class") == "bar-value"]
     assert labels == ["山田 太郎", "髙橋 花子", "退職 者"]
-    assert values == ["120,000円", "-5,000円", "0円"]  # the first column by default
-    assert len(list(svg.iter(f"{SVG}rect"))) == 3
+    # The first column by default; a member without data is "—" and draws no bar (no data is not 0円).
+    assert values == ["120,000円", "-5,000円", "—"]
+    assert len(list(svg.iter(f"{SVG}rect"))) == 2
     assert 'style="' not in html.split("<svg", 1)[1].split("</svg>", 1)[0]  # CSP: no inline styles
 
     html = client.get(f"/?month=2018-05&column={board['count'].id}").get_data(as_text=True)
     values = [t.text for t in _svg(html).iter(f"{SVG}text") if t.get("class") == "bar-value"]
-    assert values == ["2件", "7件", "0件"]
+    assert values == ["2件", "7件", "—"]
     assert f'<option value="{board["count"].id}" selected>件数(件)</option>' in html
     # The picker keeps the month.
     assert '<input type="hidden" name="month" value="2018-05">' in html
@@ -203,8 +204,18 @@ def test_chart_without_data_says_so():
 
 
 def test_chart_with_all_zero_or_missing_values():
-    root = _parse(bars(["a", "b", "c"], [0, None, float("nan")], unit=""))
-    assert [float(r.get("width")) for r in _rects(root)] == [0, 0, 0]
+    root = _parse(bars(["a", "b", "c"], [0, None, float("nan")], unit="円"))
+    # A missing value draws no bar and says "—"; a zero (or a broken number) is a bar of width 0.
+    assert [float(r.get("width")) for r in _rects(root)] == [0, 0]
+    values = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "bar-value"]
+    assert values == ["0円", "—", "0円"]
+    assert "b: —" in [t.text for t in root.iter(f"{SVG}title")]
+
+
+def test_chart_with_only_missing_values():
+    root = _parse(bars(["a", "b"], [None, None], unit="円"))
+    assert not _rects(root)
+    assert [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "bar-value"] == ["—", "—"]
 
 
 def test_chart_is_responsive_and_uses_no_inline_style():

@@ -35,8 +35,8 @@ def upload(client, data: bytes, filename: str = "members.csv"):
 def error_rows(html: str) -> list[tuple[str, str, str, str]]:
     """The (line, column, value, message) rows of the error table, as the user reads them."""
     section = html.split('id="import-errors"', 1)[1]
-    cells = re.findall(r"<tr>\s*<td class=\"num\">(.*?)</td>\s*<td>(.*?)</td>\s*<td[^>]*>(.*?)</td>\s*<td[^>]*>(.*?)</td>",
-                       section, re.DOTALL)
+    cells = re.findall(r"<tr>\s*<td[^>]*>(.*?)</td>\s*<td[^>]*>(.*?)</td>\s*<td[^>]*>(.*?)</td>\s*<td[^>]*>(.*?)</td>",
+                       section, re.S)
     return [tuple(c.strip() for c in row) for row in cells]
 
 

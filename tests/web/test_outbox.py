@@ -50,7 +50,7 @@ def test_outbox_shows_delivery_state(client, board):
 
     html = client.get("/outbox").get_data(as_text=True)
     assert '<span class="badge failed">送信失敗</span>' in html
-    assert "Connection refused" in html and '<td class="num">20</td>' in html
+    assert "Connection refused" in html and '<td data-label="試行回数" class="num">20</td>' in html
 
 
 def test_mail_page_shows_the_body_escaped(client, board):

@@ -19,7 +19,8 @@ from app.services import members as member_service
 from tests.fixtures.scoping import OBJECT_FACTORIES, build
 
 # Endpoints that answer without a login on purpose.
-PUBLIC_ENDPOINTS = {"static", "auth.login"}
+# The icon is public like the static files it redirects to (a browser asks for it before anyone logs in).
+PUBLIC_ENDPOINTS = {"static", "auth.login", "main.favicon"}
 
 
 def scoped_rules(app):

@@ -62,7 +62,7 @@ def test_a_csv_shows_its_rows_as_stored_in_the_column_order_with_totals(client, 
         ["4", "髙橋 一郎", "0", "", ""],
     ]
     assert _cells(html, "tfoot") == [["合計", "2,180,000.5", "4", ""]]
-    assert 'class="table-wrap"' in html and "何も保存していません" in html
+    assert 'class="table-wrap scroll"' in html and "何も保存していません" in html
     assert _counts() == (0, 0)
 
 
