@@ -348,95 +348,54 @@ def test_migration_0012_adds_the_sheet_setting_and_the_error_letter_and_takes_th
     assert db.session.scalar(text("SELECT message FROM import_errors")) == "エラー"
 
 
-def test_migration_0015_adds_the_subject_and_the_discard_notices_and_takes_them_back(tmp_path, new_database):
-    from flask_migrate import downgrade, upgrade
-    from sqlalchemy import inspect, text
+def test_migration_0015_adds_the_subject_and_the_discard_notices_and_takes_them_back(migrated_to):
+    migrated_to("0013")
+    insert_row("accounts")
+    insert_row("imports", channel="mail", status="discarded", error_count=0)
+    db.session.commit()
 
-    from app.extensions import init_migrations
+    upgrade(revision="0015")
+    assert db.session.execute(text("SELECT subject FROM imports")).one() == (None,)
+    insert_row("discard_notices", account_id=1, day="2020-01-01", discards=1, created_at="2020-01-02")
+    db.session.commit()
+    with pytest.raises(IntegrityError):
+        insert_row("discard_notices", account_id=1, day="2020-01-01", discards=2, created_at="2020-01-02")
+    db.session.rollback()
 
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
-    init_migrations(app)
-    with app.app_context():
-        upgrade(revision="0013")
-        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
-                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
-        db.session.execute(text(
-            "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, "
-            "row_count, error_count, size) VALUES (1, 1, 'mail', '20180516.csv', 'discarded', '2020-01-01', 0, 0, 0, 0)"))
-        db.session.commit()
-
-        upgrade(revision="0015")
-        assert db.session.execute(text("SELECT subject FROM imports")).one() == (None,)
-        db.session.execute(text("INSERT INTO discard_notices (account_id, day, discards, created_at) "
-                                "VALUES (1, '2020-01-01', 1, '2020-01-02')"))
-        db.session.commit()
-        with pytest.raises(IntegrityError):
-            db.session.execute(text("INSERT INTO discard_notices (account_id, day, discards, created_at) "
-                                    "VALUES (1, '2020-01-01', 2, '2020-01-02')"))
-        db.session.rollback()
-
-        downgrade(revision="0013")
-        assert "subject" not in {c["name"] for c in inspect(db.engine).get_columns("imports")}
-        assert "discard_notices" not in inspect(db.engine).get_table_names()
-        assert db.session.scalar(text("SELECT count(*) FROM imports")) == 1
-        db.session.remove()
-        db.engine.dispose()
+    downgrade(revision="0013")
+    assert "subject" not in column_names("imports")
+    assert "discard_notices" not in inspect(db.engine).get_table_names()
+    assert db.session.scalar(text("SELECT count(*) FROM imports")) == 1
 
 
+def test_migration_0016_records_replaced_imports_from_the_existing_links_and_takes_them_back(migrated_to):
+    migrated_to("0013")
+    insert_row("accounts")
+    # 1 replaced by 2, 2 by 3; 4 another name; 5 a failed file of the first name (replaces nothing).
+    for import_id, name, status, replaced in ((1, "20180516.csv", "succeeded", None),
+                                              (2, "20180516.csv", "succeeded", 1),
+                                              (3, "20180516.csv", "succeeded", 2),
+                                              (4, "20180517.csv", "succeeded", None),
+                                              (5, "20180516.csv", "failed", None)):
+        insert_row("imports", id=import_id, filename=name, status=status, error_count=0, period_kind="day",
+                   period_date="2018-05-16", replaced_import_id=replaced)
+    db.session.commit()
 
-def test_migration_0016_records_replaced_imports_from_the_existing_links_and_takes_them_back(tmp_path, new_database):
-    from flask_migrate import downgrade, upgrade
-    from sqlalchemy import inspect, text
+    upgrade(revision="0016")
+    stored = dict(db.session.execute(text("SELECT id, replaced_by_id FROM imports ORDER BY id")).all())
+    assert stored == {1: 2, 2: 3, 3: None, 4: None, 5: None}
+    db.session.commit()  # PostgreSQL: the downgrade's ALTER TABLE waits for this read's transaction otherwise
+    indexes = {i["name"]: i["column_names"] for i in inspect(db.engine).get_indexes("imports")}
+    assert indexes["ix_imports_account_period"] == ["account_id", "period_date"]
 
-    from app.extensions import init_migrations
-
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
-    init_migrations(app)
-    with app.app_context():
-        upgrade(revision="0013")
-        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
-                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
-        # 1 replaced by 2, 2 by 3; 4 another name; 5 a failed file of the first name (replaces nothing).
-        for import_id, name, status, replaced in ((1, "20180516.csv", "succeeded", None),
-                                                  (2, "20180516.csv", "succeeded", 1),
-                                                  (3, "20180516.csv", "succeeded", 2),
-                                                  (4, "20180517.csv", "succeeded", None),
-                                                  (5, "20180516.csv", "failed", None)):
-            db.session.execute(text(
-                "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, row_count, "
-                "error_count, size, period_kind, period_date, replaced_import_id) "
-                "VALUES (:id, 1, 'web', :name, :status, '2020-01-01', 0, 0, 0, 0, 'day', '2018-05-16', :replaced)"),
-                {"id": import_id, "name": name, "status": status, "replaced": replaced})
-        db.session.commit()
-
-        upgrade(revision="0016")
-        stored = dict(db.session.execute(text("SELECT id, replaced_by_id FROM imports ORDER BY id")).all())
-        assert stored == {1: 2, 2: 3, 3: None, 4: None, 5: None}
-        db.session.commit()  # PostgreSQL: the downgrade's ALTER TABLE waits for this read's transaction otherwise
-        indexes = {i["name"]: i["column_names"] for i in inspect(db.engine).get_indexes("imports")}
-        assert indexes["ix_imports_account_period"] == ["account_id", "period_date"]
-
-        downgrade(revision="0013")
-        assert "replaced_by_id" not in {c["name"] for c in inspect(db.engine).get_columns("imports")}
-        assert "ix_imports_account_period" not in {i["name"] for i in inspect(db.engine).get_indexes("imports")}
-        assert db.session.execute(text("SELECT id, replaced_import_id FROM imports ORDER BY id")).all() == [
-            (1, None), (2, 1), (3, 2), (4, None), (5, None)]
-        db.session.remove()
-        db.engine.dispose()
+    downgrade(revision="0013")
+    assert "replaced_by_id" not in column_names("imports")
+    assert "ix_imports_account_period" not in {i["name"] for i in inspect(db.engine).get_indexes("imports")}
+    assert db.session.execute(text("SELECT id, replaced_import_id FROM imports ORDER BY id")).all() == [
+        (1, None), (2, 1), (3, 2), (4, None), (5, None)]
 
 
-
-def test_migration_0017_drops_the_results_foreign_keys_and_keeps_every_row(tmp_path, new_database):
-    from flask_migrate import downgrade, upgrade
-    from sqlalchemy import inspect, text
-
-    from app.extensions import init_migrations
-
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
-    init_migrations(app)
+def test_migration_0017_drops_the_results_foreign_keys_and_keeps_every_row(migrated_to):
     columns = 'import_id, line, account_id, member_id, period_kind, period_date, "values", note'
     rows = [(10, 2, 1, 5, "day", "2018-05-16", {"1": 100.0}, "A社"),
             (10, 3, 1, 6, "day", "2018-05-16", {"1": -5.0, "2": 1.5}, None),
@@ -449,67 +408,42 @@ def test_migration_0017_drops_the_results_foreign_keys_and_keeps_every_row(tmp_p
     def foreign_keys():
         return sorted(key["referred_table"] for key in inspect(db.engine).get_foreign_keys("results"))
 
-    with app.app_context():
-        upgrade(revision="0013")
-        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
-                                "VALUES (1, 'a', 'A', false, '2020-01-01')"))
-        for member_id in (5, 6):
-            db.session.execute(text("INSERT INTO members (id, account_id, no, name, active) VALUES (:id, 1, :id, 'M', true)"),
-                               {"id": member_id})
-        for import_id in (10, 11):
-            db.session.execute(text(
-                "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, row_count, "
-                "error_count, size) VALUES (:id, 1, 'web', '20180516.csv', 'succeeded', '2020-01-01', 0, 0, 0, 0)"),
-                {"id": import_id})
-        for row in rows:
-            db.session.execute(text(f"INSERT INTO results ({columns}) VALUES (:i, :l, :a, :m, :k, :d, :v, :n)"),
-                               dict(zip("ilamkdvn", (*row[:6], json.dumps(row[6]), row[7]))))
-        db.session.commit()
-        assert foreign_keys() == ["accounts", "imports", "members"]
+    migrated_to("0013")
+    insert_row("accounts", integration_enabled=False)
+    for member_id in (5, 6):
+        insert_row("members", id=member_id, account_id=1, no=member_id, name="M", active=True)
+    for import_id in (10, 11):
+        insert_row("imports", id=import_id, status="succeeded", error_count=0)
+    for row in rows:
+        insert_row("results", **dict(zip(columns.replace('"', "").split(", "), (*row[:6], json.dumps(row[6]), row[7]))))
+    db.session.commit()
+    assert foreign_keys() == ["accounts", "imports", "members"]
 
-        upgrade(revision="0017")
-        assert stored() == rows
-        assert foreign_keys() == []
-        db.session.commit()
+    upgrade(revision="0017")
+    assert stored() == rows
+    assert foreign_keys() == []
+    db.session.commit()
 
-        downgrade(revision="0013")
-        assert stored() == rows
-        assert foreign_keys() == ["accounts", "imports", "members"]
-        db.session.remove()
-        db.engine.dispose()
+    downgrade(revision="0013")
+    assert stored() == rows
+    assert foreign_keys() == ["accounts", "imports", "members"]
 
 
-
-def test_migration_0014_adds_the_last_check_and_the_recheck_and_takes_them_back(tmp_path, new_database):
-    from flask_migrate import downgrade, upgrade
-    from sqlalchemy import inspect, text
-
-    from app.extensions import init_migrations
-
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
-    init_migrations(app)
+def test_migration_0014_adds_the_last_check_and_the_recheck_and_takes_them_back(migrated_to):
+    migrated_to("0013")
     added = {"last_ftp_check_trigger", "last_ftp_check_result", "ftp_recheck_at"}
-    with app.app_context():
-        upgrade(revision="0013")
-        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
-                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
-        db.session.execute(text(
-            "INSERT INTO integration_settings (id, account_id, mode, status, member_key, encoding, error_to, "
-            "success_to, senders, sender_networks, sender_auth, ftp_days, ftp_start, ftp_end, ftp_interval, "
-            "ftp_delay, last_ftp_check_at, updated_at) VALUES (1, 1, 'ftp', 'active', 'no', 'auto', '[]', '[]', "
-            "'[]', '[]', 'none', '[]', '09:00', '18:00', 60, 0, '2020-01-02', '2020-01-01')"))
-        db.session.commit()
+    insert_row("accounts")
+    insert_row("integration_settings", mode="ftp", sender_networks="[]", sender_auth="none",
+               last_ftp_check_at="2020-01-02")
+    db.session.commit()
 
-        upgrade(revision="0014")
-        # A check from before has its time but no trigger or result; no re-check is pending.
-        assert db.session.execute(text(
-            "SELECT last_ftp_check_trigger, last_ftp_check_result, ftp_recheck_at FROM integration_settings")
-        ).one() == (None, None, None)
-        db.session.commit()
+    upgrade(revision="0014")
+    # A check from before has its time but no trigger or result; no re-check is pending.
+    assert db.session.execute(text(
+        "SELECT last_ftp_check_trigger, last_ftp_check_result, ftp_recheck_at FROM integration_settings")
+    ).one() == (None, None, None)
+    db.session.commit()
 
-        downgrade(revision="0013")
-        assert not added & {c["name"] for c in inspect(db.engine).get_columns("integration_settings")}
-        assert db.session.scalar(text("SELECT count(*) FROM integration_settings")) == 1
-        db.session.remove()
-        db.engine.dispose()
+    downgrade(revision="0013")
+    assert not added & column_names("integration_settings")
+    assert db.session.scalar(text("SELECT count(*) FROM integration_settings")) == 1
