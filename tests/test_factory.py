@@ -204,6 +204,15 @@ def test_migration_0007_moves_the_originals_into_import_files_and_back(migrated_
     assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
 
 
+def _results_owners():
+    """Account 1, its members 5 and 6, its succeeded imports 10 and 11: what the results rows name."""
+    insert_row("accounts", integration_enabled=False)
+    for member_id in (5, 6):
+        insert_row("members", id=member_id, account_id=1, no=member_id, name="M", active=True)
+    for import_id in (10, 11):
+        insert_row("imports", id=import_id, status="succeeded", error_count=0)
+
+
 def test_migration_0008_keeps_every_result_and_moves_hand_typed_ones(migrated_to):
     migrated_to("0007")
     columns = 'account_id, import_id, member_id, period_kind, period_date, line, "values", note'
@@ -211,11 +220,7 @@ def test_migration_0008_keeps_every_result_and_moves_hand_typed_ones(migrated_to
             (1, 10, 6, "day", "2018-05-16", 3, '{"1": -5.0, "2": 1.5}', None),
             (1, None, 5, "day", "2018-05-16", None, '{"2": 7.0}', "手入力"),
             (1, 11, 6, "month", "2018-05-01", 2, '{}', None)]
-    insert_row("accounts", integration_enabled=False)
-    for member_id in (5, 6):
-        insert_row("members", id=member_id, account_id=1, no=member_id, name="M", active=True)
-    for import_id in (10, 11):
-        insert_row("imports", id=import_id, status="succeeded", error_count=0)
+    _results_owners()
     for row in rows:
         insert_row("results", **dict(zip(columns.replace('"', "").split(", "), row)))
     manual_id = db.session.scalar(text("SELECT id FROM results WHERE import_id IS NULL"))
@@ -409,11 +414,7 @@ def test_migration_0017_drops_the_results_foreign_keys_and_keeps_every_row(migra
         return sorted(key["referred_table"] for key in inspect(db.engine).get_foreign_keys("results"))
 
     migrated_to("0013")
-    insert_row("accounts", integration_enabled=False)
-    for member_id in (5, 6):
-        insert_row("members", id=member_id, account_id=1, no=member_id, name="M", active=True)
-    for import_id in (10, 11):
-        insert_row("imports", id=import_id, status="succeeded", error_count=0)
+    _results_owners()
     for row in rows:
         insert_row("results", **dict(zip(columns.replace('"', "").split(", "), (*row[:6], json.dumps(row[6]), row[7]))))
     db.session.commit()
