@@ -224,7 +224,19 @@ class ImportErrorRecord(db.Model):
     message: Mapped[str] = mapped_column(Text)
 
 
-class Result(db.Model):
+class _PeriodValues:
+    """A member's values for one period: what an imported line (Result) and a typed one (ManualResult) hold.
+
+    Values are a JSON object {graph column id: number}.
+    """
+
+    period_kind: Mapped[str] = mapped_column(String(8))
+    period_date: Mapped[dt.date]
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Result(_PeriodValues, db.Model):
     """One line of an imported CSV: a member's values for the import's period.
 
     Values are a JSON object {graph column id: number}, so a 200,000-line file is
@@ -245,13 +257,9 @@ class Result(db.Model):
     line: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     account_id: Mapped[int]
     member_id: Mapped[int]
-    period_kind: Mapped[str] = mapped_column(String(8))
-    period_date: Mapped[dt.date]
-    values: Mapped[dict[str, Any]] = mapped_column(JSON)
-    note: Mapped[str | None] = mapped_column(Text)
 
 
-class ManualResult(db.Model):
+class ManualResult(_PeriodValues, db.Model):
     """A result typed by hand: a member's values for one period, which imports never touch."""
 
     __tablename__ = "manual_results"
@@ -260,39 +268,37 @@ class ManualResult(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
-    period_kind: Mapped[str] = mapped_column(String(8))
-    period_date: Mapped[dt.date]
-    values: Mapped[dict[str, Any]] = mapped_column(JSON)
-    note: Mapped[str | None] = mapped_column(Text)
 
 
-class ImportTotal(db.Model):
-    """Per succeeded import, member and graph column: the sum of the column's values and its lines.
+class _MemberColumnSum:
+    """The last part of a totals key, member and graph column, and what is summed: values and lines.
 
     column_id 0 holds the member's line count (lines with or without values); see services/totals.py.
     No foreign key on column_id: a deleted column's sums stay, as its values stay in the rows.
+    A mixin's columns come after the class's own, so the primary key ends (member_id, column_id).
     """
 
-    __tablename__ = "import_totals"
-
-    import_id: Mapped[int] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
     column_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     total: Mapped[float]
     line_count: Mapped[int]
 
 
-class MonthTotal(db.Model):
+class ImportTotal(_MemberColumnSum, db.Model):
+    """Per succeeded import, member and graph column: the sum of the column's values and its lines."""
+
+    __tablename__ = "import_totals"
+
+    import_id: Mapped[int] = mapped_column(ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True)
+
+
+class MonthTotal(_MemberColumnSum, db.Model):
     """Per account, calendar month (its first day), member and column: the month's sum over imports and hand-typed results."""
 
     __tablename__ = "month_totals"
 
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
     period_month: Mapped[dt.date] = mapped_column(primary_key=True)
-    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
-    column_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    total: Mapped[float]
-    line_count: Mapped[int]
 
 
 class IntegrationSettings(db.Model):

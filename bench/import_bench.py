@@ -29,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,8 +82,49 @@ def run_measured(argv: list[str], env: dict | None = None, cwd: Path = ROOT) -> 
     return wall, usage.ru_maxrss / 1024, out_file.read().decode(errors="replace")
 
 
+@contextmanager
+def scratch_folder(prefix: str, keep: bool = False) -> Iterator[Path]:
+    """A new temporary folder of a benchmark's files, removed at the end unless `keep` (--keep)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        if keep:
+            print(f"kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def flask(env: dict, *args: str) -> str:
     return run_measured([sys.executable, "-m", "flask", "--app", "app", *args], env)[2]
+
+
+def setup_renkei(data_dir: Path, member_csv: Path) -> dict:
+    """A fresh data folder with the bench account, its members, columns and settings; return the env."""
+    env = dict(os.environ, RENKEI_DATA_DIR=str(data_dir), RENKEI_SECRET_KEY="bench")
+    env.pop("DATABASE_URL", None)
+    # Renkei is timed as it runs from its second start on: with its modules' bytecode cached
+    # (the set-up commands below write it), as pip did for pandas. Some shells forbid writing it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    flask(env, "db", "upgrade")
+    flask(env, "accounts", "create", "bench", "--name", "ベンチ", "--admin-email", "admin@bench.example",
+          "--admin-password", "bench-password")
+    flask(env, "members", "import", "bench", str(member_csv))
+    for name in COLUMNS:
+        flask(env, "columns", "add", "bench", name)
+    flask(env, "integration", "set", "bench", "--member-key", "employee_id", "--error-to", "admin@bench.example",
+          "--senders", "erp@bench.example")
+    return env
+
+
+def import_fresh(env: dict, data_dir: Path, pristine: Path, path: Path, cwd: Path = ROOT) -> tuple[float, float, str]:
+    """`flask import-csv bench path` into a fresh copy of `pristine` (the state after set-up): (s, MiB, stdout).
+
+    Every run imports into the same state, with no earlier import to replace.
+    """
+    shutil.rmtree(data_dir)
+    shutil.copytree(pristine, data_dir)
+    return run_measured([sys.executable, "-m", "flask", "--app", "app", "import-csv", "bench", str(path)], env, cwd)
 
 
 def main() -> None:
@@ -95,37 +138,18 @@ def main() -> None:
     args = parser.parse_args()
     args.repeat = max(1, args.repeat)
 
-    folder = Path(tempfile.mkdtemp(prefix="renkei-bench-"))
-    try:
+    with scratch_folder("renkei-bench-", args.keep) as folder:
         data, member_csv = generate(folder, args.rows, args.members)
         size_mb = data.stat().st_size / 1e6
         print(f"reference file: {data.name}, {args.rows:,} rows, {size_mb:.1f} MB cp932, {args.members:,} members")
 
-        env = dict(os.environ, RENKEI_DATA_DIR=str(folder / "renkei"), RENKEI_SECRET_KEY="bench")
-        env.pop("DATABASE_URL", None)
-        # Renkei is timed as it runs from its second start on: with its modules' bytecode cached
-        # (the set-up commands below write it), as pip did for pandas. Some shells forbid writing it.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        flask(env, "db", "upgrade")
-        flask(env, "accounts", "create", "bench", "--name", "ベンチ", "--admin-email", "admin@bench.example",
-              "--admin-password", "bench-password")
-        flask(env, "members", "import", "bench", str(member_csv))
-        for name in COLUMNS:
-            flask(env, "columns", "add", "bench", name)
-        flask(env, "integration", "set", "bench", "--member-key", "employee_id", "--error-to", "admin@bench.example",
-              "--senders", "erp@bench.example")
-
-        # Every Renkei run imports into the state right after set-up (no earlier import to replace).
-        data_dir = folder / "renkei"
-        pristine = folder / "renkei-after-setup"
+        data_dir, pristine = folder / "renkei", folder / "renkei-after-setup"
+        env = setup_renkei(data_dir, member_csv)
         shutil.copytree(data_dir, pristine)
         utf8 = folder / "utf8.csv"
 
         def renkei(cwd: Path = ROOT) -> tuple[float, float]:
-            shutil.rmtree(data_dir)
-            shutil.copytree(pristine, data_dir)
-            wall, rss, out = run_measured(
-                [sys.executable, "-m", "flask", "--app", "app", "import-csv", "bench", str(data)], env, cwd)
+            wall, rss, out = import_fresh(env, data_dir, pristine, data, cwd)
             if "成功" not in out:
                 raise SystemExit(f"renkei import did not succeed: {out}")
             return wall, rss
@@ -172,11 +196,6 @@ def main() -> None:
         ok_mem = rb_rss <= pb_rss
         print(f"\ntarget time ≤ 1.5 × pandas (best): {'met' if ok_time else 'MISSED'} ({rb_wall / pb_wall:.2f}×); "
               f"target memory ≤ pandas (best): {'met' if ok_mem else 'MISSED'} ({rb_rss / pb_rss:.2f}×)")
-    finally:
-        if args.keep:
-            print(f"kept {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from import_bench import COLUMNS, NOTES, generate, run_measured  # noqa: E402
+from import_bench import COLUMNS, NOTES, generate, run_measured, scratch_folder, setup_renkei  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_SECONDS: list[float] = []  # the worker's CPU time of each warm_import, in order
@@ -74,26 +73,6 @@ def run_peak(argv: list[str], env: dict | None = None) -> tuple[float, float]:
     """Run argv as a whole process; return (seconds, its own peak RSS in MiB)."""
     seconds, _, out = run_measured([sys.executable, "-c", LAUNCH, *argv], env)
     return seconds, float(out.strip().splitlines()[-1])
-
-
-def setup_renkei(folder: Path, member_csv: Path) -> dict:
-    """A fresh data folder with the bench account, its members, columns and settings; return the env."""
-    env = dict(os.environ, RENKEI_DATA_DIR=str(folder), RENKEI_SECRET_KEY="bench")
-    env.pop("DATABASE_URL", None)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-
-    def flask(*args: str) -> None:
-        run_measured([sys.executable, "-m", "flask", "--app", "app", *args], env)
-
-    flask("db", "upgrade")
-    flask("accounts", "create", "bench", "--name", "ベンチ", "--admin-email", "admin@bench.example",
-          "--admin-password", "bench-password")
-    flask("members", "import", "bench", str(member_csv))
-    for name in COLUMNS:
-        flask("columns", "add", "bench", name)
-    flask("integration", "set", "bench", "--member-key", "employee_id", "--error-to", "admin@bench.example",
-          "--senders", "erp@bench.example")
-    return env
 
 
 def make_app(env: dict):
@@ -281,15 +260,12 @@ def main() -> None:
     parser.add_argument("--day-rows", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="renkei-warm-"))
-    try:
+    with scratch_folder("renkei-warm-") as folder:
         data, member_csv = generate(folder, args.rows, args.members)
         if not args.no_import:
             import_bench(args, folder, data, member_csv)
         if not args.no_board:
             board_bench(args, folder, member_csv)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

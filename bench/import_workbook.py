@@ -14,7 +14,6 @@ plus the importer's flat batches, not growing with the rows beyond the workbook 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -23,13 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from import_bench import COLUMNS, generate, run_measured
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def flask(env: dict, *args: str) -> str:
-    return run_measured([sys.executable, "-m", "flask", "--app", "app", *args], env)[2]
+from import_bench import generate, import_fresh, scratch_folder, setup_renkei
 
 
 def to_xlsx(csv_path: Path, folder: Path) -> Path:
@@ -54,31 +47,17 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("soffice") is None:
         raise SystemExit("soffice (libreoffice-calc-nogui) is needed to write the xlsx")
-    folder = Path(tempfile.mkdtemp(prefix="renkei-bench-books-"))
-    try:
+    with scratch_folder("renkei-bench-books-") as folder:
         data, member_csv = generate(folder, args.rows, args.members)
         xlsx = to_xlsx(data, folder)
         print(f"files: {data.name} {data.stat().st_size / 1e6:.1f} MB, {xlsx.name} {xlsx.stat().st_size / 1e6:.1f} MB, "
               f"{args.rows:,} rows")
-        env = dict(os.environ, RENKEI_DATA_DIR=str(folder / "renkei"), RENKEI_SECRET_KEY="bench")
-        env.pop("DATABASE_URL", None)
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        flask(env, "db", "upgrade")
-        flask(env, "accounts", "create", "bench", "--name", "ベンチ", "--admin-email", "admin@bench.example",
-              "--admin-password", "bench-password")
-        flask(env, "members", "import", "bench", str(member_csv))
-        for name in COLUMNS:
-            flask(env, "columns", "add", "bench", name)
-        flask(env, "integration", "set", "bench", "--member-key", "employee_id", "--error-to", "admin@bench.example",
-              "--senders", "erp@bench.example")
         data_dir, pristine = folder / "renkei", folder / "renkei-after-setup"
+        env = setup_renkei(data_dir, member_csv)
         shutil.copytree(data_dir, pristine)
 
         def run(path: Path) -> tuple[float, float]:
-            shutil.rmtree(data_dir)
-            shutil.copytree(pristine, data_dir)
-            wall, rss, out = run_measured([sys.executable, "-m", "flask", "--app", "app", "import-csv", "bench",
-                                           str(path)], env)
+            wall, rss, out = import_fresh(env, data_dir, pristine, path)
             if "成功" not in out or f"{args.rows:,}行" not in out and f"{args.rows}行" not in out:
                 raise SystemExit(f"import of {path.name} did not succeed with every row: {out}")
             return wall, rss
@@ -96,8 +75,6 @@ def main() -> None:
             print(f"{name:5s} best {best[name]:.2f} s  median {median[name]:.2f} s  peak RSS {rss[name]:.0f} MiB")
         ratio = best["xlsx"] / best["csv"]
         print(f"xlsx / csv wall time: {ratio:.2f}x (target <= 3x): {'OK' if ratio <= 3 else 'OVER'}")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

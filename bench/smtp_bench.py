@@ -32,7 +32,6 @@ import shutil
 import smtplib
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from email import policy
@@ -41,6 +40,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from import_bench import scratch_folder  # noqa: E402
 
 SENDER = "bench@partner.example"
 MEMBERS = [(1, "E001", "髙橋 一郎"), (2, "E002", "佐藤 花子"), (3, "E003", "鈴木 次郎"), (4, "E004", "田中 美咲")]
@@ -105,19 +106,13 @@ def send_all(port: int, messages: list[bytes], to: str, connections: int) -> flo
 
 def bare_server():
     """A bare aiosmtpd server on a free port whose handler only answers 250."""
-    from aiosmtpd.controller import Controller
+    from tests.fixtures.smtp_sink import FreePortController
 
     class Bare:
         async def handle_DATA(self, server, session, envelope):
             return "250 OK"
 
-    class FreePort(Controller):
-        def _trigger_server(self):
-            if self.port == 0 and self.server is not None:
-                self.port = self.server.sockets[0].getsockname()[1]
-            super()._trigger_server()
-
-    controller = FreePort(Bare(), hostname="127.0.0.1", port=0, data_size_limit=64 * 1024 * 1024)
+    controller = FreePortController(Bare(), hostname="127.0.0.1", port=0, data_size_limit=64 * 1024 * 1024)
     controller.start()
     return controller
 
@@ -255,8 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     size = int((args.size_kb or (100 if args.client == "smtp-source" else 1024)) * 1024)
 
     logging.basicConfig(level=logging.WARNING)
-    folder = Path(tempfile.mkdtemp(prefix="renkei-smtp-bench-"))
-    try:
+    with scratch_folder("renkei-smtp-bench-", args.keep) as folder:
         app, account_id, address = setup_app(folder)
         logging.getLogger().setLevel(logging.WARNING)  # one line per message would drown the figures
         if args.client == "smtplib":
@@ -325,11 +319,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.client == "smtplib":
             return 0 if succeeded == expected else 1
         return 0 if failed == expected else 1  # smtp-source mails carry no CSV: each is a failed import
-    finally:
-        if args.keep:
-            print(f"data folder kept: {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ faketime_sleep.install()  # before anything sleeps: see tests/fixtures/faketime_
 
 pytest_plugins = [
     "tests.fixtures.database",
+    "tests.fixtures.migrations",
     "tests.fixtures.accounts",
     "tests.fixtures.bans",
     "tests.fixtures.smtp",

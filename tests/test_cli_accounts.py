@@ -15,8 +15,14 @@ from app.services import accounts as account_service
 from app.services import columns as column_service
 from app.services import members as member_service
 from app.services import users as user_service
+from tests.fixtures.ingest import write_file
 
 HEADER = "No.,社員ID,氏名,部署,メールアドレス\r\n"
+
+
+def import_members(runner, tmp_path, slug: str, rows: str, encoding: str = "cp932"):
+    """`flask members import SLUG members.csv` of HEADER + rows, written in `encoding`."""
+    return runner.invoke(args=["members", "import", slug, write_file(tmp_path, "members.csv", (HEADER + rows).encode(encoding))])
 
 
 def output(result) -> str:
@@ -145,21 +151,16 @@ def test_unknown_account_exits_1(runner, app, args):
 
 
 def test_members_import_unknown_account_exits_1(runner, app, tmp_path):
-    path = tmp_path / "members.csv"
-    path.write_bytes((HEADER + "1,,山田,,\r\n").encode("cp932"))
-    result = runner.invoke(args=["members", "import", "nosuch", str(path)])
+    result = import_members(runner, tmp_path, "nosuch", "1,,山田,,\r\n")
     assert result.exit_code == 1
     assert 'アカウント "nosuch" はありません (no account with slug "nosuch")' in output(result)
 
 
 def test_members_import_inserts_then_updates(runner, acme, tmp_path):
-    path = tmp_path / "members.csv"
-    path.write_bytes((HEADER + "1,00123,髙橋 一郎,営業①課,t@acme.example\r\n2,,ｶﾀｶﾅ,,\r\n").encode("cp932"))
-    result = runner.invoke(args=["members", "import", "acme", str(path)])
+    result = import_members(runner, tmp_path, "acme", "1,00123,髙橋 一郎,営業①課,t@acme.example\r\n2,,ｶﾀｶﾅ,,\r\n")
     assert result.exit_code == 0, output(result)
     assert "inserted=2 updated=0" in result.output
-    path.write_bytes((HEADER + "2,E002,ｶﾀｶﾅ ﾀﾛｳ,営業,\n3,E003,新人,,\n").encode("utf-8"))
-    result = runner.invoke(args=["members", "import", "acme", str(path)])
+    result = import_members(runner, tmp_path, "acme", "2,E002,ｶﾀｶﾅ ﾀﾛｳ,営業,\n3,E003,新人,,\n", "utf-8")
     assert result.exit_code == 0, output(result)
     assert "inserted=1 updated=1" in result.output
     db.session.expire_all()
@@ -171,9 +172,8 @@ def test_members_import_inserts_then_updates(runner, acme, tmp_path):
 
 
 def test_members_import_bad_csv_lists_every_error_and_stores_nothing(runner, acme, tmp_path):
-    path = tmp_path / "members.csv"
-    path.write_bytes((HEADER + "1,E1,山田,,\r\n" + "x,E2,田中,,\r\n" + "3,E3,,,\r\n" + "4,E1,鈴木,,\r\n").encode("cp932"))
-    result = runner.invoke(args=["members", "import", "acme", str(path)])
+    result = import_members(runner, tmp_path, "acme",
+                            "1,E1,山田,,\r\n" + "x,E2,田中,,\r\n" + "3,E3,,,\r\n" + "4,E1,鈴木,,\r\n")
     assert result.exit_code == 1
     text = output(result)
     assert "3 件のエラー" in text
@@ -185,11 +185,9 @@ def test_members_import_bad_csv_lists_every_error_and_stores_nothing(runner, acm
 
 
 def test_members_import_reports_a_csv_syntax_error_and_a_duplicate_together_capped_at_100(runner, acme, tmp_path):
-    path = tmp_path / "members.csv"
     rows = "1,E1,山田,,\r\n" + '2,"E2"x,田中,,\r\n' + "3,E1,鈴木,,\r\n"  # syntax error on 3, duplicate on 4
     rows += "".join(f"{no},E{no},,,\r\n" for no in range(10, 130))           # 120 lines without 氏名
-    path.write_bytes((HEADER + rows).encode("cp932"))
-    result = runner.invoke(args=["members", "import", "acme", str(path)])
+    result = import_members(runner, tmp_path, "acme", rows)
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert "122 件のエラー" in lines[0]
@@ -201,9 +199,7 @@ def test_members_import_reports_a_csv_syntax_error_and_a_duplicate_together_capp
 
 
 def test_members_import_refuses_formula_keys_and_stores_nothing(runner, acme, tmp_path):
-    path = tmp_path / "members.csv"
-    path.write_bytes((HEADER + '1,"=HYPERLINK(""http://evil.example"")",山田,,\r\n2,-2+3,田中,,\r\n').encode("cp932"))
-    result = runner.invoke(args=["members", "import", "acme", str(path)])
+    result = import_members(runner, tmp_path, "acme", '1,"=HYPERLINK(""http://evil.example"")",山田,,\r\n2,-2+3,田中,,\r\n')
     assert result.exit_code == 1
     text = output(result)
     assert "2 件のエラー" in text

@@ -1,7 +1,6 @@
 """`flask columns alias` and one export of another system imported end to end by `flask import-csv`."""
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
 from app.extensions import db
@@ -9,12 +8,6 @@ from app.models import Import, OutboxMail
 from app.services import columns as column_service
 from app.services import integration as integration_service
 from tests.fixtures.ingest import csv_file, ingest_options, stored
-
-
-@pytest.fixture
-def cli(app):
-    runner = app.test_cli_runner()
-    return lambda *args: runner.invoke(args=list(args))
 
 
 def test_alias_adds_then_clears_and_refuses_with_a_message(cli, make_account):

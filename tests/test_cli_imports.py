@@ -8,28 +8,12 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Import, Result
-from tests.fixtures.ingest import csv_file, ingest_options, stored
-
-
-@pytest.fixture
-def cli(app):
-    runner = app.test_cli_runner()
-
-    def invoke(*args: str):
-        return runner.invoke(args=list(args))
-
-    return invoke
-
-
-def write(tmp_path, name: str, data: bytes) -> str:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return str(path)
+from tests.fixtures.ingest import csv_file, ingest_options, stored, write_file
 
 
 def test_import_csv_ok(cli, app, make_account, tmp_path):
     acc = make_account("acme", **ingest_options())
-    path = write(tmp_path, "20180516.csv", csv_file([[1, 100, 10, 1, ""], [2, 200, 20, 2, ""]]))
+    path = write_file(tmp_path, "20180516.csv", csv_file([[1, 100, 10, 1, ""], [2, 200, 20, 2, ""]]))
 
     result = cli("import-csv", "acme", path)
 
@@ -45,9 +29,9 @@ def test_import_csv_ok(cli, app, make_account, tmp_path):
 
 def test_import_csv_rejected_prints_every_error_and_exits_1(cli, app, make_account, tmp_path):
     acc = make_account("acme", **ingest_options())
-    cli("import-csv", "acme", write(tmp_path, "20180516.csv", csv_file([[1, 100, 10, 1, ""]])))
+    cli("import-csv", "acme", write_file(tmp_path, "20180516.csv", csv_file([[1, 100, 10, 1, ""]])))
     (tmp_path / "bad").mkdir()
-    path = write(tmp_path / "bad", "20180516.csv", csv_file([[1, "abc", 10, 1, ""], [42, 1, 1, 1, ""]]))
+    path = write_file(tmp_path / "bad", "20180516.csv", csv_file([[1, "abc", 10, 1, ""], [42, 1, 1, 1, ""]]))
 
     result = cli("import-csv", "acme", path)
 
@@ -61,16 +45,16 @@ def test_import_csv_rejected_prints_every_error_and_exits_1(cli, app, make_accou
 
 def test_import_csv_dry_run_stores_nothing(cli, app, make_account, tmp_path):
     make_account("acme", **ingest_options())
-    ok = cli("import-csv", "acme", write(tmp_path, "20180500.csv", csv_file([[1, 1, 1, 1, ""]])), "--dry-run")
+    ok = cli("import-csv", "acme", write_file(tmp_path, "20180500.csv", csv_file([[1, 1, 1, 1, ""]])), "--dry-run")
     assert ok.exit_code == 0 and "検証OK" in ok.stdout and "2018年5月" in ok.stdout
-    bad = cli("import-csv", "acme", write(tmp_path, "x.csv", csv_file([[1, 1, 1, 1, ""]])), "--dry-run")
+    bad = cli("import-csv", "acme", write_file(tmp_path, "x.csv", csv_file([[1, 1, 1, 1, ""]])), "--dry-run")
     assert bad.exit_code == 1 and "x.csv::::" not in bad.stderr and "x.csv:::x.csv: ファイル名は" in bad.stderr
     assert db.session.scalar(select(func.count()).select_from(Import)) == 0
     assert db.session.scalar(select(func.count()).select_from(Result)) == 0
 
 
 def test_unknown_slug_exits_1(cli, app, tmp_path):
-    path = write(tmp_path, "20180516.csv", b"No.\r\n")
+    path = write_file(tmp_path, "20180516.csv", b"No.\r\n")
     for args in (("import-csv", "nobody", path), ("imports", "list", "nobody"),
                  ("results", "export", "nobody", "20180516")):
         result = cli(*args)
@@ -80,8 +64,8 @@ def test_unknown_slug_exits_1(cli, app, tmp_path):
 
 def test_imports_list_json(cli, app, make_account, tmp_path):
     make_account("acme", **ingest_options())
-    cli("import-csv", "acme", write(tmp_path, "20180516.csv", csv_file([[1, 1, 1, 1, ""]])))
-    cli("import-csv", "acme", write(tmp_path, "20180517.csv", csv_file([[1, "x", 1, 1, ""]])))
+    cli("import-csv", "acme", write_file(tmp_path, "20180516.csv", csv_file([[1, 1, 1, 1, ""]])))
+    cli("import-csv", "acme", write_file(tmp_path, "20180517.csv", csv_file([[1, "x", 1, 1, ""]])))
 
     result = cli("imports", "list", "acme", "--json")
 
@@ -97,7 +81,7 @@ def test_imports_list_json(cli, app, make_account, tmp_path):
 def test_imports_list_json_has_the_ignored_headers(cli, app, make_account, tmp_path):
     make_account("acme", **ingest_options(extra_columns="ignore"))
     data = csv_file([[1, "x", 5, ""]], header=["No.", "部署", "売上", "備考"])
-    assert cli("import-csv", "acme", write(tmp_path, "20180516.csv", data)).exit_code == 0
+    assert cli("import-csv", "acme", write_file(tmp_path, "20180516.csv", data)).exit_code == 0
 
     items = json.loads(cli("imports", "list", "acme", "--json").stdout)
     assert [(i["filename"], i["status"], i["ignored_headers"]) for i in items] == [
@@ -108,7 +92,7 @@ def test_imports_list_json_has_the_ignored_headers(cli, app, make_account, tmp_p
 def test_export_then_import_round_trips(cli, app, make_account, tmp_path, encoding):
     acc = make_account("acme", **ingest_options())
     source = csv_file([[2, "1,234", "-0.5", "", "㈱髙﨑 ①"], [1, 7, 8, 9, "=1+1"], [3, "", "", 4, ""]])
-    assert cli("import-csv", "acme", write(tmp_path, "20180516.csv", source)).exit_code == 0
+    assert cli("import-csv", "acme", write_file(tmp_path, "20180516.csv", source)).exit_code == 0
     before = sorted((no, values) for no, values, _note, _id in stored(acc))
 
     exported = cli("results", "export", "acme", "20180516", "--encoding", encoding)
@@ -140,7 +124,7 @@ def test_import_csv_keeps_extension_kanji_of_euc_jp_and_iso2022jp_files(cli, app
     acc = make_account("acme", **ingest_options())
     text = csv_file([[1, 100, 10, 1, "髙﨑①㈱～№"], [2, 200, 20, 2, "高崎 ∥－"]], encoding="utf-8").decode("utf-8")
     command, name = PRODUCERS[producer]
-    path = write(tmp_path, "20180516.csv", produce(command, text))
+    path = write_file(tmp_path, "20180516.csv", produce(command, text))
 
     result = cli("import-csv", "acme", path)
 
@@ -159,7 +143,7 @@ def test_export_month_writes_the_month_as_the_board_shows_it(cli, app, make_acco
                        ("20261200.csv", [[1, 1000, "", "", "月次"], [3, 7, 7, 7, ""]]),
                        ("20270101.csv", [[1, 99999, 1, 1, ""]]),      # next month
                        ("20261130.csv", [[2, 88888, 1, 1, ""]])):     # previous month
-        assert cli("import-csv", "acme", write(tmp_path, name, csv_file(rows))).exit_code == 0
+        assert cli("import-csv", "acme", write_file(tmp_path, name, csv_file(rows))).exit_code == 0
     results.add_manual(acc.id, acc.member[2], parse_period("20261215"), {acc.column["件数"]: 5})
 
     month = cli("results", "export", "acme", "202612", "--month", "--encoding", "utf-8")

@@ -10,7 +10,7 @@ from werkzeug.security import check_password_hash
 from app.extensions import db
 from app.models import User
 from app.services import users as user_service
-from tests.fixtures.accounts import OwnContextClient
+from tests.fixtures.accounts import OwnContextClient, users_of
 
 
 @pytest.fixture
@@ -18,22 +18,6 @@ def client(app):
     # Several browsers and commands act in turn here: each request in its own app context.
     app.test_client_class = OwnContextClient
     return app.test_client()
-
-
-@pytest.fixture
-def cli(app):
-    runner = app.test_cli_runner()
-
-    def invoke(*args: str):
-        return runner.invoke(args=list(args))
-
-    return invoke
-
-
-def stored(account_id: int) -> list[tuple[str, str]]:
-    db.session.expire_all()
-    rows = db.session.scalars(db.select(User).where(User.account_id == account_id).order_by(User.email))
-    return [(user.email, user.role) for user in rows]
 
 
 def new_password(result) -> str:
@@ -115,16 +99,16 @@ def test_the_last_admin_is_neither_demoted_nor_removed_by_the_cli(cli, make_acco
     assert "最後の管理者は閲覧者に変更できません。先に別のユーザーを管理者にしてください。" in demoted.stderr
     removed = cli("users", "remove", "admin@acme.example")
     assert removed.exit_code == 1 and "最後の管理者は削除できません。" in removed.stderr
-    assert stored(acc.id) == [("admin@acme.example", "admin"), ("viewer@acme.example", "viewer")]
+    assert users_of(acc.id) == [("admin@acme.example", "admin"), ("viewer@acme.example", "viewer")]
 
     # With a second admin, the first may go.
     promoted = cli("users", "set-role", "viewer@acme.example", "admin")
     assert promoted.exit_code == 0 and "権限を管理者にしました" in promoted.stdout
     assert cli("users", "set-role", "admin@acme.example", "viewer").exit_code == 0
-    assert stored(acc.id) == [("admin@acme.example", "viewer"), ("viewer@acme.example", "admin")]
+    assert users_of(acc.id) == [("admin@acme.example", "viewer"), ("viewer@acme.example", "admin")]
     assert cli("users", "remove", "viewer@acme.example").exit_code == 1  # the last admin again
     assert cli("users", "remove", "admin@acme.example").exit_code == 0
-    assert stored(acc.id) == [("viewer@acme.example", "admin")]
+    assert users_of(acc.id) == [("viewer@acme.example", "admin")]
 
 
 def test_the_last_admin_rule_counts_only_the_users_own_account(cli, make_account):
@@ -132,4 +116,4 @@ def test_the_last_admin_rule_counts_only_the_users_own_account(cli, make_account
     make_account("beta")  # beta's admin does not keep acme's last admin from going
     result = cli("users", "set-role", "admin@acme.example", "viewer")
     assert result.exit_code == 1 and "最後の管理者" in result.stderr
-    assert stored(acc.id) == [("admin@acme.example", "admin")]
+    assert users_of(acc.id) == [("admin@acme.example", "admin")]

@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from app import config as config_module
 from app import create_app
 from app.extensions import db
+from tests.fixtures.migrations import column_names, insert_row, json_value
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,7 +127,7 @@ def test_flask_finds_the_lazy_factory(tmp_path):
 
 
 def test_sqlite_settings_apply_to_the_apps_engine_only(tmp_path):
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
     app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
@@ -174,109 +177,76 @@ def test_the_factory_configures_no_logging(tmp_path):
     assert result.stdout.strip() == "[]"
 
 
-def test_migration_0007_moves_the_originals_into_import_files_and_back(tmp_path, new_database):
-    from flask_migrate import downgrade, upgrade
-    from sqlalchemy import text
-
-    from app.extensions import init_migrations
+def test_migration_0007_moves_the_originals_into_import_files_and_back(migrated_to):
     from app.services import files
 
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
-    init_migrations(app)
+    migrated_to("0005")
     big = bytes(range(256)) * (5 * 1024 * 1024 // 256 // 2) + b"\x00tail"  # 2.5 MiB: three pieces
     originals = {1: "社員ID,売上\r\nE001,100\r\n".encode("cp932"), 2: big, 3: b"", 4: None}
-    with app.app_context():
-        upgrade(revision="0005")
-        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
-                                "VALUES (1, 'a', 'A', false, '2020-01-01')"))
-        for import_id, content in originals.items():
-            db.session.execute(text(
-                "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, row_count, "
-                "error_count, size, content) VALUES (:id, 1, 'web', '20180516.csv', 'failed', '2020-01-01', 0, 0, 1, "
-                ":size, :content)"), {"id": import_id, "size": len(content or b""), "content": content})
-        db.session.execute(text("INSERT INTO import_errors (import_id, message) VALUES (2, 'エラー')"))
-        db.session.commit()
+    insert_row("accounts", integration_enabled=False)
+    for import_id, content in originals.items():
+        insert_row("imports", id=import_id, size=len(content or b""), content=content)
+    insert_row("import_errors", import_id=2)
+    db.session.commit()
 
-        upgrade()
-        assert {import_id: files.read(import_id) for import_id in originals} == originals
-        pieces = db.session.execute(text("SELECT seq, length(data) FROM import_files WHERE import_id = 2 "
-                                         "ORDER BY seq")).all()
-        assert [tuple(p) for p in pieces] == [(0, 1024 * 1024), (1, 1024 * 1024), (2, len(big) - 2 * 1024 * 1024)]
-        # Rebuilding `imports` on SQLite did not cascade into the rows referring to it.
-        assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
-        db.session.commit()
+    upgrade()
+    assert {import_id: files.read(import_id) for import_id in originals} == originals
+    pieces = db.session.execute(text("SELECT seq, length(data) FROM import_files WHERE import_id = 2 "
+                                     "ORDER BY seq")).all()
+    assert [tuple(p) for p in pieces] == [(0, 1024 * 1024), (1, 1024 * 1024), (2, len(big) - 2 * 1024 * 1024)]
+    # Rebuilding `imports` on SQLite did not cascade into the rows referring to it.
+    assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
+    db.session.commit()
 
-        downgrade(revision="0005")
-        back = dict(db.session.execute(text("SELECT id, content FROM imports")).all())
-        assert {key: (bytes(value) if value is not None else None) for key, value in back.items()} == originals
-        assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
-        db.session.remove()
-        db.engine.dispose()
+    downgrade(revision="0005")
+    back = dict(db.session.execute(text("SELECT id, content FROM imports")).all())
+    assert {key: (bytes(value) if value is not None else None) for key, value in back.items()} == originals
+    assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
 
 
-def _json(value):
-    return value if isinstance(value, dict) else json.loads(value)  # psycopg decodes json itself
+def _results_owners():
+    """Account 1, its members 5 and 6, its succeeded imports 10 and 11: what the results rows name."""
+    insert_row("accounts", integration_enabled=False)
+    for member_id in (5, 6):
+        insert_row("members", id=member_id, account_id=1, no=member_id, name="M", active=True)
+    for import_id in (10, 11):
+        insert_row("imports", id=import_id, status="succeeded", error_count=0)
 
 
-def test_migration_0008_keeps_every_result_and_moves_hand_typed_ones(tmp_path, new_database):
-    from flask_migrate import downgrade, upgrade
-    from sqlalchemy import text
-
-    from app.extensions import init_migrations
-
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
-    init_migrations(app)
+def test_migration_0008_keeps_every_result_and_moves_hand_typed_ones(migrated_to):
+    migrated_to("0007")
     columns = 'account_id, import_id, member_id, period_kind, period_date, line, "values", note'
     rows = [(1, 10, 5, "day", "2018-05-16", 2, '{"1": 100.0}', "A社"),
             (1, 10, 6, "day", "2018-05-16", 3, '{"1": -5.0, "2": 1.5}', None),
             (1, None, 5, "day", "2018-05-16", None, '{"2": 7.0}', "手入力"),
             (1, 11, 6, "month", "2018-05-01", 2, '{}', None)]
-    with app.app_context():
-        upgrade(revision="0007")
-        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
-                                "VALUES (1, 'a', 'A', false, '2020-01-01')"))
-        for member_id in (5, 6):
-            db.session.execute(text("INSERT INTO members (id, account_id, no, name, active) VALUES (:id, 1, :id, 'M', true)"),
-                               {"id": member_id})
-        for import_id in (10, 11):
-            db.session.execute(text(
-                "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, row_count, "
-                "error_count, size) VALUES (:id, 1, 'web', '20180516.csv', 'succeeded', '2020-01-01', 0, 0, 0, 0)"),
-                {"id": import_id})
-        for row in rows:
-            db.session.execute(text(f"INSERT INTO results ({columns}) VALUES "
-                                    "(:a, :i, :m, :k, :d, :l, :v, :n)"),
-                               dict(zip("aimkdlvn", row)))
-        manual_id = db.session.scalar(text("SELECT id FROM results WHERE import_id IS NULL"))
-        db.session.commit()
+    _results_owners()
+    for row in rows:
+        insert_row("results", **dict(zip(columns.replace('"', "").split(", "), row)))
+    manual_id = db.session.scalar(text("SELECT id FROM results WHERE import_id IS NULL"))
+    db.session.commit()
 
-        upgrade()
-        imported = db.session.execute(text(
-            'SELECT account_id, import_id, member_id, period_kind, period_date, line, "values", note FROM results '
-            "ORDER BY import_id, line")).all()
-        manual = db.session.execute(text(
-            'SELECT id, account_id, member_id, period_kind, period_date, "values", note FROM manual_results')).all()
-        assert [(r[0], r[1], r[2], r[3], str(r[4]), r[5], _json(r[6]), r[7]) for r in imported] == [
-            (a, i, m, k, d, line, json.loads(v), n) for a, i, m, k, d, line, v, n in rows if i is not None]
-        assert [(r[0], r[1], r[2], r[3], str(r[4]), _json(r[5]), r[6]) for r in manual] == [
-            (manual_id, 1, 5, "day", "2018-05-16", {"2": 7.0}, "手入力")]
-        db.session.commit()
+    upgrade()
+    imported = db.session.execute(text(
+        'SELECT account_id, import_id, member_id, period_kind, period_date, line, "values", note FROM results '
+        "ORDER BY import_id, line")).all()
+    manual = db.session.execute(text(
+        'SELECT id, account_id, member_id, period_kind, period_date, "values", note FROM manual_results')).all()
+    assert [(r[0], r[1], r[2], r[3], str(r[4]), r[5], json_value(r[6]), r[7]) for r in imported] == [
+        (a, i, m, k, d, line, json.loads(v), n) for a, i, m, k, d, line, v, n in rows if i is not None]
+    assert [(r[0], r[1], r[2], r[3], str(r[4]), json_value(r[5]), r[6]) for r in manual] == [
+        (manual_id, 1, 5, "day", "2018-05-16", {"2": 7.0}, "手入力")]
+    db.session.commit()
 
-        downgrade(revision="0007")
-        back = db.session.execute(text(f"SELECT {columns} FROM results ORDER BY id")).all()
-        assert sorted((r[0], r[1] or 0, r[2], r[3], str(r[4]), r[5] or 0, _json(r[6]), r[7]) for r in back) == sorted(
-            (a, i or 0, m, k, d, line or 0, json.loads(v), n) for a, i, m, k, d, line, v, n in rows)
-        db.session.remove()
-        db.engine.dispose()
+    downgrade(revision="0007")
+    back = db.session.execute(text(f"SELECT {columns} FROM results ORDER BY id")).all()
+    assert sorted((r[0], r[1] or 0, r[2], r[3], str(r[4]), r[5] or 0, json_value(r[6]), r[7]) for r in back) == sorted(
+        (a, i or 0, m, k, d, line or 0, json.loads(v), n) for a, i, m, k, d, line, v, n in rows)
 
 
 def test_results_are_clustered_by_import_with_no_other_index(app):
     # An import's rows are one range of the key (import_id, line): appended, summed and deleted
     # as a range, with no second index to keep up to date per row.
-    from sqlalchemy import inspect
-
     inspector = inspect(db.engine)
     assert inspector.get_pk_constraint("results")["constrained_columns"] == ["import_id", "line"]
     assert inspector.get_indexes("results") == []
@@ -289,260 +259,148 @@ def test_results_are_clustered_by_import_with_no_other_index(app):
         assert sql.rstrip().upper().endswith("WITHOUT ROWID"), sql
 
 
-def test_migration_0010_adds_the_mail_origin_and_sender_rules_and_takes_them_back(tmp_path, new_database):
-    from flask_migrate import downgrade, upgrade
-    from sqlalchemy import inspect, text
+def test_migration_0010_adds_the_mail_origin_and_sender_rules_and_takes_them_back(migrated_to):
+    migrated_to("0009")
+    insert_row("accounts")
+    insert_row("integration_settings", senders='["s@x.example"]')
+    insert_row("imports", channel="mail", sender="s@x.example")
+    insert_row("import_errors")
+    db.session.commit()
 
-    from app.extensions import init_migrations
+    upgrade()
+    row = db.session.execute(text("SELECT sender_networks, sender_auth FROM integration_settings")).one()
+    assert (json_value(row[0]), row[1]) == ([], "none")
+    old = db.session.execute(text("SELECT sender, mail_from, peer_address, dkim_result FROM imports")).one()
+    assert tuple(old) == ("s@x.example", None, None, None)
+    assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
+    db.session.commit()
 
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
-    init_migrations(app)
-    with app.app_context():
-        upgrade(revision="0009")
-        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
-                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
-        db.session.execute(text(
-            "INSERT INTO integration_settings (id, account_id, mode, status, member_key, encoding, error_to, "
-            "success_to, senders, ftp_days, ftp_start, ftp_end, ftp_interval, ftp_delay, updated_at) VALUES "
-            "(1, 1, 'mail', 'active', 'no', 'auto', '[]', '[]', '[\"s@x.example\"]', '[]', '09:00', '18:00', 60, 0, "
-            "'2020-01-01')"))
-        db.session.execute(text(
-            "INSERT INTO imports (id, account_id, channel, filename, sender, status, received_at, attempts, "
-            "row_count, error_count, size) VALUES (1, 1, 'mail', '20180516.csv', 's@x.example', 'failed', "
-            "'2020-01-01', 0, 0, 1, 0)"))
-        db.session.execute(text("INSERT INTO import_errors (import_id, message) VALUES (1, 'エラー')"))
-        db.session.commit()
-
-        upgrade()
-        row = db.session.execute(text("SELECT sender_networks, sender_auth FROM integration_settings")).one()
-        # PostgreSQL's JSON column comes back decoded, SQLite's as its text.
-        networks = row[0] if isinstance(row[0], list) else json.loads(row[0])
-        assert (networks, row[1]) == ([], "none")
-        old = db.session.execute(text("SELECT sender, mail_from, peer_address, dkim_result FROM imports")).one()
-        assert tuple(old) == ("s@x.example", None, None, None)
-        assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
-        db.session.commit()
-
-        downgrade(revision="0009")
-        columns = {c["name"] for c in inspect(db.engine).get_columns("imports")}
-        assert not columns & {"mail_from", "peer_address", "helo_name", "dkim_result", "dkim_domain", "spf_result"}
-        assert "sender_auth" not in {c["name"] for c in inspect(db.engine).get_columns("integration_settings")}
-        assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
-        senders = db.session.scalar(text("SELECT senders FROM integration_settings"))
-        assert (senders if isinstance(senders, list) else json.loads(senders)) == ["s@x.example"]
+    downgrade(revision="0009")
+    assert not column_names("imports") & {"mail_from", "peer_address", "helo_name", "dkim_result", "dkim_domain",
+                                          "spf_result"}
+    assert "sender_auth" not in column_names("integration_settings")
+    assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
+    assert json_value(db.session.scalar(text("SELECT senders FROM integration_settings"))) == ["s@x.example"]
 
 
-def test_migration_0011_adds_aliases_and_the_extra_columns_setting_and_takes_them_back(tmp_path, new_database):
-    from flask_migrate import downgrade, upgrade
-    from sqlalchemy import inspect, text
-
-    from app.extensions import init_migrations
-
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
-    init_migrations(app)
-    with app.app_context():
-        upgrade(revision="0010")
-        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
-                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
-        db.session.execute(text("INSERT INTO graph_columns (id, account_id, name, unit, position) "
-                                "VALUES (1, 1, '売上', '円', 1)"))
-        db.session.execute(text(
-            "INSERT INTO integration_settings (id, account_id, mode, status, member_key, encoding, error_to, "
-            "success_to, senders, sender_networks, sender_auth, ftp_days, ftp_start, ftp_end, ftp_interval, "
-            "ftp_delay, updated_at) VALUES (1, 1, 'mail', 'active', 'no', 'auto', '[]', '[]', '[]', '[]', 'none', "
-            "'[]', '09:00', '18:00', 60, 0, '2020-01-01')"))
-        db.session.execute(text(
-            "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, "
-            "row_count, error_count, size) VALUES (1, 1, 'web', '20180516.csv', 'failed', '2020-01-01', 0, 0, 1, 0)"))
-        db.session.execute(text("INSERT INTO import_errors (import_id, message) VALUES (1, 'エラー')"))
-        db.session.commit()
-
-        upgrade(revision="0011")
-        aliases = db.session.scalar(text("SELECT aliases FROM graph_columns"))
-        assert (aliases if isinstance(aliases, list) else json.loads(aliases)) == []
-        row = db.session.execute(text("SELECT key_aliases, extra_columns FROM integration_settings")).one()
-        assert ((row[0] if isinstance(row[0], list) else json.loads(row[0])), row[1]) == ([], "error")
-        assert db.session.scalar(text("SELECT ignored_headers FROM imports")) is None
-        assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
-        db.session.commit()
-
-        downgrade(revision="0010")
-        inspector = inspect(db.engine)
-        assert "aliases" not in {c["name"] for c in inspector.get_columns("graph_columns")}
-        assert not {"key_aliases", "extra_columns"} & {c["name"] for c in inspector.get_columns("integration_settings")}
-        assert "ignored_headers" not in {c["name"] for c in inspector.get_columns("imports")}
-        assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
-        assert db.session.scalar(text("SELECT name FROM graph_columns")) == "売上"
-        db.session.remove()
-        db.engine.dispose()
+def _settings_row_of_0010():
+    insert_row("integration_settings", sender_networks="[]", sender_auth="none")
 
 
-def test_migration_0013_adds_the_archive_link_and_the_zip_password_and_takes_them_back(tmp_path, new_database):
-    from flask_migrate import downgrade, upgrade
-    from sqlalchemy import inspect, text
+def test_migration_0011_adds_aliases_and_the_extra_columns_setting_and_takes_them_back(migrated_to):
+    migrated_to("0010")
+    insert_row("accounts")
+    insert_row("graph_columns", id=1, account_id=1, name="売上", unit="円", position=1)
+    _settings_row_of_0010()
+    insert_row("imports")
+    insert_row("import_errors")
+    db.session.commit()
 
-    from app.extensions import init_migrations
+    upgrade(revision="0011")
+    assert json_value(db.session.scalar(text("SELECT aliases FROM graph_columns"))) == []
+    row = db.session.execute(text("SELECT key_aliases, extra_columns FROM integration_settings")).one()
+    assert (json_value(row[0]), row[1]) == ([], "error")
+    assert db.session.scalar(text("SELECT ignored_headers FROM imports")) is None
+    assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
+    db.session.commit()
 
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
-    init_migrations(app)
-    with app.app_context():
-        upgrade(revision="0012")
-        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
-                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
-        db.session.execute(text(
-            "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, "
-            "row_count, error_count, size) VALUES (1, 1, 'web', '20180516.csv', 'failed', '2020-01-01', 0, 0, 1, 0)"))
-        db.session.execute(text("INSERT INTO import_errors (import_id, message) VALUES (1, 'エラー')"))
-        db.session.commit()
-
-        upgrade(revision="0013")
-        assert db.session.execute(text("SELECT archive_id FROM imports")).one() == (None,)
-        db.session.execute(text(
-            "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, row_count, "
-            "error_count, size, archive_id) VALUES (2, 1, 'web', '20180517.csv', 'queued', '2020-01-01', 0, 0, 0, 0, 1)"))
-        db.session.commit()
-        indexes = {i["name"] for i in inspect(db.engine).get_indexes("imports")}
-        assert "ix_imports_archive_id" in indexes
-        assert "zip_password" in {c["name"] for c in inspect(db.engine).get_columns("integration_settings")}
-
-        downgrade(revision="0012")
-        assert "archive_id" not in {c["name"] for c in inspect(db.engine).get_columns("imports")}
-        assert "zip_password" not in {c["name"] for c in inspect(db.engine).get_columns("integration_settings")}
-        assert db.session.scalar(text("SELECT count(*) FROM imports")) == 2
-        assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
-        db.session.remove()
-        db.engine.dispose()
+    downgrade(revision="0010")
+    assert "aliases" not in column_names("graph_columns")
+    assert not {"key_aliases", "extra_columns"} & column_names("integration_settings")
+    assert "ignored_headers" not in column_names("imports")
+    assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
+    assert db.session.scalar(text("SELECT name FROM graph_columns")) == "売上"
 
 
-def test_migration_0015_adds_the_subject_and_the_discard_notices_and_takes_them_back(tmp_path, new_database):
-    from flask_migrate import downgrade, upgrade
-    from sqlalchemy import inspect, text
+def test_migration_0013_adds_the_archive_link_and_the_zip_password_and_takes_them_back(migrated_to):
+    migrated_to("0012")
+    insert_row("accounts")
+    insert_row("imports")
+    insert_row("import_errors")
+    db.session.commit()
 
-    from app.extensions import init_migrations
+    upgrade(revision="0013")
+    assert db.session.execute(text("SELECT archive_id FROM imports")).one() == (None,)
+    insert_row("imports", id=2, filename="20180517.csv", status="queued", error_count=0, archive_id=1)
+    db.session.commit()
+    assert "ix_imports_archive_id" in {i["name"] for i in inspect(db.engine).get_indexes("imports")}
+    assert "zip_password" in column_names("integration_settings")
 
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
-    init_migrations(app)
-    with app.app_context():
-        upgrade(revision="0013")
-        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
-                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
-        db.session.execute(text(
-            "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, "
-            "row_count, error_count, size) VALUES (1, 1, 'mail', '20180516.csv', 'discarded', '2020-01-01', 0, 0, 0, 0)"))
-        db.session.commit()
-
-        upgrade(revision="0015")
-        assert db.session.execute(text("SELECT subject FROM imports")).one() == (None,)
-        db.session.execute(text("INSERT INTO discard_notices (account_id, day, discards, created_at) "
-                                "VALUES (1, '2020-01-01', 1, '2020-01-02')"))
-        db.session.commit()
-        with pytest.raises(IntegrityError):
-            db.session.execute(text("INSERT INTO discard_notices (account_id, day, discards, created_at) "
-                                    "VALUES (1, '2020-01-01', 2, '2020-01-02')"))
-        db.session.rollback()
-
-        downgrade(revision="0013")
-        assert "subject" not in {c["name"] for c in inspect(db.engine).get_columns("imports")}
-        assert "discard_notices" not in inspect(db.engine).get_table_names()
-        assert db.session.scalar(text("SELECT count(*) FROM imports")) == 1
-        db.session.remove()
-        db.engine.dispose()
+    downgrade(revision="0012")
+    assert "archive_id" not in column_names("imports")
+    assert "zip_password" not in column_names("integration_settings")
+    assert db.session.scalar(text("SELECT count(*) FROM imports")) == 2
+    assert db.session.scalar(text("SELECT count(*) FROM import_errors")) == 1
 
 
-def test_migration_0012_adds_the_sheet_setting_and_the_error_letter_and_takes_them_back(tmp_path, new_database):
-    from flask_migrate import downgrade, upgrade
-    from sqlalchemy import inspect, text
+def test_migration_0012_adds_the_sheet_setting_and_the_error_letter_and_takes_them_back(migrated_to):
+    migrated_to("0011")
+    insert_row("accounts")
+    _settings_row_of_0010()
+    insert_row("imports")
+    insert_row("import_errors")
+    db.session.commit()
 
-    from app.extensions import init_migrations
+    upgrade(revision="0012")
+    # Accounts from before read the first sheet; stored errors have no letter.
+    assert db.session.scalar(text("SELECT sheet_name FROM integration_settings")) == ""
+    assert db.session.scalar(text("SELECT column_letter FROM import_errors")) is None
+    db.session.commit()
 
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
-    init_migrations(app)
-    with app.app_context():
-        upgrade(revision="0011")
-        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
-                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
-        db.session.execute(text(
-            "INSERT INTO integration_settings (id, account_id, mode, status, member_key, encoding, error_to, "
-            "success_to, senders, sender_networks, sender_auth, ftp_days, ftp_start, ftp_end, ftp_interval, "
-            "ftp_delay, updated_at) VALUES (1, 1, 'mail', 'active', 'no', 'auto', '[]', '[]', '[]', '[]', 'none', "
-            "'[]', '09:00', '18:00', 60, 0, '2020-01-01')"))
-        db.session.execute(text(
-            "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, "
-            "row_count, error_count, size) VALUES (1, 1, 'web', '20180516.csv', 'failed', '2020-01-01', 0, 0, 1, 0)"))
-        db.session.execute(text("INSERT INTO import_errors (import_id, message) VALUES (1, 'エラー')"))
-        db.session.commit()
-
-        upgrade(revision="0012")
-        # Accounts from before read the first sheet; stored errors have no letter.
-        assert db.session.scalar(text("SELECT sheet_name FROM integration_settings")) == ""
-        assert db.session.scalar(text("SELECT column_letter FROM import_errors")) is None
-        db.session.commit()
-
-        downgrade(revision="0011")
-        inspector = inspect(db.engine)
-        assert "sheet_name" not in {c["name"] for c in inspector.get_columns("integration_settings")}
-        assert "column_letter" not in {c["name"] for c in inspector.get_columns("import_errors")}
-        assert db.session.scalar(text("SELECT message FROM import_errors")) == "エラー"
-        db.session.remove()
-        db.engine.dispose()
+    downgrade(revision="0011")
+    assert "sheet_name" not in column_names("integration_settings")
+    assert "column_letter" not in column_names("import_errors")
+    assert db.session.scalar(text("SELECT message FROM import_errors")) == "エラー"
 
 
-def test_migration_0016_records_replaced_imports_from_the_existing_links_and_takes_them_back(tmp_path, new_database):
-    from flask_migrate import downgrade, upgrade
-    from sqlalchemy import inspect, text
+def test_migration_0015_adds_the_subject_and_the_discard_notices_and_takes_them_back(migrated_to):
+    migrated_to("0013")
+    insert_row("accounts")
+    insert_row("imports", channel="mail", status="discarded", error_count=0)
+    db.session.commit()
 
-    from app.extensions import init_migrations
+    upgrade(revision="0015")
+    assert db.session.execute(text("SELECT subject FROM imports")).one() == (None,)
+    insert_row("discard_notices", account_id=1, day="2020-01-01", discards=1, created_at="2020-01-02")
+    db.session.commit()
+    with pytest.raises(IntegrityError):
+        insert_row("discard_notices", account_id=1, day="2020-01-01", discards=2, created_at="2020-01-02")
+    db.session.rollback()
 
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
-    init_migrations(app)
-    with app.app_context():
-        upgrade(revision="0013")
-        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
-                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
-        # 1 replaced by 2, 2 by 3; 4 another name; 5 a failed file of the first name (replaces nothing).
-        for import_id, name, status, replaced in ((1, "20180516.csv", "succeeded", None),
-                                                  (2, "20180516.csv", "succeeded", 1),
-                                                  (3, "20180516.csv", "succeeded", 2),
-                                                  (4, "20180517.csv", "succeeded", None),
-                                                  (5, "20180516.csv", "failed", None)):
-            db.session.execute(text(
-                "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, row_count, "
-                "error_count, size, period_kind, period_date, replaced_import_id) "
-                "VALUES (:id, 1, 'web', :name, :status, '2020-01-01', 0, 0, 0, 0, 'day', '2018-05-16', :replaced)"),
-                {"id": import_id, "name": name, "status": status, "replaced": replaced})
-        db.session.commit()
-
-        upgrade(revision="0016")
-        stored = dict(db.session.execute(text("SELECT id, replaced_by_id FROM imports ORDER BY id")).all())
-        assert stored == {1: 2, 2: 3, 3: None, 4: None, 5: None}
-        db.session.commit()  # PostgreSQL: the downgrade's ALTER TABLE waits for this read's transaction otherwise
-        indexes = {i["name"]: i["column_names"] for i in inspect(db.engine).get_indexes("imports")}
-        assert indexes["ix_imports_account_period"] == ["account_id", "period_date"]
-
-        downgrade(revision="0013")
-        assert "replaced_by_id" not in {c["name"] for c in inspect(db.engine).get_columns("imports")}
-        assert "ix_imports_account_period" not in {i["name"] for i in inspect(db.engine).get_indexes("imports")}
-        assert db.session.execute(text("SELECT id, replaced_import_id FROM imports ORDER BY id")).all() == [
-            (1, None), (2, 1), (3, 2), (4, None), (5, None)]
-        db.session.remove()
-        db.engine.dispose()
+    downgrade(revision="0013")
+    assert "subject" not in column_names("imports")
+    assert "discard_notices" not in inspect(db.engine).get_table_names()
+    assert db.session.scalar(text("SELECT count(*) FROM imports")) == 1
 
 
-def test_migration_0017_drops_the_results_foreign_keys_and_keeps_every_row(tmp_path, new_database):
-    from flask_migrate import downgrade, upgrade
-    from sqlalchemy import inspect, text
+def test_migration_0016_records_replaced_imports_from_the_existing_links_and_takes_them_back(migrated_to):
+    migrated_to("0013")
+    insert_row("accounts")
+    # 1 replaced by 2, 2 by 3; 4 another name; 5 a failed file of the first name (replaces nothing).
+    for import_id, name, status, replaced in ((1, "20180516.csv", "succeeded", None),
+                                              (2, "20180516.csv", "succeeded", 1),
+                                              (3, "20180516.csv", "succeeded", 2),
+                                              (4, "20180517.csv", "succeeded", None),
+                                              (5, "20180516.csv", "failed", None)):
+        insert_row("imports", id=import_id, filename=name, status=status, error_count=0, period_kind="day",
+                   period_date="2018-05-16", replaced_import_id=replaced)
+    db.session.commit()
 
-    from app.extensions import init_migrations
+    upgrade(revision="0016")
+    stored = dict(db.session.execute(text("SELECT id, replaced_by_id FROM imports ORDER BY id")).all())
+    assert stored == {1: 2, 2: 3, 3: None, 4: None, 5: None}
+    db.session.commit()  # PostgreSQL: the downgrade's ALTER TABLE waits for this read's transaction otherwise
+    indexes = {i["name"]: i["column_names"] for i in inspect(db.engine).get_indexes("imports")}
+    assert indexes["ix_imports_account_period"] == ["account_id", "period_date"]
 
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
-    init_migrations(app)
+    downgrade(revision="0013")
+    assert "replaced_by_id" not in column_names("imports")
+    assert "ix_imports_account_period" not in {i["name"] for i in inspect(db.engine).get_indexes("imports")}
+    assert db.session.execute(text("SELECT id, replaced_import_id FROM imports ORDER BY id")).all() == [
+        (1, None), (2, 1), (3, 2), (4, None), (5, None)]
+
+
+def test_migration_0017_drops_the_results_foreign_keys_and_keeps_every_row(migrated_to):
     columns = 'import_id, line, account_id, member_id, period_kind, period_date, "values", note'
     rows = [(10, 2, 1, 5, "day", "2018-05-16", {"1": 100.0}, "A社"),
             (10, 3, 1, 6, "day", "2018-05-16", {"1": -5.0, "2": 1.5}, None),
@@ -550,71 +408,43 @@ def test_migration_0017_drops_the_results_foreign_keys_and_keeps_every_row(tmp_p
 
     def stored():
         found = db.session.execute(text(f"SELECT {columns} FROM results ORDER BY import_id, line")).all()
-        return [(r[0], r[1], r[2], r[3], r[4], str(r[5]), _json(r[6]), r[7]) for r in found]
+        return [(r[0], r[1], r[2], r[3], r[4], str(r[5]), json_value(r[6]), r[7]) for r in found]
 
     def foreign_keys():
         return sorted(key["referred_table"] for key in inspect(db.engine).get_foreign_keys("results"))
 
-    with app.app_context():
-        upgrade(revision="0013")
-        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
-                                "VALUES (1, 'a', 'A', false, '2020-01-01')"))
-        for member_id in (5, 6):
-            db.session.execute(text("INSERT INTO members (id, account_id, no, name, active) VALUES (:id, 1, :id, 'M', true)"),
-                               {"id": member_id})
-        for import_id in (10, 11):
-            db.session.execute(text(
-                "INSERT INTO imports (id, account_id, channel, filename, status, received_at, attempts, row_count, "
-                "error_count, size) VALUES (:id, 1, 'web', '20180516.csv', 'succeeded', '2020-01-01', 0, 0, 0, 0)"),
-                {"id": import_id})
-        for row in rows:
-            db.session.execute(text(f"INSERT INTO results ({columns}) VALUES (:i, :l, :a, :m, :k, :d, :v, :n)"),
-                               dict(zip("ilamkdvn", (*row[:6], json.dumps(row[6]), row[7]))))
-        db.session.commit()
-        assert foreign_keys() == ["accounts", "imports", "members"]
+    migrated_to("0013")
+    _results_owners()
+    for row in rows:
+        insert_row("results", **dict(zip(columns.replace('"', "").split(", "), (*row[:6], json.dumps(row[6]), row[7]))))
+    db.session.commit()
+    assert foreign_keys() == ["accounts", "imports", "members"]
 
-        upgrade(revision="0017")
-        assert stored() == rows
-        assert foreign_keys() == []
-        db.session.commit()
+    upgrade(revision="0017")
+    assert stored() == rows
+    assert foreign_keys() == []
+    db.session.commit()
 
-        downgrade(revision="0013")
-        assert stored() == rows
-        assert foreign_keys() == ["accounts", "imports", "members"]
-        db.session.remove()
-        db.engine.dispose()
+    downgrade(revision="0013")
+    assert stored() == rows
+    assert foreign_keys() == ["accounts", "imports", "members"]
 
 
-def test_migration_0014_adds_the_last_check_and_the_recheck_and_takes_them_back(tmp_path, new_database):
-    from flask_migrate import downgrade, upgrade
-    from sqlalchemy import inspect, text
-
-    from app.extensions import init_migrations
-
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
-    init_migrations(app)
+def test_migration_0014_adds_the_last_check_and_the_recheck_and_takes_them_back(migrated_to):
+    migrated_to("0013")
     added = {"last_ftp_check_trigger", "last_ftp_check_result", "ftp_recheck_at"}
-    with app.app_context():
-        upgrade(revision="0013")
-        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
-                                "VALUES (1, 'a', 'A', true, '2020-01-01')"))
-        db.session.execute(text(
-            "INSERT INTO integration_settings (id, account_id, mode, status, member_key, encoding, error_to, "
-            "success_to, senders, sender_networks, sender_auth, ftp_days, ftp_start, ftp_end, ftp_interval, "
-            "ftp_delay, last_ftp_check_at, updated_at) VALUES (1, 1, 'ftp', 'active', 'no', 'auto', '[]', '[]', "
-            "'[]', '[]', 'none', '[]', '09:00', '18:00', 60, 0, '2020-01-02', '2020-01-01')"))
-        db.session.commit()
+    insert_row("accounts")
+    insert_row("integration_settings", mode="ftp", sender_networks="[]", sender_auth="none",
+               last_ftp_check_at="2020-01-02")
+    db.session.commit()
 
-        upgrade(revision="0014")
-        # A check from before has its time but no trigger or result; no re-check is pending.
-        assert db.session.execute(text(
-            "SELECT last_ftp_check_trigger, last_ftp_check_result, ftp_recheck_at FROM integration_settings")
-        ).one() == (None, None, None)
-        db.session.commit()
+    upgrade(revision="0014")
+    # A check from before has its time but no trigger or result; no re-check is pending.
+    assert db.session.execute(text(
+        "SELECT last_ftp_check_trigger, last_ftp_check_result, ftp_recheck_at FROM integration_settings")
+    ).one() == (None, None, None)
+    db.session.commit()
 
-        downgrade(revision="0013")
-        assert not added & {c["name"] for c in inspect(db.engine).get_columns("integration_settings")}
-        assert db.session.scalar(text("SELECT count(*) FROM integration_settings")) == 1
-        db.session.remove()
-        db.engine.dispose()
+    downgrade(revision="0013")
+    assert not added & column_names("integration_settings")
+    assert db.session.scalar(text("SELECT count(*) FROM integration_settings")) == 1

@@ -17,7 +17,7 @@ from app.importer.layout import SEMICOLON_SEPARATOR
 from app.importer.values import TRAILING_MINUS
 from app.models import Import
 from tests.fixtures.encodings import produce
-from tests.fixtures.ingest import csv_file, import_file, ingest_options, stored
+from tests.fixtures.ingest import csv_file, import_file, ingest_options, stored, write_file
 
 DATA = Path(__file__).resolve().parent / "data" / "text"
 # What tests/data/text/results.fods holds, as stored: (No., values, note).
@@ -40,22 +40,6 @@ TSV_ROWS = [
 ]
 
 
-@pytest.fixture
-def cli(app):
-    runner = app.test_cli_runner()
-
-    def invoke(*args: str):
-        return runner.invoke(args=list(args))
-
-    return invoke
-
-
-def write(tmp_path, name: str, data: bytes) -> str:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return str(path)
-
-
 def rows_of(acc) -> list[tuple]:
     return [(no, values, note) for no, values, note, _import_id in stored(acc)]
 
@@ -63,7 +47,7 @@ def rows_of(acc) -> list[tuple]:
 @pytest.mark.parametrize("name", LIBREOFFICE_FILES)
 def test_libreoffice_text_exports_import_with_the_same_values(cli, app, make_account, tmp_path, name):
     acc = make_account("acme", **ingest_options())
-    path = write(tmp_path, "20180516.csv", (DATA / name).read_bytes())
+    path = write_file(tmp_path, "20180516.csv", (DATA / name).read_bytes())
 
     result = cli("import-csv", "acme", path)
 
@@ -83,7 +67,7 @@ def test_libreoffice_text_exports_import_with_the_same_values(cli, app, make_acc
 )
 def test_tab_separated_file_of_each_converter_imports(cli, app, make_account, tmp_path, command, encoding):
     acc = make_account("acme", **ingest_options())
-    path = write(tmp_path, "20180516.csv", produce(command, TSV))
+    path = write_file(tmp_path, "20180516.csv", produce(command, TSV))
 
     result = cli("import-csv", "acme", path)
 
@@ -108,7 +92,7 @@ def test_currency_and_accounting_values_of_a_cp932_csv(cli, app, make_account, t
                      [3, "-\\50", "￥(7,500)", "０", ""]])
     assert b'"\\1,200,000"' in data  # guards the fixture: a backslash in the bytes
 
-    result = cli("import-csv", "acme", write(tmp_path, "20180516.csv", data))
+    result = cli("import-csv", "acme", write_file(tmp_path, "20180516.csv", data))
 
     assert result.exit_code == 0, result.output
     assert rows_of(acc) == [(1, {"売上": 1200000, "粗利": -5000, "件数": 1234}, None),
@@ -118,11 +102,11 @@ def test_currency_and_accounting_values_of_a_cp932_csv(cli, app, make_account, t
 
 def test_value_form_errors_refuse_the_file_and_keep_the_old_data(cli, app, make_account, tmp_path):
     acc = make_account("acme", **ingest_options())
-    assert cli("import-csv", "acme", write(tmp_path, "20180516.csv", csv_file([[1, 100, 10, 1, ""]]))).exit_code == 0
+    assert cli("import-csv", "acme", write_file(tmp_path, "20180516.csv", csv_file([[1, 100, 10, 1, ""]]))).exit_code == 0
     (tmp_path / "bad").mkdir()
     data = csv_file([[1, "5,000-", "12%", "2024/5/1", ""], [2, "-", "5月1日", "1", ""]])
 
-    result = cli("import-csv", "acme", write(tmp_path / "bad", "20180516.csv", data))
+    result = cli("import-csv", "acme", write_file(tmp_path / "bad", "20180516.csv", data))
 
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
@@ -138,7 +122,7 @@ def test_semicolon_file_is_refused_naming_the_separator(cli, app, make_account, 
     make_account("acme", **ingest_options())
     data = "No.;売上;粗利;件数;備考\r\n1;100;10;1;\r\n".encode("cp932")
 
-    result = cli("import-csv", "acme", write(tmp_path, "20180516.csv", data))
+    result = cli("import-csv", "acme", write_file(tmp_path, "20180516.csv", data))
 
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == f"20180516.csv:1::: {SEMICOLON_SEPARATOR}"
@@ -148,10 +132,10 @@ def test_semicolon_file_is_refused_naming_the_separator(cli, app, make_account, 
 
 def test_pinned_cp932_refuses_a_utf16_file_naming_its_encoding(cli, app, make_account, tmp_path):
     acc = make_account("acme", **ingest_options(encoding="cp932"))
-    assert cli("import-csv", "acme", write(tmp_path, "20180516.csv", csv_file([[1, 100, 10, 1, ""]]))).exit_code == 0
+    assert cli("import-csv", "acme", write_file(tmp_path, "20180516.csv", csv_file([[1, 100, 10, 1, ""]]))).exit_code == 0
     (tmp_path / "u16").mkdir()
 
-    result = cli("import-csv", "acme", write(tmp_path / "u16", "20180516.csv",
+    result = cli("import-csv", "acme", write_file(tmp_path / "u16", "20180516.csv",
                                              (DATA / "results-utf16.txt").read_bytes()))
 
     assert result.exit_code == 1
@@ -163,11 +147,11 @@ def test_pinned_cp932_refuses_a_utf16_file_naming_its_encoding(cli, app, make_ac
 def test_broken_utf16_file_is_refused_with_the_position_and_keeps_the_old_data(cli, app, make_account, tmp_path):
     acc = make_account("acme", **ingest_options())
     good = (DATA / "results-utf16.txt").read_bytes()
-    assert cli("import-csv", "acme", write(tmp_path, "20180516.csv", good)).exit_code == 0
+    assert cli("import-csv", "acme", write_file(tmp_path, "20180516.csv", good)).exit_code == 0
     (tmp_path / "bad").mkdir()
     broken = good[:40] + b"\x00\xdc" + good[40:]  # a lone low surrogate in line 2 (the header is 32 bytes)
 
-    result = cli("import-csv", "acme", write(tmp_path / "bad", "20180516.csv", broken))
+    result = cli("import-csv", "acme", write_file(tmp_path / "bad", "20180516.csv", broken))
 
     assert result.exit_code == 1
     assert result.stderr.startswith("20180516.csv:2::: UTF-16 のファイルですが、対になっていないサロゲート")
@@ -177,7 +161,7 @@ def test_broken_utf16_file_is_refused_with_the_position_and_keeps_the_old_data(c
 
 def test_dry_run_names_utf16(cli, app, make_account, tmp_path):
     make_account("acme", **ingest_options())
-    path = write(tmp_path, "20180500.csv", (DATA / "results-utf16.txt").read_bytes())
+    path = write_file(tmp_path, "20180500.csv", (DATA / "results-utf16.txt").read_bytes())
     result = cli("import-csv", "acme", path, "--dry-run")
     assert result.exit_code == 0, result.output
     assert "検証OK" in result.stdout and "4行" in result.stdout and "utf-16-le" in result.stdout

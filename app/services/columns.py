@@ -12,6 +12,7 @@ from ..extensions import db
 from ..importer.cells import formula_message, starts_like_formula
 from ..importer.layout import key_header_kind, normalize
 from ..models import GraphColumn, IntegrationSettings
+from .typedlists import typed_parts
 
 # Headers that mean something else in a results CSV, so no graph column may carry them.
 RESERVED_NAMES = ("備考", "No.", "社員ID")
@@ -52,15 +53,11 @@ def key_aliases(account_id: int) -> list[str]:
 
 def split_aliases(value: str | Iterable[str] | None) -> list[str]:
     """Aliases as typed (「売上金額, 売上高」, one per line, or a list): NFKC-normalised, trimmed, no empties."""
-    if value is None:
-        return []
-    items = [value] if isinstance(value, str) else list(value)
     out: list[str] = []
-    for item in items:
-        for part in _ALIAS_SEPARATORS.split(unicodedata.normalize("NFKC", str(item or ""))):
-            alias = normalize(part)
-            if alias and alias not in out:
-                out.append(alias)
+    for part in typed_parts(value, _ALIAS_SEPARATORS):
+        alias = normalize(part)
+        if alias and alias not in out:
+            out.append(alias)
     return out
 
 

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 from ..enums import LinkStatus, Mode, SenderAuth
 from ..importer.addresses import InvalidAddress, normalize_address
 from . import checktimes
+from .typedlists import typed_parts
 
 MODES = {Mode.MAIL: "メール添付連動", Mode.FTP: "FTP連動", Mode.API: "API連動"}
 STATUSES = {LinkStatus.ACTIVE: "連動稼働", LinkStatus.STOPPED: "連動稼働停止"}
@@ -57,14 +58,7 @@ _SEPARATORS = re.compile(r"[\r\n\t,;、]+")
 
 def split_addresses(value: str | Iterable[str] | None) -> list[str]:
     """Split a list and/or newline-, comma-separated text into stripped, non-empty entries."""
-    if value is None:
-        return []
-    items = [value] if isinstance(value, str) else list(value)
-    out: list[str] = []
-    for item in items:
-        text = unicodedata.normalize("NFKC", str(item or ""))
-        out.extend(part.strip() for part in _SEPARATORS.split(text) if part.strip())
-    return out
+    return [part.strip() for part in typed_parts(value, _SEPARATORS) if part.strip()]
 
 
 def parse_addresses(field: str, value: Any) -> tuple[list[str], list[str]]:

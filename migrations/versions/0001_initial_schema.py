@@ -1,9 +1,6 @@
 """initial schema
 
-Revision ID: 0001
-Revises: 
 Create Date: 2026-11-28 17:55:24.102428
-
 """
 from alembic import op
 import sqlalchemy as sa
@@ -12,8 +9,6 @@ import sqlalchemy as sa
 # revision identifiers, used by Alembic.
 revision = '0001'
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

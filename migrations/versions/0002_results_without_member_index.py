@@ -2,16 +2,11 @@
 
 Results are read by account and period, or by import; the member index only slowed every
 import down (a random-order B-tree insert per row) and served no query.
-
-Revision ID: 0002
-Revises: 0001
 """
 from alembic import op
 
 revision = '0002'
 down_revision = '0001'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -2,17 +2,12 @@
 
 A claim names its holder process ("host:pid:nonce"); a claim whose holder is dead, or whose
 lease ran out (PostgreSQL), is taken back at once instead of after CLAIM_STALE_SECONDS.
-
-Revision ID: 0003
-Revises: 0002
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0003'
 down_revision = '0002'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -3,17 +3,12 @@
 A good login forgives only the failures of its own login name from its own address, and a
 login name attacked from many addresses is banned on its own. The counters are transient (a
 ban lasts minutes), so the old rows are dropped, not converted.
-
-Revision ID: 0004
-Revises: 0003
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = '0004'
 down_revision = '0003'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -2,17 +2,12 @@
 
 The report mail lists them (an .xlsx sent by mail, a PDF next to the CSV); until now they
 were only in the free-text note shown on the import's page.
-
-Revision ID: 0005
-Revises: 0004
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0005'
 down_revision = '0004'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

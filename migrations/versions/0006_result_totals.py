@@ -6,17 +6,12 @@ rows, and a month's sums per member and column are kept up to date by imports, r
 imports and hand-typed results (app/services/totals.py). This migration fills both tables
 from the results already stored, in SQL (JSON functions differ: json_each on SQLite,
 json_each on a json cast plus json_typeof on PostgreSQL).
-
-Revision ID: 0006
-Revises: 0005
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0006'
 down_revision = '0005'
-branch_labels = None
-depends_on = None
 
 
 def _sums(dialect, where, group_first):

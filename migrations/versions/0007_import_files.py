@@ -7,17 +7,12 @@ an import whose bytes are kept has a piece 0. file_deleted_at records when the r
 
 The bytes are moved with portable SQL (substr and length work on BLOB and bytea alike), one
 statement per piece index; the downgrade joins the pieces again, one import at a time.
-
-Revision ID: 0007
-Revises: 0006
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0007'
 down_revision = '0006'
-branch_labels = None
-depends_on = None
 
 CHUNK = 1024 * 1024  # services/files.CHUNK_SIZE when this was written (readers accept any piece size)
 

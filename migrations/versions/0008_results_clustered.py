@@ -9,17 +9,12 @@ Hand-typed results have no import, so they move to manual_results (their ids kep
 by (account, period) for the day API and the export.
 
 Rows are copied with INSERT … SELECT; the downgrade puts both tables back together.
-
-Revision ID: 0008
-Revises: 0007
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0008'
 down_revision = '0007'
-branch_labels = None
-depends_on = None
 
 COLUMNS = 'account_id, member_id, period_kind, period_date, "values", note'
 

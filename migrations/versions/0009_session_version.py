@@ -2,17 +2,12 @@
 
 Bumped on logout, password change, role change; a copied session cookie then stops working
 (docs/spec.md section 7).
-
-Revision ID: 0009
-Revises: 0008
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0009'
 down_revision = '0008'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -4,17 +4,12 @@ imports: mail_from (SMTP envelope sender), peer_address, helo_name, dkim_result,
 spf_result, all empty for other channels and for mail received before this revision.
 integration_settings: sender_networks (JSON list of addresses/CIDRs, empty = any) and
 sender_auth (none | dkim | spf | either, none by default: nothing changes for existing accounts).
-
-Revision ID: 0010
-Revises: 0009
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0010'
 down_revision = '0009'
-branch_labels = None
-depends_on = None
 
 IMPORT_COLUMNS = (
     ('mail_from', 320), ('peer_address', 64), ('helo_name', 255),

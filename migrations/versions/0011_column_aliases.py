@@ -4,17 +4,12 @@ graph_columns: aliases (JSON list of header names, NFKC-normalised, empty by def
 integration_settings: key_aliases (JSON list: other headers of the member-key column) and
 extra_columns (error | ignore: what a header that names nothing does; error by default, as before).
 imports: ignored_headers (JSON list of the headers an import skipped under extra_columns=ignore).
-
-Revision ID: 0011
-Revises: 0010
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0011'
 down_revision = '0010'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -4,17 +4,12 @@ integration_settings: sheet_name (the sheet of a workbook to read; empty = the f
 as for every account before this revision).
 import_errors: column_letter ("C": the column as a spreadsheet shows it), empty for CSV files
 and for errors stored before this revision.
-
-Revision ID: 0012
-Revises: 0011
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0012'
 down_revision = '0011'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

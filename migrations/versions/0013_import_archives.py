@@ -3,17 +3,12 @@
 imports.archive_id: the archive's own import (status "unpacked"), empty for files sent alone.
 integration_settings.zip_password: the password of encrypted zips, encrypted with a key derived
 from SECRET_KEY (services/zippassword.py); empty = none set.
-
-Revision ID: 0013
-Revises: 0012
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0013'
 down_revision = '0012'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -3,17 +3,12 @@
 integration_settings.last_ftp_check_trigger: scheduled / manual / recheck (services/ftpreport.py).
 integration_settings.last_ftp_check_result: what the last check said (outcome, message, files, lines).
 integration_settings.ftp_recheck_at: when the re-check of files still settling runs; empty = none.
-
-Revision ID: 0014
-Revises: 0013
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0014'
 down_revision = '0013'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -2,17 +2,12 @@
 
 imports.subject: the Subject: of a mail discarded for its 連動稼働状態 or データ連動方式 (empty for others).
 discard_notices: the notice of one account for one local day (unique), with the outbox mail it queued.
-
-Revision ID: 0015
-Revises: 0014
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0015'
 down_revision = '0014'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -4,17 +4,12 @@ Set by the runner in the transaction that replaces the data. Existing rows are f
 link the replacing import already holds (imports.replaced_import_id), the first such import
 where several name one. ix_imports_account_period serves the board's look-ups by period (a
 day's daily imports, the month's latest import).
-
-Revision ID: 0016
-Revises: 0015
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0016'
 down_revision = '0015'
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -9,17 +9,12 @@ every insert three more look-ups); on PostgreSQL each row fired their triggers.
 
 SQLite cannot drop a constraint, so the table is rebuilt (WITHOUT ROWID, as 0008 made it) and
 its rows copied in key order; PostgreSQL drops the constraints.
-
-Revision ID: 0017
-Revises: 0016
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0017'
 down_revision = '0016'
-branch_labels = None
-depends_on = None
 
 FOREIGN_KEYS = [
     ('fk_results_import_id_imports', 'import_id', 'imports'),

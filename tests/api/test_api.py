@@ -11,8 +11,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Import, Result
 from app.services import files, integration, members, queue, results
-
 from tests.fixtures.api import BAD_ROWS, GOOD_ROWS, api_options, auth, csv_bytes
+from tests.fixtures.ingest import account_imports
 
 READ_PATHS = ["/api/v1/imports", "/api/v1/imports/1", "/api/v1/results?period=201805", "/api/v1/members",
               "/api/v1/columns"]
@@ -38,11 +38,6 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     return body
 
 
-def imports_of(account_id: int) -> list[Import]:
-    db.session.rollback()
-    return list(db.session.scalars(select(Import).where(Import.account_id == account_id).order_by(Import.id)))
-
-
 # ---------------------------------------------------------------------------------------
 # Authentication
 
@@ -59,7 +54,7 @@ def test_upload_without_a_token_is_401_and_stores_nothing(client, api_account):
     response = upload(client, {})
     assert_error(response, 401, "unauthorized")
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert imports_of(api_account.id) == []
+    assert account_imports(api_account.id) == []
 
 
 @pytest.mark.parametrize("header", ["Basic dXNlcjpwdw==", "Bearer", "Bearer    ", "Token abc"])
@@ -133,7 +128,7 @@ def test_reads_are_403_when_integration_is_disabled(client, app, make_account, p
 def test_upload_is_403_when_integration_is_disabled(client, make_account):
     account = make_account("acme", **api_options(integration=False))
     assert_error(upload(client, account.headers), 403, "integration_disabled")
-    assert imports_of(account.id) == []
+    assert account_imports(account.id) == []
 
 
 @pytest.mark.parametrize("mode", ["mail", "ftp"])
@@ -141,7 +136,7 @@ def test_upload_is_403_when_the_mode_is_not_api_but_reads_work(client, make_acco
     account = make_account("acme", **api_options(mode=mode))
     body = assert_error(upload(client, account.headers), 403, "mode_not_api")
     assert "API連動" in body["error"]["message"]
-    assert imports_of(account.id) == []
+    assert account_imports(account.id) == []
     for path in READ_PATHS[:1] + READ_PATHS[2:]:
         assert client.get(path, headers=account.headers).status_code == 200, path
 
@@ -150,7 +145,7 @@ def test_upload_is_409_when_stopped_but_reads_work(client, make_account):
     account = make_account("acme", **api_options(status="stopped"))
     body = assert_error(upload(client, account.headers, query="?wait=1"), 409, "integration_stopped")
     assert "連動稼働停止" in body["error"]["message"]
-    assert imports_of(account.id) == []
+    assert account_imports(account.id) == []
     assert client.get("/api/v1/members", headers=account.headers).status_code == 200
 
 
@@ -168,7 +163,7 @@ def test_multipart_upload_is_202_with_location_and_queued(client, api_account):
     assert body["sender"] == "127.0.0.1" and body["size"] == len(data)
     assert ISO_Z.match(body["received_at"]) and body["finished_at"] is None
     assert "errors" not in body
-    [stored] = imports_of(api_account.id)
+    [stored] = account_imports(api_account.id)
     assert files.read(stored.id) == data and stored.status == Import.QUEUED
 
     # The worker imports it; the import's page then shows the outcome.
@@ -188,7 +183,7 @@ def test_raw_body_upload_with_filename(client, api_account, content_type):
         headers["Content-Type"] = content_type
     response = client.post("/api/v1/imports?filename=20180500.csv", headers=headers, data=data)
     assert response.status_code == 202, response.get_data(as_text=True)
-    [stored] = imports_of(api_account.id)
+    [stored] = account_imports(api_account.id)
     assert stored.filename == "20180500.csv" and files.read(stored.id) == data
 
 
@@ -266,7 +261,7 @@ def test_wait_answers_202_still_running_when_no_worker_ends_the_import_in_time(a
     assert response.headers["Location"] == f"/api/v1/imports/{body['id']}"
     assert body["status"] == "queued" and body["finished_at"] is None and "errors" not in body
     assert body["message"].startswith("取込はまだ実行中です。結果は Location のURLで確認してください。 / ")
-    assert [i.status for i in imports_of(api_account.id)] == [Import.QUEUED]
+    assert [i.status for i in account_imports(api_account.id)] == [Import.QUEUED]
     assert db.session.scalar(select(db.func.count()).select_from(Result)) == 0
 
     # The worker's step imports it; the Location then shows the outcome.
@@ -300,7 +295,7 @@ def test_bad_uploads_are_400(client, api_account, case):
         response = client.post("/api/v1/imports?filename=2018%0A0516.csv", headers=headers, data=csv_bytes())
         code = "invalid_filename"
     assert_error(response, 400, code)
-    assert imports_of(api_account.id) == []
+    assert account_imports(api_account.id) == []
 
 
 @pytest.fixture
@@ -322,7 +317,7 @@ def test_too_large_uploads_are_json_413(client, api_account, small_cap, size, ho
                                content_type="text/csv")
     body = assert_error(response, 413, "payload_too_large")
     assert "2,048" in body["error"]["message"]
-    assert imports_of(api_account.id) == []
+    assert account_imports(api_account.id) == []
 
 
 def test_a_file_exactly_at_the_cap_is_accepted(client, api_account, small_cap):

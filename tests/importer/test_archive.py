@@ -6,7 +6,6 @@ Archives are made here with Python's zipfile and, where installed, with the real
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 import zipfile
 
@@ -14,11 +13,11 @@ import pytest
 
 from app.importer import archive
 from app.importer.archive import ArchiveRefused, unpack
+from tests.fixtures.importer import needs_zip
 
 CAP = 10 * 1024 * 1024
 FILES = {"20180516.csv": b"No.,sales\r\n1,100\r\n", "20180517.csv": b"No.,sales\r\n1,200\r\n",
          "20180500.csv": b"No.,sales\r\n1,300\r\n"}
-needs_zip = pytest.mark.skipif(shutil.which("zip") is None, reason="the zip command (Debian package zip)")
 
 
 def make_zip(files: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:

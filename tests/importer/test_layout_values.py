@@ -211,20 +211,28 @@ def test_every_bad_cell_of_a_row_is_reported() -> None:
     ]
 
 
+# member_key -> the key column's header and the account's members by that key
+KEYS = {"no": ("No.", MEMBERS_BY_NO), "employee_id": ("社員ID", MEMBERS_BY_EMPLOYEE_ID)}
+
+
 @pytest.mark.parametrize(
-    ("cell", "member_id"),
-    [("1", 101), ("12", 112), ("007", 107), (" 2 ", 102), ("１２", 112), ("\u30007", 107), ("0012", 112)],
+    ("member_key", "cell", "member_id"),
+    [("no", cell, member_id) for cell, member_id in
+     [("1", 101), ("12", 112), ("007", 107), (" 2 ", 102), ("１２", 112), ("\u30007", 107), ("0012", 112)]]
+    + [("employee_id", cell, member_id) for cell, member_id in
+       [("E001", 201), (" E002 ", 202), ("007", 207), ("E001\u3000", 201)]],
 )
-def test_member_no_accepted(cell: str, member_id: int) -> None:
-    text = csv_text([["No.", "売上"], [cell, "1"]])
-    rows, errors = parse_all(text, columns=COLUMNS, member_key="no", members=MEMBERS_BY_NO)
+def test_member_key_accepted(member_key: str, cell: str, member_id: int) -> None:
+    header, members = KEYS[member_key]
+    text = csv_text([[header, "売上"], [cell, "1"]])
+    rows, errors = parse_all(text, columns=COLUMNS, member_key=member_key, members=members)
     assert errors == []
     assert rows[0].member_id == member_id
 
 
 @pytest.mark.parametrize(
-    ("cell", "message"),
-    [
+    ("member_key", "cell", "message"),
+    [("no", cell, message) for cell, message in [
         ("3", "メンバー設定に存在しないNo.です"),
         ("9999", "メンバー設定に存在しないNo.です"),
         ("0", "1以上の整数"),
@@ -237,30 +245,7 @@ def test_member_no_accepted(cell: str, member_id: int) -> None:
         ("1,000", "1以上の整数"),
         ("", "No.が空です"),
         ("\u3000", "No.が空です"),
-    ],
-)
-def test_member_no_errors(cell: str, message: str) -> None:
-    text = csv_text([["No.", "売上"], [cell, "100"]])
-    rows, errors = parse_all(text, columns=COLUMNS, member_key="no", members=MEMBERS_BY_NO)
-    assert rows == []
-    assert [(error.line, error.column, error.value) for error in errors] == [(2, "No.", cell)]
-    assert message in errors[0].message
-
-
-@pytest.mark.parametrize(
-    ("cell", "member_id"),
-    [("E001", 201), (" E002 ", 202), ("007", 207), ("E001\u3000", 201)],
-)
-def test_employee_id_accepted(cell: str, member_id: int) -> None:
-    text = csv_text([["社員ID", "売上"], [cell, "1"]])
-    rows, errors = parse_all(text, columns=COLUMNS, member_key="employee_id", members=MEMBERS_BY_EMPLOYEE_ID)
-    assert errors == []
-    assert rows[0].member_id == member_id
-
-
-@pytest.mark.parametrize(
-    ("cell", "message"),
-    [
+    ]] + [("employee_id", cell, message) for cell, message in [
         ("7", "メンバー設定に存在しない社員IDです"),  # leading zeros matter: "7" is not "007"
         ("07", "メンバー設定に存在しない社員IDです"),
         ("e001", "メンバー設定に存在しない社員IDです"),
@@ -268,13 +253,14 @@ def test_employee_id_accepted(cell: str, member_id: int) -> None:
         ("E003", "メンバー設定に存在しない社員IDです"),
         ("", "社員IDが空です"),
         (" ", "社員IDが空です"),
-    ],
+    ]],
 )
-def test_employee_id_errors(cell: str, message: str) -> None:
-    text = csv_text([["社員ID", "売上"], [cell, "100"]])
-    rows, errors = parse_all(text, columns=COLUMNS, member_key="employee_id", members=MEMBERS_BY_EMPLOYEE_ID)
+def test_member_key_errors(member_key: str, cell: str, message: str) -> None:
+    header, members = KEYS[member_key]
+    text = csv_text([[header, "売上"], [cell, "100"]])
+    rows, errors = parse_all(text, columns=COLUMNS, member_key=member_key, members=members)
     assert rows == []
-    assert [(error.line, error.column, error.value) for error in errors] == [(2, "社員ID", cell)]
+    assert [(error.line, error.column, error.value) for error in errors] == [(2, header, cell)]
     assert message in errors[0].message
 
 

@@ -43,7 +43,7 @@ from tests.fixtures.processes import (
     ROOT, SENDER, Account, AccountSpec, RenkeiProcess, expire_claims, flask_cli, good_rows, log_problems, login,
     query, results_csv, scalar, setup_accounts,
 )
-from tests.fixtures.smtp_sink import ReceivedMail, SmtpSink, _FreePortController
+from tests.fixtures.smtp_sink import ReceivedMail, SmtpSink, FreePortController
 from tests.fixtures.waiting import wait_for
 
 WAIT = 60  # seconds any awaited state may take (the waits end as soon as it holds)
@@ -76,7 +76,7 @@ class HoldingSink(SmtpSink):
         super().__init__()
         self.release = threading.Event()
         self.release.set()
-        self._controller = _FreePortController(_HoldingHandler(self), hostname="127.0.0.1", port=0)
+        self._controller = FreePortController(_HoldingHandler(self), hostname="127.0.0.1", port=0)
 
     def hold(self) -> None:
         self.release.clear()

@@ -6,44 +6,20 @@ Each file of an archive becomes an import of its own linked to the archive's imp
 from __future__ import annotations
 
 import gzip
-import io
-import shutil
 import smtplib
 import subprocess
-import zipfile
 
-import pytest
 from sqlalchemy import select
 
 from app.extensions import db
 from app.importer import archive as unpacking
-from app.models import Import, ImportErrorRecord, Result
+from app.models import ImportErrorRecord, Result
 from app.services import ftpcheck, zippassword
 from tests.fixtures.ftp import ftp_csv, ftp_files, ftp_upload
+from tests.fixtures.importer import make_zip, needs_zip
+from tests.fixtures.ingest import account_imports, ended_imports
 from tests.fixtures.smtp import SMTP_SENDER
 from tests.fixtures.waiting import wait_for
-
-needs_zip = pytest.mark.skipif(shutil.which("zip") is None, reason="the zip command (Debian package zip)")
-
-
-def make_zip(entries: list[tuple[str, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
-        for name, data in entries:
-            out.writestr(name, data)
-    return buffer.getvalue()
-
-
-def imports(account_id: int) -> list[Import]:
-    db.session.rollback()
-    return list(db.session.scalars(select(Import).where(Import.account_id == account_id).order_by(Import.id)))
-
-
-def settled(account_id: int, count: int):
-    rows = imports(account_id)
-    if len(rows) >= count and all(i.status not in (Import.QUEUED, Import.RUNNING) for i in rows):
-        return rows
-    return None
 
 
 def send(server, message):
@@ -56,7 +32,7 @@ def test_a_mailed_zip_of_three_csvs_is_three_imports(smtp_server, smtp_account, 
     data = make_zip([(name, smtp_mail.csv()) for name in days] + [("memo.txt", b"x")])
     assert send(smtp_server, smtp_mail.message(SMTP_SENDER, smtp_account.address, [("results.zip", data)])) == {}
 
-    rows = wait_for(lambda: settled(smtp_account.id, 4), what="the archive's imports")
+    rows = wait_for(lambda: ended_imports(smtp_account.id, 4), what="the archive's imports")
     box = rows[0]
     assert (box.filename, box.status, box.channel, box.sender) == ("results.zip", "unpacked", "mail", SMTP_SENDER)
     assert box.mail_from == SMTP_SENDER and box.peer_address == "127.0.0.1"
@@ -78,14 +54,14 @@ def test_a_mailed_encrypted_zip_without_then_with_the_password(smtp_server, smtp
     data = (tmp_path / "s.zip").read_bytes()
 
     assert send(smtp_server, smtp_mail.message(SMTP_SENDER, smtp_account.address, [("s.zip", data)])) == {}
-    first = wait_for(lambda: settled(smtp_account.id, 1), what="the refused archive")[0]
+    first = wait_for(lambda: ended_imports(smtp_account.id, 1), what="the refused archive")[0]
     assert first.status == "failed"
     assert list(db.session.scalars(select(ImportErrorRecord.message).where(
         ImportErrorRecord.import_id == first.id))) == [unpacking.NO_PASSWORD_MESSAGE]
 
     zippassword.set_password(smtp_account.id, "pass-word", actor="admin")
     assert send(smtp_server, smtp_mail.message(SMTP_SENDER, smtp_account.address, [("s.zip", data)])) == {}
-    rows = wait_for(lambda: settled(smtp_account.id, 3), what="the archive's import")
+    rows = wait_for(lambda: ended_imports(smtp_account.id, 3), what="the archive's import")
     assert [(i.filename, i.status) for i in rows[1:]] == [("s.zip", "unpacked"), ("20180516.csv", "succeeded")]
 
 
@@ -99,7 +75,7 @@ def test_an_ftp_zip_is_filed_under_processed_once_every_file_succeeded(app, impo
     result = ftpcheck.check_account(ftp_account.id)
 
     assert [(f.name, f.succeeded) for f in result.files] == [("20180518.csv.gz", True), ("results.zip", True)]
-    rows = imports(ftp_account.id)
+    rows = account_imports(ftp_account.id)
     assert [(i.filename, i.status, i.channel) for i in rows] == [
         ("20180518.csv.gz", "unpacked", "ftp"), ("20180518.csv", "succeeded", "ftp"),
         ("results.zip", "unpacked", "ftp"), ("20180516.csv", "succeeded", "ftp"), ("20180517.csv", "succeeded", "ftp")]
@@ -116,7 +92,7 @@ def test_an_ftp_zip_with_a_failing_file_or_a_nested_zip_goes_to_error(app, impor
     result = ftpcheck.check_account(ftp_account.id)
 
     assert [(f.name, f.succeeded) for f in result.files] == [("results.zip", False)]
-    rows = imports(ftp_account.id)
+    rows = account_imports(ftp_account.id)
     assert [(i.filename, i.status) for i in rows] == [
         ("results.zip", "unpacked"), ("20180516.csv", "succeeded"), ("inner.zip", "failed")]
     assert [m.startswith("results_") for m in ftp_files(ftp_account.home / "error")] == [True]
@@ -127,6 +103,6 @@ def test_an_ftp_zip_bomb_is_refused_and_filed_under_error(app, import_worker, ft
     ftp_upload(client, "bomb.zip", make_zip([("20180516.csv", b"0" * (20 * 1024 * 1024))]))
     result = ftpcheck.check_account(ftp_account.id)
     assert [(f.name, f.succeeded) for f in result.files] == [("bomb.zip", False)]
-    rows = imports(ftp_account.id)
+    rows = account_imports(ftp_account.id)
     assert [(i.filename, i.status) for i in rows] == [("bomb.zip", "failed")]
     assert db.session.scalar(select(db.func.count()).select_from(Result)) == 0

@@ -456,13 +456,19 @@ def test_tnftp_upload_is_imported(app, ftp_account, ftp_server, tmp_path):
 # Completeness: nothing half-uploaded is ever imported
 
 
-def test_upload_reset_half_way_is_discarded(app, ftp_account, ftp_server, ftp_connect):
-    client = ftp_connect(ftp_server)
+def half_uploaded(app, client):
+    """Start `STOR 20180516.csv` and send half of ftp_csv(); its data connection once the server staged that half."""
     data = ftp_csv()
     client.voidcmd("TYPE I")
     conn = client.transfercmd("STOR 20180516.csv")
     conn.sendall(data[: len(data) // 2])
     wait_for(lambda: staged_bytes(app) == len(data) // 2, 10, what="the partial upload in staging")
+    return conn
+
+
+def test_upload_reset_half_way_is_discarded(app, ftp_account, ftp_server, ftp_connect):
+    client = ftp_connect(ftp_server)
+    conn = half_uploaded(app, client)
     # Close abruptly: SO_LINGER 0 makes close() send a reset instead of a normal end.
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     conn.close()
@@ -476,11 +482,7 @@ def test_upload_reset_half_way_is_discarded(app, ftp_account, ftp_server, ftp_co
 
 def test_upload_aborted_with_abor_is_discarded(app, ftp_account, ftp_server, ftp_connect):
     client = ftp_connect(ftp_server)
-    data = ftp_csv()
-    client.voidcmd("TYPE I")
-    conn = client.transfercmd("STOR 20180516.csv")
-    conn.sendall(data[: len(data) // 2])
-    wait_for(lambda: staged_bytes(app) == len(data) // 2, 10, what="the partial upload in staging")
+    conn = half_uploaded(app, client)
     client.putcmd("ABOR")
     with pytest.raises(ftplib.error_temp, match="^426"):
         client.getresp()
@@ -493,11 +495,7 @@ def test_upload_aborted_with_abor_is_discarded(app, ftp_account, ftp_server, ftp
 
 def test_client_dying_mid_upload_is_discarded(app, ftp_account, ftp_server, ftp_connect):
     client = ftp_connect(ftp_server)
-    data = ftp_csv()
-    client.voidcmd("TYPE I")
-    conn = client.transfercmd("STOR 20180516.csv")
-    conn.sendall(data[: len(data) // 2])
-    wait_for(lambda: staged_bytes(app) == len(data) // 2, 10, what="the partial upload in staging")
+    conn = half_uploaded(app, client)
     # A killed client: the kernel closes both connections, control first (lower descriptor).
     client.close()
     conn.close()
@@ -509,11 +507,7 @@ def test_client_dying_mid_upload_is_discarded(app, ftp_account, ftp_server, ftp_
 def test_upload_cut_by_server_stop_is_discarded(app, ftp_account, ftp_start, ftp_connect):
     server = ftp_start()
     client = ftp_connect(server)
-    data = ftp_csv()
-    client.voidcmd("TYPE I")
-    conn = client.transfercmd("STOR 20180516.csv")
-    conn.sendall(data[: len(data) // 2])
-    wait_for(lambda: staged_bytes(app) == len(data) // 2, 10, what="the partial upload in staging")
+    conn = half_uploaded(app, client)
     server.stop()
     conn.close()
     assert ftp_files(ftp_account.home) == []

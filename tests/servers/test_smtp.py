@@ -25,28 +25,18 @@ from app.services import files, spool
 from servers.mailhandler import MailHandler
 from servers.recipients import Recipient
 from servers.spooldrain import MailImporter
+from tests.fixtures.ingest import account_imports, ended_imports
 from tests.fixtures.smtp import SMTP_ERROR_TO, SMTP_SENDER, SMTP_SUCCESS_TO, smtp_message
 from tests.fixtures.smtp_sink import RawSmtp
 from tests.fixtures.waiting import wait_for
+from tests.fixtures.worker import running_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def imports(account_id: int) -> list[Import]:
-    return list(db.session.scalars(select(Import).where(Import.account_id == account_id).order_by(Import.id)))
-
-
-def finished(account_id: int, count: int):
-    """The account's imports once `count` of them exist and none is queued or running."""
-    rows = imports(account_id)
-    if len(rows) >= count and all(i.status not in (Import.QUEUED, Import.RUNNING) for i in rows):
-        return rows
-    return None
-
-
 def stored(account_id: int, count: int):
     """The account's imports once `count` exist (the spool drain stores them shortly after 250)."""
-    rows = imports(account_id)
+    rows = account_imports(account_id)
     return rows if len(rows) >= count else None
 
 
@@ -72,7 +62,7 @@ def test_smtplib_cp932_csv_is_imported_and_success_mail_reaches_relay(
     refused = send(smtp_server, message)
     assert refused == {}
 
-    rows = wait_for(lambda: finished(smtp_account.id, 1), what="the import")
+    rows = wait_for(lambda: ended_imports(smtp_account.id, 1), what="the import")
     assert [(i.filename, i.status, i.channel, i.sender) for i in rows] == [
         ("20180516.csv", Import.SUCCEEDED, "mail", "sales@partner.example")
     ]
@@ -99,7 +89,7 @@ def test_swaks_attachment_is_imported(smtp_server, smtp_account, smtp_relay, smt
     assert result.returncode == 0, result.stdout + result.stderr
     assert "250 2.0.0 OK: queued" in result.stdout
 
-    rows = wait_for(lambda: finished(smtp_account.id, 1), what="the import")
+    rows = wait_for(lambda: ended_imports(smtp_account.id, 1), what="the import")
     assert [(i.filename, i.status, i.period_kind) for i in rows] == [("20180500.csv", Import.SUCCEEDED, "month")]
     assert smtp_relay.wait_for(1)
     assert "20180500.csv" in smtp_relay.messages[0].subject
@@ -114,7 +104,7 @@ def test_two_csvs_become_two_imports_in_order_other_attachments_noted(
         ("20180517.CSV", smtp_mail.csv()),
     ])
     send(smtp_server, message)
-    rows = wait_for(lambda: finished(smtp_account.id, 2), what="two imports")
+    rows = wait_for(lambda: ended_imports(smtp_account.id, 2), what="two imports")
     assert [(i.filename, i.status) for i in rows] == [
         ("20180516.csv", Import.SUCCEEDED), ("20180517.CSV", Import.SUCCEEDED)
     ]
@@ -144,14 +134,14 @@ def test_mail_without_csv_makes_a_failed_import_and_an_error_report(
 ):
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("report.xlsb", b"PK"), ("説明.pdf", b"%PDF")])
     send(smtp_server, message)
-    rows = wait_for(lambda: finished(smtp_account.id, 1))
+    rows = wait_for(lambda: ended_imports(smtp_account.id, 1))
     assert [(i.filename, i.status) for i in rows] == [("(CSV添付なし)", Import.FAILED)]
     assert "添付されていません" in rows[0].errors[0].message
     assert "report.xlsb" in rows[0].note
     # Every ignored attachment is stored on the import itself, for the report mail.
     assert rows[0].ignored_attachments == ["report.xlsb", "説明.pdf"]
     assert smtp_relay.wait_for(1)
-    assert len(imports(smtp_account.id)) == 1
+    assert len(account_imports(smtp_account.id)) == 1
     assert smtp_relay.messages[0].rcpt_tos == [SMTP_ERROR_TO]
     assert "【取込エラー】" in smtp_relay.messages[0].subject
 
@@ -169,7 +159,7 @@ def test_unregistered_sender_gets_550_and_only_a_refusal_is_recorded(smtp_server
     assert code == 550 and text.startswith(b"5.7.1")
 
     db.session.rollback()
-    rows = imports(smtp_account.id)
+    rows = account_imports(smtp_account.id)
     assert [(i.status, i.mail_from, i.size) for i in rows] == [(Import.REFUSED, "stranger@elsewhere.example", 0)]
     assert files.read(rows[0].id) is None
     assert "stranger@elsewhere.example" in rows[0].note
@@ -191,7 +181,7 @@ def test_two_from_headers_are_refused(smtp_server, smtp_account, smtp_mail):
         send_raw(smtp_server, raw, smtp_account.address)
     assert error.value.smtp_code == 550
     db.session.rollback()
-    assert [i.status for i in imports(smtp_account.id)] == [Import.REFUSED]
+    assert [i.status for i in account_imports(smtp_account.id)] == [Import.REFUSED]
 
 
 @pytest.mark.parametrize("address", ["sp-0000000000@renkei.localhost", "someone@gmail.com", "postmaster"])
@@ -212,7 +202,7 @@ def test_integration_disabled_refuses_rcpt(smtp_server, smtp_account, smtp_mail)
         send(smtp_server, message)
     assert error.value.recipients[smtp_account.address][0] == 550
     db.session.rollback()
-    assert imports(smtp_account.id) == []
+    assert account_imports(smtp_account.id) == []
 
 
 @pytest.mark.parametrize(
@@ -228,7 +218,7 @@ def test_stopped_or_other_mode_accepts_discards_and_records(
     message = smtp_mail.message(SMTP_SENDER, smtp_account.address, [("20180516.csv", smtp_mail.csv())])
     assert send(smtp_server, message) == {}
     db.session.rollback()
-    rows = imports(smtp_account.id)
+    rows = account_imports(smtp_account.id)
     assert [(i.status, i.filename, i.size) for i in rows] == [(Import.DISCARDED, "20180516.csv", 0)]
     assert reason in rows[0].note
     assert files.read(rows[0].id) is None
@@ -257,7 +247,7 @@ def test_one_mail_to_two_accounts_is_imported_once_per_account(smtp_server, smtp
         assert code == 550 and text.startswith(b"5.1.1")  # an unknown one is still refused, per RCPT
         assert client.data(message.as_bytes())[0] == 250
     for account_id in (smtp_account.id, other_id):
-        rows = wait_for(lambda: finished(account_id, 1), what=f"the import of account #{account_id}")
+        rows = wait_for(lambda: ended_imports(account_id, 1), what=f"the import of account #{account_id}")
         assert [(i.filename, i.status, i.sender) for i in rows] == [
             ("20180516.csv", Import.SUCCEEDED, SMTP_SENDER)]
     assert spool.pending(spool.mail_folder(smtp_server.drainer.folder.parents[1])) == []
@@ -270,9 +260,9 @@ def test_a_sender_refused_by_one_account_does_not_block_the_other(smtp_server, s
     # The other account refuses the envelope sender at its RCPT; the message goes to the first one only.
     refused_rcpts = send_to(smtp_server, message, [other_address, smtp_account.address])
     assert list(refused_rcpts) == [other_address] and refused_rcpts[other_address][0] == 550
-    rows = wait_for(lambda: finished(smtp_account.id, 1))
+    rows = wait_for(lambda: ended_imports(smtp_account.id, 1))
     assert [(i.filename, i.status) for i in rows] == [("20180516.csv", Import.SUCCEEDED)]
-    [refused] = imports(other_id)
+    [refused] = account_imports(other_id)
     assert (refused.status, refused.filename, refused.mail_from, refused.size) == (
         Import.REFUSED, "(メール)", SMTP_SENDER, 0)
     assert "送信元メールアドレスに登録されていない" in refused.note and SMTP_SENDER in refused.note
@@ -283,8 +273,8 @@ def test_a_sender_refused_by_one_account_does_not_block_the_other(smtp_server, s
                                                [("20180517.csv", b"x")]), [other_address, smtp_account.address])
     assert error.value.smtp_code == 550
     db.session.rollback()
-    assert [i.status for i in imports(other_id)] == [Import.REFUSED, Import.REFUSED]
-    assert [i.status for i in imports(smtp_account.id)] == [Import.SUCCEEDED, Import.REFUSED]
+    assert [i.status for i in account_imports(other_id)] == [Import.REFUSED, Import.REFUSED]
+    assert [i.status for i in account_imports(smtp_account.id)] == [Import.SUCCEEDED, Import.REFUSED]
 
 
 def send_to(server, message, recipients: list[str], sender: str = SMTP_SENDER):
@@ -304,9 +294,9 @@ def test_the_same_eml_sent_twice_is_imported_twice(smtp_server, smtp_account, sm
     eml.write_bytes(smtp_mail.message(SMTP_SENDER, smtp_account.address, files,
                                       message_id="<same@partner.example>").as_bytes())
     send_raw(smtp_server, eml.read_bytes(), smtp_account.address)
-    wait_for(lambda: finished(smtp_account.id, 2))
+    wait_for(lambda: ended_imports(smtp_account.id, 2))
     send_raw(smtp_server, eml.read_bytes(), smtp_account.address)
-    rows = wait_for(lambda: finished(smtp_account.id, 4), what="the second delivery's imports")
+    rows = wait_for(lambda: ended_imports(smtp_account.id, 4), what="the second delivery's imports")
     assert [(i.filename, i.status) for i in rows] == [
         ("20180516.csv", Import.SUCCEEDED), ("20180517.csv", Import.SUCCEEDED),
         ("20180516.csv", Import.SUCCEEDED), ("20180517.csv", Import.SUCCEEDED),
@@ -329,13 +319,13 @@ def test_one_spool_entry_drained_twice_is_stored_once(app, smtp_account, smtp_ma
     services.store_spooled(entry)
     services.store_spooled(entry)  # the delete was lost: drained once more
     db.session.rollback()
-    assert [(i.filename, i.status, i.ignored_attachments) for i in imports(smtp_account.id)] == [
+    assert [(i.filename, i.status, i.ignored_attachments) for i in account_imports(smtp_account.id)] == [
         ("20180516.csv", Import.QUEUED, ["report.xlsb"])]
     # The same bytes spooled again (a second delivery) are a second import.
     services.store_spooled(spool.read(spool.write_mail(folder, account_ids=[smtp_account.id], sender=SMTP_SENDER,
                                                        raw=raw)))
     db.session.rollback()
-    assert len(imports(smtp_account.id)) == 2
+    assert len(account_imports(smtp_account.id)) == 2
 
 
 def test_a_mail_entry_of_an_earlier_version_keeps_its_message_id_keys(app, smtp_account, smtp_mail):
@@ -354,7 +344,7 @@ def test_a_mail_entry_of_an_earlier_version_keeps_its_message_id_keys(app, smtp_
     services.store_spooled(spool.read(path))
     services.store_spooled(spool.read(path))
     db.session.rollback()
-    assert [i.filename for i in imports(smtp_account.id)] == ["20180516.csv"]
+    assert [i.filename for i in account_imports(smtp_account.id)] == ["20180516.csv"]
 
 
 def test_smtp_smuggling_yields_one_message(app, smtp_start, smtp_account, smtp_mail):
@@ -383,7 +373,7 @@ def test_smtp_smuggling_yields_one_message(app, smtp_start, smtp_account, smtp_m
     wait_for(lambda: stored(smtp_account.id, 1), what="the spool drain")
     server.stop()  # the drain has nothing more to store: a smuggled second message would be in the DB now
     db.session.rollback()
-    assert [i.filename for i in imports(smtp_account.id)] == ["20180516.csv"]
+    assert [i.filename for i in account_imports(smtp_account.id)] == ["20180516.csv"]
     assert spool.pending(spool.mail_folder(app.config["DATA_DIR"])) == []
 
 
@@ -430,25 +420,19 @@ def test_kill_9_right_after_250_then_restart_imports_exactly_once(app, smtp_acco
     # Acknowledged means durable: the file is in the spool, or the drain already stored it (or both,
     # when the kill fell between its commit and its delete).
     db.session.rollback()
-    in_db = [(i.filename, i.status) for i in imports(smtp_account.id)]
+    in_db = [(i.filename, i.status) for i in account_imports(smtp_account.id)]
     in_spool = [spool.read(p) for p in spool.pending(spool.mail_folder(app.config["DATA_DIR"]))]
     assert in_db in ([], [("20180516.csv", Import.QUEUED)])
     assert [(e.kind, e.sender, b"20180516.csv" in e.data) for e in in_spool] in ([], [("mail", SMTP_SENDER, True)])
     assert in_db or in_spool
 
     # The restarted server drains what the killed one had acknowledged: exactly one import.
-    from servers.worker import Worker
-
     smtp_start()
-    worker = Worker(app, poll_seconds=0.1)
-    worker.start()
-    try:
-        rows = wait_for(lambda: finished(smtp_account.id, 1))
+    with running_worker(app):
+        rows = wait_for(lambda: ended_imports(smtp_account.id, 1))
         wait_for(lambda: not spool.pending(spool.mail_folder(app.config["DATA_DIR"])), what="the drained spool")
-    finally:
-        worker.stop()
     db.session.rollback()
-    assert [(i.filename, i.status) for i in imports(smtp_account.id)] == [("20180516.csv", Import.SUCCEEDED)]
+    assert [(i.filename, i.status) for i in account_imports(smtp_account.id)] == [("20180516.csv", Import.SUCCEEDED)]
 
 
 def spool_entry(folder, account_id: int, filename: str, data: bytes) -> Path:
@@ -484,7 +468,7 @@ def test_unrenamed_temporary_spool_file_is_ignored_and_removed(app, smtp_start, 
     rows = wait_for(lambda: stored(smtp_account.id, 1), what="the whole entry")
     wait_for(lambda: not spool.pending(folder), what="the entry to be deleted")
     db.session.rollback()
-    assert [i.filename for i in imports(smtp_account.id)] == [i.filename for i in rows] == ["20180516.csv"]
+    assert [i.filename for i in account_imports(smtp_account.id)] == [i.filename for i in rows] == ["20180516.csv"]
 
 
 def test_database_failure_during_drain_keeps_the_entry_and_retries(app, smtp_start, smtp_account, smtp_mail, monkeypatch):
@@ -539,7 +523,7 @@ def test_mail_entry_of_an_earlier_version_is_drained(app, smtp_account, smtp_mai
                      % (smtp_account.id, SMTP_SENDER.encode()) + raw)
     assert spool.drain(folder, _AppServices(app).store_spooled) == 1
     db.session.rollback()
-    assert [(i.filename, i.channel, i.sender) for i in imports(smtp_account.id)] == [
+    assert [(i.filename, i.channel, i.sender) for i in account_imports(smtp_account.id)] == [
         ("20180516.csv", "mail", SMTP_SENDER)]
     assert spool.pending(folder) == []
 
@@ -553,7 +537,7 @@ def test_one_file_entry_of_still_earlier_versions_is_set_aside_not_imported(app,
                      b'"note": null, "received_at": ""}\n' % smtp_account.id + smtp_mail.csv())
     spool.drain(folder, _AppServices(app).store_spooled)
     db.session.rollback()
-    assert imports(smtp_account.id) == []
+    assert account_imports(smtp_account.id) == []
     assert spool.pending(folder) == []
     assert path.with_name(path.name + spool.BAD_SUFFIX).read_bytes().endswith(smtp_mail.csv())
 
@@ -571,7 +555,7 @@ def test_oversize_message_gets_552_and_is_recorded_as_refused(smtp_start, smtp_a
         send(server, message)
     assert error.value.smtp_code == 552
     db.session.rollback()
-    assert imports(smtp_account.id) == []  # refused at MAIL FROM: no account known yet
+    assert account_imports(smtp_account.id) == []  # refused at MAIL FROM: no account known yet
     # A client that does not announce the size is refused after DATA, and the account records it.
     session = RawSmtp(server.port)
     try:
@@ -643,7 +627,7 @@ def test_starttls_delivery(smtp_start, smtp_worker, smtp_account, smtp_tls_files
         client.starttls(context=context)
         client.ehlo()
         client.send_message(message)
-    rows = wait_for(lambda: finished(smtp_account.id, 1))
+    rows = wait_for(lambda: ended_imports(smtp_account.id, 1))
     assert rows[0].status == Import.SUCCEEDED
 
 
@@ -671,10 +655,12 @@ class Fakes:
             record_refusal=lambda *a, **k: self.calls.append(("refusal", a, k)),
         )
 
-    def importer(self) -> MailImporter:
+    def importer(self, **options) -> MailImporter:
+        """A MailImporter whose ingest and record_failure are recorded in `calls`; `options` as for it (parse=…)."""
         return MailImporter(
             ingest=lambda *a, **k: self.calls.append(("ingest", a, k)),
             record_failure=lambda *a, **k: self.calls.append(("failure", a, k)),
+            **options,
         )
 
 
@@ -732,12 +718,12 @@ def test_importer_records_an_unreadable_mail_as_a_failure_with_a_stable_key(smtp
     def unreadable(raw):
         raise MailUnreadable("メールの入れ子(マルチパート)が深すぎるため読み取れません")
 
-    calls = []
-    importer = MailImporter(ingest=lambda *a, **k: calls.append(("ingest", a, k)),
-                            record_failure=lambda *a, **k: calls.append(("failure", a, k)), parse=unreadable)
+    fakes = Fakes(RECIPIENT)
+    importer = fakes.importer(parse=unreadable)
     raw = smtp_mail.raw(sender=SMTP_SENDER, to="x", parts=[(smtp_mail.plain("a.csv"), b"1")])
     importer.import_mail(7, raw, sender=SMTP_SENDER, delivery="d1")
     importer.import_mail(7, raw, sender=SMTP_SENDER, delivery="d1")
+    calls = fakes.calls
     assert [c[0] for c in calls] == ["failure", "failure"]
     assert calls[0][2]["filename"] == "(メール)" and calls[0][2]["sender"] == SMTP_SENDER
     assert "深すぎる" in calls[0][2]["message"] and "送り直してください" in calls[0][2]["message"]
@@ -748,13 +734,11 @@ def test_importer_reports_an_unexpected_parser_error_instead_of_retrying_for_eve
     def broken(raw):
         raise ValueError("a parser bug")
 
-    calls = []
-    importer = MailImporter(ingest=lambda *a, **k: calls.append(("ingest", a, k)),
-                            record_failure=lambda *a, **k: calls.append(("failure", a, k)), parse=broken)
+    fakes = Fakes(RECIPIENT)
     raw = smtp_mail.raw(sender=SMTP_SENDER, to="x", parts=[(smtp_mail.plain("a.csv"), b"1")])
-    assert importer.import_mail(7, raw, sender=SMTP_SENDER) == 1
-    assert [c[0] for c in calls] == ["failure"]
-    assert "解釈できませんでした" in calls[0][2]["message"]
+    assert fakes.importer(parse=broken).import_mail(7, raw, sender=SMTP_SENDER) == 1
+    assert [c[0] for c in fakes.calls] == ["failure"]
+    assert "解釈できませんでした" in fakes.calls[0][2]["message"]
 
 
 def test_handler_rcpt_refuses_unknown_and_accepts_known():
@@ -864,7 +848,7 @@ def test_real_client_sends_a_csv_attachment(client, accounts, smtp_server, smtp_
     csv_file.write_bytes(csv_bytes)
     CLIENTS[client](smtp_server.port, [address for _, address in targets], csv_file, tmp_path)
     for account_id, _ in targets:
-        rows = wait_for(lambda: finished(account_id, 1), what=f"the import of account #{account_id}")
+        rows = wait_for(lambda: ended_imports(account_id, 1), what=f"the import of account #{account_id}")
         assert [(i.filename, i.status, i.sender, i.row_count) for i in rows] == [
             ("20180516.csv", Import.SUCCEEDED, SMTP_SENDER, 40)]
         assert files.read(rows[0].id) == csv_bytes
@@ -880,7 +864,7 @@ def test_smtplib_sendmail_with_lf_only_bytes_is_imported(smtp_server, smtp_accou
     raw = lf_mail([smtp_account.address], csv_bytes)
     assert len(raw) > 10_000
     assert send_raw(smtp_server, raw, smtp_account.address) == {}  # smtplib sends the LF bytes unchanged
-    rows = wait_for(lambda: finished(smtp_account.id, 1))
+    rows = wait_for(lambda: ended_imports(smtp_account.id, 1))
     assert [(i.filename, i.status, i.row_count) for i in rows] == [("20180516.csv", Import.SUCCEEDED, 400)]
     assert files.read(rows[0].id) == csv_bytes
 
@@ -910,5 +894,5 @@ def test_an_unwrapped_200_kb_base64_line_is_imported(smtp_server, smtp_account, 
            '--b\r\nContent-Type: text/csv\r\nContent-Transfer-Encoding: base64\r\n'
            'Content-Disposition: attachment; filename="20180516.csv"\r\n\r\n').encode() + line + b"\r\n--b--\r\n"
     assert send_raw(smtp_server, raw, smtp_account.address) == {}
-    rows = wait_for(lambda: finished(smtp_account.id, 1))
+    rows = wait_for(lambda: ended_imports(smtp_account.id, 1))
     assert [(i.filename, i.status, i.row_count) for i in rows] == [("20180516.csv", Import.SUCCEEDED, 1400)]

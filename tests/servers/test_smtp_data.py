@@ -16,17 +16,21 @@ from servers.smtpdata import BlockData, read_body, unstuff
 NEXT = b"NOOP\r\n"
 
 
-async def _read(pieces: list[bytes], limit: int | None, stream_limit: int = 2 ** 16):
-    """Feed `pieces` one by one (each a separate wake-up) and return (Body, what the reader left unread)."""
-    reader = asyncio.StreamReader(limit=stream_limit)
-
+def _feed(reader: asyncio.StreamReader, pieces: list[bytes]) -> asyncio.Future:
+    """Feed `pieces` to `reader` one by one (each a separate wake-up), then EOF; the feeding task."""
     async def feed():
         for piece in pieces:
             reader.feed_data(piece)
             await asyncio.sleep(0)
         reader.feed_eof()
 
-    feeder = asyncio.ensure_future(feed())
+    return asyncio.ensure_future(feed())
+
+
+async def _read(pieces: list[bytes], limit: int | None, stream_limit: int = 2 ** 16):
+    """Feed `pieces` one by one (each a separate wake-up) and return (Body, what the reader left unread)."""
+    reader = asyncio.StreamReader(limit=stream_limit)
+    feeder = _feed(reader, pieces)
     body = await read_body(reader, limit)
     await feeder
     return body, await reader.read()
@@ -147,14 +151,7 @@ async def _data_command(cls, pieces: list[bytes], limit: int | None):
     session.transport = object()  # aiosmtpd's loop runs while a transport is set
     session._set_rset_state()  # a new envelope, as connection_made makes it
     session.envelope.rcpt_tos = ["to@example"]
-
-    async def feed():
-        for piece in pieces:
-            reader.feed_data(piece)
-            await asyncio.sleep(0)
-        reader.feed_eof()
-
-    feeder = asyncio.ensure_future(feed())
+    feeder = _feed(reader, pieces)
     await session.smtp_DATA(None)
     await feeder
     replies = bytes(session._writer.out).split(b"\r\n")

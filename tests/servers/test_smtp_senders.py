@@ -13,23 +13,12 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Import, ImportErrorRecord
 from app.services import integration
+from tests.fixtures.ingest import account_imports, ended_imports
 from tests.fixtures.smtp import SMTP_ERROR_TO, SMTP_SENDER
 from tests.fixtures.waiting import wait_for
 
 DOMAIN = SMTP_SENDER.split("@")[1]
 BOUNDARY_END = b"--=_renkei_test_boundary--\r\n"
-
-
-def imports(account_id: int) -> list[Import]:
-    db.session.rollback()  # a fresh read of what the server committed
-    return list(db.session.scalars(select(Import).where(Import.account_id == account_id).order_by(Import.id)))
-
-
-def ended(account_id: int, count: int):
-    rows = imports(account_id)
-    if len(rows) >= count and all(i.status not in (Import.QUEUED, Import.RUNNING) for i in rows):
-        return rows
-    return None
 
 
 def send(server, raw: bytes, to: str, envelope: str = SMTP_SENDER, helo: str = "mx.partner.example"):
@@ -52,7 +41,7 @@ def test_a_forged_from_is_refused_at_rcpt_and_recorded(smtp_server, smtp_account
         send(smtp_server, mail(), smtp_account.address, envelope="attacker@evil.example", helo="evil.example")
     [(code, reply)] = error.value.recipients.values()
     assert code == 550 and reply == b"5.7.1 Sender not authorized for this address"
-    [row] = imports(smtp_account.id)
+    [row] = account_imports(smtp_account.id)
     assert (row.status, row.filename, row.size) == (Import.REFUSED, "(メール)", 0)
     assert (row.mail_from, row.peer_address, row.helo_name) == ("attacker@evil.example", "127.0.0.1", "evil.example")
     assert "エンベロープの送信者が送信元メールアドレスに登録されていない" in row.note
@@ -62,7 +51,7 @@ def test_a_forged_from_is_refused_at_rcpt_and_recorded(smtp_server, smtp_account
 def test_a_refusal_at_rcpt_shows_who_tried_in_the_history(smtp_server, smtp_account, mail, client, login):
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         send(smtp_server, mail(), smtp_account.address, envelope="attacker@evil.example", helo="evil.example")
-    [row] = imports(smtp_account.id)
+    [row] = account_imports(smtp_account.id)
     login(smtp_account.email)
     history = client.get("/imports").get_data(as_text=True)
     assert "attacker@evil.example" in history and "拒否" in history
@@ -76,7 +65,7 @@ def test_a_bounce_is_refused(smtp_server, smtp_account, mail):
         send(smtp_server, mail(), smtp_account.address, envelope="")
     [(code, reply)] = error.value.recipients.values()
     assert code == 550 and reply.startswith(b"5.7.1 Bounces")
-    [row] = imports(smtp_account.id)
+    [row] = account_imports(smtp_account.id)
     assert row.status == Import.REFUSED and row.mail_from is None and row.peer_address == "127.0.0.1"
     assert "エンベロープの送信者が空" in row.note
 
@@ -88,13 +77,13 @@ def test_allowed_networks_refuse_other_servers_and_accept_their_own(app, smtp_se
         send(smtp_server, mail(), smtp_account.address)
     [(code, reply)] = error.value.recipients.values()
     assert code == 550 and reply.startswith(b"5.7.1 Client host not authorized")
-    [refused] = imports(smtp_account.id)
+    [refused] = account_imports(smtp_account.id)
     assert refused.status == Import.REFUSED and "送信元サーバーに登録されていない" in refused.note
     assert "127.0.0.1" in refused.note
 
     integration.update_settings(smtp_account.id, {"sender_networks": "10.0.0.0/8\n127.0.0.0/8"}, actor="t")
     assert send(smtp_server, mail(), smtp_account.address) == {}
-    rows = wait_for(lambda: ended(smtp_account.id, 2))
+    rows = wait_for(lambda: ended_imports(smtp_account.id, 2))
     accepted = rows[1]
     assert accepted.status == Import.SUCCEEDED and accepted.row_count == 2
     assert (accepted.mail_from, accepted.peer_address, accepted.helo_name) == (
@@ -113,7 +102,7 @@ def test_dkim_and_spf_results_are_recorded(app, smtp_start, smtp_worker, smtp_ac
     dns_records.txt(DOMAIN, "v=spf1 ip4:127.0.0.0/8 -all")
     signed = dkim_key.sign(mail("<m1@partner.example>"), DOMAIN)
     send(server, signed, smtp_account.address)
-    [first] = wait_for(lambda: ended(smtp_account.id, 1))
+    [first] = wait_for(lambda: ended_imports(smtp_account.id, 1))
     assert (first.dkim_result, first.dkim_domain, first.spf_result) == ("pass", DOMAIN, "pass")
     assert first.status == Import.SUCCEEDED
 
@@ -122,15 +111,15 @@ def test_dkim_and_spf_results_are_recorded(app, smtp_start, smtp_worker, smtp_ac
     dns_records.txt(DOMAIN, "v=spf1 ip4:10.0.0.0/8 -all")
     tampered = dkim_key.sign(mail("<m2@partner.example>"), DOMAIN).replace(BOUNDARY_END, BOUNDARY_END + b"added\r\n")
     send(server, tampered, smtp_account.address)
-    second = wait_for(lambda: ended(smtp_account.id, 2))[1]
+    second = wait_for(lambda: ended_imports(smtp_account.id, 2))[1]
     assert (second.dkim_result, second.dkim_domain, second.spf_result) == ("fail", DOMAIN, "fail")
 
     dns_records.clear()  # no SPF record at all, and the mail is not signed
     send(server, mail("<m3@partner.example>"), smtp_account.address)
-    third = wait_for(lambda: ended(smtp_account.id, 3))[2]
+    third = wait_for(lambda: ended_imports(smtp_account.id, 3))[2]
     assert (third.dkim_result, third.dkim_domain, third.spf_result) == ("none", None, "none")
     # Off by default: none of the results kept a mail out.
-    assert [i.status for i in imports(smtp_account.id)] == [Import.SUCCEEDED] * 3
+    assert [i.status for i in account_imports(smtp_account.id)] == [Import.SUCCEEDED] * 3
 
 
 def test_required_dkim_refuses_an_unsigned_mail_and_reports_it(app, smtp_start, smtp_worker, smtp_relay,
@@ -140,7 +129,7 @@ def test_required_dkim_refuses_an_unsigned_mail_and_reports_it(app, smtp_start, 
     dns_records.txt(DOMAIN, "v=spf1 ip4:127.0.0.0/8 -all")  # SPF passes: "dkim" asks for DKIM all the same
     server = smtp_start()
     assert send(server, mail("<u1@partner.example>"), smtp_account.address) == {}  # decided after 250
-    [refused] = wait_for(lambda: ended(smtp_account.id, 1))
+    [refused] = wait_for(lambda: ended_imports(smtp_account.id, 1))
     assert (refused.status, refused.filename, refused.dkim_result, refused.spf_result) == (
         Import.FAILED, "20180516.csv", "none", "pass")
     [error] = db.session.scalars(select(ImportErrorRecord).where(ImportErrorRecord.import_id == refused.id))
@@ -149,7 +138,7 @@ def test_required_dkim_refuses_an_unsigned_mail_and_reports_it(app, smtp_start, 
     assert "送信元の認証" in report.text
 
     send(server, dkim_key.sign(mail("<s1@partner.example>"), DOMAIN), smtp_account.address)
-    signed = wait_for(lambda: ended(smtp_account.id, 2))[1]
+    signed = wait_for(lambda: ended_imports(smtp_account.id, 2))[1]
     assert (signed.status, signed.dkim_result) == (Import.SUCCEEDED, "pass")
 
 
@@ -159,5 +148,5 @@ def test_a_dkim_pass_of_another_domain_does_not_meet_the_requirement(app, smtp_s
     dns_records.txt("sel1._domainkey.evil.example", dkim_key.record)
     server = smtp_start()
     send(server, dkim_key.sign(mail(), "evil.example"), smtp_account.address)
-    [row] = wait_for(lambda: ended(smtp_account.id, 1))
+    [row] = wait_for(lambda: ended_imports(smtp_account.id, 1))
     assert (row.status, row.dkim_result, row.dkim_domain) == (Import.FAILED, "pass", "evil.example")

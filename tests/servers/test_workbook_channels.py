@@ -20,7 +20,7 @@ from app.models import Import, ImportErrorRecord
 from app.services import ftpcheck, runner
 from tests.data.workbooks import make
 from tests.fixtures.api import api_options, auth
-from tests.fixtures.ingest import ingest_options, stored
+from tests.fixtures.ingest import ingest_options, manual_upload, stored
 from tests.fixtures.smtp import SMTP_SENDER
 from tests.fixtures.waiting import wait_for
 
@@ -143,8 +143,7 @@ def test_api_errors_carry_the_column_letter(app, client, make_account, import_wo
 def test_manual_upload(app, client, make_account, login, ending):
     acc = make_account("acme", **ingest_options())
     login(acc.email)
-    form = {"file": (io.BytesIO(workbook(ending)), f"20180516.{ending}")}
-    response = client.post("/upload", data=form, content_type="multipart/form-data")
+    response = manual_upload(client, f"20180516.{ending}", workbook(ending))
     assert response.status_code == 302
     imp = db.session.scalars(select(Import)).one()
     runner.run_import(imp.id)
@@ -156,8 +155,7 @@ def test_manual_upload(app, client, make_account, login, ending):
 def test_manual_dry_run_shows_letters(app, client, make_account, login):
     acc = make_account("acme", **ingest_options())
     login(acc.email)
-    form = {"file": (io.BytesIO((DATA / "errors.xlsx").read_bytes()), "20180516.xlsx"), "dry_run": "y"}
-    html = client.post("/upload", data=form, content_type="multipart/form-data").get_data(as_text=True)
+    html = manual_upload(client, "20180516.xlsx", (DATA / "errors.xlsx").read_bytes(), dry_run=True).get_data(as_text=True)
     assert re.search(r"<td[^>]*>B列\(売上\)</td>", html) and re.search(r"<td[^>]*>C列\(粗利\)</td>", html)
 
 

@@ -8,11 +8,8 @@ tests/servers/test_archive_channels.py.
 from __future__ import annotations
 
 import gzip
-import io
 import re
-import shutil
 import subprocess
-import zipfile
 
 import pytest
 from sqlalchemy import select, text
@@ -21,22 +18,13 @@ from app.extensions import db
 from app.importer import archive as unpacking
 from app.models import Import, ImportErrorRecord, IntegrationSettings, OutboxMail
 from app.services import files, ingest, queue, zippassword
-from tests.fixtures.ingest import SENDER, csv_file, ingest_options, stored
-
-needs_zip = pytest.mark.skipif(shutil.which("zip") is None, reason="the zip command (Debian package zip)")
+from tests.fixtures.importer import make_zip, needs_zip
+from tests.fixtures.ingest import SENDER, csv_file, ingest_options, manual_upload, stored
 
 DAY16 = csv_file([[1, 100, 10, 1, "一"]])
 DAY17 = csv_file([[2, 200, 20, 2, "二"]])
 MONTH = csv_file([[3, 300, 30, 3, "三"]])
 BAD = csv_file([[99, 1, 1, 1, ""]])
-
-
-def make_zip(entries: list[tuple[str, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
-        for name, data in entries:
-            out.writestr(name, data)
-    return buffer.getvalue()
 
 
 def zip_command(tmp_path, entries: list[tuple[str, bytes]], *options: str) -> bytes:
@@ -191,12 +179,6 @@ def test_a_repeated_delivery_with_the_same_key_stores_the_archive_once(acc):
 # CLI, 手動取込 and the import pages, API
 
 
-@pytest.fixture
-def cli(app):
-    runner = app.test_cli_runner()
-    return lambda *args, **kw: runner.invoke(args=list(args), **kw)
-
-
 def test_flask_import_csv_with_a_zip_runs_each_file(acc, cli, tmp_path):
     path = tmp_path / "results.zip"
     path.write_bytes(make_zip([*THREE[:2], ("20180500.csv", BAD)]))
@@ -219,8 +201,7 @@ def test_flask_integration_zip_password(acc, cli):
 
 def test_upload_of_a_zip_shows_the_links_both_ways(acc, client, login):
     login(acc.email, acc.password)
-    response = client.post("/upload", data={"file": (io.BytesIO(make_zip(THREE)), "results.zip")},
-                           content_type="multipart/form-data")
+    response = manual_upload(client, "results.zip", make_zip(THREE))
     assert response.status_code == 302
     box = db.session.scalar(select(Import).where(Import.filename == "results.zip"))
     assert response.headers["Location"].endswith(f"/imports/{box.id}")
@@ -281,8 +262,7 @@ def test_dry_run_of_a_zip_checks_each_file_and_names_it_in_its_errors(acc):
 
 def test_upload_dry_run_of_a_zip_shows_the_errors_of_its_files(acc, client, login):
     login(acc.email, acc.password)
-    form = {"file": (io.BytesIO(make_zip([("20180516.csv", DAY16), ("20180517.csv", BAD)])), "r.zip"),
-            "dry_run": "y"}
-    html = client.post("/upload", data=form, content_type="multipart/form-data").get_data(as_text=True)
+    html = manual_upload(client, "r.zip", make_zip([("20180516.csv", DAY16), ("20180517.csv", BAD)]),
+                         dry_run=True).get_data(as_text=True)
     assert "「20180517.csv」: " in html and "何も保存していません" in html
     assert db.session.scalar(select(db.func.count(Import.id))) == 0

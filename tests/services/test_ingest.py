@@ -22,6 +22,7 @@ from app.api.shapes import import_json
 from app.services import files, ingest, queue, results, runner
 from tests.fixtures.accounts import create_test_account
 from tests.fixtures.ingest import count, csv_file, ingest_options, run, stored
+from tests.fixtures.waiting import at_once
 
 # ----------------------------------------------------------------------------- receive
 
@@ -323,20 +324,12 @@ def test_two_claimers_at_once_split_the_queue(app, make_account):
     acc = make_account("acme", **ingest_options())
     ids = {ingest.receive(acc.id, "20180516.csv", b"x", channel="api").id for _ in range(30)}
     taken: dict[str, list[int]] = {"a": [], "b": []}
-    start = threading.Barrier(2)
 
     def claimer(name: str) -> None:
-        with app.app_context():
-            start.wait()
-            while (import_id := queue.claim_next()) is not None:
-                taken[name].append(import_id)
-            db.session.remove()
+        while (import_id := queue.claim_next()) is not None:
+            taken[name].append(import_id)
 
-    threads = [threading.Thread(target=claimer, args=(name,)) for name in taken]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    at_once(app, claimer, list(taken))
     everything = taken["a"] + taken["b"]
     assert sorted(everything) == sorted(ids)  # each exactly once
 

@@ -1,8 +1,6 @@
 """Users' service rules against a real database: the last admin stays, also when two admins act at once."""
 from __future__ import annotations
 
-import threading
-
 import pytest
 from sqlalchemy.exc import OperationalError
 
@@ -10,6 +8,7 @@ from app.errors import Invalid
 from app.extensions import db
 from app.models import User
 from app.services import users as user_service
+from tests.fixtures.waiting import at_once
 
 
 def admins(account_id: int) -> list[str]:
@@ -24,25 +23,17 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(app, make_accoun
     first_id = db.session.scalar(db.select(User.id).where(User.email == acc.email))
     targets = {"a": second.id, "b": first_id}
     outcome: dict[str, str] = {}
-    start = threading.Barrier(2)
 
     def demote(name: str) -> None:
-        with app.app_context():
-            start.wait()
-            try:
-                user_service.set_role(acc.id, targets[name], User.VIEWER)
-                outcome[name] = "demoted"
-            except Invalid as error:
-                outcome[name] = error.message
-            except OperationalError as error:  # SQLite may refuse the second writer outright; nothing is lost then
-                outcome[name] = type(error).__name__
-            db.session.remove()
+        try:
+            user_service.set_role(acc.id, targets[name], User.VIEWER)
+            outcome[name] = "demoted"
+        except Invalid as error:
+            outcome[name] = error.message
+        except OperationalError as error:  # SQLite may refuse the second writer outright; nothing is lost then
+            outcome[name] = type(error).__name__
 
-    threads = [threading.Thread(target=demote, args=(name,)) for name in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    at_once(app, demote, list(targets))
     assert len(admins(acc.id)) == 1, outcome
     assert list(outcome.values()).count("demoted") == 1, outcome
 

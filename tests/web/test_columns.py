@@ -9,13 +9,6 @@ from app.services import columns as column_service
 from app.services import users as user_service
 
 
-@pytest.fixture
-def admin(make_account, login):
-    account, email, _ = make_account("acme")
-    login(email)
-    return account
-
-
 def stored(account_id: int) -> list[tuple]:
     db.session.expire_all()
     return [(c.name, c.unit, c.position) for c in column_service.list_columns(account_id)]

@@ -19,13 +19,6 @@ ACTION_URLS = [URL, URL + "/inbound-address", URL + "/ftp-password", URL + "/api
 
 
 @pytest.fixture
-def admin(make_account, login):
-    account, email, _ = make_account("acme")
-    login(email)
-    return account
-
-
-@pytest.fixture
 def viewer(make_account, login):
     account, _, _ = make_account("acme")
     users.create_user(account.id, "viewer@acme.example", "password-123", User.VIEWER)

@@ -15,13 +15,6 @@ from app.services import users as user_service
 HEADER = "No.,社員ID,氏名,部署,メールアドレス\r\n"
 
 
-@pytest.fixture
-def admin(make_account, login):
-    account, email, _ = make_account("acme")
-    login(email)
-    return account
-
-
 def stored(account_id: int) -> list[tuple]:
     db.session.expire_all()
     return [

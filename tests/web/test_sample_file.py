@@ -14,6 +14,7 @@ import python_calamine
 from app.extensions import db
 from app.models import Import, Result, User
 from app.services import members, runner, users
+from tests.fixtures.ingest import manual_upload
 
 # Columns added in this order, then reordered: the sample follows the display order, not creation.
 MEMBERS = [(3, "E003", "佐藤 一郎", "営業1課"), (1, "E001", "山田 太郎", "営業1課"),
@@ -30,10 +31,6 @@ def acme(make_account, login):
 
 def _csv_rows(data: bytes, encoding: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(data.decode(encoding), newline="")))
-
-
-def _upload(client, name: str, data: bytes):
-    return client.post("/upload", data={"file": (io.BytesIO(data), name)}, content_type="multipart/form-data")
 
 
 def _stored(acc) -> dict[int, tuple[dict, str | None]]:
@@ -117,7 +114,7 @@ def test_csv_round_trip_through_the_upload_page(client, acme):
     buffer = io.StringIO(newline="")
     csv.writer(buffer, lineterminator="\r\n").writerows(rows)
 
-    response = _upload(client, "20180516.csv", buffer.getvalue().encode("cp932"))
+    response = manual_upload(client, "20180516.csv", buffer.getvalue().encode("cp932"))
     assert response.status_code == 302
     imp = db.session.scalars(db.select(Import)).one()
     runner.run_import(imp.id)
@@ -141,7 +138,7 @@ def test_xlsx_round_trip_through_the_upload_page(client, acme):
         for name, content in parts.items():
             book.writestr(name, content)
 
-    assert _upload(client, "20180516.xlsx", filled.getvalue()).status_code == 302
+    assert manual_upload(client, "20180516.xlsx", filled.getvalue()).status_code == 302
     imp = db.session.scalars(db.select(Import)).one()
     runner.run_import(imp.id)
 
@@ -235,7 +232,7 @@ def test_the_error_mail_link_downloads_the_sample(app, client, make_account, log
 
     acc = make_account("delta", **ingest_options())
     login(acc.email)
-    assert _upload(client, "20180516.csv", csv_file([[1, "abc", 1, 1, ""]])).status_code == 302
+    assert manual_upload(client, "20180516.csv", csv_file([[1, "abc", 1, 1, ""]])).status_code == 302
     runner.run_import(db.session.scalars(db.select(Import)).one().id)
 
     body = db.session.scalars(db.select(OutboxMail)).one().body

@@ -14,6 +14,7 @@ from app.extensions import db
 from app.models import Member, User
 from app.services import users as user_service
 from tests.fixtures.accounts import OwnContextClient
+from tests.fixtures.migrations import column_names, insert_row
 from tests.web.test_auth import csrf_token
 
 EMAIL = "admin@acme.example"
@@ -218,28 +219,18 @@ def test_the_lifetimes_follow_the_settings(tmp_path, new_database):
     assert app.config["WTF_CSRF_TIME_LIMIT"] == 2 * 86400
 
 
-def test_the_session_version_migration_goes_up_and_down(tmp_path, new_database):
+def test_the_session_version_migration_goes_up_and_down(migrated_to):
     from flask_migrate import downgrade, upgrade
-    from sqlalchemy import inspect, text
+    from sqlalchemy import text
 
-    from app import create_app
-    from app.extensions import init_migrations
-
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SQLALCHEMY_DATABASE_URI": new_database(tmp_path, empty=True)})
-    init_migrations(app)
-    with app.app_context():
-        upgrade(revision="0008")
-        db.session.execute(text("INSERT INTO accounts (id, slug, name, integration_enabled, created_at) "
-                                "VALUES (1, 'a', 'A', false, '2020-01-01')"))
-        db.session.execute(text("INSERT INTO users (id, account_id, email, password_hash, role, created_at) "
-                                "VALUES (1, 1, 'a@a.example', 'x', 'admin', '2020-01-01')"))
-        db.session.commit()
-        upgrade()
-        assert db.session.scalar(text("SELECT session_version FROM users WHERE id = 1")) == 0
-        db.session.commit()
-        downgrade(revision="0008")
-        assert "session_version" not in {c["name"] for c in inspect(db.engine).get_columns("users")}
-        assert db.session.scalar(text("SELECT email FROM users WHERE id = 1")) == "a@a.example"
-        db.session.remove()
-        db.engine.dispose()
+    migrated_to("0008")
+    insert_row("accounts", integration_enabled=False)
+    insert_row("users", id=1, account_id=1, email="a@a.example", password_hash="x", role="admin",
+               created_at="2020-01-01")
+    db.session.commit()
+    upgrade()
+    assert db.session.scalar(text("SELECT session_version FROM users WHERE id = 1")) == 0
+    db.session.commit()
+    downgrade(revision="0008")
+    assert "session_version" not in column_names("users")
+    assert db.session.scalar(text("SELECT email FROM users WHERE id = 1")) == "a@a.example"

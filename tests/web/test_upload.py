@@ -1,23 +1,16 @@
 """手動取込: a real upload queues an import; 検証のみ shows the outcome and stores nothing."""
 from __future__ import annotations
 
-import io
 import re
 
 from app.extensions import db
 from app.importer.filename import FILENAME_MESSAGE
 from app.models import Import, Result, User
 from app.services import files, runner, users
+from tests.fixtures.ingest import manual_upload
 
 GOOD = "No.,売上,件数,備考\r\n1,120000,2,㈱髙﨑①\r\n2,\"50,000\",1,\r\n1,100,,\r\n".encode("cp932")
-BAD = "No.,売上,件数\r\n99,100,1\r\n1,abc,1\r\n".encode("utf-8")
-
-
-def _post(client, name: str, data: bytes, dry_run: bool = False):
-    form = {"file": (io.BytesIO(data), name)}
-    if dry_run:
-        form["dry_run"] = "y"
-    return client.post("/upload", data=form, content_type="multipart/form-data")
+BAD = "No.,売上,件数\r\n99,100,1\r\n1,abc,1\r\n".encode()
 
 
 def _counts() -> tuple[int, int]:
@@ -33,7 +26,7 @@ def test_upload_page_has_the_form(client, board):
 
 
 def test_dry_run_with_errors_shows_every_error_and_stores_nothing(client, board):
-    response = _post(client, "20180516.csv", BAD, dry_run=True)
+    response = manual_upload(client, "20180516.csv", BAD, dry_run=True)
     html = response.get_data(as_text=True)
 
     assert response.status_code == 200
@@ -45,14 +38,14 @@ def test_dry_run_with_errors_shows_every_error_and_stores_nothing(client, board)
 
 
 def test_dry_run_with_a_bad_name_lists_the_name_rule(client, board):
-    html = _post(client, "売上.csv", GOOD, dry_run=True).get_data(as_text=True)
+    html = manual_upload(client, "売上.csv", GOOD, dry_run=True).get_data(as_text=True)
     assert "件のエラーがあります" in html
     assert FILENAME_MESSAGE in html
     assert _counts() == (0, 0)
 
 
 def test_valid_dry_run_shows_period_rows_and_encoding(client, board):
-    html = _post(client, "20180500.csv", GOOD, dry_run=True).get_data(as_text=True)
+    html = manual_upload(client, "20180500.csv", GOOD, dry_run=True).get_data(as_text=True)
 
     assert "エラーはありません" in html
     assert re.search(r"<dt>データ行数</dt><dd>3 行</dd>", html)
@@ -61,7 +54,7 @@ def test_valid_dry_run_shows_period_rows_and_encoding(client, board):
 
 
 def test_upload_queues_an_import_and_shows_its_page(client, board):
-    response = _post(client, "20180516.csv", GOOD)
+    response = manual_upload(client, "20180516.csv", GOOD)
 
     assert response.status_code == 302
     imp = db.session.scalars(db.select(Import)).one()
@@ -87,7 +80,7 @@ def test_missing_file_is_a_field_error(client, board):
 
 def test_too_big_file_is_refused(app, client, board):
     app.config["MAX_UPLOAD_BYTES"] = 10
-    html = _post(client, "20180516.csv", GOOD).get_data(as_text=True)
+    html = manual_upload(client, "20180516.csv", GOOD).get_data(as_text=True)
     assert "ファイルが大きすぎます" in html and "10 バイト" in html
     assert _counts() == (0, 0)
 
@@ -97,11 +90,11 @@ def test_upload_is_for_admins_only(client, board):
     client.post("/logout")
     client.post("/login", data={"email": "viewer@acme.example", "password": "password-123"})
     assert client.get("/upload").status_code == 403
-    assert _post(client, "20180516.csv", GOOD).status_code == 403
+    assert manual_upload(client, "20180516.csv", GOOD).status_code == 403
     assert _counts() == (0, 0)
 
 
 def test_upload_needs_the_csrf_token(app, client, board):
     app.config["WTF_CSRF_ENABLED"] = True
-    assert _post(client, "20180516.csv", GOOD).status_code == 400
+    assert manual_upload(client, "20180516.csv", GOOD).status_code == 400
     assert _counts() == (0, 0)

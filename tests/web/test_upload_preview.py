@@ -13,15 +13,14 @@ from app.models import Import, Result
 from app.services import ingest
 from app.services.preview import PREVIEW_ROWS
 from tests.data.workbooks import make
-from tests.fixtures.ingest import csv_file, ingest_options
+from tests.fixtures.ingest import csv_file, ingest_options, manual_upload
 
 WORKBOOKS = Path(make.__file__).parent
 NOTE = "髙 ① ～ ㈱ 﨑 № ｶﾅ"
 
 
 def _dry_run(client, name: str, data: bytes) -> str:
-    form = {"file": (io.BytesIO(data), name), "dry_run": "y"}
-    response = client.post("/upload", data=form, content_type="multipart/form-data")
+    response = manual_upload(client, name, data, dry_run=True)
     assert response.status_code == 200
     return response.get_data(as_text=True)
 

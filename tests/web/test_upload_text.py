@@ -1,40 +1,33 @@
 """手動取込 of tab-separated and UTF-16 text (issue 15): 検証のみ names the encoding, the upload imports."""
 from __future__ import annotations
 
-import io
 import re
 
 from app.extensions import db
 from app.models import Import, Result
 from app.services import runner
+from tests.fixtures.ingest import manual_upload
 
 # Excel's 「Unicode テキスト」: UTF-16LE with a BOM, tab separated, CRLF.
 UNICODE_TEXT = "No.\t売上\t件数\t備考\r\n1\t￥120,000\t2\t㈱髙﨑①\r\n2\t(5,000)\t\t\r\n".encode("utf-16")
 SEMICOLONS = "No.;売上;件数\r\n1;100;1\r\n".encode("cp932")
 
 
-def _post(client, name: str, data: bytes, dry_run: bool = False):
-    form = {"file": (io.BytesIO(data), name)}
-    if dry_run:
-        form["dry_run"] = "y"
-    return client.post("/upload", data=form, content_type="multipart/form-data")
-
-
 def test_dry_run_of_unicode_text_shows_rows_and_its_encoding(client, board):
-    html = _post(client, "20180516.csv", UNICODE_TEXT, dry_run=True).get_data(as_text=True)
+    html = manual_upload(client, "20180516.csv", UNICODE_TEXT, dry_run=True).get_data(as_text=True)
     assert "エラーはありません" in html
     assert re.search(r"<dt>データ行数</dt><dd>2 行</dd>", html)
     assert "UTF-16LE(BOM付き)" in html
 
 
 def test_dry_run_of_a_semicolon_file_says_the_separator_is_the_problem(client, board):
-    html = _post(client, "20180516.csv", SEMICOLONS, dry_run=True).get_data(as_text=True)
+    html = manual_upload(client, "20180516.csv", SEMICOLONS, dry_run=True).get_data(as_text=True)
     assert "区切り文字がセミコロン(;)です" in html
     assert db.session.scalar(db.select(db.func.count(Import.id))) == 0
 
 
 def test_upload_of_unicode_text_is_imported(client, board):
-    response = _post(client, "20180516.csv", UNICODE_TEXT)
+    response = manual_upload(client, "20180516.csv", UNICODE_TEXT)
     assert response.status_code == 302
     imp = db.session.scalars(db.select(Import)).one()
     runner.run_import(imp.id)

@@ -10,7 +10,7 @@ from werkzeug.security import check_password_hash
 from app.extensions import db
 from app.models import User
 from app.services import users as user_service
-from tests.fixtures.accounts import OwnContextClient
+from tests.fixtures.accounts import OwnContextClient, users_of
 from tests.fixtures.addresses import INVALID as INVALID_ADDRESSES
 from tests.fixtures.addresses import VALID as VALID_ADDRESSES
 
@@ -20,19 +20,6 @@ def client(app):
     # Several browsers and commands act in turn here: each request in its own app context.
     app.test_client_class = OwnContextClient
     return app.test_client()
-
-
-@pytest.fixture
-def admin(make_account, login):
-    account, email, _ = make_account("acme")
-    login(email)
-    return account
-
-
-def stored(account_id: int) -> list[tuple[str, str]]:
-    db.session.expire_all()
-    rows = db.session.scalars(db.select(User).where(User.account_id == account_id).order_by(User.email))
-    return [(u.email, u.role) for u in rows]
 
 
 def test_list_shows_users_and_roles(client, admin):
@@ -48,7 +35,7 @@ def test_add_user_who_can_then_log_in(client, admin):
                            follow_redirects=True)
     html = response.get_data(as_text=True)
     assert "ユーザー hanako@acme.example(閲覧者)を追加しました。" in html
-    assert ("hanako@acme.example", "viewer") in stored(admin.id)
+    assert ("hanako@acme.example", "viewer") in users_of(admin.id)
     client.post("/logout")
     assert client.post("/login", data={"email": "hanako@acme.example", "password": "secret-pass"}).status_code == 302
 
@@ -68,7 +55,7 @@ def test_add_user_errors(client, admin, data, message):
     response = client.post("/settings/users/new", data=data)
     assert response.status_code == 200
     assert message in response.get_data(as_text=True)
-    assert stored(admin.id) == [("admin@acme.example", "admin")]
+    assert users_of(admin.id) == [("admin@acme.example", "admin")]
 
 
 def test_another_accounts_login_is_refused_without_saying_it_is_used_elsewhere(client, admin, make_account):
@@ -79,14 +66,14 @@ def test_another_accounts_login_is_refused_without_saying_it_is_used_elsewhere(c
     assert response.status_code == 200
     assert "メールアドレス admin@beta.example は使用できません。別のメールアドレスを指定してください。" in html
     assert "既に" not in html and "beta 株式会社" not in html
-    assert stored(admin.id) == [("admin@acme.example", "admin")]
+    assert users_of(admin.id) == [("admin@acme.example", "admin")]
 
 
 @pytest.mark.parametrize("typed, normal", VALID_ADDRESSES)
 def test_add_user_accepts_every_valid_address(client, admin, typed, normal):
     response = client.post("/settings/users/new", data={"email": typed, "password": "secret-pass", "role": "viewer"})
     assert response.status_code == 302, response.get_data(as_text=True)
-    assert (normal.lower(), "viewer") in stored(admin.id)
+    assert (normal.lower(), "viewer") in users_of(admin.id)
 
 
 @pytest.mark.parametrize("typed", [t for t in INVALID_ADDRESSES if t.strip()])
@@ -94,21 +81,21 @@ def test_add_user_refuses_every_invalid_address(client, admin, typed):
     response = client.post("/settings/users/new", data={"email": typed, "password": "secret-pass", "role": "viewer"})
     assert response.status_code == 200
     assert f"メールアドレス「{typed.strip()}」の形式が正しくありません。" in unescape(response.get_data(as_text=True))
-    assert stored(admin.id) == [("admin@acme.example", "admin")]
+    assert users_of(admin.id) == [("admin@acme.example", "admin")]
 
 
 def test_remove_user(client, admin):
     other = user_service.create_user(admin.id, "viewer@acme.example", "password-123", User.VIEWER)
     html = client.post(f"/settings/users/{other.id}/delete", follow_redirects=True).get_data(as_text=True)
     assert "ユーザー viewer@acme.example を削除しました。" in html
-    assert stored(admin.id) == [("admin@acme.example", "admin")]
+    assert users_of(admin.id) == [("admin@acme.example", "admin")]
 
 
 def test_cannot_remove_oneself(client, admin):
     me = db.session.scalar(db.select(User).where(User.email == "admin@acme.example"))
     html = client.post(f"/settings/users/{me.id}/delete", follow_redirects=True).get_data(as_text=True)
     assert "自分自身は削除できません。" in html
-    assert stored(admin.id) == [("admin@acme.example", "admin")]
+    assert users_of(admin.id) == [("admin@acme.example", "admin")]
 
 
 def test_cannot_remove_the_last_admin(client, make_account, login):
@@ -117,7 +104,7 @@ def test_cannot_remove_the_last_admin(client, make_account, login):
     login("second@acme.example")
     first = db.session.scalar(db.select(User).where(User.email == "admin@acme.example"))
     client.post(f"/settings/users/{first.id}/delete")
-    assert stored(account.id) == [("second@acme.example", "admin")]
+    assert users_of(account.id) == [("second@acme.example", "admin")]
     # The service refuses the last admin even when reached another way (e.g. a stale page).
     with pytest.raises(Exception, match="最後の管理者"):
         user_service.remove_user(account.id, db.session.scalar(
@@ -136,7 +123,7 @@ def test_viewer_sees_users_but_cannot_add_or_remove(client, make_account, login)
     assert client.post("/settings/users/new", data={"email": "x@acme.example", "password": "password-123",
                                                      "role": "admin"}).status_code == 403
     assert client.post(f"/settings/users/{admin_id}/delete").status_code == 403
-    assert len(stored(account.id)) == 2
+    assert len(users_of(account.id)) == 2
 
 
 # --- role change and password reset --------------------------------------------------------
@@ -150,11 +137,11 @@ def test_admin_changes_another_users_role(client, admin):
     html = client.post(f"/settings/users/{other.id}/role", data={"role": "admin"},
                        follow_redirects=True).get_data(as_text=True)
     assert "ユーザー viewer@acme.example の権限を管理者にしました。" in html
-    assert stored(admin.id) == [("admin@acme.example", "admin"), ("viewer@acme.example", "admin")]
+    assert users_of(admin.id) == [("admin@acme.example", "admin"), ("viewer@acme.example", "admin")]
     html = client.post(f"/settings/users/{other.id}/role", data={"role": "owner"},
                        follow_redirects=True).get_data(as_text=True)
     assert "権限を選んでください。" in html
-    assert stored(admin.id) == [("admin@acme.example", "admin"), ("viewer@acme.example", "admin")]
+    assert users_of(admin.id) == [("admin@acme.example", "admin"), ("viewer@acme.example", "admin")]
 
 
 def test_a_role_change_ends_the_users_sessions(app, client, make_account):
@@ -173,7 +160,7 @@ def test_the_last_admin_cannot_be_demoted_on_the_page(client, admin):
     response = client.post(f"/settings/users/{me}/role", data={"role": "viewer"}, follow_redirects=True)
     html = response.get_data(as_text=True)
     assert "最後の管理者は閲覧者に変更できません。先に別のユーザーを管理者にしてください。" in html
-    assert stored(admin.id) == [("admin@acme.example", "admin"), ("viewer@acme.example", "viewer")]
+    assert users_of(admin.id) == [("admin@acme.example", "admin"), ("viewer@acme.example", "viewer")]
     assert client.get("/settings/users").status_code == 200  # still signed in, still admin
     # The service refuses the same whatever calls it.
     with pytest.raises(Exception, match="最後の管理者は閲覧者に変更できません"):
@@ -185,7 +172,7 @@ def test_an_admin_may_step_down_when_another_admin_remains_and_stays_signed_in(c
     html = client.post(f"/settings/users/{user_id('admin@acme.example')}/role", data={"role": "viewer"},
                        follow_redirects=True).get_data(as_text=True)
     assert "ユーザー admin@acme.example の権限を閲覧者にしました。" in html
-    assert stored(admin.id) == [("admin@acme.example", "viewer"), ("second@acme.example", "admin")]
+    assert users_of(admin.id) == [("admin@acme.example", "viewer"), ("second@acme.example", "admin")]
     assert client.get("/settings/users").status_code == 200
     assert client.get("/settings/users/new").status_code == 403  # a viewer now
 
@@ -226,7 +213,7 @@ def test_viewer_cannot_reset_passwords_or_change_roles(client, make_account, log
     assert "パスワード再設定" not in html and "権限を変更" not in html
     assert client.post(f"/settings/users/{admin_id}/reset-password").status_code == 403
     assert client.post(f"/settings/users/{admin_id}/role", data={"role": "viewer"}).status_code == 403
-    assert stored(account.id) == [("admin@acme.example", "admin"), ("viewer@acme.example", "viewer")]
+    assert users_of(account.id) == [("admin@acme.example", "admin"), ("viewer@acme.example", "viewer")]
 
 
 def test_an_admin_cannot_touch_users_of_another_account(client, make_account, login):
@@ -242,7 +229,7 @@ def test_an_admin_cannot_touch_users_of_another_account(client, make_account, lo
     assert "bravo" not in client.get("/settings/users").get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(User, b_viewer.id).password_hash == before
-    assert stored(b.id) == [("admin@bravo.example", "admin"), ("viewer@bravo.example", "viewer")]
+    assert users_of(b.id) == [("admin@bravo.example", "admin"), ("viewer@bravo.example", "viewer")]
     # The service is scoped the same way.
     with pytest.raises(Exception, match="ユーザーが見つかりません"):
         user_service.set_role(a.id, b_viewer.id, User.ADMIN)
@@ -257,7 +244,7 @@ def test_role_and_reset_forms_need_the_csrf_token(app, client, admin):
         assert client.post(f"/settings/users/{other.id}/reset-password").status_code == 400
         db.session.expire_all()
         assert db.session.get(User, other.id).password_hash == before
-        assert stored(admin.id) == [("admin@acme.example", "admin"), ("viewer@acme.example", "viewer")]
+        assert users_of(admin.id) == [("admin@acme.example", "admin"), ("viewer@acme.example", "viewer")]
         page = client.get("/settings/users").get_data(as_text=True)
         token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
         assert client.post(f"/settings/users/{other.id}/role", data={"role": "admin", "csrf_token": token}
@@ -266,4 +253,4 @@ def test_role_and_reset_forms_need_the_csrf_token(app, client, admin):
                            ).status_code == 200
     finally:
         app.config["WTF_CSRF_ENABLED"] = False
-    assert stored(admin.id) == [("admin@acme.example", "admin"), ("viewer@acme.example", "admin")]
+    assert users_of(admin.id) == [("admin@acme.example", "admin"), ("viewer@acme.example", "admin")]
