@@ -120,57 +120,6 @@ def csv_error(line: int, error: csv.Error, value: str | None = None) -> RowError
     return RowError(message=message, line=line, value=value)
 
 
-def records(text: str, errors: list[RowError]) -> Iterator[tuple[int, list[str]]]:
-    """Yield (starting line, cells) for every non-blank record; a CSV syntax error goes into errors.
-
-    Reading goes on after a syntax error, from the line after the one where it was found, so a
-    file's every error is reported at once (the member CSV: docs/spec.md section 6). The error's
-    value is the text of the line its record starts on. An unclosed quote still swallows the
-    rest of the file.
-    """
-    delimiter = separator(text, errors)
-    if delimiter is None:
-        return
-    lines = _RecordLines(physical_lines(text))
-    reader = csv.reader(lines, strict=True, delimiter=delimiter)
-    last = 0
-    while True:
-        lines.first = None
-        try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            errors.append(csv_error(last + 1, error, (lines.first or "").rstrip("\r\n")))
-            if reader.line_num == last:  # nothing consumed: never loop on one spot
-                return
-            # The csv reader starts afresh with the next line after an error.
-            last = reader.line_num
-            continue
-        line = last + 1
-        # reader.line_num is where a record ends; the next one starts on the line after.
-        last = reader.line_num
-        if any(cell.strip() for cell in record):
-            yield line, record
-
-
-class _RecordLines:
-    """Lines for the csv reader; `first` keeps the first line given since it was set to None (a record's start)."""
-
-    def __init__(self, lines: Iterator[str]):
-        self._lines = lines
-        self.first: str | None = None
-
-    def __iter__(self) -> _RecordLines:
-        return self
-
-    def __next__(self) -> str:
-        line = next(self._lines)
-        if self.first is None:
-            self.first = line
-        return line
-
-
 def trim_trailing(cells: list[str]) -> list[str]:
     """Drop Excel's trailing empty cells."""
     end = len(cells)

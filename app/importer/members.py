@@ -1,13 +1,21 @@
 """The メンバー設定 bulk-load CSV: No.,社員ID,氏名,部署,メールアドレス."""
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from app.errors import ErrorList, RowError, error_total
 from app.importer.addresses import is_address
 from app.importer.cells import formula_message, starts_like_formula
-from app.importer.layout import key_header_kind, normalize, records, trim_trailing
+from app.importer.layout import (
+    csv_error,
+    key_header_kind,
+    normalize,
+    physical_lines,
+    separator,
+    trim_trailing,
+)
 
 HEADER = ("No.", "社員ID", "氏名", "部署", "メールアドレス")
 HEADER_MESSAGE = "見出し行は「No.,社員ID,氏名,部署,メールアドレス」にしてください。"
@@ -17,6 +25,57 @@ NO_MESSAGE = "No.は1以上の整数で入力してください"
 # Errors of one member CSV listed at most (every one is counted and the rest said as 「ほかに N 件」):
 # a person fixes a member list by hand, and 100 rows of reasons are already a page.
 MAX_LISTED_ERRORS = 100
+
+
+def records(text: str, errors: list[RowError]) -> Iterator[tuple[int, list[str]]]:
+    """Yield (starting line, cells) for every non-blank record; a CSV syntax error goes into errors.
+
+    Reading goes on after a syntax error, from the line after the one where it was found, so a
+    file's every error is reported at once (the member CSV: docs/spec.md section 6). The error's
+    value is the text of the line its record starts on. An unclosed quote still swallows the
+    rest of the file.
+    """
+    delimiter = separator(text, errors)
+    if delimiter is None:
+        return
+    lines = _RecordLines(physical_lines(text))
+    reader = csv.reader(lines, strict=True, delimiter=delimiter)
+    last = 0
+    while True:
+        lines.first = None
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            errors.append(csv_error(last + 1, error, (lines.first or "").rstrip("\r\n")))
+            if reader.line_num == last:  # nothing consumed: never loop on one spot
+                return
+            # The csv reader starts afresh with the next line after an error.
+            last = reader.line_num
+            continue
+        line = last + 1
+        # reader.line_num is where a record ends; the next one starts on the line after.
+        last = reader.line_num
+        if any(cell.strip() for cell in record):
+            yield line, record
+
+
+class _RecordLines:
+    """Lines for the csv reader; `first` keeps the first line given since it was set to None (a record's start)."""
+
+    def __init__(self, lines: Iterator[str]):
+        self._lines = lines
+        self.first: str | None = None
+
+    def __iter__(self) -> _RecordLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        if self.first is None:
+            self.first = line
+        return line
 
 
 def parse_no(text: str) -> int | None:
