@@ -52,7 +52,7 @@ def test_first_command_on_a_new_data_folder_brings_the_schema_up_to_date(tmp_pat
                              "--admin-email", "boss@acme.example", "--admin-password", "password-123"],
                             env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert create.returncode == 0, create.stderr
-    assert "アカウントを作成しました: acme" in create.stdout
+    assert "アカウントを作成しました (account created): acme" in create.stdout
     assert "Traceback" not in create.stderr and "alembic" not in create.stderr, create.stderr
     listing = subprocess.run([*flask, "accounts", "list"], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert listing.returncode == 0, listing.stderr

@@ -14,7 +14,7 @@ def test_alias_adds_then_clears_and_refuses_with_a_message(cli, make_account):
     acc = make_account("acme", **ingest_options())
     result = cli("columns", "alias", "acme", "売上", "売上金額", "ｳﾘｱｹﾞﾀﾞｶ")
     assert result.exit_code == 0, result.output
-    assert "グラフ列「売上」の別名: 売上金額、ウリアゲダカ" in result.stdout
+    assert "グラフ列「売上」の別名 (aliases): 売上金額、ウリアゲダカ" in result.stdout
     assert cli("columns", "alias", "acme", "売上", "売上高").exit_code == 0
     assert column_service.get_column(acc.id, acc.column["売上"]).aliases == ["売上金額", "ウリアゲダカ", "売上高"]
 
@@ -26,7 +26,7 @@ def test_alias_adds_then_clears_and_refuses_with_a_message(cli, make_account):
     assert cli("columns", "alias", "acme", "売上").exit_code == 1  # nothing to do
 
     cleared = cli("columns", "alias", "acme", "売上", "--clear")
-    assert cleared.exit_code == 0 and "別名: (なし)" in cleared.stdout
+    assert cleared.exit_code == 0 and "別名 (aliases): (なし)" in cleared.stdout
     db.session.expire_all()
     assert column_service.get_column(acc.id, acc.column["売上"]).aliases == []
 

@@ -128,7 +128,7 @@ def test_import_csv_and_check_now_print_their_result_without_log_lines(tmp_path,
 
     imported = _flask(env, "import-csv", "acme", str(data))
     assert imported.returncode == 0, imported.stderr
-    assert re.fullmatch(r"取込 #\d+ 成功: 20180516.csv 期間 20180516 1行\n", imported.stdout)
+    assert re.fullmatch(r"取込 #\d+ 成功: 20180516.csv 期間 20180516 1行 \(imported\)\n", imported.stdout)
     assert imported.stderr == ""
     checked = _flask(env, "integration", "check-now", "acme")
     assert checked.stdout.strip() and not LOG_LINE.search(checked.stdout), checked.stdout

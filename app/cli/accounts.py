@@ -32,7 +32,7 @@ def create(slug: str, name: str, admin_email: str, admin_password: str | None) -
         account, password = account_service.create_account(slug, name, admin_email, admin_password)
     except RenkeiError as error:
         fail(error)
-    click.echo(f"アカウントを作成しました: {account.slug}({account.name})")
+    click.echo(f"アカウントを作成しました (account created): {account.slug}({account.name})")
     click.echo(f"slug: {account.slug}")
     click.echo(f"admin email: {admin_email.strip().lower()}")
     click.echo(f"admin password: {password}")

@@ -72,7 +72,7 @@ def register(app: Flask) -> None:
                     for error in check.errors:
                         click.echo(_error_line(filename, error), err=True)
                     _fail(f"検証NG: {filename} エラー {error_total(check.errors)}件(何も保存していません)")
-                click.echo(f"検証OK: {filename} 期間 {check.period.label} {check.rows}行 文字コード {check.encoding}"
+                click.echo(f"検証OK (valid): {filename} 期間 {check.period.label} {check.rows}行 文字コード {check.encoding}"
                            "(何も保存していません)")
                 return
             # The bytes are passed without a name here, so once stored only run_import's own
@@ -90,9 +90,9 @@ def register(app: Flask) -> None:
 
     def _report_archive(archive: Import) -> None:
         """Run and report each file of an archive (exit 1 when any of them failed)."""
-        click.echo(f"取込 #{archive.id} 展開: {archive.filename}")
+        click.echo(f"取込 #{archive.id} 展開 (unpacked): {archive.filename}")
         for name in archive.ignored_attachments or []:
-            click.echo(f"{name}: 取り込める形式(.csv)ではないため取り込んでいません", err=True)
+            click.echo(f"{name}: 取り込める形式(.csv)ではないため取り込んでいません (not a file Renkei imports)", err=True)
         failed = 0
         for entry in archives.entries(archive.id):
             try:
@@ -109,10 +109,11 @@ def register(app: Flask) -> None:
                                                           column=record.column, value=record.value,
                                                           letter=record.column_letter)), err=True)
             shown = f"、表示は最初の{len(imp.errors)}件" if imp.error_count > len(imp.errors) else ""
-            _fail(f"取込 #{imp.id} エラー: {filename} エラー {imp.error_count}件{shown}(以前のデータはそのままです)")
+            _fail(f"取込 #{imp.id} エラー: {filename} エラー {imp.error_count}件{shown}(以前のデータはそのままです)"
+                  f" (refused; the earlier data stays)")
         replaced = f"、取込 #{imp.replaced_import_id} を置換" if imp.replaced_import_id else ""
         period = import_json(imp)["period"]
-        click.echo(f"取込 #{imp.id} 成功: {filename} 期間 {period} {imp.row_count}行{replaced}")
+        click.echo(f"取込 #{imp.id} 成功: {filename} 期間 {period} {imp.row_count}行{replaced} (imported)")
 
     imports_group = AppGroup("imports", help="取込履歴 (import history)")
 
@@ -165,7 +166,7 @@ def register(app: Flask) -> None:
         if output:
             with open(output, "wb") as handle:
                 handle.write(data)
-            click.echo(f"{output} に書き出しました。", err=True)
+            click.echo(f"{output} に書き出しました (written)。", err=True)
         else:
             stream = click.get_binary_stream("stdout")
             stream.write(data)

@@ -101,7 +101,7 @@ def set_(slug: str, **options) -> None:
         service.update_settings(account.id, changes, actor="cli")
     except RenkeiError as e:
         _fail(e)
-    click.echo(f"{account.slug} の外部連携設定を保存しました。")
+    click.echo(f"{account.slug} の外部連携設定を保存しました (settings saved)。")
 
 
 @integration_cli.command("ftp-password")
@@ -129,7 +129,7 @@ def zip_password(slug: str, clear: bool, from_stdin: bool) -> None:
     account = _account(slug)
     if clear:
         zippassword.clear(account.id, actor="cli")
-        click.echo("ZIPパスワードを削除しました。")
+        click.echo("ZIPパスワードを削除しました (ZIP password removed)。")
         return
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -139,7 +139,7 @@ def zip_password(slug: str, clear: bool, from_stdin: bool) -> None:
         zippassword.set_password(account.id, password, actor="cli")
     except RenkeiError as e:
         _fail(e)
-    click.echo("ZIPパスワードを設定しました(設定済み)。")
+    click.echo("ZIPパスワードを設定しました (ZIP password stored)。")
 
 
 @integration_cli.command("check-now")

@@ -27,7 +27,7 @@ def import_members(slug: str, path: Path) -> None:
         account = account_service.get_by_slug(slug)
         inserted, updated = member_service.import_members(account.id, path.read_bytes())
     except ImportRejected as rejected:
-        click.echo(f"{path.name}: 取り込めませんでした({error_total(rejected.errors):,} 件のエラー)。何も保存していません。", err=True)
+        click.echo(f"{path.name}: 取り込めませんでした({error_total(rejected.errors):,} 件のエラー)。何も保存していません (nothing saved)。", err=True)
         for error in rejected.errors:
             click.echo(f"  {error.as_text()}", err=True)
         more = error_total(rejected.errors) - len(rejected.errors)
@@ -37,7 +37,7 @@ def import_members(slug: str, path: Path) -> None:
         sys.exit(1)
     except RenkeiError as error:
         fail(error)
-    click.echo(f"{account.slug}: メンバーを取り込みました。inserted={inserted} updated={updated}")
+    click.echo(f"{account.slug}: メンバーを取り込みました (members imported)。inserted={inserted} updated={updated}")
 
 
 @columns_cli.command("add")
@@ -52,7 +52,7 @@ def add_column(slug: str, name: str, unit: str) -> None:
     except RenkeiError as error:
         fail(error)
     suffix = f"(単位: {column.unit})" if column.unit else ""
-    click.echo(f"{account.slug}: グラフ列「{column.name}」を追加しました{suffix}。表示順 {column.position}")
+    click.echo(f"{account.slug}: グラフ列「{column.name}」を追加しました{suffix} (column added)。表示順 {column.position}")
 
 
 @columns_cli.command("alias")
@@ -77,7 +77,7 @@ def alias_column(slug: str, name: str, aliases: tuple[str, ...], clear: bool) ->
     except RenkeiError as error:
         fail(error)
     shown = "、".join(column.aliases) if column.aliases else "(なし)"
-    click.echo(f"{account.slug}: グラフ列「{column.name}」の別名: {shown}")
+    click.echo(f"{account.slug}: グラフ列「{column.name}」の別名 (aliases): {shown}")
 
 
 def register(app: Flask) -> None:

@@ -47,7 +47,7 @@ def reset_password(email: str) -> None:
     except RenkeiError as error:
         fail(error)
     click.echo(f"{user.email}({user.account.slug})のパスワードを再設定し、ログイン中のセッションをすべて終了しました。"
-               "パスワードの表示はこの1回だけです。")
+               "パスワードの表示はこの1回だけです (password reset, every session ended; shown only this once)。")
     click.echo(f"email: {user.email}")
     click.echo(f"new password: {password}")
 

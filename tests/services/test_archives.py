@@ -184,7 +184,7 @@ def test_flask_import_csv_with_a_zip_runs_each_file(acc, cli, tmp_path):
     path.write_bytes(make_zip([*THREE[:2], ("20180500.csv", BAD)]))
     result = cli("import-csv", "acme", str(path))
     assert result.exit_code == 1
-    assert "展開: results.zip" in result.output
+    assert "展開 (unpacked): results.zip" in result.output
     assert re.search(r"取込 #\d+ 成功: 20180516.csv", result.output)
     assert re.search(r"取込 #\d+ 成功: 20180517.csv", result.output)
     assert "20180500.csv" in result.output and "1件のファイルがエラー" in result.output
