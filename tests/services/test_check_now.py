@@ -96,6 +96,10 @@ def test_cli_check_now_says_why_each_file_waits_and_is_kept_as_a_manual_check(ap
     home = ftpcheck.home_path(ftp_account.username, create=True)
     (home / "20180516.csv").write_bytes(ftp_csv())  # just uploaded: inside the quiet period
     (home / "20180517.csv.tmp").write_bytes(ftp_csv())
+    # The check's clock is the process's (shifted under faketime); the file times follow it, not the disk's.
+    now = time.time()
+    for path in home.iterdir():
+        os.utime(path, (now, now))
 
     result = runner.invoke(args=["integration", "check-now", ftp_account.slug])
 
