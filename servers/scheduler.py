@@ -133,57 +133,61 @@ class FtpCheckScheduler:
             self._pool.shutdown(wait=wait)
 
 
-class FilePurge:
-    """The daily job: delete the original files of imports older than KEEP_FILES_DAYS (services/files.purge)."""
+class _DailyJob:
+    """A job run on the first tick of each of its days; a failed run is logged and tried at the next tick."""
 
-    def __init__(self, app: Flask, clock: Clock):
-        self.app = app
-        self.clock = clock
-        self._done_on: dt.date | None = None
-
-    def tick(self, now: dt.datetime | None = None) -> int | None:
-        """Run the purge if it has not run yet on `now`'s day; return how many originals went (None: not run)."""
-        now = now or self.clock()
-        if self._done_on == now.date():
-            return None
-        with self.app.app_context():
-            deleted = files.purge(now, self.app.config.get("KEEP_FILES_DAYS", 0))
-        self._done_on = now.date()
-        return deleted
-
-    def safe_tick(self) -> None:
-        """The scheduled job: a purge whose errors are logged, never raised (tried again at the next tick)."""
-        try:
-            self.tick()
-        except Exception:
-            log.exception("deleting old original files failed")
-
-
-class DiscardNotices:
-    """The daily job: queue the 破棄のお知らせ of the days that ended (services/notices.py, one per account and day)."""
+    failure = "a daily job failed"
 
     def __init__(self, app: Flask, clock: Clock):
         self.app = app
         self.clock = clock
         self._done_for: dt.date | None = None
 
+    def day(self, now: dt.datetime) -> dt.date:
+        return now.date()
+
+    def run(self, now: dt.datetime) -> int:
+        raise NotImplementedError
+
     def tick(self, now: dt.datetime | None = None) -> int | None:
-        """Queue the notices once per local day (from 00:05); return how many mails (None: not run)."""
+        """Run once for `now`'s day; return what the run counted (None: already run that day)."""
         now = now or self.clock()
-        day = notices.notice_day(now, config.timezone(self.app))
+        day = self.day(now)
         if self._done_for == day:
             return None
         with self.app.app_context():
-            queued = notices.send_due(now)
+            counted = self.run(now)
         self._done_for = day
-        return queued
+        return counted
 
     def safe_tick(self) -> None:
-        """The scheduled job: errors are logged, never raised (tried again at the next tick)."""
+        """The scheduled job: errors are logged, never raised."""
         try:
             self.tick()
         except Exception:
-            log.exception("queueing the discard notices failed")
+            log.exception(self.failure)
+
+
+class FilePurge(_DailyJob):
+    """The daily job: delete the original files of imports older than KEEP_FILES_DAYS (services/files.purge)."""
+
+    failure = "deleting old original files failed"
+
+    def run(self, now: dt.datetime) -> int:
+        return files.purge(now, self.app.config.get("KEEP_FILES_DAYS", 0))
+
+
+class DiscardNotices(_DailyJob):
+    """The daily job: queue the 破棄のお知らせ of the days that ended (services/notices.py, one per account and day)."""
+
+    failure = "queueing the discard notices failed"
+
+    def day(self, now: dt.datetime) -> dt.date:
+        # From 00:05 local time: the notice day (services/notices.notice_day).
+        return notices.notice_day(now, config.timezone(self.app))
+
+    def run(self, now: dt.datetime) -> int:
+        return notices.send_due(now)
 
 
 class RunningScheduler:
