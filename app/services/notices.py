@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 KIND = "discard"  # OutboxMail.kind (the 送信メール screen says 破棄のお知らせ)
 LOOKBACK_DAYS = 7
+# Discarded mails listed in one notice at most; the rest are counted (a flood must not make a mail, or a list, without end).
+MAX_LISTED = 100
 # A discard recorded in the last moment of a day commits a little later: the day is closed this long after midnight.
 GRACE = dt.timedelta(minutes=5)
 # The note of a discard names its reason (admission's texts); the notice's advice follows it.
@@ -73,40 +75,51 @@ def send_due(now: dt.datetime | None = None) -> int:
                              Import.received_at >= _day_start(first_day, zone),
                              Import.received_at < _day_start(today, zone))
         .order_by(Import.account_id, Import.received_at, Import.id)
-    ).all()
+        .execution_options(yield_per=500)
+    )
     done = set(db.session.execute(
         select(DiscardNotice.account_id, DiscardNotice.day).where(DiscardNotice.day >= first_day)).all())
-    queued = 0
+    # Read to the end first (the rows stream in pieces), then write: a commit must not cut the read short.
+    pending = []
     for (account_id, day), group in itertools.groupby(
             discards, key=lambda imp: (imp.account_id, _local(imp.received_at, zone).date())):
         if (account_id, day) in done:
             continue
-        queued += _queue(account_id, day, list(group), zone)
+        listed = list(itertools.islice(group, MAX_LISTED))
+        marks = {mark for imp in listed for mark in (STOPPED_MARK, MODE_MARK) if mark in (imp.note or "")}
+        total = len(listed)
+        for imp in group:  # beyond the list: counted, and their reasons' advice kept
+            total += 1
+            marks |= {mark for mark in (STOPPED_MARK, MODE_MARK) if mark in (imp.note or "")}
+        pending.append((account_id, day, listed, total, marks))
+    queued = 0
+    for account_id, day, listed, total, marks in pending:
+        queued += _queue(account_id, day, listed, total, marks, zone)
     db.session.rollback()  # end the read transaction
     return queued
 
 
-def _queue(account_id: int, day: dt.date, discards: list[Import], zone: ZoneInfo) -> int:
+def _queue(account_id: int, day: dt.date, discards: list[Import], total: int, marks: set[str], zone: ZoneInfo) -> int:
     """Write one day's notice and its marker in one commit; 0 when another worker wrote it or there is no address."""
     account = db.session.get(Account, account_id)
     settings = db.session.scalar(select(IntegrationSettings).where(IntegrationSettings.account_id == account_id))
     recipients = list(settings.error_to) if settings and settings.error_to else []
     mail = None
     if recipients:
-        mail = outbox.enqueue(account_id, None, KIND, recipients, *_mail(account, day, discards, zone))
+        mail = outbox.enqueue(account_id, None, KIND, recipients, *_mail(account, day, discards, total, marks, zone))
         db.session.flush()
     db.session.add(DiscardNotice(account_id=account_id, day=day, mail_id=mail.id if mail else None,
-                                 discards=len(discards), created_at=utcnow()))
+                                 discards=total, created_at=utcnow()))
     try:
         db.session.commit()
     except IntegrityError:  # another worker queued this day's notice first
         db.session.rollback()
         return 0
     if mail is None:
-        log.warning("%d mails of account=%s discarded on %s; no error report address to tell", len(discards),
+        log.warning("%d mails of account=%s discarded on %s; no error report address to tell", total,
                     account.slug, day)
         return 0
-    log.info("discard notice queued account=%s day=%s discards=%d mail=#%s", account.slug, day, len(discards),
+    log.info("discard notice queued account=%s day=%s discards=%d mail=#%s", account.slug, day, total,
              mail.id)
     return 1
 
@@ -123,12 +136,13 @@ def _reason(note: str | None) -> str:
     return (note or "-").removesuffix("、メールを破棄しました")
 
 
-def _mail(account: Account, day: dt.date, discards: list[Import], zone: ZoneInfo) -> tuple[str, str]:
+def _mail(account: Account, day: dt.date, discards: list[Import], total: int, marks: set[str],
+          zone: ZoneInfo) -> tuple[str, str]:
     zone_name = config.get(current_app, "TIMEZONE")
     lines = [
         f"{account.name} 様",
         "",
-        (f"{day:%Y-%m-%d}({zone_name})に受信した次のメール {len(discards):,}件は、取り込まずに破棄しました。"
+        (f"{day:%Y-%m-%d}({zone_name})に受信した次のメール {total:,}件は、取り込まずに破棄しました。"
          "添付ファイルのデータは保存していません。"),
         "",
         f"アカウント: {account.name} ({account.slug})",
@@ -143,15 +157,16 @@ def _mail(account: Account, day: dt.date, discards: list[Import], zone: ZoneInfo
             f"   添付ファイル: {_attachments(imp)}",
             f"   理由: {_reason(imp.note)}",
         ]
-    notes = [imp.note or "" for imp in discards]
+    if total > len(discards):
+        lines.append(f"ほかに {total - len(discards):,}件(一覧は最初の {len(discards):,}件です)。")
     lines += ["", "■ 取り込むには"]
-    if any(STOPPED_MARK in note for note in notes):
+    if STOPPED_MARK in marks:
         lines.append("・連動稼働停止: 外部連携設定のデータ連動ステータスが「連動稼働停止」の間に届いたメールは"
                      "取り込みません。「連動稼働中」に戻ってから、同じファイルを送り直してください。")
-    if any(MODE_MARK in note for note in notes):
+    if MODE_MARK in marks:
         lines.append("・データ連動方式: このアカウントはメール添付連動でデータを受け付けていません。"
                      "外部連携設定のデータ連動方式で決められた方法でデータを送るか、管理者に設定の確認を依頼してください。")
     lines += ["", "このお知らせは、破棄したメールがあった日ごとに1通、翌日に送っています。",
               "", "-- ", "Renkei 外部連携"]
-    subject = f"【メール破棄のお知らせ】{account.name} {day:%Y-%m-%d}({len(discards):,}件)"
+    subject = f"【メール破棄のお知らせ】{account.name} {day:%Y-%m-%d}({total:,}件)"
     return subject, "\n".join(lines) + "\n"

@@ -131,3 +131,22 @@ def test_each_account_gets_its_own_notice_and_days_past_the_look_back_are_not_ma
     assert [(m.to_addrs, m.subject) for m in notice_mails(other.id)] == [
         (["b@other.example"], "【メール破棄のお知らせ】other 株式会社 2018-05-16(1件)")]
     assert notices.send_due(at(DAY2, 2)) == 0
+
+
+def test_a_day_of_many_discards_lists_the_first_ones_and_counts_the_rest(app, make_account, monkeypatch):
+    from app.services import ingest
+
+    monkeypatch.setattr(notices, "MAX_LISTED", 2)
+    account = make_account("flood", mode="mail", status="stopped", senders=[SMTP_SENDER],
+                           error_to=["boss@flood.example"])
+    for minute in range(5):
+        imp = ingest.record_refusal(account.id, channel="mail", filename="20180516.csv", sender=SMTP_SENDER,
+                                    status=Import.DISCARDED, subject=f"件名{minute}",
+                                    note="データ連動ステータスが連動稼働停止のため、メールを破棄しました")
+        received_at(imp, at(DAY1, 10, minute))
+
+    assert notices.send_due(at(DAY2, 1)) == 1
+    [mail] = notice_mails(account.id)
+    assert mail.subject.endswith("(5件)")
+    assert "次のメール 5件は" in mail.body and "件名1" in mail.body and "件名2" not in mail.body
+    assert "ほかに 3件(一覧は最初の 2件です)。" in mail.body and "・連動稼働停止" in mail.body
