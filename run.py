@@ -275,9 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(logging.INFO)  # the servers' log: every part's start, stop and each file handled
 
     stop = threading.Event()
+    received: list[int] = []
 
     def request_stop(signum, frame) -> None:
-        log.info("signal %s received, stopping", signal.Signals(signum).name)
+        # Only set the event: a handler that logs could wait for a lock the interrupted code holds.
+        received.append(signum)
         stop.set()
 
     # Installed first: a signal during migrations or start-up lets them finish, then stops cleanly.
@@ -308,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     # A timeout keeps the main thread responsive to signals on every platform.
     while not stop.wait(0.5):
         pass
+    log.info("signal %s received, stopping", signal.Signals(received[0]).name)
     stop_parts(started)
     log.info("renkei stopped")
     return 0
