@@ -420,3 +420,40 @@ class AuthFailure(db.Model):
     failures: Mapped[int] = mapped_column(default=0)
     window_start: Mapped[dt.datetime] = mapped_column(default=utcnow)
     banned_until: Mapped[dt.datetime | None]
+
+
+class Mailbox(db.Model):
+    """受信方法 of メール添付連動 and the mailbox fetched over IMAP (services/mailbox.py); no row = 内蔵SMTP."""
+
+    __tablename__ = "mailboxes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), unique=True)
+    method: Mapped[str] = mapped_column(String(8), default="smtp")  # smtp | imap
+    host: Mapped[str] = mapped_column(String(255), default="")
+    port: Mapped[int] = mapped_column(default=993)
+    tls: Mapped[str] = mapped_column(String(8), default="implicit")  # implicit | starttls
+    verify: Mapped[bool] = mapped_column(default=True)
+    username: Mapped[str] = mapped_column(String(320), default="")
+    # Encrypted like the ZIPパスワード (services/sealed.py); never shown again.
+    password: Mapped[str | None] = mapped_column(Text)
+    folder: Mapped[str] = mapped_column(String(255), default="INBOX")
+    processed_folder: Mapped[str] = mapped_column(String(255), default="Renkei/処理済")
+    last_success_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[dt.datetime | None]
+    failures: Mapped[int] = mapped_column(default=0)  # consecutive failed fetches (the backoff's exponent)
+    retry_at: Mapped[dt.datetime | None]  # no fetch before this (backoff after a failure)
+
+
+class FetchedMessage(db.Model):
+    """A message of a mailbox handed to the mail path (before it is moved): it is never imported again."""
+
+    __tablename__ = "fetched_messages"
+    __table_args__ = (UniqueConstraint("account_id", "uidvalidity", "uid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    fetched_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,38 +1,24 @@
 """ZIPパスワード of an account: stored encrypted with a key derived from SECRET_KEY, never shown again.
 
-Fernet (AES-128-CBC with HMAC-SHA256, from `cryptography`) under a key made from SECRET_KEY by
-HKDF-SHA256 with this purpose as its info, so the key is not the session-signing key itself.
-A password that cannot be decrypted any more (SECRET_KEY changed) counts as none set: the
+Encrypted by services/sealed.py under this module's purpose (INFO). A password that cannot be decrypted any more (SECRET_KEY changed) counts as none set: the
 report then says the archive is encrypted and no password is set, and a new one can be saved.
 """
 from __future__ import annotations
 
-import base64
 import logging
 import unicodedata
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import current_app
 from sqlalchemy import select
 
 from ..errors import Invalid
 from ..extensions import db
 from ..models import IntegrationSettings, SettingsChange
-from . import accounts
+from . import accounts, sealed
 
 log = logging.getLogger(__name__)
 
 MAX_LENGTH = 128
 INFO = b"renkei zip password v1"
-
-
-def _fernet() -> Fernet:
-    secret = current_app.config["SECRET_KEY"]
-    secret = secret.encode() if isinstance(secret, str) else bytes(secret)
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=INFO).derive(secret)
-    return Fernet(base64.urlsafe_b64encode(key))
 
 
 def _settings(account_id: int) -> IntegrationSettings:
@@ -59,7 +45,7 @@ def set_password(account_id: int, password: str, actor: str) -> None:
     if any(not c.isprintable() for c in password):
         raise Invalid("ZIPパスワードに制御文字は使えません。", field="zip_password")
     settings = _settings(account_id)
-    settings.zip_password = _fernet().encrypt(password.encode("utf-8")).decode("ascii")
+    settings.zip_password = sealed.seal(password, INFO)
     db.session.add(SettingsChange(account_id=account_id, actor=actor, summary="ZIPパスワードを設定しました"))
     db.session.commit()
 
@@ -77,9 +63,8 @@ def candidates(account_id: int) -> list[bytes]:
     settings = db.session.scalar(select(IntegrationSettings).where(IntegrationSettings.account_id == account_id))
     if settings is None or not settings.zip_password:
         return []
-    try:
-        text = _fernet().decrypt(settings.zip_password.encode("ascii")).decode("utf-8")
-    except (InvalidToken, ValueError):
+    text = sealed.unseal(settings.zip_password, INFO)
+    if text is None:
         log.warning("the ZIP password of account=%s cannot be decrypted (SECRET_KEY changed?)", accounts.label(account_id))
         return []
     out: list[bytes] = []
