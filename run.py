@@ -72,6 +72,7 @@ PARTS: dict[str, Part] = {
     "scheduler": Part("servers.scheduler:start"),
     "smtp": Part("servers.smtp:start"),
     "ftp": Part("servers.ftp:start"),
+    "imap": Part("servers.imapfetch:start"),
     "web": Part("servers.web:start"),
 }
 

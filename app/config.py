@@ -176,6 +176,8 @@ SETTINGS: tuple[Setting, ...] = (
     _S("DNS_SERVER", "dns_server", None, "DNS server of the DKIM/SPF look-ups, host or host:port; none = the system resolver"),
     _S("DNS_TIMEOUT_SECONDS", "float", 3.0, "seconds one DNS look-up may take (SPF: 4 times this in all)"),
     _S("DNS_CACHE_SECONDS", "float", 300.0, "longest time a DNS answer is reused (shorter when its TTL says so)"),
+    _S("IMAP_CA_FILE", "str", None, "PEM file of CA certificates trusted for IMAP servers besides the system's (a private CA)"),
+    _S("IMAP_TIMEOUT", "float", 60.0, "seconds an IMAP server may take to answer one command (mailbox fetch)"),
     _S("FTP_MAX_BYTES", "int", 100 * MiB, "largest FTP upload"),
     _S("FTP_MAX_CONS", "int", 256, "concurrent FTP connections"),
     _S("FTP_MAX_CONS_PER_IP", "int", 10, "concurrent FTP connections per address"),

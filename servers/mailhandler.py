@@ -78,7 +78,8 @@ class MailHandler:
     Injected callables (they run in a worker thread, never on the event loop):
     - resolve_recipient(address) -> Recipient | None (None: unknown address; a disabled account has enabled=False);
       a RecipientCache's fresh answers are read on the loop (its `cached`)
-    - spool_mail(account_ids, raw, *, sender, origin) -> None, once the whole message is stored durably for them all
+    - spool_mail(account_ids, raw, *, sender, origin[, delivery]) -> None, once the whole message is stored
+      durably for them all
     - record_refusal(account_id, *, filename, sender, status, note, trace) -> None (trace: Import columns
       of the mail's origin, Origin.columns())
     - parse(raw) -> ParsedMail (only to name the files of a refused or discarded mail; rare)
@@ -161,8 +162,29 @@ class MailHandler:
         log.exception("smtp session error channel=%s", CHANNEL, exc_info=error)
         return "451 4.3.0 Temporary server error, try again later"
 
+    def deliver_fetched(self, recipient: Recipient, raw: bytes, *, envelope: str | None, delivery: str,
+                        origin: Origin) -> str:
+        """A message fetched from the account's mailbox (servers/imapfetch.py): the same path as an SMTP delivery.
+
+        The envelope sender is the Return-Path: header the mailbox's server wrote (None: there is
+        none, e.g. a message a mail client put there; not checked then). It gets the checks of
+        RCPT (bounce, 送信元メールアドレス; there is no peer of ours to check against 送信元サーバー),
+        then `deliver` applies the From: check, the mode and the status and spools the message
+        under `delivery`, an id of this message in this mailbox (a repeat stores nothing twice).
+        Returns the reply an SMTP client would have had (for the log line).
+        """
+        if envelope is not None:
+            admission = admit(recipient.standing, Channel.MAIL, envelope=envelope)
+            if admission.reason in SENDER_REPLIES:
+                self.record_refusal(recipient.account_id, filename=UNNAMED, sender=None, status=ImportStatus.REFUSED,
+                                    note=admission.text, trace=origin.columns())
+                log.info("imap refused account=%s channel=%s reason=%s return_path=%s", recipient.label, CHANNEL,
+                         admission.reason, envelope or "<>")
+                return SENDER_REPLIES[admission.reason]
+        return self.deliver([recipient], raw, "imap", origin=origin, delivery=delivery)
+
     def deliver(self, recipients: Recipient | list[Recipient], raw: bytes, peer: str = "-",
-                origin: Origin | None = None) -> str:
+                origin: Origin | None = None, delivery: str | None = None) -> str:
         """Apply each account's rules to one received message and return the one SMTP reply (blocking).
 
         Each account decides on its own (mode, From: in its sender list, status). The reply is
@@ -170,7 +192,7 @@ class MailHandler:
         its mode or status says), and `550 5.7.1` only when every account refused it; a refusal
         next to an acceptance is recorded in that account's 取込履歴 only. Refusals and discards
         are recorded before the spool write, so a failed write (`451`) may leave them recorded
-        twice after the retry, never lost.
+        twice after the retry, never lost. `delivery` is the spool id of a fetched message (else random).
         """
         if isinstance(recipients, Recipient):
             recipients = [recipients]
@@ -208,7 +230,8 @@ class MailHandler:
             return "250 2.0.0 OK" if discarded or refusal is None else refusal
 
         assert head.sender is not None
-        self.spool_mail([r.account_id for r in accepted], raw, sender=head.sender, origin=origin)
+        self.spool_mail([r.account_id for r in accepted], raw, sender=head.sender, origin=origin,
+                        **({"delivery": delivery} if delivery else {}))
         for recipient in accepted:
             log.info("smtp accepted account=%s channel=%s sender=%s bytes=%d peer=%s", recipient.label, CHANNEL,
                      head.sender, len(raw), peer)

@@ -49,6 +49,17 @@ class _AppServices:
 
         with self.app.app_context():
             account = integration.account_for_inbound_address(address)
+            account_id = account.id if account is not None else None
+        return self.recipient_of(account_id) if account_id is not None else None
+
+    def recipient_of(self, account_id: int) -> Recipient | None:
+        """The account as the handler sees a recipient (a mailbox fetch has no address to look up)."""
+        from app.extensions import db
+        from app.models import Account
+        from app.services import integration
+
+        with self.app.app_context():
+            account = db.session.get(Account, account_id)
             if account is None:
                 return None
             standing = Standing.of(account, integration.get_settings(account.id))
@@ -118,3 +129,18 @@ def build_handler(app, parse: Callable[[bytes], ParsedMail] = parse_mail,
         parse=parse,
     )
 
+
+
+def build_fetch_handler(app, folder) -> tuple[MailHandler, Callable[[], int], Callable[[int], Recipient | None]]:
+    """The handler of messages fetched from mailboxes (servers/imapfetch.py), spooling into `folder`.
+
+    Returns (handler, drain, recipient_of): `drain()` imports what is spooled there (in the
+    calling thread) and returns how many entries it stored; `recipient_of(account_id)` is the
+    account as the handler's Recipient.
+    """
+    services = _AppServices(app)
+    _listen_for_recipient_changes()
+    handler = MailHandler(resolve_recipient=services.resolve_recipient,
+                          spool_mail=SpoolDrainer(folder, services.store_spooled).write_mail,
+                          record_refusal=services.record_refusal)
+    return handler, lambda: spool.drain(folder, services.store_spooled), services.recipient_of

@@ -218,10 +218,11 @@ class SpoolDrainer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def write_mail(self, account_ids: list[int], raw: bytes, *, sender: str, origin: Origin | None = None) -> None:
+    def write_mail(self, account_ids: list[int], raw: bytes, *, sender: str, origin: Origin | None = None,
+                   delivery: str | None = None) -> None:
         """Spool one whole message for its accounts durably (the handler's `spool_mail`), then wake the drain."""
         spool.write_mail(self.folder, account_ids=list(account_ids), sender=sender, raw=raw,
-                         origin=dataclasses.asdict(origin) if origin is not None else None)
+                         origin=dataclasses.asdict(origin) if origin is not None else None, delivery=delivery)
         self._wake.set()
 
     def wake(self) -> None:

@@ -232,7 +232,7 @@ def test_unknown_part_is_refused_with_the_list_of_parts(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=60, env=child_env(),
     )
     assert result.returncode == 2
-    assert "mystery" in result.stderr and "worker,scheduler,smtp,ftp,web" in result.stderr
+    assert "mystery" in result.stderr and "worker,scheduler,smtp,ftp,imap,web" in result.stderr
     assert not (tmp_path / "data").exists()
 
 

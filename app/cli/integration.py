@@ -9,7 +9,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from ..errors import Invalid, RenkeiError
-from ..services import accounts, ftpcheck, ftpreport, queue, zippassword
+from ..services import accounts, ftpcheck, ftpreport, mailbox, queue, zippassword
 from ..services import integration as service
 
 integration_cli = AppGroup("integration", help="外部連携設定を表示・変更します (show and change the integration settings)。")
@@ -157,6 +157,20 @@ def check_now(slug: str) -> None:
     for line in ftpreport.lines(result):
         click.echo(f"  {line}")
     if result.failed:
+        raise SystemExit(1)
+
+
+@integration_cli.command("fetch-now")
+@click.argument("slug")
+def fetch_now(slug: str) -> None:
+    """メールボックス(IMAP)からすぐに取得します(画面の「今すぐ取得」と同じ) (fetch the IMAP mailbox now, like the button)。"""
+    account = _account(slug)
+    try:
+        result = mailbox.fetch_now(account.id)
+    except RenkeiError as e:
+        _fail(e)
+    click.echo(result.text)
+    if not result.ok:
         raise SystemExit(1)
 
 

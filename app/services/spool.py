@@ -76,9 +76,9 @@ class Unstorable(Exception):
     """Raised by a drain's `store` for an entry that can never be stored (e.g. its account was deleted)."""
 
 
-def mail_folder(data_dir: str | os.PathLike[str]) -> Path:
-    """The mail spool folder of a data folder (created if absent)."""
-    folder = Path(data_dir) / "spool" / "mail"
+def mail_folder(data_dir: str | os.PathLike[str], name: str = "mail") -> Path:
+    """The mail spool folder of a data folder (created if absent); `name` "imap" is the mailbox fetcher's."""
+    folder = Path(data_dir) / "spool" / name
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     return folder
 
@@ -100,16 +100,18 @@ def _next_name() -> str:
 
 
 def write_mail(folder: Path, *, account_ids: list[int], sender: str, raw: bytes,
-               origin: dict[str, str] | None = None) -> Path:
+               origin: dict[str, str] | None = None, delivery: str | None = None) -> Path:
     """Write one whole received message for one or more accounts durably (fsync file, rename, fsync folder).
 
     A fresh random delivery id goes into the header, so the drain's dedupe keys belong to this
-    delivery and not to the message's headers. Returns the final path.
+    delivery and not to the message's headers. A message fetched from a mailbox brings its own
+    (`delivery`: its account, mailbox, UIDVALIDITY and UID), so fetching it again after a crash
+    stores nothing twice. Returns the final path.
     """
     if not account_ids:
         raise ValueError("a mail entry needs at least one account")
     return _write(folder, {"kind": MAIL, "account_id": account_ids[0], "account_ids": list(account_ids),
-                           "delivery": uuid.uuid4().hex, "sender": sender,
+                           "delivery": delivery or uuid.uuid4().hex, "sender": sender,
                            **({"origin": dict(origin)} if origin else {})}, raw)
 
 
