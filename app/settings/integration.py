@@ -6,15 +6,18 @@ from flask_login import current_user
 
 from ..auth.access import integration_required
 from ..errors import Invalid, RenkeiError
-from ..services import ftpcheck, ftpreport, samplefile, zippassword
+from ..services import ftpcheck, ftpreport, mailbox, samplefile, zippassword
 from ..services import integration as service
 from . import bp
-from .integration_forms import IntegrationForm, ReissueForm
+from .integration_forms import IntegrationForm, MailboxForm, ReissueForm
 
 # Where 今すぐチェック's answer lands: the check's result, next to the button in the FTP section.
 CHECK_RESULT_ANCHOR = "#ftp-check-result"
 # A 今すぐチェック that did not run (refused, busy, bad form) says so next to the button once, on the next page.
 CHECK_NOTICE = "ftp_check_notice"
+# 今すぐ取得's answer (one line) is shown once next to its button; the fetch's outcome itself is stored.
+FETCH_NOTICE = "imap_fetch_notice"
+FETCH_RESULT_ANCHOR = "#imap-fetch-result"
 
 
 def _require_admin() -> None:
@@ -22,8 +25,11 @@ def _require_admin() -> None:
         abort(403)
 
 
-def _render(form: IntegrationForm, status: int = 200, issued: dict[str, str] | None = None):
+def _render(form: IntegrationForm, status: int = 200, issued: dict[str, str] | None = None,
+            mailbox_form: MailboxForm | None = None):
     settings = service.get_settings(current_user.account_id)
+    box = mailbox.get(current_user.account_id)
+    mailbox_form = mailbox_form or MailboxForm(formdata=None, obj=box)
     mode = form.mode.data if form.mode.data in service.MODES else settings.mode
     response = make_response(
         render_template(
@@ -48,6 +54,10 @@ def _render(form: IntegrationForm, status: int = 200, issued: dict[str, str] | N
             last_check=ftpreport.last_check(settings),
             check_notice=session.pop(CHECK_NOTICE, None),
             quiet_seconds=ftpreport.recheck_delay(),
+            mailbox_form=mailbox_form,
+            mailbox=box,
+            mailbox_password_set=mailbox.password_set(box),
+            fetch_notice=session.pop(FETCH_NOTICE, None),
         ),
         status,
     )
@@ -64,15 +74,27 @@ def integration():
         return _render(IntegrationForm(formdata=None, obj=settings))
     _require_admin()
     form = IntegrationForm()
+    mailbox_form = MailboxForm()
     if not form.validate_on_submit():
         flash("送信内容を確認できませんでした。ページを読み込み直してからもう一度保存してください。", "error")
-        return _render(form, 400)
+        return _render(form, 400, mailbox_form=mailbox_form)
+    mailbox_changes = mailbox_form.changes()
+    try:
+        # The mailbox fields are checked first, so an error there saves nothing of the page.
+        mailbox_values = (mailbox.parse(mailbox_changes, mailbox.get(current_user.account_id))
+                          if mailbox_changes is not None else {})
+    except Invalid as e:
+        mailbox_form.add_errors(e.errors or {"method": [e.message]})
+        flash("入力内容に誤りがあります。各項目のメッセージを確認してください。", "error")
+        return _render(form, 422, mailbox_form=mailbox_form)
     try:
         service.update_settings(current_user.account_id, form.changes(), actor=current_user.email)
     except Invalid as e:
         form.add_errors(e.errors or {"mode": [e.message]})
         flash("入力内容に誤りがあります。各項目のメッセージを確認してください。", "error")
-        return _render(form, 422)
+        return _render(form, 422, mailbox_form=mailbox_form)
+    if mailbox_values:
+        mailbox.save(current_user.account_id, mailbox_values, actor=current_user.email)
     flash("外部連携設定を保存しました。", "success")
     return redirect(url_for("settings.integration"))
 
@@ -149,3 +171,20 @@ def integration_check_now():
         except RenkeiError as e:
             session[CHECK_NOTICE] = {"outcome": ftpreport.ERROR, "text": e.message}
     return redirect(url_for("settings.integration") + CHECK_RESULT_ANCHOR)
+
+
+@bp.route("/integration/fetch-now", methods=["POST"])
+@integration_required
+def integration_fetch_now():
+    """今すぐ取得: fetch the account's mailbox at once, like `flask integration fetch-now`."""
+    _require_admin()
+    if not ReissueForm().validate_on_submit():
+        session[FETCH_NOTICE] = {"ok": False,
+                                 "text": "送信内容を確認できませんでした。ページを読み込み直してからもう一度お試しください。"}
+    else:
+        try:
+            result = mailbox.fetch_now(current_user.account_id)
+            session[FETCH_NOTICE] = {"ok": result.ok, "text": result.text}
+        except RenkeiError as e:
+            session[FETCH_NOTICE] = {"ok": False, "text": e.message}
+    return redirect(url_for("settings.integration") + FETCH_RESULT_ANCHOR)

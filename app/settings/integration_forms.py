@@ -2,11 +2,21 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, Field, SelectField, SelectMultipleField, StringField
+from wtforms import (
+    BooleanField,
+    Field,
+    HiddenField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import TextArea
 
 from ..services import integration as service
+from ..services import mailbox
 from .forms import NameListField
 
 
@@ -71,3 +81,32 @@ class ReissueForm(FlaskForm):
     """A re-issue button; the checkbox is the confirmation when JavaScript (confirm()) is not available."""
 
     confirm = BooleanField("再発行してよいことを確認しました")
+
+
+class MailboxForm(FlaskForm):
+    """受信方法 of メール添付連動 and its IMAP fields, posted with IntegrationForm (which checks the CSRF token)."""
+
+    class Meta:
+        csrf = False
+
+    imap_fields = HiddenField(default="1")  # present only when the fields were on the page
+    method = RadioField(mailbox.LABELS["method"], choices=_choices(mailbox.METHODS), validate_choice=False)
+    host = StringField(mailbox.LABELS["host"])
+    port = StringField(mailbox.LABELS["port"])
+    tls = RadioField(mailbox.LABELS["tls"], choices=_choices(mailbox.TLS_MODES), validate_choice=False)
+    verify = BooleanField(mailbox.LABELS["verify"])
+    username = StringField(mailbox.LABELS["username"])
+    password = PasswordField(mailbox.LABELS["password"])
+    folder = StringField(mailbox.LABELS["folder"])
+    processed_folder = StringField(mailbox.LABELS["processed_folder"])
+
+    def changes(self) -> dict | None:
+        """The submitted values for mailbox.parse, or None when the fields were not on the page."""
+        if not self.imap_fields.raw_data:
+            return None
+        return {name: self[name].data for name in mailbox.LABELS}
+
+    def add_errors(self, errors: dict[str, list[str]]) -> None:
+        for name, messages in errors.items():
+            if name in self._fields:
+                self[name].errors = list(self[name].errors) + list(messages)
