@@ -448,3 +448,25 @@ def test_migration_0014_adds_the_last_check_and_the_recheck_and_takes_them_back(
     downgrade(revision="0013")
     assert not added & column_names("integration_settings")
     assert db.session.scalar(text("SELECT count(*) FROM integration_settings")) == 1
+
+
+def test_migration_0019_adds_the_mailboxes_and_the_fetched_messages_and_takes_them_back(migrated_to):
+    migrated_to("0017")
+    insert_row("accounts")
+    db.session.commit()
+
+    upgrade(revision="0019")
+    insert_row("mailboxes", account_id=1, method="imap", host="imap.example.jp", port=993, tls="implicit",
+               verify=True, username="u", folder="INBOX", processed_folder="Renkei/処理済", failures=0)
+    insert_row("fetched_messages", account_id=1, uidvalidity=4_000_000_000, uid=7, fetched_at="2030-01-01")
+    db.session.commit()
+    # One record per message of a mailbox generation: the second hand-over of the same UID is refused.
+    with pytest.raises(IntegrityError):
+        insert_row("fetched_messages", account_id=1, uidvalidity=4_000_000_000, uid=7, fetched_at="2030-01-02")
+    db.session.rollback()
+    assert db.session.execute(text("SELECT uidvalidity, uid FROM fetched_messages")).one() == (4_000_000_000, 7)
+
+    downgrade(revision="0017")
+    tables = inspect(db.engine).get_table_names()
+    assert "mailboxes" not in tables and "fetched_messages" not in tables
+    assert db.session.scalar(text("SELECT count(*) FROM accounts")) == 1

@@ -226,6 +226,15 @@ def test_only_starts_exactly_the_named_parts(start):
     assert run.stop() == 0, run.output()
 
 
+def test_only_imap_starts_the_mailbox_fetcher_alone(start):
+    run = start("--only", "imap")
+    ready = run.wait_ready()
+    assert ready["parts"] == "imap", run.output()
+    assert "imap fetcher started" in run.output() or "part imap started" in run.output()
+    assert run.stop() == 0, run.output()
+    assert "Traceback" not in run.output()
+
+
 def test_unknown_part_is_refused_with_the_list_of_parts(tmp_path):
     result = subprocess.run(
         [sys.executable, "run.py", "--data-dir", str(tmp_path / "data"), "--only", "web,mystery"],
