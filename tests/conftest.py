@@ -19,4 +19,5 @@ pytest_plugins = [
     "tests.fixtures.processes",
     "tests.fixtures.worker",
     "tests.fixtures.dnsserver",
+    "tests.fixtures.dovecot",
 ]
