@@ -8,7 +8,8 @@ import ssl
 
 import pytest
 
-from tests.fixtures.dovecot import WRONG_PASSWORD, imap_utf7, imap_utf7_decode, quoted
+from tests.fixtures.dovecot import WRONG_PASSWORD
+from tests.fixtures.imap_names import imap_utf7, imap_utf7_decode, quoted
 
 MAIL = (b"From: sales@partner.example\r\nTo: acme@renkei.localhost\r\nSubject: =?UTF-8?B?5aOy5LiK?=\r\n"
         b"Message-ID: <1@partner.example>\r\n\r\n\xe5\xa3\xb2\xe4\xb8\x8a 120,000\r\n")
