@@ -104,3 +104,30 @@ def test_append_creates_a_missing_folder(dovecot, dovecot_user):
 def test_modified_utf7(name, encoded):
     assert imap_utf7(name) == encoded
     assert imap_utf7_decode(encoded) == name
+
+
+def test_idle_hears_of_new_mail(dovecot, dovecot_user):
+    with dovecot.connect(dovecot_user) as client:
+        client.select("INBOX")
+        # imaplib has no IDLE (Python 3.11): speak it on the connection (RFC 2177).
+        client.send(b"I1 IDLE\r\n")
+        assert client.readline().startswith(b"+ ")
+        dovecot.append(dovecot_user, "INBOX", MAIL)
+        assert client.readline() == b"* 1 EXISTS\r\n"  # the client's 10 s timeout bounds the wait
+        client.send(b"DONE\r\n")
+        while not (line := client.readline()).startswith(b"I1 "):
+            assert line.startswith(b"* ")  # e.g. "* 1 RECENT"
+        assert line.startswith(b"I1 OK")
+
+
+def test_own_server_restarts_on_the_same_ports(own_dovecot):
+    user = own_dovecot.add_user("alice", "pw-alice")
+    own_dovecot.append(user, "INBOX", MAIL)
+    port, tls_port = own_dovecot.port, own_dovecot.tls_port
+    own_dovecot.stop()
+    with pytest.raises(ConnectionRefusedError):
+        own_dovecot.connect(user)
+
+    own_dovecot.start()
+    assert (own_dovecot.port, own_dovecot.tls_port) == (port, tls_port)
+    assert own_dovecot.list_folder(user, "INBOX") == [MAIL]
