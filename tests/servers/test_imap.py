@@ -293,7 +293,7 @@ def test_the_part_starts_stops_and_reports_alive(app, fetcher):
 @pytest.mark.parametrize("name", ["Renkei/処理済", "A&B", "受信トレイ/2018年/売上 データ", "ASCII only", "日本語&mixed~"])
 def test_folder_names_are_encoded_in_modified_utf7(name):
     from servers.imapclient import encode_folder
-    from tests.fixtures.dovecot import imap_utf7_decode
+    from tests.fixtures.imap_names import imap_utf7_decode
 
     encoded = encode_folder(name)
     assert encoded.isascii() and imap_utf7_decode(encoded) == name
