@@ -297,3 +297,25 @@ def test_folder_names_are_encoded_in_modified_utf7(name):
 
     encoded = encode_folder(name)
     assert encoded.isascii() and imap_utf7_decode(encoded) == name
+
+
+def test_a_server_that_is_down_is_backed_off_and_fetched_once_it_is_back(app, own_dovecot, smtp_account, smtp_mail):
+    app.config["IMAP_CA_FILE"] = own_dovecot.ca_path
+    user = own_dovecot.add_user("clerk", "pw-clerk")
+    _, raw = shaped_mails(smtp_mail, user.name)["plain-name"]
+    own_dovecot.append(user, "INBOX", raw)
+    use_mailbox(smtp_account.id, own_dovecot, user)
+    clock = Clock()
+    part = RunningFetcher(Fetcher(app, clock=clock))
+
+    own_dovecot.stop()
+    assert [r.ok for r in part.tick()] == [False]
+    row = box(smtp_account.id)
+    assert f"IMAPサーバー {own_dovecot.host}:{own_dovecot.tls_port} に接続できません" in row.last_error
+    assert row.retry_at == (NOW + dt.timedelta(minutes=1)).replace(tzinfo=None)
+
+    own_dovecot.start()
+    clock.now = NOW + dt.timedelta(minutes=1)
+    assert [r.ok for r in part.tick()] == [True]
+    assert len(account_imports(smtp_account.id)) == 1
+    assert box(smtp_account.id).last_success_at == clock.now.replace(tzinfo=None)
