@@ -319,3 +319,46 @@ def test_a_server_that_is_down_is_backed_off_and_fetched_once_it_is_back(app, ow
     assert [r.ok for r in part.tick()] == [True]
     assert len(account_imports(smtp_account.id)) == 1
     assert box(smtp_account.id).last_success_at == clock.now.replace(tzinfo=None)
+
+
+@pytest.mark.parametrize("missing", [("MOVE",), ("MOVE", "UIDPLUS")], ids=["no-move", "no-move-no-uidplus"])
+def test_without_move_the_message_is_copied_and_only_that_one_is_marked_deleted(missing, fetcher, dovecot,
+                                                                               dovecot_user, smtp_account, smtp_mail,
+                                                                               monkeypatch):
+    from servers.imapclient import MailboxClient
+
+    enter = MailboxClient.__enter__
+
+    def without(self):
+        client = enter(self)
+        client.conn.capabilities = tuple(c for c in client.conn.capabilities if c not in missing)
+        return client
+
+    monkeypatch.setattr(MailboxClient, "__enter__", without)
+    _, raw = shaped_mails(smtp_mail, dovecot_user.name)["plain-name"]
+    # Someone's own message already marked \Deleted (never ours to expunge), then the mail to import.
+    dovecot.append(dovecot_user, "INBOX", b"From: me@acme.example\r\nSubject: draft\r\n\r\nkeep\r\n", flags="\\Deleted")
+    dovecot.append(dovecot_user, "INBOX", raw)
+    use_mailbox(smtp_account.id, dovecot, dovecot_user)
+
+    assert fetcher.fetch(smtp_account.id).ok
+    assert fetcher.fetch(smtp_account.id).handed == 0  # a copy left marked \Deleted is not fetched again
+    assert len(account_imports(smtp_account.id)) == 1
+    assert len(dovecot.list_folder(dovecot_user, PROCESSED)) == 1
+    inbox = dovecot.messages(dovecot_user, "INBOX")
+    assert b"draft" in inbox[0].raw  # UID EXPUNGE took only our message
+    assert len(inbox) == (1 if "UIDPLUS" not in missing else 2)
+
+
+def test_a_message_over_the_size_cap_is_refused_without_download_and_moved(app, fetcher, dovecot, dovecot_user,
+                                                                           smtp_account, smtp_mail):
+    app.config["SMTP_MAX_BYTES"] = 500
+    _, raw = shaped_mails(smtp_mail, dovecot_user.name)["plain-name"]
+    assert len(raw) > 500
+    dovecot.append(dovecot_user, "INBOX", raw)
+    use_mailbox(smtp_account.id, dovecot, dovecot_user)
+    result = Fetcher(app, clock=Clock()).fetch(smtp_account.id)
+    assert (result.ok, result.handed, result.moved) == (True, 1, 1)
+    rows = account_imports(smtp_account.id)
+    assert [(i.status, i.filename) for i in rows] == [(Import.REFUSED, "(メール)")]
+    assert "上限(500バイト)" in rows[0].note
