@@ -362,3 +362,17 @@ def test_a_message_over_the_size_cap_is_refused_without_download_and_moved(app, 
     rows = account_imports(smtp_account.id)
     assert [(i.status, i.filename) for i in rows] == [(Import.REFUSED, "(メール)")]
     assert "上限(500バイト)" in rows[0].note
+
+
+def test_the_fetch_now_button_fetches_and_says_what_it_did(app, fetcher, dovecot, dovecot_user, smtp_account,
+                                                          smtp_mail, client, login):
+    _, raw = shaped_mails(smtp_mail, dovecot_user.name)["plain-name"]
+    dovecot.append(dovecot_user, "INBOX", raw)
+    use_mailbox(smtp_account.id, dovecot, dovecot_user)
+    login(smtp_account.email)
+    response = client.post("/settings/integration/fetch-now")
+    assert response.status_code == 302 and response.headers["Location"].endswith("#imap-fetch-result")
+    html = client.get("/settings/integration").get_data(as_text=True)
+    assert "メールボックスを確認しました(取得 1通、移動 1通)。" in html
+    assert len(account_imports(smtp_account.id)) == 1
+    assert dovecot.list_folder(dovecot_user, "INBOX") == []
