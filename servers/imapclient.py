@@ -15,6 +15,7 @@ import base64
 import imaplib
 import re
 import ssl
+from typing import Self
 
 from app.services.mailbox import Login
 
@@ -76,7 +77,7 @@ class MailboxClient:
             context.verify_mode = ssl.CERT_NONE
         return context
 
-    def __enter__(self) -> MailboxClient:
+    def __enter__(self) -> Self:
         login = self.login
         try:
             if login.tls == "starttls":
