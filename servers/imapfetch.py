@@ -110,10 +110,11 @@ class Fetcher:
 
     def _fetch(self, account_id: int) -> FetchResult:
         with self.app.app_context():
-            login = mailbox.login(account_id)
+            login = mailbox.login(account_id)  # an unreadable password is recorded there as the error
+            error = mailbox.get(account_id).last_error if login is None else None
         recipient = self.recipient_of(account_id)
         if login is None or recipient is None:
-            return FetchResult(False, text="メールボックスを取得できる設定がありません。")
+            return FetchResult(False, text=error or "メールボックスを取得できる設定がありません。")
         try:
             handed, moved = self._session(login, recipient)
         except MailboxError as error:
