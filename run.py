@@ -172,7 +172,14 @@ def _safe_db_url(url: str) -> str:
 
 
 def start_parts(app, names: list[str]) -> list[tuple[str, Any]]:
-    """Start the named parts in registry order; on a failure stop those already started and re-raise."""
+    """Start the named parts in registry order; on a failure stop those already started and re-raise.
+
+    Each started part is registered for GET /healthz (app/health.py); the parts of PARTS not
+    named are reported there as not running.
+    """
+    from app import health
+
+    health.parts(app).configure(PARTS)
     started: list[tuple[str, Any]] = []
     for name in names:
         part = PARTS[name]
@@ -183,9 +190,30 @@ def start_parts(app, names: list[str]) -> list[tuple[str, Any]]:
             stop_parts(started)
             raise
         started.append((name, handle))
+        health.parts(app).register(name, handle)
         _record_bound_port(app, name, handle)
         log.info("part %s started", name)
     return started
+
+
+def restart_part(app, started: list[tuple[str, Any]], name: str) -> Any:
+    """Stop part `name` (a dead one too) and start it again in its place, on the port it had; return it.
+
+    run.py never calls this by itself (a dead part makes /healthz answer 503, and the operator
+    restarts the process); it is the one way to replace a single part, used by the tests.
+    """
+    from app import health
+
+    index = next(i for i, (started_name, _) in enumerate(started) if started_name == name)
+    try:
+        _call_stop(started[index][1], PARTS[name].stop_timeout)
+    except Exception:
+        log.exception("part %s failed to stop cleanly", name)
+    handle = PARTS[name].run(app)
+    started[index] = (name, handle)
+    health.parts(app).register(name, handle)
+    log.info("part %s restarted", name)
+    return handle
 
 
 def _record_bound_port(app, name: str, handle: Any) -> None:

@@ -173,6 +173,10 @@ class RunningFtp:
         finally:
             self.server.close_all()
 
+    def alive(self) -> bool:
+        """Whether the server thread still serves and stop() was not asked (GET /healthz)."""
+        return self._thread.is_alive() and not self._stopping.is_set()
+
     def start(self) -> RunningFtp:
         self._thread.start()
         return self

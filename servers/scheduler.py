@@ -215,6 +215,10 @@ class RunningScheduler:
             idle = self.scheduler.idle_seconds
             self._stopping.wait(min(max(idle if idle is not None else 1.0, 0.05), 1.0))
 
+    def alive(self) -> bool:
+        """Whether the ticking thread still runs and stop() was not asked (GET /healthz)."""
+        return self._thread.is_alive() and not self._stopping.is_set()
+
     def start(self) -> RunningScheduler:
         self._thread.start()
         log.info("scheduler started (FTP checks every minute; old originals deleted, discard notices queued daily)")
