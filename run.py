@@ -50,7 +50,8 @@ def start_worker(app):
 class Part:
     """How to start one part: a function(app) -> started object, or "module:function" naming one.
 
-    The started object has `.stop(timeout=...)` (or `.stop()`) and may have `.listeners`, a list
+    The started object has `.stop(timeout=...)` (or `.stop()`), `.alive()` (whether it still
+    serves: GET /healthz, app/health.py) and may have `.listeners`, a list
     of URLs such as "smtp://127.0.0.1:2525" (or `.host` and `.port`), which run.py prints.
     """
 
