@@ -81,7 +81,7 @@ def parts(app: Flask) -> Parts:
 def now(app: Flask) -> dt.datetime:
     """Now (aware) on the clock of the status screens (app.extensions[CLOCK_KEY], replaced by tests)."""
     clock = app.extensions.get(CLOCK_KEY)
-    return clock() if clock is not None else dt.datetime.now(dt.timezone.utc)
+    return clock() if clock is not None else dt.datetime.now(dt.UTC)
 
 
 def report(app: Flask) -> dict:

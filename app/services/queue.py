@@ -57,7 +57,7 @@ class Waiting:
         """Whole seconds the oldest has waited at `now` (aware), None when nothing waits."""
         if self.oldest is None:
             return None
-        utc_now = now.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        utc_now = now.astimezone(dt.UTC).replace(tzinfo=None)
         return max(0, int((utc_now - self.oldest).total_seconds()))
 
 

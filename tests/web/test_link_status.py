@@ -27,7 +27,7 @@ COLUMNS = [("売上", "円"), ("粗利", "円"), ("件数", "件")]
 
 def utc(local: str) -> dt.datetime:
     """A Tokyo wall-clock time as stored (naive UTC)."""
-    return dt.datetime.fromisoformat(local).replace(tzinfo=JST).astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.fromisoformat(local).replace(tzinfo=JST).astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def at(imp: Import, received: str, finished: str | None = None) -> Import:
