@@ -223,6 +223,13 @@ def test_only_starts_exactly_the_named_parts(start):
     ready = run.wait_ready()
     assert ready["parts"] == "scheduler,smtp,ftp,web", run.output()
     assert "part worker" not in run.output()
+    # What a load balancer is told: the part left out is not running, which is no fault.
+    health = requests.get(ready["web"] + "healthz", timeout=10)
+    assert health.status_code == 200
+    parts = health.json()["parts"]
+    assert parts["worker"] == "not running"
+    assert {name: parts[name] for name in ("scheduler", "smtp", "ftp", "web")} == dict.fromkeys(
+        ("scheduler", "smtp", "ftp", "web"), "alive")
     assert run.stop() == 0, run.output()
 
 
