@@ -6,6 +6,7 @@ from flask_login import current_user
 
 from .. import health
 from ..auth.access import admin_required
+from ..enums import LinkStatus
 from ..services import linkstatus, queue
 from ..services.integration_fields import MODES, STATUSES
 from . import bp
@@ -23,6 +24,7 @@ def status():
         mode=settings.mode if settings and account.integration_enabled else None,
         mode_label=MODES.get(settings.mode) if settings else None,
         link_label=STATUSES.get(settings.status) if settings else None,
+        stopped=bool(settings) and settings.status == LinkStatus.STOPPED,
         channels=linkstatus.channel_statuses(account.id),
         waiting=queue.waiting(account.id),
         expected=linkstatus.next_expected(account, now),

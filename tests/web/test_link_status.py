@@ -101,7 +101,7 @@ def test_nothing_expected_when_the_link_is_stopped_or_by_mail(app, client, login
     made = make_account("acme", mode="ftp", status="stopped", error_to=["errors@acme.example"],
                         senders=["sales@partner.example"])
     login(made.email)
-    assert shown(client.get("/status").get_data(as_text=True), "next-expected").startswith("予定なし(データ連動ステータスが停止中")
+    assert shown(client.get("/status").get_data(as_text=True), "next-expected") == "予定なし(データ連動ステータスが停止中です)"
 
     made.account.settings.mode, made.account.settings.status = "mail", "active"
     db.session.commit()
@@ -156,3 +156,14 @@ def test_anonymous_is_sent_to_login(client):
     answer = client.get("/status")
 
     assert answer.status_code == 302 and answer.headers["Location"].startswith("/login")
+
+
+def test_an_account_without_integration_shows_empty_channels(client, login, make_account):
+    made = make_account("acme", integration=False)
+    login(made.email)
+
+    html = client.get("/status").get_data(as_text=True)
+
+    assert shown(html, "next-expected") == "予定なし(外部連携が無効です)"
+    assert element(html, "link-mode") is None and "使用中" not in html
+    assert row(html, "mail") == "メール — — — なし"
