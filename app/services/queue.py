@@ -4,7 +4,8 @@ Claims and leases themselves (who holds a claim, whether its holder is alive) ar
 running a claimed import is services/runner.py. `process_next()` is the only caller of
 `runner.run_import()` outside tests: the worker calls it, and so does a process without a worker
 (`run_until_ended`, the CLI). Channels that answer when an import has ended (API `?wait=1`,
-今すぐチェック) wait for it with `wait_for`.
+今すぐチェック) wait for it with `wait_for`. What waits, and since when, is `waiting` (GET /healthz,
+連携状況).
 """
 from __future__ import annotations
 
