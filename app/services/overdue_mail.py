@@ -58,7 +58,10 @@ def failure_reason(imp: Import) -> str:
     """The first error of a failed import (with its line), else its note."""
     if imp.errors:
         error = imp.errors[0]
-        where = f"{error.line}行目: " if error.line else ""
+        where = f"{error.line}行目" if error.line else ""
+        if error.column or error.value:
+            where += f" {error.column or ''}「{error.value or ''}」"
+        where = f"{where.strip()}: " if where.strip() else ""
         more = f"(ほか{imp.error_count - 1:,}件)" if (imp.error_count or 0) > 1 else ""
         return f"{where}{error.message}{more}"
     return imp.note or "-"
