@@ -41,3 +41,21 @@ def test_a_wrong_time_or_account_is_an_error(app, make_account):
     wrong = runner.invoke(args=["integration", "overdue", "acme", "--at", "12月1日"])
     assert wrong.exit_code == 2 and "ISO 8601" in wrong.stderr
     assert runner.invoke(args=["integration", "overdue", "nobody"]).exit_code == 1
+
+
+def test_set_takes_the_overdue_settings_validated_as_on_the_screen(app, make_account):
+    from app.services import integration
+
+    acc = make_account("acme", error_to=["ops@acme.example"], senders=["erp@acme.example"])
+    runner = app.test_cli_runner()
+    saved = runner.invoke(args=["integration", "set", "acme", "--overdue", "on", "--overdue-daily", "previous",
+                                "--overdue-daily-time", "10:15", "--overdue-days", "mon,fri",
+                                "--overdue-monthly-day", "3", "--overdue-holidays", "off"])
+    assert saved.exit_code == 0, saved.output
+    settings = integration.get_settings(acc.id)
+    assert (settings.overdue_enabled, settings.overdue_daily, settings.overdue_daily_time, settings.overdue_days,
+            settings.overdue_monthly_day, settings.overdue_skip_holidays) == (
+        True, "previous", "10:15", ["mon", "fri"], 3, False)
+    wrong = runner.invoke(args=["integration", "set", "acme", "--overdue-monthly-day", "0"])
+    assert wrong.exit_code == 1
+    assert "エラー: 月次ファイルの期限(翌月の日) (overdue_monthly_day): 月次ファイルの期限は翌月の 1〜31 日で" in wrong.stderr
