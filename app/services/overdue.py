@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import config
@@ -241,6 +241,14 @@ def evaluate(account_id: int, now: dt.datetime) -> Evaluation:
                                                                 OverduePeriod.state == OverduePeriod.OPEN)).all():
         imp = succeeded_import(account_id, entry.period_kind, entry.period_date)
         if imp is None:
+            continue
+        # Closed by a conditional update, so two schedulers evaluating at once send one notice.
+        won = db.session.execute(
+            update(OverduePeriod).where(OverduePeriod.id == entry.id, OverduePeriod.state == OverduePeriod.OPEN)
+            .values(state=OverduePeriod.CLOSED, closed_at=_utc(now), import_id=imp.id),
+            execution_options={"synchronize_session": False}).rowcount == 1
+        if not won:
+            db.session.rollback()
             continue
         entry.state, entry.closed_at, entry.import_id = OverduePeriod.CLOSED, _utc(now), imp.id
         if recipients:
