@@ -227,10 +227,10 @@ def _check_required(candidate: dict[str, Any], errors: dict[str, list[str]]) -> 
         errors["senders"] = ["送信元メールアドレスを1件以上入力してください。"]
     if candidate["mode"] == Mode.FTP and not candidate["ftp_days"] and "ftp_days" not in errors:
         errors["ftp_days"] = ["データ連動曜日を1つ以上選んでください。"]
-    if candidate["overdue_enabled"] and not {"overdue_daily", "overdue_monthly_day"} & set(errors):
-        if candidate["overdue_daily"] == "none" and candidate["overdue_monthly_day"] is None:
-            errors["overdue_daily"] = ["データ未着の通知をするには、期待するファイル(日次)を選ぶか、"
-                                       "月次ファイルの期限を入力してください。"]
+    expects_nothing = candidate["overdue_daily"] == "none" and candidate["overdue_monthly_day"] is None
+    if candidate["overdue_enabled"] and expects_nothing and not {"overdue_daily", "overdue_monthly_day"} & set(errors):
+        errors["overdue_daily"] = [("データ未着の通知をするには、期待するファイル(日次)を選ぶか、"
+                                    "月次ファイルの期限を入力してください。")]
     if (candidate["overdue_enabled"] and candidate["overdue_daily"] != "none" and not candidate["overdue_days"]
             and "overdue_days" not in errors):
         errors["overdue_days"] = ["対象曜日を1つ以上選んでください。"]

@@ -8,8 +8,8 @@ from sqlalchemy import update
 
 from app.extensions import db
 from app.models import IntegrationSettings, SettingsChange
-from app.services import integration as service
 from app.services import columns, members, overdue
+from app.services import integration as service
 from tests.fixtures.ingest import csv_file, import_file
 
 URL = "/settings/integration"
