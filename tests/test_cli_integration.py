@@ -12,6 +12,8 @@ SPEC_KEYS = {
     "enabled", "mode", "status", "member_key", "key_aliases", "extra_columns", "encoding", "error_to", "success_to", "senders",
     "sender_networks", "sender_auth", "inbound_address", "ftp_server", "ftp_username", "ftp_days", "ftp_start", "ftp_end",
     "ftp_interval", "ftp_delay", "api_endpoint", "next_checks", "sheet_name",
+    "overdue_enabled", "overdue_daily", "overdue_daily_time", "overdue_monthly_day", "overdue_monthly_time",
+    "overdue_days", "overdue_skip_holidays",
 }
 
 

@@ -448,3 +448,28 @@ def test_migration_0014_adds_the_last_check_and_the_recheck_and_takes_them_back(
     downgrade(revision="0013")
     assert not added & column_names("integration_settings")
     assert db.session.scalar(text("SELECT count(*) FROM integration_settings")) == 1
+
+
+def test_migration_0020_adds_the_overdue_settings_and_periods_and_takes_them_back(migrated_to):
+    migrated_to("0017")
+    insert_row("accounts")
+    insert_row("integration_settings", sheet_name="")
+    db.session.commit()
+
+    upgrade(revision="0020")
+    row = db.session.execute(text("SELECT overdue_enabled, overdue_daily, overdue_daily_time, overdue_monthly_day, "
+                                  "overdue_days, overdue_skip_holidays FROM integration_settings")).one()
+    assert (bool(row[0]), row[1], row[2], row[3], json_value(row[4]), bool(row[5])) == (
+        False, "none", "09:30", None, ["mon", "tue", "wed", "thu", "fri"], True)
+    insert_row("overdue_periods", account_id=1, period_kind="day", period_date="2026-12-01",
+               deadline="2026-12-01 00:30:00", opened_at="2026-12-01 00:30:00", state="open")
+    db.session.commit()
+    with pytest.raises(IntegrityError):
+        insert_row("overdue_periods", account_id=1, period_kind="day", period_date="2026-12-01",
+                   deadline="2026-12-01 00:30:00", opened_at="2026-12-01 00:31:00", state="open")
+    db.session.rollback()
+
+    downgrade(revision="0017")
+    assert not {name for name in column_names("integration_settings") if name.startswith("overdue_")}
+    assert "overdue_periods" not in inspect(db.engine).get_table_names()
+    assert db.session.scalar(text("SELECT count(*) FROM integration_settings")) == 1

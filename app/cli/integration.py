@@ -1,15 +1,18 @@
-"""`flask integration show|set|ftp-password|api-token|zip-password` (docs/spec.md section 8), all through services.integration."""
+"""`flask integration show|set|ftp-password|api-token|zip-password|check-now|overdue` (docs/spec.md section 8), all through services."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from .. import config
 from ..errors import Invalid, RenkeiError
-from ..services import accounts, ftpcheck, ftpreport, queue, zippassword
+from ..importer.filename import period_key
+from ..services import accounts, ftpcheck, ftpreport, overdue, queue, zippassword
 from ..services import integration as service
 
 integration_cli = AppGroup("integration", help="外部連携設定を表示・変更します (show and change the integration settings)。")
@@ -71,6 +74,15 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--ftp-interval", help="データ連動間隔(分): 5, 10, 15, 30, 60, 120")
 @click.option("--ftp-delay", help="○分遅らせてチェック(0〜59、間隔より小さく)")
 @click.option("--sheet-name", help="読み込むシート: Excel・ODSファイルのシート名(''で最初のシート)")
+@click.option("--overdue", type=click.Choice(list(service.SWITCHES)), help="データ未着の通知: on, off")
+@click.option("--overdue-daily", type=click.Choice(list(service.DAILY_EXPECTATIONS)),
+              help="期待するファイル(日次): none(なし), same(当日分), previous(前日分)")
+@click.option("--overdue-daily-time", help="日次ファイルの期限 HH:MM")
+@click.option("--overdue-monthly-day", help="月次ファイルの期限: 翌月の日 1〜31(''で月次なし)")
+@click.option("--overdue-monthly-time", help="月次ファイルの期限の時刻 HH:MM")
+@click.option("--overdue-days", help="対象曜日 mon,tue,…,sun")
+@click.option("--overdue-holidays", type=click.Choice(list(service.HOLIDAY_CHOICES)),
+              help="祝日: on(祝日を除く), off(祝日も対象にする)")
 def set_(slug: str, **options) -> None:
     """外部連携設定を変更します(画面と同じ検証) (change the integration settings, validated as on the screen)。"""
     account = _account(slug)
@@ -92,6 +104,13 @@ def set_(slug: str, **options) -> None:
         "ftp_interval": options["ftp_interval"],
         "ftp_delay": options["ftp_delay"],
         "sheet_name": options["sheet_name"],
+        "overdue_enabled": options["overdue"],
+        "overdue_daily": options["overdue_daily"],
+        "overdue_daily_time": options["overdue_daily_time"],
+        "overdue_monthly_day": options["overdue_monthly_day"],
+        "overdue_monthly_time": options["overdue_monthly_time"],
+        "overdue_days": _csv(options["overdue_days"]),
+        "overdue_skip_holidays": options["overdue_holidays"],
     }
     changes = {key: value for key, value in changes.items() if value is not None}
     if not changes:
@@ -158,6 +177,36 @@ def check_now(slug: str) -> None:
         click.echo(f"  {line}")
     if result.failed:
         raise SystemExit(1)
+
+
+@integration_cli.command("overdue")
+@click.argument("slug")
+@click.option("--at", "at", help="この時刻で判定します(ISO 8601、例 2026-12-01T09:30、時差なしは設定のタイムゾーン)")
+def overdue_(slug: str, at: str | None) -> None:
+    """データ未着の期間を表示します。あれば終了コード1 (print the overdue periods; exit 1 when there are any)。"""
+    account = _account(slug)
+    zone = config.timezone(current_app)
+    if at is None:
+        now = dt.datetime.now(zone)
+    else:
+        try:
+            now = dt.datetime.fromisoformat(at.strip())
+        except ValueError:
+            click.echo(f"エラー: --at「{at}」は ISO 8601 の日時ではありません(例 2026-12-01T09:30) "
+                       "(--at is not an ISO 8601 time)。", err=True)
+            raise SystemExit(2)
+        now = now if now.tzinfo else now.replace(tzinfo=zone)
+    # Evaluated as the scheduler does each minute: what is due is alerted (once), what came is closed.
+    overdue.evaluate(account.id, now)
+    entries = overdue.open_periods(account.id)
+    if not entries:
+        click.echo("未着のデータはありません (no overdue data)。")
+        return
+    for entry in entries:
+        deadline = entry.deadline.replace(tzinfo=dt.timezone.utc).astimezone(zone)
+        click.echo(f"{overdue.banner_text(entry, zone)} "
+                   f"(overdue: {period_key(entry.period_kind, entry.period_date)}, deadline {deadline.isoformat()})")
+    raise SystemExit(1)
 
 
 def register(app: Flask) -> None:
