@@ -22,7 +22,7 @@ from .. import config
 from ..enums import Channel, LinkStatus, Mode
 from ..extensions import db
 from ..models import Account, Import, ImportErrorRecord
-from . import checktimes, queue
+from . import checktimes, overdue, queue
 
 # The channels people use themselves: not part of the link.
 NOT_LINK_CHANNELS = frozenset({Channel.WEB, Channel.CLI})
@@ -89,14 +89,19 @@ def failure_reason(imp: Import) -> str:
 def next_expected(account: Account, now: dt.datetime) -> Expected | None:
     """The next file the account expects after `now` (aware), None when nothing is scheduled.
 
-    Today: the next FTP check of an active FTP link (files by mail and API come when the sender
-    sends them). The 未着 settings (issue 18) will answer here with the next deadline.
+    With データ未着の通知 on: the deadline of the next period whose file has not come; else the next
+    FTP check of an active FTP link (files by mail and API come when the sender sends them).
     """
     settings = account.settings
     if not account.integration_enabled or settings is None or settings.status != LinkStatus.ACTIVE:
         return None
+    zone = config.timezone(current_app)
+    due = overdue.next_deadline(account.id, settings, now, zone)
+    if due is not None:
+        return Expected(at=due.deadline, what=f"{overdue.period_text(due.kind, due.date)} 分のファイルの期限",
+                        channel=settings.mode)
     if settings.mode == Mode.FTP:
-        times = checktimes.next_check_times(settings, now, 1, config.timezone(current_app))
+        times = checktimes.next_check_times(settings, now, 1, zone)
         if times:
             return Expected(at=times[0], what="FTPフォルダの定時チェック", channel=Channel.FTP)
     return None

@@ -152,6 +152,17 @@ def expected_periods(expectation: Expectation, start: dt.datetime, end: dt.datet
     return sorted((e for e in found if start <= e.deadline <= end), key=lambda e: (e.deadline, e.kind, e.date))
 
 
+def next_deadline(account_id: int, settings: Any, now: dt.datetime, zone: ZoneInfo) -> Expected | None:
+    """The first period after `now` whose file has not come yet (None when データ未着の通知 is off)."""
+    if not settings.overdue_enabled:
+        return None
+    horizon = now + dt.timedelta(days=_MAX_GAP_DAYS + 31)
+    for expected in expected_periods(Expectation.of(settings), now, horizon, zone):
+        if succeeded_import(account_id, expected.kind, expected.date) is None:
+            return expected
+    return None
+
+
 def period_text(kind: str, date: dt.date) -> str:
     """A period as the banner and the mails write it: "2026/12/01" (a day), "2026/11" (a month)."""
     return f"{date:%Y/%m/%d}" if kind == "day" else f"{date:%Y/%m}"

@@ -167,3 +167,19 @@ def test_an_account_without_integration_shows_empty_channels(client, login, make
     assert shown(html, "next-expected") == "予定なし(外部連携が無効です)"
     assert element(html, "link-mode") is None and "使用中" not in html
     assert row(html, "mail") == "メール — — — なし"
+
+
+def test_with_overdue_alerts_on_the_next_deadline_is_expected_skipping_the_holiday(app, client, login, make_account):
+    app.extensions[health.CLOCK_KEY] = lambda: FRIDAY_NOON
+    made = make_account("acme", mode="mail", status="active", error_to=["errors@acme.example"],
+                        senders=["sales@partner.example"])
+    settings = made.account.settings
+    settings.overdue_enabled, settings.overdue_daily, settings.overdue_daily_time = True, "same", "09:30"
+    settings.overdue_days, settings.overdue_skip_holidays = ["mon", "tue", "wed", "thu", "fri"], True
+    db.session.commit()
+    login(made.email)
+
+    html = client.get("/status").get_data(as_text=True)
+
+    # Friday 11/20's deadline has passed; Monday 11/23 is 勤労感謝の日.
+    assert shown(html, "next-expected") == "2026-11-24 09:30 2026/11/24 分のファイルの期限"
