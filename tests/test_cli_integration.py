@@ -196,8 +196,8 @@ def test_ssh_key_errors_name_the_line_and_exit_1(runner, account):
                         input=f"{public_line('ed25519')}\nssh-dss AAAA\n{public_line('rsa1024')}\n")
     assert bad.exit_code == 1
     assert bad.stderr.splitlines() == [
-        "エラー: SSH公開鍵 (ssh_keys): 2行目: 「ssh-dss」は使えない鍵の種類です(使えるのは ssh-ed25519、"
-        "ecdsa-sha2-nistp256/384/521、2048ビット以上の ssh-rsa)。",
+        ("エラー: SSH公開鍵 (ssh_keys): 2行目: 「ssh-dss」は使えない鍵の種類です(使えるのは ssh-ed25519、"
+         "ecdsa-sha2-nistp256/384/521、2048ビット以上の ssh-rsa)。"),
         "エラー: SSH公開鍵 (ssh_keys): 3行目: RSA鍵が1024ビットです。2048ビット以上の鍵にしてください(例: ssh-keygen -t ed25519)。",
     ]
     assert runner.invoke(args=["integration", "ssh-key", "acme", "list"]).stdout == "SSH公開鍵はありません (no SSH keys)。\n"

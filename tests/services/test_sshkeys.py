@@ -60,8 +60,8 @@ def test_a_whole_authorized_keys_file_with_comments_blank_lines_and_spaced_comme
     assert sshkeys.public_keys(acme.id)[1] == public_line("ecdsa256", "cron job on batch01")
     summary = db.session.scalar(db.select(SettingsChange.summary).order_by(SettingsChange.id.desc()))
     assert summary.splitlines() == [f"SSH公開鍵を追加しました: ssh-ed25519 {fingerprint('ed25519')} (yamada@pc)",
-                                    f"SSH公開鍵を追加しました: ecdsa-sha2-nistp256 {fingerprint('ecdsa256')} "
-                                    "(cron job on batch01)",
+                                    (f"SSH公開鍵を追加しました: ecdsa-sha2-nistp256 {fingerprint('ecdsa256')} "
+                                     "(cron job on batch01)"),
                                     f"SSH公開鍵を追加しました: ssh-rsa {fingerprint('rsa2048')}"]
 
 
