@@ -123,7 +123,9 @@ def _parse(text: str, registered: set[str]) -> tuple[list[_Parsed], list[str]]:
     parsed: list[_Parsed] = []
     errors: list[str] = []
     seen = dict.fromkeys(registered, 0)
-    lines = text.splitlines()
+    # Lines as an editor numbers them: CRLF, LF or CR ends one (str.splitlines would also split at
+    # form feeds and U+2028, and the numbers would not match what the user sees).
+    lines = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     line_no = 0
     while line_no < len(lines):
         line = lines[line_no].strip()

@@ -65,6 +65,15 @@ def test_a_whole_authorized_keys_file_with_comments_blank_lines_and_spaced_comme
                                     f"SSH公開鍵を追加しました: ssh-rsa {fingerprint('rsa2048')}"]
 
 
+def test_a_file_saved_by_windows_notepad_with_a_bom_and_line_numbers_as_an_editor_counts_them(acme):
+    text = f"\ufeff{public_line('ed25519', 'win')}\r\n\x0c\r\nssh-dss AAAA\r\n"
+    # The form feed makes a blank line 2 (str.splitlines would have made it two lines).
+    assert errors_of(acme.id, text) == [("3行目: 「ssh-dss」は使えない鍵の種類です(使えるのは ssh-ed25519、"
+                                         "ecdsa-sha2-nistp256/384/521、2048ビット以上の ssh-rsa)。")]
+    sshkeys.add(acme.id, f"\ufeff{public_line('ed25519', 'win')}\r\n", actor="test")
+    assert stored(acme.id) == [("ssh-ed25519", fingerprint("ed25519"), "win")]
+
+
 def test_a_key_written_by_ssh_keygen_is_taken_as_the_user_pastes_it(acme, tmp_path):
     if shutil.which("ssh-keygen") is None:
         pytest.skip("ssh-keygen (OpenSSH) is not installed")
