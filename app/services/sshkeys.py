@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import asyncssh
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..errors import Invalid, NotFound
 from ..extensions import db
@@ -92,7 +93,13 @@ def add(account_id: int, text: str, actor: str) -> list[SshKey]:
     db.session.add_all(keys)
     summary = "\n".join(f"{LABEL}を追加しました: {_shown(key)}" for key in keys)
     db.session.add(SettingsChange(account_id=account_id, actor=actor, summary=summary))
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # The same key added at the same moment by another session (the unique key kept it one).
+        db.session.rollback()
+        raise Invalid(f"同じ{LABEL}がいま別の操作で追加されました。一覧を確かめてからもう一度お試しください。",
+                      field=FIELD) from None
     return keys
 
 
@@ -111,7 +118,7 @@ def remove(account_id: int, fingerprint: str, actor: str) -> SshKey:
 
 
 def _shown(key: SshKey) -> str:
-    """A key as the change history and the CLI show it: type, fingerprint and comment."""
+    """A key as the change history shows it: type, fingerprint and (comment)."""
     return f"{key.key_type} {key.fingerprint}" + (f" ({key.comment})" if key.comment else "")
 
 

@@ -194,3 +194,13 @@ def test_remove_takes_the_fingerprint_with_or_without_its_prefix_and_records_it(
     with pytest.raises(NotFound) as info:
         sshkeys.remove(acme.id, fingerprint("ed25519"), actor="test")
     assert info.value.message == f"指紋が「{fingerprint('ed25519')}」のSSH公開鍵は登録されていません。"
+
+
+def test_a_key_added_by_another_session_meanwhile_is_refused_by_the_unique_key(acme, monkeypatch):
+    sshkeys.add(acme.id, public_line("ed25519"), actor="test")
+    # As if the other session's commit came after this one read the registered keys.
+    parse = sshkeys._parse
+    monkeypatch.setattr(sshkeys, "_parse", lambda text, registered: parse(text, set()))
+    assert errors_of(acme.id, public_line("ed25519", "twice")) == [
+        "同じSSH公開鍵がいま別の操作で追加されました。一覧を確かめてからもう一度お試しください。"]
+    assert stored(acme.id) == [("ssh-ed25519", fingerprint("ed25519"), "")]
