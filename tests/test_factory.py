@@ -450,8 +450,31 @@ def test_migration_0014_adds_the_last_check_and_the_recheck_and_takes_them_back(
     assert db.session.scalar(text("SELECT count(*) FROM integration_settings")) == 1
 
 
-def test_migration_0020_adds_the_overdue_settings_and_periods_and_takes_them_back(migrated_to):
+def test_migration_0018_adds_the_ssh_keys_one_per_fingerprint_and_account_and_takes_them_back(migrated_to):
     migrated_to("0017")
+    insert_row("accounts")
+    insert_row("accounts", id=2, slug="b")
+    db.session.commit()
+
+    upgrade(revision="0018")
+    key = {"key_type": "ssh-ed25519", "key_data": "AAAAC3NzaC1lZDI1NTE5", "comment": "", "fingerprint": "SHA256:x",
+           "created_at": "2020-01-01"}
+    insert_row("ssh_keys", account_id=1, **key)
+    insert_row("ssh_keys", account_id=2, **key)  # the same key in another account
+    db.session.commit()
+    with pytest.raises(IntegrityError):
+        insert_row("ssh_keys", account_id=1, **key)
+    db.session.rollback()
+    assert db.session.scalar(text("SELECT count(*) FROM ssh_keys")) == 2
+    db.session.commit()
+
+    downgrade(revision="0017")
+    assert "ssh_keys" not in inspect(db.engine).get_table_names()
+    assert db.session.scalar(text("SELECT count(*) FROM accounts")) == 2
+
+
+def test_migration_0020_adds_the_overdue_settings_and_periods_and_takes_them_back(migrated_to):
+    migrated_to("0018")
     insert_row("accounts")
     insert_row("integration_settings", sheet_name="")
     db.session.commit()
@@ -469,7 +492,7 @@ def test_migration_0020_adds_the_overdue_settings_and_periods_and_takes_them_bac
                    deadline="2026-12-01 00:30:00", opened_at="2026-12-01 00:31:00", state="open")
     db.session.rollback()
 
-    downgrade(revision="0017")
+    downgrade(revision="0018")
     assert not {name for name in column_names("integration_settings") if name.startswith("overdue_")}
     assert "overdue_periods" not in inspect(db.engine).get_table_names()
     assert db.session.scalar(text("SELECT count(*) FROM integration_settings")) == 1
