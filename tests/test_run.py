@@ -45,7 +45,7 @@ class RunPy:
 
     def __init__(self, data_dir: Path, *flags: str, database_url: str = "") -> None:
         command = [sys.executable, "run.py", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-                   "--web-port", "0", "--smtp-port", "0", "--ftp-port", "0", *flags]
+                   "--web-port", "0", "--smtp-port", "0", "--ftp-port", "0", "--sftp-port", "0", *flags]
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=child_env(database_url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, encoding="utf-8", errors="replace",
@@ -232,7 +232,7 @@ def test_unknown_part_is_refused_with_the_list_of_parts(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=60, env=child_env(),
     )
     assert result.returncode == 2
-    assert "mystery" in result.stderr and "worker,scheduler,smtp,ftp,web" in result.stderr
+    assert "mystery" in result.stderr and "worker,scheduler,smtp,ftp,sftp,web" in result.stderr
     assert not (tmp_path / "data").exists()
 
 
