@@ -61,6 +61,7 @@ class HomeSFTPServer(asyncssh.SFTPServer):
     # -- paths -------------------------------------------------------------------------
 
     def map_path(self, path: bytes) -> bytes:
+        """The local path inside the home; its folders are resolved, its last name not (lstat, rename, remove)."""
         # Every request with a path comes here first: settle the uploads closed before it.
         self._settle_closed()
         if b"\0" in path:
@@ -76,6 +77,13 @@ class HomeSFTPServer(asyncssh.SFTPServer):
             else:
                 parts.append(part)
         local = os.path.join(self._root, *parts)
+        if not self._inside(os.path.realpath(os.path.dirname(local) if parts else local)):
+            raise SFTPPermissionDenied("Path outside the home folder")
+        return local
+
+    def _followed(self, path: bytes) -> bytes:
+        """The local path of a request that follows a last-name symlink (stat, open, list): refused outside the home."""
+        local = self.map_path(path)
         if not self._inside(os.path.realpath(local)):
             raise SFTPPermissionDenied("Path outside the home folder")
         return local
@@ -100,7 +108,7 @@ class HomeSFTPServer(asyncssh.SFTPServer):
             raise SFTPPermissionDenied("Downloads are not offered on this server")
         if pflags & asyncssh.FXF_APPEND:
             raise SFTPPermissionDenied("Appending is not offered on this server")
-        target = self.map_path(path)
+        target = self._followed(path)
         if os.path.isdir(target):
             raise SFTPFailure("Is a directory")
         if not os.path.isdir(os.path.dirname(target)):
@@ -154,6 +162,8 @@ class HomeSFTPServer(asyncssh.SFTPServer):
                 pass
             uploads.discard(os.fsdecode(upload.staged))
             log.info("sftp upload discarded (not complete) user=%s file=%s", self._who, self._shown(upload.target))
+        # An exit status, as sshd sends when its sftp-server ends: OpenSSH's scp fails without one.
+        self.channel.exit(0)
 
     def _settle_closed(self) -> None:
         while self._closed:
@@ -187,6 +197,26 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         os.fsync(self._upload(file_obj).fd)
 
     # -- the rest of the home ----------------------------------------------------------
+
+    def stat(self, path: bytes) -> os.stat_result:
+        return os.stat(self._followed(path))
+
+    def statvfs(self, path: bytes):
+        return os.statvfs(self._followed(path))
+
+    def realpath(self, path: bytes) -> bytes:
+        return self.reverse_map_path(os.path.realpath(self._followed(path)))
+
+    async def scandir(self, path: bytes):
+        local = self._followed(path)
+        here = SFTPAttrs.from_local(os.stat(local))
+        # ".." of the top is shown as the top itself: what is above the home is nobody's business.
+        parent = os.path.dirname(local) if local != self._root else local
+        yield asyncssh.SFTPName(b".", attrs=here)
+        yield asyncssh.SFTPName(b"..", attrs=SFTPAttrs.from_local(os.stat(parent)))
+        with os.scandir(local) as entries:
+            for entry in entries:
+                yield asyncssh.SFTPName(os.fsencode(entry.name), attrs=SFTPAttrs.from_local(entry.stat(follow_symlinks=False)))
 
     def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
         if not os.path.lexists(self.map_path(path)):
