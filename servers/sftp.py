@@ -15,9 +15,8 @@ Decisions (where docs/spec.md is silent):
 - Only the SFTP subsystem: no shell, no exec, no legacy SCP (`scp -O`: asyncssh closes an
   SCP upload's file before it knows whether the upload ended normally), no port, agent or
   X11 forwarding, no pty. OpenSSH's scp (9.0 and later) speaks SFTP by default and works.
-- The host key is Ed25519, made on the first start at `{DATA_DIR}/sftp_host_ed25519_key`
-  (0600) and kept; its SHA256 fingerprint is logged at each start and shown on the
-  外部連携設定 tab (host_key_fingerprint reads it without starting the server).
+- The host key (app/services/sshhostkey.py) is made on the first start and kept; its SHA256
+  fingerprint is logged and printed at each start and shown on the 外部連携設定 tab.
 - Limits are FTP's: FTP_MAX_BYTES per upload, FTP_MAX_CONS_PER_IP / FTP_MAX_CONS sessions,
   FTP_LOGIN_TIMEOUT seconds to log in.
 
@@ -28,13 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -42,6 +39,7 @@ from flask import Flask
 
 from app import config
 from app.services import bans, ftpcheck, integration, sshkeys
+from app.services.sshhostkey import host_key, host_key_fingerprint, host_key_path  # noqa: F401 - the view's and tests' names
 
 from . import uploads
 from .ftpauth import admitted, password_login
@@ -50,46 +48,8 @@ from .web import url_host
 
 log = logging.getLogger(__name__)
 
-HOST_KEY_FILE = "sftp_host_ed25519_key"
 STAGING_FOLDER = "sftp-uploading"
 BANNED_TEXT = "Too many failed logins from your address; try again later."
-
-
-# ---------------------------------------------------------------------------------------
-# Host key
-
-
-def host_key_path(data_dir: str | Path) -> Path:
-    """Where the server's host key lives in the data folder."""
-    return Path(data_dir) / HOST_KEY_FILE
-
-
-def host_key(data_dir: str | Path) -> asyncssh.SSHKey:
-    """The server's host key: read from the data folder, or made there (Ed25519, 0600) on the first start."""
-    path = host_key_path(data_dir)
-    if not path.exists():
-        key = asyncssh.generate_private_key("ssh-ed25519")
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.new")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key.export_private_key())
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            # link, not rename: a key another process made meanwhile is kept, never replaced.
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(temporary)
-    return asyncssh.read_private_key(str(path))
-
-
-def host_key_fingerprint(data_dir: str | Path) -> str | None:
-    """The host key's fingerprint as OpenSSH shows it ("SHA256:..."), None before the first SFTP start."""
-    if not host_key_path(data_dir).exists():
-        return None
-    return asyncssh.read_private_key(str(host_key_path(data_dir))).get_fingerprint("sha256")
 
 
 # ---------------------------------------------------------------------------------------
