@@ -4,13 +4,15 @@ Decisions (where docs/spec.md is silent):
 - The home is the account's FTP home (same folder, processed/, error/); what the check reads,
   ignores and files is the check's business (services/ftpfiles.py), as for FTP.
 - Completeness, as FTP's (servers/uploads.py): an upload is written to a staging file outside
-  every home and moved into place only when the client closed its handle (SSH_FXP_CLOSE)
-  while the session still runs. asyncssh also "closes" every handle left open when the
-  session ends (a cut connection, a killed client, the server stopping); those are
-  discarded. asyncssh calls close() for them and then exit() without yielding to the loop,
-  so a close is settled on the loop's next turn, or by the next request of the session,
-  and an exit() before that discards it. A client that sends its CLOSE and the channel's
-  EOF without waiting for the answer (no known client does) loses that upload: the safe side.
+  every home and moved into place, before the close is answered, only when the client closed
+  its handle (SSH_FXP_CLOSE) while its channel still runs. asyncssh also "closes" every handle
+  left open when the session ends (a cut connection, a killed client, the server stopping)
+  and calls exit(); those closes come after the connection is gone (`is_closing()`) or the
+  client's end of file on the channel, and are discarded. asyncssh has no public way to see
+  the latter, so the channel's receive state is read (`_recv_state`, pinned by
+  tests/servers/test_asyncssh_contract.py). A client that sends
+  its CLOSE and the channel's EOF without waiting for the answer (no known client does)
+  loses that upload: the safe side.
 - Every opening for writing is a new whole file, as FTP's STOR: no download (read), no append,
   no resume into an existing file. The size cap is FTP_MAX_BYTES.
 - Paths: relative paths start at the home; a path climbing above the home (`..` at the top)
@@ -21,7 +23,6 @@ Decisions (where docs/spec.md is silent):
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 
@@ -55,15 +56,11 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         self._max_bytes = max_bytes
         self._who = who
         self._open: set[Upload] = set()
-        self._closed: list[Upload] = []
-        self._ended = False
 
     # -- paths -------------------------------------------------------------------------
 
     def map_path(self, path: bytes) -> bytes:
         """The local path inside the home; its folders are resolved, its last name not (lstat, rename, remove)."""
-        # Every request with a path comes here first: settle the uploads closed before it.
-        self._settle_closed()
         if b"\0" in path:
             raise SFTPNoSuchFile("No such file")
         parts: list[bytes] = []
@@ -143,37 +140,28 @@ class HomeSFTPServer(asyncssh.SFTPServer):
         if not isinstance(file_obj, Upload):
             return
         self._open.discard(file_obj)
+        complete = not file_obj.failed and self._channel_open()
         try:
             os.close(file_obj.fd)
         except OSError:
-            file_obj.failed = True
-        # Settled on the loop's next turn unless exit() comes first (see the module docstring).
-        self._closed.append(file_obj)
-        asyncio.get_running_loop().call_soon(self._settle_closed)
+            complete = False
+        shown = self._shown(file_obj.target)
+        if uploads.settle(os.fsdecode(file_obj.staged), os.fsdecode(file_obj.target), complete, self._who):
+            log.info("sftp upload complete user=%s file=%s", self._who, shown)
+        else:
+            log.info("sftp upload discarded (not complete) user=%s file=%s", self._who, shown)
+            if not file_obj.failed and complete:
+                raise SFTPFailure("The file could not be stored; upload discarded")
+
+    def _channel_open(self) -> bool:
+        """True while both sides of the channel are open: a close then is the client's own."""
+        return not self.channel.is_closing() and getattr(self.channel, "_recv_state", None) == "open"
 
     def exit(self) -> None:
-        self._ended = True
-        self._settle_closed()
         for upload in list(self._open):
-            self._open.discard(upload)
-            try:
-                os.close(upload.fd)
-            except OSError:
-                pass
-            uploads.discard(os.fsdecode(upload.staged))
-            log.info("sftp upload discarded (not complete) user=%s file=%s", self._who, self._shown(upload.target))
+            self.close(upload)
         # An exit status, as sshd sends when its sftp-server ends: OpenSSH's scp fails without one.
         self.channel.exit(0)
-
-    def _settle_closed(self) -> None:
-        while self._closed:
-            upload = self._closed.pop(0)
-            complete = not upload.failed and not self._ended
-            shown = self._shown(upload.target)
-            if uploads.settle(os.fsdecode(upload.staged), os.fsdecode(upload.target), complete, self._who):
-                log.info("sftp upload complete user=%s file=%s", self._who, shown)
-            else:
-                log.info("sftp upload discarded (not complete) user=%s file=%s", self._who, shown)
 
     @staticmethod
     def _upload(file_obj: object) -> Upload:

@@ -355,3 +355,25 @@ def test_the_host_key_is_made_once_private_and_kept_across_restarts(app, ftp_acc
     second = sftp_start()
     assert second.alive() and second.fingerprint == fingerprint
     assert second.listeners == [f"sftp://127.0.0.1:{second.port}"]
+
+
+def test_connections_per_address_are_capped(app, ftp_account, sftp_start):
+    import paramiko
+
+    server = sftp_start(FTP_MAX_CONS_PER_IP=1)
+    first = sftp_paramiko(server, ftp_account.username, ftp_account.password)
+    with pytest.raises(paramiko.SSHException):
+        sftp_paramiko(server, ftp_account.username, ftp_account.password)
+    first.close()
+
+
+def test_a_stopped_status_lets_the_client_in_and_the_files_wait(app, ftp_account, sftp_server):
+    settings = db.session.scalar(db.select(IntegrationSettings).where(IntegrationSettings.account_id == ftp_account.id))
+    settings.status = "stopped"
+    db.session.commit()
+    client = sftp_paramiko(sftp_server, ftp_account.username, ftp_account.password)
+    with client.open("20180516.csv", "wb") as f:
+        f.write(ftp_csv())
+    client.close()
+    assert ftp_files(ftp_account.home) == ["20180516.csv"]
+    assert imports() == []
