@@ -9,12 +9,13 @@ session is ending.
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 import asyncssh
 
 
 class Recording(asyncssh.SFTPServer):
-    seen: list[tuple[str, bool]] = []
+    seen: ClassVar[list[tuple[str, bool]]] = []  # one server at a time in this test
 
     def open(self, path, pflags, attrs):
         return object()
