@@ -448,3 +448,26 @@ def test_migration_0014_adds_the_last_check_and_the_recheck_and_takes_them_back(
     downgrade(revision="0013")
     assert not added & column_names("integration_settings")
     assert db.session.scalar(text("SELECT count(*) FROM integration_settings")) == 1
+
+
+def test_migration_0018_adds_the_ssh_keys_one_per_fingerprint_and_account_and_takes_them_back(migrated_to):
+    migrated_to("0017")
+    insert_row("accounts")
+    insert_row("accounts", id=2, slug="b")
+    db.session.commit()
+
+    upgrade(revision="0018")
+    key = {"key_type": "ssh-ed25519", "key_data": "AAAAC3NzaC1lZDI1NTE5", "comment": "", "fingerprint": "SHA256:x",
+           "created_at": "2020-01-01"}
+    insert_row("ssh_keys", account_id=1, **key)
+    insert_row("ssh_keys", account_id=2, **key)  # the same key in another account
+    db.session.commit()
+    with pytest.raises(IntegrityError):
+        insert_row("ssh_keys", account_id=1, **key)
+    db.session.rollback()
+    assert db.session.scalar(text("SELECT count(*) FROM ssh_keys")) == 2
+    db.session.commit()
+
+    downgrade(revision="0017")
+    assert "ssh_keys" not in inspect(db.engine).get_table_names()
+    assert db.session.scalar(text("SELECT count(*) FROM accounts")) == 2

@@ -1,4 +1,4 @@
-"""`flask integration show|set|ftp-password|api-token|zip-password` (docs/spec.md section 8), all through services.integration."""
+"""`flask integration show|set|ftp-password|api-token|zip-password|ssh-key` (docs/spec.md section 8), all through services."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from ..errors import Invalid, RenkeiError
-from ..services import accounts, ftpcheck, ftpreport, queue, zippassword
+from ..services import accounts, ftpcheck, ftpreport, queue, sshkeys, zippassword
 from ..services import integration as service
 
 integration_cli = AppGroup("integration", help="外部連携設定を表示・変更します (show and change the integration settings)。")
@@ -19,7 +19,7 @@ def _fail(error: RenkeiError) -> None:
     """Print the error (one line per field) on stderr and exit 1."""
     if isinstance(error, Invalid) and error.errors:
         for field, messages in error.errors.items():
-            label = service.FIELD_LABELS.get(field, field)
+            label = {**service.FIELD_LABELS, sshkeys.FIELD: sshkeys.LABEL}.get(field, field)
             for message in messages:
                 click.echo(f"エラー: {label} ({field}): {message}", err=True)
     else:
@@ -158,6 +158,62 @@ def check_now(slug: str) -> None:
         click.echo(f"  {line}")
     if result.failed:
         raise SystemExit(1)
+
+
+@integration_cli.group("ssh-key")
+@click.argument("slug")
+@click.pass_context
+def ssh_key(context: click.Context, slug: str) -> None:
+    """SFTPのログインに使うSSH公開鍵を追加・一覧・削除します (add, list and remove the SSH public keys for SFTP)。"""
+    context.obj = slug
+
+
+@ssh_key.command("add")
+@click.option("--file", "path", type=click.File("r", encoding="utf-8"),
+              help="authorized_keys形式のファイル(省略すると標準入力から読みます)")
+@click.pass_obj
+def ssh_key_add(slug: str, path) -> None:
+    """authorized_keys形式の公開鍵を追加します(1行に1つ、# の行と空行は読み飛ばします) (add keys in authorized_keys form)。"""
+    account = _account(slug)
+    text = (path or sys.stdin).read()
+    try:
+        added = sshkeys.add(account.id, text, actor="cli")
+    except RenkeiError as e:
+        _fail(e)
+    for key in added:
+        click.echo(_key_line(key))
+    click.echo(f"{account.slug} にSSH公開鍵を{len(added)}個追加しました ({len(added)} key(s) added)。")
+
+
+@ssh_key.command("list")
+@click.pass_obj
+def ssh_key_list(slug: str) -> None:
+    """登録済みのSSH公開鍵を表示します(種類・指紋・コメント) (list the keys: type, fingerprint, comment)。"""
+    account = _account(slug)
+    keys = sshkeys.list_keys(account.id)
+    if not keys:
+        click.echo("SSH公開鍵はありません (no SSH keys)。")
+        return
+    click.echo("type\tfingerprint\tcomment")
+    for key in keys:
+        click.echo(_key_line(key))
+
+
+@ssh_key.command("remove")
+@click.argument("fingerprint")
+@click.pass_obj
+def ssh_key_remove(slug: str, fingerprint: str) -> None:
+    """指紋(SHA256:…)で指定したSSH公開鍵を削除します (remove the key with this SHA256 fingerprint)。"""
+    account = _account(slug)
+    try:
+        key = sshkeys.remove(account.id, fingerprint, actor="cli")
+    except RenkeiError as e:
+        _fail(e)
+    click.echo(f"SSH公開鍵を削除しました (key removed): {_key_line(key)}")
+
+
+def _key_line(key) -> str:
+    return f"{key.key_type}\t{key.fingerprint}\t{key.comment}"
 
 
 def register(app: Flask) -> None:

@@ -6,10 +6,11 @@ from flask_login import current_user
 
 from ..auth.access import integration_required
 from ..errors import Invalid, RenkeiError
-from ..services import ftpcheck, ftpreport, ftpways, samplefile, zippassword
+from ..services import ftpcheck, ftpreport, ftpways, samplefile, sshkeys, zippassword
 from ..services import integration as service
 from . import bp
 from .integration_forms import IntegrationForm, ReissueForm
+from .ssh_keys import SSH_NOTICE
 
 # Where 今すぐチェック's answer lands: the check's result, next to the button in the FTP section.
 CHECK_RESULT_ANCHOR = "#ftp-check-result"
@@ -49,6 +50,8 @@ def _render(form: IntegrationForm, status: int = 200, issued: dict[str, str] | N
             last_check=ftpreport.last_check(settings),
             check_notice=session.pop(CHECK_NOTICE, None),
             quiet_seconds=ftpreport.recheck_delay(),
+            ssh_keys=sshkeys.list_keys(current_user.account_id),
+            ssh_notice=session.pop(SSH_NOTICE, None),
         ),
         status,
     )
