@@ -96,9 +96,7 @@ def start_renkei(data_dir: Path, public_line: str):
         account.integration_enabled = True
         integration.update_settings(account.id, {"mode": "ftp", "error_to": ["ops@bench.example"]}, actor="bench")
         integration.issue_ftp_password(account.id, actor="bench")
-        account_id = account.id
-    # The bench's key is the account's (the keys' own storage is not what is measured).
-    sshkeys.public_keys = lambda wanted: [public_line] if wanted == account_id else []
+        sshkeys.add(account.id, public_line, actor="bench")
     return sftp.start(app), "bench"
 
 

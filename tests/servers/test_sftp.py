@@ -59,12 +59,11 @@ def test_openssh_sftp_with_password_uploads_and_the_check_imports(app, ftp_accou
     assert ftp_files(ftp_account.home) == [] and len(ftp_files(ftp_account.home / "processed")) == 1
 
 
-def test_openssh_sftp_with_a_key_of_the_account(app, ftp_account, sftp_server, sftp_known, sftp_keys, tmp_path,
-                                                monkeypatch):
+def test_openssh_sftp_with_a_key_of_the_account(app, ftp_account, sftp_server, sftp_known, sftp_keys, tmp_path):
     from app.services import sshkeys
 
     key, line = sftp_keys
-    monkeypatch.setattr(sshkeys, "public_keys", lambda account_id: [line] if account_id == ftp_account.id else [])
+    sshkeys.add(ftp_account.id, line, actor="test")
     local = tmp_path / "20180516.csv"
     local.write_bytes(ftp_csv())
     done = sftp_run(sftp_server, ftp_account.username, f"put {local}\n", sftp_known, key=key)
@@ -78,12 +77,11 @@ def test_a_key_the_account_does_not_have_is_refused(app, ftp_account, sftp_serve
     assert done.returncode != 0 and "Permission denied" in done.stderr
 
 
-def test_a_key_is_refused_when_the_mode_is_not_ftp(app, ftp_account, sftp_server, sftp_known, sftp_keys,
-                                                   monkeypatch):
+def test_a_key_is_refused_when_the_mode_is_not_ftp(app, ftp_account, sftp_server, sftp_known, sftp_keys):
     from app.services import sshkeys
 
     key, line = sftp_keys
-    monkeypatch.setattr(sshkeys, "public_keys", lambda account_id: [line])
+    sshkeys.add(ftp_account.id, line, actor="test")
     set_mode(ftp_account.id, "mail")
     done = sftp_run(sftp_server, ftp_account.username, "ls\n", sftp_known, key=key)
     assert done.returncode != 0 and "Permission denied" in done.stderr
