@@ -73,6 +73,7 @@ PARTS: dict[str, Part] = {
     "scheduler": Part("servers.scheduler:start"),
     "smtp": Part("servers.smtp:start"),
     "ftp": Part("servers.ftp:start"),
+    "sftp": Part("servers.sftp:start"),
     "web": Part("servers.web:start"),
 }
 
@@ -85,13 +86,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Read the flags; each one mirrors a RENKEI_* environment variable."""
     parser = argparse.ArgumentParser(
         prog="run.py",
-        description="Renkei をすべて起動します (Web UI, SMTP, FTP, スケジューラー, 取込ワーカー)。"
+        description="Renkei をすべて起動します (Web UI, SMTP, FTP, SFTP, スケジューラー, 取込ワーカー)。"
         " Starts Renkei. Flags override the RENKEI_* environment variables and .env.",
     )
     parser.add_argument("--host", help="bind address of all listeners (RENKEI_HOST, default 127.0.0.1)")
     parser.add_argument("--web-port", type=_port, help="web UI and API port (RENKEI_WEB_PORT, default 8000; 0 = any free port)")
     parser.add_argument("--smtp-port", type=_port, help="SMTP port (RENKEI_SMTP_PORT, default 2525; 0 = any free port)")
     parser.add_argument("--ftp-port", type=_port, help="FTP port (RENKEI_FTP_PORT, default 2121; 0 = any free port)")
+    parser.add_argument("--sftp-port", type=_port, help="SFTP port (RENKEI_SFTP_PORT, default 2222; 0 = any free port)")
     parser.add_argument("--data-dir", help="data folder (RENKEI_DATA_DIR, default ./instance)")
     parser.add_argument(
         "--only",
@@ -131,6 +133,7 @@ def apply_flags(args: argparse.Namespace) -> None:
         ("web_port", "RENKEI_WEB_PORT"),
         ("smtp_port", "RENKEI_SMTP_PORT"),
         ("ftp_port", "RENKEI_FTP_PORT"),
+        ("sftp_port", "RENKEI_SFTP_PORT"),
         ("data_dir", "RENKEI_DATA_DIR"),
     ):
         value = getattr(args, flag)
@@ -267,6 +270,8 @@ def print_startup(app, started: list[tuple[str, Any]], demo) -> None:
         listeners = _listeners(name, handle)
         for url in listeners:
             print(f"{name}: {url}", flush=True)
+        if getattr(handle, "fingerprint", None):  # the SFTP host key, for users to verify on first connect
+            print(f"{name}: host key {handle.fingerprint}", flush=True)
         if listeners:
             urls[name] = listeners[0]
         else:

@@ -343,11 +343,16 @@ def _token_hash(token: str) -> str:
 # ---------------------------------------------------------------------------- channel look-ups
 
 
-def verify_ftp_password(username: str, password: str) -> IntegrationSettings | None:
-    """The settings whose FTP login matches, else None (credentials only: mode/enabled are the caller's check)."""
-    settings = db.session.scalar(
+def settings_for_ftp_username(username: str) -> IntegrationSettings | None:
+    """The settings whose FTP ID this is (case and outer spaces aside), else None."""
+    return db.session.scalar(
         db.select(IntegrationSettings).where(IntegrationSettings.ftp_username == (username or "").strip().lower())
     )
+
+
+def verify_ftp_password(username: str, password: str) -> IntegrationSettings | None:
+    """The settings whose FTP login matches, else None (credentials only: mode/enabled are the caller's check)."""
+    settings = settings_for_ftp_username(username)
     given = _FTP_HASH_PREFIX + _token_hash(password or "")
     if settings is None or not settings.ftp_password_hash:
         return None

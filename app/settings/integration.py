@@ -6,7 +6,7 @@ from flask_login import current_user
 
 from ..auth.access import integration_required
 from ..errors import Invalid, RenkeiError
-from ..services import ftpcheck, ftpreport, samplefile, sshkeys, zippassword
+from ..services import ftpcheck, ftpreport, ftpways, samplefile, sshkeys, zippassword
 from ..services import integration as service
 from . import bp
 from .integration_forms import IntegrationForm, ReissueForm
@@ -37,6 +37,7 @@ def _render(form: IntegrationForm, status: int = 200, issued: dict[str, str] | N
             readonly=not current_user.is_admin,
             inbound_address=service.shown_inbound_address(settings, full=current_user.is_admin),
             ftp_server=service.ftp_server(),
+            connect_ways=ftpways.connect_ways(),
             api_endpoint=service.api_endpoint(),
             next_checks=service.next_checks(settings),
             issued=issued or {},
