@@ -15,7 +15,7 @@ ALL_ALIVE = {name: "alive" for name in run.PARTS}
 @pytest.fixture
 def parts(app, dns_server):
     """Every part of run.PARTS started for the test app as run.py starts them; stopped at teardown."""
-    app.config.update(HOST="127.0.0.1", WEB_PORT=0, SMTP_PORT=0, FTP_PORT=0, SMTP_PARSE_PROCESSES=0,
+    app.config.update(HOST="127.0.0.1", WEB_PORT=0, SMTP_PORT=0, FTP_PORT=0, SFTP_PORT=0, SMTP_PARSE_PROCESSES=0,
                       DNS_SERVER=dns_server.address)
     started = run.start_parts(app, list(run.PARTS))
     try:
