@@ -50,7 +50,8 @@ def start_worker(app):
 class Part:
     """How to start one part: a function(app) -> started object, or "module:function" naming one.
 
-    The started object has `.stop(timeout=...)` (or `.stop()`) and may have `.listeners`, a list
+    The started object has `.stop(timeout=...)` (or `.stop()`), `.alive()` (whether it still
+    serves: GET /healthz, app/health.py) and may have `.listeners`, a list
     of URLs such as "smtp://127.0.0.1:2525" (or `.host` and `.port`), which run.py prints.
     """
 
@@ -72,6 +73,7 @@ PARTS: dict[str, Part] = {
     "scheduler": Part("servers.scheduler:start"),
     "smtp": Part("servers.smtp:start"),
     "ftp": Part("servers.ftp:start"),
+    "sftp": Part("servers.sftp:start"),
     "imap": Part("servers.imapfetch:start"),
     "web": Part("servers.web:start"),
 }
@@ -85,13 +87,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Read the flags; each one mirrors a RENKEI_* environment variable."""
     parser = argparse.ArgumentParser(
         prog="run.py",
-        description="Renkei をすべて起動します (Web UI, SMTP, FTP, スケジューラー, 取込ワーカー)。"
+        description="Renkei をすべて起動します (Web UI, SMTP, FTP, SFTP, スケジューラー, 取込ワーカー)。"
         " Starts Renkei. Flags override the RENKEI_* environment variables and .env.",
     )
     parser.add_argument("--host", help="bind address of all listeners (RENKEI_HOST, default 127.0.0.1)")
     parser.add_argument("--web-port", type=_port, help="web UI and API port (RENKEI_WEB_PORT, default 8000; 0 = any free port)")
     parser.add_argument("--smtp-port", type=_port, help="SMTP port (RENKEI_SMTP_PORT, default 2525; 0 = any free port)")
     parser.add_argument("--ftp-port", type=_port, help="FTP port (RENKEI_FTP_PORT, default 2121; 0 = any free port)")
+    parser.add_argument("--sftp-port", type=_port, help="SFTP port (RENKEI_SFTP_PORT, default 2222; 0 = any free port)")
     parser.add_argument("--data-dir", help="data folder (RENKEI_DATA_DIR, default ./instance)")
     parser.add_argument(
         "--only",
@@ -131,6 +134,7 @@ def apply_flags(args: argparse.Namespace) -> None:
         ("web_port", "RENKEI_WEB_PORT"),
         ("smtp_port", "RENKEI_SMTP_PORT"),
         ("ftp_port", "RENKEI_FTP_PORT"),
+        ("sftp_port", "RENKEI_SFTP_PORT"),
         ("data_dir", "RENKEI_DATA_DIR"),
     ):
         value = getattr(args, flag)
@@ -173,7 +177,14 @@ def _safe_db_url(url: str) -> str:
 
 
 def start_parts(app, names: list[str]) -> list[tuple[str, Any]]:
-    """Start the named parts in registry order; on a failure stop those already started and re-raise."""
+    """Start the named parts in registry order; on a failure stop those already started and re-raise.
+
+    Each started part is registered for GET /healthz (app/health.py); the parts of PARTS not
+    named are reported there as not running.
+    """
+    from app import health
+
+    health.parts(app).configure(PARTS)
     started: list[tuple[str, Any]] = []
     for name in names:
         part = PARTS[name]
@@ -184,9 +195,30 @@ def start_parts(app, names: list[str]) -> list[tuple[str, Any]]:
             stop_parts(started)
             raise
         started.append((name, handle))
+        health.parts(app).register(name, handle)
         _record_bound_port(app, name, handle)
         log.info("part %s started", name)
     return started
+
+
+def restart_part(app, started: list[tuple[str, Any]], name: str) -> Any:
+    """Stop part `name` (a dead one too) and start it again in its place, on the port it had; return it.
+
+    run.py never calls this by itself (a dead part makes /healthz answer 503, and the operator
+    restarts the process); it is the one way to replace a single part, used by the tests.
+    """
+    from app import health
+
+    index = next(i for i, (started_name, _) in enumerate(started) if started_name == name)
+    try:
+        _call_stop(started[index][1], PARTS[name].stop_timeout)
+    except Exception:
+        log.exception("part %s failed to stop cleanly", name)
+    handle = PARTS[name].run(app)
+    started[index] = (name, handle)
+    health.parts(app).register(name, handle)
+    log.info("part %s restarted", name)
+    return handle
 
 
 def _record_bound_port(app, name: str, handle: Any) -> None:
@@ -239,6 +271,8 @@ def print_startup(app, started: list[tuple[str, Any]], demo) -> None:
         listeners = _listeners(name, handle)
         for url in listeners:
             print(f"{name}: {url}", flush=True)
+        if getattr(handle, "fingerprint", None):  # the SFTP host key, for users to verify on first connect
+            print(f"{name}: host key {handle.fingerprint}", flush=True)
         if listeners:
             urls[name] = listeners[0]
         else:

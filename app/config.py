@@ -136,6 +136,7 @@ SETTINGS: tuple[Setting, ...] = (
     _S("WEB_PORT", "int", 8000, "web UI and API port (0 = any free port)"),
     _S("SMTP_PORT", "int", 2525, "SMTP port (0 = any free port)"),
     _S("FTP_PORT", "int", 2121, "FTP port (0 = any free port)"),
+    _S("SFTP_PORT", "int", 2222, "SFTP port (0 = any free port)"),
     _S("MAIL_DOMAIN", "str", "renkei.localhost", "domain of the issued inbound addresses"),
     _S("PUBLIC_URL", "str", lambda v: f"http://localhost:{v.get('WEB_PORT', 8000)}",
        "base of the links in report mails"),

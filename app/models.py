@@ -338,6 +338,19 @@ class IntegrationSettings(db.Model):
     last_ftp_check_result: Mapped[dict | None] = mapped_column(JSON)
     # When the automatic re-check of files still settling runs (at most one pending per account).
     ftp_recheck_at: Mapped[dt.datetime | None]
+    # データ未着の通知 (services/overdue.py): which files are expected by when, and since when it is on
+    # (deadlines before overdue_since never alert, so turning it on does not mail the past).
+    overdue_enabled: Mapped[bool] = mapped_column(default=False, server_default="0")
+    # 期待するファイル (日次): "none", "same" (当日分: day D's file by the time on D) or "previous"
+    # (前日分: by the time on the working day after D).
+    overdue_daily: Mapped[str] = mapped_column(String(8), default="none", server_default="none")
+    overdue_daily_time: Mapped[str] = mapped_column(String(5), default="09:30", server_default="09:30")
+    # 期待するファイル (月次): month M's file by day N of month M+1 at the time; None = no monthly file.
+    overdue_monthly_day: Mapped[int | None]
+    overdue_monthly_time: Mapped[str] = mapped_column(String(5), default="09:30", server_default="09:30")
+    overdue_days: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    overdue_skip_holidays: Mapped[bool] = mapped_column(default=True, server_default="1")
+    overdue_since: Mapped[dt.datetime | None]
     # sha256 of the token: tokens are 256 random bits, so a fast hash is safe and allows lookup.
     api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     # ZIPパスワード, encrypted with a key derived from SECRET_KEY (services/zippassword.py); never shown.
@@ -402,6 +415,32 @@ class DiscardNotice(db.Model):
     mail_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="SET NULL"))
     discards: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class OverduePeriod(db.Model):
+    """One 未着 period of an account (services/overdue.py): opened and alerted once, closed once.
+
+    The period is stored as imports store theirs (period_kind "day" | "month", period_date; a
+    month's is its 1st), unique per account, so a second worker's alert of the same period fails.
+    """
+
+    __tablename__ = "overdue_periods"
+    __table_args__ = (UniqueConstraint("account_id", "period_kind", "period_date"),)
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    period_kind: Mapped[str] = mapped_column(String(8))
+    period_date: Mapped[dt.date]
+    deadline: Mapped[dt.datetime]
+    opened_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    alerted_at: Mapped[dt.datetime | None]
+    closed_at: Mapped[dt.datetime | None]
+    # The succeeded import that closed it (届きました).
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(8), default=OPEN)
 
 
 class AuthFailure(db.Model):

@@ -29,10 +29,8 @@ control and data channels), LOGIN_FAIL_DELAY.
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
 import threading
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -43,6 +41,7 @@ from pyftpdlib.servers import ThreadedFTPServer
 from app import config
 from app.services import bans
 
+from . import uploads
 from .ftpauth import DatabaseAuthorizer
 from .ftpsession import GuardedDTPHandler, HomeFS, RenkeiHandlerMixin
 
@@ -173,6 +172,10 @@ class RunningFtp:
         finally:
             self.server.close_all()
 
+    def alive(self) -> bool:
+        """Whether the server thread still serves and stop() was not asked (GET /healthz)."""
+        return self._thread.is_alive() and not self._stopping.is_set()
+
     def start(self) -> RunningFtp:
         self._thread.start()
         return self
@@ -188,13 +191,8 @@ def start(app: Flask) -> RunningFtp:
     """Start the FTP server for `app` on HOST:FTP_PORT (0 = a free port) and return it running."""
     # pyftpdlib logs every session event at INFO; we log one line per login and per upload instead.
     logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
-    data_dir = Path(app.config["DATA_DIR"])
-    staging = data_dir / STAGING_FOLDER
-    # Nothing can be in progress before the server runs: leftovers are from a crash.
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (data_dir / "ftp").mkdir(parents=True, exist_ok=True)
-    handler = build_handler(app, str(staging))
+    staging = uploads.prepare_staging(app.config["DATA_DIR"], STAGING_FOLDER)
+    handler = build_handler(app, staging)
     host = app.config.get("HOST") or "127.0.0.1"
     port = config.get(app, "FTP_PORT")
     server = _Server((host, port), handler, app=app, ioloop=IOLoop())

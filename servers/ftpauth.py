@@ -33,13 +33,12 @@ PERMISSIONS = "elmwdf"
 CHMOD_PERM = "M"
 
 
-def _admitted(username: str, password: str) -> IntegrationSettings | None:
-    """The account's settings when the password is right and the account takes FTP now, else None.
+def admitted(settings: IntegrationSettings | None) -> IntegrationSettings | None:
+    """The settings when the account takes FTP now, else None (SFTP logins ask the same).
 
-    A right password still needs the account to take FTP files (a stopped status: HOLD, files
-    wait); refused, it is answered as a wrong one and only the log records why.
+    A right password (or key) still needs the account to take FTP files (a stopped status:
+    HOLD, files wait); refused, it is answered as a wrong one and only the log records why.
     """
-    settings = integration.verify_ftp_password(username, password)
     if settings is None:
         return None
     admission = admit(settings.account, Channel.FTP, settings=settings)
@@ -48,6 +47,11 @@ def _admitted(username: str, password: str) -> IntegrationSettings | None:
                  settings.mode)
         return None
     return settings
+
+
+def password_login(username: str, password: str) -> IntegrationSettings | None:
+    """The account's settings when the FTP ID/PW are right and the account takes FTP now, else None."""
+    return admitted(integration.verify_ftp_password(username, password))
 
 
 class DatabaseAuthorizer(DummyAuthorizer):
@@ -67,7 +71,7 @@ class DatabaseAuthorizer(DummyAuthorizer):
             with self.app.app_context():
                 # pyftpdlib holds the failed answer (auth_failed_timeout) on the session's own loop.
                 result = bans.guarded_login(address, bans.login_key("ftp", username),
-                                            lambda: _admitted(username, password))
+                                            lambda: password_login(username, password))
                 if result.verdict is bans.Verdict.TOO_SOON:
                     raise AuthenticationFailed("authentication failed.")
                 if result.verdict is bans.Verdict.BANNED:

@@ -33,7 +33,6 @@ import errno
 import logging
 import os
 import posixpath
-import secrets
 import socket
 from datetime import datetime
 
@@ -45,6 +44,8 @@ from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED, _ERRNOS_RETRY
 from pyftpdlib.log import logger as ftp_logger
 
 from app import config
+
+from . import uploads
 
 log = logging.getLogger("servers.ftp")  # the log lines keep the logger name they had before the split
 
@@ -244,7 +245,7 @@ class RenkeiHandlerMixin:
             self.respond("550 No such directory.")
             return None
         self._drop_queued_upload()
-        staged = os.path.join(self.staging_dir, f"{secrets.token_hex(12)}.part")
+        staged = uploads.new_staged_path(self.staging_dir)
         self._uploads[staged] = file
         if super().ftp_STOR(staged, mode) is None:
             self._discard(staged)
@@ -275,22 +276,10 @@ class RenkeiHandlerMixin:
         target = self._uploads.get(staged)
         if target is None:
             return False
-        if complete:
-            try:
-                os.replace(staged, target)
-                return True
-            except OSError as err:
-                log.warning("ftp upload could not be moved into place user=%s file=%s: %s", self.username, target, err)
-        self._discard(staged)
-        return False
+        return uploads.settle(staged, target, complete, self.username)
 
     def _discard(self, staged: str) -> None:
-        try:
-            os.unlink(staged)
-        except FileNotFoundError:
-            pass
-        except OSError as err:
-            log.warning("ftp staging file not removed %s: %s", staged, err)
+        uploads.discard(staged)
 
     def _drop_queued_upload(self) -> None:
         # A STOR whose data connection never came: pyftpdlib would keep its file open until the session ends.

@@ -20,6 +20,8 @@ Decisions (where docs/spec.md is silent):
   is tried again at the next tick), so a test drives it with a clock, not today's date.
 - The 破棄のお知らせ of the days that ended are queued the same way (`DiscardNotices`: the first
   tick from 00:05 of each day, and after start; services/notices.py keeps them one per day).
+- データ未着の通知 is evaluated for every account that has it on, every minute, with the same clock
+  (`OverdueChecks`, services/overdue.py: each period alerts once and closes once, whoever evaluates).
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ from flask import Flask
 
 from app import config
 from app.errors import RenkeiError
-from app.services import files, ftpcheck, ftpreport, notices
+from app.extensions import db
+from app.services import files, ftpcheck, ftpreport, notices, overdue
 
 log = logging.getLogger(__name__)
 
@@ -190,18 +193,48 @@ class DiscardNotices(_DailyJob):
         return notices.send_due(now)
 
 
+class OverdueChecks:
+    """The minute job of データ未着の通知: evaluate each account that has it on (one account's error never stops the others)."""
+
+    def __init__(self, app: Flask, clock: Clock):
+        self.app = app
+        self.clock = clock
+
+    def tick(self, now: dt.datetime | None = None) -> list[overdue.Evaluation]:
+        """Evaluate every watched account at `now`; return what each evaluation did."""
+        now = now or self.clock()
+        done = []
+        with self.app.app_context():
+            for account_id in overdue.watched_accounts():
+                try:
+                    done.append(overdue.evaluate(account_id, now))
+                except Exception:
+                    db.session.rollback()
+                    log.exception("overdue evaluation of account #%s failed", account_id)
+        return done
+
+    def safe_tick(self) -> None:
+        """The scheduled job: errors are logged, never raised."""
+        try:
+            self.tick()
+        except Exception:
+            log.exception("overdue evaluation failed")
+
+
 class RunningScheduler:
     """The scheduler thread; `.stop()` ends it after the checks in progress."""
 
     def __init__(self, checks: FtpCheckScheduler, purge: FilePurge | None = None,
-                 discard_notices: DiscardNotices | None = None):
+                 discard_notices: DiscardNotices | None = None, overdue_checks: OverdueChecks | None = None):
         self.checks = checks
         self.purge = purge or FilePurge(checks.app, checks.clock)
         self.discard_notices = discard_notices or DiscardNotices(checks.app, checks.clock)
+        self.overdue_checks = overdue_checks or OverdueChecks(checks.app, checks.clock)
         self.scheduler = schedule.Scheduler()
         self.scheduler.every().minute.at(":00").do(checks.safe_tick)
         self.scheduler.every().minute.at(":00").do(self.purge.safe_tick)
         self.scheduler.every().minute.at(":00").do(self.discard_notices.safe_tick)
+        self.scheduler.every().minute.at(":00").do(self.overdue_checks.safe_tick)
         self.scheduler.every(RECHECK_POLL_SECONDS).seconds.do(checks.safe_recheck_tick)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="renkei-scheduler", daemon=True)
@@ -215,9 +248,14 @@ class RunningScheduler:
             idle = self.scheduler.idle_seconds
             self._stopping.wait(min(max(idle if idle is not None else 1.0, 0.05), 1.0))
 
+    def alive(self) -> bool:
+        """Whether the ticking thread still runs and stop() was not asked (GET /healthz)."""
+        return self._thread.is_alive() and not self._stopping.is_set()
+
     def start(self) -> RunningScheduler:
         self._thread.start()
-        log.info("scheduler started (FTP checks every minute; old originals deleted, discard notices queued daily)")
+        log.info("scheduler started (FTP checks and overdue data every minute; old originals deleted, discard notices "
+                 "queued daily)")
         return self
 
     def stop(self, timeout: float = 30.0) -> None:

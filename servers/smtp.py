@@ -256,6 +256,14 @@ class RunningSmtp:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return [f"smtp://{host}:{self.port}"]
 
+    def alive(self) -> bool:
+        """Whether the loop thread still serves and the spool drain still runs (GET /healthz).
+
+        A mail answered `250` but never drained is not imported, so a dead drain is a dead part."""
+        thread = self._thread
+        serving = thread is not None and thread.is_alive() and self._loop.is_running()
+        return serving and (self.drainer is None or self.drainer.alive())
+
     def start(self, timeout: float = 10.0) -> RunningSmtp:
         """Start the spool drain, then bind and serve in a background thread; raise if the port cannot be bound."""
         if self.drainer is not None:

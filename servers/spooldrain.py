@@ -229,6 +229,11 @@ class SpoolDrainer:
         """Drain now instead of at the next poll."""
         self._wake.set()
 
+    def alive(self) -> bool:
+        """Whether the drain thread still runs and stop() was not asked."""
+        thread = self._thread
+        return thread is not None and thread.is_alive() and not self._stop.is_set()
+
     def start(self) -> None:
         """Remove crash leftovers that were never acknowledged, then drain in a background thread."""
         spool.clean_temporaries(self.folder)

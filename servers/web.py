@@ -60,6 +60,10 @@ class WebServer:
         self._thread.start()
         return self
 
+    def alive(self) -> bool:
+        """Whether waitress' loop thread still serves (GET /healthz; a dead one cannot answer it at all)."""
+        return self._thread.is_alive()
+
     def _run(self) -> None:
         try:
             self._server.run()

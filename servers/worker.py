@@ -45,6 +45,11 @@ class Worker:
     def running(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
 
+    def alive(self) -> bool:
+        """Whether every thread of the worker still runs and stop() was not asked (GET /healthz)."""
+        threads = self._threads
+        return bool(threads) and not self._stopping.is_set() and all(thread.is_alive() for thread in threads)
+
     def start(self) -> None:
         """Start the threads; files received in this process wake the import thread at once."""
         if self.running:

@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.bans",
     "tests.fixtures.smtp",
     "tests.fixtures.ftp",
+    "tests.fixtures.sftp",
     "tests.fixtures.api",
     "tests.fixtures.processes",
     "tests.fixtures.worker",

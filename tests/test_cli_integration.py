@@ -1,4 +1,4 @@
-"""`flask integration show|set|ftp-password|api-token` through app.test_cli_runner()."""
+"""`flask integration show|set|ftp-password|api-token|ssh-key` through app.test_cli_runner()."""
 from __future__ import annotations
 
 import json
@@ -7,11 +7,14 @@ import pytest
 
 from app.extensions import db
 from app.services import integration as service
+from tests.fixtures.publickeys import fingerprint, public_line
 
 SPEC_KEYS = {
     "enabled", "mode", "status", "member_key", "key_aliases", "extra_columns", "encoding", "error_to", "success_to", "senders",
     "sender_networks", "sender_auth", "inbound_address", "ftp_server", "ftp_username", "ftp_days", "ftp_start", "ftp_end",
     "ftp_interval", "ftp_delay", "api_endpoint", "next_checks", "sheet_name",
+    "overdue_enabled", "overdue_daily", "overdue_daily_time", "overdue_monthly_day", "overdue_monthly_time",
+    "overdue_days", "overdue_skip_holidays",
 }
 
 
@@ -165,3 +168,44 @@ def test_set_accepts_every_valid_address(runner, account):
     data = show(runner)
     assert data["senders"] == list(dict.fromkeys(n for _, n in VALID))
     assert data["error_to"] == ["it@corp.internal"]
+
+
+def test_ssh_key_add_from_stdin_or_a_file_list_and_remove(runner, account, tmp_path):
+    added = runner.invoke(args=["integration", "ssh-key", "acme", "add"],
+                          input=f"# 山田のPC\n{public_line('ed25519', 'yamada@pc')}\n")
+    assert added.exit_code == 0, added.output
+    assert added.stdout.splitlines() == [f"ssh-ed25519\t{fingerprint('ed25519')}\tyamada@pc",
+                                         "acme にSSH公開鍵を1個追加しました (1 key(s) added)。"]
+    keys_file = tmp_path / "authorized_keys"
+    keys_file.write_text(public_line("ecdsa256") + "\n", encoding="utf-8")
+    assert runner.invoke(args=["integration", "ssh-key", "acme", "add", "--file", str(keys_file)]).exit_code == 0
+
+    listed = runner.invoke(args=["integration", "ssh-key", "acme", "list"])
+    assert listed.exit_code == 0
+    assert listed.stdout.splitlines() == ["type\tfingerprint\tcomment",
+                                          f"ssh-ed25519\t{fingerprint('ed25519')}\tyamada@pc",
+                                          f"ecdsa-sha2-nistp256\t{fingerprint('ecdsa256')}\t"]
+
+    removed = runner.invoke(args=["integration", "ssh-key", "acme", "remove", fingerprint("ed25519")])
+    assert removed.exit_code == 0
+    assert removed.stdout == f"SSH公開鍵を削除しました (key removed): ssh-ed25519\t{fingerprint('ed25519')}\tyamada@pc\n"
+    assert [line.split("\t")[0] for line in runner.invoke(
+        args=["integration", "ssh-key", "acme", "list"]).stdout.splitlines()] == ["type", "ecdsa-sha2-nistp256"]
+
+
+def test_ssh_key_errors_name_the_line_and_exit_1(runner, account):
+    bad = runner.invoke(args=["integration", "ssh-key", "acme", "add"],
+                        input=f"{public_line('ed25519')}\nssh-dss AAAA\n{public_line('rsa1024')}\n")
+    assert bad.exit_code == 1
+    assert bad.stderr.splitlines() == [
+        ("エラー: SSH公開鍵 (ssh_keys): 2行目: 「ssh-dss」は使えない鍵の種類です(使えるのは ssh-ed25519、"
+         "ecdsa-sha2-nistp256/384/521、2048ビット以上の ssh-rsa)。"),
+        "エラー: SSH公開鍵 (ssh_keys): 3行目: RSA鍵が1024ビットです。2048ビット以上の鍵にしてください(例: ssh-keygen -t ed25519)。",
+    ]
+    assert runner.invoke(args=["integration", "ssh-key", "acme", "list"]).stdout == "SSH公開鍵はありません (no SSH keys)。\n"
+
+    missing = runner.invoke(args=["integration", "ssh-key", "acme", "remove", fingerprint("ed25519")])
+    assert missing.exit_code == 1
+    assert missing.stderr == f"エラー: 指紋が「{fingerprint('ed25519')}」のSSH公開鍵は登録されていません。\n"
+    unknown = runner.invoke(args=["integration", "ssh-key", "nosuch", "list"])
+    assert unknown.exit_code == 1 and 'アカウント "nosuch" はありません' in unknown.stderr

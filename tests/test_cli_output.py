@@ -56,7 +56,9 @@ def _commands(group: click.Group, path: tuple[str, ...] = ()):
     for name, command in group.commands.items():
         yield (*path, name), command
         if isinstance(command, click.Group):
-            yield from _commands(command, (*path, name))
+            # A group's own arguments come before its subcommands (`integration ssh-key SLUG add`).
+            arguments = tuple(param.name.upper() for param in command.params if isinstance(param, click.Argument))
+            yield from _commands(command, (*path, name, *arguments))
 
 
 # Japanese before any parenthesis: the sentence starts in Japanese (a word like "FTP" or "CSV" may lead it).

@@ -450,8 +450,31 @@ def test_migration_0014_adds_the_last_check_and_the_recheck_and_takes_them_back(
     assert db.session.scalar(text("SELECT count(*) FROM integration_settings")) == 1
 
 
-def test_migration_0019_adds_the_mailboxes_and_the_fetched_messages_and_takes_them_back(migrated_to):
+def test_migration_0018_adds_the_ssh_keys_one_per_fingerprint_and_account_and_takes_them_back(migrated_to):
     migrated_to("0017")
+    insert_row("accounts")
+    insert_row("accounts", id=2, slug="b")
+    db.session.commit()
+
+    upgrade(revision="0018")
+    key = {"key_type": "ssh-ed25519", "key_data": "AAAAC3NzaC1lZDI1NTE5", "comment": "", "fingerprint": "SHA256:x",
+           "created_at": "2020-01-01"}
+    insert_row("ssh_keys", account_id=1, **key)
+    insert_row("ssh_keys", account_id=2, **key)  # the same key in another account
+    db.session.commit()
+    with pytest.raises(IntegrityError):
+        insert_row("ssh_keys", account_id=1, **key)
+    db.session.rollback()
+    assert db.session.scalar(text("SELECT count(*) FROM ssh_keys")) == 2
+    db.session.commit()
+
+    downgrade(revision="0017")
+    assert "ssh_keys" not in inspect(db.engine).get_table_names()
+    assert db.session.scalar(text("SELECT count(*) FROM accounts")) == 2
+
+
+def test_migration_0019_adds_the_mailboxes_and_the_fetched_messages_and_takes_them_back(migrated_to):
+    migrated_to("0018")
     insert_row("accounts")
     db.session.commit()
 
@@ -467,7 +490,32 @@ def test_migration_0019_adds_the_mailboxes_and_the_fetched_messages_and_takes_th
     assert db.session.execute(text("SELECT uidvalidity, uid FROM fetched_messages")).one() == (4_000_000_000, 7)
     db.session.rollback()  # PostgreSQL: the read's lock would hold up the DROP of the downgrade
 
-    downgrade(revision="0017")
+    downgrade(revision="0018")
     tables = inspect(db.engine).get_table_names()
     assert "mailboxes" not in tables and "fetched_messages" not in tables
     assert db.session.scalar(text("SELECT count(*) FROM accounts")) == 1
+
+
+def test_migration_0020_adds_the_overdue_settings_and_periods_and_takes_them_back(migrated_to):
+    migrated_to("0019")
+    insert_row("accounts")
+    insert_row("integration_settings", sheet_name="")
+    db.session.commit()
+
+    upgrade(revision="0020")
+    row = db.session.execute(text("SELECT overdue_enabled, overdue_daily, overdue_daily_time, overdue_monthly_day, "
+                                  "overdue_days, overdue_skip_holidays FROM integration_settings")).one()
+    assert (bool(row[0]), row[1], row[2], row[3], json_value(row[4]), bool(row[5])) == (
+        False, "none", "09:30", None, ["mon", "tue", "wed", "thu", "fri"], True)
+    insert_row("overdue_periods", account_id=1, period_kind="day", period_date="2026-12-01",
+               deadline="2026-12-01 00:30:00", opened_at="2026-12-01 00:30:00", state="open")
+    db.session.commit()
+    with pytest.raises(IntegrityError):
+        insert_row("overdue_periods", account_id=1, period_kind="day", period_date="2026-12-01",
+                   deadline="2026-12-01 00:30:00", opened_at="2026-12-01 00:31:00", state="open")
+    db.session.rollback()
+
+    downgrade(revision="0019")
+    assert not {name for name in column_names("integration_settings") if name.startswith("overdue_")}
+    assert "overdue_periods" not in inspect(db.engine).get_table_names()
+    assert db.session.scalar(text("SELECT count(*) FROM integration_settings")) == 1

@@ -45,7 +45,7 @@ class RunPy:
 
     def __init__(self, data_dir: Path, *flags: str, database_url: str = "") -> None:
         command = [sys.executable, "run.py", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-                   "--web-port", "0", "--smtp-port", "0", "--ftp-port", "0", *flags]
+                   "--web-port", "0", "--smtp-port", "0", "--ftp-port", "0", "--sftp-port", "0", *flags]
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=child_env(database_url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, encoding="utf-8", errors="replace",
@@ -174,6 +174,13 @@ def test_first_start_migrates_creates_demo_and_stops_on_sigterm(start, tmp_path,
         # Started on port 0, the 外部連携設定 tab shows the port the FTP server really bound.
         settings_page = session.get(base_url + "settings/integration", timeout=10)
         assert f"127.0.0.1:{_port_of(ready['ftp'])}" in settings_page.text
+    if "sftp" in ready:
+        # The host key's fingerprint is printed at start, for users to compare on their first connect.
+        assert re.fullmatch(r"sftp://127\.0\.0\.1:\d+", ready["sftp"])
+        fingerprint = next(line for line in run.lines if line.startswith("sftp: host key ")).split()[-1]
+        assert fingerprint.startswith("SHA256:")
+        settings_page = session.get(base_url + "settings/integration", timeout=10)
+        assert fingerprint in settings_page.text and f"<code>{_port_of(ready['sftp'])}</code>" in settings_page.text
 
     db_file = _database(data_dir, empty_database_url)
     assert _query(db_file, "SELECT count(*) FROM alembic_version") == [(1,)]
@@ -223,6 +230,13 @@ def test_only_starts_exactly_the_named_parts(start):
     ready = run.wait_ready()
     assert ready["parts"] == "scheduler,smtp,ftp,web", run.output()
     assert "part worker" not in run.output()
+    # What a load balancer is told: the part left out is not running, which is no fault.
+    health = requests.get(ready["web"] + "healthz", timeout=10)
+    assert health.status_code == 200
+    parts = health.json()["parts"]
+    assert parts["worker"] == "not running"
+    assert {name: parts[name] for name in ("scheduler", "smtp", "ftp", "web")} == dict.fromkeys(
+        ("scheduler", "smtp", "ftp", "web"), "alive")
     assert run.stop() == 0, run.output()
 
 
@@ -241,7 +255,7 @@ def test_unknown_part_is_refused_with_the_list_of_parts(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=60, env=child_env(),
     )
     assert result.returncode == 2
-    assert "mystery" in result.stderr and "worker,scheduler,smtp,ftp,imap,web" in result.stderr
+    assert "mystery" in result.stderr and "worker,scheduler,smtp,ftp,sftp,imap,web" in result.stderr
     assert not (tmp_path / "data").exists()
 
 

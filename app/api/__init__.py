@@ -2,4 +2,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__)
 
-from . import docs, routes  # noqa: F401
+from . import docs, routes, status  # noqa: F401

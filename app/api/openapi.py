@@ -9,6 +9,7 @@ import copy
 from typing import Any
 
 from ..importer.filename import ENDINGS_TEXT
+from . import openapi_status
 
 MAX_ID = 2**63 - 1
 
@@ -424,4 +425,7 @@ _DOCUMENT: dict[str, Any] = {
 
 def document() -> dict[str, Any]:
     """A fresh copy of the OpenAPI document (callers may change it freely)."""
-    return copy.deepcopy(_DOCUMENT)
+    doc = copy.deepcopy(_DOCUMENT)
+    doc["paths"].update(copy.deepcopy(openapi_status.PATHS))
+    doc["components"]["schemas"].update(copy.deepcopy(openapi_status.SCHEMAS))
+    return doc

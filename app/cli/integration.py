@@ -1,15 +1,18 @@
-"""`flask integration show|set|ftp-password|api-token|zip-password` (docs/spec.md section 8), all through services.integration."""
+"""`flask integration show|set|ftp-password|api-token|zip-password|check-now|fetch-now|overdue|ssh-key` (docs/spec.md section 8), all through services."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from .. import config
 from ..errors import Invalid, RenkeiError
-from ..services import accounts, ftpcheck, ftpreport, mailbox, queue, zippassword
+from ..importer.filename import period_key
+from ..services import accounts, ftpcheck, ftpreport, mailbox, overdue, queue, sshkeys, zippassword
 from ..services import integration as service
 
 integration_cli = AppGroup("integration", help="外部連携設定を表示・変更します (show and change the integration settings)。")
@@ -19,7 +22,7 @@ def _fail(error: RenkeiError) -> None:
     """Print the error (one line per field) on stderr and exit 1."""
     if isinstance(error, Invalid) and error.errors:
         for field, messages in error.errors.items():
-            label = service.FIELD_LABELS.get(field, field)
+            label = {**service.FIELD_LABELS, sshkeys.FIELD: sshkeys.LABEL}.get(field, field)
             for message in messages:
                 click.echo(f"エラー: {label} ({field}): {message}", err=True)
     else:
@@ -71,6 +74,15 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--ftp-interval", help="データ連動間隔(分): 5, 10, 15, 30, 60, 120")
 @click.option("--ftp-delay", help="○分遅らせてチェック(0〜59、間隔より小さく)")
 @click.option("--sheet-name", help="読み込むシート: Excel・ODSファイルのシート名(''で最初のシート)")
+@click.option("--overdue", type=click.Choice(list(service.SWITCHES)), help="データ未着の通知: on, off")
+@click.option("--overdue-daily", type=click.Choice(list(service.DAILY_EXPECTATIONS)),
+              help="期待するファイル(日次): none(なし), same(当日分), previous(前日分)")
+@click.option("--overdue-daily-time", help="日次ファイルの期限 HH:MM")
+@click.option("--overdue-monthly-day", help="月次ファイルの期限: 翌月の日 1〜31(''で月次なし)")
+@click.option("--overdue-monthly-time", help="月次ファイルの期限の時刻 HH:MM")
+@click.option("--overdue-days", help="対象曜日 mon,tue,…,sun")
+@click.option("--overdue-holidays", type=click.Choice(list(service.HOLIDAY_CHOICES)),
+              help="祝日: on(祝日を除く), off(祝日も対象にする)")
 def set_(slug: str, **options) -> None:
     """外部連携設定を変更します(画面と同じ検証) (change the integration settings, validated as on the screen)。"""
     account = _account(slug)
@@ -92,6 +104,13 @@ def set_(slug: str, **options) -> None:
         "ftp_interval": options["ftp_interval"],
         "ftp_delay": options["ftp_delay"],
         "sheet_name": options["sheet_name"],
+        "overdue_enabled": options["overdue"],
+        "overdue_daily": options["overdue_daily"],
+        "overdue_daily_time": options["overdue_daily_time"],
+        "overdue_monthly_day": options["overdue_monthly_day"],
+        "overdue_monthly_time": options["overdue_monthly_time"],
+        "overdue_days": _csv(options["overdue_days"]),
+        "overdue_skip_holidays": options["overdue_holidays"],
     }
     changes = {key: value for key, value in changes.items() if value is not None}
     if not changes:
@@ -172,6 +191,92 @@ def fetch_now(slug: str) -> None:
     click.echo(result.text)
     if not result.ok:
         raise SystemExit(1)
+
+
+@integration_cli.command("overdue")
+@click.argument("slug")
+@click.option("--at", "at", help="この時刻で判定します(ISO 8601、例 2026-12-01T09:30、時差なしは設定のタイムゾーン)")
+def overdue_(slug: str, at: str | None) -> None:
+    """データ未着の期間を表示します。あれば終了コード1 (print the overdue periods; exit 1 when there are any)。"""
+    account = _account(slug)
+    zone = config.timezone(current_app)
+    if at is None:
+        now = dt.datetime.now(zone)
+    else:
+        try:
+            now = dt.datetime.fromisoformat(at.strip())
+        except ValueError:
+            click.echo(f"エラー: --at「{at}」は ISO 8601 の日時ではありません(例 2026-12-01T09:30) "
+                       "(--at is not an ISO 8601 time)。", err=True)
+            raise SystemExit(2)
+        now = now if now.tzinfo else now.replace(tzinfo=zone)
+    # Evaluated as the scheduler does each minute: what is due is alerted (once), what came is closed.
+    overdue.evaluate(account.id, now)
+    entries = overdue.open_periods(account.id)
+    if not entries:
+        click.echo("未着のデータはありません (no overdue data)。")
+        return
+    for entry in entries:
+        deadline = entry.deadline.replace(tzinfo=dt.timezone.utc).astimezone(zone)
+        click.echo(f"{overdue.banner_text(entry, zone)} "
+                   f"(overdue: {period_key(entry.period_kind, entry.period_date)}, deadline {deadline.isoformat()})")
+    raise SystemExit(1)
+
+
+@integration_cli.group("ssh-key")
+@click.argument("slug")
+@click.pass_context
+def ssh_key(context: click.Context, slug: str) -> None:
+    """SFTPのログインに使うSSH公開鍵を追加・一覧・削除します (add, list and remove the SSH public keys for SFTP)。"""
+    context.obj = slug
+
+
+@ssh_key.command("add")
+@click.option("--file", "path", type=click.File("r", encoding="utf-8"),
+              help="authorized_keys形式のファイル(省略すると標準入力から読みます)")
+@click.pass_obj
+def ssh_key_add(slug: str, path) -> None:
+    """authorized_keys形式の公開鍵を追加します(1行に1つ、# の行と空行は読み飛ばします) (add keys in authorized_keys form)。"""
+    account = _account(slug)
+    text = (path or sys.stdin).read()
+    try:
+        added = sshkeys.add(account.id, text, actor="cli")
+    except RenkeiError as e:
+        _fail(e)
+    for key in added:
+        click.echo(_key_line(key))
+    click.echo(f"{account.slug} にSSH公開鍵を{len(added)}個追加しました ({len(added)} key(s) added)。")
+
+
+@ssh_key.command("list")
+@click.pass_obj
+def ssh_key_list(slug: str) -> None:
+    """登録済みのSSH公開鍵を表示します(種類・指紋・コメント) (list the keys: type, fingerprint, comment)。"""
+    account = _account(slug)
+    keys = sshkeys.list_keys(account.id)
+    if not keys:
+        click.echo("SSH公開鍵はありません (no SSH keys)。")
+        return
+    click.echo("type\tfingerprint\tcomment")
+    for key in keys:
+        click.echo(_key_line(key))
+
+
+@ssh_key.command("remove")
+@click.argument("fingerprint")
+@click.pass_obj
+def ssh_key_remove(slug: str, fingerprint: str) -> None:
+    """指紋(SHA256:…)で指定したSSH公開鍵を削除します (remove the key with this SHA256 fingerprint)。"""
+    account = _account(slug)
+    try:
+        key = sshkeys.remove(account.id, fingerprint, actor="cli")
+    except RenkeiError as e:
+        _fail(e)
+    click.echo(f"SSH公開鍵を削除しました (key removed): {_key_line(key)}")
+
+
+def _key_line(key) -> str:
+    return f"{key.key_type}\t{key.fingerprint}\t{key.comment}"
 
 
 def register(app: Flask) -> None:

@@ -16,7 +16,7 @@ from ..errors import ImportRejected, RenkeiError, RowError
 from ..extensions import db
 from ..importer.filename import base_name, period_label
 from ..models import Import, ImportErrorRecord, OutboxMail
-from ..services import archives, files, ingest, samplefile
+from ..services import archives, files, ingest, overdue, samplefile
 from ..services.preview import PREVIEW_ROWS
 from ..services.senderauth import RESULT_LABELS
 from . import bp
@@ -27,7 +27,8 @@ PER_PAGE = 50
 ERRORS_PER_PAGE = 100
 # While the worker has not finished, the page reloads itself (a meta refresh, allowed by the CSP).
 REFRESH_SECONDS = 2
-OUTBOX_KIND_LABELS = {"error": "エラー報告", "success": "正常更新報告", "discard": "破棄のお知らせ"}
+OUTBOX_KIND_LABELS = {"error": "エラー報告", "success": "正常更新報告", "discard": "破棄のお知らせ",
+                      "overdue": "データ未着", "arrived": "データ到着"}
 # Python codec names as the user knows them (Excel says "Shift_JIS").
 ENCODING_LABELS = {
     "cp932": "Shift_JIS(cp932)",
@@ -58,7 +59,10 @@ def history():
     query = query.order_by(Import.received_at.desc(), Import.id.desc())
     page = queryargs.paginate(query, PER_PAGE)
     args = {k: v for k, v in request.args.items() if k != "page" and v}
-    return render_template("imports/history.html", form=form, page=page, args=args, filtered=filtered)
+    # データ未着 entries are periods, not received files: their own list above the first page.
+    missing = overdue.recent_periods(current_user.account_id) if page.page == 1 and not filtered else []
+    return render_template("imports/history.html", form=form, page=page, args=args, filtered=filtered,
+                           missing=missing, period_text=overdue.period_text)
 
 
 def _apply_filters(query, form: HistoryFilterForm):

@@ -9,9 +9,9 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from flask_login import current_user, login_required
 from markupsafe import Markup
 
-from .. import queryargs
+from .. import config, queryargs
 from ..formats import shown_cells
-from ..services import results
+from ..services import overdue, results
 from . import board, bp
 from .chart import bars
 
@@ -101,6 +101,8 @@ def index():
         prev_day=queryargs.shift_day(day, -1) if day is not None else None,
         next_day=queryargs.shift_day(day, +1) if day is not None else None,
         current_month=_month_key(today.year, today.month),
+        overdue_banners=[overdue.banner_text(entry, config.timezone(current_app))
+                         for entry in overdue.open_periods(account_id)],
     )
 
 

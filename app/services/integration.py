@@ -34,11 +34,12 @@ from .. import config
 from ..enums import Mode
 from ..errors import Invalid, NotFound
 from ..extensions import db
-from ..models import Account, IntegrationSettings, SettingsChange
+from ..models import Account, IntegrationSettings, SettingsChange, utcnow
 from . import accounts, checktimes, columns
 # The fields' labels are read from here by the tab, the CLI and the forms, too.
-from .integration_fields import (ADDRESS_FIELDS, ENCODINGS, EXTRA_COLUMNS, FIELD_LABELS, FTP_FIELDS, INTERVAL_LABELS,  # noqa: F401
-                                 MAIL_ONLY_FIELDS, MEMBER_KEYS, MODES, SCALAR_PARSERS, SENDER_AUTHS, STATUSES,
+from .integration_fields import (ADDRESS_FIELDS, DAILY_EXPECTATIONS, ENCODINGS, EXTRA_COLUMNS,  # noqa: F401
+                                 FIELD_LABELS, FTP_FIELDS, HOLIDAY_CHOICES, INTERVAL_LABELS, MAIL_ONLY_FIELDS,
+                                 MEMBER_KEYS, MODES, SCALAR_PARSERS, SENDER_AUTHS, STATUSES, SWITCHES,
                                  WEEKDAY_LABELS, parse_addresses, split_addresses)
 
 NEXT_CHECK_COUNT = 5
@@ -137,6 +138,13 @@ def as_dict(account: Account, settings: IntegrationSettings, now: dt.datetime | 
         "ftp_interval": settings.ftp_interval,
         "ftp_delay": settings.ftp_delay,
         "api_endpoint": api_endpoint(),
+        "overdue_enabled": bool(settings.overdue_enabled),
+        "overdue_daily": settings.overdue_daily,
+        "overdue_daily_time": settings.overdue_daily_time,
+        "overdue_monthly_day": settings.overdue_monthly_day,
+        "overdue_monthly_time": settings.overdue_monthly_time,
+        "overdue_days": list(settings.overdue_days or []),
+        "overdue_skip_holidays": bool(settings.overdue_skip_holidays),
         "next_checks": [t.isoformat() for t in next_checks(settings, now)],
     }
 
@@ -198,6 +206,9 @@ def update_settings(account_id: int, changes: dict[str, Any], actor: str) -> Int
         return settings
     for field in FIELD_LABELS:
         setattr(settings, field, candidate[field])
+    if candidate["overdue_enabled"] and not current["overdue_enabled"]:
+        # Deadlines before this moment never alert (services/overdue.py): turning it on does not mail the past.
+        settings.overdue_since = utcnow()
     _record(account_id, actor, "\n".join(lines))
     db.session.commit()
     return settings
@@ -216,6 +227,13 @@ def _check_required(candidate: dict[str, Any], errors: dict[str, list[str]]) -> 
         errors["senders"] = ["送信元メールアドレスを1件以上入力してください。"]
     if candidate["mode"] == Mode.FTP and not candidate["ftp_days"] and "ftp_days" not in errors:
         errors["ftp_days"] = ["データ連動曜日を1つ以上選んでください。"]
+    expects_nothing = candidate["overdue_daily"] == "none" and candidate["overdue_monthly_day"] is None
+    if candidate["overdue_enabled"] and expects_nothing and not {"overdue_daily", "overdue_monthly_day"} & set(errors):
+        errors["overdue_daily"] = [("データ未着の通知をするには、期待するファイル(日次)を選ぶか、"
+                                    "月次ファイルの期限を入力してください。")]
+    if (candidate["overdue_enabled"] and candidate["overdue_daily"] != "none" and not candidate["overdue_days"]
+            and "overdue_days" not in errors):
+        errors["overdue_days"] = ["対象曜日を1つ以上選んでください。"]
 
 
 def _check_schedule(candidate: dict[str, Any], errors: dict[str, list[str]]) -> None:
@@ -261,8 +279,12 @@ def _show(field: str, value: Any) -> str:
     """A value as the change history shows it (labels, not codes)."""
     if field in ADDRESS_FIELDS or field in ("sender_networks", "key_aliases"):
         return ", ".join(value) if value else "(なし)"
-    if field == "ftp_days":
+    if field in ("ftp_days", "overdue_days"):
         return "・".join(WEEKDAY_LABELS[d] for d in value) if value else "(なし)"
+    if field in ("overdue_enabled", "overdue_skip_holidays"):
+        return (SWITCHES if field == "overdue_enabled" else HOLIDAY_CHOICES)["on" if value else "off"]
+    if field == "overdue_monthly_day":
+        return f"翌月{value}日" if value else "(なし)"
     if field == "ftp_interval":
         return INTERVAL_LABELS.get(value, f"{value}分")
     if field == "ftp_delay":
@@ -270,7 +292,8 @@ def _show(field: str, value: Any) -> str:
     if field == "sheet_name":
         return f"「{value}」" if value else "(最初のシート)"
     labels = {"mode": MODES, "status": STATUSES, "member_key": MEMBER_KEYS, "encoding": ENCODINGS,
-              "sender_auth": SENDER_AUTHS, "extra_columns": EXTRA_COLUMNS}.get(field)
+              "sender_auth": SENDER_AUTHS, "extra_columns": EXTRA_COLUMNS,
+              "overdue_daily": DAILY_EXPECTATIONS}.get(field)
     return labels.get(value, str(value)) if labels else str(value)
 
 
@@ -320,11 +343,16 @@ def _token_hash(token: str) -> str:
 # ---------------------------------------------------------------------------- channel look-ups
 
 
-def verify_ftp_password(username: str, password: str) -> IntegrationSettings | None:
-    """The settings whose FTP login matches, else None (credentials only: mode/enabled are the caller's check)."""
-    settings = db.session.scalar(
+def settings_for_ftp_username(username: str) -> IntegrationSettings | None:
+    """The settings whose FTP ID this is (case and outer spaces aside), else None."""
+    return db.session.scalar(
         db.select(IntegrationSettings).where(IntegrationSettings.ftp_username == (username or "").strip().lower())
     )
+
+
+def verify_ftp_password(username: str, password: str) -> IntegrationSettings | None:
+    """The settings whose FTP login matches, else None (credentials only: mode/enabled are the caller's check)."""
+    settings = settings_for_ftp_username(username)
     given = _FTP_HASH_PREFIX + _token_hash(password or "")
     if settings is None or not settings.ftp_password_hash:
         return None

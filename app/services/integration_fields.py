@@ -45,7 +45,20 @@ FIELD_LABELS = {
     "ftp_interval": "データ連動間隔",
     "ftp_delay": "○分遅らせてチェック",
     "sheet_name": "読み込むシート",
+    "overdue_enabled": "データ未着の通知",
+    "overdue_daily": "期待するファイル(日次)",
+    "overdue_daily_time": "日次ファイルの期限",
+    "overdue_monthly_day": "月次ファイルの期限(翌月の日)",
+    "overdue_monthly_time": "月次ファイルの期限(時刻)",
+    "overdue_days": "対象曜日",
+    "overdue_skip_holidays": "祝日",
 }
+SWITCHES = {"on": "通知する", "off": "通知しない"}
+HOLIDAY_CHOICES = {"on": "祝日を除く", "off": "祝日も対象にする"}
+DAILY_EXPECTATIONS = {"none": "なし", "same": "当日分(その日の期限までに届く)",
+                      "previous": "前日分(翌営業日の期限までに届く)"}
+OVERDUE_FIELDS = ("overdue_enabled", "overdue_daily", "overdue_daily_time", "overdue_monthly_day",
+                  "overdue_monthly_time", "overdue_days", "overdue_skip_holidays")
 FTP_FIELDS = ("ftp_days", "ftp_start", "ftp_end", "ftp_interval", "ftp_delay")
 MAX_ADDRESSES = 50
 MAIL_ONLY_FIELDS = ("senders", "sender_networks", "sender_auth")
@@ -86,6 +99,23 @@ def _parse_choice(field: str, value: Any, choices: dict) -> str:
         allowed = "・".join(f"{label}({key})" for key, label in choices.items())
         raise ValueError(f"{FIELD_LABELS[field]}は {allowed} から選んでください。")
     return text
+
+
+def _parse_switch(field: str, value: Any, choices: dict) -> bool:
+    """An on/off choice; True and False (a stored value) are taken as they are."""
+    if isinstance(value, bool):
+        return value
+    return _parse_choice(field, value, choices) == "on"
+
+
+def _parse_monthly_day(value: Any) -> int | None:
+    """月次ファイルの期限: a day 1〜31 of the next month (the month's last day when shorter); blank = no monthly file."""
+    text = unicodedata.normalize("NFKC", str(value if value is not None else "")).strip().removesuffix("日")
+    if not text:
+        return None
+    if not re.fullmatch(r"\d{1,2}", text) or not 1 <= int(text) <= 31:
+        raise ValueError("月次ファイルの期限は翌月の 1〜31 日で入力してください(月次ファイルがなければ空欄)。")
+    return int(text)
 
 
 def _parse_days(value: Any) -> list[str]:
@@ -180,5 +210,12 @@ SCALAR_PARSERS = {
     "ftp_interval": _parse_interval,
     "ftp_delay": _parse_delay,
     "sheet_name": parse_sheet_name,
+    "overdue_enabled": lambda v: _parse_switch("overdue_enabled", v, SWITCHES),
+    "overdue_daily": lambda v: _parse_choice("overdue_daily", v, DAILY_EXPECTATIONS),
+    "overdue_daily_time": _parse_time,
+    "overdue_monthly_day": _parse_monthly_day,
+    "overdue_monthly_time": _parse_time,
+    "overdue_days": _parse_days,
+    "overdue_skip_holidays": lambda v: _parse_switch("overdue_skip_holidays", v, HOLIDAY_CHOICES),
 }
 ADDRESS_FIELDS = ("error_to", "success_to", "senders")

@@ -4,7 +4,8 @@ Claims and leases themselves (who holds a claim, whether its holder is alive) ar
 running a claimed import is services/runner.py. `process_next()` is the only caller of
 `runner.run_import()` outside tests: the worker calls it, and so does a process without a worker
 (`run_until_ended`, the CLI). Channels that answer when an import has ended (API `?wait=1`,
-今すぐチェック) wait for it with `wait_for`.
+今すぐチェック) wait for it with `wait_for`. What waits, and since when, is `waiting` (GET /healthz,
+連携状況).
 """
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import datetime as dt
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, func, select, update
 
 from ..errors import NotFound, RowError
 from ..extensions import db
@@ -43,6 +45,40 @@ def _announce_ended() -> None:
     with _ended:
         _ended_count += 1
         _ended.notify_all()
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What waits in the queue: how many queued imports, and when the oldest was received (naive UTC)."""
+
+    count: int
+    oldest: dt.datetime | None
+
+    def age_seconds(self, now: dt.datetime) -> int | None:
+        """Whole seconds the oldest has waited at `now` (aware), None when nothing waits."""
+        if self.oldest is None:
+            return None
+        utc_now = now.astimezone(dt.UTC).replace(tzinfo=None)
+        return max(0, int((utc_now - self.oldest).total_seconds()))
+
+
+def waiting(account_id: int | None = None) -> Waiting:
+    """The queued imports (all accounts', or one account's) in one query on the status index."""
+    query = select(func.count(Import.id), func.min(Import.received_at)).where(Import.status == Import.QUEUED)
+    if account_id is not None:
+        query = query.where(Import.account_id == account_id)
+    count, oldest = db.session.execute(query).one()
+    return Waiting(count, oldest)
+
+
+def waiting_by_channel(account_id: int) -> dict[str, Waiting]:
+    """One account's queued imports per channel (channels with none are left out)."""
+    rows = db.session.execute(
+        select(Import.channel, func.count(Import.id), func.min(Import.received_at))
+        .where(Import.status == Import.QUEUED, Import.account_id == account_id)
+        .group_by(Import.channel)
+    ).all()
+    return {channel: Waiting(count, oldest) for channel, count, oldest in rows}
 
 
 def claim_next() -> int | None:

@@ -6,10 +6,11 @@ from flask_login import current_user
 
 from ..auth.access import integration_required
 from ..errors import Invalid, RenkeiError
-from ..services import ftpcheck, ftpreport, mailbox, samplefile, zippassword
+from ..services import ftpcheck, ftpreport, ftpways, mailbox, samplefile, sshkeys, zippassword
 from ..services import integration as service
 from . import bp
 from .integration_forms import IntegrationForm, MailboxForm, ReissueForm
+from .ssh_keys import SSH_NOTICE
 
 # Where 今すぐチェック's answer lands: the check's result, next to the button in the FTP section.
 CHECK_RESULT_ANCHOR = "#ftp-check-result"
@@ -42,6 +43,7 @@ def _render(form: IntegrationForm, status: int = 200, issued: dict[str, str] | N
             readonly=not current_user.is_admin,
             inbound_address=service.shown_inbound_address(settings, full=current_user.is_admin),
             ftp_server=service.ftp_server(),
+            connect_ways=ftpways.connect_ways(),
             api_endpoint=service.api_endpoint(),
             next_checks=service.next_checks(settings),
             issued=issued or {},
@@ -58,6 +60,8 @@ def _render(form: IntegrationForm, status: int = 200, issued: dict[str, str] | N
             mailbox=box,
             mailbox_password_set=mailbox.password_set(box),
             fetch_notice=session.pop(FETCH_NOTICE, None),
+            ssh_keys=sshkeys.list_keys(current_user.account_id),
+            ssh_notice=session.pop(SSH_NOTICE, None),
         ),
         status,
     )

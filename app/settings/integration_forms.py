@@ -36,6 +36,13 @@ class AddressListField(Field):
         return "\n".join(self.data or [])
 
 
+def _switch(value) -> str:
+    """A stored on/off (True/False) as the select's key; a posted key as it is."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "" if value is None else str(value)
+
+
 def _choices(labels: dict) -> list[SelectChoice]:
     return [SelectChoice(str(key), label) for key, label in labels.items()]
 
@@ -60,6 +67,17 @@ class IntegrationForm(FlaskForm):
     ftp_end = StringField("終了")
     ftp_interval = SelectField("データ連動間隔", choices=_choices(service.INTERVAL_LABELS), validate_choice=False)
     ftp_delay = StringField("○分遅らせてチェック")
+    # データ未着の通知 (all modes). The switches are selects: an absent field stays unchanged, as for the others.
+    overdue_enabled = SelectField("データ未着の通知", choices=_choices(service.SWITCHES), validate_choice=False,
+                                  coerce=_switch)
+    overdue_daily = SelectField("期待するファイル(日次)", choices=_choices(service.DAILY_EXPECTATIONS),
+                                validate_choice=False)
+    overdue_daily_time = StringField("日次ファイルの期限")
+    overdue_monthly_day = StringField("月次ファイルの期限(翌月の日)")
+    overdue_monthly_time = StringField("月次ファイルの期限(時刻)")
+    overdue_days = SelectMultipleField("対象曜日", choices=_choices(service.WEEKDAY_LABELS), validate_choice=False)
+    overdue_skip_holidays = SelectField("祝日", choices=_choices(service.HOLIDAY_CHOICES), validate_choice=False,
+                                        coerce=_switch)
 
     def changes(self) -> dict:
         """The submitted values, as update_settings takes them (None = not on the page, unchanged)."""
@@ -67,6 +85,8 @@ class IntegrationForm(FlaskForm):
         # The page always posts an empty ftp_days marker, so "no day ticked" differs from "not on the page".
         raw_days = self.ftp_days.raw_data or []
         changes["ftp_days"] = [day for day in raw_days if day] if raw_days else None
+        raw_days = self.overdue_days.raw_data or []
+        changes["overdue_days"] = [day for day in raw_days if day] if raw_days else None
         return changes
 
     def add_errors(self, errors: dict[str, list[str]]) -> None:

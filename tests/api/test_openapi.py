@@ -120,6 +120,7 @@ def test_every_documented_status_of_every_operation_answers_as_documented(app, c
         "/results": ("/api/v1/results?period=201805", "/api/v1/results?period=2018"),
         "/members": ("/api/v1/members", None),
         "/columns": ("/api/v1/columns", None),
+        "/status": ("/api/v1/status", None),
     }
     for path, (good, bad) in reads.items():
         call(path, "get", 200, client.get(good, headers=h))

@@ -8,6 +8,8 @@ from playwright.sync_api import expect
 
 from app.extensions import db
 from app.services import integration as service
+from app.services import sshkeys
+from tests.fixtures.publickeys import fingerprint, public_line
 
 pytestmark = pytest.mark.browser
 
@@ -176,6 +178,44 @@ def test_saving_and_reloading_shows_the_saved_values(new_page, renkei_server):
     assert stored["ftp_days"] == ["mon", "tue", "wed", "thu", "sat"]
     assert (stored["ftp_interval"], stored["ftp_delay"]) == (30, 5)
     assert stored["senders"] == ["erp@example.com"]  # kept while FTP is selected
+
+
+def ssh_keys_of(server) -> list[str]:
+    with server.app.app_context():
+        lines = sshkeys.public_keys(server.account_id)
+        db.session.remove()
+    return lines
+
+
+def test_ssh_keys_are_added_by_their_own_button_not_by_save_and_removed_after_confirm(new_page, renkei_server,
+                                                                                     screenshots):
+    set_settings(renkei_server, {"mode": "ftp"})
+    page = open_tab(new_page, renkei_server)
+    # The paste box sits in the settings form but belongs to its own: 保存 does not send it.
+    page.fill("#ssh_keys", public_line("ecdsa256", "not sent"))
+    save(page)
+    assert ssh_keys_of(renkei_server) == []
+
+    page.fill("#ssh_keys", f"# 山田のPC\n{public_line('ed25519', 'yamada@pc')}\n")
+    with page.expect_navigation():
+        page.click("#ssh-key-add-button")
+    expect(page.locator("#ssh-key-notice")).to_contain_text("SSH公開鍵を1個追加しました。")
+    expect(page.locator("#ssh-key-list tbody tr")).to_have_count(1)
+    expect(page.locator("#ssh-key-list tbody tr")).to_contain_text(fingerprint("ed25519"))
+    page.screenshot(path=str(screenshots / "integration-ssh-keys.png"))
+    assert ssh_keys_of(renkei_server) == [public_line("ed25519", "yamada@pc")]
+
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#ssh-key-list button[data-confirm]")
+    assert ssh_keys_of(renkei_server) == [public_line("ed25519", "yamada@pc")]
+    messages = []
+    page.once("dialog", lambda dialog: (messages.append(dialog.message), dialog.accept()))
+    with page.expect_navigation():
+        page.click("#ssh-key-list button[data-confirm]")
+    assert "このSSH公開鍵(yamada@pc)を削除します" in messages[0]
+    expect(page.locator("#ssh-key-notice")).to_contain_text("SSH公開鍵を削除しました")
+    expect(page.locator("#ssh-key-list")).to_have_text("登録済みのSSH公開鍵はありません。")
+    assert ssh_keys_of(renkei_server) == []
 
 
 def test_reissued_ftp_password_is_shown_once(new_page, renkei_server, screenshots):

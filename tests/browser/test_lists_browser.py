@@ -185,7 +185,7 @@ def test_screens_without_a_list_fit_and_tables_that_scroll_say_so(pages, renkei_
         ("settings-integration", "/settings/integration"), ("members-import", "/settings/members/import"),
         ("member-new", "/settings/members/new"), ("column-new", "/settings/columns/new"),
         ("user-new", "/settings/users/new"), ("password", "/password"), ("outbox-detail", f"/outbox/{board.mail_id}"),
-        ("not-found", "/imports/999999"),
+        ("link-status", "/status"), ("not-found", "/imports/999999"),
     ]
     for screen, path in screens:
         page.goto(renkei_server.url + path)

@@ -208,9 +208,34 @@ def test_start_and_stop_the_scheduler_thread(app):
         job = running.scheduler.jobs[0]
         assert (job.interval, job.unit, job.at_time.second) == (1, "minutes", 0)
         assert running._thread.is_alive()
+        # データ未着 is evaluated every minute with the same clock.
+        assert running.overdue_checks.clock is running.checks.clock
+        overdue_job = next(j for j in running.scheduler.jobs if j.job_func.func == running.overdue_checks.safe_tick)
+        assert (overdue_job.interval, overdue_job.unit, overdue_job.at_time.second) == (1, "minutes", 0)
     finally:
         running.stop()
     assert not running._thread.is_alive()
+
+
+def test_one_accounts_failing_overdue_evaluation_does_not_stop_the_others(app, make_account, caplog, monkeypatch):
+    from app.services import overdue
+    from servers.scheduler import OverdueChecks
+
+    first = make_account("first", error_to=["a@first.example"], senders=["s@first.example"], overdue_enabled="on",
+                         overdue_daily="same")
+    second = make_account("second", error_to=["a@second.example"], senders=["s@second.example"],
+                          overdue_enabled="on", overdue_daily="same")
+    real = overdue.evaluate
+
+    def evaluate(account_id, now):
+        if account_id == first.id:
+            raise RuntimeError("boom")
+        return real(account_id, now)
+
+    monkeypatch.setattr(overdue, "evaluate", evaluate)
+    done = OverdueChecks(app, clock=lambda: at(0, "09:30")).tick()
+    assert len(done) == 1 and f"overdue evaluation of account #{first.id} failed" in caplog.text
+    assert overdue.watched_accounts() == [first.id, second.id]
 
 
 def test_a_file_dated_after_the_clock_is_imported_by_a_later_due_check(app, ftp_account, import_worker):

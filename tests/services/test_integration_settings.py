@@ -164,6 +164,8 @@ def test_as_dict_has_exactly_the_spec_keys(account, app):
         "success_to", "senders",
         "sender_networks", "sender_auth", "inbound_address", "ftp_server", "ftp_username", "ftp_days", "ftp_start", "ftp_end",
         "ftp_interval", "ftp_delay", "api_endpoint", "next_checks", "sheet_name",
+        "overdue_enabled", "overdue_daily", "overdue_daily_time", "overdue_monthly_day", "overdue_monthly_time",
+        "overdue_days", "overdue_skip_holidays",
     }
     data = service.as_dict(account, stored(account))
     assert set(data) == keys

@@ -20,7 +20,8 @@ from tests.fixtures.scoping import OBJECT_FACTORIES, build
 
 # Endpoints that answer without a login on purpose.
 # The icon is public like the static files it redirects to (a browser asks for it before anyone logs in).
-PUBLIC_ENDPOINTS = {"static", "auth.login", "main.favicon"}
+# /healthz is for load balancers and uptime checks, and shows no account's data (app/health.py).
+PUBLIC_ENDPOINTS = {"static", "auth.login", "main.favicon", "main.healthz"}
 
 
 def scoped_rules(app):
