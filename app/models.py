@@ -417,32 +417,6 @@ class DiscardNotice(db.Model):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class OverduePeriod(db.Model):
-    """One 未着 period of an account (services/overdue.py): opened and alerted once, closed once.
-
-    The period is stored as imports store theirs (period_kind "day" | "month", period_date; a
-    month's is its 1st), unique per account, so a second worker's alert of the same period fails.
-    """
-
-    __tablename__ = "overdue_periods"
-    __table_args__ = (UniqueConstraint("account_id", "period_kind", "period_date"),)
-
-    OPEN = "open"
-    CLOSED = "closed"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    period_kind: Mapped[str] = mapped_column(String(8))
-    period_date: Mapped[dt.date]
-    deadline: Mapped[dt.datetime]
-    opened_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    alerted_at: Mapped[dt.datetime | None]
-    closed_at: Mapped[dt.datetime | None]
-    # The succeeded import that closed it (届きました).
-    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"))
-    state: Mapped[str] = mapped_column(String(8), default=OPEN)
-
-
 class AuthFailure(db.Model):
     """Failed-login counters shared by web, FTP and API, so a ban covers all three (services/bans.py).
 
@@ -461,38 +435,6 @@ class AuthFailure(db.Model):
     banned_until: Mapped[dt.datetime | None]
 
 
-class Mailbox(db.Model):
-    """受信方法 of メール添付連動 and the mailbox fetched over IMAP (services/mailbox.py); no row = 内蔵SMTP."""
-
-    __tablename__ = "mailboxes"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), unique=True)
-    method: Mapped[str] = mapped_column(String(8), default="smtp")  # smtp | imap
-    host: Mapped[str] = mapped_column(String(255), default="")
-    port: Mapped[int] = mapped_column(default=993)
-    tls: Mapped[str] = mapped_column(String(8), default="implicit")  # implicit | starttls
-    verify: Mapped[bool] = mapped_column(default=True)
-    username: Mapped[str] = mapped_column(String(320), default="")
-    # Encrypted like the ZIPパスワード (services/sealed.py); never shown again.
-    password: Mapped[str | None] = mapped_column(Text)
-    folder: Mapped[str] = mapped_column(String(255), default="INBOX")
-    processed_folder: Mapped[str] = mapped_column(String(255), default="Renkei/処理済")
-    last_success_at: Mapped[dt.datetime | None]
-    last_error: Mapped[str | None] = mapped_column(Text)
-    last_error_at: Mapped[dt.datetime | None]
-    failures: Mapped[int] = mapped_column(default=0)  # consecutive failed fetches (the backoff's exponent)
-    retry_at: Mapped[dt.datetime | None]  # no fetch before this (backoff after a failure)
-
-
-class FetchedMessage(db.Model):
-    """A message of a mailbox handed to the mail path (before it is moved): it is never imported again."""
-
-    __tablename__ = "fetched_messages"
-    __table_args__ = (UniqueConstraint("account_id", "uidvalidity", "uid"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    uidvalidity: Mapped[int] = mapped_column(BigInteger)
-    uid: Mapped[int] = mapped_column(BigInteger)
-    fetched_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+# The later links' tables live in models_links.py (this module's size); importing it here puts
+# them in db.metadata wherever the models are loaded.
+from . import models_links  # noqa: F401

@@ -22,7 +22,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import Invalid, NotFound
 from ..extensions import db
-from ..models import Account, FetchedMessage, Mailbox, SettingsChange, utcnow
+from ..models import Account, SettingsChange, utcnow
+from ..models_links import FetchedMessage, Mailbox
 from . import sealed
 
 SMTP, IMAP = "smtp", "imap"

@@ -43,7 +43,8 @@ from sqlalchemy.exc import IntegrityError
 from .. import config
 from ..enums import LinkStatus
 from ..extensions import db
-from ..models import Account, Import, IntegrationSettings, OverduePeriod
+from ..models import Account, Import, IntegrationSettings
+from ..models_links import OverduePeriod
 from . import checktimes, outbox
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,8 @@ from ..enums import Mode
 from ..errors import ImportRejected, Invalid
 from ..extensions import db
 from ..importer.filename import parse_filename
-from ..models import Account, Import, IntegrationSettings, OverduePeriod
+from ..models import Account, Import, IntegrationSettings
+from ..models_links import OverduePeriod
 from . import ftpfiles
 from .integration_fields import MODES
 from .overdue import DAILY_KINDS, period_text

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..models import SettingsChange
-from ..models_ssh import SshKey
+from ..models_links import SshKey
 
 FIELD = "ssh_keys"
 LABEL = "SSH公開鍵"

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import FetchedMessage, Import, Mailbox
+from app.models import Import
+from app.models_links import FetchedMessage, Mailbox
 from app.services import files, mailbox
 from servers import imapfetch
 from servers.imapfetch import Fetcher, RunningFetcher

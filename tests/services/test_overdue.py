@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models import Import, IntegrationSettings, OutboxMail, OverduePeriod
+from app.models import Import, IntegrationSettings, OutboxMail
+from app.models_links import OverduePeriod
 from app.services import overdue
 from app.services.overdue import Expectation, expected_periods
 from servers.scheduler import OverdueChecks

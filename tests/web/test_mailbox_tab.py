@@ -8,7 +8,8 @@ from html import unescape
 from sqlalchemy import text as sql
 
 from app.extensions import db
-from app.models import Mailbox, SettingsChange
+from app.models import SettingsChange
+from app.models_links import Mailbox
 from app.services import mailbox, sealed
 from tests.web.test_integration_tab import URL, field_block, form_data
 
