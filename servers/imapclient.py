@@ -8,16 +8,25 @@ Decisions (where docs/spec.md is silent):
   server without MOVE and UIDPLUS (where EXPUNGE of one UID is impossible) is not seen again.
 - Folder names are sent in modified UTF-7 (RFC 3501 5.1.3): `Renkei/処理済` works on every
   server; `/` is replaced by the server's hierarchy delimiter.
+- IDLE (RFC 2177) is written by hand (imaplib of Python 3.11 has none) and used only when the
+  post-login CAPABILITY lists it. One IDLE waits at most IDLE_MAX_SECONDS (25 minutes: servers
+  may drop a client idle for 29 or 30), then DONE. Any untagged EXISTS or RECENT counts as
+  news: the fetch that follows finds out what it was.
 """
 from __future__ import annotations
 
 import base64
 import imaplib
 import re
+import socket
 import ssl
+import time
 from typing import Self
 
 from app.services.mailbox import Login
+
+IDLE_MAX_SECONDS = 25 * 60
+_NEWS = re.compile(rb"^\* \d+ (EXISTS|RECENT)\b", re.IGNORECASE)
 
 
 class MailboxError(Exception):
@@ -189,3 +198,88 @@ class MailboxClient:
         self._ok(*self.conn.uid("STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)"), "削除済みの印を付けられません")
         if "UIDPLUS" in self.conn.capabilities:
             self._ok(*self.conn.uid("EXPUNGE", str(uid)), "移動したメールを元のフォルダから消せません")
+
+    # --- IDLE (RFC 2177) -------------------------------------------------------------
+
+    @property
+    def can_idle(self) -> bool:
+        return self.conn is not None and "IDLE" in self.conn.capabilities
+
+    def idle(self, wait_seconds: float) -> bool:
+        """IDLE in the selected folder for up to `wait_seconds` (at most IDLE_MAX_SECONDS); True when new mail was announced.
+
+        The socket's timeout bounds each wait; BYE, a cut connection, a timeout of the server's
+        answers or interrupt() from another thread raise MailboxError.
+        """
+        if not self.can_idle:
+            raise MailboxError("サーバーがIDLEに対応していません。")
+        conn = self.conn
+        tag = conn._new_tag()
+        deadline = time.monotonic() + max(0.0, min(wait_seconds, IDLE_MAX_SECONDS))
+        news = False
+        try:
+            conn.send(tag + b" IDLE\r\n")
+            while True:  # up to the continuation: untagged lines may come first
+                line = self._line()
+                if line.startswith(b"+"):
+                    break
+                if line.startswith(tag + b" "):
+                    raise MailboxError(f"IDLEを開始できません: {line.decode('utf-8', 'replace')[:200]}")
+                news = news or bool(_NEWS.match(line))
+            while not news:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                line = self._line(remaining)
+                if line is None:
+                    break  # the wait is over
+                news = bool(_NEWS.match(line))
+            conn.send(b"DONE\r\n")
+            while True:
+                line = self._line()
+                if line.startswith(tag + b" "):
+                    if not line[len(tag) + 1:].upper().startswith(b"OK"):
+                        raise MailboxError(f"IDLEが失敗しました: {line.decode('utf-8', 'replace')[:200]}")
+                    return news
+                news = news or bool(_NEWS.match(line))
+        except (OSError, imaplib.IMAP4.error) as error:
+            raise MailboxError(f"IMAPサーバーとの接続が切れました: {error}") from error
+        finally:
+            conn.tagged_commands.pop(tag, None)  # imaplib keeps an entry per tag it hands out
+            if self.conn is not None and self.conn.sock is not None:
+                try:
+                    self.conn.sock.settimeout(self.timeout)
+                except OSError:
+                    pass
+
+    def _line(self, wait: float | None = None) -> bytes | None:
+        """One line from the server; with `wait`, None when nothing came within that many seconds."""
+        conn = self.conn
+        conn.sock.settimeout(self.timeout if wait is None else wait)
+        try:
+            line = conn.file.readline(imaplib._MAXLINE + 1)
+        except TimeoutError:
+            if wait is None:
+                raise
+            # A timed-out socket file refuses every later read: read on with a fresh one, as
+            # imaplib itself does after STARTTLS (a line cut in the middle by the timeout is lost;
+            # the fetch of the next minute sees that mail anyway).
+            old, conn.file = conn.file, conn.sock.makefile("rb")
+            old.close()  # the socket itself stays open
+            return None
+        if not line:
+            raise MailboxError("IMAPサーバーとの接続が切れました(EOF)。")
+        if len(line) > imaplib._MAXLINE:
+            raise MailboxError("IMAPサーバーの応答が長すぎます。")
+        if line.upper().startswith(b"* BYE"):
+            raise MailboxError(f"IMAPサーバーが接続を閉じました: {line.decode('utf-8', 'replace').strip()[:200]}")
+        return line.rstrip(b"\r\n")
+
+    def interrupt(self) -> None:
+        """Wake a blocked idle() from another thread: it raises MailboxError (the session is over)."""
+        conn = self.conn
+        if conn is not None and conn.sock is not None:
+            try:
+                socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)  # the plain socket: the SSL object is the reader's
+            except OSError:
+                pass

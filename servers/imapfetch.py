@@ -15,13 +15,13 @@ Decisions (where docs/spec.md is silent):
   取込履歴): otherwise they would be recorded again every minute. Nothing is ever deleted.
 - A message over RENKEI_SMTP_MAX_BYTES is not downloaded: it is recorded as refused, as SMTP
   does, and moved.
-- Poll every POLL_SECONDS (a minute), no IDLE: IDLE needs one connection held open per
-  account (imaplib of Python 3.11 has no IDLE; a hand-written one must bound its wait and
-  re-issue it before the server's 29-minute limit), for a gain of under a minute on mail
-  that is imported by a queue anyway. 今すぐ取得 is there for the impatient.
+- Poll every POLL_SECONDS (a minute); besides, up to imapidle.MAX_WATCHED mailboxes whose
+  server offers IDLE are watched between the minutes and fetched as soon as mail is announced
+  (servers/imapidle.py), through this same fetch.
 - A failed fetch (connection, TLS, login, a folder) is stored for the tab and backs off
   (services/mailbox.py); the other accounts go on. One fetch per account at a time in this
-  process (a second, e.g. 今すぐ取得 during the minute's, answers that one is running).
+  process (a second, e.g. 今すぐ取得 during the minute's, answers that one is running; an IDLE
+  watcher's waits for it, then looks again).
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ import email.utils
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ from app.services import mailbox, spool
 from app.services.senderauth import Origin
 
 from .imapclient import MailboxClient, MailboxError
+from .imapidle import MAX_WATCHED, Watchers
 from .mailparse import normalise_line_ends
 from .smtpservices import build_fetch_handler
 
@@ -97,11 +99,19 @@ class Fetcher:
         with self.app.app_context():
             return mailbox.due(self.clock())
 
-    def fetch(self, account_id: int) -> FetchResult:
-        """One fetch of the account's mailbox (blocking); its outcome is stored for the tab."""
+    def fetch(self, account_id: int, give_up: threading.Event | None = None) -> FetchResult:
+        """One fetch of the account's mailbox (blocking); its outcome is stored for the tab.
+
+        A fetch of the account already running answers so at once; with `give_up`, this one
+        waits for it (until give_up is set) and then fetches: mail announced meanwhile may
+        have come after that one listed the folder.
+        """
         with _locks_guard:
             lock = _locks.setdefault(account_id, threading.Lock())
-        if not lock.acquire(blocking=False):
+        acquired = lock.acquire(blocking=False)
+        while not acquired and give_up is not None and not give_up.is_set():
+            acquired = lock.acquire(timeout=1.0)
+        if not acquired:
             return FetchResult(False, text="このメールボックスは取得中です。しばらくしてから画面を読み込み直してください。")
         try:
             return self._fetch(account_id)
@@ -194,34 +204,40 @@ def fetch_once(app, account_id: int) -> FetchResult:
 
 
 class RunningFetcher:
-    """The `imap` part: a thread fetching every due mailbox each POLL_SECONDS; `.stop()` ends it."""
+    """The `imap` part: a thread fetching every due mailbox each POLL_SECONDS, and IDLE watchers; `.stop()` ends them."""
 
-    def __init__(self, fetcher: Fetcher, poll_seconds: float = POLL_SECONDS):
+    def __init__(self, fetcher: Fetcher, poll_seconds: float = POLL_SECONDS, watch_limit: int = MAX_WATCHED):
         self.fetcher = fetcher
         self.poll_seconds = poll_seconds
+        self.watchers = Watchers(fetcher, poll_seconds, watch_limit)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def tick(self) -> list[FetchResult]:
         """Fetch every due mailbox once, one after another (an error of one never stops the others)."""
+        return [result for _, result in self._fetch_due()]
+
+    def _fetch_due(self) -> list[tuple[int, FetchResult]]:
         results = []
         for account_id in self.fetcher.due():
             if self._stop.is_set():
                 break
-            results.append(self.fetcher.fetch(account_id))
+            results.append((account_id, self.fetcher.fetch(account_id)))
         return results
 
     def start(self) -> RunningFetcher:
         self.fetcher._drain("-")  # what a crash left in the spool goes in first
         self._thread = threading.Thread(target=self._run, name="imap", daemon=True)
         self._thread.start()
-        log.info("imap fetcher started (every %.0f s)", self.poll_seconds)
+        log.info("imap fetcher started (every %.0f s, IDLE on up to %d mailboxes)", self.poll_seconds, self.watchers.limit)
         return self
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.tick()
+                fetched = self._fetch_due()
+                if not self._stop.is_set():  # watchers only while the part runs (tick() alone starts none)
+                    self.watchers.update([account_id for account_id, result in fetched if result.ok])
             except Exception:  # e.g. the database is away for a moment: try again at the next minute
                 log.exception("imap tick failed")
             self._stop.wait(self.poll_seconds)
@@ -231,11 +247,13 @@ class RunningFetcher:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float = 15.0) -> None:
-        """End the thread after the fetch in progress (a server slower than `timeout` is left to the daemon thread)."""
+        """End the threads after the fetches in progress (a server slower than `timeout` is left to the daemon threads)."""
         if self._thread is None:
             return
         self._stop.set()
-        self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        self.watchers.close(timeout)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             log.warning("imap fetcher did not end within %.0f s", timeout)
         self._thread = None
