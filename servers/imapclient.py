@@ -10,8 +10,10 @@ Decisions (where docs/spec.md is silent):
   server; `/` is replaced by the server's hierarchy delimiter.
 - IDLE (RFC 2177) is written by hand (imaplib of Python 3.11 has none) and used only when the
   post-login CAPABILITY lists it. One IDLE waits at most IDLE_MAX_SECONDS (25 minutes: servers
-  may drop a client idle for 29 or 30), then DONE. Any untagged EXISTS or RECENT counts as
-  news: the fetch that follows finds out what it was.
+  may drop a client idle for 29 or 30), then DONE. News is an untagged EXISTS with more
+  messages than the session knew of (EXPUNGEs counted down): a server that repeats the count
+  at each IDLE start causes no fetch. RECENT alone is not news (RFC 3501 sends EXISTS whenever
+  the size changes; \\Recent is gone from IMAP4rev2).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import Self
 from app.services.mailbox import Login
 
 IDLE_MAX_SECONDS = 25 * 60
-_NEWS = re.compile(rb"^\* \d+ (EXISTS|RECENT)\b", re.IGNORECASE)
+_COUNT = re.compile(rb"^\* (\d+) (EXISTS|EXPUNGE)\b", re.IGNORECASE)
 
 
 class MailboxError(Exception):
@@ -76,6 +78,7 @@ class MailboxClient:
         self.ca_file = ca_file
         self.conn: imaplib.IMAP4 | None = None
         self.delimiter = "/"
+        self.exists: int | None = None  # messages in the selected folder, as the server last said
 
     def _context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
@@ -153,6 +156,7 @@ class MailboxClient:
         """Open `folder` for reading and moving; return its UIDVALIDITY."""
         typ, data = self.conn.select(self._name(folder))
         self._ok(typ, data, f"フォルダ「{folder}」を開けません")
+        self.exists = int(data[-1]) if data and data[-1] and data[-1].isdigit() else None
         _, values = self.conn.response("UIDVALIDITY")
         if not values or not values[0]:
             raise MailboxError(f"フォルダ「{folder}」のUIDVALIDITYがわかりません")
@@ -225,7 +229,7 @@ class MailboxClient:
                     break
                 if line.startswith(tag + b" "):
                     raise MailboxError(f"IDLEを開始できません: {line.decode('utf-8', 'replace')[:200]}")
-                news = news or bool(_NEWS.match(line))
+                news = self._counted(line) or news
             while not news:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -233,7 +237,7 @@ class MailboxClient:
                 line = self._line(remaining)
                 if line is None:
                     break  # the wait is over
-                news = bool(_NEWS.match(line))
+                news = self._counted(line)
             conn.send(b"DONE\r\n")
             while True:
                 line = self._line()
@@ -241,7 +245,7 @@ class MailboxClient:
                     if not line[len(tag) + 1:].upper().startswith(b"OK"):
                         raise MailboxError(f"IDLEが失敗しました: {line.decode('utf-8', 'replace')[:200]}")
                     return news
-                news = news or bool(_NEWS.match(line))
+                news = self._counted(line) or news
         except (OSError, imaplib.IMAP4.error) as error:
             raise MailboxError(f"IMAPサーバーとの接続が切れました: {error}") from error
         finally:
@@ -251,6 +255,20 @@ class MailboxClient:
                     self.conn.sock.settimeout(self.timeout)
                 except OSError:
                     pass
+
+    def _counted(self, line: bytes) -> bool:
+        """Follow the folder's size; True when `line` announces more messages than known."""
+        match = _COUNT.match(line)
+        if match is None:
+            return False
+        number = int(match.group(1))
+        if match.group(2).upper() == b"EXPUNGE":
+            if self.exists:
+                self.exists -= 1
+            return False
+        more = self.exists is None or number > self.exists
+        self.exists = number
+        return more
 
     def _line(self, wait: float | None = None) -> bytes | None:
         """One line from the server; with `wait`, None when nothing came within that many seconds."""

@@ -150,3 +150,13 @@ def test_a_server_without_idle_is_polled(app, own_dovecot, smtp_account, smtp_ma
     finally:
         running.stop(timeout=10)
     assert idle_threads() == []
+
+
+def test_only_more_messages_than_known_are_news(app, dovecot, dovecot_user, smtp_account):
+    # Some servers repeat the folder's size at each IDLE start: that is no reason to fetch.
+    use_mailbox(smtp_account.id, dovecot, dovecot_user)
+    client = MailboxClient(login_of(smtp_account.id))
+    client.exists = 3
+    assert [client._counted(line) for line in (b"* 3 EXISTS", b"* 1 RECENT", b"* OK Still here", b"* 2 EXPUNGE",
+                                               b"* 3 EXISTS", b"* 4 EXISTS")] == [False] * 4 + [True, True]
+    assert client.exists == 4
