@@ -5,6 +5,7 @@ poll, only IDLE can bring a message in while the test waits.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -160,3 +161,28 @@ def test_only_more_messages_than_known_are_news(app, dovecot, dovecot_user, smtp
     assert [client._counted(line) for line in (b"* 3 EXISTS", b"* 1 RECENT", b"* OK Still here", b"* 2 EXPUNGE",
                                                b"* 3 EXISTS", b"* 4 EXISTS")] == [False] * 4 + [True, True]
     assert client.exists == 4
+
+
+def test_a_server_going_away_ends_the_watcher_and_the_next_good_minute_starts_one(app, own_dovecot, smtp_account,
+                                                                                  smtp_mail, caplog):
+    caplog.set_level(logging.INFO, logger="servers.imapidle")
+    app.config["IMAP_CA_FILE"] = own_dovecot.ca_path
+    user = own_dovecot.add_user("clerk", "pw-clerk")
+    use_mailbox(smtp_account.id, own_dovecot, user)
+    running = RunningFetcher(Fetcher(app, clock=Clock()), poll_seconds=HOUR).start()
+    try:
+        wait_for(lambda: running.watchers.watching() == [smtp_account.id], 20, "the IDLE watcher")
+        own_dovecot.stop()  # Dovecot says BYE to its idle clients, or the connection is cut
+        wait_for(lambda: running.watchers.watching() == [] and idle_threads() == [], 20, "the watcher to end")
+        assert "imap idle ended account=#%d" % smtp_account.id in caplog.text
+
+        own_dovecot.start()
+        assert [r.ok for r in running.tick()] == [True]
+        running.watchers.update([smtp_account.id])  # what the minute does after that good poll
+        wait_for(lambda: running.watchers.watching() == [smtp_account.id], 20, "a new watcher")
+        _, raw = shaped_mails(smtp_mail, user.name)["plain-name"]
+        own_dovecot.append(user, "INBOX", raw)
+        wait_for(lambda: len(account_imports(smtp_account.id)) == 1, 20, "the message announced to the new watcher")
+    finally:
+        running.stop(timeout=10)
+    assert idle_threads() == []
