@@ -48,6 +48,7 @@ class Watcher:
         self.on_end = on_end
         self.no_idle = False  # set when the server's CAPABILITY lacks IDLE
         self.stopping = threading.Event()
+        self.idling = threading.Event()  # logged in, folder selected: from now on the server announces mail
         self._client: MailboxClient | None = None
         self._guard = threading.Lock()
         self.thread = threading.Thread(target=self._run, name=f"imap-idle-{self.account_id}", daemon=True)
@@ -85,6 +86,7 @@ class Watcher:
                     return
                 client.select(self.login.folder)
                 news = bool(client.uids())  # mail that came after the poll listed the folder
+                self.idling.set()
                 log.info("imap idle watching account=#%s host=%s folder=%s", self.account_id, self.login.host,
                          self.login.folder)
                 while not self.stopping.is_set():
@@ -148,9 +150,9 @@ class Watchers:
                 self._no_idle[watcher.account_id] = watcher.login
 
     def watching(self) -> list[int]:
-        """The accounts watched now (for tests and the log)."""
+        """The accounts watched now: their watcher is connected, its folder selected (for tests)."""
         with self._guard:
-            return sorted(self._watchers)
+            return sorted(a for a, watcher in self._watchers.items() if watcher.idling.is_set())
 
     def polled_only(self) -> list[int]:
         """The accounts whose server offers no IDLE (with their current login)."""
