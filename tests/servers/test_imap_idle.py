@@ -174,7 +174,7 @@ def test_a_server_going_away_ends_the_watcher_and_the_next_good_minute_starts_on
         wait_for(lambda: running.watchers.watching() == [smtp_account.id], 20, "the IDLE watcher")
         own_dovecot.stop()  # Dovecot says BYE to its idle clients, or the connection is cut
         wait_for(lambda: running.watchers.watching() == [] and idle_threads() == [], 20, "the watcher to end")
-        assert "imap idle ended account=#%d" % smtp_account.id in caplog.text
+        assert f"imap idle ended account=#{smtp_account.id}" in caplog.text
 
         own_dovecot.start()
         assert [r.ok for r in running.tick()] == [True]
