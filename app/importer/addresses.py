@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import unicodedata
 
-import email_validator
-from email_validator import EmailNotValidError, validate_email
-
 # Placed after an intranet domain so that email-validator checks everything but the special-use rule.
 _NEUTRAL_SUFFIX = ".jp"
 
@@ -24,6 +21,10 @@ class InvalidAddress(ValueError):
 
 def normalize_address(text: str) -> str:
     """Return the address in its normal form (NFKC, domain lower case and Unicode); raise InvalidAddress when it is not one."""
+    # email-validator (and the idna and dnspython it loads) is imported here: every process imports
+    # this module through the app, most never check an address.
+    from email_validator import EmailNotValidError
+
     address = unicodedata.normalize("NFKC", text or "").strip()
     try:
         return _validated(address)
@@ -48,9 +49,13 @@ def is_address(text: str) -> bool:
 
 
 def _validated(address: str) -> str:
+    from email_validator import validate_email
+
     return validate_email(address, check_deliverability=False, globally_deliverable=False).normalized
 
 
 def _special_use(domain: str) -> bool:
+    import email_validator
+
     name = domain.strip().lower().rstrip(".")
     return any(name == d or name.endswith("." + d) for d in email_validator.SPECIAL_USE_DOMAIN_NAMES)

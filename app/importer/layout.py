@@ -29,6 +29,9 @@ UNKNOWN_ADVICE = ("別の名前のグラフ列の値なら、グラフ設定で�
 # (measured on the 200,000-row file: 0.42-0.49 s CPU in the cyclic GC per import at 4,000,
 # 0.21 s at 1,000, 0.06 s at 500 and at 250), with no process-wide GC setting touched.
 BATCH_ROWS = 500
+# Characters of the text physical_lines hands to StringIO at a time (a copy of at most 256 KiB;
+# 64 Ki, 256 Ki and 1 Mi characters read the 200,000-row file equally fast).
+LINE_CHUNK = 1 << 16
 
 
 @dataclass(slots=True)
@@ -62,21 +65,20 @@ def key_header_kind(text: str) -> str | None:
 
 
 def physical_lines(text: str, start: int = 0) -> Iterator[str]:
-    """Yield the text's lines from `start` with their endings, one physical line each, without copying the text."""
-    if "\r" in text and text.count("\r") != text.count("\r\n"):
-        # Lone CRs (old Mac Excel) are rare, so a copy of the text is fine here. StringIO splits
-        # on \r, \n and \r\n only; str.splitlines would also split on U+2028, \x0c and the like.
-        yield from io.StringIO(text[start:], newline="")
-        return
-    find = text.find
-    while True:
-        end = find("\n", start)
-        if end < 0:
-            if start < len(text):
-                yield text[start:]
-            return
-        yield text[start:end + 1]
-        start = end + 1
+    """Yield the text's lines from `start` with their endings, one physical line each (\n, \r\n or a lone \r).
+
+    StringIO splits on exactly those three (str.splitlines would also split on U+2028, \x0c and
+    the like) and iterates at C speed, but copies what it is given as 4 bytes a character: it is
+    given the text a chunk of LINE_CHUNK characters at a time, each cut after a "\n", so the copy
+    stays small (measured on the 200,000-row file: csv over this 0.30 s CPU against 0.38 s for a
+    str.find loop in Python). A chunk never ends between the \r and the \n of a \r\n.
+    """
+    length = len(text)
+    while start < length:
+        end = text.find("\n", start + LINE_CHUNK)
+        end = length if end < 0 else end + 1
+        yield from io.StringIO(text[start:end], newline="")
+        start = end
 
 
 def separator(text: str, errors: list[RowError]) -> str | None:

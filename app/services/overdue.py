@@ -32,10 +32,9 @@ import datetime as dt
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import holidays
 from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -46,6 +45,9 @@ from ..extensions import db
 from ..models import Account, Import, IntegrationSettings
 from ..models_links import OverduePeriod
 from . import checktimes, outbox
+
+if TYPE_CHECKING:
+    import holidays
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,8 @@ class Expected:
 
 @functools.lru_cache(maxsize=64)
 def _japanese_holidays(year: int) -> holidays.HolidayBase:
+    import holidays  # loaded by the first overdue check, not by every process that imports this module
+
     return holidays.country_holidays("JP", years=year)
 
 

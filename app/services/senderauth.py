@@ -11,8 +11,10 @@ Results are the words of RFC 8601: pass, fail, none, neutral, softfail, temperro
   no signature → none.
 - SPF (pyspf): the envelope sender's domain, the peer address and the HELO name.
 
-pyspf looks names up through its module-level `DNSLookup`; it is pointed once at
-`_spf_lookup`, which asks the DNS client of the check running in this thread.
+pyspf looks names up through its module-level `DNSLookup`; it is pointed at `_spf_lookup`,
+which asks the DNS client of the check running in this thread. pyspf, dkimpy and dnspython
+are imported where they are used (0.15 s of start-up): only the spool drain needs them, and
+every process, the CLI too, imports this module through the app.
 """
 from __future__ import annotations
 
@@ -22,14 +24,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import dkim
-import dns.exception
-import dns.flags
-import dns.name
-import dns.rdatatype
-import dns.resolver
-import spf
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +102,8 @@ class DnsClient:
 
     def __init__(self, server: str | None = None, timeout: float = 3.0, max_seconds: float = 300.0,
                  clock: Callable[[], float] = time.monotonic):
+        import dns.resolver
+
         parsed = parse_server(server)
         if parsed is None:
             try:
@@ -137,6 +133,9 @@ class DnsClient:
             raise DnsTemporaryError("no DNS resolver is configured")
         if now < self._down_until:
             raise DnsTemporaryError("the DNS server did not answer a moment ago")
+        import dns.exception
+        import dns.resolver
+
         lifetime = min(timeout or self.timeout, self.timeout)
         try:
             answer = self.resolver.resolve(key[0] + ".", key[1], lifetime=lifetime, search=False,
@@ -173,6 +172,8 @@ def _spf_lookup(name, qtype, strict=True, timeout=None):
     try:
         records = client.query(name, qtype, timeout)
     except DnsTemporaryError as error:
+        import spf
+
         raise spf.TempError(f"DNS {error}") from error
     out = []
     for record in records:
@@ -187,8 +188,6 @@ def _spf_lookup(name, qtype, strict=True, timeout=None):
     return out
 
 
-spf.DNSLookup = _spf_lookup
-
 
 class Verifier:
     """DKIM and SPF of one mail with one DNS client (see the module docstring)."""
@@ -201,6 +200,8 @@ class Verifier:
         return Authentication(dkim=result, dkim_domain=domain, spf=self.spf(origin))
 
     def dkim(self, raw: bytes) -> tuple[str, str | None]:
+        import dkim
+
         try:
             checker = dkim.DKIM(raw, timeout=self.client.timeout)
             count = sum(1 for name, _ in checker.headers if name.lower() == b"dkim-signature")
@@ -226,6 +227,8 @@ class Verifier:
 
     def _dkim_txt(self, problem: list[str]):
         """dkimpy's dnsfunc: the key record's text, noting why there was none (permerror or temperror)."""
+        import dkim
+
         def lookup(name, timeout=None):
             text = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
             try:
@@ -239,11 +242,14 @@ class Verifier:
         return lookup
 
     def spf(self, origin: Origin) -> str:
+        import spf as pyspf
+
         if not origin.peer_address or not origin.mail_from:
             return "none"
+        pyspf.DNSLookup = _spf_lookup  # the same function every time: set where pyspf is first needed
         _current.client = self.client
         try:
-            query = spf.query(i=origin.peer_address, s=origin.mail_from, h=origin.helo_name or "unknown",
+            query = pyspf.query(i=origin.peer_address, s=origin.mail_from, h=origin.helo_name or "unknown",
                               timeout=self.client.timeout, querytime=self.client.timeout * SPF_LOOKUPS_BUDGET)
             result, _code, _explanation = query.check()
         except Exception:  # pyspf raises on malformed input it should have rated; never lose the mail for it

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import asyncssh
+if TYPE_CHECKING:
+    import asyncssh
 
 HOST_KEY_FILE = "sftp_host_ed25519_key"
 
@@ -24,6 +26,8 @@ def host_key_path(data_dir: str | Path) -> Path:
 
 def host_key(data_dir: str | Path) -> asyncssh.SSHKey:
     """The SFTP host key: read from the data folder, or made there (Ed25519, 0600) when missing."""
+    import asyncssh  # here, not at the top: a quarter of a second that only SFTP needs
+
     path = host_key_path(data_dir)
     if not path.exists():
         key = asyncssh.generate_private_key("ssh-ed25519")
@@ -47,4 +51,6 @@ def host_key_fingerprint(data_dir: str | Path) -> str | None:
     path = host_key_path(data_dir)
     if not path.exists():
         return None
+    import asyncssh  # only the screens showing a key pay for it
+
     return asyncssh.read_private_key(str(path)).get_fingerprint("sha256")

@@ -24,7 +24,6 @@ import re
 import struct
 from dataclasses import dataclass
 
-import asyncssh
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -194,6 +193,8 @@ def _parse_line(line: str) -> _Parsed:
     if blob_type != key_type:
         shown = f"「{blob_type}」" if _TYPE_NAME.fullmatch(blob_type) else ""
         raise ValueError(f"鍵の種類「{key_type}」と鍵の本体の種類{shown}が一致しません。")
+    import asyncssh  # here, not at the top: every process loads this module, few add a key
+
     try:
         key = asyncssh.import_public_key(f"{key_type} {key_data}")
     except (asyncssh.KeyImportError, ValueError):
