@@ -157,10 +157,13 @@ class Fetcher:
         handed = moved = 0
         with MailboxClient(login, timeout=self.timeout, ca_file=self.ca_file) as client:
             uidvalidity = client.select(login.folder)
+            uids = client.uids()
+            if not uids:
+                return handed, moved
             with self.app.app_context():
-                known = mailbox.fetched_uids(login.account_id, uidvalidity)
+                known = mailbox.fetched_uids(login.account_id, uidvalidity, min(uids))
             folder_ready = False
-            for uid in client.uids():
+            for uid in uids:
                 if uid not in known:
                     if not self._hand_over(client, login, recipient, uidvalidity, uid):
                         continue

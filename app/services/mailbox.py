@@ -198,10 +198,14 @@ def due(now: dt.datetime) -> list[int]:
     return [account_id for account_id, retry_at in rows if retry_at is None or retry_at <= naive]
 
 
-def fetched_uids(account_id: int, uidvalidity: int) -> set[int]:
-    """The UIDs of this mailbox generation already handed to the mail path."""
+def fetched_uids(account_id: int, uidvalidity: int, from_uid: int) -> set[int]:
+    """The UIDs from `from_uid` on of this mailbox generation already handed to the mail path.
+
+    Only from the folder's lowest UID: the record of every message ever fetched grows with the
+    years, the folder (whose messages are moved away) does not."""
     return set(db.session.scalars(select(FetchedMessage.uid).where(
-        FetchedMessage.account_id == account_id, FetchedMessage.uidvalidity == uidvalidity)))
+        FetchedMessage.account_id == account_id, FetchedMessage.uidvalidity == uidvalidity,
+        FetchedMessage.uid >= from_uid)))
 
 
 def record_fetched(account_id: int, uidvalidity: int, uid: int) -> None:

@@ -377,3 +377,12 @@ def test_the_fetch_now_button_fetches_and_says_what_it_did(app, fetcher, dovecot
     assert "メールボックスを確認しました(取得 1通、移動 1通)。" in html
     assert len(account_imports(smtp_account.id)) == 1
     assert dovecot.list_folder(dovecot_user, "INBOX") == []
+
+
+def test_only_the_records_from_the_folders_lowest_uid_are_read(app, smtp_account):
+    # The record of fetched messages grows with the years; a fetch reads only what the folder can still hold.
+    for uid in range(1, 6):
+        mailbox.record_fetched(smtp_account.id, 7, uid)
+    mailbox.record_fetched(smtp_account.id, 8, 5)
+
+    assert mailbox.fetched_uids(smtp_account.id, 7, 4) == {4, 5}
