@@ -224,43 +224,38 @@ class ImportErrorRecord(db.Model):
     message: Mapped[str] = mapped_column(Text)
 
 
-class _PeriodValues:
-    """A member's values for one period: what an imported line (Result) and a typed one (ManualResult) hold.
+class ResultBlock(db.Model):
+    """Consecutive valid lines of one imported file (one reader batch), stored column-wise.
+
+    A 200,000-line file is 400 rows, not 200,000 (migration 0021): the insert, the delete of a
+    replaced import and the database's work per line go, and the numbers are stored as their
+    8 bytes instead of JSON text. app/db/bulk.py packs and unpacks the arrays (little-endian):
+    `lines` and `member_ids` 8-byte integers, `numbers` 8-byte floats row after row in the
+    order of `column_ids`, NaN for an empty cell (a stored value is always finite). `notes`
+    is the rows' 備考 in order, or null when no row has one. The import's period is its own.
+    """
+
+    __tablename__ = "result_blocks"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    # No foreign keys, as results had none since 0017: only the runner writes blocks, in the
+    # transaction of their import, with its id and account; nothing deletes imports or accounts.
+    import_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    block: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    account_id: Mapped[int]
+    line_count: Mapped[int]
+    column_ids: Mapped[list[int]] = mapped_column(JSON)
+    lines: Mapped[bytes] = mapped_column(LargeBinary)
+    member_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    numbers: Mapped[bytes] = mapped_column(LargeBinary)
+    notes: Mapped[list[str | None] | None] = mapped_column(JSON)
+
+
+class ManualResult(db.Model):
+    """A result typed by hand: a member's values for one period, which imports never touch.
 
     Values are a JSON object {graph column id: number}.
     """
-
-    period_kind: Mapped[str] = mapped_column(String(8))
-    period_date: Mapped[dt.date]
-    values: Mapped[dict[str, Any]] = mapped_column(JSON)
-    note: Mapped[str | None] = mapped_column(Text)
-
-
-class Result(_PeriodValues, db.Model):
-    """One line of an imported CSV: a member's values for the import's period.
-
-    Values are a JSON object {graph column id: number}, so a 200,000-line file is
-    200,000 rows, not one per cell. Clustered by import (migration 0008): the primary key
-    (import_id, line) is the table's only index, and on SQLite the table is WITHOUT ROWID, so an
-    import's rows are one range to append, to sum and to delete.
-    """
-
-    __tablename__ = "results"
-    __table_args__ = {"sqlite_with_rowid": False}
-
-    # No foreign keys (migration 0017): only the runner's bulk insert writes these rows, in the
-    # transaction of their import, with its id and account and a member of that account; and
-    # nothing deletes accounts, imports or members. The keys only re-checked that, per row, and
-    # tripled the CPU of deleting a replaced import's rows on SQLite. No index on member_id
-    # either: results are always looked up by import.
-    import_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    line: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    account_id: Mapped[int]
-    member_id: Mapped[int]
-
-
-class ManualResult(_PeriodValues, db.Model):
-    """A result typed by hand: a member's values for one period, which imports never touch."""
 
     __tablename__ = "manual_results"
     __table_args__ = (Index("ix_manual_results_account_period", "account_id", "period_date"),)
@@ -268,6 +263,10 @@ class ManualResult(_PeriodValues, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    period_kind: Mapped[str] = mapped_column(String(8))
+    period_date: Mapped[dt.date]
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class _MemberColumnSum:

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -226,7 +227,7 @@ def test_migration_0008_keeps_every_result_and_moves_hand_typed_ones(migrated_to
     manual_id = db.session.scalar(text("SELECT id FROM results WHERE import_id IS NULL"))
     db.session.commit()
 
-    upgrade()
+    upgrade(revision="0008")
     imported = db.session.execute(text(
         'SELECT account_id, import_id, member_id, period_kind, period_date, line, "values", note FROM results '
         "ORDER BY import_id, line")).all()
@@ -244,21 +245,58 @@ def test_migration_0008_keeps_every_result_and_moves_hand_typed_ones(migrated_to
         (a, i or 0, m, k, d, line or 0, json.loads(v), n) for a, i, m, k, d, line, v, n in rows)
 
 
-def test_results_are_clustered_by_import_with_no_other_index(app):
-    # An import's rows are one range of the key (import_id, line): appended, summed and deleted
-    # as a range, with no second index to keep up to date per row.
+def test_result_blocks_are_clustered_by_import_with_no_other_index(app):
+    # An import's blocks are one range of the key (import_id, block): appended and deleted as a
+    # range, with no second index and no foreign keys to check (migrations 0017 and 0021).
     inspector = inspect(db.engine)
-    assert inspector.get_pk_constraint("results")["constrained_columns"] == ["import_id", "line"]
-    assert inspector.get_indexes("results") == []
-    # Nor foreign keys (migration 0017): the import writing the rows implies them, and on SQLite
-    # they tripled the cost of deleting a replaced import's rows.
-    assert inspector.get_foreign_keys("results") == []
+    assert inspector.get_pk_constraint("result_blocks")["constrained_columns"] == ["import_id", "block"]
+    assert inspector.get_indexes("result_blocks") == []
+    assert inspector.get_foreign_keys("result_blocks") == []
+    assert "results" not in inspector.get_table_names()
     if db.engine.dialect.name == "sqlite":
         with db.engine.connect() as conn:
-            sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'results'").scalar()
+            sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'result_blocks'").scalar()
         assert sql.rstrip().upper().endswith("WITHOUT ROWID"), sql
 
 
+def test_migration_0021_packs_the_results_into_blocks_and_back(migrated_to):
+    from app.db import bulk
+
+    columns = 'import_id, line, account_id, member_id, period_kind, period_date, "values", note'
+    # Import 10: 501 lines, so two blocks; one line without column 2, one with no value at all.
+    rows = [(10, line, 1, 5 + line % 2, "day", "2018-05-16", {"1": float(line), "2": line / 4}, None)
+            for line in range(2, 503)]
+    rows[3] = (10, 5, 1, 6, "day", "2018-05-16", {"1": -5.0}, "A社")
+    rows[4] = (10, 6, 1, 5, "day", "2018-05-16", {}, None)
+    rows.append((11, 2, 1, 6, "month", "2018-05-01", {"2": 1e300}, "月次"))
+
+    def stored():
+        found = db.session.execute(text(f"SELECT {columns} FROM results ORDER BY import_id, line")).all()
+        return [(r[0], r[1], r[2], r[3], r[4], str(r[5]), json_value(r[6]), r[7]) for r in found]
+
+    migrated_to("0020")
+    _results_owners()
+    db.session.execute(text("UPDATE imports SET period_kind = 'day', period_date = '2018-05-16' WHERE id = 10"))
+    db.session.execute(text("UPDATE imports SET period_kind = 'month', period_date = '2018-05-01' WHERE id = 11"))
+    for row in rows:
+        insert_row("results", **dict(zip(columns.replace('"', "").split(", "), (*row[:6], json.dumps(row[6]), row[7]))))
+    db.session.commit()
+
+    upgrade(revision="0021")
+    blocks = db.session.execute(text("SELECT import_id, block, line_count FROM result_blocks "
+                                     "ORDER BY import_id, block")).all()
+    assert [tuple(block) for block in blocks] == [(10, 0, 500), (10, 1, 1), (11, 0, 1)]
+    unpacked = [(block.import_id, *line) for block in db.session.execute(
+        text("SELECT import_id, lines, member_ids, numbers, column_ids, notes FROM result_blocks "
+             "ORDER BY import_id, block")).all()
+        for line in bulk.Unpacked(SimpleNamespace(lines=block.lines, member_ids=block.member_ids, numbers=block.numbers,
+                                                  column_ids=json_value(block.column_ids), notes=json_value(block.notes)))]
+    assert unpacked == [(r[0], r[1], r[3], {int(key): value for key, value in r[6].items()}, r[7]) for r in rows]
+    db.session.commit()
+
+    downgrade(revision="0020")
+    assert stored() == rows
+    assert "result_blocks" not in inspect(db.engine).get_table_names()
 def test_migration_0010_adds_the_mail_origin_and_sender_rules_and_takes_them_back(migrated_to):
     migrated_to("0009")
     insert_row("accounts")

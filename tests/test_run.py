@@ -297,7 +297,7 @@ def test_a_csv_mailed_to_the_demo_address_is_imported_by_the_running_worker(star
     db_file = _database(tmp_path / "data", empty_database_url)
     wait_for(lambda: _query(db_file, "SELECT status FROM imports") == [("succeeded",)], 30,
              what=lambda: f"the mailed import to succeed\n{run.output()}", interval=0.1)
-    assert _query(db_file, "SELECT count(*) FROM results") == [(2,)]
+    assert _query(db_file, "SELECT sum(line_count) FROM result_blocks") == [(2,)]
     assert run.stop() == 0, run.output()
     assert not _port_is_open(smtp_port)
 

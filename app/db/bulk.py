@@ -1,125 +1,125 @@
-"""The bulk insert of an import's result rows: one way per database, fed with row tuples.
+"""The stored form of an import's rows: blocks of consecutive lines, packed column-wise.
 
-SQLite: INSERTs of ROWS_PER_STATEMENT rows each (multi-row VALUES), the import's constants
-bound once per statement. PostgreSQL: COPY through psycopg (rows written with write_row).
-Values are written as JSON text (_ValuesJson), as the JSON column stores them.
+The runner hands each of the reader's batches (layout.BATCH_ROWS rows) to Inserter.insert,
+which packs it into one `result_blocks` row (models.ResultBlock); Unpacked gives a block's lines
+back. A block is one row of a few binary columns, so the database does nothing per line: no
+per-line INSERT, index entry or DELETE, and no JSON text per line (measured on the 200,000-row
+reference file, bench/import_warm.py: those were 1.2-1.4 s of a 3.5 s import on SQLite). One
+implementation serves both databases; a COPY would gain nothing on 400 rows.
 """
 from __future__ import annotations
 
-from math import isfinite
+import sys
+from array import array
+from collections.abc import Iterator, Sequence
+from math import isfinite, nan
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, insert
 
-from ..importer.filename import Period
 from ..importer.layout import Row, RowTuple
-from ..models import Import, Result
+from ..models import Import, ResultBlock
 
-# Error records per insert (result rows come in the reader's batches, layout.BATCH_ROWS).
+# Error records per insert (the runner's insert of a failed import's errors).
 BATCH_SIZE = 4000
 
-# In this order in every insert tuple.
-RESULT_COLUMNS = ("account_id", "import_id", "period_kind", "period_date", "member_id", "line", "values", "note")
-# The first four are the import's own (the same in every row).
-_CONSTANTS = 4
-# Rows per INSERT on SQLite. One statement of many rows costs SQLite and the driver less per
-# row than executemany of a one-row INSERT (measured with valgrind on 40,000 rows into
-# `results`: 14.8k instructions per row against 20.7k), and the constants are bound once:
-# (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8), (?1, ?2, ?3, ?4, ?9, …). 100 rows are 404 parameters,
-# far below SQLite's smallest limit (999 before 3.32).
-ROWS_PER_STATEMENT = 100
+INTEGERS, NUMBERS = "q", "d"  # 8-byte integers and floats
+# Stored little-endian whatever the machine, so a database file can move between machines.
+_SWAP = sys.byteorder == "big"
 
 
 class Unstorable(Exception):
-    """A row holds a value that is not a finite number, so it has no JSON."""
+    """A row holds a value that is not a finite number, so it cannot be stored."""
 
     def __init__(self, row: Row):
         self.row = row
 
 
-class Inserter:
-    """Insert the rows of one import, given as the reader's (line, member id, values, note) tuples."""
+class StoredLine(NamedTuple):
+    """One stored line as the reader gave it: values {column id: number} hold the non-empty cells."""
 
-    def __init__(self, connection: Connection, imp: Import, period: Period):
-        dialect = connection.dialect
-        # The column type's public bind processor writes the date as this database stores it
-        # (ISO text on SQLite); the rows below go to the driver as they are.
-        to_db = Result.__table__.c.period_date.type.dialect_impl(dialect).bind_processor(dialect)
-        self._constants = (imp.account_id, imp.id, period.kind, to_db(period.date) if to_db else period.date)
-        self._json = _ValuesJson()
-        self._driver = connection.connection.driver_connection  # the session's own connection and transaction
-        names = ", ".join(dialect.identifier_preparer.quote(name) for name in RESULT_COLUMNS)  # "values" is a keyword
-        self._copy = dialect.name == "postgresql"
-        if self._copy:
-            self._sql = f"COPY results ({names}) FROM STDIN"
+    line: int
+    member_id: int
+    values: dict[int, float]
+    note: str | None
+
+
+def _to_bytes(values: array) -> bytes:
+    if _SWAP:
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _from_bytes(typecode: str, data: bytes) -> array:
+    values = array(typecode)
+    values.frombytes(data)
+    if _SWAP:
+        values.byteswap()
+    return values
+
+
+def pack(batch: Sequence[RowTuple], column_ids: Sequence[int]) -> dict[str, Any]:
+    """The block columns of one batch of (line, member id, values, note); raise Unstorable for a non-finite value."""
+    every_value = map(dict.values, (row[2] for row in batch))
+    # A finite sum means finite values; otherwise (inf, nan, or an overflow of the sum) look row by row.
+    if not isfinite(sum(map(sum, every_value))):
+        bad = [row for row in batch if not all(map(isfinite, row[2].values()))]
+        if bad:
+            raise Unstorable(Row(*bad[0]))
+    width, column_ids = len(column_ids), list(column_ids)
+    numbers = array(NUMBERS)
+    for _line, _member_id, values, _note in batch:
+        if len(values) == width:
+            # A line with every column (most lines): the reader's dict is in header order.
+            numbers.extend(values.values())
         else:
-            self._sql = f"INSERT INTO results ({names}) VALUES "
-            self._statements: dict[int, str] = {}  # rows -> statement
-
-    def _statement(self, rows: int) -> str:
-        """The SQLite INSERT of `rows` rows, the constants bound once as ?1-?4."""
-        statement = self._statements.get(rows)
-        if statement is None:
-            width = len(RESULT_COLUMNS) - _CONSTANTS
-            constants = ", ".join(f"?{index}" for index in range(1, _CONSTANTS + 1))
-            groups = []
-            for row in range(rows):
-                first = _CONSTANTS + 1 + row * width
-                groups.append(f"({constants}, {', '.join(f'?{index}' for index in range(first, first + width))})")
-            statement = self._statements[rows] = self._sql + ", ".join(groups)
-        return statement
-
-    def insert(self, batch: list[RowTuple]) -> None:
-        """Insert one batch of the reader's rows; raise Unstorable for a value that has no JSON."""
-        try:
-            texts = self._json.batch([row[2] for row in batch])  # before any write: none of a bad batch goes in
-        except Unstorable:
-            raise Unstorable(next(Row(*row) for row in batch if not all(map(isfinite, row[2].values())))) from None
-        cursor = self._driver.cursor()
-        try:
-            if self._copy:
-                constants = self._constants
-                with cursor.copy(self._sql) as copy:
-                    for (line, member_id, _values, note), text in zip(batch, texts):
-                        copy.write_row((*constants, member_id, line, text, note))
-            else:
-                for start in range(0, len(batch), ROWS_PER_STATEMENT):
-                    rows = batch[start:start + ROWS_PER_STATEMENT]
-                    parameters = list(self._constants)
-                    for (line, member_id, _values, note), text in zip(rows, texts[start:start + ROWS_PER_STATEMENT]):
-                        parameters += (member_id, line, text, note)
-                    cursor.execute(self._statement(len(rows)), parameters)
-        finally:
-            cursor.close()
+            numbers.extend([values.get(column_id, nan) for column_id in column_ids])
+    notes = [row[3] for row in batch]
+    return {
+        "line_count": len(batch),
+        "column_ids": column_ids,
+        "lines": _to_bytes(array(INTEGERS, [row[0] for row in batch])),
+        "member_ids": _to_bytes(array(INTEGERS, [row[1] for row in batch])),
+        "numbers": _to_bytes(numbers),
+        "notes": notes if any(note is not None for note in notes) else None,
+    }
 
 
-class _ValuesJson:
-    """Write {column id: float} objects as JSON text, a batch at a time, through one template per set of keys.
+class Unpacked:
+    """A block's arrays, read back: `values(index)` gives one line's non-empty cells."""
 
-    repr() of a finite float is a valid JSON number (and what json.dumps writes). A batch is
-    formatted by one `%` over the rows' templates joined by newlines (no JSON text here holds
-    one) and split again: per row that leaves only the keys' template look-up and repr() of
-    the values, at C speed (measured on 500-row batches of seven values: 1.7 µs a row against
-    4.0 µs for a `%` per row, and 6 µs for json.dumps).
-    """
+    def __init__(self, block: Any):
+        """block: a ResultBlock, or a row with its columns."""
+        self.lines = _from_bytes(INTEGERS, block.lines)
+        self.member_ids = _from_bytes(INTEGERS, block.member_ids)
+        self.numbers = _from_bytes(NUMBERS, block.numbers)
+        self.column_ids = list(block.column_ids)
+        self.notes = block.notes or [None] * len(self.lines)
 
-    def __init__(self) -> None:
-        self._templates: dict[tuple[int, ...], str] = {}
+    def values(self, index: int) -> dict[int, float]:
+        width = len(self.column_ids)
+        row = self.numbers[index * width:(index + 1) * width]
+        # NaN marks an empty cell (NaN != NaN); stored values are finite.
+        return {column_id: value for column_id, value in zip(self.column_ids, row) if value == value}
 
-    def batch(self, rows: list[dict[int, float]]) -> list[str]:
-        """The JSON text of each row's values, in order; raise Unstorable when one is not a finite number."""
-        templates = self._templates
-        parts: list[str] = []
-        numbers: list[float] = []
-        for values in rows:
-            keys = tuple(values)
-            template = templates.get(keys)
-            if template is None:
-                template = templates[keys] = "{" + ",".join(f'"{int(key)}":%r' for key in keys) + "}"
-            parts.append(template)
-            numbers += values.values()
-        # A finite sum means finite values; an infinite one (inf, nan, or an overflow) is checked value by value.
-        if not isfinite(sum(numbers)) and not all(map(isfinite, numbers)):
-            raise Unstorable(None)
-        if not rows:
-            return []
-        return ("\n".join(parts) % tuple(numbers)).split("\n")
+    def __iter__(self) -> Iterator[StoredLine]:
+        for index, (line, member_id, note) in enumerate(zip(self.lines, self.member_ids, self.notes)):
+            yield StoredLine(line, member_id, self.values(index), note)
+
+
+class Inserter:
+    """Insert the rows of one import, one block per reader batch, in the session's transaction."""
+
+    def __init__(self, connection: Connection, imp: Import):
+        self._connection = connection
+        self._key = {"import_id": imp.id, "account_id": imp.account_id}
+        self._blocks = 0
+
+    def insert(self, batch: Sequence[RowTuple], column_ids: Sequence[int]) -> None:
+        """Store one batch; raise Unstorable (before writing anything of it) for a value that cannot be stored."""
+        if not batch:
+            return
+        block = pack(batch, column_ids)
+        self._connection.execute(insert(ResultBlock.__table__), [{**self._key, "block": self._blocks, **block}])
+        self._blocks += 1

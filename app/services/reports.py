@@ -25,7 +25,7 @@ from ..formats import shown_number, shown_time
 from ..importer.filename import (FILENAME_MESSAGE, Period, is_archive, is_workbook, kind_label, parse_filename,
                                  period_label)
 from ..importer.layout import KEY_HEADERS, NO_DATA_MESSAGE, UNKNOWN_MEMBER
-from ..models import Account, GraphColumn, Import, IntegrationSettings, OutboxMail, Result, utcnow
+from ..models import Account, GraphColumn, Import, ImportTotal, IntegrationSettings, OutboxMail, utcnow
 from . import outbox
 
 log = logging.getLogger(__name__)
@@ -230,12 +230,14 @@ def failure_report(imp: Import, errors: list[RowError]) -> OutboxMail | None:
 
 
 def import_totals(import_id: int, column_ids: list[int]) -> dict[int, float]:
-    """Sum each graph column over one import's results (SQL JSON extraction, no rows in memory)."""
+    """Sum each graph column over one import's results: its members' sums in import_totals (services/totals.py)."""
     if not column_ids:
         return {}
-    sums = [func.sum(Result.values[str(column_id)].as_float()) for column_id in column_ids]
-    row = db.session.execute(select(*sums).where(Result.import_id == import_id)).one()
-    return {column_id: total for column_id, total in zip(column_ids, row) if total is not None}
+    return dict(db.session.execute(
+        select(ImportTotal.column_id, func.sum(ImportTotal.total))
+        .where(ImportTotal.import_id == import_id, ImportTotal.column_id.in_(column_ids))
+        .group_by(ImportTotal.column_id)
+    ).all())
 
 
 def success_report(imp: Import, period: Period | None = None) -> OutboxMail | None:

@@ -8,14 +8,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import literal, select, union_all
+from sqlalchemy import select
 
+from ..db import bulk
 from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..importer.cells import starts_like_formula
 from ..importer.filename import Period, parse_period
 from ..importer.layout import KEY_HEADERS, NOTE_HEADER
-from ..models import GraphColumn, Import, IntegrationSettings, ManualResult, Member, Result
+from ..models import GraphColumn, Import, IntegrationSettings, ManualResult, Member, ResultBlock
 from . import monthgrid
 from . import totals as month_totals
 
@@ -187,30 +188,38 @@ def _member_cell(member_key: str, no: int, employee_id: str | None) -> str:
 
 
 def _write_period_rows(writer, account_id: int, period: Period, member_key: str, columns: list[GraphColumn]) -> None:
-    """The exact period's imported lines and hand-typed results, by member."""
-    keys = [str(column.id) for column in columns]
-    # The period's imports (each one range of the results' key) and its hand-typed results,
-    # by member; within a member, imported lines in file order, then the hand-typed ones.
+    """The exact period's imported lines and hand-typed results, by member No.
+
+    Within a member: imported lines in file order (import by import), then the hand-typed ones.
+    The sort holds a small key per line; the cells are read from the blocks' arrays when written.
+    """
+    ids = [column.id for column in columns]
+    members = {member_id: (no, _member_cell(member_key, no, employee_id)) for member_id, no, employee_id in
+               db.session.execute(select(Member.id, Member.no, Member.employee_id)
+                                  .where(Member.account_id == account_id))}
     imports = select(Import.id).where(Import.account_id == account_id, Import.period_kind == period.kind,
                                       Import.period_date == period.date)
-    stored = union_all(
-        select(Result.member_id, Result.values, Result.note, literal(0).label("source"),
-               Result.import_id.label("first"), Result.line.label("second"))
-        .where(Result.import_id.in_(imports)),
-        select(ManualResult.member_id, ManualResult.values, ManualResult.note, literal(1), ManualResult.id, literal(0))
-        .where(ManualResult.account_id == account_id, ManualResult.period_kind == period.kind,
-               ManualResult.period_date == period.date),
-    ).subquery()
-    rows = db.session.execute(
-        select(Member.no, Member.employee_id, stored.c["values"], stored.c.note)
-        .join(Member, Member.id == stored.c.member_id)
-        .order_by(Member.no, stored.c.source, stored.c.first, stored.c.second)
-        .execution_options(yield_per=5000)
-    )
-    for no, employee_id, values, note in rows:
-        values = values or {}
-        cells = [format_number(values[k]) if values.get(k) is not None else "" for k in keys]
-        writer.writerow([_member_cell(member_key, no, employee_id), *cells, _safe_text(note)])
+    # (member No., 0 for an imported line, import id, line, block, index in it)
+    # or (member No., 1 for a hand-typed result, its id, 0, its values, its note)
+    lines: list[tuple] = []
+    for import_id, block in db.session.execute(
+            select(ResultBlock.import_id, ResultBlock).where(ResultBlock.import_id.in_(imports))):
+        unpacked = bulk.Unpacked(block)
+        for index, (line, member_id) in enumerate(zip(unpacked.lines, unpacked.member_ids)):
+            lines.append((members[member_id][0], 0, import_id, line, unpacked, index))
+        db.session.expunge(block)  # its bytes are in `unpacked` now
+    for result in db.session.scalars(select(ManualResult).where(
+            ManualResult.account_id == account_id, ManualResult.period_kind == period.kind,
+            ManualResult.period_date == period.date)):
+        values = {int(key): value for key, value in (result.values or {}).items() if value is not None}
+        lines.append((members[result.member_id][0], 1, result.id, 0, values, result.note))
+    lines.sort(key=lambda entry: entry[:4])
+    by_no = {no: cell for no, cell in members.values()}
+    for no, source, _first, _second, values, note in lines:
+        if source == 0:  # values is the block, note the line's index in it
+            values, note = values.values(note), values.notes[note]
+        cells = [format_number(values[k]) if k in values else "" for k in ids]
+        writer.writerow([by_no[no], *cells, _safe_text(note)])
 
 
 def _write_board_month(writer, account_id: int, period: Period, member_key: str, columns: list[GraphColumn]) -> None:

@@ -23,7 +23,7 @@ from ..importer.encoding import decode
 from ..importer.filename import Period, is_workbook, parse_filename
 from ..importer.layout import CsvReader, Row
 from ..importer.records import RecordReader
-from ..models import Import, ImportErrorRecord, IntegrationSettings, Result, utcnow
+from ..models import Import, ImportErrorRecord, IntegrationSettings, ResultBlock, utcnow
 from . import accounts, claims, columns, files, members, reports, totals
 
 log = logging.getLogger(__name__)
@@ -117,11 +117,8 @@ def replace_previous_import(account_id: int, filename: str, import_id: int) -> i
                Import.status == Import.SUCCEEDED, Import.id != import_id)
     )
     # The DELETE comes first: on SQLite it takes the write lock, so the look-up below is current.
-    # `earlier` holds this account's imports only. A condition on results.account_id as well
-    # would make SQLite walk every result of the account through the (account, period) index
-    # instead of the import's own rows.
     db.session.execute(
-        delete(Result).where(Result.import_id.in_(earlier)),
+        delete(ResultBlock).where(ResultBlock.import_id.in_(earlier)),
         execution_options={"synchronize_session": False},
     )
     replaced = list(db.session.scalars(earlier.order_by(Import.finished_at.desc(), Import.id.desc())))
@@ -177,16 +174,14 @@ def run_import(import_id: int) -> Import:
 def _store_rows(imp: Import, prepared: Prepared) -> tuple[int | None, int, list[RowError], totals.ImportSums]:
     """Delete the previous import's results and insert this file's rows in batches (no commit).
 
-    The reader's batches go straight to the driver (app/db/bulk.py): per-row ORM objects or
-    SQLAlchemy's per-row parameter processing would cost more than parsing the file. Memory
-    stays flat: one batch exists at a time, never a list of all rows.
+    Each of the reader's batches is stored as one block (app/db/bulk.py). Memory stays flat: one
+    batch exists at a time, never a list of all rows.
     The per-member sums are taken from the same batches (no second read of the stored rows).
     Returns (replaced import id, rows read, errors of values that cannot be stored, the sums).
     """
-    period = prepared.period
-    assert period is not None and prepared.reader is not None
+    assert prepared.period is not None and prepared.reader is not None
     replaced = replace_previous_import(imp.account_id, imp.filename, imp.id)
-    inserter = bulk.Inserter(db.session.connection(), imp, period)
+    inserter = bulk.Inserter(db.session.connection(), imp)
     reader = prepared.reader
     count = 0
     storing = True
@@ -202,7 +197,7 @@ def _store_rows(imp: Import, prepared: Prepared) -> tuple[int | None, int, list[
             storing = False  # the file is already lost; keep reading for the error list but stop writing
             continue
         try:
-            inserter.insert(batch)
+            inserter.insert(batch, reader.value_column_ids)
         except bulk.Unstorable as error:
             unstorable.extend(_unstorable(error.row, prepared.columns))
             storing = False

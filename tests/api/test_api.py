@@ -6,13 +6,12 @@ import io
 import re
 
 import pytest
-from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Import, Result
+from app.models import Import
 from app.services import files, integration, members, queue, results
 from tests.fixtures.api import BAD_ROWS, GOOD_ROWS, api_options, auth, csv_bytes
-from tests.fixtures.ingest import account_imports
+from tests.fixtures.ingest import account_imports, line_count, stored_lines
 
 READ_PATHS = ["/api/v1/imports", "/api/v1/imports/1", "/api/v1/results?period=201805", "/api/v1/members",
               "/api/v1/columns"]
@@ -200,7 +199,7 @@ def test_wait_answers_200_when_the_worker_has_imported_it(client, api_account, a
     assert body["status"] == "succeeded" and body["row_count"] == 2 and body["errors"] == []
     assert body["replaced_import_id"] is None and body["replaced_by_id"] is None and "error" not in body
     db.session.rollback()
-    stored = db.session.scalars(select(Result).where(Result.import_id == body["id"]).order_by(Result.line)).all()
+    stored = [line for _import_id, line in stored_lines(body["id"])]
     assert [r.line for r in stored] == [2, 3]
     assert stored[0].note == "髙橋様 ①件目"
 
@@ -212,7 +211,7 @@ def test_wait_answers_200_when_the_worker_has_imported_it(client, api_account, a
     earlier = client.get(f"/api/v1/imports/{body['id']}", headers=api_account.headers).get_json()
     assert earlier["replaced_by_id"] == again["id"]
     db.session.rollback()
-    assert db.session.scalar(select(db.func.count()).select_from(Result)) == 1
+    assert line_count() == 1
 
 
 def test_the_ignored_headers_are_in_the_import_json(app, client, make_account, api_worker):
@@ -238,7 +237,7 @@ def test_wait_failure_is_422_with_every_error_and_keeps_old_data(client, api_acc
         (2, "売上", "12x"), (3, "No.", "99"), (4, "粗利", "abc")]
     assert all(e["message"] for e in body["errors"])
     db.session.rollback()
-    kept = db.session.scalars(select(Result.import_id)).all()
+    kept = [import_id for import_id, _line in stored_lines()]
     assert kept == [first["id"], first["id"]]
     # The failure is in the history with the same errors.
     detail = client.get(f"/api/v1/imports/{body['id']}", headers=api_account.headers).get_json()
@@ -262,7 +261,7 @@ def test_wait_answers_202_still_running_when_no_worker_ends_the_import_in_time(a
     assert body["status"] == "queued" and body["finished_at"] is None and "errors" not in body
     assert body["message"].startswith("取込はまだ実行中です。結果は Location のURLで確認してください。 / ")
     assert [i.status for i in account_imports(api_account.id)] == [Import.QUEUED]
-    assert db.session.scalar(select(db.func.count()).select_from(Result)) == 0
+    assert line_count() == 0
 
     # The worker's step imports it; the Location then shows the outcome.
     assert queue.process_next().id == body["id"]

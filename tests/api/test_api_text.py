@@ -4,10 +4,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Result
+from tests.fixtures.ingest import stored_lines
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "text"
 
@@ -24,8 +23,8 @@ def test_utf16_tab_separated_upload_is_imported(client, api_account, api_worker)
     body = response.get_json()
     assert (body["status"], body["row_count"], body["errors"]) == ("succeeded", 4, [])
     db.session.rollback()
-    stored = db.session.scalars(select(Result).where(Result.import_id == body["id"]).order_by(Result.line)).all()
-    names = {str(column_id): name for name, column_id in api_account.column.items()}
+    stored = [line for _import_id, line in stored_lines(body["id"])]
+    names = {column_id: name for name, column_id in api_account.column.items()}
     assert [({names[key]: value for key, value in row.values.items()}, row.note) for row in stored] == [
         ({"売上": 1200000, "粗利": -5000, "件数": 3}, "髙﨑①㈱～№"),
         ({"売上": 980000, "粗利": -12345}, "ｶﾌﾞｼｷｶﾞｲｼｬ 新規"),

@@ -12,16 +12,17 @@ import logging
 import re
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.errors import MAX_ERRORS_PER_FILE, ImportRejected, RowError
 from app.extensions import db
 from app.importer.filename import parse_filename
-from app.models import Import, ImportErrorRecord, OutboxMail, Result
+from app.models import Import, ImportErrorRecord, OutboxMail
 from app.services import files, ingest, members, results, runner
 from tests.fixtures.corpus import (
     COLUMNS, CSV_CASES, ERROR_TO, FORMULAS, GOOD_CSV, GOOD_NAME, INACTIVE_MEMBER, MEMBERS, CsvCase,
 )
+from tests.fixtures.ingest import line_count, stored_lines
 
 # Hiragana, katakana or CJK ideographs: the message is written in Japanese.
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
@@ -50,10 +51,8 @@ def web_import(account_id: int, filename: str, data: bytes, sender: str) -> Impo
 
 def snapshot(import_id: int) -> list[tuple]:
     """The stored results of one import, in a comparable form."""
-    return [tuple(row) for row in db.session.execute(
-        select(Result.member_id, Result.period_date, Result.line, Result.values, Result.note)
-        .where(Result.import_id == import_id).order_by(Result.line)
-    )]
+    period = db.session.get(Import, import_id).period_date
+    return [(line.member_id, period, line.line, line.values, line.note) for _id, line in stored_lines(import_id)]
 
 
 def prior_name(case: CsvCase) -> str:
@@ -123,7 +122,7 @@ def test_bad_csv_case(acme, case: CsvCase, caplog):
         assert any(case.message in error.message for error in errors), [e.message for e in errors[:5]]
 
     # Nothing of the bad file is stored, the earlier file of that name is untouched.
-    assert db.session.scalar(select(func.count()).select_from(Result).where(Result.import_id == imp.id)) == 0
+    assert line_count(imp.id) == 0
     assert db.session.get(Import, prior.id).status == Import.SUCCEEDED
     assert snapshot(prior.id) == before
 

@@ -25,9 +25,9 @@ from sqlalchemy import select
 from app.errors import ImportRejected
 from app.extensions import db
 from app.importer import Period, parse_filename
-from app.models import Import, ImportErrorRecord, Result
+from app.models import Import, ImportErrorRecord
 from app.services import ingest, runner
-from tests.fixtures.ingest import SENDER, ingest_options
+from tests.fixtures.ingest import SENDER, ingest_options, stored_lines
 
 COLUMNS = (("売上", "円"), ("粗利", "円"), ("件数", "件"))
 MEMBERS = ((1, "E001", "髙橋 一郎"), (2, "007", "佐藤 花子"), (3, "ｱ", "鈴木 次郎"))
@@ -63,8 +63,7 @@ def check(acc, data: bytes) -> None:
     received = ingest.receive(acc.id, "20180516.csv", data, channel="api", sender=SENDER)
     imp = runner.run_import(received.id)
     db.session.expire_all()
-    rows = db.session.execute(select(Result.line, Result.member_id, Result.values)
-                              .where(Result.import_id == imp.id).order_by(Result.line)).all()
+    rows = [line[:3] for _import_id, line in stored_lines(imp.id)]
     errors = db.session.scalars(select(ImportErrorRecord).where(ImportErrorRecord.import_id == imp.id)).all()
     lines = physical_line_count(data)
     assert all(error.message and error.message != runner.SYSTEM_ERROR_MESSAGE for error in errors), \

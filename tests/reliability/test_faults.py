@@ -139,7 +139,8 @@ class Cluster:
                                               f"{self.server.log_tail(30)}")
 
     def stored_rows(self, import_id: int) -> int:
-        return scalar(self.db, "SELECT count(*) FROM results WHERE import_id = :id", {"id": import_id})
+        return scalar(self.db, "SELECT coalesce(sum(line_count), 0) FROM result_blocks WHERE import_id = :id",
+                      {"id": import_id})
 
     def check_reports(self) -> dict:
         """Check every finished import has one report, delivered once (a mail in flight at a kill: at most twice)."""
@@ -262,22 +263,24 @@ def _check_now(cluster: Cluster) -> str:
 
 
 def _period_count(cluster: Cluster, day: dt.date) -> int:
-    return scalar(cluster.db, "SELECT count(*) FROM results WHERE account_id = :account AND period_kind = 'day' "
-                              "AND period_date = :day", {"account": cluster.api.id, "day": day})
+    return scalar(cluster.db, "SELECT coalesce(sum(b.line_count), 0) FROM result_blocks b "
+                              "JOIN imports i ON i.id = b.import_id WHERE b.account_id = :account "
+                              "AND i.period_kind = 'day' AND i.period_date = :day",
+                  {"account": cluster.api.id, "day": day})
 
 
 def _write_gauge(cluster: Cluster) -> Callable[[], int]:
     """A gauge of the bytes an open (uncommitted, so unseen by SELECT) transaction has written since now.
 
     SQLite: the WAL file, emptied here first. PostgreSQL has no such file per database: the
-    results table's size on disk, which grows as rows are inserted, committed or not.
+    result_blocks table's size on disk (with its TOAST), which grows as blocks are inserted, committed or not.
     """
     if cluster.db.startswith("sqlite"):
         query(cluster.db, "PRAGMA wal_checkpoint(TRUNCATE)")
         wal = cluster.data_dir / "renkei.db-wal"
         return lambda: wal.stat().st_size
-    start = scalar(cluster.db, "SELECT pg_relation_size('results')")
-    return lambda: scalar(cluster.db, "SELECT pg_relation_size('results')") - start
+    start = scalar(cluster.db, "SELECT pg_total_relation_size('result_blocks')")
+    return lambda: scalar(cluster.db, "SELECT pg_total_relation_size('result_blocks')") - start
 
 
 # ---------------------------------------------------------------------------------------

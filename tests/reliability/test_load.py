@@ -308,7 +308,7 @@ def _load(tmp_path, database_url: str, renkei_processes, sink: SmtpSink) -> None
             {"account": account.id, "channel": channel},
         ):
             imports[(channel, filename)].append((import_id, status, row_count))
-    stored_rows = dict(query(db, "SELECT import_id, count(*) FROM results GROUP BY import_id"))
+    stored_rows = dict(query(db, "SELECT import_id, sum(line_count) FROM result_blocks GROUP BY import_id"))
 
     problems: list[str] = []
     figures: dict = {"duration_seconds": round(load_seconds, 1), "drain_seconds": round(drain_seconds, 1),

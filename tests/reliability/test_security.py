@@ -19,12 +19,12 @@ import re
 from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
-from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Member, Result
+from app.models import Member
 from app.services import bans, columns, ingest, integration, members, results, runner as import_runner
 from tests.fixtures.scoping import OBJECT_FACTORIES, build
+from tests.fixtures.ingest import stored_lines
 
 TOKEN_INPUT = re.compile(r'<input[^>]*name="csrf_token"[^>]*>')
 POST_FORM = re.compile(r"<form\b[^>]*method=[\"']?post[^>]*>(.*?)</form>", re.IGNORECASE | re.DOTALL)
@@ -338,5 +338,5 @@ def test_exported_formula_cells_are_neutralised_and_negative_numbers_stay_number
             "6": ["300", "-7", "普通のメモ"],
         }
     # What is stored is the text as sent; only the export adds the quote.
-    stored = sorted(db.session.scalars(select(Result.note).where(Result.import_id == received.id)))
+    stored = sorted(line.note for _import_id, line in stored_lines(received.id))
     assert stored == sorted(notes)

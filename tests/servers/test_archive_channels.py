@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.importer import archive as unpacking
-from app.models import ImportErrorRecord, Result
+from app.models import ImportErrorRecord
 from app.services import ftpcheck, zippassword
 from tests.fixtures.ftp import ftp_csv, ftp_files, ftp_upload
 from tests.fixtures.importer import make_zip, needs_zip
-from tests.fixtures.ingest import account_imports, ended_imports
+from tests.fixtures.ingest import account_imports, ended_imports, line_count
 from tests.fixtures.smtp import SMTP_SENDER
 from tests.fixtures.waiting import wait_for
 
@@ -39,7 +39,7 @@ def test_a_mailed_zip_of_three_csvs_is_three_imports(smtp_server, smtp_account, 
     assert [(i.filename, i.status, i.archive_id, i.row_count) for i in rows[1:]] == [
         (name, "succeeded", box.id, 2) for name in days]
     assert box.ignored_attachments == ["results.zip 内の memo.txt"]
-    counts = [db.session.scalar(select(db.func.count()).select_from(Result).where(Result.import_id == i.id))
+    counts = [line_count(i.id)
               for i in rows[1:]]
     assert counts == [2, 2, 2]
     assert smtp_relay.wait_for(3), "three success reports"
@@ -105,4 +105,4 @@ def test_an_ftp_zip_bomb_is_refused_and_filed_under_error(app, import_worker, ft
     assert [(f.name, f.succeeded) for f in result.files] == [("bomb.zip", False)]
     rows = account_imports(ftp_account.id)
     assert [(i.filename, i.status) for i in rows] == [("bomb.zip", "failed")]
-    assert db.session.scalar(select(db.func.count()).select_from(Result)) == 0
+    assert line_count() == 0

@@ -17,15 +17,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Import, Result
+from app.models import Import
 from app.services import files, spool
 from servers.mailhandler import MailHandler
 from servers.recipients import Recipient
 from servers.spooldrain import MailImporter
-from tests.fixtures.ingest import account_imports, ended_imports
+from tests.fixtures.ingest import account_imports, ended_imports, line_count, stored_lines
 from tests.fixtures.smtp import SMTP_ERROR_TO, SMTP_SENDER, SMTP_SUCCESS_TO, smtp_message
 from tests.fixtures.smtp_sink import RawSmtp
 from tests.fixtures.waiting import wait_for
@@ -67,7 +66,7 @@ def test_smtplib_cp932_csv_is_imported_and_success_mail_reaches_relay(
         ("20180516.csv", Import.SUCCEEDED, "mail", "sales@partner.example")
     ]
     assert rows[0].encoding == "cp932" and rows[0].row_count == 2
-    notes = db.session.scalars(select(Result.note).where(Result.import_id == rows[0].id).order_by(Result.line)).all()
+    notes = [line.note for _import_id, line in stored_lines(rows[0].id)]
     assert notes == ["髙橋様 ①件目", "Ａ社 新規"]
 
     assert smtp_relay.wait_for(1), "no report mail reached the relay"
@@ -222,7 +221,7 @@ def test_stopped_or_other_mode_accepts_discards_and_records(
     assert [(i.status, i.filename, i.size) for i in rows] == [(Import.DISCARDED, "20180516.csv", 0)]
     assert reason in rows[0].note
     assert files.read(rows[0].id) is None
-    assert db.session.scalar(select(Result.line)) is None
+    assert line_count() == 0
 
 
 def other_mail_account(make_account, slug: str, senders: list[str]):

@@ -17,9 +17,9 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models import Import, Result
+from app.models import Import
 from app.services import claims, ingest, queue, runner
-from tests.fixtures.ingest import csv_file, ingest_options
+from tests.fixtures.ingest import csv_file, ingest_options, stored_lines
 from tests.fixtures.waiting import wait_for
 
 # A child that locks the lock file as a live holder does, says so, and waits until it is killed.
@@ -166,7 +166,7 @@ def test_an_import_whose_claim_was_taken_back_meanwhile_is_not_finished_twice(ap
     _claim_as(imp.id, other)
     done = runner.run_import(imp.id)
     assert (done.status, done.claimed_by) == (Import.RUNNING, other)
-    assert db.session.scalar(select(Result.line).where(Result.import_id == imp.id)) is None
+    assert stored_lines(imp.id) == []
 
 
 def test_lock_files_of_dead_holders_are_swept_but_not_those_claims_name(app, make_account, monkeypatch):

@@ -13,12 +13,12 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Import, Result
+from app.models import Import
 from app.services import ingest, queue
-from tests.fixtures.ingest import csv_file, ingest_options
+from tests.fixtures.ingest import csv_file, ingest_options, stored_lines
 
 WORKERS = 2
 FILES = 30
@@ -118,9 +118,9 @@ def test_two_worker_processes_import_every_queued_file_exactly_once(app, make_ac
     assert {i: imp.row_count for i, imp in imports.items()} == queued
 
     # The results: one import's rows per file name, never two files' rows for one period.
-    stored = dict(db.session.execute(
-        select(Result.import_id, func.count()).where(Result.account_id == acc.id).group_by(Result.import_id)
-    ).all())
+    stored: dict[int, int] = {}
+    for import_id, _line in stored_lines(account_id=acc.id):
+        stored[import_id] = stored.get(import_id, 0) + 1
     by_name: dict[str, list[Import]] = {}
     for imp in imports.values():
         by_name.setdefault(imp.filename, []).append(imp)

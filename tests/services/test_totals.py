@@ -17,10 +17,10 @@ from sqlalchemy import func, select, update
 from app.api.queries import results_json
 from app.extensions import db, init_migrations
 from app.importer.filename import parse_period
-from app.models import Import, ImportTotal, ManualResult, Member, MonthTotal, Result
+from app.models import Import, ImportTotal, ManualResult, Member, MonthTotal
 from app.services import results
 from app.services.totals import LINES, ImportSums
-from tests.fixtures.ingest import csv_file, ingest_options, month_sums, run
+from tests.fixtures.ingest import csv_file, ingest_options, month_sums, run, stored_lines
 
 MEMBERS = tuple((no, f"E{no:03d}", f"社員{no}") for no in range(1, 9))
 FILES = ["20180501.csv", "20180502.csv", "20180515.csv", "20180531.csv", "20180500.csv",
@@ -57,13 +57,17 @@ def _row_sums(acc, first: dt.date, following: dt.date, kind: str | None = None):
     """{member id: {column id: sum}} and {member id: lines} straight from the stored rows."""
     sums: dict[int, dict[int, float]] = {}
     lines: dict[int, int] = {}
-    stored = []
-    for model in (Result, ManualResult):  # imported lines and hand-typed results alike
-        query = select(model.member_id, model.values).where(
-            model.account_id == acc.id, model.period_date >= first, model.period_date < following)
-        if kind:
-            query = query.where(model.period_kind == kind)
-        stored += db.session.execute(query).all()
+    imports = select(Import.id).where(Import.account_id == acc.id, Import.period_date >= first,
+                                      Import.period_date < following)
+    query = select(ManualResult.member_id, ManualResult.values).where(
+        ManualResult.account_id == acc.id, ManualResult.period_date >= first, ManualResult.period_date < following)
+    if kind:
+        imports = imports.where(Import.period_kind == kind)
+        query = query.where(ManualResult.period_kind == kind)
+    ids = set(db.session.scalars(imports))
+    # Imported lines and hand-typed results alike.
+    stored = [(line.member_id, line.values) for import_id, line in stored_lines(account_id=acc.id) if import_id in ids]
+    stored += db.session.execute(query).all()
     for member_id, values in stored:
         lines[member_id] = lines.get(member_id, 0) + 1
         target = sums.setdefault(member_id, {})

@@ -8,9 +8,9 @@ from urllib.parse import quote
 import pytest
 
 from app.extensions import db
-from app.models import Import, Result, User
+from app.models import Import, User
 from app.services import files, ingest, runner, users
-from tests.fixtures.ingest import import_file
+from tests.fixtures.ingest import import_file, line_count
 
 GOOD = "No.,売上,件数\r\n1,120000,2\r\n2,\"50,000\",1\r\n".encode("cp932")
 # Three errors: unknown member (line 2), not a number (line 3), unknown member again (line 4).
@@ -200,7 +200,7 @@ def test_reimport_queues_the_same_bytes(client, board):
     # The worker would run it; it replaces the earlier import's rows.
     done = runner.run_import(new_id)
     assert done.status == Import.SUCCEEDED and done.replaced_import_id == imp.id
-    assert db.session.scalar(db.select(db.func.count()).select_from(Result)) == 2
+    assert line_count() == 2
 
 
 def test_reimport_is_for_admins_only(client, board):

@@ -12,9 +12,9 @@ import pytest
 import python_calamine
 
 from app.extensions import db
-from app.models import Import, Result, User
+from app.models import Import, User
 from app.services import members, runner, users
-from tests.fixtures.ingest import manual_upload
+from tests.fixtures.ingest import manual_upload, stored_lines
 
 # Columns added in this order, then reordered: the sample follows the display order, not creation.
 MEMBERS = [(3, "E003", "佐藤 一郎", "営業1課"), (1, "E001", "山田 太郎", "営業1課"),
@@ -36,10 +36,10 @@ def _csv_rows(data: bytes, encoding: str) -> list[list[str]]:
 def _stored(acc) -> dict[int, tuple[dict, str | None]]:
     """Stored results by member No.: ({column name: value}, 備考)."""
     db.session.expire_all()
-    names = {str(column_id): name for name, column_id in acc.column.items()}
+    names = {column_id: name for name, column_id in acc.column.items()}
     numbers = {member_id: no for no, member_id in acc.member.items()}
     return {numbers[r.member_id]: ({names[k]: v for k, v in r.values.items()}, r.note)
-            for r in db.session.scalars(db.select(Result))}
+            for _import_id, r in stored_lines()}
 
 
 def test_cp932_csv_has_todays_header_and_two_real_keys(client, acme):

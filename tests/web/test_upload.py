@@ -5,9 +5,9 @@ import re
 
 from app.extensions import db
 from app.importer.filename import FILENAME_MESSAGE
-from app.models import Import, Result, User
+from app.models import Import, User
 from app.services import files, runner, users
-from tests.fixtures.ingest import manual_upload
+from tests.fixtures.ingest import line_count, manual_upload
 
 GOOD = "No.,売上,件数,備考\r\n1,120000,2,㈱髙﨑①\r\n2,\"50,000\",1,\r\n1,100,,\r\n".encode("cp932")
 BAD = "No.,売上,件数\r\n99,100,1\r\n1,abc,1\r\n".encode()
@@ -15,7 +15,7 @@ BAD = "No.,売上,件数\r\n99,100,1\r\n1,abc,1\r\n".encode()
 
 def _counts() -> tuple[int, int]:
     imports = db.session.scalar(db.select(db.func.count(Import.id)))
-    results = db.session.scalar(db.select(db.func.count()).select_from(Result))
+    results = line_count()
     return imports, results
 
 

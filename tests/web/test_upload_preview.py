@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from app.extensions import db
-from app.models import Import, Result
+from app.models import Import
 from app.services import ingest
 from app.services.preview import PREVIEW_ROWS
 from tests.data.workbooks import make
-from tests.fixtures.ingest import csv_file, ingest_options, manual_upload
+from tests.fixtures.ingest import csv_file, ingest_options, line_count, manual_upload
 
 WORKBOOKS = Path(make.__file__).parent
 NOTE = "髙 ① ～ ㈱ 﨑 № ｶﾅ"
@@ -38,7 +38,7 @@ def _cells(html: str, part: str) -> list[list[str]]:
 
 def _counts() -> tuple[int, int]:
     return (db.session.scalar(db.select(db.func.count(Import.id))),
-            db.session.scalar(db.select(db.func.count()).select_from(Result)))
+            line_count())
 
 
 @pytest.fixture

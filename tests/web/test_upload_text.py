@@ -4,9 +4,9 @@ from __future__ import annotations
 import re
 
 from app.extensions import db
-from app.models import Import, Result
+from app.models import Import
 from app.services import runner
-from tests.fixtures.ingest import manual_upload
+from tests.fixtures.ingest import manual_upload, stored_lines
 
 # Excel's 「Unicode テキスト」: UTF-16LE with a BOM, tab separated, CRLF.
 UNICODE_TEXT = "No.\t売上\t件数\t備考\r\n1\t￥120,000\t2\t㈱髙﨑①\r\n2\t(5,000)\t\t\r\n".encode("utf-16")
@@ -33,7 +33,7 @@ def test_upload_of_unicode_text_is_imported(client, board):
     runner.run_import(imp.id)
     db.session.expire_all()
     assert (imp.status, imp.row_count, imp.encoding) == ("succeeded", 2, "utf-16-le")
-    values = sorted(sorted(row.values.values()) for row in db.session.scalars(db.select(Result)))
+    values = sorted(sorted(line.values.values()) for _import_id, line in stored_lines())
     assert values == [[-5000.0], [2.0, 120000.0]]
     html = client.get(f"/imports/{imp.id}").get_data(as_text=True)
     assert "UTF-16LE(BOM付き)" in html
