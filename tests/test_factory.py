@@ -289,7 +289,7 @@ def test_migration_0021_packs_the_results_into_blocks_and_back(migrated_to):
     unpacked = [(block.import_id, *line) for block in db.session.execute(
         text("SELECT import_id, lines, member_ids, numbers, column_ids, notes FROM result_blocks "
              "ORDER BY import_id, block")).all()
-        for line in bulk.Unpacked(SimpleNamespace(lines=block.lines, member_ids=block.member_ids, numbers=block.numbers,
+        for line in bulk.unpack(SimpleNamespace(lines=block.lines, member_ids=block.member_ids, numbers=block.numbers,
                                                   column_ids=json_value(block.column_ids), notes=json_value(block.notes)))]
     assert unpacked == [(r[0], r[1], r[3], {int(key): value for key, value in r[6].items()}, r[7]) for r in rows]
     db.session.commit()

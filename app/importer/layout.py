@@ -1,32 +1,29 @@
-"""Header rules of a results file and the CSV reader (docs/spec.md section 2, "Layout"), read record by record."""
+"""The CSV reader of a results file (docs/spec.md section 2, "Layout"), read record by record.
+
+The header rules are app/importer/header.py's; the value rules app/importer/values.py's.
+"""
 from __future__ import annotations
 
 import csv
 import io
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 
 from app.errors import ErrorList, RowError
+from app.importer.block import Block
+from app.importer.header import HeaderRules, normalize
 from app.importer.values import SAFE_DIGITS, is_digits, is_plain, parse_value
-
-NOTE_HEADER = "備考"
-MEMBER_KEYS = ("no", "employee_id")
-KEY_HEADERS = {"no": "No.", "employee_id": "社員ID"}
-KEY_SETTINGS = {"no": "メンバー設定のNo.", "employee_id": "メンバー設定の社員ID"}
 
 # The start of the error of a row whose member is not in メンバー設定 (the report mail's advice keys on it).
 UNKNOWN_MEMBER = "メンバー設定に存在しない"
 NO_DATA_MESSAGE = "データ行がありません。1行目の見出しの下に、メンバーごとの行を入れてください。"
 SEMICOLON_SEPARATOR = ("区切り文字がセミコロン(;)です。カンマ(,)かタブで区切ってください"
                        "(Excelでは「CSV(コンマ区切り)」または「テキスト(タブ区切り)」で保存)")
-UNKNOWN_ADVICE = ("別の名前のグラフ列の値なら、グラフ設定でその列に別名を登録してください。"
-                  "使わない列なら、外部連携設定の「見出しにない列」を「無視する」にできます。")
-# Valid rows are handed out in lists of about this many (the importer's insert batches).
-# Small enough that a batch's dicts and tuples die young: with 4,000 they outlived two young
-# collections, landed in the oldest generation and set off full collections of the whole heap
-# (measured on the 200,000-row file: 0.42-0.49 s CPU in the cyclic GC per import at 4,000,
+# Valid rows are handed out in Blocks of this many (one stored block each, app/db/bulk.py).
+# Small enough that the objects of a batch die young: with 4,000 rows of dicts they outlived two
+# young collections, landed in the oldest generation and set off full collections of the whole
+# heap (measured on the 200,000-row file: 0.42-0.49 s CPU in the cyclic GC per import at 4,000,
 # 0.21 s at 1,000, 0.06 s at 500 and at 250), with no process-wide GC setting touched.
 BATCH_ROWS = 500
 # Characters of the text physical_lines hands to StringIO at a time (a copy of at most 256 KiB;
@@ -44,24 +41,8 @@ class Row:
     note: str | None  # 備考 or None
 
 
-# (line, member id, values, note): the fields of a Row, as CsvReader.batches hands them out.
+# (line, member id, values, note): the fields of a Row, as iterating a Block gives them.
 RowTuple = tuple[int, int, dict[int, float], "str | None"]
-
-
-def normalize(text: str) -> str:
-    """Return text as headers are compared: Unicode NFKC, then trimmed."""
-    return unicodedata.normalize("NFKC", text).strip()
-
-
-def key_header_kind(text: str) -> str | None:
-    """Return "no" or "employee_id" when a header names a member key, else None."""
-    # casefold and dropped spaces/dots accept "No", "NO.", "No．", "Ｎｏ．", "№", "No ." alike.
-    folded = normalize(text.lstrip("\ufeff")).casefold().replace(" ", "")
-    if folded.rstrip(".") == "no":
-        return "no"
-    if folded == "社員id":
-        return "employee_id"
-    return None
 
 
 def physical_lines(text: str, start: int = 0) -> Iterator[str]:
@@ -122,14 +103,6 @@ def csv_error(line: int, error: csv.Error, value: str | None = None) -> RowError
     return RowError(message=message, line=line, value=value)
 
 
-def trim_trailing(cells: list[str]) -> list[str]:
-    """Drop Excel's trailing empty cells."""
-    end = len(cells)
-    while end and not cells[end - 1].strip():
-        end -= 1
-    return cells[:end]
-
-
 class CsvReader:
     """Read a decoded results CSV record by record: valid rows out, every problem into `errors`."""
 
@@ -141,18 +114,11 @@ class CsvReader:
         aliases: other header names of the graph columns (別名) -> column id; key_aliases: other headers
         of the member-key column; ignore_unknown: skip a column whose header names nothing (見出しにない列:
         無視する) instead of refusing the file; the skipped headers end up in self.ignored_headers."""
-        if member_key not in MEMBER_KEYS:
-            raise ValueError(f"member_key must be one of {MEMBER_KEYS}, not {member_key!r}")
+        self._rules = HeaderRules(columns=columns, member_key=member_key, aliases=aliases,
+                                  key_aliases=key_aliases, ignore_unknown=ignore_unknown)
         self._text = text
         self._member_key = member_key
         self._members = members
-        self._columns = {normalize(name): column_id for name, column_id in columns.items()}
-        # A name wins over another column's alias (the settings never let both exist; a race might).
-        self._aliases = {key: column_id for alias, column_id in (aliases or {}).items()
-                         if (key := normalize(alias)) and key not in self._columns}
-        self._key_aliases = frozenset(key for alias in key_aliases if (key := normalize(alias)))
-        self._ignore_unknown = ignore_unknown
-        self._valid_names = _valid_names(columns, aliases or {}, member_key, key_aliases)
         self._key_index = 0
         self.errors: ErrorList = ErrorList()
         self.header: list[str] = []
@@ -165,8 +131,8 @@ class CsvReader:
             for line, member_id, values, note in batch:
                 yield Row(line, member_id, values, note)
 
-    def batches(self) -> Iterator[list[RowTuple]]:
-        """Yield the valid rows in lists of (line, member id, values, note), as Row has them.
+    def batches(self) -> Iterator[Block]:
+        """Yield the valid rows in Blocks of BATCH_ROWS rows (iterating one gives Row's fields as tuples).
 
         Once exhausted, self.errors holds the file's first MAX_ERRORS_PER_FILE errors and counts
         every one (ErrorList.total). The csv module reads every record; a row of plain number
@@ -182,7 +148,7 @@ class CsvReader:
             return
         reader = csv.reader(physical_lines(self._text), strict=True, delimiter=delimiter)
         last = 0  # the physical line where the previous record ended
-        batch: list[RowTuple] = []
+        batch = Block(())
         count = 0  # data records, valid or not
         syntax_error = False
         try:
@@ -199,15 +165,16 @@ class CsvReader:
                 return  # header errors stop the file: rows cannot be understood without it
             value_indexes, column_ids, names, note_index, key_index = plan
             self.value_column_ids = list(column_ids)
+            batch = Block(column_ids)
             width = len(self.header)
             member_of = self._members.get
             get_values = _getter(value_indexes)
             for record in reader:
                 line = last + 1
                 last = reader.line_num
-                if len(batch) >= BATCH_ROWS:
+                if len(batch.lines) >= BATCH_ROWS:
                     yield batch
-                    batch = []
+                    batch = Block(column_ids)
                 if not any(record):
                     continue  # blank line, or Excel's ",,,"
                 count += 1
@@ -221,19 +188,24 @@ class CsvReader:
                         continue  # only spaces: as blank as an empty line
                     member_id = self._member(record[key_index], line)
                 cells = get_values(record)
-                values = None
+                plain = values = None
                 joined = "".join(cells)
-                if len(joined) <= SAFE_DIGITS and is_plain(joined):
+                if len(joined) <= SAFE_DIGITS and is_plain(joined):  # at most 308 digits: always finite
                     try:
-                        values = dict(zip(column_ids, map(float, cells)))
+                        plain = tuple(map(float, cells))
                     except ValueError:
                         pass  # an empty cell or a misplaced "-": parse_value says what is wrong
-                if values is None:
+                if plain is None:
                     values = self._values(cells, line, column_ids, names)
-                if member_id is None or values is None:
+                    if values is None:
+                        continue
+                if member_id is None:
                     continue
                 note = (record[note_index].strip() or None) if note_index is not None else None
-                batch.append((line, member_id, values, note))
+                if plain is not None:
+                    batch.append_plain(line, member_id, plain, note)
+                else:
+                    batch.append(line, member_id, values, note)
         except csv.Error as error:
             errors.append(csv_error(last + 1, error))
             syntax_error = True
@@ -243,120 +215,15 @@ class CsvReader:
             errors.append(RowError(message=NO_DATA_MESSAGE))
 
     def _read_header(self, record: list[str], line: int) -> tuple[list[int], list[int], list[str], int | None, int] | None:
-        """Check the header; return (value cell indexes, column ids, header names, note index, key index) or None.
-
-        Every header is placed by its name, in any order: the member key (No. / 社員ID per the
-        setting, or a key alias), a graph column (its name or an alias), 備考. A header naming
-        nothing is an error, or skipped (self.ignored_headers) when the account ignores them.
-        """
-        header = [cell.strip() for cell in trim_trailing(record)]
-        header[0] = header[0].lstrip("\ufeff")  # a second BOM left by a careless converter
-        self.header = header
-        errors: list[tuple[int, RowError]] = []  # (column index, error): reported in column order
-        key_errors = 0
-        key_index: int | None = None
-        other_keys: list[int] = []  # headers naming the member key the account does not use
-        indexes: list[int] = []
-        column_ids: list[int] = []
-        names: list[str] = []
-        note_index: int | None = None
-        seen: dict[str, int] = {}  # normalized header -> its index
-        column_at: dict[int, int] = {}  # graph column id -> the index of its header
-        valid = f"使える見出し: {self._valid_names}"
-        for index, name in enumerate(header):
-            where = f"{index + 1}列目"
-            normalized = normalize(name)
-            if not normalized:
-                errors.append((index, RowError(message=f"{where}の見出しが空です。{valid}", line=line, column=where)))
-                continue
-            if normalized in seen:
-                errors.append((index, RowError(
-                    message=f"見出し「{name}」が{seen[normalized] + 1}列目と{where}で重複しています。{valid}",
-                    line=line, column=name)))
-                continue
-            seen[normalized] = index
-            kind = key_header_kind(name)
-            # A graph column that happens to be named 備考 wins over the note.
-            column_id = self._columns.get(normalized)
-            if column_id is None:
-                column_id = self._aliases.get(normalized)
-            if kind == self._member_key or (kind is None and normalized in self._key_aliases):
-                if key_index is not None:
-                    key_errors += 1
-                    errors.append((index, RowError(
-                        message=(f"メンバー識別IDの列が{key_index + 1}列目「{header[key_index]}」と{where}「{name}」の"
-                                 "2つあります。どちらか1つにしてください。"),
-                        line=line, column=name)))
-                    continue
-                key_index = index
-            elif column_id is not None:
-                if column_id in column_at:
-                    first = column_at[column_id]
-                    errors.append((index, RowError(
-                        message=(f"「{name}」と{first + 1}列目の「{header[first]}」は同じグラフ列"
-                                 f"「{self._column_name(column_id)}」の見出しです(グラフ設定の別名)。"
-                                 "どちらか1つにしてください。"),
-                        line=line, column=name)))
-                    continue
-                column_at[column_id] = index
-                indexes.append(index)
-                column_ids.append(column_id)
-                names.append(name)
-            elif normalized == NOTE_HEADER:
-                note_index = index
-            elif kind is not None:
-                other_keys.append(index)
-            elif self._ignore_unknown:
-                self.ignored_headers.append(name)
-            else:
-                errors.append((index, RowError(
-                    message=f"「{name}」はグラフ列にない見出しです。{UNKNOWN_ADVICE}{valid}", line=line, column=name)))
-        for index in other_keys:
-            name = header[index]
-            if key_index is None:
-                key_errors += 1
-                errors.append((index, RowError(message=self._other_key_message(name), line=line, column=name)))
-            elif self._ignore_unknown:
-                self.ignored_headers.append(name)
-            else:
-                errors.append((index, RowError(
-                    message=(f"「{name}」の列は使いません(メンバーは{key_index + 1}列目「{header[key_index]}」で"
-                             f"照合します。外部連携設定のメンバー識別ID: {KEY_SETTINGS[self._member_key]})。"
-                             f"{UNKNOWN_ADVICE}"),
-                    line=line, column=name)))
-        if key_index is None and not other_keys:
-            key_errors += 1
-            errors.append((-1, RowError(message=self._missing_key_message(), line=line)))
-        if not indexes and len(errors) == key_errors:
-            ignored = f"(無視した見出し: {'、'.join(self.ignored_headers)})" if self.ignored_headers else ""
-            errors.append((len(header), RowError(message=f"グラフ列の見出しが1つもありません{ignored}。{valid}",
-                                                 line=line)))
-        if errors:
-            errors.sort(key=itemgetter(0))  # stable: the missing key first, then column by column
-            self.errors.extend(error for _, error in errors)
+        """Check the header (header.HeaderRules); return (value cell indexes, column ids, header names,
+        note index, key index), or None with the header's errors recorded."""
+        plan = self._rules.read(record, line)
+        self.header, self.ignored_headers = plan.header, plan.ignored
+        if plan.errors:
+            self.errors.extend(plan.errors)
             return None
-        assert key_index is not None
-        self._key_index = key_index
-        return indexes, column_ids, names, note_index, key_index
-
-    def _column_name(self, column_id: int) -> str:
-        """The graph column's own name (for a message)."""
-        return next((name for name, known in self._columns.items() if known == column_id), "")
-
-    def _other_key_message(self, name: str) -> str:
-        """The header names the member key the account does not use, and the right one is missing."""
-        expected = self._member_key
-        return (f"見出しが「{KEY_HEADERS[key_header_kind(name)]}」の列がありますが、外部連携設定のメンバー識別IDは"
-                f"「{KEY_SETTINGS[expected]}」です。その列の見出しを「{KEY_HEADERS[expected]}」にするか、"
-                f"メンバー識別IDの設定を変更してください。")
-
-    def _missing_key_message(self) -> str:
-        """No header names the member key: say which one is expected (and its aliases)."""
-        expected = self._member_key
-        aliases = "」「".join(sorted(self._key_aliases))
-        also = f"(または別名「{aliases}」)" if aliases else ""
-        return (f"メンバー識別IDの列がありません。見出しが「{KEY_HEADERS[expected]}」{also}の列を入れてください"
-                f"(外部連携設定のメンバー識別ID: {KEY_SETTINGS[expected]}。どの列でもかまいません)。")
+        self._key_index = plan.key_index
+        return plan.indexes, plan.column_ids, plan.names, plan.note_index, plan.key_index
 
     def _fit(self, record: list[str], width: int, line: int) -> bool:
         """Pad a short record, or accept a long one whose extra cells are empty; False if not."""
@@ -424,19 +291,6 @@ class CsvReader:
         if value is not None:
             values[column_id] = value
         return True
-
-
-def _valid_names(columns: dict[str, int], aliases: dict[str, int], member_key: str,
-                 key_aliases: Iterable[str]) -> str:
-    """The headers a file may carry, for the messages: the key, each column (with its aliases), 備考."""
-    alias_names: dict[int, list[str]] = {}
-    for alias, column_id in aliases.items():
-        alias_names.setdefault(column_id, []).append(alias)
-    def shown(name: str, others: list[str]) -> str:
-        return f"{name}(別名 {'・'.join(others)})" if others else name
-    key = shown(KEY_HEADERS[member_key], list(key_aliases))
-    return "、".join([key, *(shown(name, alias_names.get(column_id, [])) for name, column_id in columns.items()),
-                      NOTE_HEADER])
 
 
 def _getter(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:

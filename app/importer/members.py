@@ -8,14 +8,8 @@ from dataclasses import dataclass
 from app.errors import ErrorList, RowError, error_total
 from app.importer.addresses import is_address
 from app.importer.cells import formula_message, starts_like_formula
-from app.importer.layout import (
-    csv_error,
-    key_header_kind,
-    normalize,
-    physical_lines,
-    separator,
-    trim_trailing,
-)
+from app.importer.header import key_header_kind, normalize, trim_trailing
+from app.importer.layout import csv_error, physical_lines, separator
 
 HEADER = ("No.", "社員ID", "氏名", "部署", "メールアドレス")
 HEADER_MESSAGE = "見出し行は「No.,社員ID,氏名,部署,メールアドレス」にしてください。"

@@ -5,7 +5,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from app.errors import ErrorList, RowError
-from app.importer.layout import BATCH_ROWS, KEY_HEADERS, NO_DATA_MESSAGE, CsvReader, RowTuple
+from app.importer.block import Block
+from app.importer.header import KEY_HEADERS
+from app.importer.layout import BATCH_ROWS, NO_DATA_MESSAGE, CsvReader
 from app.importer.values import TOO_LARGE
 
 # A workbook (app/importer/workbook.py) is not text: its reader yields records of typed cells and
@@ -83,8 +85,8 @@ class RecordReader(CsvReader):
         super().__init__("", columns=columns, member_key=member_key, members=members, **header_rules)
         self._records = records
 
-    def batches(self) -> Iterator[list[RowTuple]]:
-        """Yield the valid rows in lists of (line, member id, values, note), as CsvReader.batches does."""
+    def batches(self) -> Iterator[Block]:
+        """Yield the valid rows in Blocks, as CsvReader.batches does."""
         letters: dict[str, str] = {}
         errors = _LetteredErrors(letters)
         self.errors = errors
@@ -108,12 +110,12 @@ class RecordReader(CsvReader):
         value_indexes, column_ids, names, note_index, key_index = plan
         self.value_column_ids = list(column_ids)
         width = len(self.header)
-        batch: list[RowTuple] = []
+        batch = Block(column_ids)
         count = 0
         for line, record in records:
-            if len(batch) >= BATCH_ROWS:
+            if len(batch.lines) >= BATCH_ROWS:
                 yield batch
-                batch = []
+                batch = Block(column_ids)
             count += 1
             if len(record) > width and not self._fit([cell_text(cell) for cell in record], width, line):
                 continue
@@ -124,7 +126,7 @@ class RecordReader(CsvReader):
             if member_id is None or values is None:
                 continue
             note = (cell_text(record[note_index]).strip() or None) if note_index is not None else None
-            batch.append((line, member_id, values, note))
+            batch.append(line, member_id, values, note)
         if batch:
             yield batch
         if count == 0:

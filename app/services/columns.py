@@ -10,7 +10,7 @@ from sqlalchemy import select
 from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..importer.cells import formula_message, starts_like_formula
-from ..importer.layout import key_header_kind, normalize
+from ..importer.header import key_header_kind, normalize
 from ..models import GraphColumn, IntegrationSettings
 from .typedlists import typed_parts
 
@@ -212,7 +212,7 @@ def _clean(account_id: int, column_id: int | None, name: str | None, unit: str |
     aliases None leaves them out of the result (unchanged).
     """
     problems: dict[str, list[str]] = {}
-    # Stored as the importer compares headers (layout.normalize), so the DB's unique constraint
+    # Stored as the importer compares headers (header.normalize), so the DB's unique constraint
     # and the importer's header match agree.
     clean_name = normalize(name or "")
     if not clean_name:

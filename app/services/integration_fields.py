@@ -14,12 +14,13 @@ from typing import Any, Iterable
 
 from ..enums import LinkStatus, Mode, SenderAuth
 from ..importer.addresses import InvalidAddress, normalize_address
+from ..importer.header import KEY_SETTINGS
 from . import checktimes
 from .typedlists import typed_parts
 
 MODES = {Mode.MAIL: "メール添付連動", Mode.FTP: "FTP連動", Mode.API: "API連動"}
 STATUSES = {LinkStatus.ACTIVE: "連動稼働", LinkStatus.STOPPED: "連動稼働停止"}
-MEMBER_KEYS = {"no": "メンバー設定のNo.", "employee_id": "メンバー設定の社員ID"}
+MEMBER_KEYS = KEY_SETTINGS  # the importer names the key setting the same way in its messages
 ENCODINGS = {"auto": "自動", "cp932": "Shift_JIS(cp932)", "utf-8": "UTF-8"}
 SENDER_AUTHS = {SenderAuth.NONE: "確認しない", SenderAuth.DKIM: "DKIM必須", SenderAuth.SPF: "SPF必須",
                 SenderAuth.EITHER: "DKIMまたはSPF必須"}

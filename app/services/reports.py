@@ -24,7 +24,8 @@ from ..enums import Channel
 from ..formats import shown_number, shown_time
 from ..importer.filename import (FILENAME_MESSAGE, Period, is_archive, is_workbook, kind_label, parse_filename,
                                  period_label)
-from ..importer.layout import KEY_HEADERS, NO_DATA_MESSAGE, UNKNOWN_MEMBER
+from ..importer.header import KEY_HEADERS
+from ..importer.layout import NO_DATA_MESSAGE, UNKNOWN_MEMBER
 from ..models import Account, GraphColumn, Import, ImportTotal, IntegrationSettings, OutboxMail, utcnow
 from . import outbox
 

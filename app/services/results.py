@@ -15,7 +15,7 @@ from ..errors import Invalid, NotFound
 from ..extensions import db
 from ..importer.cells import starts_like_formula
 from ..importer.filename import Period, parse_period
-from ..importer.layout import KEY_HEADERS, NOTE_HEADER
+from ..importer.header import KEY_HEADERS, NOTE_HEADER
 from ..models import GraphColumn, Import, IntegrationSettings, ManualResult, Member, ResultBlock
 from . import monthgrid
 from . import totals as month_totals
@@ -202,11 +202,10 @@ def _write_period_rows(writer, account_id: int, period: Period, member_key: str,
     # (member No., 0 for an imported line, import id, line, block, index in it)
     # or (member No., 1 for a hand-typed result, its id, 0, its values, its note)
     lines: list[tuple] = []
-    for import_id, block in db.session.execute(
-            select(ResultBlock.import_id, ResultBlock).where(ResultBlock.import_id.in_(imports))):
-        unpacked = bulk.Unpacked(block)
+    for block in db.session.scalars(select(ResultBlock).where(ResultBlock.import_id.in_(imports))):
+        unpacked = bulk.unpack(block)
         for index, (line, member_id) in enumerate(zip(unpacked.lines, unpacked.member_ids)):
-            lines.append((members[member_id][0], 0, import_id, line, unpacked, index))
+            lines.append((members[member_id][0], 0, block.import_id, line, unpacked, index))
         db.session.expunge(block)  # its bytes are in `unpacked` now
     for result in db.session.scalars(select(ManualResult).where(
             ManualResult.account_id == account_id, ManualResult.period_kind == period.kind,

@@ -197,7 +197,7 @@ def _store_rows(imp: Import, prepared: Prepared) -> tuple[int | None, int, list[
             storing = False  # the file is already lost; keep reading for the error list but stop writing
             continue
         try:
-            inserter.insert(batch, reader.value_column_ids)
+            inserter.insert(batch)
         except bulk.Unstorable as error:
             unstorable.extend(_unstorable(error.row, prepared.columns))
             storing = False

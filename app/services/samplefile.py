@@ -17,7 +17,7 @@ from sqlalchemy import select
 from ..errors import Invalid
 from ..extensions import db
 from ..importer.cells import starts_like_formula
-from ..importer.layout import KEY_HEADERS, NOTE_HEADER
+from ..importer.header import KEY_HEADERS, NOTE_HEADER
 from ..importer.xlsxwrite import write_xlsx
 from ..models import IntegrationSettings, Member
 from . import columns

@@ -18,12 +18,15 @@ equal a row-by-row sum exactly for integer values (below 2**53) and within float
 from __future__ import annotations
 
 import datetime as dt
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from operator import add
+from itertools import groupby
+from operator import itemgetter
 
 from sqlalchemy import Date, bindparam, delete, select, text
 
 from ..extensions import db
+from ..importer.block import NUMBERS, Block
 from ..models import Import, ImportTotal, MonthTotal
 
 LINES = 0  # the column id of a member's line count (column ids start at 1)
@@ -33,46 +36,72 @@ def month_of(date: dt.date) -> dt.date:
     return date.replace(day=1)
 
 
-class ImportSums:
-    """The sums and line counts of an import per member and graph column, taken from its rows as they stream.
+# Rows whose member ids and numbers ImportSums keeps before it folds them into its sums.
+FOLD_ROWS = 1 << 16
 
-    The runner hands over each batch it inserts; nothing re-reads the stored rows. Each member
-    keeps one running sum per column of the file, added to line by line in file order.
+
+class ImportSums:
+    """The sums and line counts of an import per member and graph column, taken from its Blocks as they stream.
+
+    The runner hands over each Block it stores; nothing re-reads the stored rows. The Blocks'
+    member ids and numbers are kept up to FOLD_ROWS rows, then folded into running sums member
+    by member: sorting the row indexes by member and gathering a member's cells of a column with
+    one itemgetter leaves no Python step per row or cell (on the 200,000-row reference file
+    0.1 s, where adding each row's values as a dict took 0.55 s). sum() goes on from the running
+    total, so each sum still adds a member's values one by one in file order.
     """
 
     def __init__(self, column_ids: Sequence[int]):
-        """column_ids: the file's graph columns in header order, the order of every row's values."""
+        """column_ids: the file's graph columns in header order, the order of every Block's numbers."""
         self._column_ids = tuple(column_ids)
-        self._index = {column_id: index for index, column_id in enumerate(self._column_ids)}
-        # member id -> [lines, lines with every column, running sums, lines per column among the others]
+        self._member_ids = array("q")
+        self._numbers = array(NUMBERS)
+        # member id -> [lines, running sum per column, lines with a value per column]
         self._members: dict[int, list] = {}
 
-    def add(self, batch: Iterable[tuple]) -> None:
-        """Take one batch of the reader's (line, member id, values, note) tuples."""
-        width, members = len(self._column_ids), self._members
-        for _line, member_id, values, _note in batch:
+    def add(self, block: Block) -> None:
+        """Take one Block of the reader's valid rows."""
+        self._member_ids.extend(block.member_ids)
+        self._numbers.extend(block.numbers)
+        if len(self._member_ids) >= FOLD_ROWS:
+            self._fold()
+
+    def _fold(self) -> None:
+        member_ids, width, members = self._member_ids, len(self._column_ids), self._members
+        order = sorted(range(len(member_ids)), key=member_ids.__getitem__)  # stable: file order within a member
+        groups = []
+        for member_id, indexes in groupby(order, key=member_ids.__getitem__):
+            indexes = list(indexes)
             member = members.get(member_id)
             if member is None:
-                member = members[member_id] = [0, 0, [0.0] * width, [0] * width]
-            member[0] += 1
-            if len(values) == width:
-                # A line with every column (most lines): its values come in the sums' order, so
-                # one map adds them all at C speed.
-                member[1] += 1
-                member[2] = list(map(add, member[2], values.values()))
-            else:
-                sums, counts, index = member[2], member[3], self._index
-                for column_id, value in values.items():
-                    sums[index[column_id]] += value
-                    counts[index[column_id]] += 1
+                member = members[member_id] = [0, [0.0] * width, [0] * width]
+            member[0] += len(indexes)
+            pick = itemgetter(*indexes) if len(indexes) > 1 else (lambda column, index=indexes[0]: (column[index],))
+            groups.append((member[1], member[2], pick))
+        del order
+        for index in range(width):
+            column = self._numbers[index::width]
+            for sums, counts, pick in groups:
+                values = pick(column)
+                total = sum(values, sums[index])
+                if total != total:  # NaN: some of the cells are empty
+                    values = [value for value in values if value == value]
+                    total = sum(values, sums[index])
+                sums[index] = total
+                counts[index] += len(values)
+        self._member_ids = array("q")
+        self._numbers = array(NUMBERS)
 
     def rows(self) -> Iterator[tuple[int, int, float, int]]:
-        """(member id, column id, total, line count), LINES first for each member; columns without a value are absent."""
-        for member_id, (lines, full, sums, counts) in self._members.items():
+        """(member id, column id, total, line count) by member id, LINES first for each member; columns
+        without a value are absent."""
+        self._fold()
+        for member_id in sorted(self._members):
+            lines, sums, counts = self._members[member_id]
             yield member_id, LINES, 0.0, lines
             for column_id, total, count in zip(self._column_ids, sums, counts):
-                if full + count:
-                    yield member_id, column_id, total, full + count
+                if count:
+                    yield member_id, column_id, total, count
 
 
 def record_import(import_id: int, account_id: int, period_date: dt.date, sums: ImportSums) -> None:

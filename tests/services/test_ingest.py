@@ -21,6 +21,7 @@ from app.db import bulk
 from app.api.shapes import import_json
 from app.services import files, ingest, queue, results, runner
 from tests.fixtures.accounts import create_test_account
+from app.importer.block import Block
 from app.importer.layout import BATCH_ROWS
 from tests.fixtures.ingest import count, csv_file, ingest_options, line_count, run, stored, stored_lines
 from tests.fixtures.waiting import at_once
@@ -414,8 +415,10 @@ def test_a_value_that_is_not_a_finite_number_is_never_stored(app, make_account, 
     def overflowing(self):
         for batch in real_batches(self):
             # Line 3 gets a value that is no finite number, whatever the importer let through.
-            yield [(line, member_id, dict.fromkeys(values, bad) if line == 3 else values, note)
-                   for line, member_id, values, note in batch]
+            block = Block(batch.column_ids)
+            for line, member_id, values, note in batch:
+                block.append(line, member_id, dict.fromkeys(values, bad) if line == 3 else values, note)
+            yield block
 
     # Whatever the importer lets through, inf or nan must not be stored.
     monkeypatch.setattr(layout.CsvReader, "batches", overflowing)

@@ -19,6 +19,7 @@ from app.extensions import db, init_migrations
 from app.importer.filename import parse_period
 from app.models import Import, ImportTotal, ManualResult, Member, MonthTotal
 from app.services import results
+from app.importer.block import Block
 from app.services.totals import LINES, ImportSums
 from tests.fixtures.ingest import csv_file, ingest_options, month_sums, run, stored_lines
 
@@ -179,11 +180,55 @@ def test_board_equals_a_row_by_row_sum_of_the_file(app, make_account):
                        for member_id, lines_ in counts.items()}, key
 
 
+def _block(column_ids, rows, plain=False):
+    block = Block(column_ids)
+    for line, member_id, values, note in rows:
+        if plain:
+            block.append_plain(line, member_id, values, note)
+        else:
+            block.append(line, member_id, values, note)
+    return block
+
+
 def test_import_sums_add_line_by_line_in_file_order():
     sums = ImportSums([5, 3])
-    sums.add([(2, 10, {5: 0.1, 3: 1.0}, None), (3, 11, {}, "only a note")])
-    sums.add([(4, 10, {3: 2.0}, None), (5, 10, {5: 0.2, 3: 1e16}, None), (6, 10, {5: 0.3, 3: -1e16}, None)])
-    assert sorted(sums.rows()) == [
-        (10, LINES, 0.0, 4), (10, 3, ((1.0 + 2.0) + 1e16) - 1e16, 4), (10, 5, (0.1 + 0.2) + 0.3, 3),
+    sums.add(_block([5, 3], [(2, 10, {5: 0.1, 3: 1.0}, None), (3, 11, {}, "only a note")]))
+    sums.add(_block([5, 3], [(4, 10, {3: 2.0}, None), (5, 10, {5: 0.2, 3: 1e16}, None),
+                             (6, 10, {5: 0.3, 3: -1e16}, None)]))
+    assert list(sums.rows()) == [
+        (10, LINES, 0.0, 4), (10, 5, (0.1 + 0.2) + 0.3, 3), (10, 3, ((1.0 + 2.0) + 1e16) - 1e16, 4),
         (11, LINES, 0.0, 1),
     ]
+
+
+def test_import_sums_of_full_blocks_gather_each_members_lines_across_blocks():
+    sums = ImportSums([7])
+    sums.add(_block([7], [(2, 12, (1e16,), None), (3, 10, (5.0,), None)], plain=True))
+    sums.add(_block([7], [(4, 12, (1.0,), None), (5, 12, (-1e16,), None), (6, 11, (0.5,), None)], plain=True))
+    sums.add(_block([7], [(7, 12, (1.0,), None)], plain=True))
+    assert list(sums.rows()) == [
+        (10, LINES, 0.0, 1), (10, 7, 5.0, 1),
+        (11, LINES, 0.0, 1), (11, 7, 0.5, 1),
+        (12, LINES, 0.0, 4), (12, 7, ((1e16 + 1.0) - 1e16) + 1.0, 4),  # file order, not sorted by value
+    ]
+
+
+def test_import_sums_folded_every_few_rows_still_add_in_file_order(monkeypatch):
+    from app.services import totals
+
+    rows = [(line, 10 + line % 3, {5: 10.0 ** (line % 17) * (-1) ** line, 3: line / 7}, None) if line % 5
+            else (line, 10 + line % 3, {3: 0.1}, "empty 5") for line in range(2, 200)]
+    expected = {}
+    for _line, member_id, values, _note in rows:  # one by one, as a reader of the file would add them
+        member = expected.setdefault(member_id, {LINES: [0.0, 0]})
+        member[LINES][1] += 1
+        for column_id, value in values.items():
+            total = member.setdefault(column_id, [0.0, 0])
+            total[0] += value
+            total[1] += 1
+    monkeypatch.setattr(totals, "FOLD_ROWS", 7)  # folds inside blocks' worth of rows and across them
+    sums = ImportSums([5, 3])
+    for start in range(0, len(rows), 5):
+        sums.add(_block([5, 3], rows[start:start + 5]))
+    assert list(sums.rows()) == [(member_id, column_id, *expected[member_id][column_id])
+                                 for member_id in sorted(expected) for column_id in (LINES, 5, 3)]
