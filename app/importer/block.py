@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from math import isfinite, nan
 
 NUMBERS = "d"
+# (line, member id, values, note): the fields of a layout.Row, as iterating a Block gives them.
+RowTuple = tuple[int, int, dict[int, float], "str | None"]
 
 
 class Block:
@@ -27,7 +29,7 @@ class Block:
         self.numbers = array(NUMBERS)
         self.notes: list[str | None] = []
         # Rows a value of which is not a finite number (the readers never give one; bulk refuses them).
-        self.refused: list[tuple[int, int, dict[int, float], str | None]] = []
+        self.refused: list[RowTuple] = []
 
     def append_plain(self, line: int, member_id: int, numbers: Sequence[float], note: str | None) -> None:
         """Add a row with a finite number in every column, in column order (the reader's plain rows)."""
@@ -53,7 +55,7 @@ class Block:
         # NaN marks an empty cell (NaN != NaN); append keeps every other NaN out.
         return {column_id: value for column_id, value in zip(self.column_ids, row) if value == value}
 
-    def __getitem__(self, index: int) -> tuple[int, int, dict[int, float], str | None]:
+    def __getitem__(self, index: int) -> RowTuple:
         """Row `index` (of the valid rows; negative from the end) as iterating gives it."""
         index = range(len(self.lines))[index]
         return self.lines[index], self.member_ids[index], self.values(index), self.notes[index]
@@ -64,7 +66,7 @@ class Block:
     def __bool__(self) -> bool:
         return len(self) > 0
 
-    def __iter__(self) -> Iterator[tuple[int, int, dict[int, float], str | None]]:
+    def __iter__(self) -> Iterator[RowTuple]:
         for index, (line, member_id, note) in enumerate(zip(self.lines, self.member_ids, self.notes)):
             yield line, member_id, self.values(index), note
         yield from self.refused

@@ -41,10 +41,6 @@ class Row:
     note: str | None  # 備考 or None
 
 
-# (line, member id, values, note): the fields of a Row, as iterating a Block gives them.
-RowTuple = tuple[int, int, dict[int, float], "str | None"]
-
-
 def physical_lines(text: str, start: int = 0) -> Iterator[str]:
     """Yield the text's lines from `start` with their endings, one physical line each (\n, \r\n or a lone \r).
 
