@@ -103,9 +103,10 @@ def drain(batches: Iterator[list]) -> int:
     return sum(len(batch) for batch in batches)
 
 
-def replace_previous_import(account_id: int, filename: str, import_id: int) -> int | None:
+def replace_previous_import(account_id: int, filename: str, import_id: int) -> list[int]:
     """Delete the results of every earlier succeeded import of this file name and mark them replaced by
-    `import_id`; return the latest one's id.
+    `import_id`; return their ids, the latest first. Their sums go when the new ones are written
+    (totals.record_import).
 
     Runs inside the caller's transaction, so the old rows vanish only if the new ones commit.
     """
@@ -122,7 +123,6 @@ def replace_previous_import(account_id: int, filename: str, import_id: int) -> i
         execution_options={"synchronize_session": False},
     )
     replaced = list(db.session.scalars(earlier.order_by(Import.finished_at.desc(), Import.id.desc())))
-    totals.forget_imports(account_id, replaced)
     if replaced:
         # 置換済, recorded with the replacement itself (it commits or vanishes with the new rows).
         # An import replaced before keeps the import that replaced it first.
@@ -131,7 +131,7 @@ def replace_previous_import(account_id: int, filename: str, import_id: int) -> i
             .values(replaced_by_id=import_id),
             execution_options={"synchronize_session": False},
         )
-    return replaced[0] if replaced else None
+    return replaced
 
 
 def run_import(import_id: int) -> Import:
@@ -144,7 +144,8 @@ def run_import(import_id: int) -> Import:
     started = time.monotonic()
     account_id, filename = imp.account_id, imp.filename
     started_at = utcnow()
-    replaced, rows = None, 0
+    replaced: list[int] = []
+    rows = 0
     try:
         # The stored bytes are read here and referenced only by _prepare, so they are freed
         # once decoded: peak memory is the decoded text of the file, not text + bytes.
@@ -158,7 +159,7 @@ def run_import(import_id: int) -> Import:
                 replaced, rows, unstorable, sums = _store_rows(imp, prepared)
                 errors = prepared.reader.errors + unstorable
                 if not errors:
-                    totals.record_import(imp.id, account_id, prepared.period.date, sums)
+                    totals.record_import(imp.id, account_id, prepared.period.date, sums, replaced)
             prepared.ignored_headers = list(prepared.reader.ignored_headers)
             # The decoded text is not needed for the outcome and the report: free it now.
             prepared.reader = None
@@ -168,16 +169,16 @@ def run_import(import_id: int) -> Import:
         prepared, errors = None, [RowError(message=SYSTEM_ERROR_MESSAGE)]
     if errors:
         return finish_failed(import_id, errors, prepared, started_at, started)
-    return _finish_succeeded(imp, prepared, rows, replaced, started_at, started)
+    return _finish_succeeded(imp, prepared, rows, replaced[0] if replaced else None, started_at, started)
 
 
-def _store_rows(imp: Import, prepared: Prepared) -> tuple[int | None, int, list[RowError], totals.ImportSums]:
+def _store_rows(imp: Import, prepared: Prepared) -> tuple[list[int], int, list[RowError], totals.ImportSums]:
     """Delete the previous import's results and insert this file's rows in batches (no commit).
 
     Each of the reader's batches is stored as one block (app/db/bulk.py). Memory stays flat: one
     batch exists at a time, never a list of all rows.
     The per-member sums are taken from the same batches (no second read of the stored rows).
-    Returns (replaced import id, rows read, errors of values that cannot be stored, the sums).
+    Returns (replaced import ids, rows read, errors of values that cannot be stored, the sums).
     """
     assert prepared.period is not None and prepared.reader is not None
     replaced = replace_previous_import(imp.account_id, imp.filename, imp.id)

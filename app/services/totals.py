@@ -104,8 +104,15 @@ class ImportSums:
                     yield member_id, column_id, total, count
 
 
-def record_import(import_id: int, account_id: int, period_date: dt.date, sums: ImportSums) -> None:
-    """Write an import's sums into import_totals and add them to its month (no commit)."""
+def record_import(import_id: int, account_id: int, period_date: dt.date, sums: ImportSums,
+                  replaced: Iterable[int] = ()) -> None:
+    """Write an import's sums into import_totals, and in its month take the replaced imports' sums out and
+    its own in (no commit).
+
+    A file name's imports are all of one month, so one upsert adds the difference (new sums minus
+    the replaced ones) where a subtraction and an addition took two; a replaced import of another
+    month would be taken out there. The replaced imports' import_totals are deleted.
+    """
     rows = [(import_id, *row) for row in sums.rows()]
     if rows:
         # Tens of thousands of rows (members × columns): plain tuples to the driver's executemany,
@@ -115,23 +122,21 @@ def record_import(import_id: int, account_id: int, period_date: dt.date, sums: I
         connection.exec_driver_sql(
             "INSERT INTO import_totals (import_id, member_id, column_id, total, line_count) "
             f"VALUES ({', '.join([mark] * 5)})", rows)
-    _add_to_month(account_id, month_of(period_date), [import_id], sign=1)
-
-
-def forget_imports(account_id: int, import_ids: Iterable[int]) -> None:
-    """Subtract replaced imports' totals from their months and delete them (before their rows go; no commit)."""
-    ids = list(import_ids)
-    if not ids:
-        return
+    month = month_of(period_date)
     months: dict[dt.date, list[int]] = {}
-    for import_id, period_date in db.session.execute(
-        select(Import.id, Import.period_date).where(Import.id.in_(ids), Import.period_date.is_not(None))
-    ):
-        months.setdefault(month_of(period_date), []).append(import_id)
-    for month, month_ids in sorted(months.items()):
-        _add_to_month(account_id, month, month_ids, sign=-1)
-    db.session.execute(delete(ImportTotal).where(ImportTotal.import_id.in_(ids)),
-                       execution_options={"synchronize_session": False})
+    replaced = list(replaced)
+    if replaced:
+        for replaced_id, replaced_date in db.session.execute(
+            select(Import.id, Import.period_date).where(Import.id.in_(replaced), Import.period_date.is_not(None))
+        ):
+            months.setdefault(month_of(replaced_date), []).append(replaced_id)
+    same = months.pop(month, [])
+    for other, ids in sorted(months.items()):
+        _add_to_month(account_id, other, ids, subtracted=ids)
+    _add_to_month(account_id, month, [import_id, *same], subtracted=same)
+    if replaced:
+        db.session.execute(delete(ImportTotal).where(ImportTotal.import_id.in_(replaced)),
+                           execution_options={"synchronize_session": False})
 
 
 def _upsert_month(select_sql: str) -> str:
@@ -144,14 +149,21 @@ def _upsert_month(select_sql: str) -> str:
     )
 
 
-def _add_to_month(account_id: int, month: dt.date, import_ids: list[int], sign: int) -> None:
+def _add_to_month(account_id: int, month: dt.date, import_ids: list[int], subtracted: list[int]) -> None:
+    """Add the import_totals of `import_ids` to the month, those of `subtracted` (among them) negated; then
+    drop the rows left without lines."""
+    sign = "CASE WHEN import_id IN :subtracted THEN -1 ELSE 1 END * " if subtracted else ""
     # Rows go in key order, so two imports of one month on PostgreSQL lock them in the same order.
     statement = text(_upsert_month(
-        f"SELECT :account_id, :month, member_id, column_id, SUM(total) * {sign}, SUM(line_count) * {sign} "
+        f"SELECT :account_id, :month, member_id, column_id, SUM({sign}total), SUM({sign}line_count) "
         "FROM import_totals WHERE import_id IN :ids GROUP BY member_id, column_id ORDER BY member_id, column_id"
     )).bindparams(bindparam("month", type_=Date), bindparam("ids", expanding=True))
-    db.session.execute(statement, {"account_id": account_id, "month": month, "ids": import_ids})
-    if sign < 0:
+    parameters = {"account_id": account_id, "month": month, "ids": import_ids}
+    if subtracted:
+        statement = statement.bindparams(bindparam("subtracted", expanding=True))
+        parameters["subtracted"] = subtracted
+    db.session.execute(statement, parameters)
+    if subtracted:
         _drop_empty(account_id, month)
 
 
