@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import csv
 import io
+from array import array
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 
 from app.errors import ErrorList, RowError
-from app.importer.block import Block
+from app.importer.block import NUMBERS, Block
 from app.importer.header import HeaderRules, normalize
 from app.importer.values import SAFE_DIGITS, is_digits, is_plain, parse_value
 
@@ -144,9 +146,10 @@ class CsvReader:
             return
         reader = csv.reader(physical_lines(self._text), strict=True, delimiter=delimiter)
         last = 0  # the physical line where the previous record ended
-        batch = Block(())
-        count = 0  # data records, valid or not
+        self._count = 0  # data records, valid or not
         syntax_error = False
+        records: list[list[str]] = []  # read but not yet checked, with the lines where each ends
+        ends: list[int] = []
         try:
             for record in reader:
                 line = last + 1
@@ -159,56 +162,83 @@ class CsvReader:
             plan = self._read_header(record, line)
             if plan is None:
                 return  # header errors stop the file: rows cannot be understood without it
-            value_indexes, column_ids, names, note_index, key_index = plan
-            self.value_column_ids = list(column_ids)
-            batch = Block(column_ids)
-            width = len(self.header)
-            member_of = self._members.get
-            get_values = _getter(value_indexes)
+            self.value_column_ids = list(plan[1])
+            self._batch_rules = _BatchRules(*plan, width=len(self.header), member_of=self._members.get)
             for record in reader:
-                line = last + 1
-                last = reader.line_num
-                if len(batch.lines) >= BATCH_ROWS:
-                    yield batch
-                    batch = Block(column_ids)
-                if not any(record):
-                    continue  # blank line, or Excel's ",,,"
-                count += 1
-                if len(record) != width and not self._fit(record, width, line):
-                    self._check_cells(record, line, value_indexes, names)  # report its other errors too
-                    continue
-                member_id = member_of(record[key_index])
-                if member_id is None:
-                    if not any(cell.strip() for cell in record):
-                        count -= 1
-                        continue  # only spaces: as blank as an empty line
-                    member_id = self._member(record[key_index], line)
-                cells = get_values(record)
-                plain = values = None
-                joined = "".join(cells)
-                if len(joined) <= SAFE_DIGITS and is_plain(joined):  # at most 308 digits: always finite
-                    try:
-                        plain = tuple(map(float, cells))
-                    except ValueError:
-                        pass  # an empty cell or a misplaced "-": parse_value says what is wrong
-                if plain is None:
-                    values = self._values(cells, line, column_ids, names)
-                    if values is None:
-                        continue
-                if member_id is None:
-                    continue
-                note = (record[note_index].strip() or None) if note_index is not None else None
-                if plain is not None:
-                    batch.append_plain(line, member_id, plain, note)
-                else:
-                    batch.append(line, member_id, values, note)
+                records.append(record)
+                ends.append(reader.line_num)
+                if len(records) >= BATCH_ROWS:
+                    batch = self._batch(records, ends, last)
+                    last, records, ends = ends[-1], [], []
+                    if batch:
+                        yield batch
         except csv.Error as error:
-            errors.append(csv_error(last + 1, error))
             syntax_error = True
-        if batch:
-            yield batch  # with a syntax error, the rows before it too (the error still rejects the file)
-        if count == 0 and not syntax_error:
+            # The records before it are still checked (their errors are listed; the file is refused).
+            batch = self._batch(records, ends, last)
+            if batch:
+                yield batch
+            errors.append(csv_error((ends[-1] if ends else last) + 1, error))
+            records = []
+        if records:
+            batch = self._batch(records, ends, last)
+            if batch:
+                yield batch
+        if self._count == 0 and not syntax_error:
             errors.append(RowError(message=NO_DATA_MESSAGE))
+
+    def _batch(self, records: list[list[str]], ends: list[int], last: int) -> Block:
+        """The valid rows of consecutive records (ending at lines `ends`, the one before them at `last`)."""
+        if not records:
+            return Block(())
+        rules = self._batch_rules
+        block = Block(rules.column_ids)
+        if ends[-1] - last == len(records):  # one line each: the lines are known without a loop
+            plain = _plain_batch(records, rules)
+            if plain is not None:
+                block.lines = list(range(last + 1, ends[-1] + 1))
+                block.member_ids, block.numbers, block.notes = plain
+                self._count += len(records)
+                return block
+        starts = [last + 1, *(end + 1 for end in ends[:-1])]
+        for record, line in zip(records, starts):
+            self._row(record, line, rules, block)
+        return block
+
+    def _row(self, record: list[str], line: int, rules: _BatchRules, block: Block) -> None:
+        """Check one record; add it to `block` if valid, record its errors if not."""
+        if not any(record):
+            return  # blank line, or Excel's ",,,"
+        self._count += 1
+        if len(record) != rules.width and not self._fit(record, rules.width, line):
+            self._check_cells(record, line, rules.value_indexes, rules.names)  # report its other errors too
+            return
+        member_id = rules.member_of(record[rules.key_index])
+        if member_id is None:
+            if not any(cell.strip() for cell in record):
+                self._count -= 1
+                return  # only spaces: as blank as an empty line
+            member_id = self._member(record[rules.key_index], line)
+        cells = rules.get_values(record)
+        plain = values = None
+        joined = "".join(cells)
+        if len(joined) <= SAFE_DIGITS and is_plain(joined):  # at most 308 digits: always finite
+            try:
+                plain = tuple(map(float, cells))
+            except ValueError:
+                pass  # an empty cell or a misplaced "-": parse_value says what is wrong
+        if plain is None:
+            values = self._values(cells, line, rules.column_ids, rules.names)
+            if values is None:
+                return
+        if member_id is None:
+            return
+        note_index = rules.note_index
+        note = (record[note_index].strip() or None) if note_index is not None else None
+        if plain is not None:
+            block.append_plain(line, member_id, plain, note)
+        else:
+            block.append(line, member_id, values, note)
 
     def _read_header(self, record: list[str], line: int) -> tuple[list[int], list[int], list[str], int | None, int] | None:
         """Check the header (header.HeaderRules); return (value cell indexes, column ids, header names,
@@ -295,6 +325,54 @@ def _getter(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
         index = indexes[0]
         return lambda record: (record[index],)
     return itemgetter(*indexes)
+
+
+_NO_NOTE = {"": None}
+
+
+@dataclass
+class _BatchRules:
+    """Where a file's cells are (from its header), as the checks of its records need them."""
+
+    value_indexes: list[int]
+    column_ids: list[int]
+    names: list[str]
+    note_index: int | None
+    key_index: int
+    width: int
+    member_of: Callable[[str], int | None]
+    get_values: Callable[[list[str]], tuple[str, ...]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.get_values = _getter(self.value_indexes)
+
+
+def _plain_batch(records: list[list[str]], rules: _BatchRules) -> tuple[list[int], array, list[str | None]] | None:
+    """(member ids, numbers, notes) of records that are all plainly valid, checked at C speed; else None.
+
+    Plainly valid: the header's width, a member found as written, and value cells that float()
+    reads exactly as parse_value does (values.is_plain over all of them at once, each of at most
+    SAFE_DIGITS characters, so always finite), read as int() reads them. Any other batch goes record by record, which says
+    what is wrong where. On the 200,000-row reference file this is about half the reader's time.
+    """
+    if any(map(rules.width.__ne__, map(len, records))):
+        return None
+    member_ids = list(map(rules.member_of, map(itemgetter(rules.key_index), records)))
+    if None in member_ids:
+        return None
+    cells = list(chain.from_iterable(map(rules.get_values, records)))
+    if max(map(len, cells)) > SAFE_DIGITS or not is_plain("".join(cells)):
+        return None
+    try:
+        # int() of a digit run is exact and a third faster than float(), and an int's float is
+        # correctly rounded, as float() of the text is: the same numbers.
+        numbers = array(NUMBERS, map(int, cells))
+    except ValueError:
+        return None  # an empty cell or a misplaced "-"
+    if rules.note_index is None:
+        return member_ids, numbers, [None] * len(records)
+    notes = list(map(str.strip, map(itemgetter(rules.note_index), records)))
+    return member_ids, numbers, list(map(_NO_NOTE.get, notes, notes))  # "" -> None, any other note itself
 
 
 def parse_all(text: str, *, columns: dict[str, int], member_key: str,
