@@ -84,7 +84,7 @@ class Inserter:
 
     def insert(self, block: Block) -> None:
         """Store one Block; raise Unstorable (before writing anything of it) for a value that cannot be stored."""
-        if not block.lines and not block.refused:
+        if not block:
             return
         row = pack(block)
         self._connection.execute(insert(ResultBlock.__table__), [{**self._key, "block": self._blocks, **row}])

@@ -31,7 +31,7 @@ class Block:
         # Rows a value of which is not a finite number (the readers never give one; bulk refuses them).
         self.refused: list[RowTuple] = []
 
-    def append_plain(self, line: int, member_id: int, numbers: Sequence[float], note: str | None) -> None:
+    def append_plain(self, line: int, member_id: int, numbers: Sequence[float | int], note: str | None) -> None:
         """Add a row with a finite number in every column, in column order (the reader's plain rows)."""
         self.lines.append(line)
         self.member_ids.append(member_id)

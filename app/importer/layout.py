@@ -22,11 +22,11 @@ UNKNOWN_MEMBER = "メンバー設定に存在しない"
 NO_DATA_MESSAGE = "データ行がありません。1行目の見出しの下に、メンバーごとの行を入れてください。"
 SEMICOLON_SEPARATOR = ("区切り文字がセミコロン(;)です。カンマ(,)かタブで区切ってください"
                        "(Excelでは「CSV(コンマ区切り)」または「テキスト(タブ区切り)」で保存)")
-# Valid rows are handed out in Blocks of this many (one stored block each, app/db/bulk.py).
-# Small enough that the objects of a batch die young: with 4,000 rows of dicts they outlived two
-# young collections, landed in the oldest generation and set off full collections of the whole
-# heap (measured on the 200,000-row file: 0.42-0.49 s CPU in the cyclic GC per import at 4,000,
-# 0.21 s at 1,000, 0.06 s at 500 and at 250), with no process-wide GC setting touched.
+# Records are checked, and valid rows handed out in Blocks (one stored block each, app/db/bulk.py),
+# this many at a time. Chosen when each row was a dict: with 4,000 they outlived two young
+# collections, landed in the oldest generation and set off full collections of the whole heap
+# (measured on the 200,000-row file: 0.42-0.49 s CPU in the cyclic GC per import at 4,000, 0.21 s
+# at 1,000, 0.06 s at 500 and at 250). Blocks hold no object per row; larger ones are not measured.
 BATCH_ROWS = 500
 # Characters of the text physical_lines hands to StringIO at a time (a copy of at most 256 KiB;
 # 64 Ki, 256 Ki and 1 Mi characters read the 200,000-row file equally fast).
@@ -224,7 +224,7 @@ class CsvReader:
         joined = "".join(cells)
         if len(joined) <= SAFE_DIGITS and is_plain(joined):  # at most 308 digits: always finite
             try:
-                plain = tuple(map(float, cells))
+                plain = tuple(map(int, cells))  # as _plain_batch reads them: the same floats, exactly
             except ValueError:
                 pass  # an empty cell or a misplaced "-": parse_value says what is wrong
         if plain is None:
