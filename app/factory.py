@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import sqlite3
 
 from dotenv import load_dotenv
 from flask import Flask, render_template, request
 from sqlalchemy import event
 
 from . import config as config_module
+from .db import sqlite as sqlite_settings
 from .errors import error_total
 from .extensions import csrf, db, login_manager
 from .formats import TIME_FORMAT, shown_number, shown_time
@@ -88,18 +88,7 @@ def _register_sqlite_listeners(app: Flask) -> None:
     for engine in engines:
         if engine.dialect.name != "sqlite":
             continue
-        event.listen(engine, "connect", _sqlite_pragmas)
-
-
-def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
-    # WAL lets the UI read while the worker writes; busy_timeout makes writers wait instead of failing.
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        cur = dbapi_connection.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.close()
+        event.listen(engine, "connect", sqlite_settings.apply_settings)
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -1,6 +1,7 @@
 """The factory and the schema: migrations are the single source, and they match the models."""
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -557,3 +558,38 @@ def test_migration_0020_adds_the_overdue_settings_and_periods_and_takes_them_bac
     assert not {name for name in column_names("integration_settings") if name.startswith("overdue_")}
     assert "overdue_periods" not in inspect(db.engine).get_table_names()
     assert db.session.scalar(text("SELECT count(*) FROM integration_settings")) == 1
+
+
+def test_connections_opening_a_new_sqlite_file_at_once_all_end_in_wal(tmp_path):
+    """Two machines' first start open one new file together; switching to WAL must not fail either."""
+    import threading
+
+    from app.db.sqlite import apply_settings
+
+    openers = 4
+    for round_ in range(40):
+        path = tmp_path / f"new{round_}.db"
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE t (x)")
+        conn.close()
+        start = threading.Barrier(openers)
+        modes, errors = [], []
+
+        def open_one():
+            conn = sqlite3.connect(path, timeout=30)
+            start.wait()
+            try:
+                apply_settings(conn)
+                modes.append(conn.execute("PRAGMA journal_mode").fetchone()[0])
+            except sqlite3.Error as exc:
+                errors.append(exc)
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=open_one) for _ in range(openers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, (round_, errors)
+        assert modes == ["wal"] * openers

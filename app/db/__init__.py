@@ -1,1 +1,2 @@
-"""Database helpers below the services: the bulk insert (bulk.py) and the same-file-name lock (locks.py)."""
+"""Database helpers below the services: the bulk insert (bulk.py) and the same-file-name lock (locks.py) and
+the SQLite connection settings (sqlite.py)."""
