@@ -7,16 +7,11 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from markupsafe import Markup
 
 from .. import config, queryargs
-from ..formats import shown_cells
 from ..services import overdue, results
 from . import board, bp
 from .chart import bars
-
-NO_VALUE = "—"  # a member without data in a cell and in the chart: never shown as 0
-
 
 @bp.route("/favicon.ico")
 def favicon():
@@ -51,9 +46,9 @@ def index():
     if column is not None and table.members and has_results:
         picked = column_ids.index(column.id)
         chart = bars([member.name for member in shown_members], [row[picked] for row in shown_values],
-                     column.unit or "", title=f"{when}の{column.name}", missing=NO_VALUE)
-    rows = [(member, number_cells(values)) for member, values in zip(shown_members, shown_values)]
-    footer = number_cells([table.column_totals.get(c.id) for c in table.columns])
+                     column.unit or "", title=f"{when}の{column.name}", missing=board.NO_VALUE)
+    body = board.body_rows(shown_members, shown_values)
+    footer = board.number_cells([table.column_totals.get(c.id) for c in table.columns])
     # Every link of the page keeps what the others chose: the month or day, the chart's column, the order.
     kept = {"column": column.id if column else None,
             "sort": key if key != "no" else None, "order": order if order != board.default_order(key) else None}
@@ -80,7 +75,7 @@ def index():
     return render_template(
         "main/index.html",
         table=table,
-        rows=rows,
+        body=body,
         footer=footer,
         year=year,
         month=month,
@@ -104,17 +99,6 @@ def index():
         overdue_banners=[overdue.banner_text(entry, config.timezone(current_app))
                          for entry in overdue.open_periods(account_id)],
     )
-
-
-def number_cells(values) -> Markup:
-    """Return one table row's number cells (<td class="num">…</td> each, "—" for None) as markup.
-
-    Made here, not by a loop in the template: a 5,000-member month has 35,000 cells, and a
-    filter call, an escape and three yields per cell were most of the page's time. The text
-    of a number (digits, ",", ".", "-", "inf", "nan") holds nothing to escape, and only None
-    gives "".
-    """
-    return Markup("".join([f'<td class="num">{text or NO_VALUE}</td>' for text in shown_cells(values)]))
 
 
 def _requested_day() -> dt.date | None:
