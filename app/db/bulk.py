@@ -1,4 +1,4 @@
-"""The stored form of an import's rows: one `result_blocks` row (models.ResultBlock) per reader Block.
+"""The stored form of an import's rows: one `result_blocks` row (models_results.ResultBlock) per reader Block.
 
 The runner hands each of the reader's Blocks (layout.BATCH_ROWS rows, app/importer/block.py) to
 Inserter.insert, which stores its arrays as they are; `unpack` gives a stored block back as a
@@ -17,7 +17,8 @@ from sqlalchemy import Connection, insert
 
 from ..importer.block import NUMBERS, Block
 from ..importer.layout import Row
-from ..models import Import, ResultBlock
+from ..models import Import
+from ..models_results import ResultBlock
 
 # Error records per insert (the runner's insert of a failed import's errors).
 BATCH_SIZE = 4000

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import case, func, or_, select
 
 from ..extensions import db
-from ..models import Import, ImportTotal, ManualResult, Member, MonthTotal
+from ..models import Import, Member
+from ..models_results import ImportTotal, ManualResult, MonthTotal
 from .totals import LINES
 
 

@@ -26,7 +26,8 @@ from ..importer.filename import (FILENAME_MESSAGE, Period, is_archive, is_workbo
                                  period_label)
 from ..importer.header import KEY_HEADERS
 from ..importer.layout import NO_DATA_MESSAGE, UNKNOWN_MEMBER
-from ..models import Account, GraphColumn, Import, ImportTotal, IntegrationSettings, OutboxMail, utcnow
+from ..models import Account, GraphColumn, Import, IntegrationSettings, OutboxMail, utcnow
+from ..models_results import ImportTotal
 from . import outbox
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from ..extensions import db
 from ..importer.cells import starts_like_formula
 from ..importer.filename import Period, parse_period
 from ..importer.header import KEY_HEADERS, NOTE_HEADER
-from ..models import GraphColumn, Import, IntegrationSettings, ManualResult, Member, ResultBlock
+from ..models import GraphColumn, Import, IntegrationSettings, Member
+from ..models_results import ManualResult, ResultBlock
 from . import monthgrid
 from . import totals as month_totals
 

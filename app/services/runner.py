@@ -23,7 +23,8 @@ from ..importer.encoding import decode
 from ..importer.filename import Period, is_workbook, parse_filename
 from ..importer.layout import CsvReader, Row
 from ..importer.records import RecordReader
-from ..models import Import, ImportErrorRecord, IntegrationSettings, ResultBlock, utcnow
+from ..models import Import, ImportErrorRecord, IntegrationSettings, utcnow
+from ..models_results import ResultBlock
 from . import accounts, claims, columns, files, members, reports, totals
 
 log = logging.getLogger(__name__)

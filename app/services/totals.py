@@ -27,7 +27,8 @@ from sqlalchemy import Date, bindparam, delete, select, text
 
 from ..extensions import db
 from ..importer.block import NUMBERS, Block
-from ..models import Import, ImportTotal, MonthTotal
+from ..models import Import
+from ..models_results import ImportTotal, MonthTotal
 
 LINES = 0  # the column id of a member's line count (column ids start at 1)
 

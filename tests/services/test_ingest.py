@@ -16,7 +16,8 @@ from app import create_app
 from app.errors import Invalid, NotFound
 from app.extensions import db
 from app.importer.filename import parse_period
-from app.models import Import, ImportErrorRecord, ManualResult, OutboxMail, ResultBlock
+from app.models import Import, ImportErrorRecord, OutboxMail
+from app.models_results import ManualResult, ResultBlock
 from app.db import bulk
 from app.api.shapes import import_json
 from app.services import files, ingest, queue, results, runner

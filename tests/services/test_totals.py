@@ -17,7 +17,8 @@ from sqlalchemy import func, select, update
 from app.api.queries import results_json
 from app.extensions import db, init_migrations
 from app.importer.filename import parse_period
-from app.models import Import, ImportTotal, ManualResult, Member, MonthTotal
+from app.models import Import, Member
+from app.models_results import ImportTotal, ManualResult, MonthTotal
 from app.services import results
 from app.importer.block import Block
 from app.services.totals import LINES, ImportSums
