@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from app.errors import ImportRejected
-from app.importer import encoding
+from app.importer import eucjp
 from app.importer.encoding import decode
 from tests.fixtures.encodings import PRODUCERS, produce
 
@@ -208,8 +208,8 @@ def test_every_eucjp_ms_code_reads_as_iconv_reads_it() -> None:
 
 def _read_eucjp_ms(code: bytes, *, fast: bool) -> str:
     try:
-        return encoding._decode_euc(code, eucjp_ms=True, fast=fast)
-    except encoding._Unreadable:
+        return eucjp.decode_euc(code, eucjp_ms=True, fast=fast)
+    except eucjp.Unreadable:
         return ""
 
 
@@ -234,7 +234,7 @@ def test_euc_jp_that_is_also_valid_cp932_is_read_as_euc_jp(text: str) -> None:
 def test_cp932_half_width_katakana_that_is_also_valid_euc_jp_stays_cp932() -> None:
     text = "No.,memo\r\n1,ｶﾌﾞｼｷｶﾞｲｼｬ\r\n"
     data = text.encode("cp932")
-    encoding._decode_eucjp_ms(data)  # guards the fixture: it reads as (random) EUC-JP kanji too
+    eucjp.decode_eucjp_ms(data)  # guards the fixture: it reads as (random) EUC-JP kanji too
     assert decode(data) == (text, "cp932")
 
 
