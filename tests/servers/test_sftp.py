@@ -190,6 +190,18 @@ def test_uploads_over_the_size_cap_are_refused_and_discarded(app, ftp_account, s
 # Confinement and what is not offered
 
 
+def not_refused(*attempts) -> list[tuple]:
+    """The attempts (call, *args) that did not raise PermissionError, by name; any other error is raised."""
+    done = []
+    for call, *args in attempts:
+        try:
+            call(*args)
+        except PermissionError:
+            continue
+        done.append((call.__name__, *args))
+    return done
+
+
 def test_nothing_outside_the_home_is_reachable(app, ftp_account, sftp_server, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -199,34 +211,20 @@ def test_nothing_outside_the_home_is_reachable(app, ftp_account, sftp_server, tm
 
     assert client.normalize(".") == "/"
     assert client.listdir("/") == ["link"]
-    for path in ("..", "/..", "../..", "processed/../../x"):
-        with pytest.raises(PermissionError):
-            client.stat(path)
-    with pytest.raises(PermissionError):
-        client.chdir("..")
-    # The symlink made outside Renkei points out of the home: refused, not followed.
-    with pytest.raises(PermissionError):
-        client.listdir("link")
-    with pytest.raises(PermissionError):
-        client.open("link/new.csv", "wb")
+    assert not_refused(*[(client.stat, path) for path in ("..", "/..", "../..", "processed/../../x")],
+                       (client.chdir, ".."),
+                       # The symlink made outside Renkei points out of the home: refused, not followed.
+                       (client.listdir, "link"), (client.open, "link/new.csv", "wb")) == []
     # An absolute path is inside the home: /etc is the home's (missing) etc folder.
     with pytest.raises(FileNotFoundError):
         client.open("/etc/passwd.csv", "wb")
     with client.open("20180516.csv", "wb") as f:
         f.write(ftp_csv())
-    with pytest.raises(PermissionError):
-        client.rename("20180516.csv", "../20180516.csv")
-    with pytest.raises(PermissionError):
-        client.posix_rename("20180516.csv", "link/20180516.csv")
-    with pytest.raises(PermissionError):
-        client.symlink("/etc/passwd", "passwd.csv")
-    with pytest.raises(PermissionError):
-        client.symlink("20180516.csv", "again.csv")
-    # No downloads, no appends (as over FTP).
-    with pytest.raises(PermissionError):
-        client.open("20180516.csv", "rb")
-    with pytest.raises(PermissionError):
-        client.open("20180516.csv", "ab")
+    assert not_refused((client.rename, "20180516.csv", "../20180516.csv"),
+                       (client.posix_rename, "20180516.csv", "link/20180516.csv"),
+                       (client.symlink, "/etc/passwd", "passwd.csv"), (client.symlink, "20180516.csv", "again.csv"),
+                       # No downloads, no appends (as over FTP).
+                       (client.open, "20180516.csv", "rb"), (client.open, "20180516.csv", "ab")) == []
     client.close()
     assert sorted(os.listdir(outside)) == ["secret.csv"]
     assert ftp_files(ftp_account.home) == ["20180516.csv"]
