@@ -15,34 +15,12 @@ import pytest
 from app.extensions import db
 from app.models import Import, IntegrationSettings
 from app.services import ftpcheck, ingest
-from tests.fixtures.ftp import FTP_BAD_CSV, ftp_csv, ftp_files, ftp_upload
+from tests.fixtures.ftp import FTP_BAD_CSV, ftp_csv, ftp_files, ftp_set_settings, ftp_staged_bytes, ftp_staging, ftp_upload
+from tests.fixtures.ingest import all_imports
 from tests.fixtures.waiting import wait_for
 
 # Checks only receive files: the import worker runs, as on a server, and imports them.
 pytestmark = pytest.mark.usefixtures("import_worker")
-
-
-def staging(app) -> list[str]:
-    folder = os.path.join(app.config["DATA_DIR"], "ftp-uploading")
-    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-
-
-def staged_bytes(app) -> int:
-    """Bytes the server has written to staging files so far."""
-    folder = os.path.join(app.config["DATA_DIR"], "ftp-uploading")
-    return sum(os.path.getsize(os.path.join(folder, name)) for name in staging(app))
-
-
-def imports() -> list[Import]:
-    db.session.rollback()
-    return list(db.session.scalars(db.select(Import).order_by(Import.id)))
-
-
-def set_settings(account_id: int, **fields) -> None:
-    settings = db.session.scalar(db.select(IntegrationSettings).where(IntegrationSettings.account_id == account_id))
-    for name, value in fields.items():
-        setattr(settings, name, value)
-    db.session.commit()
 
 
 # ---------------------------------------------------------------------------------------
@@ -53,12 +31,12 @@ def test_ftplib_upload_then_check_imports_and_moves_to_processed(app, ftp_accoun
     client = ftp_connect(ftp_server)
     assert ftp_upload(client, "20180516.csv", ftp_csv()).startswith("226")
     assert client.nlst() == ["20180516.csv"]
-    assert staging(app) == []
+    assert ftp_staging(app) == []
 
     result = ftpcheck.check_account(ftp_account.id)
 
     assert [(f.name, f.succeeded) for f in result.files] == [("20180516.csv", True)]
-    imp = imports()[-1]
+    imp = all_imports()[-1]
     assert (imp.channel, imp.filename, imp.sender, imp.status) == ("ftp", "20180516.csv", "ftp:acme", Import.SUCCEEDED)
     assert imp.row_count == 2
     # The uploader sees what happened: the file left the top folder for processed/.
@@ -76,7 +54,7 @@ def test_bad_file_goes_to_error_and_files_are_taken_in_name_order(app, ftp_accou
     result = ftpcheck.check_account(ftp_account.id)
 
     assert [(f.name, f.succeeded) for f in result.files] == [("20180516.csv", False), ("20180517.csv", True)]
-    assert [(i.filename, i.status) for i in imports()] == [("20180516.csv", Import.FAILED),
+    assert [(i.filename, i.status) for i in all_imports()] == [("20180516.csv", Import.FAILED),
                                                           ("20180517.csv", Import.SUCCEEDED)]
     assert [n[:9] for n in ftp_files(ftp_account.home / "error")] == ["20180516_"]
     assert [n[:9] for n in ftp_files(ftp_account.home / "processed")] == ["20180517_"]
@@ -146,7 +124,7 @@ def test_a_reupload_during_the_check_is_imported_by_the_next_check(app, client, 
     second = ftpcheck.check_account(ftp_account.id)
     assert [(f.name, f.succeeded) for f in second.files] == [("20180701.csv", True)]
     assert second.waiting == []
-    assert [(i.filename, i.sha256) for i in imports()] == [
+    assert [(i.filename, i.sha256) for i in all_imports()] == [
         ("20180701.csv", hashlib.sha256(old_bytes).hexdigest()), ("20180701.csv", hashlib.sha256(new_bytes).hexdigest())]
     assert ftp_files(ftp_account.home) == []
 
@@ -173,7 +151,7 @@ def test_login_refused_when_not_in_ftp_mode_or_integration_disabled(app, ftp_acc
 
         accounts.set_integration_enabled(ftp_account.slug, False)
     else:
-        set_settings(ftp_account.id, **change)
+        ftp_set_settings(ftp_account.id, **change)
     with pytest.raises(ftplib.error_perm, match="^530"):
         ftp_connect(ftp_server)
 
@@ -203,7 +181,7 @@ def test_a_right_password_of_an_account_not_taking_ftp_is_answered_as_a_wrong_on
 
         accounts.set_integration_enabled(ftp_account.slug, False)
     else:
-        set_settings(ftp_account.id, **change)
+        ftp_set_settings(ftp_account.id, **change)
     app.config.update(BAN_THRESHOLD=3)
     server = ftp_start()
     with caplog.at_level("INFO", logger="servers.ftp"):
@@ -281,15 +259,15 @@ def test_connections_per_address_are_capped(ftp_account, ftp_start, ftp_connect)
 def test_stopped_status_accepts_uploads_and_leaves_them_until_reactivated(app, ftp_account, ftp_server, ftp_connect):
     from app.errors import Invalid
 
-    set_settings(ftp_account.id, status="stopped")
+    ftp_set_settings(ftp_account.id, status="stopped")
     client = ftp_connect(ftp_server)
     ftp_upload(client, "20180516.csv", ftp_csv())
     with pytest.raises(Invalid, match="連動稼働停止"):
         ftpcheck.check_account(ftp_account.id)
     assert ftp_files(ftp_account.home) == ["20180516.csv"]
-    assert imports() == []
+    assert all_imports() == []
 
-    set_settings(ftp_account.id, status="active")
+    ftp_set_settings(ftp_account.id, status="active")
     assert [f.name for f in ftpcheck.check_account(ftp_account.id).files] == ["20180516.csv"]
     assert ftp_files(ftp_account.home) == []
 
@@ -462,7 +440,7 @@ def half_uploaded(app, client):
     client.voidcmd("TYPE I")
     conn = client.transfercmd("STOR 20180516.csv")
     conn.sendall(data[: len(data) // 2])
-    wait_for(lambda: staged_bytes(app) == len(data) // 2, 10, what="the partial upload in staging")
+    wait_for(lambda: ftp_staged_bytes(app) == len(data) // 2, 10, what="the partial upload in staging")
     return conn
 
 
@@ -475,9 +453,9 @@ def test_upload_reset_half_way_is_discarded(app, ftp_account, ftp_server, ftp_co
     with pytest.raises(ftplib.error_temp, match="^426"):
         client.voidresp()
     assert ftp_files(ftp_account.home) == []
-    assert staging(app) == []
+    assert ftp_staging(app) == []
     assert ftpcheck.check_account(ftp_account.id).files == []
-    assert imports() == []
+    assert all_imports() == []
 
 
 def test_upload_aborted_with_abor_is_discarded(app, ftp_account, ftp_server, ftp_connect):
@@ -489,8 +467,8 @@ def test_upload_aborted_with_abor_is_discarded(app, ftp_account, ftp_server, ftp
     assert client.getresp().startswith("226")
     conn.close()
     assert ftp_files(ftp_account.home) == []
-    assert staging(app) == []
-    assert imports() == []
+    assert ftp_staging(app) == []
+    assert all_imports() == []
 
 
 def test_client_dying_mid_upload_is_discarded(app, ftp_account, ftp_server, ftp_connect):
@@ -499,7 +477,7 @@ def test_client_dying_mid_upload_is_discarded(app, ftp_account, ftp_server, ftp_
     # A killed client: the kernel closes both connections, control first (lower descriptor).
     client.close()
     conn.close()
-    wait_for(lambda: staging(app) == [], 10, what="an empty staging folder")
+    wait_for(lambda: ftp_staging(app) == [], 10, what="an empty staging folder")
     assert ftp_files(ftp_account.home) == []
     assert ftpcheck.check_account(ftp_account.id).files == []
 
@@ -511,7 +489,7 @@ def test_upload_cut_by_server_stop_is_discarded(app, ftp_account, ftp_start, ftp
     server.stop()
     conn.close()
     assert ftp_files(ftp_account.home) == []
-    assert staging(app) == []
+    assert ftp_staging(app) == []
 
 
 def test_file_being_uploaded_slowly_is_left_for_the_next_check(app, ftp_account, ftp_server, ftp_connect):
@@ -532,7 +510,7 @@ def test_file_being_uploaded_slowly_is_left_for_the_next_check(app, ftp_account,
     uploader = threading.Thread(target=upload_slowly)
     uploader.start()
     try:
-        wait_for(lambda: staged_bytes(app) == 10, 10, what="the partial upload in staging")
+        wait_for(lambda: ftp_staged_bytes(app) == 10, 10, what="the partial upload in staging")
         first = ftpcheck.check_account(ftp_account.id)
         assert first.files == []
         assert ftp_files(ftp_account.home) == []
@@ -549,7 +527,7 @@ def test_upload_over_the_size_cap_is_refused_and_discarded(app, ftp_account, ftp
     client = ftp_connect(server)
     with pytest.raises((ftplib.error_perm, OSError)):
         ftp_upload(client, "20180516.csv", b"x" * 200_000)
-    wait_for(lambda: staging(app) == [], 10, what="an empty staging folder")
+    wait_for(lambda: ftp_staging(app) == [], 10, what="an empty staging folder")
     assert ftp_files(ftp_account.home) == []
     # A fresh session: when the client's send fails first (OSError), the 552 reply is still
     # unread on the old control connection and would answer the next command.

@@ -16,6 +16,10 @@ PENDING = "(before DATA)"  # the table's word for "sender not given"
 
 DISABLED_FTP_MAIL = "このアカウントでは外部連携設定が有効になっていません。"
 DISABLED_API = "このアカウントでは外部連携が有効になっていません。"
+REFUSED_STRANGER = f"送信元メールアドレスに登録されていない差出人のため受信を拒否しました: {STRANGER}"
+STOPPED_MAIL = "データ連動ステータスが連動稼働停止のため、メールを破棄しました"
+NOT_FTP = "データ連動方式がFTP連動ではないため、チェックしません。"
+NOT_API = "データ連動方式が「API連動」ではありません。"
 
 # channel, enabled, mode, status, sender -> outcome, reason, text
 TABLE = [
@@ -23,17 +27,13 @@ TABLE = [
     ("mail", True, "mail", "active", SENDER, Outcome.ACCEPT, None, ""),
     ("mail", True, "mail", "active", "Sales@Partner.example", Outcome.ACCEPT, None, ""),
     ("mail", True, "mail", "active", PENDING, Outcome.ACCEPT, None, ""),
-    ("mail", True, "mail", "active", STRANGER, Outcome.REFUSE, Reason.SENDER,
-     f"送信元メールアドレスに登録されていない差出人のため受信を拒否しました: {STRANGER}"),
+    ("mail", True, "mail", "active", STRANGER, Outcome.REFUSE, Reason.SENDER, REFUSED_STRANGER),
     ("mail", True, "mail", "active", None, Outcome.REFUSE, Reason.UNREADABLE_SENDER,
      "差出人を確認できないため受信を拒否しました"),
-    ("mail", True, "mail", "stopped", SENDER, Outcome.DISCARD, Reason.STOPPED,
-     "データ連動ステータスが連動稼働停止のため、メールを破棄しました"),
-    ("mail", True, "mail", "stopped", PENDING, Outcome.DISCARD, Reason.STOPPED,
-     "データ連動ステータスが連動稼働停止のため、メールを破棄しました"),
+    ("mail", True, "mail", "stopped", SENDER, Outcome.DISCARD, Reason.STOPPED, STOPPED_MAIL),
+    ("mail", True, "mail", "stopped", PENDING, Outcome.DISCARD, Reason.STOPPED, STOPPED_MAIL),
     # a stopped account still refuses a stranger: the sender rule comes first
-    ("mail", True, "mail", "stopped", STRANGER, Outcome.REFUSE, Reason.SENDER,
-     f"送信元メールアドレスに登録されていない差出人のため受信を拒否しました: {STRANGER}"),
+    ("mail", True, "mail", "stopped", STRANGER, Outcome.REFUSE, Reason.SENDER, REFUSED_STRANGER),
     # another mode discards without looking at the sender list
     ("mail", True, "ftp", "active", STRANGER, Outcome.DISCARD, Reason.MODE,
      "データ連動方式が「FTP連動」のため、メールを破棄しました"),
@@ -45,18 +45,16 @@ TABLE = [
     ("ftp", True, "ftp", "active", PENDING, Outcome.ACCEPT, None, ""),
     ("ftp", True, "ftp", "stopped", PENDING, Outcome.HOLD, Reason.STOPPED,
      "データ連動ステータスが連動稼働停止のため、ファイルはそのまま残しています。"),
-    ("ftp", True, "mail", "active", PENDING, Outcome.REFUSE, Reason.MODE,
-     "データ連動方式がFTP連動ではないため、チェックしません。"),
-    ("ftp", True, "api", "stopped", PENDING, Outcome.REFUSE, Reason.MODE,
-     "データ連動方式がFTP連動ではないため、チェックしません。"),
+    ("ftp", True, "mail", "active", PENDING, Outcome.REFUSE, Reason.MODE, NOT_FTP),
+    ("ftp", True, "api", "stopped", PENDING, Outcome.REFUSE, Reason.MODE, NOT_FTP),
     ("ftp", True, "ftp", "active", STRANGER, Outcome.ACCEPT, None, ""),  # only mail has senders
     ("ftp", False, "ftp", "active", PENDING, Outcome.DISABLED, Reason.DISABLED, DISABLED_FTP_MAIL),
     # API: a stopped status is refused (409)
     ("api", True, "api", "active", PENDING, Outcome.ACCEPT, None, ""),
     ("api", True, "api", "active", None, Outcome.ACCEPT, None, ""),
     ("api", True, "api", "stopped", PENDING, Outcome.REFUSE, Reason.STOPPED, "データ連動ステータスが「連動稼働停止」です。"),
-    ("api", True, "mail", "active", PENDING, Outcome.REFUSE, Reason.MODE, "データ連動方式が「API連動」ではありません。"),
-    ("api", True, "ftp", "stopped", PENDING, Outcome.REFUSE, Reason.MODE, "データ連動方式が「API連動」ではありません。"),
+    ("api", True, "mail", "active", PENDING, Outcome.REFUSE, Reason.MODE, NOT_API),
+    ("api", True, "ftp", "stopped", PENDING, Outcome.REFUSE, Reason.MODE, NOT_API),
     ("api", False, "api", "active", PENDING, Outcome.DISABLED, Reason.DISABLED, DISABLED_API),
 ]
 
@@ -98,7 +96,7 @@ def test_an_account_is_admitted_from_its_stored_settings(make_account):
     settings.mode, settings.status = "api", "stopped"
     db.session.commit()
     assert admit(account, "api").reason is Reason.STOPPED
-    assert admit(account, Channel.FTP).text == "データ連動方式がFTP連動ではないため、チェックしません。"
+    assert admit(account, Channel.FTP).text == NOT_FTP
     account.integration_enabled = False
     db.session.commit()
     assert admit(account, Channel.API).outcome is Outcome.DISABLED

@@ -5,7 +5,6 @@ import base64
 import json
 import re
 import zlib
-from html import unescape
 
 import pytest
 
@@ -13,6 +12,7 @@ from app.extensions import db
 from app.models import User
 from app.services import integration as service
 from app.services import users
+from tests.fixtures.html import field_block, integration_form, page_text
 
 URL = "/settings/integration"
 ACTION_URLS = [URL, URL + "/inbound-address", URL + "/ftp-password", URL + "/api-token"]
@@ -24,30 +24,6 @@ def viewer(make_account, login):
     users.create_user(account.id, "viewer@acme.example", "password-123", User.VIEWER)
     login("viewer@acme.example")
     return account
-
-
-def form_data(**overrides) -> dict:
-    data = {
-        "mode": "mail", "status": "active", "member_key": "no", "encoding": "auto",
-        "error_to": "ops@example.com", "success_to": "", "senders": "erp@example.com",
-        "ftp_days": ["mon", "tue", "wed", "thu", "fri"], "ftp_start": "09:00", "ftp_end": "18:00",
-        "ftp_interval": "60", "ftp_delay": "0",
-    }
-    data.update(overrides)
-    # Like the page: an empty marker first, so "no day ticked" is told apart from "field not posted".
-    data["ftp_days"] = ["", *data["ftp_days"]]
-    return data
-
-
-def text(response) -> str:
-    return unescape(response.get_data(as_text=True))
-
-
-def field_block(html: str, field_id: str) -> str:
-    """The markup of one field (from its wrapper to the next wrapper) to assert a message sits next to it."""
-    start = html.index(f'id="field-{field_id}"')
-    following = html.find('id="field-', start + 1)
-    return html[start: following if following != -1 else None]
 
 
 def section(html: str, mode: str) -> str:
@@ -76,7 +52,7 @@ def test_login_required(client, url):
 
 
 def test_page_shows_every_field_in_order(client, admin):
-    html = text(client.get(URL))
+    html = page_text(client.get(URL))
     labels = ["データ連動方式", "データ連動ステータス", "メンバー識別ID", "文字コード", "エラー報告メールアドレス",
               "正常更新報告メールアドレス", "送信先メールアドレス", "送信元メールアドレス", "FTPサーバー", "FTPサーバー ID",
               "FTPサーバー PW", "データ連動曜日", "データ連動時間", "データ連動間隔", "○分遅らせてチェック",
@@ -95,19 +71,19 @@ def test_page_shows_every_field_in_order(client, admin):
 
 
 def test_only_the_saved_mode_section_is_shown(client, admin):
-    html = text(client.get(URL))
+    html = page_text(client.get(URL))
     assert "hidden" not in section(html, "mail")
     assert "hidden" in section(html, "ftp") and "hidden" in section(html, "api")
 
 
 def test_save_then_reload_shows_the_values(client, admin):
-    response = client.post(URL, data=form_data(
+    response = client.post(URL, data=integration_form(
         mode="ftp", status="stopped", member_key="employee_id", encoding="cp932",
         error_to="ops@example.com\nops2@example.com", success_to="boss@example.com",
         ftp_days=["sat", "sun"], ftp_start="08:30", ftp_end="12:00", ftp_interval="30", ftp_delay="5",
     ))
     assert response.status_code == 302
-    html = text(client.get(URL))
+    html = page_text(client.get(URL))
     assert "外部連携設定を保存しました。" in html
     assert '<option selected value="ftp">' in html
     assert '<option selected value="stopped">' in html
@@ -125,7 +101,7 @@ def test_save_then_reload_shows_the_values(client, admin):
 
 def test_repeated_inputs_and_textarea_values_are_both_accepted(client, admin):
     # JS rows post one value per input; the no-JS textarea posts one value with newlines or commas.
-    data = form_data(error_to=["a@example.com", "b@example.com", ""], success_to="c@example.com, d@example.com")
+    data = integration_form(error_to=["a@example.com", "b@example.com", ""], success_to="c@example.com, d@example.com")
     assert client.post(URL, data=data).status_code == 302
     settings = service.get_settings(admin.id)
     db.session.refresh(settings)
@@ -134,11 +110,11 @@ def test_repeated_inputs_and_textarea_values_are_both_accepted(client, admin):
 
 
 def test_invalid_submit_shows_messages_next_to_fields_and_keeps_inputs(client, admin):
-    response = client.post(URL, data=form_data(
+    response = client.post(URL, data=integration_form(
         error_to="ops@example.com\nbroken-address", senders="", success_to="boss@example.com", encoding="utf-8",
     ))
     assert response.status_code == 422
-    html = text(response)
+    html = page_text(response)
     assert "「broken-address」はメールアドレスとして正しくありません。" in field_block(html, "error_to")
     assert "送信元メールアドレスを1件以上入力してください。" in field_block(html, "senders")
     assert "ops@example.com\nbroken-address</textarea>" in html
@@ -150,21 +126,21 @@ def test_invalid_submit_shows_messages_next_to_fields_and_keeps_inputs(client, a
 
 def test_no_js_mode_change_with_missing_fields_shows_the_new_mode_and_keeps_inputs(client, admin):
     # Saved as API first, then a no-JS user picks メール添付連動 and saves without 送信元.
-    assert client.post(URL, data=form_data(mode="api", senders="")).status_code == 302
-    response = client.post(URL, data=form_data(mode="mail", senders="", error_to="ops@example.com", ftp_delay="7"))
-    html = text(response)
+    assert client.post(URL, data=integration_form(mode="api", senders="")).status_code == 302
+    response = client.post(URL, data=integration_form(mode="mail", senders="", error_to="ops@example.com", ftp_delay="7"))
+    html = page_text(response)
     assert response.status_code == 422
     assert "hidden" not in section(html, "mail") and "hidden" in section(html, "api")
     assert "送信元メールアドレスを1件以上入力してください。" in field_block(html, "senders")
     assert 'value="7"' in html
     # Then the user fills it in and saves: the mode changes.
-    assert client.post(URL, data=form_data(mode="mail", senders="erp@example.com")).status_code == 302
+    assert client.post(URL, data=integration_form(mode="mail", senders="erp@example.com")).status_code == 302
     assert service.get_settings(admin.id).mode == "mail"
 
 
 def test_no_js_switch_to_ftp_keeps_mail_values(client, admin):
-    assert client.post(URL, data=form_data()).status_code == 302
-    data = form_data(mode="ftp")
+    assert client.post(URL, data=integration_form()).status_code == 302
+    data = integration_form(mode="ftp")
     del data["senders"]  # a page that did not render the mail section posts no senders at all
     assert client.post(URL, data=data).status_code == 302
     settings = service.get_settings(admin.id)
@@ -174,21 +150,21 @@ def test_no_js_switch_to_ftp_keeps_mail_values(client, admin):
 
 
 def test_ftp_errors_are_shown_next_to_their_fields(client, admin):
-    html = text(client.post(URL, data=form_data(mode="ftp", ftp_days=[], ftp_start="18:00", ftp_end="09:00", ftp_delay="75")))
+    html = page_text(client.post(URL, data=integration_form(mode="ftp", ftp_days=[], ftp_start="18:00", ftp_end="09:00", ftp_delay="75")))
     assert "データ連動曜日を1つ以上選んでください。" in field_block(html, "ftp_days")
     assert "終了時刻は開始時刻以降にしてください。" in field_block(html, "ftp_end")
     assert "遅らせる時間は 0〜59 分で入力してください。" in field_block(html, "ftp_delay")
 
 
 def test_viewer_sees_read_only_and_gets_403_on_every_post(client, viewer):
-    html = text(client.get(URL))
+    html = page_text(client.get(URL))
     assert "閲覧者の権限では外部連携設定を変更できません" in html
     assert 'id="save-button"' not in html
     assert "再発行</button>" not in html
     assert re.search(r'<select[^>]*disabled[^>]*id="mode"|<select[^>]*id="mode"[^>]*disabled', html)
     assert re.search(r'<textarea id="error_to"[^>]*\n?\s*disabled', html)
     for url in ACTION_URLS:
-        assert client.post(url, data={**form_data(), "confirm": "y"}).status_code == 403
+        assert client.post(url, data={**integration_form(), "confirm": "y"}).status_code == 403
     assert service.get_settings(viewer.id).error_to == []
 
 
@@ -197,11 +173,11 @@ def test_ftp_password_is_shown_once_and_stored_hashed(client, admin):
     response = client.post(URL + "/ftp-password", data={"confirm": "y"})
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
-    html = text(response)
+    html = page_text(response)
     assert "FTPサーバー PWを発行しました。" in html
     password = re.search(r'id="ftp_password" class="secret" value="([^"]+)"', html).group(1)
     assert service.verify_ftp_password("acme", password) is not None
-    again = text(client.get(URL))
+    again = page_text(client.get(URL))
     assert password not in again
     assert "●●●● (再発行すると表示されます)" in again
     assert password not in service.get_settings(admin.id).ftp_password_hash
@@ -210,24 +186,24 @@ def test_ftp_password_is_shown_once_and_stored_hashed(client, admin):
 def test_reissue_requires_confirmation_without_js(client, admin):
     before = service.inbound_address(service.get_settings(admin.id))
     response = client.post(URL + "/inbound-address", data={}, follow_redirects=True)
-    assert "確認のチェックを入れてから" in text(response)
+    assert "確認のチェックを入れてから" in page_text(response)
     assert service.inbound_address(service.get_settings(admin.id)) == before
     response = client.post(URL + "/inbound-address", data={"confirm": "y"}, follow_redirects=True)
     settings = service.get_settings(admin.id)
     db.session.refresh(settings)
     after = service.inbound_address(settings)
-    assert after != before and after in text(response)
+    assert after != before and after in page_text(response)
 
 
 def test_api_token_shown_once_with_a_curl_example(client, admin):
     response = client.post(URL + "/api-token", data={"confirm": "y"})
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
-    html = text(response)
+    html = page_text(response)
     token = re.search(r'id="api_token" class="secret" value="([^"]+)"', html).group(1)
     assert f'-H "Authorization: Bearer {token}"' in html
     assert service.account_for_token(token).id == admin.id
-    assert token not in text(client.get(URL))
+    assert token not in page_text(client.get(URL))
 
 
 def session_cookies(response) -> list[str]:
@@ -255,7 +231,7 @@ def test_no_issued_secret_is_ever_in_a_cookie(app, client, make_account, action,
                  client.get(URL)]
     issued = client.post(URL + action, data={"confirm": "y"})
     responses += [issued, client.get(URL), client.get("/"), client.post("/logout")]
-    secret = re.search(rf'id="{field}" class="secret" value="([^"]+)"', text(issued)).group(1)
+    secret = re.search(rf'id="{field}" class="secret" value="([^"]+)"', page_text(issued)).group(1)
     cookies = [value for response in responses for value in session_cookies(response)]
     assert cookies, "the flow sets session cookies"
     for value in cookies:
@@ -267,7 +243,7 @@ def test_history_lists_the_latest_twenty(client, admin):
     for i in range(22):
         changes = {"error_to": f"ops{i}@example.com", "senders": "erp@example.com"}
         service.update_settings(admin.id, changes, actor=f"user{i}@example.com")
-    html = text(client.get(URL))
+    html = page_text(client.get(URL))
     history = html[html.index('id="change-history"'):]
     assert history.count('<td class="summary">') == 20
     assert "user21@example.com" in history and "user1@example.com" not in history
@@ -276,7 +252,7 @@ def test_history_lists_the_latest_twenty(client, admin):
 def test_csrf_is_checked_when_enabled(client, admin, app):
     app.config["WTF_CSRF_ENABLED"] = True
     try:
-        response = client.post(URL, data=form_data())
+        response = client.post(URL, data=integration_form())
         assert response.status_code == 400
         assert client.post(URL + "/ftp-password", data={"confirm": "y"}).status_code in (302, 400)
         assert service.get_settings(admin.id).ftp_password_hash is None
@@ -289,17 +265,17 @@ def test_csrf_is_checked_when_enabled(client, admin, app):
     ({"mode": "ftp", "senders": "ok@x.co.jp\nnot-an-email"}, "senders", "「not-an-email」はメールアドレスとして正しくありません。"),
 ])
 def test_a_bad_value_in_a_hidden_section_of_another_mode_is_refused(client, admin, overrides, field, message):
-    assert client.post(URL, data=form_data()).status_code == 302
-    response = client.post(URL, data=form_data(**overrides))
+    assert client.post(URL, data=integration_form()).status_code == 302
+    response = client.post(URL, data=integration_form(**overrides))
     assert response.status_code == 422
-    assert message in field_block(text(response), field)
+    assert message in field_block(page_text(response), field)
     settings = service.get_settings(admin.id)
     db.session.refresh(settings)
     assert (settings.mode, settings.ftp_interval, settings.senders) == ("mail", 60, ["erp@example.com"])
 
 
 def test_intranet_addresses_are_saved_from_the_page(client, admin):
-    data = form_data(senders="erp@sales.local\nx@host.lan", error_to="it@corp.internal", success_to="admin@acme.test")
+    data = integration_form(senders="erp@sales.local\nx@host.lan", error_to="it@corp.internal", success_to="admin@acme.test")
     assert client.post(URL, data=data).status_code == 302
     settings = service.get_settings(admin.id)
     db.session.refresh(settings)
@@ -312,29 +288,29 @@ def test_the_inbound_address_is_shown_in_full_to_admins_only(client, make_accoun
     users.create_user(made.id, "viewer@acme.example", "password-123", User.VIEWER)
     local = made.address.split("@")[0]
     login(made.email)
-    assert made.address in text(client.get(URL))
+    assert made.address in page_text(client.get(URL))
     client.post("/logout")
     login("viewer@acme.example")
-    html = text(client.get(URL))
+    html = page_text(client.get(URL))
     assert local not in html and local[2:] not in html
     assert f'value="{local[:2]}***@{made.address.split("@")[1]}"' in html
     assert "一部だけを表示" in html
 
 
 def test_sender_networks_and_sender_auth_are_saved_and_bad_networks_explained(client, admin):
-    response = client.post(URL, data=form_data(sender_networks="192.0.2.0/24\n10.0.0.300\nmail.example.com",
-                                               sender_auth="dkim"))
+    response = client.post(URL, data=integration_form(sender_networks="192.0.2.0/24\n10.0.0.300\nmail.example.com",
+                                                      sender_auth="dkim"))
     assert response.status_code == 422
-    block = field_block(text(response), "sender_networks")
+    block = field_block(page_text(response), "sender_networks")
     assert "「10.0.0.300」「mail.example.com」はIPアドレスまたはネットワーク" in block
     assert service.get_settings(admin.id).sender_networks == []
 
-    response = client.post(URL, data=form_data(sender_networks="192.0.2.9/24\n2001:DB8::1\n127.0.0.1",
-                                               sender_auth="either"))
+    response = client.post(URL, data=integration_form(sender_networks="192.0.2.9/24\n2001:DB8::1\n127.0.0.1",
+                                                      sender_auth="either"))
     assert response.status_code == 302
     settings = service.get_settings(admin.id)
     assert settings.sender_networks == ["192.0.2.0/24", "2001:db8::1", "127.0.0.1"]
     assert settings.sender_auth == "either"
-    html = text(client.get(URL))
+    html = page_text(client.get(URL))
     assert '<option selected value="either">DKIMまたはSPF必須</option>' in html
     assert "送信元サーバー: (なし) → 192.0.2.0/24, 2001:db8::1, 127.0.0.1" in html

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from html import unescape
 
 from sqlalchemy import text as sql
 
@@ -11,17 +10,19 @@ from app.extensions import db
 from app.models import SettingsChange
 from app.models_links import Mailbox
 from app.services import mailbox, sealed
-from tests.web.test_integration_tab import URL, field_block, form_data
+from tests.fixtures.html import field_block, integration_form, page_text
+
+URL = "/settings/integration"
 
 
 def page(client) -> str:
-    return unescape(client.get(URL).get_data(as_text=True))
+    return page_text(client.get(URL))
 
 
 def imap_data(**overrides) -> dict:
-    data = form_data(imap_fields="1", method="imap", host="imap.example.jp", port="", tls="implicit",
-                     verify="y", username="renkei@acme.example", password="app-pass-1234", folder="",
-                     processed_folder="")
+    data = integration_form(imap_fields="1", method="imap", host="imap.example.jp", port="", tls="implicit",
+                            verify="y", username="renkei@acme.example", password="app-pass-1234", folder="",
+                            processed_folder="")
     data.update(overrides)
     if data.get("verify") is None:
         data.pop("verify")  # an unticked checkbox is not posted
@@ -70,13 +71,13 @@ def test_saving_imap_stores_the_password_encrypted_and_never_shows_it(client, ad
 def test_imap_needs_host_user_and_password_and_a_separate_processed_folder(client, admin):
     response = client.post(URL, data=imap_data(host="", password="", folder="受信", processed_folder="受信"))
     assert response.status_code == 422
-    html = unescape(response.get_data(as_text=True))
+    html = page_text(response)
     assert "IMAPサーバーを入力してください" in field_block(html, "imap_host")
     assert "パスワードを入力してください" in field_block(html, "imap_password")
     assert "別のフォルダ" in field_block(html, "imap_processed_folder")
     assert db.session.query(Mailbox).count() == 0
     response = client.post(URL, data=imap_data(port="70000"))
-    assert "1〜65535" in field_block(unescape(response.get_data(as_text=True)), "imap_port")
+    assert "1〜65535" in field_block(page_text(response), "imap_port")
 
 
 def test_starttls_takes_port_143_when_left_blank(client, admin):
@@ -101,7 +102,7 @@ def test_the_last_fetch_and_the_last_error_are_shown(client, admin):
 
 def test_fetch_now_needs_imap_and_the_csrf_token(client, admin, app):
     response = client.post(URL + "/fetch-now", follow_redirects=True)
-    assert "受信方法が「メールボックスから取得(IMAP)」ではありません" in unescape(response.get_data(as_text=True))
+    assert "受信方法が「メールボックスから取得(IMAP)」ではありません" in page_text(response)
     app.config["WTF_CSRF_ENABLED"] = True
     try:
         assert client.post(URL + "/fetch-now").status_code == 400  # refused before anything runs

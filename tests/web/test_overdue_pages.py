@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from html import unescape
 
 from sqlalchemy import update
 
@@ -10,33 +9,22 @@ from app.extensions import db
 from app.models import IntegrationSettings, SettingsChange
 from app.services import columns, members, overdue
 from app.services import integration as service
+from tests.fixtures.html import field_block, integration_form, page_text
 from tests.fixtures.ingest import csv_file, import_file
 
 URL = "/settings/integration"
 
 
+# The 未着 fields, as filled in by the tests unless they say otherwise.
+OVERDUE_FIELDS = {
+    "overdue_enabled": "on", "overdue_daily": "previous", "overdue_daily_time": "１０:００",
+    "overdue_days": ["mon", "tue", "wed", "thu", "fri", "sat"], "overdue_skip_holidays": "on",
+    "overdue_monthly_day": "５", "overdue_monthly_time": "12:00",
+}
+
+
 def form_data(**overrides) -> dict:
-    data = {
-        "mode": "mail", "status": "active", "member_key": "no", "encoding": "auto",
-        "error_to": "ops@example.com", "success_to": "", "senders": "erp@example.com",
-        "ftp_days": ["", "mon", "tue", "wed", "thu", "fri"], "ftp_start": "09:00", "ftp_end": "18:00",
-        "ftp_interval": "60", "ftp_delay": "0",
-        "overdue_enabled": "on", "overdue_daily": "previous", "overdue_daily_time": "１０:００",
-        "overdue_days": ["", "mon", "tue", "wed", "thu", "fri", "sat"], "overdue_skip_holidays": "on",
-        "overdue_monthly_day": "５", "overdue_monthly_time": "12:00",
-    }
-    data.update(overrides)
-    return data
-
-
-def text(response) -> str:
-    return unescape(response.get_data(as_text=True))
-
-
-def field_block(html: str, field_id: str) -> str:
-    start = html.index(f'id="field-{field_id}"')
-    following = html.find('id="field-', start + 1)
-    return html[start: following if following != -1 else None]
+    return integration_form(**{**OVERDUE_FIELDS, **overrides})
 
 
 def test_the_fields_save_and_show_again(client, admin):
@@ -46,7 +34,7 @@ def test_the_fields_save_and_show_again(client, admin):
     assert settings.overdue_days == ["mon", "tue", "wed", "thu", "fri", "sat"]
     assert (settings.overdue_monthly_day, settings.overdue_monthly_time, settings.overdue_skip_holidays) == (5, "12:00", True)
     assert settings.overdue_since is not None  # alerts count from now on
-    html = text(client.get(URL))
+    html = page_text(client.get(URL))
     block = html[html.index('id="overdue-section"'):]
     assert "データ未着の通知" in block and "期待するファイル(日次)" in block and "対象曜日" in block
     assert '<option selected value="on">通知する</option>' in block
@@ -60,17 +48,17 @@ def test_the_fields_save_and_show_again(client, admin):
 def test_wrong_values_are_told_next_to_their_fields_in_japanese(client, admin):
     response = client.post(URL, data=form_data(overdue_daily_time="25:00", overdue_monthly_day="32"))
     assert response.status_code == 422
-    html = text(response)
+    html = page_text(response)
     assert "時刻「25:00」は 00:00〜23:59 の範囲で入力してください。" in field_block(html, "overdue_daily_time")
     assert "月次ファイルの期限は翌月の 1〜31 日で入力してください" in field_block(html, "overdue_monthly_day")
 
-    nothing = text(client.post(URL, data=form_data(overdue_daily="none", overdue_monthly_day="")))
+    nothing = page_text(client.post(URL, data=form_data(overdue_daily="none", overdue_monthly_day="")))
     assert "期待するファイル(日次)を選ぶか、月次ファイルの期限を入力してください。" in field_block(nothing, "overdue_daily")
-    no_days = text(client.post(URL, data=form_data(overdue_days=[""])))
+    no_days = page_text(client.post(URL, data=form_data(overdue_days=[])))
     assert "対象曜日を1つ以上選んでください。" in field_block(no_days, "overdue_days")
     # Off, nothing else is required.
     assert client.post(URL, data=form_data(overdue_enabled="off", overdue_daily="none", overdue_monthly_day="",
-                                           overdue_days=[""])).status_code == 302
+                                           overdue_days=[])).status_code == 302
 
 
 def test_the_banner_on_main_and_the_list_in_the_history(client, admin):
@@ -81,7 +69,7 @@ def test_the_banner_on_main_and_the_list_in_the_history(client, admin):
     db.session.commit()
     tokyo = dt.timezone(dt.timedelta(hours=9))
     overdue.evaluate(admin.id, dt.datetime(2026, 12, 1, 9, 30, tzinfo=tokyo))
-    html = text(client.get("/?month=2026-11"))  # shown whichever month the board shows
+    html = page_text(client.get("/?month=2026-11"))  # shown whichever month the board shows
     assert '<p class="flash flash-error overdue">2026/12/01 分のデータが届いていません(期限 09:30)</p>' in html
     assert html.count("データが届いていません") == 1
 
@@ -90,8 +78,8 @@ def test_the_banner_on_main_and_the_list_in_the_history(client, admin):
     assert import_file(admin.id, "20261201.csv", csv_file([[1, 5]], header=["No.", "売上"])).status == "succeeded"
     overdue.evaluate(admin.id, dt.datetime(2026, 12, 1, 9, 45, tzinfo=tokyo))
 
-    history = text(client.get("/imports"))
+    history = page_text(client.get("/imports"))
     listed = history[history.index('id="overdue-history"'):]
     assert "2026/12/01 分" in listed and "2026-12-01 09:30" in listed and '<span class="badge succeeded">届きました</span>' in listed
-    assert "データが届いていません" not in text(client.get("/"))
-    assert 'id="overdue-history"' not in text(client.get("/imports?status=failed"))
+    assert "データが届いていません" not in page_text(client.get("/"))
+    assert 'id="overdue-history"' not in page_text(client.get("/imports?status=failed"))
