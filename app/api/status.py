@@ -15,7 +15,7 @@ from ..models import Import, IntegrationSettings
 from ..services import overdue
 from . import bp
 from .answers import json_response
-from .routes import authenticate
+from .bearer import authenticate
 from .shapes import import_json, iso_utc
 
 
