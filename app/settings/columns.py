@@ -1,13 +1,12 @@
 """設定 > グラフ設定: the graph columns (name, unit, 表示順, 別名): list, add, edit, reorder, delete."""
-from flask import flash, redirect, render_template, request, url_for
+from flask import redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..auth.access import admin_required, owned_or_404
-from ..errors import Invalid, NotFound
 from ..models import GraphColumn
 from ..services import columns as column_service
 from . import bp
-from .forms import ActionForm, ColumnForm, saved
+from .forms import ActionForm, ColumnForm, performed, saved
 
 
 @bp.route("/columns")
@@ -51,10 +50,9 @@ def column_edit(column_id: int):
 @admin_required
 def column_delete(column_id: int):
     column = owned_or_404(GraphColumn, column_id)
-    if ActionForm().validate_on_submit():
-        name = column.name
-        column_service.delete_column(current_user.account_id, column.id)
-        flash(f"グラフ列「{name}」を削除しました。", "success")
+    name = column.name
+    performed(lambda: column_service.delete_column(current_user.account_id, column.id),
+              lambda _: f"グラフ列「{name}」を削除しました。")
     return redirect(url_for("settings.columns"))
 
 
@@ -67,11 +65,5 @@ def columns_order():
         for key, value in request.form.items()
         if key.startswith("position-")
     }
-    if ActionForm().validate_on_submit():
-        try:
-            column_service.reorder_columns(current_user.account_id, positions)
-        except (Invalid, NotFound) as error:
-            flash(error.message, "error")
-        else:
-            flash("表示順を保存しました。", "success")
+    performed(lambda: column_service.reorder_columns(current_user.account_id, positions), lambda _: "表示順を保存しました。")
     return redirect(url_for("settings.columns"))

@@ -7,7 +7,7 @@ from ..errors import ImportRejected, Invalid, error_total
 from ..models import Member
 from ..services import members as member_service
 from . import bp
-from .forms import ActionForm, MemberForm, MemberImportForm, saved
+from .forms import ActionForm, MemberForm, MemberImportForm, performed, saved
 
 
 @bp.route("/members")
@@ -88,10 +88,9 @@ def members_import():
 
 def _set_active(member_id: int, active: bool):
     member = owned_or_404(Member, member_id)
-    if ActionForm().validate_on_submit():
-        member_service.set_active(current_user.account_id, member.id, active)
-        state = "有効" if active else "無効"
-        flash(f"メンバー「{member.name}」(No.{member.no})を{state}にしました。", "success")
+    state = "有効" if active else "無効"
+    performed(lambda: member_service.set_active(current_user.account_id, member.id, active),
+              lambda _: f"メンバー「{member.name}」(No.{member.no})を{state}にしました。")
     return redirect(url_for("settings.members"))
 
 

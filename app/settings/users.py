@@ -8,7 +8,7 @@ from ..errors import Invalid, NotFound
 from ..models import User
 from ..services import users as user_service
 from . import bp
-from .forms import ActionForm, RoleForm, UserForm, saved
+from .forms import ActionForm, RoleForm, UserForm, performed, saved
 
 
 @bp.route("/users")
@@ -72,12 +72,7 @@ def user_reset_password(user_id: int):
 @admin_required
 def user_delete(user_id: int):
     user = owned_or_404(User, user_id)
-    if ActionForm().validate_on_submit():
-        email = user.email
-        try:
-            user_service.remove_user(current_user.account_id, user.id, current_user.id)
-        except (Invalid, NotFound) as error:
-            flash(error.message, "error")
-        else:
-            flash(f"ユーザー {email} を削除しました。", "success")
+    email = user.email
+    performed(lambda: user_service.remove_user(current_user.account_id, user.id, current_user.id),
+              lambda _: f"ユーザー {email} を削除しました。")
     return redirect(url_for("settings.users"))
