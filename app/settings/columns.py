@@ -6,7 +6,7 @@ from ..auth.access import admin_required, owned_or_404
 from ..models import GraphColumn
 from ..services import columns as column_service
 from . import bp
-from .forms import ActionForm, ColumnForm, performed, saved
+from .forms import ActionForm, ColumnForm, form_page, performed
 
 
 @bp.route("/columns")
@@ -24,11 +24,10 @@ def columns():
 @admin_required
 def column_new():
     form = ColumnForm()
-    if saved(form, lambda: column_service.add_column(current_user.account_id, form.name.data, form.unit.data,
-                                                     form.position.data or None, form.aliases.data),
-             lambda column: f"グラフ列「{column.name}」を追加しました。"):
-        return redirect(url_for("settings.columns"))
-    return render_template("settings/columns_form.html", tab="columns", form=form, column=None)
+    return form_page(form, lambda: column_service.add_column(current_user.account_id, form.name.data, form.unit.data,
+                                                             form.position.data or None, form.aliases.data),
+                     lambda column: f"グラフ列「{column.name}」を追加しました。",
+                     "settings.columns", "settings/columns_form.html", tab="columns", column=None)
 
 
 @bp.route("/columns/<int:column_id>/edit", methods=["GET", "POST"])
@@ -36,14 +35,12 @@ def column_new():
 def column_edit(column_id: int):
     column = owned_or_404(GraphColumn, column_id)
     form = ColumnForm(obj=column)
-    if saved(form, lambda: column_service.update_column(current_user.account_id, column.id, form.name.data,
-                                                        form.unit.data, form.position.data or None,
-                                                        form.aliases.data),
-             lambda _: f"グラフ列「{column.name}」を更新しました。"):
-        return redirect(url_for("settings.columns"))
-    return render_template(
-        "settings/columns_form.html", tab="columns", form=form, column=column, action_form=ActionForm()
-    )
+    return form_page(form, lambda: column_service.update_column(current_user.account_id, column.id, form.name.data,
+                                                                form.unit.data, form.position.data or None,
+                                                                form.aliases.data),
+                     lambda _: f"グラフ列「{column.name}」を更新しました。",
+                     "settings.columns", "settings/columns_form.html", tab="columns", column=column,
+                     action_form=ActionForm())
 
 
 @bp.route("/columns/<int:column_id>/delete", methods=["POST"])

@@ -8,7 +8,7 @@ from ..errors import Invalid, NotFound
 from ..models import User
 from ..services import users as user_service
 from . import bp
-from .forms import ActionForm, RoleForm, UserForm, performed, saved
+from .forms import ActionForm, RoleForm, UserForm, form_page, performed
 
 
 @bp.route("/users")
@@ -24,11 +24,10 @@ def users():
 @admin_required
 def user_new():
     form = UserForm()
-    if saved(form, lambda: user_service.create_user(current_user.account_id, form.email.data, form.password.data,
-                                                    form.role.data),
-             lambda user: f"ユーザー {user.email}({user.role_label})を追加しました。"):
-        return redirect(url_for("settings.users"))
-    return render_template("settings/users_form.html", tab="users", form=form)
+    return form_page(form, lambda: user_service.create_user(current_user.account_id, form.email.data, form.password.data,
+                                                            form.role.data),
+                     lambda user: f"ユーザー {user.email}({user.role_label})を追加しました。",
+                     "settings.users", "settings/users_form.html", tab="users")
 
 
 @bp.route("/users/<int:user_id>/role", methods=["POST"])
