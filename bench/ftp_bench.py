@@ -30,6 +30,8 @@ from pyftpdlib.handlers import FTPHandler  # noqa: E402
 from pyftpdlib.ioloop import IOLoop  # noqa: E402
 from pyftpdlib.servers import FTPServer  # noqa: E402
 
+from ftp_account import USER, ftp_account_app  # noqa: E402
+
 
 class BareServer:
     """pyftpdlib as its documentation shows it, serving `folder` to user bench/bench."""
@@ -54,28 +56,12 @@ class BareServer:
         self._thread.join(10)
 
 
-def start_renkei(data_dir: str):
-    """Renkei's app on a fresh database with one FTP account; return (running server, user, password)."""
-    from app import create_app
-    from app.extensions import upgrade_database
-    from app.services import accounts, integration
+def start_renkei(data_dir: Path):
+    """Renkei's FTP server for the bench account; return (running server, user, password)."""
     from servers import ftp
 
-    app = create_app({
-        "DATA_DIR": data_dir,
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{data_dir}/renkei.db",
-        "SECRET_KEY": "bench",
-        "FTP_PORT": 0,
-        "HOST": "127.0.0.1",
-        "FTP_MAX_BYTES": 1024 * 1024 * 1024,
-    })
-    with app.app_context():
-        upgrade_database(app)
-        account, _ = accounts.create_account("bench", "ベンチ", "admin@bench.example", "password-123")
-        account.integration_enabled = True
-        integration.update_settings(account.id, {"mode": "ftp", "error_to": ["ops@bench.example"]}, actor="bench")
-        password = integration.issue_ftp_password(account.id, actor="bench")
-    return ftp.start(app), "bench", password
+    app, password = ftp_account_app(data_dir, "FTP_PORT")
+    return ftp.start(app), USER, password
 
 
 def upload(port: int, user: str, password: str, source: Path) -> tuple[float, float]:
@@ -113,7 +99,7 @@ def main() -> None:
         data_dir.mkdir()
 
         bare = BareServer(str(bare_home))
-        renkei, user, password = start_renkei(str(data_dir))
+        renkei, user, password = start_renkei(data_dir)
         home = data_dir / "ftp" / user
         times: dict[str, list[tuple[float, float]]] = {"bare pyftpdlib": [], "Renkei": []}
         try:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ftp_account import USER, ftp_account_app  # noqa: E402
+
 SSHD = "/usr/sbin/sshd"
 
 
@@ -76,28 +78,11 @@ def start_sshd(work: Path, public_line: str, home: Path) -> tuple[subprocess.Pop
 
 
 def start_renkei(data_dir: Path, public_line: str):
-    """Renkei's app on a fresh database with one FTP account holding the client key; return (server, user)."""
-    from app import create_app
-    from app.extensions import upgrade_database
-    from app.services import accounts, integration, sshkeys
+    """Renkei's SFTP server for the bench account holding the client key; return (server, user)."""
     from servers import sftp
 
-    app = create_app({
-        "DATA_DIR": str(data_dir),
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{data_dir}/renkei.db",
-        "SECRET_KEY": "bench",
-        "SFTP_PORT": 0,
-        "HOST": "127.0.0.1",
-        "FTP_MAX_BYTES": 1024 * 1024 * 1024,
-    })
-    with app.app_context():
-        upgrade_database(app)
-        account, _ = accounts.create_account("bench", "ベンチ", "admin@bench.example", "password-123")
-        account.integration_enabled = True
-        integration.update_settings(account.id, {"mode": "ftp", "error_to": ["ops@bench.example"]}, actor="bench")
-        integration.issue_ftp_password(account.id, actor="bench")
-        sshkeys.add(account.id, public_line, actor="bench")
-    return sftp.start(app), "bench"
+    app, _ = ftp_account_app(data_dir, "SFTP_PORT", public_line)
+    return sftp.start(app), USER
 
 
 def upload(port: int, user: str, key: Path, known: Path, source: Path, cipher: str | None) -> float:

@@ -30,6 +30,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import schedule
 from flask import Flask
@@ -58,6 +59,14 @@ def due_accounts(app: Flask, minute: dt.datetime) -> list[int]:
     """Ids of the accounts whose FTP check time is `minute` (aware)."""
     with app.app_context():
         return ftpcheck.accounts_due(minute)
+
+
+def _logged(tick: Callable[[], Any], failure: str) -> None:
+    """Run a scheduled job's tick; an error is logged with `failure`, never raised (the thread keeps ticking)."""
+    try:
+        tick()
+    except Exception:
+        log.exception(failure)
 
 
 class FtpCheckScheduler:
@@ -91,10 +100,7 @@ class FtpCheckScheduler:
 
     def safe_tick(self) -> None:
         """The scheduled job: a tick whose errors are logged, never raised."""
-        try:
-            self.tick()
-        except Exception:
-            log.exception("scheduler tick failed")
+        _logged(self.tick, "scheduler tick failed")
 
     def recheck_tick(self, now: dt.datetime | None = None) -> list[int]:
         """Start the re-checks due at `now` (each on the pool, as a check of trigger "recheck"); return their accounts."""
@@ -106,10 +112,7 @@ class FtpCheckScheduler:
 
     def safe_recheck_tick(self) -> None:
         """The scheduled job: a recheck_tick whose errors are logged, never raised."""
-        try:
-            self.recheck_tick()
-        except Exception:
-            log.exception("ftp re-check tick failed")
+        _logged(self.recheck_tick, "ftp re-check tick failed")
 
     def _submit(self, account_id: int, minute: dt.datetime) -> None:
         self._start(account_id, ftpreport.SCHEDULED)
@@ -165,10 +168,7 @@ class _DailyJob:
 
     def safe_tick(self) -> None:
         """The scheduled job: errors are logged, never raised."""
-        try:
-            self.tick()
-        except Exception:
-            log.exception(self.failure)
+        _logged(self.tick, self.failure)
 
 
 class FilePurge(_DailyJob):
@@ -215,10 +215,7 @@ class OverdueChecks:
 
     def safe_tick(self) -> None:
         """The scheduled job: errors are logged, never raised."""
-        try:
-            self.tick()
-        except Exception:
-            log.exception("overdue evaluation failed")
+        _logged(self.tick, "overdue evaluation failed")
 
 
 class RunningScheduler:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +42,7 @@ from app.services.sshhostkey import host_key, host_key_fingerprint, host_key_pat
 
 from . import uploads
 from .ftpauth import admitted, password_login
+from .loopthread import LoopThread
 from .sftpfs import HomeSFTPServer
 from .web import url_host
 
@@ -156,10 +156,9 @@ class RunningSftp:
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="renkei-sftp-login")
         self._loop = asyncio.new_event_loop()
         self._acceptor: asyncssh.SSHAcceptor | None = None
-        self._ready = threading.Event()
         self._stopping = False
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="renkei-sftp", daemon=True)
+        self._serving = LoopThread(self._loop, "renkei-sftp", self._open,
+                                   lambda: self._loop.run_until_complete(self._loop.shutdown_asyncgens()))
 
     @property
     def listeners(self) -> list[str]:
@@ -167,8 +166,7 @@ class RunningSftp:
 
     def alive(self) -> bool:
         """True while the thread runs its loop and the listener accepts."""
-        return (self._thread.is_alive() and self._loop.is_running() and not self._stopping
-                and self._acceptor is not None)
+        return self._serving.serving() and not self._stopping and self._acceptor is not None
 
     async def call(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run a database step in a worker thread with an app context."""
@@ -195,28 +193,15 @@ class RunningSftp:
         return HomeSFTPServer(chan, home=conn.get_extra_info("renkei_home"), staging_dir=self._staging,
                               max_bytes=self._max_bytes, who=conn.get_extra_info("username"))
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._acceptor = self._loop.run_until_complete(asyncssh.create_server(
-                lambda: _Connection(self), self.host, self.port,
-                server_host_keys=[self._key], sftp_factory=self._session, allow_scp=False,
-                agent_forwarding=False, x11_forwarding=False, allow_pty=False,
-                login_timeout=self._login_timeout, reuse_address=True,
-                server_version="Renkei",
-            ))
-            self.port = self._acceptor.sockets[0].getsockname()[1]
-        except BaseException as error:  # noqa: BLE001 - reported to start() in the caller's thread
-            self._error = error
-            self._ready.set()
-            self._loop.close()
-            return
-        self._ready.set()
-        try:
-            self._loop.run_forever()
-        finally:
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-            self._loop.close()
+    async def _open(self) -> None:
+        self._acceptor = await asyncssh.create_server(
+            lambda: _Connection(self), self.host, self.port,
+            server_host_keys=[self._key], sftp_factory=self._session, allow_scp=False,
+            agent_forwarding=False, x11_forwarding=False, allow_pty=False,
+            login_timeout=self._login_timeout, reuse_address=True,
+            server_version="Renkei",
+        )
+        self.port = self._acceptor.sockets[0].getsockname()[1]
 
     async def _shutdown(self) -> None:
         self._acceptor.close()
@@ -229,10 +214,7 @@ class RunningSftp:
         self._loop.stop()
 
     def start(self) -> RunningSftp:
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
+        self._serving.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -240,9 +222,9 @@ class RunningSftp:
         if self._stopping:
             return
         self._stopping = True
-        if self._thread.is_alive():
+        if self._serving.thread.is_alive():
             asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
-            self._thread.join(timeout)
+            self._serving.thread.join(timeout)
         self._executor.shutdown(wait=False)
         log.info("sftp stopped")
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from aiosmtpd.smtp import SMTP, syntax
 from app import config
 
 from .caps import AddressCounts
+from .loopthread import LoopThread
 from .mailhandler import CHANNEL, MailHandler, _peer
 from .mailparse import parse_mail
 from .smtpdata import BlockData
@@ -246,9 +246,7 @@ class RunningSmtp:
         self._executor = ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="smtp-store")
         self._loop.set_default_executor(self._executor)
         self._server: asyncio.AbstractServer | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._serving: LoopThread | None = None
 
     @property
     def listeners(self) -> list[str]:
@@ -260,57 +258,44 @@ class RunningSmtp:
         """Whether the loop thread still serves and the spool drain still runs (GET /healthz).
 
         A mail answered `250` but never drained is not imported, so a dead drain is a dead part."""
-        thread = self._thread
-        serving = thread is not None and thread.is_alive() and self._loop.is_running()
+        serving = self._serving is not None and self._serving.serving()
         return serving and (self.drainer is None or self.drainer.alive())
 
     def start(self, timeout: float = 10.0) -> RunningSmtp:
         """Start the spool drain, then bind and serve in a background thread; raise if the port cannot be bound."""
         if self.drainer is not None:
             self.drainer.start()  # before accepting mail: it cleans crash leftovers first
-        self._thread = threading.Thread(target=self._run, name="smtp", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError("SMTP server did not start in time")
-        if self._error is not None:
-            self._thread.join()
+        self._serving = LoopThread(self._loop, "smtp", self._open, self._wind_down)
+        try:
+            started = self._serving.start(timeout)
+        except BaseException:
             if self.drainer is not None:
                 self.drainer.stop()
             if self.parse_pool is not None:
                 self.parse_pool.shutdown()
-            raise self._error
+            raise
+        if not started:
+            raise TimeoutError("SMTP server did not start in time")
         log.info("smtp listening on %s:%s (max %d bytes, %d connections, %d per address, tls %s)", self.host,
                  self.port, self.limits.max_bytes, self.limits.max_connections,
                  self.limits.max_connections_per_address,
                  "required" if self.require_tls else ("on" if self.tls_context else "off"))
         return self
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._server = self._loop.run_until_complete(
-                self._loop.create_server(self._new_connection, host=self.host, port=self.port)
-            )
-            self.port = self._server.sockets[0].getsockname()[1]
-        except BaseException as error:  # reported to start() in the caller's thread
-            self._error = error
-            self._ready.set()
-            self._loop.close()
-            return
-        self._ready.set()
-        try:
-            self._loop.run_forever()
-        finally:
-            self._server.close()
-            tasks = asyncio.all_tasks(self._loop)
-            for task in tasks:
-                task.cancel()
-            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            self._loop.run_until_complete(self._server.wait_closed())
-            # A delivery already inside the executor finishes its spool write; its client saw no
-            # 250 and will retry: a second import of the same file, which replaces the first.
-            self._executor.shutdown(wait=True)
-            self._loop.close()
+    async def _open(self) -> None:
+        self._server = await self._loop.create_server(self._new_connection, host=self.host, port=self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def _wind_down(self) -> None:
+        self._server.close()
+        tasks = asyncio.all_tasks(self._loop)
+        for task in tasks:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self._loop.run_until_complete(self._server.wait_closed())
+        # A delivery already inside the executor finishes its spool write; its client saw no
+        # 250 and will retry: a second import of the same file, which replaces the first.
+        self._executor.shutdown(wait=True)
 
     def _new_connection(self) -> asyncio.Protocol:
         if self.active_connections >= self.limits.max_connections:
@@ -340,14 +325,15 @@ class RunningSmtp:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop listening, close the sessions, let a store in progress finish, end the threads."""
-        if self._thread is None:
+        if self._serving is None:
             return
-        if self._thread.is_alive():
+        thread = self._serving.thread
+        if thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout)
-            if self._thread.is_alive():
+            thread.join(timeout)
+            if thread.is_alive():
                 log.warning("smtp thread did not end within %.0f s", timeout)
-        self._thread = None
+        self._serving = None
         if self.drainer is not None:
             self.drainer.stop(timeout)
         if self.parse_pool is not None:  # after the drain: it parses with the pool

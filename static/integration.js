@@ -25,6 +25,16 @@
       .filter(function (part) { return part !== ""; });
   }
 
+  // 追加 and 削除: small buttons that only act (type="button": never submit the form).
+  function smallButton(kind, text, onClick) {
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "button small " + kind;
+    button.textContent = text;
+    button.addEventListener("click", onClick);
+    return button;
+  }
+
   function setupMulti(field) {
     var textarea = field.querySelector("textarea.address-text");
     if (!textarea) { return; }
@@ -55,11 +65,7 @@
       input.disabled = disabled;
       row.appendChild(input);
       if (!disabled) {
-        var remove = document.createElement("button");
-        remove.type = "button";
-        remove.className = "button small remove";
-        remove.textContent = "削除";
-        remove.addEventListener("click", function () {
+        row.appendChild(smallButton("remove", "削除", function () {
           // Keep one (empty) row so the field never disappears.
           if (rows.querySelectorAll(".address-row").length > 1) {
             row.remove();
@@ -67,8 +73,7 @@
             input.value = "";
           }
           renumber();
-        });
-        row.appendChild(remove);
+        }));
       }
       rows.appendChild(row);
       renumber();
@@ -81,12 +86,7 @@
     textarea.replaceWith(rows);
 
     if (!disabled) {
-      var add = document.createElement("button");
-      add.type = "button";
-      add.className = "button small add";
-      add.textContent = "追加";
-      add.addEventListener("click", function () { addRow("", true); });
-      rows.after(add);
+      rows.after(smallButton("add", "追加", function () { addRow("", true); }));
     }
   }
   page.querySelectorAll("[data-multi]").forEach(setupMulti);

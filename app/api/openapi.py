@@ -49,6 +49,23 @@ _READ_ERRORS = {
     "429": {"$ref": "#/components/responses/TooManyRequests"},
 }
 
+
+def _listing(operation_id: str, summary: str, key: str, item: str, description: str) -> dict[str, Any]:
+    """The path of a data GET answering {key: [item, ...]} (the account's members, its graph columns)."""
+    return {
+        "get": {
+            "tags": ["data"],
+            "operationId": operation_id,
+            "summary": summary,
+            "responses": {
+                "200": _json({"type": "object", "required": [key],
+                              "properties": {key: {"type": "array", "items": _ref(item)}}}, description),
+                **_READ_ERRORS,
+            },
+        },
+    }
+
+
 _IMPORT_PROPERTIES: dict[str, Any] = {
     "id": {"type": "integer", "description": "取込ID / import id"},
     "filename": {"type": "string", "description": "ファイル名 (例 20180516.csv)"},
@@ -250,32 +267,10 @@ _DOCUMENT: dict[str, Any] = {
                 },
             },
         },
-        "/members": {
-            "get": {
-                "tags": ["data"],
-                "operationId": "listMembers",
-                "summary": "メンバー一覧 (No.順) / members by No.",
-                "responses": {
-                    "200": _json({"type": "object", "required": ["members"],
-                                  "properties": {"members": {"type": "array", "items": _ref("Member")}}},
-                                 "メンバー / members"),
-                    **_READ_ERRORS,
-                },
-            },
-        },
-        "/columns": {
-            "get": {
-                "tags": ["data"],
-                "operationId": "listColumns",
-                "summary": "グラフ列一覧 (表示順) / graph columns in display order",
-                "responses": {
-                    "200": _json({"type": "object", "required": ["columns"],
-                                  "properties": {"columns": {"type": "array", "items": _ref("Column")}}},
-                                 "グラフ列 / graph columns"),
-                    **_READ_ERRORS,
-                },
-            },
-        },
+        "/members": _listing("listMembers", "メンバー一覧 (No.順) / members by No.", "members", "Member",
+                             "メンバー / members"),
+        "/columns": _listing("listColumns", "グラフ列一覧 (表示順) / graph columns in display order", "columns", "Column",
+                             "グラフ列 / graph columns"),
         "/openapi.json": {
             "get": {
                 "tags": ["meta"],

@@ -1,13 +1,12 @@
 """設定 > グラフ設定: the graph columns (name, unit, 表示順, 別名): list, add, edit, reorder, delete."""
-from flask import flash, redirect, render_template, request, url_for
+from flask import redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..auth.access import admin_required, owned_or_404
-from ..errors import Invalid, NotFound
 from ..models import GraphColumn
 from ..services import columns as column_service
 from . import bp
-from .forms import ActionForm, ColumnForm, saved
+from .forms import ActionForm, ColumnForm, form_page, performed
 
 
 @bp.route("/columns")
@@ -25,11 +24,10 @@ def columns():
 @admin_required
 def column_new():
     form = ColumnForm()
-    if saved(form, lambda: column_service.add_column(current_user.account_id, form.name.data, form.unit.data,
-                                                     form.position.data or None, form.aliases.data),
-             lambda column: f"グラフ列「{column.name}」を追加しました。"):
-        return redirect(url_for("settings.columns"))
-    return render_template("settings/columns_form.html", tab="columns", form=form, column=None)
+    return form_page(form, lambda: column_service.add_column(current_user.account_id, form.name.data, form.unit.data,
+                                                             form.position.data or None, form.aliases.data),
+                     lambda column: f"グラフ列「{column.name}」を追加しました。",
+                     "settings.columns", "settings/columns_form.html", tab="columns", column=None)
 
 
 @bp.route("/columns/<int:column_id>/edit", methods=["GET", "POST"])
@@ -37,24 +35,21 @@ def column_new():
 def column_edit(column_id: int):
     column = owned_or_404(GraphColumn, column_id)
     form = ColumnForm(obj=column)
-    if saved(form, lambda: column_service.update_column(current_user.account_id, column.id, form.name.data,
-                                                        form.unit.data, form.position.data or None,
-                                                        form.aliases.data),
-             lambda _: f"グラフ列「{column.name}」を更新しました。"):
-        return redirect(url_for("settings.columns"))
-    return render_template(
-        "settings/columns_form.html", tab="columns", form=form, column=column, action_form=ActionForm()
-    )
+    return form_page(form, lambda: column_service.update_column(current_user.account_id, column.id, form.name.data,
+                                                                form.unit.data, form.position.data or None,
+                                                                form.aliases.data),
+                     lambda _: f"グラフ列「{column.name}」を更新しました。",
+                     "settings.columns", "settings/columns_form.html", tab="columns", column=column,
+                     action_form=ActionForm())
 
 
 @bp.route("/columns/<int:column_id>/delete", methods=["POST"])
 @admin_required
 def column_delete(column_id: int):
     column = owned_or_404(GraphColumn, column_id)
-    if ActionForm().validate_on_submit():
-        name = column.name
-        column_service.delete_column(current_user.account_id, column.id)
-        flash(f"グラフ列「{name}」を削除しました。", "success")
+    name = column.name
+    performed(lambda: column_service.delete_column(current_user.account_id, column.id),
+              lambda _: f"グラフ列「{name}」を削除しました。")
     return redirect(url_for("settings.columns"))
 
 
@@ -67,11 +62,5 @@ def columns_order():
         for key, value in request.form.items()
         if key.startswith("position-")
     }
-    if ActionForm().validate_on_submit():
-        try:
-            column_service.reorder_columns(current_user.account_id, positions)
-        except (Invalid, NotFound) as error:
-            flash(error.message, "error")
-        else:
-            flash("表示順を保存しました。", "success")
+    performed(lambda: column_service.reorder_columns(current_user.account_id, positions), lambda _: "表示順を保存しました。")
     return redirect(url_for("settings.columns"))

@@ -1,21 +1,22 @@
 """Forms of the 設定 tabs メンバー設定, グラフ設定 and ユーザー.
 
 The services hold the rules (they also serve the CLI); these forms carry the fields and
-CSRF, `apply_errors` puts a service's Invalid onto the matching fields, and `saved` runs one
-submitted form through its service.
+CSRF, `apply_errors` puts a service's Invalid onto the matching fields, `saved` runs one
+submitted form through its service (`form_page`: and answers an add/edit page with it) and
+`performed` one bodyless POST (delete, deactivate…).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from flask import flash
+from flask import flash, redirect, render_template, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import PasswordField, SelectField, StringField, SubmitField
 from wtforms.validators import AnyOf, DataRequired, ValidationError
 
-from ..errors import Invalid
+from ..errors import Invalid, NotFound
 from ..importer.addresses import is_address
 from ..models import User
 
@@ -139,3 +140,23 @@ def saved(form: FlaskForm, save: Callable[[], Any], message: Callable[[Any], str
         return False
     flash(message(result), "success")
     return True
+
+
+def form_page(form: FlaskForm, save: Callable[[], Any], message: Callable[[Any], str], done: str, template: str,
+              **context: Any):
+    """Answer an add/edit page: once `saved`, a redirect to the endpoint `done`; else `template` with the form (again)."""
+    if saved(form, save, message):
+        return redirect(url_for(done))
+    return render_template(template, form=form, **context)
+
+
+def performed(action: Callable[[], Any], message: Callable[[Any], str]) -> None:
+    """Run `action()` for a posted ActionForm (its CSRF checked) and flash `message(result)`, or the service's error."""
+    if not ActionForm().validate_on_submit():
+        return
+    try:
+        result = action()
+    except (Invalid, NotFound) as error:
+        flash(error.message, "error")
+        return
+    flash(message(result), "success")

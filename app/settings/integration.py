@@ -1,15 +1,17 @@
 """The 外部連携設定 tab (docs/spec.md section 3): one form for every mode, plus the re-issue buttons."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import abort, flash, make_response, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from ..auth.access import integration_required
+from ..auth.access import admin_required, integration_required
 from ..errors import Invalid, RenkeiError
 from ..services import ftpcheck, ftpreport, ftpways, mailbox, samplefile, sshkeys, zippassword
 from ..services import integration as service
 from . import bp
-from .integration_forms import IntegrationForm, MailboxForm, ReissueForm
+from .integration_forms import FORM_TROUBLE, IntegrationForm, MailboxForm, ReissueForm
 from .ssh_keys import SSH_NOTICE
 
 # Where 今すぐチェック's answer lands: the check's result, next to the button in the FTP section.
@@ -19,11 +21,6 @@ CHECK_NOTICE = "ftp_check_notice"
 # 今すぐ取得's answer (one line) is shown once next to its button; the fetch's outcome itself is stored.
 FETCH_NOTICE = "imap_fetch_notice"
 FETCH_RESULT_ANCHOR = "#imap-fetch-result"
-
-
-def _require_admin() -> None:
-    if not current_user.is_admin:
-        abort(403)
 
 
 def _render(form: IntegrationForm, status: int = 200, issued: dict[str, str] | None = None,
@@ -76,7 +73,8 @@ def integration():
     if request.method == "GET":
         settings = service.get_settings(current_user.account_id)
         return _render(IntegrationForm(formdata=None, obj=settings))
-    _require_admin()
+    if not current_user.is_admin:  # 閲覧者 see the tab but do not save it
+        abort(403)
     form = IntegrationForm()
     mailbox_form = MailboxForm()
     if not form.validate_on_submit():
@@ -117,7 +115,7 @@ def _confirmed_reissue() -> bool:
     """Check CSRF and the confirmation; flash why not when the re-issue must not happen."""
     form = ReissueForm()
     if not form.validate_on_submit():
-        flash("送信内容を確認できませんでした。ページを読み込み直してからもう一度お試しください。", "error")
+        flash(FORM_TROUBLE, "error")
         return False
     if not form.confirm.data:
         flash("確認のチェックを入れてから、もう一度ボタンを押してください。", "error")
@@ -127,46 +125,46 @@ def _confirmed_reissue() -> bool:
 
 @bp.route("/integration/inbound-address", methods=["POST"])
 @integration_required
+@admin_required
 def integration_reissue_address():
-    _require_admin()
     if _confirmed_reissue():
         address = service.reissue_inbound_address(current_user.account_id, actor=current_user.email)
         flash(f"送信先メールアドレスを再発行しました: {address}(以前のアドレスには送れなくなりました)", "success")
     return redirect(url_for("settings.integration") + "#mail-section")
 
 
+def _issue_secret(key: str, issue: Callable[[int, str], str], what: str, section: str):
+    """Issue the secret `key` once the re-issue is confirmed and show it in this answer; else back to its section."""
+    if not _confirmed_reissue():
+        return redirect(url_for("settings.integration") + section)
+    secret = issue(current_user.account_id, current_user.email)
+    flash(f"{what}を発行しました。この画面を離れると二度と表示されません。控えてください。", "success")
+    return _render_issued({key: secret})
+
+
 @bp.route("/integration/ftp-password", methods=["POST"])
 @integration_required
+@admin_required
 def integration_ftp_password():
-    _require_admin()
-    if not _confirmed_reissue():
-        return redirect(url_for("settings.integration") + "#ftp-section")
-    password = service.issue_ftp_password(current_user.account_id, current_user.email)
-    flash("FTPサーバー PWを発行しました。この画面を離れると二度と表示されません。控えてください。", "success")
-    return _render_issued({"ftp_password": password})
+    return _issue_secret("ftp_password", service.issue_ftp_password, "FTPサーバー PW", "#ftp-section")
 
 
 @bp.route("/integration/api-token", methods=["POST"])
 @integration_required
+@admin_required
 def integration_api_token():
-    _require_admin()
-    if not _confirmed_reissue():
-        return redirect(url_for("settings.integration") + "#api-section")
-    token = service.issue_api_token(current_user.account_id, current_user.email)
-    flash("APIトークンを発行しました。この画面を離れると二度と表示されません。控えてください。", "success")
-    return _render_issued({"api_token": token})
+    return _issue_secret("api_token", service.issue_api_token, "APIトークン", "#api-section")
 
 
 @bp.route("/integration/check-now", methods=["POST"])
 @integration_required
+@admin_required
 def integration_check_now():
     """今すぐチェック: run the account's FTP check at once, like `flask integration check-now`."""
-    _require_admin()
     # The check's result is stored as the account's last check and shown next to the button;
     # only what is not a check (a refusal, a check already running) travels in the session.
     if not ReissueForm().validate_on_submit():
-        session[CHECK_NOTICE] = {"outcome": ftpreport.ERROR,
-                                 "text": "送信内容を確認できませんでした。ページを読み込み直してからもう一度お試しください。"}
+        session[CHECK_NOTICE] = {"outcome": ftpreport.ERROR, "text": FORM_TROUBLE}
     else:
         try:
             result = ftpcheck.check_account(current_user.account_id, trigger=ftpreport.MANUAL)
@@ -179,12 +177,11 @@ def integration_check_now():
 
 @bp.route("/integration/fetch-now", methods=["POST"])
 @integration_required
+@admin_required
 def integration_fetch_now():
     """今すぐ取得: fetch the account's mailbox at once, like `flask integration fetch-now`."""
-    _require_admin()
     if not ReissueForm().validate_on_submit():
-        session[FETCH_NOTICE] = {"ok": False,
-                                 "text": "送信内容を確認できませんでした。ページを読み込み直してからもう一度お試しください。"}
+        session[FETCH_NOTICE] = {"ok": False, "text": FORM_TROUBLE}
     else:
         try:
             result = mailbox.fetch_now(current_user.account_id)

@@ -19,6 +19,9 @@ from ..services import integration as service
 from ..services import mailbox
 from .forms import NameListField
 
+# What a POST of this tab says when its CSRF token (or form) does not check: the page was open too long.
+FORM_TROUBLE = "送信内容を確認できませんでした。ページを読み込み直してからもう一度お試しください。"
+
 
 class AddressListField(Field):
     """Addresses from several inputs of one name (JS rows) or one textarea (no JS); keeps what was typed."""

@@ -7,7 +7,7 @@ from ..errors import ImportRejected, Invalid, error_total
 from ..models import Member
 from ..services import members as member_service
 from . import bp
-from .forms import ActionForm, MemberForm, MemberImportForm, saved
+from .forms import ActionForm, MemberForm, MemberImportForm, form_page, performed
 
 
 @bp.route("/members")
@@ -25,10 +25,9 @@ def members():
 @admin_required
 def member_new():
     form = MemberForm()
-    if saved(form, lambda: member_service.create_member(current_user.account_id, **_fields(form)),
-             lambda member: f"メンバー「{member.name}」(No.{member.no})を追加しました。"):
-        return redirect(url_for("settings.members"))
-    return render_template("settings/members_form.html", tab="members", form=form, member=None)
+    return form_page(form, lambda: member_service.create_member(current_user.account_id, **_fields(form)),
+                     lambda member: f"メンバー「{member.name}」(No.{member.no})を追加しました。",
+                     "settings.members", "settings/members_form.html", tab="members", member=None)
 
 
 @bp.route("/members/<int:member_id>/edit", methods=["GET", "POST"])
@@ -36,12 +35,10 @@ def member_new():
 def member_edit(member_id: int):
     member = owned_or_404(Member, member_id)
     form = MemberForm(obj=member)
-    if saved(form, lambda: member_service.update_member(current_user.account_id, member.id, **_fields(form)),
-             lambda _: f"メンバー「{member.name}」(No.{member.no})を更新しました。"):
-        return redirect(url_for("settings.members"))
-    return render_template(
-        "settings/members_form.html", tab="members", form=form, member=member, action_form=ActionForm()
-    )
+    return form_page(form, lambda: member_service.update_member(current_user.account_id, member.id, **_fields(form)),
+                     lambda _: f"メンバー「{member.name}」(No.{member.no})を更新しました。",
+                     "settings.members", "settings/members_form.html", tab="members", member=member,
+                     action_form=ActionForm())
 
 
 @bp.route("/members/<int:member_id>/deactivate", methods=["POST"])
@@ -88,10 +85,9 @@ def members_import():
 
 def _set_active(member_id: int, active: bool):
     member = owned_or_404(Member, member_id)
-    if ActionForm().validate_on_submit():
-        member_service.set_active(current_user.account_id, member.id, active)
-        state = "有効" if active else "無効"
-        flash(f"メンバー「{member.name}」(No.{member.no})を{state}にしました。", "success")
+    state = "有効" if active else "無効"
+    performed(lambda: member_service.set_active(current_user.account_id, member.id, active),
+              lambda _: f"メンバー「{member.name}」(No.{member.no})を{state}にしました。")
     return redirect(url_for("settings.members"))
 
 

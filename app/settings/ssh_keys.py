@@ -6,19 +6,22 @@ they never repeat a pasted key.
 """
 from __future__ import annotations
 
-from flask import abort, redirect, session, url_for
+from collections.abc import Callable
+from typing import Any
+
+from flask import redirect, session, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import StringField, TextAreaField
 
-from ..auth.access import integration_required
-from ..errors import Invalid, NotFound
+from ..auth.access import admin_required, integration_required
+from ..errors import Invalid, NotFound, RenkeiError
 from ..services import sshkeys
 from . import bp
+from .integration_forms import FORM_TROUBLE
 
 # The notice of the last add or remove: {"outcome": "success" | "error", "lines": [...]}, shown once.
 SSH_NOTICE = "ssh_key_notice"
-FORM_TROUBLE = "送信内容を確認できませんでした。ページを読み込み直してからもう一度お試しください。"
 
 
 class SshKeysForm(FlaskForm):
@@ -29,47 +32,43 @@ class SshKeyRemoveForm(FlaskForm):
     fingerprint = StringField("指紋")
 
 
-def _back():
-    return redirect(url_for("settings.integration") + "#field-ssh_keys")
-
-
-def _notice(outcome: str, lines: list[str]) -> None:
+def _posted(form: FlaskForm, action: Callable[[FlaskForm], Any], success: Callable[[Any], list[str]],
+            failure: Callable[[RenkeiError], list[str]], errors: type[RenkeiError]):
+    """Run `action(form)` for a valid post; keep the notice of what it did (or of its `errors`) and go back to the field."""
+    if not form.validate_on_submit():
+        outcome, lines = "error", [FORM_TROUBLE]
+    else:
+        try:
+            outcome, lines = "success", success(action(form))
+        except errors as error:
+            outcome, lines = "error", failure(error)
     session[SSH_NOTICE] = {"outcome": outcome, "lines": lines}
+    return redirect(url_for("settings.integration") + "#field-ssh_keys")
 
 
 @bp.route("/integration/ssh-keys", methods=["POST"])
 @integration_required
+@admin_required
 def integration_ssh_keys_add():
-    if not current_user.is_admin:
-        abort(403)
-    form = SshKeysForm()
-    if not form.validate_on_submit():
-        _notice("error", [FORM_TROUBLE])
-        return _back()
-    try:
-        added = sshkeys.add(current_user.account_id, form.ssh_keys.data or "", actor=current_user.email)
-    except Invalid as error:
-        _notice("error", ["SSH公開鍵を追加できませんでした(どの鍵も追加していません)。",
-                          *error.errors.get(sshkeys.FIELD, [error.message])])
-        return _back()
-    _notice("success", [f"SSH公開鍵を{len(added)}個追加しました。",
-                        *(f"{key.key_type} {key.fingerprint} {key.comment}".rstrip() for key in added)])
-    return _back()
+    return _posted(
+        SshKeysForm(),
+        lambda form: sshkeys.add(current_user.account_id, form.ssh_keys.data or "", actor=current_user.email),
+        lambda added: [f"SSH公開鍵を{len(added)}個追加しました。",
+                       *(f"{key.key_type} {key.fingerprint} {key.comment}".rstrip() for key in added)],
+        lambda error: ["SSH公開鍵を追加できませんでした(どの鍵も追加していません)。",
+                       *error.errors.get(sshkeys.FIELD, [error.message])],
+        errors=Invalid,
+    )
 
 
 @bp.route("/integration/ssh-keys/remove", methods=["POST"])
 @integration_required
+@admin_required
 def integration_ssh_key_remove():
-    if not current_user.is_admin:
-        abort(403)
-    form = SshKeyRemoveForm()
-    if not form.validate_on_submit():
-        _notice("error", [FORM_TROUBLE])
-        return _back()
-    try:
-        key = sshkeys.remove(current_user.account_id, form.fingerprint.data or "", actor=current_user.email)
-    except NotFound as error:
-        _notice("error", [error.message])
-        return _back()
-    _notice("success", [f"SSH公開鍵を削除しました: {key.key_type} {key.fingerprint} {key.comment}".rstrip()])
-    return _back()
+    return _posted(
+        SshKeyRemoveForm(),
+        lambda form: sshkeys.remove(current_user.account_id, form.fingerprint.data or "", actor=current_user.email),
+        lambda key: [f"SSH公開鍵を削除しました: {key.key_type} {key.fingerprint} {key.comment}".rstrip()],
+        lambda error: [error.message],
+        errors=NotFound,
+    )

@@ -8,7 +8,7 @@ from ..errors import Invalid, NotFound
 from ..models import User
 from ..services import users as user_service
 from . import bp
-from .forms import ActionForm, RoleForm, UserForm, saved
+from .forms import ActionForm, RoleForm, UserForm, form_page, performed
 
 
 @bp.route("/users")
@@ -24,11 +24,10 @@ def users():
 @admin_required
 def user_new():
     form = UserForm()
-    if saved(form, lambda: user_service.create_user(current_user.account_id, form.email.data, form.password.data,
-                                                    form.role.data),
-             lambda user: f"ユーザー {user.email}({user.role_label})を追加しました。"):
-        return redirect(url_for("settings.users"))
-    return render_template("settings/users_form.html", tab="users", form=form)
+    return form_page(form, lambda: user_service.create_user(current_user.account_id, form.email.data, form.password.data,
+                                                            form.role.data),
+                     lambda user: f"ユーザー {user.email}({user.role_label})を追加しました。",
+                     "settings.users", "settings/users_form.html", tab="users")
 
 
 @bp.route("/users/<int:user_id>/role", methods=["POST"])
@@ -72,12 +71,7 @@ def user_reset_password(user_id: int):
 @admin_required
 def user_delete(user_id: int):
     user = owned_or_404(User, user_id)
-    if ActionForm().validate_on_submit():
-        email = user.email
-        try:
-            user_service.remove_user(current_user.account_id, user.id, current_user.id)
-        except (Invalid, NotFound) as error:
-            flash(error.message, "error")
-        else:
-            flash(f"ユーザー {email} を削除しました。", "success")
+    email = user.email
+    performed(lambda: user_service.remove_user(current_user.account_id, user.id, current_user.id),
+              lambda _: f"ユーザー {email} を削除しました。")
     return redirect(url_for("settings.users"))

@@ -1,15 +1,16 @@
 """ZIPパスワード on the 外部連携設定 tab: set, replace or remove it; the page only ever says 「設定済み」."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField
 
-from ..auth.access import integration_required
+from ..auth.access import admin_required, integration_required
 from ..errors import Invalid
 from ..services import zippassword
 from . import bp
+from .integration_forms import FORM_TROUBLE
 
 
 class ZipPasswordForm(FlaskForm):
@@ -20,13 +21,12 @@ class ZipPasswordForm(FlaskForm):
 
 @bp.route("/integration/zip-password", methods=["POST"])
 @integration_required
+@admin_required
 def integration_zip_password():
-    if not current_user.is_admin:
-        abort(403)
     form = ZipPasswordForm()
     target = url_for("settings.integration") + "#zip-section"
     if not form.validate_on_submit():
-        flash("送信内容を確認できませんでした。ページを読み込み直してからもう一度お試しください。", "error")
+        flash(FORM_TROUBLE, "error")
         return redirect(target)
     if request.form.get("action") == "remove":
         zippassword.clear(current_user.account_id, actor=current_user.email)
