@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 import click
@@ -21,6 +23,16 @@ def fail(error: RenkeiError) -> NoReturn:
     sys.exit(1)
 
 
+@contextmanager
+def failing(report: Callable[[RenkeiError], NoReturn] = fail) -> Iterator[None]:
+    """Run a command's service calls: a RenkeiError is reported (by default its message on stderr)
+    and the command stops with exit code 1, the one way every command ends on a refusal."""
+    try:
+        yield
+    except RenkeiError as error:
+        report(error)
+
+
 @accounts_cli.command("create")
 @click.argument("slug")
 @click.option("--name", required=True, help="アカウント名(画面に表示)")
@@ -28,10 +40,8 @@ def fail(error: RenkeiError) -> NoReturn:
 @click.option("--admin-password", default=None, help="省略すると生成して表示します")
 def create(slug: str, name: str, admin_email: str, admin_password: str | None) -> None:
     """アカウントと最初の管理者を作成し、ログイン情報を表示します (create an account with its first admin and print the login)。"""
-    try:
+    with failing():
         account, password = account_service.create_account(slug, name, admin_email, admin_password)
-    except RenkeiError as error:
-        fail(error)
     click.echo(f"アカウントを作成しました (account created): {account.slug}({account.name})")
     click.echo(f"slug: {account.slug}")
     click.echo(f"admin email: {admin_email.strip().lower()}")
@@ -66,10 +76,8 @@ def disable_integration(slug: str) -> None:
 
 
 def _set_integration(slug: str, enabled: bool) -> None:
-    try:
+    with failing():
         account = account_service.set_integration_enabled(slug, enabled)
-    except RenkeiError as error:
-        fail(error)
     state = "有効" if enabled else "無効"
     click.echo(f"{account.slug}: 外部連携設定を{state}にしました (integration {'on' if enabled else 'off'})。")
 

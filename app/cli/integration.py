@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from typing import NoReturn
 
 import click
 from flask import Flask, current_app
@@ -14,11 +15,12 @@ from ..errors import Invalid, RenkeiError
 from ..importer.filename import period_key
 from ..services import accounts, ftpcheck, ftpreport, mailbox, overdue, queue, sshkeys, zippassword
 from ..services import integration as service
+from .accounts import failing
 
 integration_cli = AppGroup("integration", help="外部連携設定を表示・変更します (show and change the integration settings)。")
 
 
-def _fail(error: RenkeiError) -> None:
+def _fail(error: RenkeiError) -> NoReturn:
     """Print the error (one line per field) on stderr and exit 1."""
     if isinstance(error, Invalid) and error.errors:
         for field, messages in error.errors.items():
@@ -31,10 +33,8 @@ def _fail(error: RenkeiError) -> None:
 
 
 def _account(slug: str):
-    try:
+    with failing(_fail):
         return accounts.get_by_slug(slug)
-    except RenkeiError as e:
-        _fail(e)
 
 
 @integration_cli.command("show")
@@ -116,10 +116,8 @@ def set_(slug: str, **options) -> None:
     if not changes:
         click.echo("エラー: 変更する項目を1つ以上指定してください(--help で一覧) (give at least one option to change)。", err=True)
         raise SystemExit(1)
-    try:
+    with failing(_fail):
         service.update_settings(account.id, changes, actor="cli")
-    except RenkeiError as e:
-        _fail(e)
     click.echo(f"{account.slug} の外部連携設定を保存しました (settings saved)。")
 
 
@@ -154,10 +152,8 @@ def zip_password(slug: str, clear: bool, from_stdin: bool) -> None:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("ZIPパスワード", hide_input=True, confirmation_prompt=True)
-    try:
+    with failing(_fail):
         zippassword.set_password(account.id, password, actor="cli")
-    except RenkeiError as e:
-        _fail(e)
     click.echo("ZIPパスワードを設定しました (ZIP password stored)。")
 
 
@@ -166,12 +162,10 @@ def zip_password(slug: str, clear: bool, from_stdin: bool) -> None:
 def check_now(slug: str) -> None:
     """FTP連動のチェックをすぐに実行します(画面の「今すぐチェック」と同じ) (run the FTP check now, like the button)。"""
     account = _account(slug)
-    try:
+    with failing(_fail):
         # No worker runs in a flask command: the check's imports are run here, through the
         # worker's own step, oldest first (queue.run_until_ended), so every file is filed now.
         result = ftpcheck.check_account(account.id, wait=queue.run_until_ended)
-    except RenkeiError as e:
-        _fail(e)
     click.echo(result.message)
     for line in ftpreport.lines(result):
         click.echo(f"  {line}")
@@ -184,10 +178,8 @@ def check_now(slug: str) -> None:
 def fetch_now(slug: str) -> None:
     """メールボックス(IMAP)からすぐに取得します(画面の「今すぐ取得」と同じ) (fetch the IMAP mailbox now, like the button)。"""
     account = _account(slug)
-    try:
+    with failing(_fail):
         result = mailbox.fetch_now(account.id)
-    except RenkeiError as e:
-        _fail(e)
     click.echo(result.text)
     if not result.ok:
         raise SystemExit(1)
@@ -239,10 +231,8 @@ def ssh_key_add(slug: str, path) -> None:
     """authorized_keys形式の公開鍵を追加します(1行に1つ、# の行と空行は読み飛ばします) (add keys in authorized_keys form)。"""
     account = _account(slug)
     text = (path or sys.stdin).read()
-    try:
+    with failing(_fail):
         added = sshkeys.add(account.id, text, actor="cli")
-    except RenkeiError as e:
-        _fail(e)
     for key in added:
         click.echo(_key_line(key))
     click.echo(f"{account.slug} にSSH公開鍵を{len(added)}個追加しました ({len(added)} key(s) added)。")
@@ -268,10 +258,8 @@ def ssh_key_list(slug: str) -> None:
 def ssh_key_remove(slug: str, fingerprint: str) -> None:
     """指紋(SHA256:…)で指定したSSH公開鍵を削除します (remove the key with this SHA256 fingerprint)。"""
     account = _account(slug)
-    try:
+    with failing(_fail):
         key = sshkeys.remove(account.id, fingerprint, actor="cli")
-    except RenkeiError as e:
-        _fail(e)
     click.echo(f"SSH公開鍵を削除しました (key removed): {_key_line(key)}")
 
 

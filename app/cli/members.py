@@ -12,7 +12,7 @@ from ..errors import ImportRejected, RenkeiError, error_total
 from ..services import accounts as account_service
 from ..services import columns as column_service
 from ..services import members as member_service
-from .accounts import fail
+from .accounts import fail, failing
 
 members_cli = AppGroup("members", help="メンバー設定の一括登録 (bulk member import)。")
 columns_cli = AppGroup("columns", help="グラフ列(グラフ設定)の追加と別名 (add graph columns, set their aliases)。")
@@ -46,11 +46,9 @@ def import_members(slug: str, path: Path) -> None:
 @click.option("--unit", default="", help="単位(円、件、ポイントなど)")
 def add_column(slug: str, name: str, unit: str) -> None:
     """グラフ列を最後に追加します (add a graph column at the end)。"""
-    try:
+    with failing():
         account = account_service.get_by_slug(slug)
         column = column_service.add_column(account.id, name, unit)
-    except RenkeiError as error:
-        fail(error)
     suffix = f"(単位: {column.unit})" if column.unit else ""
     click.echo(f"{account.slug}: グラフ列「{column.name}」を追加しました{suffix} (column added)。表示順 {column.position}")
 
@@ -69,13 +67,11 @@ def alias_column(slug: str, name: str, aliases: tuple[str, ...], clear: bool) ->
     if not aliases and not clear:
         click.echo("エラー: 別名を1つ以上指定してください(すべて消すときは --clear) (give at least one alias, or --clear)。", err=True)
         raise SystemExit(1)
-    try:
+    with failing():
         account = account_service.get_by_slug(slug)
         column = column_service.find_column(account.id, name)
         kept = [] if clear else list(column.aliases or [])
         column = column_service.set_aliases(account.id, column.id, [*kept, *aliases])
-    except RenkeiError as error:
-        fail(error)
     shown = "、".join(column.aliases) if column.aliases else "(なし)"
     click.echo(f"{account.slug}: グラフ列「{column.name}」の別名 (aliases): {shown}")
 

@@ -8,11 +8,10 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from ..api.shapes import iso_utc
-from ..errors import RenkeiError
 from ..models import User
 from ..services import accounts as account_service
 from ..services import users as user_service
-from .accounts import fail
+from .accounts import failing
 
 users_cli = AppGroup("users", help="ユーザー(ログイン)の一覧・パスワード再設定・権限の変更・削除 (list users, reset a password, change a role, remove a user)。")
 
@@ -22,10 +21,8 @@ users_cli = AppGroup("users", help="ユーザー(ログイン)の一覧・パス
 @click.option("--json", "as_json", is_flag=True, help="JSONで出力 (print JSON)")
 def list_(slug: str, as_json: bool) -> None:
     """アカウントのユーザーを管理者から順に表示します。最終ログインは記録していません (list the account's users, admins first: e-mail, role, created)。"""
-    try:
+    with failing():
         account = account_service.get_by_slug(slug)
-    except RenkeiError as error:
-        fail(error)
     users = user_service.list_users(account.id)
     items = [{"email": user.email, "role": user.role, "role_label": user.role_label,
               "created_at": iso_utc(user.created_at)} for user in users]
@@ -41,11 +38,9 @@ def list_(slug: str, as_json: bool) -> None:
 @click.argument("email")
 def reset_password(email: str) -> None:
     """新しいパスワードを生成して 1 回だけ表示し、そのユーザーのセッションをすべて終了します (give the user a new random password, printed once, and end every session of theirs)。"""
-    try:
+    with failing():
         user = user_service.find_by_email(email)
         password = user_service.reset_password(user)
-    except RenkeiError as error:
-        fail(error)
     click.echo(f"{user.email}({user.account.slug})のパスワードを再設定し、ログイン中のセッションをすべて終了しました。"
                "パスワードの表示はこの1回だけです (password reset, every session ended; shown only this once)。")
     click.echo(f"email: {user.email}")
@@ -57,11 +52,9 @@ def reset_password(email: str) -> None:
 @click.argument("role", type=click.Choice([str(role) for role in User.ROLE_LABELS]))
 def set_role(email: str, role: str) -> None:
     """ユーザーを管理者または閲覧者にします。アカウントの最後の管理者は管理者のままです (make the user admin or viewer; the last admin of an account stays admin)。"""
-    try:
+    with failing():
         user = user_service.find_by_email(email)
         user = user_service.set_role(user.account_id, user.id, role)
-    except RenkeiError as error:
-        fail(error)
     click.echo(f"{user.email}({user.account.slug})の権限を{user.role_label}にしました (role {user.role})。")
 
 
@@ -69,12 +62,10 @@ def set_role(email: str, role: str) -> None:
 @click.argument("email")
 def remove(email: str) -> None:
     """ユーザーを削除します。アカウントの最後の管理者は削除できません (delete the user; the last admin of an account cannot be removed)。"""
-    try:
+    with failing():
         user = user_service.find_by_email(email)
         address, slug = user.email, user.account.slug
         user_service.remove_user(user.account_id, user.id)
-    except RenkeiError as error:
-        fail(error)
     click.echo(f"{address}({slug})を削除しました (removed)。")
 
 
