@@ -25,8 +25,6 @@ import zipfile
 from collections.abc import Iterator
 from xml.etree import ElementTree
 
-import python_calamine
-
 from app.errors import ImportRejected, RowError
 from app.importer.records import BadCell, column_letter
 
@@ -62,6 +60,8 @@ def sheet_records(data: bytes, sheet_name: str = "") -> Iterator[tuple[int, list
     Raises ImportRejected for an unreadable or protected workbook, a missing sheet or a formula
     without a cached value; all of these are found before the first record is returned.
     """
+    import python_calamine  # loaded by the first workbook, not by every process that imports the importer
+
     try:
         book = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
     except python_calamine.PasswordError:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import base64
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 
 
-def _fernet(purpose: bytes) -> Fernet:
+def _fernet(purpose: bytes):
+    """The Fernet of `purpose`. cryptography is imported here, by the first secret sealed or read,
+    not by every process that imports this module (about 7 MiB and its start-up time)."""
+    from cryptography.fernet import Fernet
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     secret = current_app.config["SECRET_KEY"]
     secret = secret.encode() if isinstance(secret, str) else bytes(secret)
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(secret)
@@ -31,6 +34,8 @@ def unseal(token: str | None, purpose: bytes) -> str | None:
     """The text sealed for `purpose`, or None when there is none or it cannot be decrypted."""
     if not token:
         return None
+    from cryptography.fernet import InvalidToken
+
     try:
         return _fernet(purpose).decrypt(token.encode("ascii")).decode("utf-8")
     except (InvalidToken, ValueError):

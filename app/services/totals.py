@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
-from itertools import groupby
+from collections.abc import Iterable, Sequence
 from operator import itemgetter
 
 from sqlalchemy import Date, bindparam, delete, select, text
@@ -46,9 +45,9 @@ class ImportSums:
 
     The runner hands over each Block it stores; nothing re-reads the stored rows. The Blocks'
     member ids and numbers are kept up to FOLD_ROWS rows, then folded into running sums member
-    by member: sorting the row indexes by member and gathering a member's cells of a column with
-    one itemgetter leaves no Python step per row or cell (on the 200,000-row reference file
-    0.1 s, where adding each row's values as a dict took 0.55 s). sum() goes on from the running
+    by member: each member's row indexes (in file order) and one itemgetter gathering its cells
+    of a column leave no Python step per cell (on the 200,000-row reference file about 0.2 s,
+    where adding each row's values as a dict took 0.55 s). sum() goes on from the running
     total, so each sum still adds a member's values one by one in file order.
     """
 
@@ -69,17 +68,24 @@ class ImportSums:
 
     def _fold(self) -> None:
         member_ids, width, members = self._member_ids, len(self._column_ids), self._members
-        order = sorted(range(len(member_ids)), key=member_ids.__getitem__)  # stable: file order within a member
+        # Each member's row indexes in file order: one dict append per row is cheaper than
+        # sorting the rows by member and cutting the sorted run into groups.
+        rows_of: dict[int, list[int]] = {}
+        for index, member_id in enumerate(member_ids):
+            indexes = rows_of.get(member_id)
+            if indexes is None:
+                rows_of[member_id] = [index]
+            else:
+                indexes.append(index)
         groups = []
-        for member_id, indexes in groupby(order, key=member_ids.__getitem__):
-            indexes = list(indexes)
+        for member_id, indexes in rows_of.items():
             member = members.get(member_id)
             if member is None:
                 member = members[member_id] = [0, [0.0] * width, [0] * width]
             member[0] += len(indexes)
             pick = itemgetter(*indexes) if len(indexes) > 1 else (lambda column, index=indexes[0]: (column[index],))
             groups.append((member[1], member[2], pick))
-        del order
+        del rows_of
         for index in range(width):
             column = self._numbers[index::width]
             for sums, counts, pick in groups:
@@ -93,16 +99,18 @@ class ImportSums:
         self._member_ids = array("q")
         self._numbers = array(NUMBERS)
 
-    def rows(self) -> Iterator[tuple[int, int, float, int]]:
-        """(member id, column id, total, line count) by member id, LINES first for each member; columns
-        without a value are absent."""
+    def rows(self, *key) -> list[tuple]:
+        """(*key, member id, column id, total, line count) by member id, LINES first for each member;
+        columns without a value are absent. `key` is what each row starts with (the import's id)."""
         self._fold()
+        rows = []
+        column_ids = self._column_ids
         for member_id in sorted(self._members):
             lines, sums, counts = self._members[member_id]
-            yield member_id, LINES, 0.0, lines
-            for column_id, total, count in zip(self._column_ids, sums, counts):
-                if count:
-                    yield member_id, column_id, total, count
+            rows.append((*key, member_id, LINES, 0.0, lines))
+            rows += [(*key, member_id, column_id, total, count)
+                     for column_id, total, count in zip(column_ids, sums, counts) if count]
+        return rows
 
 
 def record_import(import_id: int, account_id: int, period_date: dt.date, sums: ImportSums,
@@ -114,7 +122,7 @@ def record_import(import_id: int, account_id: int, period_date: dt.date, sums: I
     the replaced ones) where a subtraction and an addition took two; a replaced import of another
     month would be taken out there. The replaced imports' import_totals are deleted.
     """
-    rows = [(import_id, *row) for row in sums.rows()]
+    rows = sums.rows(import_id)
     if rows:
         # Tens of thousands of rows (members × columns): plain tuples to the driver's executemany,
         # since SQLAlchemy's per-row parameter dicts would cost more than the sums themselves.
