@@ -1,9 +1,9 @@
 """Forms of the 設定 tabs メンバー設定, グラフ設定 and ユーザー.
 
 The services hold the rules (they also serve the CLI); these forms carry the fields and
-CSRF, `apply_errors` puts a service's Invalid onto the matching fields, `saved` runs one
-submitted form through its service (`form_page`: and answers an add/edit page with it) and
-`performed` one bodyless POST (delete, deactivate…).
+CSRF, `apply_errors` puts a service's Invalid onto the matching fields, `form_page` runs one
+submitted form through its service and answers its add/edit page, and `performed` one
+bodyless POST (delete, deactivate…).
 """
 from __future__ import annotations
 
@@ -124,29 +124,23 @@ def apply_errors(form: FlaskForm, error: Invalid) -> bool:
     return matched
 
 
-def saved(form: FlaskForm, save: Callable[[], Any], message: Callable[[Any], str]) -> bool:
-    """Run `save()` for a valid submitted form and flash `message(result)`; return whether it saved.
+def form_page(form: FlaskForm, save: Callable[[], Any], message: Callable[[Any], str], done: str, template: str,
+              **context: Any):
+    """Answer an add/edit page: for a valid submitted form run `save()`, flash `message(result)` and
+    redirect to the endpoint `done`; else show `template` with the form (again).
 
     A service's Invalid goes onto the form's fields (or is flashed when no field matches), so
     the form is shown again with the user's input and the reason.
     """
-    if not form.validate_on_submit():
-        return False
-    try:
-        result = save()
-    except Invalid as error:
-        if not apply_errors(form, error):
-            flash(error.message, "error")
-        return False
-    flash(message(result), "success")
-    return True
-
-
-def form_page(form: FlaskForm, save: Callable[[], Any], message: Callable[[Any], str], done: str, template: str,
-              **context: Any):
-    """Answer an add/edit page: once `saved`, a redirect to the endpoint `done`; else `template` with the form (again)."""
-    if saved(form, save, message):
-        return redirect(url_for(done))
+    if form.validate_on_submit():
+        try:
+            result = save()
+        except Invalid as error:
+            if not apply_errors(form, error):
+                flash(error.message, "error")
+        else:
+            flash(message(result), "success")
+            return redirect(url_for(done))
     return render_template(template, form=form, **context)
 
 
