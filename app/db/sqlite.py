@@ -9,8 +9,12 @@ WAL_ATTEMPTS = 100
 WAL_PAUSE_SECONDS = 0.05
 
 
-def apply_settings(dbapi_connection, connection_record=None, pause=time.sleep) -> None:
-    """Pool "connect" listener: busy wait first, then WAL, foreign keys and full sync."""
+def apply_settings(dbapi_connection, connection_record=None, pause=None) -> None:
+    """Pool "connect" listener: busy wait first, then WAL, foreign keys and full sync.
+
+    `pause` (seconds → None) waits between WAL attempts; time.sleep, looked up when it is
+    needed, unless a test passes its own.
+    """
     if not isinstance(dbapi_connection, sqlite3.Connection):
         return
     cur = dbapi_connection.cursor()
@@ -39,4 +43,4 @@ def _enter_wal(cur: sqlite3.Cursor, pause) -> None:
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
                 raise
-            pause(WAL_PAUSE_SECONDS)
+            (pause or time.sleep)(WAL_PAUSE_SECONDS)

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Import
 from app.services import ingest, queue
+from tests.fixtures import faketime_sleep
 from tests.fixtures.ingest import csv_file, ingest_options, stored_lines
 
 WORKERS = 2
@@ -66,12 +67,34 @@ def _upgrade(database_url: str, data_dir: str, start, results) -> None:
         results.put(("error", traceback.format_exc()))
 
 
+def _spawned(target, *args) -> None:
+    """A spawned process's entry: a new interpreter runs no conftest, so it mends time.sleep itself.
+
+    Under the CI's faketime pass every time.sleep raises EINVAL unless replaced (see
+    tests/fixtures/faketime_sleep.py); the app sleeps when it retries a locked WAL switch.
+    """
+    faketime_sleep.install()
+    target(*args)
+
+
+def _sleep_once(start, results) -> None:
+    """Process: sleep as the app's retries do, and say whether that worked."""
+    import time
+
+    try:
+        start.wait(timeout=60)
+        time.sleep(0.001)
+        results.put(("ok", None))
+    except BaseException:
+        results.put(("error", traceback.format_exc()))
+
+
 def _run_together(target, *args) -> list:
     """Run `target(*args, barrier, queue)` in WORKERS spawned processes; return what each put in the queue."""
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(WORKERS)
     results = ctx.Queue()
-    processes = [ctx.Process(target=target, args=(*args, start, results)) for _ in range(WORKERS)]
+    processes = [ctx.Process(target=_spawned, args=(target, *args, start, results)) for _ in range(WORKERS)]
     for process in processes:
         process.start()
     try:
@@ -153,3 +176,8 @@ def test_two_first_starts_at_once_migrate_an_empty_database_once(tmp_path, empty
             assert conn.execute(text("SELECT count(*) FROM accounts")).scalar() == 0
     finally:
         engine.dispose()
+
+
+def test_spawned_processes_can_sleep_on_any_clock():
+    """The processes above sleep when SQLite's WAL switch is contended; in the faketime pass that failed with EINVAL."""
+    assert _run_together(_sleep_once) == [None] * WORKERS
