@@ -161,7 +161,8 @@ class Fetcher:
             if not uids:
                 return handed, moved
             with self.app.app_context():
-                known = mailbox.fetched_uids(login.account_id, uidvalidity, min(uids))
+                mailbox.forget_moved(login.account_id, uidvalidity, min(uids))
+                known = mailbox.fetched_uids(login.account_id, uidvalidity)
             folder_ready = False
             for uid in uids:
                 if uid not in known:

@@ -17,7 +17,7 @@ import datetime as dt
 import unicodedata
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Invalid, NotFound
@@ -198,14 +198,23 @@ def due(now: dt.datetime) -> list[int]:
     return [account_id for account_id, retry_at in rows if retry_at is None or retry_at <= naive]
 
 
-def fetched_uids(account_id: int, uidvalidity: int, from_uid: int) -> set[int]:
-    """The UIDs from `from_uid` on of this mailbox generation already handed to the mail path.
+def forget_moved(account_id: int, uidvalidity: int, lowest_uid: int) -> None:
+    """Forget (commits) the records no message in the folder can match any more.
 
-    Only from the folder's lowest UID: the record of every message ever fetched grows with the
-    years, the folder (whose messages are moved away) does not."""
+    UIDs only grow and are never reused within one UIDVALIDITY, and a message put back into
+    the folder gets a new one: a UID below the folder's lowest, or of an earlier UIDVALIDITY,
+    is never seen again. So the record holds about as many rows as the folder holds messages.
+    """
+    db.session.execute(delete(FetchedMessage).where(
+        FetchedMessage.account_id == account_id,
+        or_(FetchedMessage.uidvalidity != uidvalidity, FetchedMessage.uid < lowest_uid)))
+    db.session.commit()
+
+
+def fetched_uids(account_id: int, uidvalidity: int) -> set[int]:
+    """The UIDs of this mailbox generation already handed to the mail path (forget_moved keeps them few)."""
     return set(db.session.scalars(select(FetchedMessage.uid).where(
-        FetchedMessage.account_id == account_id, FetchedMessage.uidvalidity == uidvalidity,
-        FetchedMessage.uid >= from_uid)))
+        FetchedMessage.account_id == account_id, FetchedMessage.uidvalidity == uidvalidity)))
 
 
 def record_fetched(account_id: int, uidvalidity: int, uid: int) -> None:

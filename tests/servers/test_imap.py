@@ -380,10 +380,24 @@ def test_the_fetch_now_button_fetches_and_says_what_it_did(app, fetcher, dovecot
     assert dovecot.list_folder(dovecot_user, "INBOX") == []
 
 
-def test_only_the_records_from_the_folders_lowest_uid_are_read(app, smtp_account):
-    # The record of fetched messages grows with the years; a fetch reads only what the folder can still hold.
+def test_the_record_keeps_only_what_the_folder_can_still_hold(app, smtp_account):
+    # Without forgetting, the record of fetched messages would grow with the years.
     for uid in range(1, 6):
         mailbox.record_fetched(smtp_account.id, 7, uid)
     mailbox.record_fetched(smtp_account.id, 8, 5)
 
-    assert mailbox.fetched_uids(smtp_account.id, 7, 4) == {4, 5}
+    mailbox.forget_moved(smtp_account.id, 7, 4)
+    assert mailbox.fetched_uids(smtp_account.id, 7) == {4, 5}
+    assert mailbox.fetched_uids(smtp_account.id, 8) == set()  # an earlier UIDVALIDITY: never seen again
+
+
+def test_a_fetch_forgets_the_messages_moved_away_by_the_fetches_before(fetcher, dovecot, dovecot_user,
+                                                                       smtp_account, smtp_mail):
+    use_mailbox(smtp_account.id, dovecot, dovecot_user)
+    for day in (16, 17, 18):
+        dovecot.append(dovecot_user, "INBOX", smtp_mail.raw(sender=SMTP_SENDER, to=dovecot_user.name, parts=[
+            (smtp_mail.plain(f"201805{day}.csv"), smtp_mail.csv())]))
+        result = fetcher.fetch(smtp_account.id)
+        assert (result.ok, result.handed, result.moved) == (True, 1, 1)
+        assert db.session.scalar(select(db.func.count()).select_from(FetchedMessage)) == 1
+    assert len(account_imports(smtp_account.id)) == 3
