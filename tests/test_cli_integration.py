@@ -209,3 +209,55 @@ def test_ssh_key_errors_name_the_line_and_exit_1(runner, account):
     assert missing.stderr == f"エラー: 指紋が「{fingerprint('ed25519')}」のSSH公開鍵は登録されていません。\n"
     unknown = runner.invoke(args=["integration", "ssh-key", "nosuch", "list"])
     assert unknown.exit_code == 1 and 'アカウント "nosuch" はありません' in unknown.stderr
+
+
+def mailbox_json(runner) -> dict:
+    result = runner.invoke(args=["integration", "mailbox", "acme"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_mailbox_without_options_prints_the_builtin_smtp_default(runner, account):
+    data = mailbox_json(runner)
+    assert data["method"] == "smtp" and data["password_set"] is False
+    assert (data["folder"], data["processed_folder"], data["port"]) == ("INBOX", "Renkei/処理済", 993)
+
+
+def test_mailbox_sets_imap_with_the_password_from_stdin_and_never_prints_it(runner, account):
+    from app.models_links import Mailbox
+
+    result = runner.invoke(args=["integration", "mailbox", "acme", "--method", "imap", "--host", "imap.example.jp",
+                                 "--tls", "starttls", "--port", "", "--username", "uriage@example.jp",
+                                 "--password-stdin", "--no-verify"], input="pässwörd 秘密\n")
+    assert result.exit_code == 0, result.output
+    assert "受信方法を保存しました" in result.stdout and "パスワード" in result.stdout
+    printed = runner.invoke(args=["integration", "mailbox", "acme"]).stdout
+    assert "pässwörd" not in printed
+    data = json.loads(printed)
+    assert (data["method"], data["host"], data["tls"], data["port"], data["verify"]) == (
+        "imap", "imap.example.jp", "starttls", 143, False)
+    assert data["username"] == "uriage@example.jp" and data["password_set"] is True
+    stored = db.session.scalar(db.select(Mailbox.password).where(Mailbox.account_id == account.id))
+    assert "pässwörd" not in stored  # sealed, as the tab stores it
+    assert service.recent_changes(account.id)[0].actor == "cli"
+
+    # An empty stdin line keeps the stored password, as a blank field on the tab does.
+    kept = runner.invoke(args=["integration", "mailbox", "acme", "--password-stdin", "--folder", "受信/売上"], input="\n")
+    assert kept.exit_code == 0, kept.output
+    assert mailbox_json(runner)["password_set"] is True and mailbox_json(runner)["folder"] == "受信/売上"
+
+
+@pytest.mark.parametrize("args, field, message", [
+    (["--method", "imap", "--username", "u"], "host", "メールボックスから取得する場合はIMAPサーバーを入力してください。"),
+    (["--method", "imap", "--host", "h", "--username", "u", "--password-stdin", "--port", "70000"], "port",
+     "ポートは1〜65535の数字で入力してください。"),
+    (["--method", "imap", "--host", "h", "--username", "u", "--password-stdin", "--folder", "A",
+      "--processed-folder", "A"], "processed_folder", "取得するフォルダと別のフォルダを指定してください。"),
+])
+def test_mailbox_refusals_name_the_field_and_save_nothing(runner, account, args, field, message):
+    before = mailbox_json(runner)
+    result = runner.invoke(args=["integration", "mailbox", "acme", *args], input="pw\n")
+    assert result.exit_code == 1
+    label = {"host": "IMAPサーバー", "port": "ポート", "processed_folder": "処理済みメールの移動先"}[field]
+    assert f"エラー: {label} ({field}):" in result.stderr and message in result.stderr
+    assert mailbox_json(runner) == before

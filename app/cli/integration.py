@@ -1,4 +1,4 @@
-"""`flask integration show|set|ftp-password|api-token|zip-password|check-now|fetch-now|overdue|ssh-key` (docs/spec.md section 8), all through services."""
+"""`flask integration show|set|mailbox|ftp-password|api-token|zip-password|check-now|fetch-now|overdue|ssh-key` (docs/spec.md section 8), all through services."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from .. import config
+from ..api.shapes import iso_utc
 from ..errors import Invalid, RenkeiError
 from ..importer.filename import period_key
 from ..services import accounts, ftpcheck, ftpreport, mailbox, overdue, queue, sshkeys, zippassword
@@ -20,11 +21,12 @@ from .accounts import failing
 integration_cli = AppGroup("integration", help="外部連携設定を表示・変更します (show and change the integration settings)。")
 
 
-def _fail(error: RenkeiError) -> NoReturn:
-    """Print the error (one line per field) on stderr and exit 1."""
+def _fail(error: RenkeiError, labels: dict[str, str] | None = None) -> NoReturn:
+    """Print the error (one line per field, named by `labels`) on stderr and exit 1."""
     if isinstance(error, Invalid) and error.errors:
+        labels = labels or {**service.FIELD_LABELS, sshkeys.FIELD: sshkeys.LABEL}
         for field, messages in error.errors.items():
-            label = {**service.FIELD_LABELS, sshkeys.FIELD: sshkeys.LABEL}.get(field, field)
+            label = labels.get(field, field)
             for message in messages:
                 click.echo(f"エラー: {label} ({field}): {message}", err=True)
     else:
@@ -119,6 +121,43 @@ def set_(slug: str, **options) -> None:
     with failing(_fail):
         service.update_settings(account.id, changes, actor="cli")
     click.echo(f"{account.slug} の外部連携設定を保存しました (settings saved)。")
+
+
+@integration_cli.command("mailbox")
+@click.argument("slug")
+@click.option("--method", type=click.Choice(list(mailbox.METHODS)),
+              help="受信方法: smtp(専用アドレス) か imap(メールボックスから取得)")
+@click.option("--host", help="IMAPサーバー")
+@click.option("--port", help="ポート(''で暗号化の既定 993 / 143)")
+@click.option("--tls", type=click.Choice(list(mailbox.TLS_MODES)), help="暗号化: implicit(SSL/TLS) か starttls")
+@click.option("--verify/--no-verify", default=None, help="サーバー証明書を確認する(既定)/しない")
+@click.option("--username", help="ユーザー名")
+@click.option("--password-stdin", is_flag=True, help="パスワードを標準入力の1行目から読みます(空行なら変更なし)")
+@click.option("--folder", help="取得するフォルダ(''で INBOX)")
+@click.option("--processed-folder", help="処理済みメールの移動先(''で Renkei/処理済)")
+def mailbox_(slug: str, password_stdin: bool, **options) -> None:
+    """受信方法を変更します。オプションなしは JSON で表示(パスワードは表示しません) (change how mail arrives, SMTP or an IMAP mailbox; no option prints it)。"""
+    account = _account(slug)
+    changes = {name: value for name, value in options.items() if value is not None}
+    if password_stdin:
+        # Read from stdin, never from the command line, where other users' `ps` would see it.
+        changes["password"] = sys.stdin.readline().rstrip("\r\n")
+    if not changes:
+        click.echo(json.dumps(_mailbox_dict(mailbox.get(account.id)), ensure_ascii=False, indent=2))
+        return
+    with failing(lambda error: _fail(error, mailbox.LABELS)):
+        changed = mailbox.save(account.id, mailbox.parse(changes, mailbox.get(account.id)), actor="cli")
+    summary = "、".join(changed) if changed else "変更なし"
+    click.echo(f"{account.slug} の受信方法を保存しました: {summary} (mailbox settings saved)。")
+
+
+def _mailbox_dict(row) -> dict:
+    """The 受信方法 as `integration mailbox` prints it: the settings, whether a password is stored, the last fetch."""
+    return {"method": row.method, "host": row.host, "port": row.port, "tls": row.tls, "verify": row.verify,
+            "username": row.username, "password_set": mailbox.password_set(row), "folder": row.folder,
+            "processed_folder": row.processed_folder, "last_success_at": iso_utc(row.last_success_at),
+            "last_error": row.last_error, "last_error_at": iso_utc(row.last_error_at),
+            "retry_at": iso_utc(row.retry_at)}
 
 
 @integration_cli.command("ftp-password")

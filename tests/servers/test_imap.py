@@ -401,3 +401,24 @@ def test_a_fetch_forgets_the_messages_moved_away_by_the_fetches_before(fetcher, 
         assert (result.ok, result.handed, result.moved) == (True, 1, 1)
         assert db.session.scalar(select(db.func.count()).select_from(FetchedMessage)) == 1
     assert len(account_imports(smtp_account.id)) == 3
+
+
+def test_a_mailbox_set_up_from_the_cli_is_fetched(app, runner, fetcher, dovecot, dovecot_user, smtp_account,
+                                                  smtp_mail):
+    import json
+
+    _, raw = shaped_mails(smtp_mail, dovecot_user.name)["plain-name"]
+    dovecot.append(dovecot_user, "INBOX", raw)
+    saved = runner.invoke(args=["integration", "mailbox", "acme", "--method", "imap", "--host", dovecot.host,
+                                "--port", str(dovecot.tls_port), "--tls", "implicit", "--username",
+                                dovecot_user.name, "--password-stdin"], input=f"{dovecot_user.password}\n")
+    assert saved.exit_code == 0, saved.output
+
+    fetched = runner.invoke(args=["integration", "fetch-now", "acme"])
+    assert fetched.exit_code == 0, fetched.output
+    assert "取得 1通、移動 1通" in fetched.output
+    assert len(account_imports(smtp_account.id)) == 1
+    assert len(dovecot.list_folder(dovecot_user, PROCESSED)) == 1
+    shown = json.loads(runner.invoke(args=["integration", "mailbox", "acme"]).stdout)
+    assert shown["last_success_at"] is not None and shown["last_error"] is None
+
