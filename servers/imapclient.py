@@ -167,6 +167,11 @@ class MailboxClient:
         data = self._ok(*self.conn.uid("SEARCH", "UNDELETED"), "メールの一覧を取得できません")
         return sorted(int(n) for n in (data[0] or b"").split())
 
+    def lowest_uid(self) -> int | None:
+        """The lowest UID in the folder, \\Deleted messages included (someone may still undelete one)."""
+        data = self._ok(*self.conn.uid("SEARCH", "ALL"), "メールの一覧を取得できません")
+        return min((int(n) for n in (data[0] or b"").split()), default=None)
+
     def size(self, uid: int) -> int | None:
         data = self._ok(*self.conn.uid("FETCH", str(uid), "(RFC822.SIZE)"), "メールの大きさを取得できません")
         match = re.search(rb"RFC822\.SIZE (\d+)", b" ".join(d for d in data if isinstance(d, bytes)))

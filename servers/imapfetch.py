@@ -161,7 +161,7 @@ class Fetcher:
             if not uids:
                 return handed, moved
             with self.app.app_context():
-                mailbox.forget_moved(login.account_id, uidvalidity, min(uids))
+                mailbox.forget_moved(login.account_id, uidvalidity, client.lowest_uid() or min(uids))
                 known = mailbox.fetched_uids(login.account_id, uidvalidity)
             folder_ready = False
             for uid in uids:

@@ -323,10 +323,8 @@ def test_a_server_that_is_down_is_backed_off_and_fetched_once_it_is_back(app, ow
     assert box(smtp_account.id).last_success_at == clock.now.replace(tzinfo=None)
 
 
-@pytest.mark.parametrize("missing", [("MOVE",), ("MOVE", "UIDPLUS")], ids=["no-move", "no-move-no-uidplus"])
-def test_without_move_the_message_is_copied_and_only_that_one_is_marked_deleted(missing, fetcher, dovecot,
-                                                                               dovecot_user, smtp_account, smtp_mail,
-                                                                               monkeypatch):
+def without_capabilities(monkeypatch, missing: tuple[str, ...]) -> None:
+    """Make the fetcher's client see a server that lacks `missing` (e.g. MOVE)."""
     from servers.imapclient import MailboxClient
 
     enter = MailboxClient.__enter__
@@ -337,6 +335,13 @@ def test_without_move_the_message_is_copied_and_only_that_one_is_marked_deleted(
         return client
 
     monkeypatch.setattr(MailboxClient, "__enter__", without)
+
+
+@pytest.mark.parametrize("missing", [("MOVE",), ("MOVE", "UIDPLUS")], ids=["no-move", "no-move-no-uidplus"])
+def test_without_move_the_message_is_copied_and_only_that_one_is_marked_deleted(missing, fetcher, dovecot,
+                                                                               dovecot_user, smtp_account, smtp_mail,
+                                                                               monkeypatch):
+    without_capabilities(monkeypatch, missing)
     _, raw = shaped_mails(smtp_mail, dovecot_user.name)["plain-name"]
     # Someone's own message already marked \Deleted (never ours to expunge), then the mail to import.
     dovecot.append(dovecot_user, "INBOX", b"From: me@acme.example\r\nSubject: draft\r\n\r\nkeep\r\n", flags="\\Deleted")
@@ -421,4 +426,22 @@ def test_a_mailbox_set_up_from_the_cli_is_fetched(app, runner, fetcher, dovecot,
     assert len(dovecot.list_folder(dovecot_user, PROCESSED)) == 1
     shown = json.loads(runner.invoke(args=["integration", "mailbox", "acme"]).stdout)
     assert shown["last_success_at"] is not None and shown["last_error"] is None
+
+
+def test_a_copy_left_marked_deleted_keeps_its_record_and_is_not_imported_again_when_undeleted(
+        fetcher, dovecot, dovecot_user, smtp_account, smtp_mail, monkeypatch):
+    # Without UIDPLUS our moved message stays in the folder marked \Deleted; a user may undelete it.
+    without_capabilities(monkeypatch, ("MOVE", "UIDPLUS"))
+    use_mailbox(smtp_account.id, dovecot, dovecot_user)
+    for day in (16, 17):
+        dovecot.append(dovecot_user, "INBOX", smtp_mail.raw(sender=SMTP_SENDER, to=dovecot_user.name, parts=[
+            (smtp_mail.plain(f"201805{day}.csv"), smtp_mail.csv())]))
+        assert fetcher.fetch(smtp_account.id).handed == 1  # the second fetch forgets what it can
+    with dovecot.connect(dovecot_user) as client:
+        client.select("INBOX")
+        client.uid("STORE", "1:*", "-FLAGS", "(\\Deleted)")
+
+    result = fetcher.fetch(smtp_account.id)
+    assert (result.ok, result.handed, result.moved) == (True, 0, 2)
+    assert len(account_imports(smtp_account.id)) == 2
 
