@@ -102,6 +102,8 @@ def test_export_then_import_round_trips(cli, app, make_account, tmp_path, encodi
     out_file.parent.mkdir()
     to_file = cli("results", "export", "acme", "20180516", "--encoding", encoding, "--output", str(out_file))
     assert to_file.exit_code == 0 and out_file.read_bytes() == exported.stdout_bytes
+    dash = cli("results", "export", "acme", "20180516", "--encoding", encoding, "--output", "-")
+    assert dash.exit_code == 0 and dash.stdout_bytes == exported.stdout_bytes  # "-" is stdout, as usual
 
     again = cli("import-csv", "acme", str(out_file))
     assert again.exit_code == 0, again.stderr

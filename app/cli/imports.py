@@ -163,14 +163,11 @@ def register(app: Flask) -> None:
             data = results.export_csv(account.id, period, encoding, as_board=as_board)
         except RenkeiError as error:
             _fail(str(error))
-        if output:
-            with open(output, "wb") as handle:
-                handle.write(data)
+        # "-" (or no --output) is stdout, which click.open_file leaves open.
+        with click.open_file(output or "-", "wb") as handle:
+            handle.write(data)
+        if output and output != "-":
             click.echo(f"{output} に書き出しました (written)。", err=True)
-        else:
-            stream = click.get_binary_stream("stdout")
-            stream.write(data)
-            stream.flush()
         click.echo(results.describe_export(period, as_board), err=True)
 
     app.cli.add_command(imports_group)
