@@ -14,6 +14,7 @@ from flask import flash, redirect, render_template, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import PasswordField, SelectField, StringField, SubmitField
+from wtforms.fields import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, ValidationError
 
 from ..errors import Invalid, NotFound
@@ -25,6 +26,9 @@ def address_validator(form, field) -> None:
     """WTForms validator: the project's one e-mail address rule (app/importer/addresses.py)."""
     if field.data and field.data.strip() and not is_address(field.data):
         raise ValidationError(f"メールアドレス「{field.data.strip()}」の形式が正しくありません。")
+
+
+ROLE_CHOICES = [SelectChoice(User.ADMIN, "管理者"), SelectChoice(User.VIEWER, "閲覧者")]
 
 
 class NameListField(StringField):
@@ -87,7 +91,7 @@ class UserForm(FlaskForm):
     # validate_choice's own message is English; AnyOf says the same thing in Japanese.
     role = SelectField(
         "権限",
-        choices=[(User.ADMIN, "管理者"), (User.VIEWER, "閲覧者")],
+        choices=ROLE_CHOICES,
         default=User.VIEWER,
         validate_choice=False,
         validators=[AnyOf([User.ADMIN, User.VIEWER], message="権限を選んでください。")],
@@ -100,7 +104,7 @@ class RoleForm(FlaskForm):
 
     role = SelectField(
         "権限",
-        choices=[(User.ADMIN, "管理者"), (User.VIEWER, "閲覧者")],
+        choices=ROLE_CHOICES,
         validate_choice=False,
         validators=[AnyOf([User.ADMIN, User.VIEWER], message="権限を選んでください。")],
     )
