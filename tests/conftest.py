@@ -13,12 +13,12 @@ pytest_plugins = [
     "tests.fixtures.migrations",
     "tests.fixtures.accounts",
     "tests.fixtures.bans",
+    "tests.fixtures.worker",  # before smtp, which imports it: a plugin imported first is not assert-rewritten
     "tests.fixtures.smtp",
     "tests.fixtures.ftp",
     "tests.fixtures.sftp",
     "tests.fixtures.api",
     "tests.fixtures.processes",
-    "tests.fixtures.worker",
     "tests.fixtures.dnsserver",
     "tests.fixtures.dovecot",
 ]
