@@ -30,10 +30,15 @@ def account(make_account):
     return account
 
 
-def show(runner) -> dict:
-    result = runner.invoke(args=["integration", "show", "acme"])
+def printed_json(runner, command: str = "show") -> dict:
+    """What `flask integration COMMAND acme` prints, as JSON (show, or mailbox without options)."""
+    result = runner.invoke(args=["integration", command, "acme"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+def show(runner) -> dict:
+    return printed_json(runner)
 
 
 def test_show_prints_json_with_the_spec_keys(runner, account):
@@ -212,9 +217,7 @@ def test_ssh_key_errors_name_the_line_and_exit_1(runner, account):
 
 
 def mailbox_json(runner) -> dict:
-    result = runner.invoke(args=["integration", "mailbox", "acme"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return printed_json(runner, "mailbox")
 
 
 def test_mailbox_without_options_prints_the_builtin_smtp_default(runner, account):
