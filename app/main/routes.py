@@ -13,6 +13,7 @@ from ..services import overdue, results
 from . import board, bp
 from .chart import bars
 
+
 @bp.route("/favicon.ico")
 def favicon():
     """Send browsers that ask for /favicon.ico by habit (feed readers, bookmarks) to the SVG icon."""
